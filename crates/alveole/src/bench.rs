@@ -1,0 +1,288 @@
+//! `alveole bench`: measurements that docs/BENCHMARKS.md reports. Each compares alveole with a
+//! baseline measured in the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alveole_model::{
+    Capacity, EnvVarInput, Limits, MemberInput, NodeInput, Overcommit, ProviderInput, Role,
+    SiteInput, Volume,
+};
+use alveole_panel::PanelConfig;
+use alveole_store::{AuditContext, PageRequest, SiteFilter, Store};
+use anyhow::Context;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// GET /api/v1/sites over many sites: first and deep page through the API, and the deep page
+    /// by keyset (what the API does) against LIMIT/OFFSET (the naive baseline).
+    ListSites {
+        /// A database to fill (sites are added until there are this many).
+        #[arg(long, default_value = "sqlite://alveole-bench.db")]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000)]
+        sites: usize,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::ListSites {
+            database_url,
+            sites,
+            page_size,
+            requests,
+            concurrency,
+        } => list_sites(&database_url, sites, page_size, requests, concurrency).await,
+    }
+}
+
+/// Latency summary of one measurement.
+#[derive(Debug)]
+pub struct Summary {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub per_second: f64,
+}
+
+/// Runs `requests` calls of `call`, `concurrency` at a time; every call must succeed.
+pub async fn measure<F, Fut>(
+    requests: usize,
+    concurrency: usize,
+    call: F,
+) -> anyhow::Result<Summary>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (call, next) = (call.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let t = Instant::now();
+                    call().await?;
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(requests);
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
+    let ctx = AuditContext::new("system:bench", "bench");
+    let existing = store.counts().await?.sites as usize;
+    if existing >= wanted {
+        return Ok(());
+    }
+    let provider = store
+        .create_provider(
+            &ctx,
+            ProviderInput {
+                name: format!("bench-{}", uuid::Uuid::now_v7()),
+                ..Default::default()
+            }
+            .validate()?,
+        )
+        .await?;
+    let node = NodeInput {
+        provider_id: provider.id,
+        name: format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
+        public_addresses: vec!["192.0.2.10".into()],
+        capacity: Capacity {
+            cpu_millis: 1_024_000,
+            memory_bytes: 1 << 50,
+            disk_bytes: 1 << 59,
+        },
+        overcommit: Overcommit {
+            cpu: 16.0,
+            memory: 1.0,
+        },
+    };
+    let node = store.create_node(&ctx, node.validate()?).await?;
+    let member = MemberInput {
+        display_name: "Bench".into(),
+        email: format!("bench-{}@example.org", uuid::Uuid::now_v7().simple()),
+        role: Role::Member,
+    };
+    let member = store.create_member(&ctx, member.validate()?).await?;
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    for i in existing..wanted {
+        let input = SiteInput {
+            owner_id: member.id,
+            primary_domain: format!("site-{i}-{}.bench.example.org", &tag[20..]),
+            aliases: vec![format!("www.site-{i}-{}.bench.example.org", &tag[20..])],
+            image: "registry.example.org/coop/site:1".into(),
+            command: vec![],
+            env: vec![EnvVarInput {
+                name: "MODE".into(),
+                value: Some("prod".into()),
+                secret: false,
+            }],
+            volume: Volume::default(),
+            limits: Limits::default(),
+            node_id: Some(node.id),
+            phase: None,
+        };
+        store.create_site(&ctx, input.validate(None)?).await?;
+    }
+    Ok(())
+}
+
+async fn list_sites(
+    database_url: &str,
+    sites: usize,
+    page_size: u32,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let store = alveole_store::connect(database_url)
+        .await
+        .context("opening the bench database")?;
+    let seeding = Instant::now();
+    seed(store.as_ref(), sites).await?;
+    eprintln!("seeded {sites} sites in {:.1?}", seeding.elapsed());
+    let token = alveole_panel::auth::reset_bootstrap_token(
+        store.as_ref(),
+        &AuditContext::new("system:bench", "bench"),
+    )
+    .await?;
+
+    // The cursor of the last page: the deepest a client can go.
+    let total = store.counts().await?.sites as u32;
+    let deep_offset = total.saturating_sub(page_size);
+    let deep_cursor = if deep_offset == 0 {
+        None
+    } else {
+        let before = store.list_sites_by_offset(deep_offset - 1, 1).await?;
+        before.first().map(|s| s.id.0)
+    };
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let state = alveole_panel::AppState::new(
+        store.clone(),
+        PanelConfig {
+            secure_cookies: false,
+        },
+    )?;
+    let server = tokio::spawn(crate::serve::serve(state, listener));
+    let http = reqwest::Client::new();
+
+    let api = |query: String| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        move || {
+            let (http, url, token) = (
+                http.clone(),
+                format!("{base}/api/v1/sites?{query}"),
+                token.clone(),
+            );
+            async move {
+                let response = http
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let body = response.bytes().await?;
+                anyhow::ensure!(body.len() > 2, "empty page");
+                Ok(())
+            }
+        }
+    };
+    let first = measure(requests, concurrency, api(format!("limit={page_size}"))).await?;
+    let deep_query = match deep_cursor {
+        Some(cursor) => format!("limit={page_size}&cursor={cursor}"),
+        None => format!("limit={page_size}"),
+    };
+    let deep = measure(requests, concurrency, api(deep_query)).await?;
+
+    let keyset = {
+        let store = store.clone();
+        measure(requests, concurrency, move || {
+            let store = store.clone();
+            async move {
+                let page = store
+                    .list_sites(
+                        &SiteFilter::default(),
+                        &PageRequest {
+                            after: deep_cursor,
+                            limit: page_size,
+                        },
+                    )
+                    .await?;
+                anyhow::ensure!(!page.items.is_empty(), "empty page");
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let offset = {
+        let store = store.clone();
+        measure(requests, concurrency, move || {
+            let store = store.clone();
+            async move {
+                let items = store.list_sites_by_offset(deep_offset, page_size).await?;
+                anyhow::ensure!(!items.is_empty(), "empty page");
+                Ok(())
+            }
+        })
+        .await?
+    };
+    server.abort();
+
+    let backend = format!("{:?}", store.backend()).to_lowercase();
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
+    println!("| backend | measurement | p50 ms | p99 ms | req/s |");
+    println!("|---|---|---|---|---|");
+    for (name, s) in [
+        ("API first page", &first),
+        ("API last page (keyset cursor)", &deep),
+        ("store last page, keyset", &keyset),
+        ("store last page, LIMIT/OFFSET (baseline)", &offset),
+    ] {
+        println!(
+            "| {backend} | {name} | {} | {} | {:.0} |",
+            ms(s.p50),
+            ms(s.p99),
+            s.per_second
+        );
+    }
+    println!(
+        "\n{backend}: {total} sites, page size {page_size}, {requests} requests per row, concurrency {concurrency}; \
+         keyset is {:.1}x the throughput of OFFSET on the last page.",
+        keyset.per_second / offset.per_second
+    );
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Every subcommand, flag and `ALVEOLE_*` variable of the binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "alveole",
+    version,
+    about = "A libre hosting control panel for cooperatives"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the panel (JSON API, pages, metrics).
+    Serve(ServeArgs),
+    /// Commands for the panel's host.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage sites through the API.
+    Site(ResourceArgs),
+    /// Manage nodes through the API.
+    Node(ResourceArgs),
+    /// Manage providers through the API.
+    Provider(ResourceArgs),
+    /// Manage members through the API.
+    Member(ResourceArgs),
+    /// Measure the panel (see docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Where the panel keeps its state: sqlite://FILE or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "ALVEOLE_DATABASE_URL",
+        default_value = "sqlite://alveole.db"
+    )]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address and port the panel listens on.
+    #[arg(long, env = "ALVEOLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Mark session cookies Secure (set this when the panel is served over HTTPS).
+    #[arg(long, env = "ALVEOLE_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Replace the bootstrap admin token and print the new one (the old one stops working).
+    ResetToken {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The panel's address.
+    #[arg(
+        long,
+        env = "ALVEOLE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// An API token (the bootstrap admin token for now).
+    #[arg(long, env = "ALVEOLE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResourceArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub action: ResourceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceAction {
+    /// List, optionally filtered: --filter owner_id=... (the API's query parameters).
+    List {
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Follow pages up to this many items.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+    /// Show one, by id (sites also by host name).
+    Show { id: String },
+    /// Create from --set fields (dotted paths, JSON values or text) and/or a JSON file.
+    Create {
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Change fields (--set, as for create) of one, by id.
+    Update {
+        id: String,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Delete one, by id (sites also by host name).
+    Delete { id: String },
+}
+
+/// The README's configuration table, generated from the definitions above.
+pub fn config_table() -> String {
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let mut visit = |cmd: &clap::Command, path: &str| {
+        for arg in cmd.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy().into_owned();
+            if rows.iter().any(|r| r.0 == env) {
+                continue;
+            }
+            let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            let default = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(",");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            rows.push((env, format!("`{flag}` ({path})"), default, help));
+        }
+    };
+    let root = Cli::command();
+    for sub in root.get_subcommands() {
+        visit(sub, sub.get_name());
+        for nested in sub.get_subcommands() {
+            visit(nested, &format!("{} {}", sub.get_name(), nested.get_name()));
+        }
+    }
+    rows.sort();
+    let mut table = String::from("| Variable | Flag | Default | Meaning |\n|---|---|---|---|\n");
+    for (env, flag, default, help) in rows {
+        let default = if default.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("`{default}`")
+        };
+        table.push_str(&format!("| `{env}` | {flag} | {default} | {help} |\n"));
+    }
+    table
+}

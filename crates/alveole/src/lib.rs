@@ -1,0 +1,9 @@
+//! The `alveole` command: its definitions (here, so tests can compare them with the README)
+//! and what each subcommand does.
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod serve;
+
+pub use cli::{Cli, Command};

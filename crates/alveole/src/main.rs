@@ -1,0 +1,38 @@
+//! The `alveole` binary: parses the command line and hands over to the library.
+
+use alveole::cli::{AdminCommand, Cli, Command};
+use alveole::{bench, client, serve};
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let log = match &cli.command {
+        Command::Serve(args) => args.log.clone(),
+        _ => "warn".to_owned(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&log).context("invalid log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    // One TLS provider for every HTTPS client in the process (ring: no cmake or clang needed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Admin(AdminCommand::ResetToken { database }) => {
+            let store = alveole_store::connect(&database.database_url).await?;
+            let ctx = alveole_store::AuditContext::new("system:admin-cli", "reset-token");
+            let token = alveole_panel::auth::reset_bootstrap_token(store.as_ref(), &ctx).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Site(args) => client::run(client::SITES, args).await,
+        Command::Node(args) => client::run(client::NODES, args).await,
+        Command::Provider(args) => client::run(client::PROVIDERS, args).await,
+        Command::Member(args) => client::run(client::MEMBERS, args).await,
+        Command::Bench(command) => bench::run(command).await,
+    }
+}

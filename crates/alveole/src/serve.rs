@@ -1,0 +1,101 @@
+//! `alveole serve`: open the database, make sure an admin can sign in, serve the panel.
+
+use alveole_panel::{AppState, PanelConfig, auth};
+use anyhow::Context;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let store = alveole_store::connect(&args.database.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                redact(&args.database.database_url)
+            )
+        })?;
+    let state = AppState::new(
+        store.clone(),
+        PanelConfig {
+            secure_cookies: args.secure_cookies,
+        },
+    )?;
+    if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {
+        println!("First start: the bootstrap admin token is\n\n    {token}\n");
+        println!(
+            "It is shown only this once (stored hashed). Sign in with it at the address below;"
+        );
+        println!("`alveole admin reset-token` makes a new one.\n");
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("alveole is listening on http://{address}/");
+    tracing::info!(%address, backend = ?store.backend(), "panel started");
+    serve(state, listener).await
+}
+
+/// Serves the panel on `listener` until Ctrl-C or SIGTERM.
+pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    let app = alveole_panel::app(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The address a serving panel would print, for tests that start one in-process.
+pub fn url_of(address: SocketAddr) -> String {
+    format!("http://{address}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            super::redact("postgres://a:secret@h/db"),
+            "postgres://a:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://alveole.db"), "sqlite://alveole.db");
+    }
+}

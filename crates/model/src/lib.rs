@@ -1,0 +1,23 @@
+//! alveole's domain: typed values that are valid by construction, their validators, and the
+//! planners that decide things from them. No I/O happens here, so all of it is unit-tested.
+
+pub mod capacity;
+pub mod env;
+pub mod error;
+pub mod hostname;
+pub mod ids;
+pub mod image;
+pub mod phase;
+pub mod quantity;
+pub mod resources;
+pub mod text;
+
+pub use capacity::{CapacityError, NodeLoad, choose_node};
+pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
+pub use error::{FieldError, ValidationErrors};
+pub use hostname::{Hostname, Wildcard};
+pub use ids::{MemberId, NodeId, ProviderId, SiteId};
+pub use image::ImageRef;
+pub use phase::SitePhase;
+pub use resources::*;
+pub use text::{CountryCode, DisplayName, Email, Notes, Slug};

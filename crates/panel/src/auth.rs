@@ -1,0 +1,150 @@
+//! Who is calling. The JSON API takes bearer tokens only (so it needs no CSRF defence); pages
+//! take a server-side session cookie, and every state-changing form carries the session's CSRF
+//! token. Until identity (OpenID Connect) lands, the one credential is the bootstrap admin token
+//! that `alveole serve` prints once and stores hashed.
+
+use alveole_model::Role;
+use alveole_store::{AuditContext, Session, Store, StoreResult};
+use base64::Engine;
+use chrono::{Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Name of the bootstrap admin token in the store.
+pub const BOOTSTRAP: &str = "bootstrap";
+pub const SESSION_COOKIE: &str = "alveole_session";
+const SESSION_LIFETIME_HOURS: i64 = 12;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// As recorded in audit events.
+    pub actor: String,
+    pub role: Role,
+    /// For pages: the session's CSRF token, which forms must send back.
+    pub csrf_token: Option<String>,
+}
+
+/// 256 random bits, URL-safe: unguessable, so a fast hash is enough to store it.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Creates the bootstrap token if there is none yet; returns it (to print once) when created.
+pub async fn ensure_bootstrap_token(store: &dyn Store) -> StoreResult<Option<String>> {
+    if store.admin_token_hash(BOOTSTRAP).await?.is_some() {
+        return Ok(None);
+    }
+    reset_bootstrap_token(store, &AuditContext::new("system:first-start", "bootstrap"))
+        .await
+        .map(Some)
+}
+
+/// Replaces the bootstrap token; the old one stops working at once.
+pub async fn reset_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> StoreResult<String> {
+    let token = new_token("alv_");
+    store
+        .set_admin_token(ctx, BOOTSTRAP, &hash_token(&token))
+        .await?;
+    Ok(token)
+}
+
+/// The caller a bearer token stands for, if any.
+pub async fn caller_from_bearer(store: &dyn Store, token: &str) -> StoreResult<Option<Caller>> {
+    let Some(stored) = store.admin_token_hash(BOOTSTRAP).await? else {
+        return Ok(None);
+    };
+    Ok(same(&stored, &hash_token(token)).then(|| Caller {
+        actor: "bootstrap-admin".into(),
+        role: Role::Admin,
+        csrf_token: None,
+    }))
+}
+
+/// The caller a session cookie stands for, if the session exists and is still valid.
+pub async fn caller_from_session(store: &dyn Store, cookie: &str) -> StoreResult<Option<Caller>> {
+    let session = store.find_session(&hash_token(cookie), Utc::now()).await?;
+    Ok(session.map(|s| Caller {
+        actor: s.actor,
+        role: Role::Admin,
+        csrf_token: Some(s.csrf_token),
+    }))
+}
+
+/// Opens a session for `actor`; returns the cookie value.
+pub async fn open_session(
+    store: &dyn Store,
+    ctx: &AuditContext,
+    actor: &str,
+) -> StoreResult<String> {
+    let cookie = new_token("");
+    let now = Utc::now();
+    let session = Session {
+        token_hash: hash_token(&cookie),
+        actor: actor.to_owned(),
+        csrf_token: new_token(""),
+        created_at: now,
+        expires_at: now + Duration::hours(SESSION_LIFETIME_HOURS),
+    };
+    store.create_session(ctx, &session).await?;
+    Ok(cookie)
+}
+
+pub async fn close_session(store: &dyn Store, ctx: &AuditContext, cookie: &str) -> StoreResult<()> {
+    store.delete_session(ctx, &hash_token(cookie)).await
+}
+
+/// Whether a form's CSRF field matches the caller's session.
+pub fn csrf_ok(caller: &Caller, sent: Option<&str>) -> bool {
+    match (&caller.csrf_token, sent) {
+        (Some(expected), Some(sent)) => same(expected, sent),
+        _ => false,
+    }
+}
+
+/// Reads one cookie from a `Cookie` header.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_hash_stably() {
+        let a = new_token("alv_");
+        let b = new_token("alv_");
+        assert_ne!(a, b);
+        assert!(a.len() > 40);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_eq!(hash_token("x").len(), 64);
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}

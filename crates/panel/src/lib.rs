@@ -1,0 +1,209 @@
+//! alveole's panel: the JSON API, the HTML pages, OpenAPI and metrics, all served from one
+//! route table (`routes.rs`). Handlers are thin: they validate with the model crate and write
+//! through the store, whose every write is audited.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod i18n;
+pub mod metrics;
+pub mod openapi;
+mod ops;
+pub mod pages;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use alveole_store::Store;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::{Access, Surface};
+
+/// Settings of the panel that do not come from the database.
+#[derive(Clone, Debug)]
+pub struct PanelConfig {
+    /// Mark cookies `Secure` (the panel is served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    templates: tera::Tera,
+    i18n: i18n::I18n,
+    metrics: metrics::Metrics,
+    openapi: serde_json::Value,
+    config: PanelConfig,
+}
+
+/// Why the panel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error("a template does not parse")]
+    Templates(#[from] tera::Error),
+    #[error("a translation catalogue does not parse")]
+    Catalog(#[from] serde_json::Error),
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: PanelConfig) -> Result<Self, PanelError> {
+        let openapi = openapi::document(&routes::routes());
+        Ok(Self(Arc::new(Inner {
+            store,
+            templates: pages::templates()?,
+            i18n: i18n::I18n::load()?,
+            metrics: metrics::Metrics::new(),
+            openapi,
+            config,
+        })))
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    pub fn templates(&self) -> &tera::Tera {
+        &self.0.templates
+    }
+
+    pub fn i18n(&self) -> &i18n::I18n {
+        &self.0.i18n
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.0.metrics
+    }
+
+    pub fn openapi(&self) -> &serde_json::Value {
+        &self.0.openapi
+    }
+
+    pub fn config(&self) -> &PanelConfig {
+        &self.0.config
+    }
+}
+
+/// The whole panel as an axum application.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes::routes() {
+        let (access, surface) = (route.access, route.surface);
+        let guarded = route.handler.layer(middleware::from_fn_with_state(
+            state.clone(),
+            move |state: State<AppState>, request: Request, next: Next| {
+                authorize(state, access, surface, request, next)
+            },
+        ));
+        router = router.route(&route.path, guarded);
+    }
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Finds the caller (bearer token for the API, session cookie for pages) and applies the
+/// route's access rule.
+async fn authorize(
+    State(state): State<AppState>,
+    access: Access,
+    surface: Surface,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match identify(&state, surface, request.headers()).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    match (caller, access) {
+        (Some(caller), _) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        (None, Access::Public) => next.run(request).await,
+        (None, _) if surface == Surface::Page => Redirect::to("/login").into_response(),
+        (None, _) => ApiError::Unauthorized.into_response(),
+    }
+}
+
+async fn identify(
+    state: &AppState,
+    surface: Surface,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    let store = state.store();
+    match surface {
+        Surface::Api => {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match bearer {
+                Some(token) => Ok(auth::caller_from_bearer(store, token.trim()).await?),
+                None => Ok(None),
+            }
+        }
+        Surface::Page => match auth::cookie(headers, auth::SESSION_COOKIE) {
+            Some(cookie) => Ok(auth::caller_from_session(store, cookie).await?),
+            None => Ok(None),
+        },
+        Surface::Operations => Ok(None),
+    }
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            method,
+            route: route.clone(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&metrics::RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

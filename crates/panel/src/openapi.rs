@@ -1,0 +1,77 @@
+//! The OpenAPI 3.0 document, generated from the route table and the types' JSON schemas.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::routes::{Access, Route, Surface, problem_schema};
+
+pub fn document(routes: &[Route]) -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut paths = Map::new();
+    for route in routes.iter().filter(|r| r.surface == Surface::Api) {
+        let Some(doc) = &route.doc else { continue };
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}))
+            .collect();
+        parameters.extend(doc.query.iter().map(|(name, description)| {
+            let schema = match *name {
+                "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500}),
+                "version" => json!({"type": "integer"}),
+                _ => json!({"type": "string"}),
+            };
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+        }));
+        let mut responses = Map::new();
+        let (status, body) = doc.success;
+        let mut success = json!({"description": "Success"});
+        if let Some(body) = body {
+            success["content"] = json!({"application/json": {"schema": body(&mut generator)}});
+        }
+        responses.insert(status.to_string(), success);
+        for status in &doc.errors {
+            responses.insert(
+                status.to_string(),
+                json!({"description": "Problem", "content": {"application/problem+json": {"schema": problem_schema(&mut generator)}}}),
+            );
+        }
+        let mut operation = json!({
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(request) = doc.request {
+            let content_type = if route.method == axum::http::Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            operation["requestBody"] = json!({"required": true, "content": {content_type: {"schema": request(&mut generator)}, "application/json": {"schema": request(&mut generator)}}});
+        }
+        operation["security"] = if route.access == Access::Public {
+            json!([])
+        } else {
+            json!([{"bearer": []}])
+        };
+        let entry = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
+        entry[route.method.as_str().to_ascii_lowercase()] = operation;
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "alveole",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The control panel of a hosting cooperative.",
+            "license": {"name": "AGPL-3.0-or-later"}
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        }
+    })
+}

@@ -1,0 +1,314 @@
+//! HTML forms as declarative field lists. A form's flat text fields become the same JSON input
+//! the API takes (so pages and API share one validator), and a stored input becomes form text.
+
+use std::collections::BTreeMap;
+
+use alveole_model::quantity::{format_bytes, parse_bytes, parse_millicores};
+use alveole_model::{FieldError, ValidationErrors};
+use serde_json::{Map, Value, json};
+
+/// Where a select's options come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Options {
+    Roles,
+    Phases,
+    Members,
+    Providers,
+    /// Nodes, with "chosen by the panel" as the empty choice.
+    NodesOrAutomatic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Email,
+    Date,
+    Textarea,
+    /// One item per line, as an array.
+    Lines,
+    /// A size such as `512M`, as bytes.
+    Bytes,
+    /// Cores such as `0.5` or `500m`, as millicores.
+    Cpu,
+    Integer,
+    Ratio,
+    /// `NAME=value` lines into the `env` array; secret ones keep their value when left empty.
+    Env {
+        secret: bool,
+    },
+    Select(Options),
+}
+
+/// One input of a form. `name` is the dotted JSON path it fills (`limits.cpu_millis`), which
+/// is also how API errors name their field, so each error lands next to its input.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+impl Field {
+    /// The HTML name of the input (two inputs may fill one JSON path).
+    pub fn input_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Env { secret: true } => "secret_env",
+            _ => self.name,
+        }
+    }
+}
+
+/// Turns submitted text into the input JSON, or the field errors of the text itself.
+pub fn to_json(
+    fields: &[Field],
+    form: &BTreeMap<String, String>,
+) -> Result<Value, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let mut root = Value::Object(Map::new());
+    for field in fields {
+        let text = form
+            .get(field.input_name())
+            .map(String::as_str)
+            .unwrap_or("");
+        let value = match field.kind {
+            Kind::Text | Kind::Email | Kind::Date | Kind::Textarea => Some(json!(text.trim())),
+            Kind::Lines => Some(json!(lines(text).collect::<Vec<_>>())),
+            Kind::Bytes => errors
+                .check(field.name, parse_bytes(text))
+                .map(|n| json!(n)),
+            Kind::Cpu => errors
+                .check(field.name, parse_millicores(text))
+                .map(|n| json!(n)),
+            Kind::Integer => errors
+                .check(
+                    field.name,
+                    text.trim()
+                        .parse::<u64>()
+                        .map_err(|_| FieldError::new("", "number.invalid", "a whole number")),
+                )
+                .map(|n| json!(n)),
+            Kind::Ratio => errors
+                .check(
+                    field.name,
+                    text.trim()
+                        .parse::<f64>()
+                        .map_err(|_| FieldError::new("", "number.invalid", "a number such as 1.5")),
+                )
+                .map(|n| json!(n)),
+            Kind::Env { secret } => {
+                let vars = env_lines(text, secret)
+                    .map_err(|e| errors.push(e.at(field.input_name())))
+                    .ok();
+                if let Some(vars) = vars {
+                    let env = path_entry(&mut root, field.name);
+                    if !env.is_array() {
+                        *env = json!([]);
+                    }
+                    if let Some(array) = env.as_array_mut() {
+                        array.extend(vars);
+                    }
+                }
+                None
+            }
+            Kind::Select(_) => Some(if text.is_empty() {
+                Value::Null
+            } else {
+                json!(text)
+            }),
+        };
+        if let Some(value) = value {
+            *path_entry(&mut root, field.name) = value;
+        }
+    }
+    if errors.is_empty() {
+        Ok(root)
+    } else {
+        Err(errors)
+    }
+}
+
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty())
+}
+
+fn env_lines(text: &str, secret: bool) -> Result<Vec<Value>, FieldError> {
+    lines(text)
+        .map(|line| match line.split_once('=') {
+            Some((name, value)) if secret && value.is_empty() => {
+                Ok(json!({"name": name.trim(), "value": null, "secret": true}))
+            }
+            Some((name, value)) => {
+                Ok(json!({"name": name.trim(), "value": value, "secret": secret}))
+            }
+            None if secret => Ok(json!({"name": line, "value": null, "secret": true})),
+            None => Err(FieldError::new(
+                "",
+                "env.line",
+                format!("{line:?}: write NAME=value"),
+            )),
+        })
+        .collect()
+}
+
+/// The slot at a dotted path, created as needed.
+fn path_entry<'a>(root: &'a mut Value, path: &str) -> &'a mut Value {
+    path.split('.').fold(root, |node, key| {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        match node {
+            Value::Object(map) => map.entry(key.to_owned()).or_insert(Value::Null),
+            // Just made an object above.
+            other => other,
+        }
+    })
+}
+
+fn path_get<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(root, |node, key| node.get(key))
+}
+
+/// The text each input shows for a stored input (secret values are never in it).
+pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
+    fields
+        .iter()
+        .map(|field| {
+            let value = path_get(input, field.name).unwrap_or(&Value::Null);
+            let text = match field.kind {
+                Kind::Lines => value
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default(),
+                Kind::Bytes => value.as_u64().map(format_bytes).unwrap_or_default(),
+                Kind::Cpu => value
+                    .as_u64()
+                    .map(|m| format!("{}", m as f64 / 1000.0))
+                    .unwrap_or_default(),
+                Kind::Env { secret } => value
+                    .as_array()
+                    .map(|vars| {
+                        vars.iter()
+                            .filter(|v| v["secret"].as_bool() == Some(secret))
+                            .filter_map(|v| {
+                                let name = v["name"].as_str()?;
+                                Some(if secret {
+                                    name.to_owned()
+                                } else {
+                                    format!("{name}={}", v["value"].as_str().unwrap_or(""))
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default(),
+                _ => match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                },
+            };
+            (field.input_name().to_owned(), text)
+        })
+        .collect()
+}
+
+/// The input a field error belongs to: `aliases[2]` → `aliases`, `env[0].name` → `env`.
+pub fn input_for_error<'a>(fields: &'a [Field], error_field: &str) -> Option<&'a str> {
+    let base = error_field.split('[').next().unwrap_or(error_field);
+    fields
+        .iter()
+        .find(|f| f.name == base || f.input_name() == base)
+        .map(Field::input_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIELDS: &[Field] = &[
+        Field {
+            name: "primary_domain",
+            kind: Kind::Text,
+        },
+        Field {
+            name: "aliases",
+            kind: Kind::Lines,
+        },
+        Field {
+            name: "limits.memory_bytes",
+            kind: Kind::Bytes,
+        },
+        Field {
+            name: "limits.cpu_millis",
+            kind: Kind::Cpu,
+        },
+        Field {
+            name: "env",
+            kind: Kind::Env { secret: false },
+        },
+        Field {
+            name: "env",
+            kind: Kind::Env { secret: true },
+        },
+        Field {
+            name: "node_id",
+            kind: Kind::Select(Options::NodesOrAutomatic),
+        },
+    ];
+
+    #[test]
+    fn form_text_becomes_input_json_and_back() {
+        let form: BTreeMap<String, String> = [
+            ("primary_domain", " a.org "),
+            ("aliases", "www.a.org\n\n b.org \n"),
+            ("limits.memory_bytes", "256M"),
+            ("limits.cpu_millis", "0.5"),
+            ("env", "MODE=prod\nEMPTY="),
+            ("secret_env", "DB_PASSWORD=hunter2\nKEPT"),
+            ("node_id", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let json = to_json(FIELDS, &form).unwrap();
+        assert_eq!(json["primary_domain"], "a.org");
+        assert_eq!(json["aliases"], json!(["www.a.org", "b.org"]));
+        assert_eq!(
+            json["limits"],
+            json!({"memory_bytes": 268435456u64, "cpu_millis": 500})
+        );
+        assert_eq!(
+            json["env"][3],
+            json!({"name": "KEPT", "value": null, "secret": true})
+        );
+        assert_eq!(json["node_id"], Value::Null);
+
+        let text = to_text(FIELDS, &json);
+        assert_eq!(text["aliases"], "www.a.org\nb.org");
+        assert_eq!(text["limits.memory_bytes"], "256M");
+        assert_eq!(text["limits.cpu_millis"], "0.5");
+        assert_eq!(text["env"], "MODE=prod\nEMPTY=");
+        assert_eq!(
+            text["secret_env"], "DB_PASSWORD\nKEPT",
+            "secret values are never shown"
+        );
+    }
+
+    #[test]
+    fn bad_text_is_reported_against_its_input() {
+        let form: BTreeMap<String, String> = [("limits.memory_bytes", "lots"), ("env", "NOEQUALS")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let errors = to_json(FIELDS, &form).unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limits.memory_bytes", "limits.cpu_millis", "env"]);
+        assert_eq!(input_for_error(FIELDS, "aliases[3]"), Some("aliases"));
+        assert_eq!(input_for_error(FIELDS, "env[0].name"), Some("env"));
+    }
+}

@@ -1,0 +1,661 @@
+//! HTML pages (tera templates under `templates/`, embedded at build time). Every string goes
+//! through the translation catalogues; every state-changing form carries the CSRF token.
+
+mod form;
+mod resources;
+
+use std::collections::BTreeMap;
+
+use alveole_model::FieldError;
+use alveole_model::quantity::format_bytes;
+use alveole_store::PageRequest;
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde_json::{Value, json};
+
+pub use form::{Field, Kind, Options};
+pub use resources::PageResource;
+
+use crate::AppState;
+use crate::api::{self, Resource, audit_context, parse_id};
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::i18n::{LANG_COOKIE, LANGUAGES, negotiate};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../../../templates/base.html")),
+    (
+        "dashboard.html",
+        include_str!("../../../../templates/dashboard.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../../templates/login.html"),
+    ),
+    ("list.html", include_str!("../../../../templates/list.html")),
+    (
+        "detail.html",
+        include_str!("../../../../templates/detail.html"),
+    ),
+    ("form.html", include_str!("../../../../templates/form.html")),
+    (
+        "message.html",
+        include_str!("../../../../templates/message.html"),
+    ),
+];
+
+pub fn templates() -> Result<tera::Tera, tera::Error> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_templates(TEMPLATES.iter().copied())?;
+    Ok(tera)
+}
+
+/// Renders `template` in the request's language. `t` holds the catalogue, `lang` the language.
+fn render(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+    template: &str,
+    mut context: tera::Context,
+) -> Response {
+    let lang = negotiate(headers);
+    context.insert("t", state.i18n().catalog(lang));
+    context.insert("lang", lang);
+    context.insert("languages", &LANGUAGES);
+    context.insert("signed_in", &caller.is_some());
+    context.insert(
+        "csrf",
+        &caller
+            .and_then(|c| c.csrf_token.clone())
+            .unwrap_or_default(),
+    );
+    match state.templates().render(template, &context) {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(template, error = ?error, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A page with a title and a message (errors, not found).
+fn message(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+    status: StatusCode,
+    title_key: &str,
+    text: &str,
+) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("title_key", title_key);
+    context.insert("text", text);
+    let mut response = render(state, headers, caller, "message.html", context);
+    *response.status_mut() = status;
+    response
+}
+
+/// A failed page action, shown as a page (internal details only in the log).
+fn error_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+    error: ApiError,
+) -> Response {
+    let status = error.status();
+    if let ApiError::Internal(source) = &error {
+        tracing::error!(error = %source, "internal error");
+    }
+    let text = match &error {
+        ApiError::Internal(_) => String::new(),
+        other => translate_message(state, headers, &other.problem().detail, None),
+    };
+    message(state, headers, caller, status, "title.error", &text)
+}
+
+fn translate_message(
+    state: &AppState,
+    headers: &HeaderMap,
+    fallback: &str,
+    code: Option<&str>,
+) -> String {
+    match code {
+        Some(code) => state
+            .i18n()
+            .text(negotiate(headers), &format!("error.{code}"), fallback),
+        None => fallback.to_owned(),
+    }
+}
+
+pub async fn not_found(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::NotFound("route").into_response();
+    }
+    message(
+        &state,
+        &headers,
+        None,
+        StatusCode::NOT_FOUND,
+        "title.not_found",
+        uri.path(),
+    )
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../../../templates/alveole.css"),
+    )
+}
+
+fn csrf_checked(caller: &Caller, form: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if auth::csrf_ok(caller, form.get("csrf").map(String::as_str)) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "this form has expired: reload the page and send it again".into(),
+        ))
+    }
+}
+
+/// Sends a browser back to a page of the panel only: `next` is a local path or nothing.
+fn local_path(next: Option<&String>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.clone()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+// --- sign-in, language, dashboard ----------------------------------------------------------
+
+pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("error", "");
+    render(&state, &headers, None, "login.html", context)
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let token = form.get("token").map(|t| t.trim()).unwrap_or("");
+    let caller = match auth::caller_from_bearer(state.store(), token).await {
+        Ok(caller) => caller,
+        Err(error) => return error_page(&state, &headers, None, error.into()),
+    };
+    let Some(caller) = caller else {
+        let mut context = tera::Context::new();
+        context.insert(
+            "error",
+            &state
+                .i18n()
+                .text(negotiate(&headers), "login.wrong_token", "wrong token"),
+        );
+        let mut response = render(&state, &headers, None, "login.html", context);
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    };
+    let ctx = audit_context(&caller, &headers);
+    match auth::open_session(state.store(), &ctx, &caller.actor).await {
+        Ok(cookie) => {
+            let secure = if state.config().secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            };
+            let set_cookie = format!(
+                "{}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}",
+                auth::SESSION_COOKIE
+            );
+            ([(header::SET_COOKIE, set_cookie)], Redirect::to("/")).into_response()
+        }
+        Err(error) => error_page(&state, &headers, None, error.into()),
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    if let Err(error) = csrf_checked(&caller, &form) {
+        return error_page(&state, &headers, Some(&caller), error);
+    }
+    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+        if let Err(error) =
+            auth::close_session(state.store(), &audit_context(&caller, &headers), cookie).await
+        {
+            return error_page(&state, &headers, Some(&caller), error.into());
+        }
+    }
+    let expired = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        auth::SESSION_COOKIE
+    );
+    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+}
+
+pub async fn language(
+    Path(lang): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let next = local_path(query.get("next"));
+    match LANGUAGES.iter().find(|l| **l == lang) {
+        Some(lang) => {
+            let cookie = format!("{LANG_COOKIE}={lang}; Path=/; SameSite=Lax; Max-Age=31536000");
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "unknown language").into_response(),
+    }
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
+    let store = state.store();
+    let (counts, usage) = match tokio::try_join!(store.counts(), store.node_usage()) {
+        Ok(both) => both,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
+    };
+    let percent = |used: u64, total: f64| {
+        if total > 0.0 {
+            ((used as f64 / total) * 100.0).round() as u64
+        } else {
+            0
+        }
+    };
+    let nodes: Vec<Value> = usage
+        .iter()
+        .map(|u| {
+            let l = &u.load;
+            let cpu_total = f64::from(l.capacity.cpu_millis) * l.overcommit.cpu;
+            let mem_total = l.capacity.memory_bytes as f64 * l.overcommit.memory;
+            json!({
+                "id": l.node_id.to_string(),
+                "name": u.name.as_str(),
+                "sites": u.sites,
+                "cpu_percent": percent(l.reserved.cpu_millis, cpu_total),
+                "memory_percent": percent(l.reserved.memory_bytes, mem_total),
+                "disk_percent": percent(l.reserved.disk_bytes, l.capacity.disk_bytes as f64),
+                "memory": format!("{} / {}", format_bytes(l.reserved.memory_bytes), format_bytes(mem_total as u64)),
+            })
+        })
+        .collect();
+    let phases: Vec<Value> = counts
+        .sites_by_phase
+        .iter()
+        .map(|(p, n)| json!({"phase": p.as_str(), "label_key": format!("phase.{}", p.as_str()), "count": n}))
+        .collect();
+    let mut context = tera::Context::new();
+    context.insert("counts", &counts);
+    context.insert("phases", &phases);
+    context.insert("nodes", &nodes);
+    render(&state, &headers, Some(&caller), "dashboard.html", context)
+}
+
+// --- the pages of a resource ---------------------------------------------------------------
+
+pub async fn list<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let page = match params.get("cursor").map(|c| c.parse()) {
+        Some(Err(_)) => {
+            return error_page(
+                &state,
+                &headers,
+                Some(&caller),
+                ApiError::BadRequest("bad cursor".into()),
+            );
+        }
+        Some(Ok(after)) => PageRequest {
+            after: Some(after),
+            limit: api::DEFAULT_PAGE_SIZE,
+        },
+        None => PageRequest {
+            after: None,
+            limit: api::DEFAULT_PAGE_SIZE,
+        },
+    };
+    let page = match R::list(state.store(), &R::Filter::default(), &page).await {
+        Ok(page) => page,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
+    };
+    let rows: Vec<Value> = page
+        .items
+        .iter()
+        .map(|item| json!({"id": R::id_of(item).to_string(), "cells": R::cells(item)}))
+        .collect();
+    let mut context = tera::Context::new();
+    context.insert("plural", R::PLURAL);
+    context.insert("title_key", &format!("nav.{}", R::PLURAL));
+    context.insert("new_key", &format!("action.new.{}", R::PLURAL));
+    context.insert(
+        "column_keys",
+        &R::COLUMNS
+            .iter()
+            .map(|c| format!("field.{c}"))
+            .collect::<Vec<_>>(),
+    );
+    context.insert("rows", &rows);
+    context.insert("next_cursor", &page.next_cursor);
+    render(&state, &headers, Some(&caller), "list.html", context)
+}
+
+pub async fn show<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let item = match load::<R>(&state, &id).await {
+        Ok(item) => item,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
+    let mut rows = Vec::new();
+    flatten(
+        "",
+        &serde_json::to_value(&item).unwrap_or(Value::Null),
+        &mut rows,
+    );
+    let mut context = tera::Context::new();
+    context.insert("plural", R::PLURAL);
+    context.insert("id", &id);
+    context.insert("title", &R::title(&item));
+    context.insert("rows", &rows);
+    context.insert(
+        "version",
+        &serde_json::to_value(&item)
+            .ok()
+            .and_then(|v| v["version"].as_i64()),
+    );
+    render(&state, &headers, Some(&caller), "detail.html", context)
+}
+
+/// `{"limits": {"pids": 5}}` → `[("limits.pids", "5")]`, for the detail page.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, value, out);
+            }
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
+            let text: Vec<String> = items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect();
+            out.push((prefix.to_owned(), text.join(", ")));
+        }
+        Value::Array(items) => {
+            let text: Vec<String> = items
+                .iter()
+                .map(|i| match (i["name"].as_str(), i["secret"].as_bool()) {
+                    (Some(name), Some(true)) => format!("{name}=••••••"),
+                    (Some(name), _) => format!("{name}={}", i["value"].as_str().unwrap_or("")),
+                    _ => i.to_string(),
+                })
+                .collect();
+            out.push((prefix.to_owned(), text.join("\n")));
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        Value::Null => out.push((prefix.to_owned(), "—".to_owned())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+async fn load<R: Resource>(state: &AppState, id: &str) -> Result<R::Item, ApiError> {
+    Ok(R::get(state.store(), parse_id(id)?).await?)
+}
+
+pub async fn new_form<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
+    let values = form::to_text(R::FIELDS, &R::blank_input());
+    render_form::<R>(
+        &state,
+        &headers,
+        &caller,
+        FormPage {
+            id: None,
+            version: None,
+            values,
+            errors: vec![],
+        },
+    )
+    .await
+}
+
+pub async fn edit_form<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let item = match load::<R>(&state, &id).await {
+        Ok(item) => item,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
+    let input = serde_json::to_value(R::to_input(&item)).unwrap_or(Value::Null);
+    let version = serde_json::to_value(&item)
+        .ok()
+        .and_then(|v| v["version"].as_i64());
+    let values = form::to_text(R::FIELDS, &input);
+    render_form::<R>(
+        &state,
+        &headers,
+        &caller,
+        FormPage {
+            id: Some(id),
+            version,
+            values,
+            errors: vec![],
+        },
+    )
+    .await
+}
+
+pub async fn create<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(submitted): Form<BTreeMap<String, String>>,
+) -> Response {
+    let ctx = audit_context(&caller, &headers);
+    let result = async {
+        csrf_checked(&caller, &submitted)?;
+        let json = form::to_json(R::FIELDS, &submitted)?;
+        let input: R::Input = serde_path_to_error::deserialize(json)
+            .map_err(|e| ApiError::field(&e.path().to_string(), "type", e.inner().to_string()))?;
+        let new = R::validate(input, None)?;
+        Ok::<_, ApiError>(R::create(state.store(), &ctx, new).await?)
+    }
+    .await;
+    after_submit::<R>(&state, &headers, &caller, submitted, None, result).await
+}
+
+pub async fn update<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(submitted): Form<BTreeMap<String, String>>,
+) -> Response {
+    let ctx = audit_context(&caller, &headers);
+    let result = async {
+        csrf_checked(&caller, &submitted)?;
+        let mut json = form::to_json(R::FIELDS, &submitted)?;
+        let version: i64 = submitted
+            .get("version")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ApiError::field("version", "version.required", "send the version you read")
+            })?;
+        json["version"] = json!(version);
+        api::update_with::<R>(&state, &ctx, parse_id(&id)?, json).await
+    }
+    .await;
+    after_submit::<R>(&state, &headers, &caller, submitted, Some(id), result).await
+}
+
+/// Redirects to the saved resource, or shows the form again with the input kept and each
+/// message next to its field.
+async fn after_submit<R: PageResource>(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    submitted: BTreeMap<String, String>,
+    id: Option<String>,
+    result: Result<R::Item, ApiError>,
+) -> Response {
+    match result {
+        Ok(item) => Redirect::to(&format!("/{}/{}", R::PLURAL, R::id_of(&item))).into_response(),
+        Err(
+            error @ (ApiError::Validation(_) | ApiError::Conflict { .. } | ApiError::BadRequest(_)),
+        ) => {
+            let mut errors = error.field_errors();
+            if errors.is_empty() {
+                errors.push(FieldError::new("", "", error.problem().detail));
+            }
+            let version = submitted.get("version").and_then(|v| v.parse().ok());
+            let page = FormPage {
+                id,
+                version,
+                values: submitted,
+                errors,
+            };
+            let mut response = render_form::<R>(state, headers, caller, page).await;
+            *response.status_mut() = error.status();
+            response
+        }
+        Err(error) => error_page(state, headers, Some(caller), error),
+    }
+}
+
+pub async fn delete<R: PageResource>(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(submitted): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &submitted)?;
+        let version = submitted.get("version").and_then(|v| v.parse().ok());
+        Ok::<_, ApiError>(
+            R::delete(
+                state.store(),
+                &audit_context(&caller, &headers),
+                parse_id(&id)?,
+                version,
+            )
+            .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to(&format!("/{}", R::PLURAL)).into_response(),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+struct FormPage {
+    id: Option<String>,
+    version: Option<i64>,
+    values: BTreeMap<String, String>,
+    errors: Vec<FieldError>,
+}
+
+async fn render_form<R: PageResource>(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    page: FormPage,
+) -> Response {
+    let lang = negotiate(headers);
+    let options = match resources::select_options(state, R::FIELDS).await {
+        Ok(options) => options,
+        Err(error) => return error_page(state, headers, Some(caller), error),
+    };
+    let message_of = |e: &FieldError| {
+        state
+            .i18n()
+            .text(lang, &format!("error.{}", e.code), &e.message)
+    };
+    let mut general: Vec<String> = Vec::new();
+    let mut by_input: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for error in &page.errors {
+        match form::input_for_error(R::FIELDS, &error.field) {
+            Some(input) => by_input.entry(input).or_default().push(message_of(error)),
+            None => general.push(message_of(error)),
+        }
+    }
+    let fields: Vec<Value> = R::FIELDS
+        .iter()
+        .map(|field| {
+            let name = field.input_name();
+            let value = page.values.get(name).cloned().unwrap_or_default();
+            let kind = match field.kind {
+                Kind::Textarea | Kind::Lines | Kind::Env { .. } => "textarea",
+                Kind::Select(_) => "select",
+                Kind::Email => "email",
+                Kind::Date => "date",
+                _ => "text",
+            };
+            let choices: Vec<Value> = match field.kind {
+                Kind::Select(source) => options
+                    .get(&source)
+                    .map(|list| {
+                        list.iter()
+                            .map(|(v, label)| json!({"value": v, "label": label, "selected": *v == value}))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => vec![],
+            };
+            json!({
+                "name": name,
+                "label_key": format!("field.{name}"),
+                "help_key": format!("help.{name}"),
+                "kind": kind,
+                "value": value,
+                "options": choices,
+                "errors": by_input.get(name).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let action = match &page.id {
+        Some(id) => format!("/{}/{id}/edit", R::PLURAL),
+        None => format!("/{}/new", R::PLURAL),
+    };
+    let mut context = tera::Context::new();
+    context.insert("plural", R::PLURAL);
+    context.insert("new_key", &format!("action.new.{}", R::PLURAL));
+    context.insert("editing", &page.id.is_some());
+    context.insert("action", &action);
+    context.insert("version", &page.version);
+    context.insert("fields", &fields);
+    context.insert("general_errors", &general);
+    render(state, headers, Some(caller), "form.html", context)
+}

@@ -1,0 +1,211 @@
+//! What the pages show of each resource: list columns, form fields, a title.
+
+use std::collections::BTreeMap;
+
+use alveole_model::quantity::format_bytes;
+use alveole_model::{Member, Node, Provider, Role, Site, SitePhase};
+use alveole_store::{MemberFilter, NodeFilter, PageRequest, ProviderFilter};
+use serde_json::{Value, json};
+
+use super::form::{Field, Kind, Options};
+use crate::AppState;
+use crate::api::{Members, Nodes, Providers, Resource, Sites};
+use crate::error::ApiError;
+
+/// A resource with pages.
+pub trait PageResource: Resource {
+    /// Label keys of the list's columns (`field.<name>` in the catalogues).
+    const COLUMNS: &'static [&'static str];
+    const FIELDS: &'static [Field];
+    fn cells(item: &Self::Item) -> Vec<String>;
+    fn title(item: &Self::Item) -> String;
+    /// What a new form starts with.
+    fn blank_input() -> Value;
+}
+
+const fn field(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+impl PageResource for Providers {
+    const COLUMNS: &'static [&'static str] = &["name", "country", "contract_end"];
+    const FIELDS: &'static [Field] = &[
+        field("name", Kind::Text),
+        field("contact", Kind::Text),
+        field("contract_end", Kind::Date),
+        field("country", Kind::Text),
+        field("notes", Kind::Textarea),
+    ];
+    fn cells(p: &Provider) -> Vec<String> {
+        vec![
+            p.name.to_string(),
+            p.country
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            p.contract_end.map(|d| d.to_string()).unwrap_or_default(),
+        ]
+    }
+    fn title(p: &Provider) -> String {
+        p.name.to_string()
+    }
+    fn blank_input() -> Value {
+        json!({})
+    }
+}
+
+impl PageResource for Nodes {
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "public_addresses",
+        "capacity.cpu_millis",
+        "capacity.memory_bytes",
+    ];
+    const FIELDS: &'static [Field] = &[
+        field("name", Kind::Text),
+        field("provider_id", Kind::Select(Options::Providers)),
+        field("public_addresses", Kind::Lines),
+        field("capacity.cpu_millis", Kind::Cpu),
+        field("capacity.memory_bytes", Kind::Bytes),
+        field("capacity.disk_bytes", Kind::Bytes),
+        field("overcommit.cpu", Kind::Ratio),
+        field("overcommit.memory", Kind::Ratio),
+    ];
+    fn cells(n: &Node) -> Vec<String> {
+        vec![
+            n.name.to_string(),
+            n.public_addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{}", f64::from(n.capacity.cpu_millis) / 1000.0),
+            format_bytes(n.capacity.memory_bytes),
+        ]
+    }
+    fn title(n: &Node) -> String {
+        n.name.to_string()
+    }
+    fn blank_input() -> Value {
+        json!({"overcommit": alveole_model::Overcommit::default()})
+    }
+}
+
+impl PageResource for Members {
+    const COLUMNS: &'static [&'static str] = &["display_name", "email", "role"];
+    const FIELDS: &'static [Field] = &[
+        field("display_name", Kind::Text),
+        field("email", Kind::Email),
+        field("role", Kind::Select(Options::Roles)),
+    ];
+    fn cells(m: &Member) -> Vec<String> {
+        vec![
+            m.display_name.to_string(),
+            m.email.to_string(),
+            m.role.as_str().to_owned(),
+        ]
+    }
+    fn title(m: &Member) -> String {
+        m.display_name.to_string()
+    }
+    fn blank_input() -> Value {
+        json!({"role": "member"})
+    }
+}
+
+impl PageResource for Sites {
+    const COLUMNS: &'static [&'static str] = &["primary_domain", "image", "phase"];
+    const FIELDS: &'static [Field] = &[
+        field("primary_domain", Kind::Text),
+        field("aliases", Kind::Lines),
+        field("owner_id", Kind::Select(Options::Members)),
+        field("image", Kind::Text),
+        field("command", Kind::Lines),
+        field("env", Kind::Env { secret: false }),
+        field("env", Kind::Env { secret: true }),
+        field("limits.cpu_millis", Kind::Cpu),
+        field("limits.memory_bytes", Kind::Bytes),
+        field("limits.pids", Kind::Integer),
+        field("volume.quota_bytes", Kind::Bytes),
+        field("volume.mount_path", Kind::Text),
+        field("node_id", Kind::Select(Options::NodesOrAutomatic)),
+        field("phase", Kind::Select(Options::Phases)),
+    ];
+    fn cells(s: &Site) -> Vec<String> {
+        vec![
+            s.primary_domain.to_unicode(),
+            s.image.to_string(),
+            s.phase.as_str().to_owned(),
+        ]
+    }
+    fn title(s: &Site) -> String {
+        s.primary_domain.to_unicode()
+    }
+    fn blank_input() -> Value {
+        json!({
+            "limits": alveole_model::Limits::default(),
+            "volume": alveole_model::Volume::default(),
+            "phase": "running",
+        })
+    }
+}
+
+/// (value, label) choices of every select among `fields`.
+pub async fn select_options(
+    state: &AppState,
+    fields: &[Field],
+) -> Result<BTreeMap<Options, Vec<(String, String)>>, ApiError> {
+    let store = state.store();
+    // Forms list the first 500 choices; larger co-ops will want a search box here.
+    let all = PageRequest {
+        after: None,
+        limit: 500,
+    };
+    let mut out = BTreeMap::new();
+    for field in fields {
+        let Kind::Select(source) = field.kind else {
+            continue;
+        };
+        let choices: Vec<(String, String)> = match source {
+            Options::Roles => Role::ALL
+                .iter()
+                .map(|r| (r.as_str().to_owned(), r.as_str().to_owned()))
+                .collect(),
+            Options::Phases => [SitePhase::Running, SitePhase::Stopped]
+                .iter()
+                .map(|p| (p.as_str().to_owned(), p.as_str().to_owned()))
+                .collect(),
+            Options::Members => store
+                .list_members(&MemberFilter::default(), &all)
+                .await?
+                .items
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.id.to_string(),
+                        format!("{} <{}>", m.display_name, m.email),
+                    )
+                })
+                .collect(),
+            Options::Providers => store
+                .list_providers(&ProviderFilter::default(), &all)
+                .await?
+                .items
+                .into_iter()
+                .map(|p| (p.id.to_string(), p.name.to_string()))
+                .collect(),
+            Options::NodesOrAutomatic => std::iter::once((String::new(), "—".to_owned()))
+                .chain(
+                    store
+                        .list_nodes(&NodeFilter::default(), &all)
+                        .await?
+                        .items
+                        .into_iter()
+                        .map(|n| (n.id.to_string(), n.name.to_string())),
+                )
+                .collect(),
+        };
+        out.insert(source, choices);
+    }
+    Ok(out)
+}

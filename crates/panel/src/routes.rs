@@ -1,0 +1,378 @@
+//! The route table: every route of the panel is declared here once, with its access rule,
+//! whether it changes state, and (for the API) its OpenAPI description. The axum router, the
+//! OpenAPI document and the authorization tests are all built from this list, so a route
+//! outside it cannot exist.
+
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::api::{self, Members, Nodes, Providers, Resource, Sites};
+use crate::error::Problem;
+use crate::{AppState, ops, pages};
+
+/// Who may call a route. The identity issue refines `Owner` (a member's own resources) and
+/// `Read` (auditors); until then every signed-in caller is the bootstrap admin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Admins and auditors may read; members read their own.
+    Read,
+    /// Admins, and members on their own resources.
+    Owner,
+    /// Admins only.
+    Admin,
+}
+
+/// Which face of the panel a route belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// JSON under `/api/v1`, bearer tokens, described in OpenAPI.
+    Api,
+    /// HTML pages, session cookies, CSRF tokens on forms.
+    Page,
+    /// Health and metrics for machines.
+    Operations,
+}
+
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// What OpenAPI says of an API route.
+#[derive(Clone, Debug, Default)]
+pub struct ApiDoc {
+    pub query: Vec<(&'static str, &'static str)>,
+    pub request: Option<SchemaFn>,
+    /// Success status, and its body schema.
+    pub success: (u16, Option<SchemaFn>),
+    /// Error statuses the route can answer (all with a problem document).
+    pub errors: Vec<u16>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: String,
+    pub operation_id: String,
+    pub summary: String,
+    pub surface: Surface,
+    pub access: Access,
+    pub mutates: bool,
+    pub doc: Option<ApiDoc>,
+    pub(crate) handler: MethodRouter<AppState>,
+}
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+pub fn problem_schema(generator: &mut SchemaGenerator) -> Schema {
+    schema::<Problem>(generator)
+}
+
+struct Builder(Vec<Route>);
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        method: Method,
+        path: impl Into<String>,
+        operation_id: impl Into<String>,
+        summary: impl Into<String>,
+        surface: Surface,
+        access: Access,
+        doc: Option<ApiDoc>,
+        handler: MethodRouter<AppState>,
+    ) {
+        let mutates = !matches!(method, Method::GET | Method::HEAD);
+        self.0.push(Route {
+            method,
+            path: path.into(),
+            operation_id: operation_id.into(),
+            summary: summary.into(),
+            surface,
+            access,
+            mutates,
+            doc,
+            handler,
+        });
+    }
+
+    /// The five API operations of a resource.
+    fn api<R: Resource>(&mut self, read: Access, write: Access) {
+        let (kind, plural) = (R::KIND, R::PLURAL);
+        let collection = format!("/api/v1/{plural}");
+        let item = format!("/api/v1/{plural}/{{id}}");
+        let doc = |request: Option<SchemaFn>, success: (u16, Option<SchemaFn>), errors: &[u16]| {
+            Some(ApiDoc {
+                query: vec![],
+                request,
+                success,
+                errors: errors.to_vec(),
+            })
+        };
+        let mut list_doc = doc(
+            None,
+            (200, Some(schema::<alveole_store::Page<R::Item>>)),
+            &[400, 401],
+        );
+        if let Some(d) = list_doc.as_mut() {
+            d.query = [
+                ("cursor", "next_cursor of the previous page"),
+                ("limit", "page size, 1 to 500 (default 50)"),
+            ]
+            .into_iter()
+            .chain(R::FILTERS.iter().copied())
+            .collect();
+        }
+        self.add(
+            Method::GET,
+            &collection,
+            format!("list_{plural}"),
+            format!("List {plural}"),
+            Surface::Api,
+            read,
+            list_doc,
+            get(api::list::<R>),
+        );
+        self.add(
+            Method::POST,
+            &collection,
+            format!("create_{kind}"),
+            format!("Create a {kind}"),
+            Surface::Api,
+            write,
+            doc(
+                Some(schema::<R::Input>),
+                (201, Some(schema::<R::Item>)),
+                &[400, 401, 409],
+            ),
+            post(api::create::<R>),
+        );
+        self.add(
+            Method::GET,
+            &item,
+            format!("get_{kind}"),
+            format!("Get a {kind}"),
+            Surface::Api,
+            read,
+            doc(None, (200, Some(schema::<R::Item>)), &[400, 401, 404]),
+            get(api::get::<R>),
+        );
+        self.add(
+            Method::PATCH,
+            &item,
+            format!("update_{kind}"),
+            format!("Change a {kind} (JSON Merge Patch with the version read)"),
+            Surface::Api,
+            write,
+            doc(
+                Some(schema::<PatchDoc>),
+                (200, Some(schema::<R::Item>)),
+                &[400, 401, 404, 409],
+            ),
+            patch(api::update::<R>),
+        );
+        let mut delete_doc = doc(None, (204, None), &[400, 401, 404, 409]);
+        if let Some(d) = delete_doc.as_mut() {
+            d.query = vec![("version", "refuse the deletion if the version changed")];
+        }
+        self.add(
+            Method::DELETE,
+            &item,
+            format!("delete_{kind}"),
+            format!("Delete a {kind}"),
+            Surface::Api,
+            write,
+            delete_doc,
+            delete(api::delete::<R>),
+        );
+    }
+
+    /// The pages of a resource: list, detail, create, edit, delete.
+    fn pages<R: pages::PageResource>(&mut self) {
+        let plural = R::PLURAL;
+        let page = |b: &mut Self,
+                    method: Method,
+                    path: String,
+                    id: &str,
+                    handler: MethodRouter<AppState>| {
+            b.add(
+                method,
+                path,
+                format!("page_{id}"),
+                String::new(),
+                Surface::Page,
+                Access::Owner,
+                None,
+                handler,
+            );
+        };
+        page(
+            self,
+            Method::GET,
+            format!("/{plural}"),
+            &format!("{plural}_list"),
+            get(pages::list::<R>),
+        );
+        page(
+            self,
+            Method::GET,
+            format!("/{plural}/new"),
+            &format!("{plural}_new"),
+            get(pages::new_form::<R>),
+        );
+        page(
+            self,
+            Method::POST,
+            format!("/{plural}/new"),
+            &format!("{plural}_create"),
+            post(pages::create::<R>),
+        );
+        page(
+            self,
+            Method::GET,
+            format!("/{plural}/{{id}}"),
+            &format!("{plural}_show"),
+            get(pages::show::<R>),
+        );
+        page(
+            self,
+            Method::GET,
+            format!("/{plural}/{{id}}/edit"),
+            &format!("{plural}_edit"),
+            get(pages::edit_form::<R>),
+        );
+        page(
+            self,
+            Method::POST,
+            format!("/{plural}/{{id}}/edit"),
+            &format!("{plural}_update"),
+            post(pages::update::<R>),
+        );
+        page(
+            self,
+            Method::POST,
+            format!("/{plural}/{{id}}/delete"),
+            &format!("{plural}_delete"),
+            post(pages::delete::<R>),
+        );
+    }
+}
+
+/// A merge patch: any fields of the resource's input, plus the version the client read.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // describes the PATCH body in OpenAPI only
+struct PatchDoc {
+    /// The `version` of the resource as read; a different current version answers 409.
+    version: i64,
+}
+
+/// Every route of the panel.
+pub fn routes() -> Vec<Route> {
+    let mut b = Builder(Vec::new());
+    b.add(
+        Method::GET,
+        "/healthz",
+        "healthz",
+        "Liveness and database check",
+        Surface::Operations,
+        Access::Public,
+        None,
+        get(ops::healthz),
+    );
+    b.add(
+        Method::GET,
+        "/metrics",
+        "metrics",
+        "Prometheus metrics",
+        Surface::Operations,
+        Access::Public,
+        None,
+        get(ops::metrics),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/openapi.json",
+        "openapi",
+        "This API's OpenAPI document",
+        Surface::Api,
+        Access::Public,
+        Some(ApiDoc {
+            success: (200, None),
+            ..Default::default()
+        }),
+        get(ops::openapi),
+    );
+    b.api::<Providers>(Access::Read, Access::Admin);
+    b.api::<Nodes>(Access::Read, Access::Admin);
+    b.api::<Members>(Access::Read, Access::Admin);
+    b.api::<Sites>(Access::Owner, Access::Owner);
+
+    b.add(
+        Method::GET,
+        "/",
+        "page_dashboard",
+        "",
+        Surface::Page,
+        Access::Owner,
+        None,
+        get(pages::dashboard),
+    );
+    b.add(
+        Method::GET,
+        "/login",
+        "page_login",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::login_form),
+    );
+    b.add(
+        Method::POST,
+        "/login",
+        "page_login_submit",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        post(pages::login),
+    );
+    b.add(
+        Method::POST,
+        "/logout",
+        "page_logout",
+        "",
+        Surface::Page,
+        Access::Owner,
+        None,
+        post(pages::logout),
+    );
+    b.add(
+        Method::GET,
+        "/language/{lang}",
+        "page_language",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::language),
+    );
+    b.add(
+        Method::GET,
+        "/static/alveole.css",
+        "static_css",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::stylesheet),
+    );
+    b.pages::<Providers>();
+    b.pages::<Nodes>();
+    b.pages::<Members>();
+    b.pages::<Sites>();
+    b.0
+}

@@ -1,0 +1,230 @@
+//! alveole's persistence. One [`Store`] trait; two implementations compiled from one query
+//! file (`queries.rs`), once for SQLite and once for PostgreSQL (see `sqlite.rs`,
+//! `postgres.rs`): each copy is concrete, so no generic database bounds, and every SQL text is
+//! written once. Only what really differs between the two (migrations, how a write transaction
+//! begins, how site writes serialise) lives in the backend modules.
+//!
+//! Every state change commits through `WriteTx::commit`, which writes the change's audit event
+//! in the same transaction: there is no other way to commit a write.
+
+mod audit;
+mod error;
+mod postgres;
+mod rows;
+mod sqlite;
+
+use std::sync::Arc;
+
+use alveole_model::{
+    Member, MemberId, NewMember, NewNode, NewProvider, NewSite, Node, NodeId, NodeLoad, Provider,
+    ProviderId, Role, Site, SiteId, SitePhase, Slug,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use audit::{AuditContext, AuditEvent, Change};
+pub use error::{StoreError, StoreResult};
+
+/// Which database is behind a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Opens (creating if needed) and migrates the database at `url`: `sqlite://path`,
+/// `sqlite::memory:` or `postgres://...`.
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::connect(url).await?))
+    } else {
+        Err(StoreError::Database(sqlx::Error::Configuration(
+            format!("unsupported database URL {url:?}: use sqlite://... or postgres://...").into(),
+        )))
+    }
+}
+
+/// A page of a keyset-paginated list.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Where a list starts and how long it is.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    /// Opaque cursor from a previous page (the last id seen).
+    pub after: Option<uuid::Uuid>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProviderFilter {
+    pub country: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeFilter {
+    pub provider_id: Option<ProviderId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MemberFilter {
+    pub role: Option<Role>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SiteFilter {
+    pub owner_id: Option<MemberId>,
+    pub node_id: Option<NodeId>,
+    pub phase: Option<SitePhase>,
+    /// Sites answering for this (normalised) host name, primary or alias.
+    pub hostname: Option<String>,
+}
+
+/// A node with what its sites reserve, for the dashboard and the placement planner.
+#[derive(Clone, Debug)]
+pub struct NodeUsage {
+    pub name: Slug,
+    pub load: NodeLoad,
+    pub sites: i64,
+}
+
+/// Counts for the dashboard.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Counts {
+    pub providers: i64,
+    pub nodes: i64,
+    pub members: i64,
+    pub sites: i64,
+    /// Sites per phase, in [`SitePhase::ALL`] order.
+    pub sites_by_phase: Vec<(SitePhase, i64)>,
+}
+
+/// A browser session of the panel.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token_hash: String,
+    pub actor: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Everything the panel persists. Writes take an [`AuditContext`] and record one event.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    async fn list_providers(
+        &self,
+        filter: &ProviderFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Provider>>;
+    async fn get_provider(&self, id: ProviderId) -> StoreResult<Provider>;
+    async fn create_provider(&self, ctx: &AuditContext, new: NewProvider) -> StoreResult<Provider>;
+    async fn update_provider(
+        &self,
+        ctx: &AuditContext,
+        id: ProviderId,
+        version: i64,
+        new: NewProvider,
+    ) -> StoreResult<Provider>;
+    /// Refused (conflict naming them) while the provider has nodes.
+    async fn delete_provider(
+        &self,
+        ctx: &AuditContext,
+        id: ProviderId,
+        version: Option<i64>,
+    ) -> StoreResult<()>;
+
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> StoreResult<Page<Node>>;
+    async fn get_node(&self, id: NodeId) -> StoreResult<Node>;
+    async fn create_node(&self, ctx: &AuditContext, new: NewNode) -> StoreResult<Node>;
+    /// Refused when the new capacity no longer holds the sites already placed.
+    async fn update_node(
+        &self,
+        ctx: &AuditContext,
+        id: NodeId,
+        version: i64,
+        new: NewNode,
+    ) -> StoreResult<Node>;
+    /// Refused (conflict naming them) while the node has sites.
+    async fn delete_node(
+        &self,
+        ctx: &AuditContext,
+        id: NodeId,
+        version: Option<i64>,
+    ) -> StoreResult<()>;
+    async fn node_usage(&self) -> StoreResult<Vec<NodeUsage>>;
+
+    async fn list_members(
+        &self,
+        filter: &MemberFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Member>>;
+    async fn get_member(&self, id: MemberId) -> StoreResult<Member>;
+    async fn create_member(&self, ctx: &AuditContext, new: NewMember) -> StoreResult<Member>;
+    async fn update_member(
+        &self,
+        ctx: &AuditContext,
+        id: MemberId,
+        version: i64,
+        new: NewMember,
+    ) -> StoreResult<Member>;
+    /// Refused (conflict naming them) while the member owns sites.
+    async fn delete_member(
+        &self,
+        ctx: &AuditContext,
+        id: MemberId,
+        version: Option<i64>,
+    ) -> StoreResult<()>;
+
+    async fn list_sites(&self, filter: &SiteFilter, page: &PageRequest) -> StoreResult<Page<Site>>;
+    /// The same list with `LIMIT/OFFSET` paging: the naive baseline that benchmarks compare
+    /// keyset pagination against. Not used by the panel.
+    async fn list_sites_by_offset(&self, offset: u32, limit: u32) -> StoreResult<Vec<Site>>;
+    async fn get_site(&self, id: SiteId) -> StoreResult<Site>;
+    /// Places the site (on the node with most room when none is given), checks capacity and
+    /// that every host name is free, then creates it.
+    async fn create_site(&self, ctx: &AuditContext, new: NewSite) -> StoreResult<Site>;
+    async fn update_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: i64,
+        new: NewSite,
+    ) -> StoreResult<Site>;
+    async fn delete_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: Option<i64>,
+    ) -> StoreResult<()>;
+
+    async fn counts(&self) -> StoreResult<Counts>;
+
+    /// Replaces the hash of a named panel token (`bootstrap`), audited.
+    async fn set_admin_token(
+        &self,
+        ctx: &AuditContext,
+        name: &str,
+        token_hash: &str,
+    ) -> StoreResult<()>;
+    async fn admin_token_hash(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()>;
+    /// The session if it exists and has not expired at `now`.
+    async fn find_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()>;
+
+    /// Audit events after `after_seq`, oldest first.
+    async fn audit_events(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}

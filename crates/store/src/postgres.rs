@@ -1,0 +1,39 @@
+//! The PostgreSQL backend, for production and for several panel processes.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+use crate::{Backend, StoreResult};
+
+type Db = sqlx::Postgres;
+const BACKEND: Backend = Backend::Postgres;
+const BEGIN_WRITE: &str = "BEGIN";
+
+/// Arbitrary, fixed key of the advisory lock that serialises writes touching site placement
+/// and host names (checks such as "is this name free" span several rows, so a row lock
+/// cannot express them). Released at commit or rollback.
+const SITE_WRITES_LOCK: i64 = 0x616c_7665_6f6c_6501;
+
+async fn lock_site_writes(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SITE_WRITES_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[path = "queries.rs"]
+mod queries;
+
+pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    sqlx::migrate!("../../migrations/postgres")
+        .run(&pool)
+        .await?;
+    Ok(queries::SqlStore::new(pool))
+}

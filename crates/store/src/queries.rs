@@ -1,0 +1,1113 @@
+//! The store's SQL, written once and compiled twice: `sqlite.rs` and `postgres.rs` each
+//! include this file as a module, with `super::Db` naming their database. Placeholders are
+//! `$N`, which both drivers bind by position.
+
+use alveole_model::{
+    FieldError, Hostname, Member, MemberId, Meta, NewMember, NewNode, NewProvider, NewSite, Node,
+    NodeId, Provider, ProviderId, Site, SiteId, choose_node,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{Executor, Pool, QueryBuilder, Transaction};
+use uuid::Uuid;
+
+use super::{BACKEND, BEGIN_WRITE, Db, lock_site_writes};
+use crate::rows::{
+    AuditRow, MemberRow, NodeRow, NodeUsageRow, ProviderRow, SessionRow, SiteRow, StoredEnvVar,
+};
+use crate::{
+    AuditContext, AuditEvent, Backend, Change, Counts, MemberFilter, NodeFilter, NodeUsage, Page,
+    PageRequest, ProviderFilter, Session, SiteFilter, Store, StoreError, StoreResult,
+};
+
+/// A store on one database.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: Pool<Db>,
+}
+
+/// A write transaction. Dropping it rolls back; the only way to commit records an audit event.
+struct WriteTx(Transaction<'static, Db>);
+
+impl WriteTx {
+    fn conn(&mut self) -> &mut <Db as sqlx::Database>::Connection {
+        &mut self.0
+    }
+
+    async fn commit(mut self, ctx: &AuditContext, change: Change) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events \
+             (id, at, actor, action, target_kind, target_id, before, after, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(now())
+        .bind(&ctx.actor)
+        .bind(change.action)
+        .bind(change.target_kind)
+        .bind(&change.target_id)
+        .bind(change.before.map(Json))
+        .bind(change.after.map(Json))
+        .bind(&ctx.request_id)
+        .execute(self.conn())
+        .await?;
+        self.0.commit().await?;
+        Ok(())
+    }
+}
+
+/// Now, to the microsecond: what both databases keep, so a value reads back as written.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn fresh_meta() -> Meta {
+    let at = now();
+    Meta {
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn next_meta(previous: &Meta) -> Meta {
+    Meta {
+        version: previous.version + 1,
+        created_at: previous.created_at,
+        updated_at: now(),
+    }
+}
+
+fn check_version(kind: &'static str, expected: Option<i64>, actual: i64) -> StoreResult<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(StoreError::VersionMismatch {
+            kind,
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Values are validated far below i64::MAX; saturate rather than wrap if that ever changes.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more {
+        items.last().map(|last| id(last).to_string())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+fn in_use(kind: &str, code: &str, what: &str, names: &[String]) -> StoreError {
+    let message = format!("the {kind} still has {what}: {}", names.join(", "));
+    StoreError::Conflict {
+        message: message.clone(),
+        errors: vec![FieldError::new("id", code, message)],
+    }
+}
+
+const PROVIDER_COLUMNS: &str =
+    "id, name, contact, contract_end, country, notes, version, created_at, updated_at";
+const NODE_COLUMNS: &str = "id, provider_id, name, public_addresses, cpu_millis, memory_bytes, \
+     disk_bytes, overcommit_cpu, overcommit_memory, version, created_at, updated_at";
+const MEMBER_COLUMNS: &str = "id, display_name, email, role, version, created_at, updated_at";
+const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, \
+     volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, node_id, phase, version, \
+     created_at, updated_at";
+
+async fn fetch_provider<'e>(
+    ex: impl Executor<'e, Database = Db>,
+    id: ProviderId,
+) -> StoreResult<Provider> {
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = "
+    ));
+    q.push_bind(id.0);
+    let row: Option<ProviderRow> = q.build_query_as().fetch_optional(ex).await?;
+    row.ok_or(StoreError::NotFound { kind: "provider" })?
+        .try_into()
+}
+
+async fn fetch_node<'e>(ex: impl Executor<'e, Database = Db>, id: NodeId) -> StoreResult<Node> {
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = "));
+    q.push_bind(id.0);
+    let row: Option<NodeRow> = q.build_query_as().fetch_optional(ex).await?;
+    row.ok_or(StoreError::NotFound { kind: "node" })?.try_into()
+}
+
+async fn fetch_member<'e>(
+    ex: impl Executor<'e, Database = Db>,
+    id: MemberId,
+) -> StoreResult<Member> {
+    let mut q =
+        QueryBuilder::<Db>::new(format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id = "));
+    q.push_bind(id.0);
+    let row: Option<MemberRow> = q.build_query_as().fetch_optional(ex).await?;
+    row.ok_or(StoreError::NotFound { kind: "member" })?
+        .try_into()
+}
+
+async fn fetch_site<'e>(ex: impl Executor<'e, Database = Db>, id: SiteId) -> StoreResult<Site> {
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = "));
+    q.push_bind(id.0);
+    let row: Option<SiteRow> = q.build_query_as().fetch_optional(ex).await?;
+    row.ok_or(StoreError::NotFound { kind: "site" })?.try_into()
+}
+
+async fn fetch_node_usage<'e>(ex: impl Executor<'e, Database = Db>) -> StoreResult<Vec<NodeUsage>> {
+    let rows: Vec<NodeUsageRow> = sqlx::query_as(
+        "SELECT n.id, n.name, n.cpu_millis, n.memory_bytes, n.disk_bytes, n.overcommit_cpu, \
+                n.overcommit_memory, \
+                CAST(COALESCE(SUM(s.cpu_millis), 0) AS BIGINT) AS reserved_cpu, \
+                CAST(COALESCE(SUM(s.memory_bytes), 0) AS BIGINT) AS reserved_memory, \
+                CAST(COALESCE(SUM(s.volume_quota), 0) AS BIGINT) AS reserved_disk, \
+                COUNT(s.id) AS sites \
+         FROM nodes n LEFT JOIN sites s ON s.node_id = n.id \
+         GROUP BY n.id, n.name, n.cpu_millis, n.memory_bytes, n.disk_bytes, n.overcommit_cpu, \
+                  n.overcommit_memory \
+         ORDER BY n.name",
+    )
+    .fetch_all(ex)
+    .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+async fn names_of<'e>(
+    ex: impl Executor<'e, Database = Db>,
+    sql: &'static str,
+    id: Uuid,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(sql).bind(id).fetch_all(ex).await?)
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: Pool<Db>) -> Self {
+        Self { pool }
+    }
+
+    #[allow(clippy::disallowed_methods)] // the one place a transaction begins, with BEGIN_WRITE
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        Ok(WriteTx(self.pool.begin_with(BEGIN_WRITE).await?))
+    }
+
+    /// Places `new` (when it names no node), checks the node's room and every host name, with
+    /// site writes serialised so that two writers cannot both see a name or a node as free.
+    async fn check_site(
+        tx: &mut WriteTx,
+        new: &mut NewSite,
+        replacing: Option<&Site>,
+    ) -> StoreResult<()> {
+        lock_site_writes(tx.conn()).await?;
+        fetch_member(tx.conn(), new.owner_id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => StoreError::Conflict {
+                    message: "the owner does not exist".into(),
+                    errors: vec![FieldError::new(
+                        "owner_id",
+                        "owner.unknown",
+                        "no member has this id",
+                    )],
+                },
+                other => other,
+            })?;
+
+        let mut loads: Vec<_> = fetch_node_usage(tx.conn())
+            .await?
+            .into_iter()
+            .map(|u| u.load)
+            .collect();
+        if let Some(old) = replacing.filter(|old| old.node_id.is_some()) {
+            // The site's own reservation is being replaced, not added to.
+            let old_reservation = alveole_model::Reservation {
+                cpu_millis: u64::from(old.limits.cpu_millis),
+                memory_bytes: old.limits.memory_bytes,
+                disk_bytes: old.volume.quota_bytes,
+            };
+            for load in loads.iter_mut().filter(|l| Some(l.node_id) == old.node_id) {
+                load.reserved.cpu_millis -=
+                    old_reservation.cpu_millis.min(load.reserved.cpu_millis);
+                load.reserved.memory_bytes -=
+                    old_reservation.memory_bytes.min(load.reserved.memory_bytes);
+                load.reserved.disk_bytes -=
+                    old_reservation.disk_bytes.min(load.reserved.disk_bytes);
+            }
+        }
+        let wanted = new.reservation();
+        match new.node_id {
+            Some(node_id) => {
+                let load = loads.iter().find(|l| l.node_id == node_id).ok_or_else(|| {
+                    StoreError::Conflict {
+                        message: "the node does not exist".into(),
+                        errors: vec![FieldError::new(
+                            "node_id",
+                            "node.unknown",
+                            "no node has this id",
+                        )],
+                    }
+                })?;
+                load.check_fits(wanted)?;
+            }
+            None => {
+                let chosen = choose_node(&loads, wanted).ok_or_else(|| StoreError::Conflict {
+                    message: "no node has room for this site".into(),
+                    errors: vec![FieldError::new(
+                        "node_id",
+                        "placement.no_room",
+                        "no node has room for this site",
+                    )],
+                })?;
+                new.node_id = Some(chosen);
+            }
+        }
+
+        let own_site = replacing.map(|s| s.id.0);
+        let fields = std::iter::once("primary_domain".to_owned())
+            .chain((0..new.aliases.len()).map(|i| format!("aliases[{i}]")));
+        for (hostname, field) in new.hostnames().zip(fields) {
+            check_hostname_free(tx, hostname, new.owner_id, own_site)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict { message, .. } => StoreError::Conflict {
+                        errors: vec![FieldError::new(field, "hostname.taken", message.clone())],
+                        message,
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn insert_hostnames(tx: &mut WriteTx, site: &Site) -> StoreResult<()> {
+        for hostname in std::iter::once(&site.primary_domain).chain(&site.aliases) {
+            sqlx::query(
+                "INSERT INTO hostnames (name, site_id, parent, wildcard) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(hostname.as_str())
+            .bind(site.id.0)
+            .bind(hostname.parent())
+            .bind(hostname.is_wildcard())
+            .execute(tx.conn())
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A name is taken when another site has it, or when a wildcard of another member covers it
+/// (or, for a wildcard, when it would cover another member's name).
+async fn check_hostname_free(
+    tx: &mut WriteTx,
+    hostname: &Hostname,
+    owner: MemberId,
+    own_site: Option<Uuid>,
+) -> StoreResult<()> {
+    let taken: Option<Uuid> = sqlx::query_scalar("SELECT site_id FROM hostnames WHERE name = $1")
+        .bind(hostname.as_str())
+        .fetch_optional(tx.conn())
+        .await?;
+    if taken.is_some_and(|site| Some(site) != own_site) {
+        return Err(StoreError::Conflict {
+            message: format!("{hostname} is already used by a site"),
+            errors: vec![],
+        });
+    }
+    let covering: Option<String> = sqlx::query_scalar(
+        "SELECT h.name FROM hostnames h JOIN sites s ON s.id = h.site_id \
+         WHERE h.parent = $1 AND h.wildcard <> $2 AND s.owner_id <> $3 LIMIT 1",
+    )
+    .bind(hostname.parent())
+    .bind(hostname.is_wildcard())
+    .bind(owner.0)
+    .fetch_optional(tx.conn())
+    .await?;
+    match covering {
+        Some(other) => Err(StoreError::Conflict {
+            message: format!("{hostname} overlaps {other}, which belongs to another member"),
+            errors: vec![],
+        }),
+        None => Ok(()),
+    }
+}
+
+fn bind_provider(q: &mut QueryBuilder<Db>, p: &Provider) {
+    let mut s = q.separated(", ");
+    s.push_bind(p.id.0)
+        .push_bind(p.name.to_string())
+        .push_bind(p.contact.as_ref().map(ToString::to_string))
+        .push_bind(p.contract_end)
+        .push_bind(p.country.as_ref().map(ToString::to_string))
+        .push_bind(p.notes.to_string())
+        .push_bind(p.meta.version)
+        .push_bind(p.meta.created_at)
+        .push_bind(p.meta.updated_at);
+}
+
+fn bind_node(q: &mut QueryBuilder<Db>, n: &Node) {
+    let addresses: Vec<String> = n.public_addresses.iter().map(ToString::to_string).collect();
+    let mut s = q.separated(", ");
+    s.push_bind(n.id.0)
+        .push_bind(n.provider_id.0)
+        .push_bind(n.name.to_string())
+        .push_bind(Json(addresses))
+        .push_bind(i64::from(n.capacity.cpu_millis))
+        .push_bind(int(n.capacity.memory_bytes))
+        .push_bind(int(n.capacity.disk_bytes))
+        .push_bind(n.overcommit.cpu)
+        .push_bind(n.overcommit.memory)
+        .push_bind(n.meta.version)
+        .push_bind(n.meta.created_at)
+        .push_bind(n.meta.updated_at);
+}
+
+fn bind_member(q: &mut QueryBuilder<Db>, m: &Member) {
+    let mut s = q.separated(", ");
+    s.push_bind(m.id.0)
+        .push_bind(m.display_name.to_string())
+        .push_bind(m.email.to_string())
+        .push_bind(m.role.as_str())
+        .push_bind(m.meta.version)
+        .push_bind(m.meta.created_at)
+        .push_bind(m.meta.updated_at);
+}
+
+fn bind_site(q: &mut QueryBuilder<Db>, site: &Site) {
+    let aliases: Vec<String> = site.aliases.iter().map(ToString::to_string).collect();
+    let env: Vec<StoredEnvVar> = site.env.iter().map(StoredEnvVar::from_var).collect();
+    let mut s = q.separated(", ");
+    s.push_bind(site.id.0)
+        .push_bind(site.owner_id.0)
+        .push_bind(site.primary_domain.to_string())
+        .push_bind(Json(aliases))
+        .push_bind(site.image.to_string())
+        .push_bind(Json(site.command.clone()))
+        .push_bind(Json(env))
+        .push_bind(int(site.volume.quota_bytes))
+        .push_bind(site.volume.mount_path.clone())
+        .push_bind(i64::from(site.limits.cpu_millis))
+        .push_bind(int(site.limits.memory_bytes))
+        .push_bind(i64::from(site.limits.pids))
+        .push_bind(site.node_id.map(|n| n.0))
+        .push_bind(site.phase.as_str())
+        .push_bind(site.meta.version)
+        .push_bind(site.meta.created_at)
+        .push_bind(site.meta.updated_at);
+}
+
+/// How [`write_row`] writes: a new row, or the row with this id if it still has this version.
+enum Write {
+    Insert,
+    Replace { id: Uuid, version: i64 },
+}
+
+/// `INSERT INTO table (columns) VALUES (...)`, or an update of every column of the row with
+/// that id and the expected version (a second guard under the version check).
+async fn write_row(
+    tx: &mut WriteTx,
+    table: &str,
+    columns: &str,
+    write: Write,
+    bind: impl FnOnce(&mut QueryBuilder<Db>),
+) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Db>::new("");
+    match write {
+        Write::Insert => {
+            q.push(format!("INSERT INTO {table} ({columns}) VALUES ("));
+            bind(&mut q);
+            q.push(")");
+        }
+        Write::Replace { id, version } => {
+            // Delete-and-insert would cascade to dependent rows; update the columns instead.
+            q.push(format!("UPDATE {table} SET ({columns}) = ("));
+            bind(&mut q);
+            q.push(") WHERE id = ")
+                .push_bind(id)
+                .push(" AND version = ")
+                .push_bind(version);
+        }
+    }
+    let result = q.build().execute(tx.conn()).await?;
+    if result.rows_affected() != 1 {
+        return Err(StoreError::Conflict {
+            message: format!("{table}: the row changed meanwhile"),
+            errors: vec![],
+        });
+    }
+    Ok(())
+}
+
+async fn delete_row(tx: &mut WriteTx, sql: &'static str, id: Uuid) -> StoreResult<()> {
+    sqlx::query(sql).bind(id).execute(tx.conn()).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    // --- providers -------------------------------------------------------------------------
+
+    async fn list_providers(
+        &self,
+        filter: &ProviderFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Provider>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {PROVIDER_COLUMNS} FROM providers WHERE 1 = 1"
+        ));
+        if let Some(after) = page.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        if let Some(country) = &filter.country {
+            q.push(" AND country = ").push_bind(country.clone());
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<ProviderRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Provider>>>()?;
+        Ok(page_of(items, page.limit, |p| p.id.0))
+    }
+
+    async fn get_provider(&self, id: ProviderId) -> StoreResult<Provider> {
+        fetch_provider(&self.pool, id).await
+    }
+
+    async fn create_provider(&self, ctx: &AuditContext, new: NewProvider) -> StoreResult<Provider> {
+        let mut tx = self.begin_write().await?;
+        let provider = Provider {
+            id: ProviderId::generate(),
+            name: new.name,
+            contact: new.contact,
+            contract_end: new.contract_end,
+            country: new.country,
+            notes: new.notes,
+            meta: fresh_meta(),
+        };
+        write_row(&mut tx, "providers", PROVIDER_COLUMNS, Write::Insert, |q| {
+            bind_provider(q, &provider)
+        })
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of(
+                "provider.create",
+                "provider",
+                provider.id,
+                None,
+                Some(&provider),
+            ),
+        )
+        .await?;
+        Ok(provider)
+    }
+
+    async fn update_provider(
+        &self,
+        ctx: &AuditContext,
+        id: ProviderId,
+        version: i64,
+        new: NewProvider,
+    ) -> StoreResult<Provider> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_provider(tx.conn(), id).await?;
+        check_version("provider", Some(version), before.meta.version)?;
+        let after = Provider {
+            id,
+            name: new.name,
+            contact: new.contact,
+            contract_end: new.contract_end,
+            country: new.country,
+            notes: new.notes,
+            meta: next_meta(&before.meta),
+        };
+        write_row(
+            &mut tx,
+            "providers",
+            PROVIDER_COLUMNS,
+            Write::Replace { id: id.0, version },
+            |q| bind_provider(q, &after),
+        )
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of(
+                "provider.update",
+                "provider",
+                id,
+                Some(&before),
+                Some(&after),
+            ),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    async fn delete_provider(
+        &self,
+        ctx: &AuditContext,
+        id: ProviderId,
+        version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_provider(tx.conn(), id).await?;
+        check_version("provider", version, before.meta.version)?;
+        let nodes = names_of(
+            tx.conn(),
+            "SELECT name FROM nodes WHERE provider_id = $1 ORDER BY name",
+            id.0,
+        )
+        .await?;
+        if !nodes.is_empty() {
+            return Err(in_use("provider", "provider.has_nodes", "nodes", &nodes));
+        }
+        delete_row(&mut tx, "DELETE FROM providers WHERE id = $1", id.0).await?;
+        tx.commit(
+            ctx,
+            Change::of("provider.delete", "provider", id, Some(&before), None),
+        )
+        .await
+    }
+
+    // --- nodes -----------------------------------------------------------------------------
+
+    async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> StoreResult<Page<Node>> {
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE 1 = 1"));
+        if let Some(after) = page.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        if let Some(provider) = filter.provider_id {
+            q.push(" AND provider_id = ").push_bind(provider.0);
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<NodeRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Node>>>()?;
+        Ok(page_of(items, page.limit, |n| n.id.0))
+    }
+
+    async fn get_node(&self, id: NodeId) -> StoreResult<Node> {
+        fetch_node(&self.pool, id).await
+    }
+
+    async fn create_node(&self, ctx: &AuditContext, new: NewNode) -> StoreResult<Node> {
+        let mut tx = self.begin_write().await?;
+        fetch_provider(tx.conn(), new.provider_id)
+            .await
+            .map_err(unknown_provider)?;
+        let node = Node {
+            id: NodeId::generate(),
+            provider_id: new.provider_id,
+            name: new.name,
+            public_addresses: new.public_addresses,
+            capacity: new.capacity,
+            overcommit: new.overcommit,
+            meta: fresh_meta(),
+        };
+        write_row(&mut tx, "nodes", NODE_COLUMNS, Write::Insert, |q| {
+            bind_node(q, &node)
+        })
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of("node.create", "node", node.id, None, Some(&node)),
+        )
+        .await?;
+        Ok(node)
+    }
+
+    async fn update_node(
+        &self,
+        ctx: &AuditContext,
+        id: NodeId,
+        version: i64,
+        new: NewNode,
+    ) -> StoreResult<Node> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let before = fetch_node(tx.conn(), id).await?;
+        check_version("node", Some(version), before.meta.version)?;
+        fetch_provider(tx.conn(), new.provider_id)
+            .await
+            .map_err(unknown_provider)?;
+        let after = Node {
+            id,
+            provider_id: new.provider_id,
+            name: new.name,
+            public_addresses: new.public_addresses,
+            capacity: new.capacity,
+            overcommit: new.overcommit,
+            meta: next_meta(&before.meta),
+        };
+        let usage = fetch_node_usage(tx.conn()).await?;
+        if let Some(usage) = usage.iter().find(|u| u.load.node_id == id) {
+            let shrunk = alveole_model::NodeLoad {
+                capacity: after.capacity,
+                overcommit: after.overcommit,
+                reserved: Default::default(),
+                ..usage.load
+            };
+            shrunk.check_fits(usage.load.reserved)?;
+        }
+        write_row(
+            &mut tx,
+            "nodes",
+            NODE_COLUMNS,
+            Write::Replace { id: id.0, version },
+            |q| bind_node(q, &after),
+        )
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of("node.update", "node", id, Some(&before), Some(&after)),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    async fn delete_node(
+        &self,
+        ctx: &AuditContext,
+        id: NodeId,
+        version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let before = fetch_node(tx.conn(), id).await?;
+        check_version("node", version, before.meta.version)?;
+        let sites = names_of(
+            tx.conn(),
+            "SELECT primary_domain FROM sites WHERE node_id = $1 ORDER BY primary_domain",
+            id.0,
+        )
+        .await?;
+        if !sites.is_empty() {
+            return Err(in_use("node", "node.has_sites", "sites", &sites));
+        }
+        delete_row(&mut tx, "DELETE FROM nodes WHERE id = $1", id.0).await?;
+        tx.commit(
+            ctx,
+            Change::of("node.delete", "node", id, Some(&before), None),
+        )
+        .await
+    }
+
+    async fn node_usage(&self) -> StoreResult<Vec<NodeUsage>> {
+        fetch_node_usage(&self.pool).await
+    }
+
+    // --- members ---------------------------------------------------------------------------
+
+    async fn list_members(
+        &self,
+        filter: &MemberFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Member>> {
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {MEMBER_COLUMNS} FROM members WHERE 1 = 1"));
+        if let Some(after) = page.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        if let Some(role) = filter.role {
+            q.push(" AND role = ").push_bind(role.as_str());
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<MemberRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Member>>>()?;
+        Ok(page_of(items, page.limit, |m| m.id.0))
+    }
+
+    async fn get_member(&self, id: MemberId) -> StoreResult<Member> {
+        fetch_member(&self.pool, id).await
+    }
+
+    async fn create_member(&self, ctx: &AuditContext, new: NewMember) -> StoreResult<Member> {
+        let mut tx = self.begin_write().await?;
+        let member = Member {
+            id: MemberId::generate(),
+            display_name: new.display_name,
+            email: new.email,
+            role: new.role,
+            meta: fresh_meta(),
+        };
+        write_row(&mut tx, "members", MEMBER_COLUMNS, Write::Insert, |q| {
+            bind_member(q, &member)
+        })
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of("member.create", "member", member.id, None, Some(&member)),
+        )
+        .await?;
+        Ok(member)
+    }
+
+    async fn update_member(
+        &self,
+        ctx: &AuditContext,
+        id: MemberId,
+        version: i64,
+        new: NewMember,
+    ) -> StoreResult<Member> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_member(tx.conn(), id).await?;
+        check_version("member", Some(version), before.meta.version)?;
+        let after = Member {
+            id,
+            display_name: new.display_name,
+            email: new.email,
+            role: new.role,
+            meta: next_meta(&before.meta),
+        };
+        write_row(
+            &mut tx,
+            "members",
+            MEMBER_COLUMNS,
+            Write::Replace { id: id.0, version },
+            |q| bind_member(q, &after),
+        )
+        .await?;
+        tx.commit(
+            ctx,
+            Change::of("member.update", "member", id, Some(&before), Some(&after)),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    async fn delete_member(
+        &self,
+        ctx: &AuditContext,
+        id: MemberId,
+        version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let before = fetch_member(tx.conn(), id).await?;
+        check_version("member", version, before.meta.version)?;
+        let sites = names_of(
+            tx.conn(),
+            "SELECT primary_domain FROM sites WHERE owner_id = $1 ORDER BY primary_domain",
+            id.0,
+        )
+        .await?;
+        if !sites.is_empty() {
+            return Err(in_use("member", "member.has_sites", "sites", &sites));
+        }
+        delete_row(&mut tx, "DELETE FROM members WHERE id = $1", id.0).await?;
+        tx.commit(
+            ctx,
+            Change::of("member.delete", "member", id, Some(&before), None),
+        )
+        .await
+    }
+
+    // --- sites -----------------------------------------------------------------------------
+
+    async fn list_sites(&self, filter: &SiteFilter, page: &PageRequest) -> StoreResult<Page<Site>> {
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE 1 = 1"));
+        if let Some(after) = page.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        if let Some(owner) = filter.owner_id {
+            q.push(" AND owner_id = ").push_bind(owner.0);
+        }
+        if let Some(node) = filter.node_id {
+            q.push(" AND node_id = ").push_bind(node.0);
+        }
+        if let Some(phase) = filter.phase {
+            q.push(" AND phase = ").push_bind(phase.as_str());
+        }
+        if let Some(hostname) = &filter.hostname {
+            q.push(" AND id IN (SELECT site_id FROM hostnames WHERE name = ")
+                .push_bind(hostname.clone())
+                .push(")");
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Site>>>()?;
+        Ok(page_of(items, page.limit, |s| s.id.0))
+    }
+
+    async fn list_sites_by_offset(&self, offset: u32, limit: u32) -> StoreResult<Vec<Site>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {SITE_COLUMNS} FROM sites ORDER BY id LIMIT "
+        ));
+        q.push_bind(i64::from(limit))
+            .push(" OFFSET ")
+            .push_bind(i64::from(offset));
+        let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn get_site(&self, id: SiteId) -> StoreResult<Site> {
+        fetch_site(&self.pool, id).await
+    }
+
+    async fn create_site(&self, ctx: &AuditContext, mut new: NewSite) -> StoreResult<Site> {
+        let mut tx = self.begin_write().await?;
+        Self::check_site(&mut tx, &mut new, None).await?;
+        let site = Site {
+            id: SiteId::generate(),
+            owner_id: new.owner_id,
+            primary_domain: new.primary_domain,
+            aliases: new.aliases,
+            image: new.image,
+            command: new.command,
+            env: new.env,
+            volume: new.volume,
+            limits: new.limits,
+            node_id: new.node_id,
+            phase: new.phase,
+            meta: fresh_meta(),
+        };
+        write_row(&mut tx, "sites", SITE_COLUMNS, Write::Insert, |q| {
+            bind_site(q, &site)
+        })
+        .await?;
+        Self::insert_hostnames(&mut tx, &site).await?;
+        tx.commit(
+            ctx,
+            Change::of("site.create", "site", site.id, None, Some(&site)),
+        )
+        .await?;
+        Ok(site)
+    }
+
+    async fn update_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: i64,
+        mut new: NewSite,
+    ) -> StoreResult<Site> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_site(tx.conn(), id).await?;
+        check_version("site", Some(version), before.meta.version)?;
+        Self::check_site(&mut tx, &mut new, Some(&before)).await?;
+        let after = Site {
+            id,
+            owner_id: new.owner_id,
+            primary_domain: new.primary_domain,
+            aliases: new.aliases,
+            image: new.image,
+            command: new.command,
+            env: new.env,
+            volume: new.volume,
+            limits: new.limits,
+            node_id: new.node_id,
+            phase: new.phase,
+            meta: next_meta(&before.meta),
+        };
+        write_row(
+            &mut tx,
+            "sites",
+            SITE_COLUMNS,
+            Write::Replace { id: id.0, version },
+            |q| bind_site(q, &after),
+        )
+        .await?;
+        delete_row(&mut tx, "DELETE FROM hostnames WHERE site_id = $1", id.0).await?;
+        Self::insert_hostnames(&mut tx, &after).await?;
+        tx.commit(
+            ctx,
+            Change::of("site.update", "site", id, Some(&before), Some(&after)),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    async fn delete_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_site(tx.conn(), id).await?;
+        check_version("site", version, before.meta.version)?;
+        delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
+        tx.commit(
+            ctx,
+            Change::of("site.delete", "site", id, Some(&before), None),
+        )
+        .await
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        let (providers, nodes, members, sites): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM providers), (SELECT COUNT(*) FROM nodes), \
+                    (SELECT COUNT(*) FROM members), (SELECT COUNT(*) FROM sites)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let by_phase: Vec<(String, i64)> =
+            sqlx::query_as("SELECT phase, COUNT(*) FROM sites GROUP BY phase")
+                .fetch_all(&self.pool)
+                .await?;
+        let sites_by_phase = alveole_model::SitePhase::ALL
+            .into_iter()
+            .map(|phase| {
+                let n = by_phase
+                    .iter()
+                    .find(|(p, _)| p == phase.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (phase, n)
+            })
+            .collect();
+        Ok(Counts {
+            providers,
+            nodes,
+            members,
+            sites,
+            sites_by_phase,
+        })
+    }
+
+    // --- the panel's own credentials -------------------------------------------------------
+
+    async fn set_admin_token(
+        &self,
+        ctx: &AuditContext,
+        name: &str,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM admin_tokens WHERE name = $1")
+            .bind(name)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("INSERT INTO admin_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(token_hash)
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+        let change = Change {
+            action: "admin_token.set",
+            target_kind: "admin_token",
+            target_id: name.to_owned(),
+            before: None,
+            after: None,
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn admin_token_hash(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT token_hash FROM admin_tokens WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, actor, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.actor)
+        .bind(&session.csrf_token)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(tx.conn())
+        .await?;
+        // The event names the session by a prefix of its hash: enough to follow it, useless to replay.
+        let change = Change {
+            action: "session.create",
+            target_kind: "session",
+            target_id: session.token_hash.chars().take(12).collect(),
+            before: None,
+            after: Some(
+                serde_json::json!({"actor": session.actor, "expires_at": session.expires_at}),
+            ),
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn find_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT token_hash, actor, csrf_token, created_at, expires_at FROM sessions \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(tx.conn())
+            .await?;
+        let change = Change {
+            action: "session.delete",
+            target_kind: "session",
+            target_id: token_hash.chars().take(12).collect(),
+            before: None,
+            after: None,
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn audit_events(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id \
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+fn unknown_provider(error: StoreError) -> StoreError {
+    match error {
+        StoreError::NotFound { .. } => StoreError::Conflict {
+            message: "the provider does not exist".into(),
+            errors: vec![FieldError::new(
+                "provider_id",
+                "provider.unknown",
+                "no provider has this id",
+            )],
+        },
+        other => other,
+    }
+}

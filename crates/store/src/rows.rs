@@ -1,0 +1,322 @@
+//! Rows as both databases return them, and their conversion into domain values. Stored text
+//! is validated again on the way out: a row edited by hand is reported as corrupt, not trusted.
+
+use alveole_model::{
+    Capacity, CountryCode, DisplayName, Email, EnvName, EnvVar, Hostname, ImageRef, Limits, Member,
+    MemberId, Meta, Node, NodeId, Notes, Overcommit, Provider, ProviderId, Role, Site, SiteId,
+    SitePhase, Slug, Volume, Wildcard,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+fn corrupt(kind: &'static str, id: Uuid, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        kind,
+        id: id.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn unsigned<T: TryFrom<i64>>(kind: &'static str, id: Uuid, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| corrupt(kind, id, format!("{value} is out of range")))
+}
+
+fn meta(version: i64, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> Meta {
+    Meta {
+        version,
+        created_at,
+        updated_at,
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProviderRow {
+    id: Uuid,
+    name: String,
+    contact: Option<String>,
+    contract_end: Option<NaiveDate>,
+    country: Option<String>,
+    notes: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ProviderRow> for Provider {
+    type Error = StoreError;
+    fn try_from(r: ProviderRow) -> Result<Self, StoreError> {
+        let bad = |e: alveole_model::FieldError| corrupt("provider", r.id, e);
+        Ok(Provider {
+            id: ProviderId(r.id),
+            name: DisplayName::parse(&r.name).map_err(bad)?,
+            contact: r
+                .contact
+                .as_deref()
+                .map(DisplayName::parse)
+                .transpose()
+                .map_err(bad)?,
+            contract_end: r.contract_end,
+            country: r
+                .country
+                .as_deref()
+                .map(CountryCode::parse)
+                .transpose()
+                .map_err(bad)?,
+            notes: Notes::parse(&r.notes).map_err(bad)?,
+            meta: meta(r.version, r.created_at, r.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NodeRow {
+    id: Uuid,
+    provider_id: Uuid,
+    name: String,
+    public_addresses: Json<Vec<String>>,
+    cpu_millis: i64,
+    memory_bytes: i64,
+    disk_bytes: i64,
+    overcommit_cpu: f64,
+    overcommit_memory: f64,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<NodeRow> for Node {
+    type Error = StoreError;
+    fn try_from(r: NodeRow) -> Result<Self, StoreError> {
+        let addresses = r
+            .public_addresses
+            .0
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| corrupt("node", r.id, format!("bad address {a:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Node {
+            id: NodeId(r.id),
+            provider_id: ProviderId(r.provider_id),
+            name: Slug::parse(&r.name).map_err(|e| corrupt("node", r.id, e))?,
+            public_addresses: addresses,
+            capacity: Capacity {
+                cpu_millis: unsigned("node", r.id, r.cpu_millis)?,
+                memory_bytes: unsigned("node", r.id, r.memory_bytes)?,
+                disk_bytes: unsigned("node", r.id, r.disk_bytes)?,
+            },
+            overcommit: Overcommit {
+                cpu: r.overcommit_cpu,
+                memory: r.overcommit_memory,
+            },
+            meta: meta(r.version, r.created_at, r.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    id: Uuid,
+    display_name: String,
+    email: String,
+    role: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = StoreError;
+    fn try_from(r: MemberRow) -> Result<Self, StoreError> {
+        let bad = |e: alveole_model::FieldError| corrupt("member", r.id, e);
+        Ok(Member {
+            id: MemberId(r.id),
+            display_name: DisplayName::parse(&r.display_name).map_err(bad)?,
+            email: Email::parse(&r.email).map_err(bad)?,
+            role: Role::parse(&r.role).ok_or_else(|| corrupt("member", r.id, "unknown role"))?,
+            meta: meta(r.version, r.created_at, r.updated_at),
+        })
+    }
+}
+
+/// How an environment variable is persisted: the one place a secret's value is written out.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredEnvVar {
+    name: String,
+    value: String,
+    secret: bool,
+}
+
+impl StoredEnvVar {
+    pub(crate) fn from_var(var: &EnvVar) -> Self {
+        Self {
+            name: var.name.as_str().to_owned(),
+            value: var.expose().to_owned(),
+            secret: var.is_secret(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SiteRow {
+    id: Uuid,
+    owner_id: Uuid,
+    primary_domain: String,
+    aliases: Json<Vec<String>>,
+    image: String,
+    command: Json<Vec<String>>,
+    env: Json<Vec<StoredEnvVar>>,
+    volume_quota: i64,
+    volume_mount_path: String,
+    cpu_millis: i64,
+    memory_bytes: i64,
+    pids: i64,
+    node_id: Option<Uuid>,
+    phase: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SiteRow> for Site {
+    type Error = StoreError;
+    fn try_from(r: SiteRow) -> Result<Self, StoreError> {
+        let id = r.id;
+        let bad = |e: alveole_model::FieldError| corrupt("site", id, e);
+        let env = r
+            .env
+            .0
+            .into_iter()
+            .map(|v| EnvVar::new(EnvName::parse(&v.name)?, v.value, v.secret))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?;
+        Ok(Site {
+            id: SiteId(id),
+            owner_id: MemberId(r.owner_id),
+            primary_domain: Hostname::parse(&r.primary_domain, Wildcard::Refused).map_err(bad)?,
+            aliases: r
+                .aliases
+                .0
+                .iter()
+                .map(|a| Hostname::parse(a, Wildcard::Allowed))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+            image: ImageRef::parse(&r.image).map_err(bad)?,
+            command: r.command.0,
+            env,
+            volume: Volume {
+                quota_bytes: unsigned("site", id, r.volume_quota)?,
+                mount_path: r.volume_mount_path,
+            },
+            limits: Limits {
+                cpu_millis: unsigned("site", id, r.cpu_millis)?,
+                memory_bytes: unsigned("site", id, r.memory_bytes)?,
+                pids: unsigned("site", id, r.pids)?,
+            },
+            node_id: r.node_id.map(NodeId),
+            phase: SitePhase::parse(&r.phase)
+                .ok_or_else(|| corrupt("site", id, "unknown phase"))?,
+            meta: meta(r.version, r.created_at, r.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NodeUsageRow {
+    pub id: Uuid,
+    pub name: String,
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+    pub disk_bytes: i64,
+    pub overcommit_cpu: f64,
+    pub overcommit_memory: f64,
+    pub reserved_cpu: i64,
+    pub reserved_memory: i64,
+    pub reserved_disk: i64,
+    pub sites: i64,
+}
+
+impl TryFrom<NodeUsageRow> for crate::NodeUsage {
+    type Error = StoreError;
+    fn try_from(r: NodeUsageRow) -> Result<Self, StoreError> {
+        let id = r.id;
+        Ok(crate::NodeUsage {
+            name: Slug::parse(&r.name).map_err(|e| corrupt("node", id, e))?,
+            load: alveole_model::NodeLoad {
+                node_id: NodeId(id),
+                capacity: Capacity {
+                    cpu_millis: unsigned("node", id, r.cpu_millis)?,
+                    memory_bytes: unsigned("node", id, r.memory_bytes)?,
+                    disk_bytes: unsigned("node", id, r.disk_bytes)?,
+                },
+                overcommit: Overcommit {
+                    cpu: r.overcommit_cpu,
+                    memory: r.overcommit_memory,
+                },
+                reserved: alveole_model::Reservation {
+                    cpu_millis: unsigned("node", id, r.reserved_cpu)?,
+                    memory_bytes: unsigned("node", id, r.reserved_memory)?,
+                    disk_bytes: unsigned("node", id, r.reserved_disk)?,
+                },
+            },
+            sites: r.sites,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target_kind: String,
+    pub target_id: String,
+    pub before: Option<Json<serde_json::Value>>,
+    pub after: Option<Json<serde_json::Value>>,
+    pub request_id: String,
+}
+
+impl From<AuditRow> for crate::AuditEvent {
+    fn from(r: AuditRow) -> Self {
+        crate::AuditEvent {
+            seq: r.seq,
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            target_kind: r.target_kind,
+            target_id: r.target_id,
+            before: r.before.map(|j| j.0),
+            after: r.after.map(|j| j.0),
+            request_id: r.request_id,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub token_hash: String,
+    pub actor: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<SessionRow> for crate::Session {
+    fn from(r: SessionRow) -> Self {
+        crate::Session {
+            token_hash: r.token_hash,
+            actor: r.actor,
+            csrf_token: r.csrf_token,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}

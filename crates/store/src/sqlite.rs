@@ -1,0 +1,38 @@
+//! The SQLite backend: the embedded default. WAL for concurrent readers, a busy timeout, foreign
+//! keys on, and `BEGIN IMMEDIATE` for every write so writers queue instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{Backend, StoreResult};
+
+type Db = sqlx::Sqlite;
+const BACKEND: Backend = Backend::Sqlite;
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// `BEGIN IMMEDIATE` already makes every write transaction exclusive.
+async fn lock_site_writes(_conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    Ok(())
+}
+
+#[path = "queries.rs"]
+mod queries;
+
+pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    // An in-memory database exists once per connection: keep exactly one.
+    let max = if url.contains(":memory:") { 1 } else { 8 };
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+    Ok(queries::SqlStore::new(pool))
+}
