@@ -1,0 +1,152 @@
+//! Shared test fixtures: a fresh database per test on every backend, and the real panel served
+//! in-process on a free loopback port.
+
+use std::sync::Arc;
+
+use alveole_panel::{AppState, PanelConfig};
+use alveole_store::Store;
+use serde_json::{Value, json};
+
+/// Whether missing components must fail the run (CI) rather than skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Says loudly that a test did not run its part for `component`; fails under CI.
+pub fn skip_or_fail(component: &str, why: &str) {
+    assert!(!in_ci(), "{component} is required under CI=true: {why}");
+    eprintln!("\n!!!! SKIPPED: {component} is not available ({why}); set it up to run this test. !!!!\n");
+}
+
+/// A fresh, empty database.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = std::env::temp_dir().join("alveole-tests");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let name = format!("t-{}.db", uuid::Uuid::now_v7().simple());
+        TestDb { url: format!("sqlite://{}", dir.join(&name).display()), admin_url: None, name }
+    }
+
+    /// A new database on the server of `ALVEOLE_TEST_POSTGRES_URL`, or None (skipped) outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var("ALVEOLE_TEST_POSTGRES_URL") else {
+            skip_or_fail("PostgreSQL", "ALVEOLE_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+            return None;
+        };
+        let name = format!("alveole_t_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create database");
+        let (base, _) = admin_url.rsplit_once('/').expect("database URL with a path");
+        Some(TestDb { url: format!("{base}/{name}"), admin_url: Some(admin_url), name })
+    }
+
+    /// SQLite always; PostgreSQL when available.
+    pub async fn all() -> Vec<TestDb> {
+        let mut dbs = vec![TestDb::sqlite().await];
+        dbs.extend(TestDb::postgres().await);
+        dbs
+    }
+
+    pub fn backend(&self) -> &'static str {
+        if self.admin_url.is_some() { "postgres" } else { "sqlite" }
+    }
+
+    /// Removes the database (call at the end of a passing test).
+    pub async fn drop_db(self) {
+        match &self.admin_url {
+            Some(admin_url) => {
+                if let Ok(mut admin) = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
+                }
+            }
+            None => {
+                let path = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+        }
+    }
+}
+
+/// The panel, served from a fresh database.
+#[derive(Debug)]
+pub struct TestPanel {
+    pub base: String,
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestPanel {
+    pub async fn start(db: &TestDb) -> TestPanel {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = alveole_store::connect(&db.url).await.expect("open store");
+        let token = alveole_panel::auth::ensure_bootstrap_token(store.as_ref()).await.expect("token").expect("a new token");
+        let state = AppState::new(store.clone(), PanelConfig { secure_cookies: false }).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let _ = axum_serve(state, listener).await;
+        });
+        TestPanel { base, token, store, http: reqwest::Client::new(), server }
+    }
+
+    /// `method path` with the admin token and an optional JSON body: (status, JSON body).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// A provider, a roomy node and a member, ready for sites: (node id, member id).
+    pub async fn seed(&self) -> (String, String) {
+        let (status, provider) = self.post("/api/v1/providers", json!({"name": "Hébergeur", "country": "fr"})).await;
+        assert_eq!(status, 201, "{provider}");
+        let (status, node) = self
+            .post(
+                "/api/v1/nodes",
+                json!({
+                    "provider_id": provider["id"], "name": "node-1", "public_addresses": ["192.0.2.10"],
+                    "capacity": {"cpu_millis": 8000, "memory_bytes": 16u64 << 30, "disk_bytes": 500u64 << 30}
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{node}");
+        let (status, member) = self.post("/api/v1/members", json!({"display_name": "Ana", "email": "ana@exemple.org"})).await;
+        assert_eq!(status, 201, "{member}");
+        (node["id"].as_str().unwrap_or_default().to_owned(), member["id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+impl Drop for TestPanel {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn axum_serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    alveole::serve::serve(state, listener).await.map_err(std::io::Error::other)
+}
