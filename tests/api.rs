@@ -1,5 +1,8 @@
 //! The API's acceptance tests, each run against SQLite and PostgreSQL with a fresh database.
 
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use alveole_panel::routes::{Surface, routes};
@@ -18,36 +21,78 @@ async fn resources_are_created_read_changed_and_deleted() {
         let (node, member) = panel.seed().await;
         let backend = db.backend();
 
-        let (status, created) = panel.post("/api/v1/sites", site(&member, "Exemple.ORG.")).await;
+        let (status, created) = panel
+            .post("/api/v1/sites", site(&member, "Exemple.ORG."))
+            .await;
         assert_eq!(status, 201, "{backend}: {created}");
         assert_eq!(created["primary_domain"], "exemple.org");
-        assert_eq!(created["node_id"], node, "{backend}: placed on the only node");
+        assert_eq!(
+            created["node_id"], node,
+            "{backend}: placed on the only node"
+        );
         let id = created["id"].as_str().unwrap();
 
         let (status, read) = panel.get(&format!("/api/v1/sites/{id}")).await;
-        assert_eq!((status, &read), (200, &created), "{backend}: read back as created");
+        assert_eq!(
+            (status, &read),
+            (200, &created),
+            "{backend}: read back as created"
+        );
         let (_, found) = panel.get("/api/v1/sites?hostname=EXEMPLE.org.").await;
-        assert_eq!(found["items"][0]["id"], id, "{backend}: found by any spelling");
+        assert_eq!(
+            found["items"][0]["id"], id,
+            "{backend}: found by any spelling"
+        );
 
         let patch = json!({"version": 1, "aliases": ["www.exemple.org"], "limits": {"pids": 64}});
-        let (status, changed) = panel.call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch.clone())).await;
+        let (status, changed) = panel
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/sites/{id}"),
+                Some(patch.clone()),
+            )
+            .await;
         assert_eq!(status, 200, "{backend}: {changed}");
-        assert_eq!((changed["version"].as_i64(), changed["limits"]["pids"].as_i64()), (Some(2), Some(64)));
-        assert_eq!(changed["limits"]["cpu_millis"], created["limits"]["cpu_millis"], "untouched fields kept");
+        assert_eq!(
+            (
+                changed["version"].as_i64(),
+                changed["limits"]["pids"].as_i64()
+            ),
+            (Some(2), Some(64))
+        );
+        assert_eq!(
+            changed["limits"]["cpu_millis"], created["limits"]["cpu_millis"],
+            "untouched fields kept"
+        );
 
-        let (status, stale) = panel.call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch)).await;
+        let (status, stale) = panel
+            .call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch))
+            .await;
         assert_eq!(status, 409, "{backend}: stale version: {stale}");
         assert_eq!(stale["errors"][0]["field"], "version");
 
-        let (status, refused) = panel.call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None).await;
+        let (status, refused) = panel
+            .call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None)
+            .await;
         assert_eq!(status, 409, "{backend}: node with sites: {refused}");
-        assert!(refused["detail"].as_str().unwrap().contains("exemple.org"), "names the site: {refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains("exemple.org"),
+            "names the site: {refused}"
+        );
 
-        let (status, _) = panel.call(Method::DELETE, &format!("/api/v1/sites/{id}?version=2"), None).await;
+        let (status, _) = panel
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/sites/{id}?version=2"),
+                None,
+            )
+            .await;
         assert_eq!(status, 204);
         let (status, _) = panel.get(&format!("/api/v1/sites/{id}")).await;
         assert_eq!(status, 404);
-        let (status, _) = panel.call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None).await;
+        let (status, _) = panel
+            .call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None)
+            .await;
         assert_eq!(status, 204, "{backend}: an empty node can go");
         db.drop_db().await;
     }
@@ -56,8 +101,12 @@ async fn resources_are_created_read_changed_and_deleted() {
 #[tokio::test]
 async fn twenty_concurrent_spellings_of_one_name_make_exactly_one_site() {
     let spellings = [
-        "exemple-école.org", "EXEMPLE-ÉCOLE.ORG", "Exemple-École.org.", "xn--exemple-cole-ieb.org",
-        "XN--EXEMPLE-COLE-IEB.ORG.", "exemple-ÉCOLE.org",
+        "exemple-école.org",
+        "EXEMPLE-ÉCOLE.ORG",
+        "Exemple-École.org.",
+        "xn--exemple-cole-ieb.org",
+        "XN--EXEMPLE-COLE-IEB.ORG.",
+        "exemple-ÉCOLE.org",
     ];
     for db in TestDb::all().await {
         let panel = TestPanel::start(&db).await;
@@ -67,12 +116,29 @@ async fn twenty_concurrent_spellings_of_one_name_make_exactly_one_site() {
             let client = reqwest::Client::new();
             let (url, token) = (format!("{}/api/v1/sites", panel.base), panel.token.clone());
             let body = site(&member, spellings[i % spellings.len()]);
-            async move { client.post(url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16()) }
+            async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
         });
-        let statuses: Vec<u16> = futures::future::join_all(calls).await.into_iter().map(|r| r.expect("answer")).collect();
+        let statuses: Vec<u16> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("answer"))
+            .collect();
         let created = statuses.iter().filter(|s| **s == 201).count();
         let conflicts = statuses.iter().filter(|s| **s == 409).count();
-        assert_eq!((created, conflicts), (1, 19), "{}: {statuses:?}", db.backend());
+        assert_eq!(
+            (created, conflicts),
+            (1, 19),
+            "{}: {statuses:?}",
+            db.backend()
+        );
         db.drop_db().await;
     }
 }
@@ -82,20 +148,44 @@ async fn invalid_input_is_refused_naming_the_field_and_changes_nothing() {
     for db in TestDb::all().await {
         let panel = TestPanel::start(&db).await;
         let (_, member) = panel.seed().await;
-        for bad in ["a;b.org", "a b.org", "$(reboot).org", "pаypal.com", "-x.org", "single"] {
+        for bad in [
+            "a;b.org",
+            "a b.org",
+            "$(reboot).org",
+            "pаypal.com",
+            "-x.org",
+            "single",
+        ] {
             let (status, problem) = panel.post("/api/v1/sites", site(&member, bad)).await;
             assert_eq!(status, 400, "{bad}: {problem}");
-            assert_eq!(problem["errors"][0]["field"], "primary_domain", "{bad}: {problem}");
+            assert_eq!(
+                problem["errors"][0]["field"], "primary_domain",
+                "{bad}: {problem}"
+            );
         }
-        let (status, problem) = panel.post("/api/v1/sites", json!({"owner_id": member, "primary_domain": 5})).await;
+        let (status, problem) = panel
+            .post(
+                "/api/v1/sites",
+                json!({"owner_id": member, "primary_domain": 5}),
+            )
+            .await;
         assert_eq!(status, 400, "wrong JSON type: {problem}");
         let (status, problem) = panel.get("/api/v1/sites?limit=0&colour=blue").await;
         assert_eq!(status, 400);
-        let fields: BTreeSet<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        let fields: BTreeSet<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
         assert_eq!(fields, BTreeSet::from(["limit", "colour"]));
         let (status, _) = panel.get("/api/v1/sites/not-a-uuid").await;
         assert_eq!(status, 400);
-        assert_eq!(panel.store.counts().await.unwrap().sites, 0, "nothing half-created");
+        assert_eq!(
+            panel.store.counts().await.unwrap().sites,
+            0,
+            "nothing half-created"
+        );
         db.drop_db().await;
     }
 }
@@ -105,16 +195,28 @@ async fn wildcards_and_capacity_are_enforced() {
     for db in TestDb::all().await {
         let panel = TestPanel::start(&db).await;
         let (node, ana) = panel.seed().await;
-        let (_, bob) = panel.post("/api/v1/members", json!({"display_name": "Bob", "email": "bob@exemple.org"})).await;
+        let (_, bob) = panel
+            .post(
+                "/api/v1/members",
+                json!({"display_name": "Bob", "email": "bob@exemple.org"}),
+            )
+            .await;
         let bob = bob["id"].as_str().unwrap();
 
         let mut wild = site(&ana, "a.org");
         wild["aliases"] = json!(["*.a.org"]);
         assert_eq!(panel.post("/api/v1/sites", wild).await.0, 201);
         let (status, problem) = panel.post("/api/v1/sites", site(bob, "x.a.org")).await;
-        assert_eq!(status, 409, "another member's name under ana's wildcard: {problem}");
+        assert_eq!(
+            status, 409,
+            "another member's name under ana's wildcard: {problem}"
+        );
         assert_eq!(problem["errors"][0]["field"], "primary_domain");
-        assert_eq!(panel.post("/api/v1/sites", site(&ana, "x.a.org")).await.0, 201, "ana's own name is fine");
+        assert_eq!(
+            panel.post("/api/v1/sites", site(&ana, "x.a.org")).await.0,
+            201,
+            "ana's own name is fine"
+        );
 
         let mut huge = site(&ana, "huge.org");
         huge["limits"] = json!({"cpu_millis": 1000, "memory_bytes": 17u64 << 30, "pids": 100});
@@ -131,7 +233,12 @@ async fn lists_are_paginated_by_cursor() {
     for db in TestDb::all().await {
         let panel = TestPanel::start(&db).await;
         for i in 0..7 {
-            let (status, _) = panel.post("/api/v1/members", json!({"display_name": format!("M{i}"), "email": format!("m{i}@exemple.org")})).await;
+            let (status, _) = panel
+                .post(
+                    "/api/v1/members",
+                    json!({"display_name": format!("M{i}"), "email": format!("m{i}@exemple.org")}),
+                )
+                .await;
             assert_eq!(status, 201);
         }
         let mut seen = Vec::new();
@@ -141,7 +248,13 @@ async fn lists_are_paginated_by_cursor() {
             let (status, page) = panel.get(&path).await;
             assert_eq!(status, 200, "{page}");
             pages += 1;
-            seen.extend(page["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_owned()));
+            seen.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["email"].as_str().unwrap().to_owned()),
+            );
             match page["next_cursor"].as_str() {
                 Some(cursor) => path = format!("/api/v1/members?limit=3&cursor={cursor}"),
                 None => break,
@@ -164,24 +277,67 @@ async fn every_change_writes_one_audit_event_and_secrets_stay_out() {
         body["env"] = json!([{"name": "DB_PASSWORD", "value": "s3cr3t-value-xyz", "secret": true}]);
         let (status, created) = panel.post("/api/v1/sites", body).await;
         assert_eq!(status, 201);
-        assert!(!created.to_string().contains("s3cr3t-value-xyz"), "not in the answer");
+        assert!(
+            !created.to_string().contains("s3cr3t-value-xyz"),
+            "not in the answer"
+        );
         let id = created["id"].as_str().unwrap();
         let patch = json!({"version": 1, "image": "registry.example.org/coop/site:2"});
-        assert_eq!(panel.call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch)).await.0, 200);
+        assert_eq!(
+            panel
+                .call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch))
+                .await
+                .0,
+            200
+        );
         let (_, listed) = panel.get("/api/v1/sites").await;
-        assert!(!listed.to_string().contains("s3cr3t-value-xyz"), "not in lists");
+        assert!(
+            !listed.to_string().contains("s3cr3t-value-xyz"),
+            "not in lists"
+        );
         // A refused change writes nothing.
-        assert_eq!(panel.call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None).await.0, 409);
+        assert_eq!(
+            panel
+                .call(Method::DELETE, &format!("/api/v1/nodes/{node}"), None)
+                .await
+                .0,
+            409
+        );
 
         let events = panel.store.audit_events(0, 1000).await.unwrap();
         let actions: Vec<&str> = events[before..].iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(actions, ["provider.create", "node.create", "member.create", "site.create", "site.update"], "{}", db.backend());
+        assert_eq!(
+            actions,
+            [
+                "provider.create",
+                "node.create",
+                "member.create",
+                "site.create",
+                "site.update"
+            ],
+            "{}",
+            db.backend()
+        );
         let update = events.last().unwrap();
-        assert_eq!((update.actor.as_str(), update.target_id.as_str()), ("bootstrap-admin", id));
-        assert_eq!(update.before.as_ref().unwrap()["image"], "registry.example.org/coop/site:1");
-        assert!(!update.request_id.is_empty() && update.request_id != "-", "request id recorded");
+        assert_eq!(
+            (update.actor.as_str(), update.target_id.as_str()),
+            ("bootstrap-admin", id)
+        );
+        assert_eq!(
+            update.before.as_ref().unwrap()["image"],
+            "registry.example.org/coop/site:1"
+        );
+        assert!(
+            !update.request_id.is_empty() && update.request_id != "-",
+            "request id recorded"
+        );
         for event in &events {
-            assert!(!serde_json::to_string(event).unwrap().contains("s3cr3t-value-xyz"), "not in audit events");
+            assert!(
+                !serde_json::to_string(event)
+                    .unwrap()
+                    .contains("s3cr3t-value-xyz"),
+                "not in audit events"
+            );
         }
         // The secret was kept for the node all the same.
         let stored = panel.store.get_site(id.parse().unwrap()).await.unwrap();
@@ -197,7 +353,9 @@ async fn a_failed_audit_write_rolls_the_change_back() {
         let panel = TestPanel::start(&db).await;
         let (_, member) = panel.seed().await;
         let triggers: &[&str] = if db.backend() == "sqlite" {
-            &["CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit refused'); END"]
+            &[
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+            ]
         } else {
             &[
                 "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$ LANGUAGE plpgsql",
@@ -205,13 +363,27 @@ async fn a_failed_audit_write_rolls_the_change_back() {
             ]
         };
         run_sql(&db, triggers).await;
-        let (status, _) = panel.post("/api/v1/sites", site(&member, "rollback.example.org")).await;
+        let (status, _) = panel
+            .post("/api/v1/sites", site(&member, "rollback.example.org"))
+            .await;
         assert_eq!(status, 500, "{}", db.backend());
-        let (status, _) = panel.post("/api/v1/members", json!({"display_name": "Zoé", "email": "zoe@exemple.org"})).await;
+        let (status, _) = panel
+            .post(
+                "/api/v1/members",
+                json!({"display_name": "Zoé", "email": "zoe@exemple.org"}),
+            )
+            .await;
         assert_eq!(status, 500);
         let counts = panel.store.counts().await.unwrap();
-        assert_eq!((counts.sites, counts.members), (0, 1), "{}: the changes were rolled back", db.backend());
-        let (_, found) = panel.get("/api/v1/sites?hostname=rollback.example.org").await;
+        assert_eq!(
+            (counts.sites, counts.members),
+            (0, 1),
+            "{}: the changes were rolled back",
+            db.backend()
+        );
+        let (_, found) = panel
+            .get("/api/v1/sites?hostname=rollback.example.org")
+            .await;
         assert_eq!(found["items"], json!([]), "no host name left behind");
         db.drop_db().await;
     }
@@ -222,12 +394,18 @@ async fn run_sql(db: &TestDb, statements: &[&str]) {
     if db.backend() == "sqlite" {
         let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
         for sql in statements {
-            sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
     } else {
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
         for sql in statements {
-            sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
     }
 }
@@ -242,7 +420,12 @@ async fn the_openapi_document_and_the_route_table_agree() {
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
         .collect();
     let table: BTreeSet<(String, String)> = routes()
         .iter()
@@ -250,12 +433,18 @@ async fn the_openapi_document_and_the_route_table_agree() {
         .map(|r| (r.method.to_string(), r.path.clone()))
         .collect();
     assert_eq!(documented, table);
-    assert!(table.len() >= 21, "four resources × five operations + the document itself");
+    assert!(
+        table.len() >= 21,
+        "four resources × five operations + the document itself"
+    );
     // Every documented $ref resolves.
     let text = document.to_string();
     for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = reference.split('"').next().unwrap();
-        assert!(document["components"]["schemas"].get(name).is_some(), "{name} is not defined");
+        assert!(
+            document["components"]["schemas"].get(name).is_some(),
+            "{name} is not defined"
+        );
     }
     db.drop_db().await;
 }
@@ -264,21 +453,46 @@ async fn the_openapi_document_and_the_route_table_agree() {
 async fn every_route_requires_its_credentials() {
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
-    let anonymous = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let id = uuid::Uuid::now_v7();
     for route in routes() {
-        let path = route.path.replace("{id}", &id.to_string()).replace("{lang}", "fr");
-        let response = anonymous.request(route.method.clone(), format!("{}{path}", panel.base)).send().await.unwrap();
+        let path = route
+            .path
+            .replace("{id}", &id.to_string())
+            .replace("{lang}", "fr");
+        let response = anonymous
+            .request(route.method.clone(), format!("{}{path}", panel.base))
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         match (route.access, route.surface) {
-            (alveole_panel::routes::Access::Public, _) => assert!(status < 500 && status != 401, "{path}: {status}"),
+            (alveole_panel::routes::Access::Public, _) => {
+                assert!(status < 500 && status != 401, "{path}: {status}")
+            }
             (_, Surface::Api) => assert_eq!(status, 401, "{} {path}", route.method),
-            (_, _) => assert_eq!((status, response.headers()["location"].to_str().unwrap()), (303, "/login"), "{} {path}", route.method),
+            (_, _) => assert_eq!(
+                (status, response.headers()["location"].to_str().unwrap()),
+                (303, "/login"),
+                "{} {path}",
+                route.method
+            ),
         }
     }
     let (status, _) = panel.get("/healthz").await;
     assert_eq!(status, 200);
-    let metrics = reqwest::get(format!("{}/metrics", panel.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("alveole_sites{phase=\"running\"}"), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", panel.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("alveole_sites{phase=\"running\"}"),
+        "{metrics}"
+    );
     db.drop_db().await;
 }

@@ -1,11 +1,19 @@
 //! Shared test fixtures: a fresh database per test on every backend, and the real panel served
 //! in-process on a free loopback port.
 
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use alveole_panel::{AppState, PanelConfig};
 use alveole_store::Store;
 use serde_json::{Value, json};
+
+/// Process-wide setup: the TLS provider every HTTP client of the tests uses.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Whether missing components must fail the run (CI) rather than skip.
 pub fn in_ci() -> bool {
@@ -15,7 +23,9 @@ pub fn in_ci() -> bool {
 /// Says loudly that a test did not run its part for `component`; fails under CI.
 pub fn skip_or_fail(component: &str, why: &str) {
     assert!(!in_ci(), "{component} is required under CI=true: {why}");
-    eprintln!("\n!!!! SKIPPED: {component} is not available ({why}); set it up to run this test. !!!!\n");
+    eprintln!(
+        "\n!!!! SKIPPED: {component} is not available ({why}); set it up to run this test. !!!!\n"
+    );
 }
 
 /// A fresh, empty database.
@@ -31,20 +41,38 @@ impl TestDb {
         let dir = std::env::temp_dir().join("alveole-tests");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let name = format!("t-{}.db", uuid::Uuid::now_v7().simple());
-        TestDb { url: format!("sqlite://{}", dir.join(&name).display()), admin_url: None, name }
+        TestDb {
+            url: format!("sqlite://{}", dir.join(&name).display()),
+            admin_url: None,
+            name,
+        }
     }
 
     /// A new database on the server of `ALVEOLE_TEST_POSTGRES_URL`, or None (skipped) outside CI.
     pub async fn postgres() -> Option<TestDb> {
         let Ok(admin_url) = std::env::var("ALVEOLE_TEST_POSTGRES_URL") else {
-            skip_or_fail("PostgreSQL", "ALVEOLE_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+            skip_or_fail(
+                "PostgreSQL",
+                "ALVEOLE_TEST_POSTGRES_URL is not set (.ci/run sets it)",
+            );
             return None;
         };
         let name = format!("alveole_t_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create database");
-        let (base, _) = admin_url.rsplit_once('/').expect("database URL with a path");
-        Some(TestDb { url: format!("{base}/{name}"), admin_url: Some(admin_url), name })
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL with a path");
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            admin_url: Some(admin_url),
+            name,
+        })
     }
 
     /// SQLite always; PostgreSQL when available.
@@ -55,16 +83,24 @@ impl TestDb {
     }
 
     pub fn backend(&self) -> &'static str {
-        if self.admin_url.is_some() { "postgres" } else { "sqlite" }
+        if self.admin_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 
     /// Removes the database (call at the end of a passing test).
     pub async fn drop_db(self) {
         match &self.admin_url {
             Some(admin_url) => {
-                if let Ok(mut admin) = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await {
+                if let Ok(mut admin) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await
+                {
                     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
                 }
             }
             None => {
@@ -89,28 +125,56 @@ pub struct TestPanel {
 
 impl TestPanel {
     pub async fn start(db: &TestDb) -> TestPanel {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        init();
         let store = alveole_store::connect(&db.url).await.expect("open store");
-        let token = alveole_panel::auth::ensure_bootstrap_token(store.as_ref()).await.expect("token").expect("a new token");
-        let state = AppState::new(store.clone(), PanelConfig { secure_cookies: false }).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let token = alveole_panel::auth::ensure_bootstrap_token(store.as_ref())
+            .await
+            .expect("token")
+            .expect("a new token");
+        let state = AppState::new(
+            store.clone(),
+            PanelConfig {
+                secure_cookies: false,
+            },
+        )
+        .expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let server = tokio::spawn(async move {
             let _ = axum_serve(state, listener).await;
         });
-        TestPanel { base, token, store, http: reqwest::Client::new(), server }
+        TestPanel {
+            base,
+            token,
+            store,
+            http: reqwest::Client::new(),
+            server,
+        }
     }
 
     /// `method path` with the admin token and an optional JSON body: (status, JSON body).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -123,7 +187,12 @@ impl TestPanel {
 
     /// A provider, a roomy node and a member, ready for sites: (node id, member id).
     pub async fn seed(&self) -> (String, String) {
-        let (status, provider) = self.post("/api/v1/providers", json!({"name": "Hébergeur", "country": "fr"})).await;
+        let (status, provider) = self
+            .post(
+                "/api/v1/providers",
+                json!({"name": "Hébergeur", "country": "fr"}),
+            )
+            .await;
         assert_eq!(status, 201, "{provider}");
         let (status, node) = self
             .post(
@@ -135,9 +204,17 @@ impl TestPanel {
             )
             .await;
         assert_eq!(status, 201, "{node}");
-        let (status, member) = self.post("/api/v1/members", json!({"display_name": "Ana", "email": "ana@exemple.org"})).await;
+        let (status, member) = self
+            .post(
+                "/api/v1/members",
+                json!({"display_name": "Ana", "email": "ana@exemple.org"}),
+            )
+            .await;
         assert_eq!(status, 201, "{member}");
-        (node["id"].as_str().unwrap_or_default().to_owned(), member["id"].as_str().unwrap_or_default().to_owned())
+        (
+            node["id"].as_str().unwrap_or_default().to_owned(),
+            member["id"].as_str().unwrap_or_default().to_owned(),
+        )
     }
 }
 
@@ -148,5 +225,7 @@ impl Drop for TestPanel {
 }
 
 async fn axum_serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    alveole::serve::serve(state, listener).await.map_err(std::io::Error::other)
+    alveole::serve::serve(state, listener)
+        .await
+        .map_err(std::io::Error::other)
 }

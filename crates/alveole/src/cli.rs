@@ -128,12 +128,14 @@ pub enum ResourceAction {
 
 /// The README's configuration table, generated from the definitions above.
 pub fn config_table() -> String {
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    // (variable, flag, subcommands, default, meaning)
+    let mut rows: Vec<(String, String, Vec<String>, String, String)> = Vec::new();
     let mut visit = |cmd: &clap::Command, path: &str| {
         for arg in cmd.get_arguments() {
             let Some(env) = arg.get_env() else { continue };
             let env = env.to_string_lossy().into_owned();
-            if rows.iter().any(|r| r.0 == env) {
+            if let Some(row) = rows.iter_mut().find(|r| r.0 == env) {
+                row.2.push(path.to_owned());
                 continue;
             }
             let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_default();
@@ -144,7 +146,7 @@ pub fn config_table() -> String {
                 .collect::<Vec<_>>()
                 .join(",");
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-            rows.push((env, format!("`{flag}` ({path})"), default, help));
+            rows.push((env, flag, vec![path.to_owned()], default, help));
         }
     };
     let root = Cli::command();
@@ -156,13 +158,16 @@ pub fn config_table() -> String {
     }
     rows.sort();
     let mut table = String::from("| Variable | Flag | Default | Meaning |\n|---|---|---|---|\n");
-    for (env, flag, default, help) in rows {
+    for (env, flag, commands, default, help) in rows {
         let default = if default.is_empty() {
             "—".to_owned()
         } else {
             format!("`{default}`")
         };
-        table.push_str(&format!("| `{env}` | {flag} | {default} | {help} |\n"));
+        let commands = commands.join(", ");
+        table.push_str(&format!(
+            "| `{env}` | `{flag}` ({commands}) | {default} | {help} |\n"
+        ));
     }
     table
 }

@@ -521,14 +521,12 @@ impl SiteInput {
                 asked
             }
         };
-        if let Some(site) = previous {
-            if self.node_id != site.node_id {
-                errors.push(FieldError::new(
-                    "node_id",
-                    "site.node_immutable",
-                    "a site changes node by a move, not by an edit",
-                ));
-            }
+        if previous.is_some_and(|site| self.node_id != site.node_id) {
+            errors.push(FieldError::new(
+                "node_id",
+                "site.node_immutable",
+                "a site changes node by a move, not by an edit",
+            ));
         }
         errors.finish(|| {
             Some(NewSite {

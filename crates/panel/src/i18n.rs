@@ -63,10 +63,10 @@ fn empty() -> &'static Catalog {
 
 /// The language for a request.
 pub fn negotiate(headers: &HeaderMap) -> &'static str {
-    if let Some(lang) = crate::auth::cookie(headers, LANG_COOKIE) {
-        if let Some(known) = LANGUAGES.iter().find(|l| **l == lang) {
-            return known;
-        }
+    if let Some(lang) = crate::auth::cookie(headers, LANG_COOKIE)
+        && let Some(known) = LANGUAGES.iter().find(|l| **l == lang)
+    {
+        return known;
     }
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)

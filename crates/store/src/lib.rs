@@ -7,6 +7,9 @@
 //! Every state change commits through `WriteTx::commit`, which writes the change's audit event
 //! in the same transaction: there is no other way to commit a write.
 
+// `queries.rs` is compiled once per backend on purpose (see above).
+#![allow(clippy::duplicate_mod)]
+
 mod audit;
 mod error;
 mod postgres;

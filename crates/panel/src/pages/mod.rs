@@ -231,12 +231,11 @@ pub async fn logout(
     if let Err(error) = csrf_checked(&caller, &form) {
         return error_page(&state, &headers, Some(&caller), error);
     }
-    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE) {
-        if let Err(error) =
+    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE)
+        && let Err(error) =
             auth::close_session(state.store(), &audit_context(&caller, &headers), cookie).await
-        {
-            return error_page(&state, &headers, Some(&caller), error.into());
-        }
+    {
+        return error_page(&state, &headers, Some(&caller), error.into());
     }
     let expired = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",

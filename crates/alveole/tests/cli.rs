@@ -1,0 +1,247 @@
+//! The real binary: `alveole serve` and the resource subcommands talking to it, and the
+//! README's configuration table kept equal to the CLI's own definitions.
+
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+
+const SECRET: &str = "cli-secret-value-7781";
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_server() -> Server {
+    let dir = std::env::temp_dir().join(format!("alveole-cli-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env(
+            "ALVEOLE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("panel.db").display()),
+        )
+        .env("ALVEOLE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut token = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(start) = line.find("alv_") {
+            token = line[start..].trim().to_owned();
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    assert!(
+        token.starts_with("alv_"),
+        "the first start prints the bootstrap token"
+    );
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        token,
+        dir,
+    }
+}
+
+fn alveole(server: &Server, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(args)
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "alveole {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
+    let mut server = start_server();
+    let provider = json_of(&alveole(
+        &server,
+        &[
+            "provider",
+            "create",
+            "--json",
+            "--set",
+            "name=Scaleway",
+            "--set",
+            "country=fr",
+        ],
+    ));
+    let provider_id = provider["id"].as_str().unwrap();
+    let node = alveole(
+        &server,
+        &[
+            "node",
+            "create",
+            "--json",
+            "--set",
+            &format!("provider_id={provider_id}"),
+            "--set",
+            "name=par-1",
+            "--set",
+            "capacity.cpu_millis=4000",
+            "--set",
+            "capacity.memory_bytes=8589934592",
+            "--set",
+            "capacity.disk_bytes=107374182400",
+        ],
+    );
+    assert_eq!(json_of(&node)["name"], "par-1");
+    let member = json_of(&alveole(
+        &server,
+        &[
+            "member",
+            "create",
+            "--json",
+            "--set",
+            "display_name=Léa",
+            "--set",
+            "email=lea@exemple.org",
+        ],
+    ));
+    let env = format!(r#"env=[{{"name":"DB_PASSWORD","value":"{SECRET}","secret":true}}]"#);
+    let created = alveole(
+        &server,
+        &[
+            "site",
+            "create",
+            "--json",
+            "--set",
+            &format!("owner_id={}", member["id"].as_str().unwrap()),
+            "--set",
+            "primary_domain=Cli.Exemple.ORG",
+            "--set",
+            "image=registry.example.org/coop/site:1",
+            "--set",
+            &env,
+        ],
+    );
+    assert_eq!(json_of(&created)["primary_domain"], "cli.exemple.org");
+
+    let shown = alveole(&server, &["site", "show", "cli.exemple.org", "--json"]);
+    assert_eq!(json_of(&shown)["env"][0]["value"], serde_json::Value::Null);
+    let listed = String::from_utf8(alveole(&server, &["site", "list"]).stdout).unwrap();
+    assert!(
+        listed.starts_with("ID ") && listed.contains("cli.exemple.org"),
+        "a human table: {listed}"
+    );
+    let updated = alveole(
+        &server,
+        &[
+            "site",
+            "update",
+            "cli.exemple.org",
+            "--json",
+            "--set",
+            "limits.pids=128",
+        ],
+    );
+    assert_eq!(json_of(&updated)["limits"]["pids"], 128);
+
+    // A refused change says why, and exits non-zero.
+    let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["node", "delete", json_of(&node)["id"].as_str().unwrap()])
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cli.exemple.org"),
+        "names the site"
+    );
+
+    alveole(&server, &["site", "delete", "cli.exemple.org"]);
+    assert_eq!(
+        json_of(&alveole(&server, &["site", "list", "--json"])),
+        serde_json::json!([])
+    );
+
+    // The secret was in no output above, and is in no log line of the server.
+    for output in [&created, &shown, &updated] {
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(SECRET));
+    }
+    let _ = server.child.kill();
+    let mut logs = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "logs were captured"
+    );
+    assert!(!logs.contains(SECRET), "a secret reached the logs");
+}
+
+#[test]
+fn the_admin_can_reset_the_bootstrap_token() {
+    let server = start_server();
+    let database = format!("sqlite://{}", server.dir.join("panel.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["admin", "reset-token", "--database-url", &database])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let fresh = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(fresh.starts_with("alv_") && fresh != server.token);
+    let status = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_alveole"))
+            .args(["site", "list"])
+            .env("ALVEOLE_URL", &server.url)
+            .env("ALVEOLE_TOKEN", token)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!status(&server.token), "the old token stopped working");
+    assert!(status(&fresh), "the new one works");
+}
+
+#[test]
+fn the_readme_configuration_table_matches_the_cli() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let table = alveole::cli::config_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's configuration table is out of date; replace it with:\n\n{table}"
+    );
+}

@@ -1,0 +1,266 @@
+//! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
+
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alveole_tests::{TestDb, TestPanel, skip_or_fail};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Option<Driver> {
+    alveole_tests::init();
+    let binary = ["chromedriver", "/usr/bin/chromedriver"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok());
+    let Some(binary) = binary else {
+        skip_or_fail(
+            "chromium-driver",
+            "chromedriver is not installed (.ci/run installs it)",
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    // Wait for the driver to answer its status endpoint (bounded).
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/status", driver.url))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Some(driver);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--no-first-run", "--disable-dev-shm-usage", "--lang=en-US"
+        ]}),
+    );
+    ClientBuilder::rustls()
+        .expect("tls")
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("start chromium")
+}
+
+/// The text of `css` once it satisfies `ready` (pages load after a click: wait for the
+/// condition, bounded, instead of sleeping).
+async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if ready(&text) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} never became ready; last text {last:?}");
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    text_when(client, css, |_| true).await
+}
+
+async fn fill(client: &Client, id: &str, value: &str) {
+    let input = client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"));
+    input.clear().await.expect("clear");
+    input.send_keys(value).await.expect("type");
+}
+
+#[tokio::test]
+async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_french() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    panel.seed().await;
+    let client = browser(&driver).await;
+
+    // Not signed in: sent to the login page; a wrong token is refused.
+    client
+        .goto(&format!("{}/sites", panel.base))
+        .await
+        .expect("open");
+    assert!(
+        client
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/login")
+    );
+    fill(&client, "token", "alv_wrong").await;
+    client
+        .find(Locator::Id("login-submit"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    text_when(&client, "#login-error", |t| !t.is_empty()).await;
+
+    fill(&client, "token", &panel.token).await;
+    client
+        .find(Locator::Id("login-submit"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    text_when(&client, "h1", |t| t == "Dashboard").await;
+    assert_eq!(text_of(&client, "#count-nodes").await, "1");
+
+    // Create a site through the form; it is listed.
+    client
+        .goto(&format!("{}/sites/new", panel.base))
+        .await
+        .expect("open form");
+    fill(&client, "primary_domain", "Formulaire.Example.ORG").await;
+    fill(&client, "image", "registry.example.org/coop/site:1").await;
+    fill(&client, "secret_env", "DB_PASSWORD=browser-secret-123").await;
+    client
+        .find(Locator::Id("save"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    text_when(&client, "h1", |t| t == "formulaire.example.org").await;
+    assert!(
+        !client
+            .source()
+            .await
+            .expect("html")
+            .contains("browser-secret-123"),
+        "the secret is not shown"
+    );
+    client
+        .goto(&format!("{}/sites", panel.base))
+        .await
+        .expect("list");
+    assert!(
+        text_of(&client, "#list")
+            .await
+            .contains("formulaire.example.org")
+    );
+
+    // An invalid domain: the message sits next to the field and the input is kept.
+    client
+        .goto(&format!("{}/sites/new", panel.base))
+        .await
+        .expect("open form");
+    fill(&client, "primary_domain", "bad;name.org").await;
+    fill(&client, "image", "registry.example.org/coop/site:1").await;
+    client
+        .find(Locator::Id("save"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    text_when(&client, "p.error[data-field='primary_domain']", |t| {
+        t.contains("letters, digits and hyphens")
+    })
+    .await;
+    let kept = client
+        .find(Locator::Id("primary_domain"))
+        .await
+        .expect("field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(kept.as_deref(), Some("bad;name.org"));
+    let kept_image = client
+        .find(Locator::Id("image"))
+        .await
+        .expect("field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        kept_image.as_deref(),
+        Some("registry.example.org/coop/site:1")
+    );
+    assert_eq!(
+        panel.store.counts().await.expect("counts").sites,
+        1,
+        "nothing saved"
+    );
+
+    // Switch to French: the page and the field message follow.
+    client
+        .goto(&format!("{}/sites/new", panel.base))
+        .await
+        .expect("open form");
+    client
+        .find(Locator::Id("lang-fr"))
+        .await
+        .expect("switch")
+        .click()
+        .await
+        .expect("click");
+    text_when(&client, "h1", |t| t == "Tableau de bord").await;
+    client
+        .goto(&format!("{}/sites/new", panel.base))
+        .await
+        .expect("open form");
+    text_when(&client, "h1", |t| t == "Nouveau site").await;
+    fill(&client, "primary_domain", "bad;name.org").await;
+    client
+        .find(Locator::Id("save"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    text_when(&client, "p.error[data-field='primary_domain']", |t| {
+        t.contains("lettres, des chiffres et des tirets")
+    })
+    .await;
+
+    client.close().await.expect("close");
+    db.drop_db().await;
+}
