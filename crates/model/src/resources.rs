@@ -440,11 +440,7 @@ impl NewSite {
     }
 
     pub fn reservation(&self) -> Reservation {
-        Reservation {
-            cpu_millis: u64::from(self.limits.cpu_millis),
-            memory_bytes: self.limits.memory_bytes,
-            disk_bytes: self.volume.quota_bytes,
-        }
+        Reservation::of(&self.limits, &self.volume)
     }
 }
 
@@ -674,6 +670,28 @@ pub struct Site {
 }
 
 impl Site {
+    /// The stored form of a validated site.
+    pub fn from_new(id: SiteId, new: NewSite, meta: Meta) -> Self {
+        Site {
+            id,
+            owner_id: new.owner_id,
+            primary_domain: new.primary_domain,
+            aliases: new.aliases,
+            image: new.image,
+            command: new.command,
+            env: new.env,
+            volume: new.volume,
+            limits: new.limits,
+            node_id: new.node_id,
+            phase: new.phase,
+            meta,
+        }
+    }
+
+    pub fn reservation(&self) -> Reservation {
+        Reservation::of(&self.limits, &self.volume)
+    }
+
     pub fn to_input(&self) -> SiteInput {
         SiteInput {
             owner_id: self.owner_id,
@@ -704,6 +722,17 @@ pub struct Reservation {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub disk_bytes: u64,
+}
+
+impl Reservation {
+    /// What a site with these limits and this volume holds on its node.
+    pub fn of(limits: &Limits, volume: &Volume) -> Reservation {
+        Reservation {
+            cpu_millis: u64::from(limits.cpu_millis),
+            memory_bytes: limits.memory_bytes,
+            disk_bytes: volume.quota_bytes,
+        }
+    }
 }
 
 impl std::ops::Add for Reservation {
@@ -812,20 +841,8 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };
-        let site = Site {
-            id: SiteId::generate(),
-            owner_id: new.owner_id,
-            primary_domain: new.primary_domain,
-            aliases: new.aliases,
-            image: new.image,
-            command: new.command,
-            env: new.env,
-            volume: new.volume,
-            limits: new.limits,
-            node_id: None,
-            phase: SitePhase::Running,
-            meta,
-        };
+        let mut site = Site::from_new(SiteId::generate(), new, meta);
+        site.phase = SitePhase::Running;
         let mut value = serde_json::to_value(site.to_input()).unwrap();
         merge_patch(
             &mut value,

@@ -228,11 +228,7 @@ impl SqlStore {
             .collect();
         if let Some(old) = replacing.filter(|old| old.node_id.is_some()) {
             // The site's own reservation is being replaced, not added to.
-            let old_reservation = alveole_model::Reservation {
-                cpu_millis: u64::from(old.limits.cpu_millis),
-                memory_bytes: old.limits.memory_bytes,
-                disk_bytes: old.volume.quota_bytes,
-            };
+            let old_reservation = old.reservation();
             for load in loads.iter_mut().filter(|l| Some(l.node_id) == old.node_id) {
                 load.reserved.cpu_millis -=
                     old_reservation.cpu_millis.min(load.reserved.cpu_millis);
@@ -873,20 +869,7 @@ impl Store for SqlStore {
     async fn create_site(&self, ctx: &AuditContext, mut new: NewSite) -> StoreResult<Site> {
         let mut tx = self.begin_write().await?;
         Self::check_site(&mut tx, &mut new, None).await?;
-        let site = Site {
-            id: SiteId::generate(),
-            owner_id: new.owner_id,
-            primary_domain: new.primary_domain,
-            aliases: new.aliases,
-            image: new.image,
-            command: new.command,
-            env: new.env,
-            volume: new.volume,
-            limits: new.limits,
-            node_id: new.node_id,
-            phase: new.phase,
-            meta: fresh_meta(),
-        };
+        let site = Site::from_new(SiteId::generate(), new, fresh_meta());
         write_row(&mut tx, "sites", SITE_COLUMNS, Write::Insert, |q| {
             bind_site(q, &site)
         })
@@ -911,20 +894,7 @@ impl Store for SqlStore {
         let before = fetch_site(tx.conn(), id).await?;
         check_version("site", Some(version), before.meta.version)?;
         Self::check_site(&mut tx, &mut new, Some(&before)).await?;
-        let after = Site {
-            id,
-            owner_id: new.owner_id,
-            primary_domain: new.primary_domain,
-            aliases: new.aliases,
-            image: new.image,
-            command: new.command,
-            env: new.env,
-            volume: new.volume,
-            limits: new.limits,
-            node_id: new.node_id,
-            phase: new.phase,
-            meta: next_meta(&before.meta),
-        };
+        let after = Site::from_new(id, new, next_meta(&before.meta));
         write_row(
             &mut tx,
             "sites",
