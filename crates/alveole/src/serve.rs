@@ -83,11 +83,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The address a serving panel would print, for tests that start one in-process.
-pub fn url_of(address: SocketAddr) -> String {
-    format!("http://{address}")
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
