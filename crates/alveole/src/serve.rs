@@ -2,7 +2,6 @@
 
 use alveole_panel::{AppState, PanelConfig, auth};
 use anyhow::Context;
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
