@@ -100,6 +100,25 @@ async fn text_of(client: &Client, css: &str) -> String {
     text_when(client, css, |_| true).await
 }
 
+async fn open(client: &Client, panel: &TestPanel, path: &str) {
+    let url = format!("{}{path}", panel.base);
+    client
+        .goto(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+}
+
+async fn click(client: &Client, id: &str) {
+    let element = client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"));
+    element
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click #{id}: {e}"));
+}
+
 async fn fill(client: &Client, id: &str, value: &str) {
     let input = client
         .find(Locator::Id(id))
@@ -120,10 +139,7 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     let client = browser(&driver).await;
 
     // Not signed in: sent to the login page; a wrong token is refused.
-    client
-        .goto(&format!("{}/sites", panel.base))
-        .await
-        .expect("open");
+    open(&client, &panel, "/sites").await;
     assert!(
         client
             .current_url()
@@ -133,41 +149,20 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
             .ends_with("/login")
     );
     fill(&client, "token", "alv_wrong").await;
-    client
-        .find(Locator::Id("login-submit"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    click(&client, "login-submit").await;
     text_when(&client, "#login-error", |t| !t.is_empty()).await;
 
     fill(&client, "token", &panel.token).await;
-    client
-        .find(Locator::Id("login-submit"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    click(&client, "login-submit").await;
     text_when(&client, "h1", |t| t == "Dashboard").await;
     assert_eq!(text_of(&client, "#count-nodes").await, "1");
 
     // Create a site through the form; it is listed.
-    client
-        .goto(&format!("{}/sites/new", panel.base))
-        .await
-        .expect("open form");
+    open(&client, &panel, "/sites/new").await;
     fill(&client, "primary_domain", "Formulaire.Example.ORG").await;
     fill(&client, "image", "registry.example.org/coop/site:1").await;
     fill(&client, "secret_env", "DB_PASSWORD=browser-secret-123").await;
-    client
-        .find(Locator::Id("save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
+    click(&client, "save").await;
     text_when(&client, "h1", |t| t == "formulaire.example.org").await;
     assert!(
         !client
@@ -177,10 +172,7 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
             .contains("browser-secret-123"),
         "the secret is not shown"
     );
-    client
-        .goto(&format!("{}/sites", panel.base))
-        .await
-        .expect("list");
+    open(&client, &panel, "/sites").await;
     assert!(
         text_of(&client, "#list")
             .await
@@ -188,19 +180,10 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     );
 
     // An invalid domain: the message sits next to the field and the input is kept.
-    client
-        .goto(&format!("{}/sites/new", panel.base))
-        .await
-        .expect("open form");
+    open(&client, &panel, "/sites/new").await;
     fill(&client, "primary_domain", "bad;name.org").await;
     fill(&client, "image", "registry.example.org/coop/site:1").await;
-    client
-        .find(Locator::Id("save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
+    click(&client, "save").await;
     text_when(&client, "p.error[data-field='primary_domain']", |t| {
         t.contains("letters, digits and hyphens")
     })
@@ -231,31 +214,13 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     );
 
     // Switch to French: the page and the field message follow.
-    client
-        .goto(&format!("{}/sites/new", panel.base))
-        .await
-        .expect("open form");
-    client
-        .find(Locator::Id("lang-fr"))
-        .await
-        .expect("switch")
-        .click()
-        .await
-        .expect("click");
+    open(&client, &panel, "/sites/new").await;
+    click(&client, "lang-fr").await;
     text_when(&client, "h1", |t| t == "Tableau de bord").await;
-    client
-        .goto(&format!("{}/sites/new", panel.base))
-        .await
-        .expect("open form");
+    open(&client, &panel, "/sites/new").await;
     text_when(&client, "h1", |t| t == "Nouveau site").await;
     fill(&client, "primary_domain", "bad;name.org").await;
-    client
-        .find(Locator::Id("save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
+    click(&client, "save").await;
     text_when(&client, "p.error[data-field='primary_domain']", |t| {
         t.contains("lettres, des chiffres et des tirets")
     })

@@ -55,12 +55,18 @@ impl ValidationErrors {
 
     /// `Ok(value)` when nothing was recorded; the point where a validator returns.
     pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, ValidationErrors> {
-        if self.0.is_empty() {
-            // Every field that failed recorded an error, so `value` has all it needs here.
-            value().ok_or(self)
-        } else {
-            Err(self)
+        if !self.0.is_empty() {
+            return Err(self);
         }
+        // Every field that failed recorded an error, so `value` has all it needs here; if a
+        // validator ever forgets one, say so rather than answer an error without a field.
+        value().ok_or_else(|| {
+            ValidationErrors(vec![FieldError::new(
+                "",
+                "internal.incomplete",
+                "the input could not be validated",
+            )])
+        })
     }
 }
 

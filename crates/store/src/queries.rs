@@ -124,43 +124,68 @@ const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, comman
      volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, node_id, phase, version, \
      created_at, updated_at";
 
+/// A row type this backend can decode (validation into a domain type comes after).
+trait DbRow: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin {}
+impl<R> DbRow for R where R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin {}
+
+/// `SELECT columns FROM table WHERE id = $1`, validated into `T`, or `NotFound`.
+async fn fetch_by_id<'e, R: DbRow, T: TryFrom<R, Error = StoreError>>(
+    ex: impl Executor<'e, Database = Db>,
+    kind: &'static str,
+    select: &str,
+    id: Uuid,
+) -> StoreResult<T> {
+    let mut q = QueryBuilder::<Db>::new(format!("{select} WHERE id = "));
+    q.push_bind(id);
+    let row: Option<R> = q.build_query_as().fetch_optional(ex).await?;
+    row.ok_or(StoreError::NotFound { kind })?.try_into()
+}
+
+/// Finishes a `SELECT ... WHERE <filters>` with the page's cursor, order and limit (one extra
+/// row tells whether another page follows), and validates the rows into `T`.
+async fn fetch_page<R: DbRow, T: TryFrom<R, Error = StoreError>>(
+    pool: &Pool<Db>,
+    mut q: QueryBuilder<Db>,
+    page: &PageRequest,
+    id: impl Fn(&T) -> Uuid,
+) -> StoreResult<Page<T>> {
+    if let Some(after) = page.after {
+        q.push(" AND id > ").push_bind(after);
+    }
+    q.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(page.limit) + 1);
+    let rows: Vec<R> = q.build_query_as().fetch_all(pool).await?;
+    let items = rows
+        .into_iter()
+        .map(T::try_from)
+        .collect::<StoreResult<Vec<T>>>()?;
+    Ok(page_of(items, page.limit, id))
+}
+
 async fn fetch_provider<'e>(
     ex: impl Executor<'e, Database = Db>,
     id: ProviderId,
 ) -> StoreResult<Provider> {
-    let mut q = QueryBuilder::<Db>::new(format!(
-        "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = "
-    ));
-    q.push_bind(id.0);
-    let row: Option<ProviderRow> = q.build_query_as().fetch_optional(ex).await?;
-    row.ok_or(StoreError::NotFound { kind: "provider" })?
-        .try_into()
+    let select = format!("SELECT {PROVIDER_COLUMNS} FROM providers");
+    fetch_by_id::<ProviderRow, _>(ex, "provider", &select, id.0).await
 }
 
 async fn fetch_node<'e>(ex: impl Executor<'e, Database = Db>, id: NodeId) -> StoreResult<Node> {
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = "));
-    q.push_bind(id.0);
-    let row: Option<NodeRow> = q.build_query_as().fetch_optional(ex).await?;
-    row.ok_or(StoreError::NotFound { kind: "node" })?.try_into()
+    let select = format!("SELECT {NODE_COLUMNS} FROM nodes");
+    fetch_by_id::<NodeRow, _>(ex, "node", &select, id.0).await
 }
 
 async fn fetch_member<'e>(
     ex: impl Executor<'e, Database = Db>,
     id: MemberId,
 ) -> StoreResult<Member> {
-    let mut q =
-        QueryBuilder::<Db>::new(format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id = "));
-    q.push_bind(id.0);
-    let row: Option<MemberRow> = q.build_query_as().fetch_optional(ex).await?;
-    row.ok_or(StoreError::NotFound { kind: "member" })?
-        .try_into()
+    let select = format!("SELECT {MEMBER_COLUMNS} FROM members");
+    fetch_by_id::<MemberRow, _>(ex, "member", &select, id.0).await
 }
 
 async fn fetch_site<'e>(ex: impl Executor<'e, Database = Db>, id: SiteId) -> StoreResult<Site> {
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = "));
-    q.push_bind(id.0);
-    let row: Option<SiteRow> = q.build_query_as().fetch_optional(ex).await?;
-    row.ok_or(StoreError::NotFound { kind: "site" })?.try_into()
+    let select = format!("SELECT {SITE_COLUMNS} FROM sites");
+    fetch_by_id::<SiteRow, _>(ex, "site", &select, id.0).await
 }
 
 async fn fetch_node_usage<'e>(ex: impl Executor<'e, Database = Db>) -> StoreResult<Vec<NodeUsage>> {
@@ -462,20 +487,10 @@ impl Store for SqlStore {
         let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {PROVIDER_COLUMNS} FROM providers WHERE 1 = 1"
         ));
-        if let Some(after) = page.after {
-            q.push(" AND id > ").push_bind(after);
-        }
         if let Some(country) = &filter.country {
             q.push(" AND country = ").push_bind(country.clone());
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit) + 1);
-        let rows: Vec<ProviderRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        let items = rows
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<StoreResult<Vec<Provider>>>()?;
-        Ok(page_of(items, page.limit, |p| p.id.0))
+        fetch_page::<ProviderRow, Provider>(&self.pool, q, page, |p| p.id.0).await
     }
 
     async fn get_provider(&self, id: ProviderId) -> StoreResult<Provider> {
@@ -583,20 +598,10 @@ impl Store for SqlStore {
     async fn list_nodes(&self, filter: &NodeFilter, page: &PageRequest) -> StoreResult<Page<Node>> {
         let mut q =
             QueryBuilder::<Db>::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE 1 = 1"));
-        if let Some(after) = page.after {
-            q.push(" AND id > ").push_bind(after);
-        }
         if let Some(provider) = filter.provider_id {
             q.push(" AND provider_id = ").push_bind(provider.0);
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit) + 1);
-        let rows: Vec<NodeRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        let items = rows
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<StoreResult<Vec<Node>>>()?;
-        Ok(page_of(items, page.limit, |n| n.id.0))
+        fetch_page::<NodeRow, Node>(&self.pool, q, page, |n| n.id.0).await
     }
 
     async fn get_node(&self, id: NodeId) -> StoreResult<Node> {
@@ -718,20 +723,10 @@ impl Store for SqlStore {
     ) -> StoreResult<Page<Member>> {
         let mut q =
             QueryBuilder::<Db>::new(format!("SELECT {MEMBER_COLUMNS} FROM members WHERE 1 = 1"));
-        if let Some(after) = page.after {
-            q.push(" AND id > ").push_bind(after);
-        }
         if let Some(role) = filter.role {
             q.push(" AND role = ").push_bind(role.as_str());
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit) + 1);
-        let rows: Vec<MemberRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        let items = rows
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<StoreResult<Vec<Member>>>()?;
-        Ok(page_of(items, page.limit, |m| m.id.0))
+        fetch_page::<MemberRow, Member>(&self.pool, q, page, |m| m.id.0).await
     }
 
     async fn get_member(&self, id: MemberId) -> StoreResult<Member> {
@@ -824,9 +819,6 @@ impl Store for SqlStore {
     async fn list_sites(&self, filter: &SiteFilter, page: &PageRequest) -> StoreResult<Page<Site>> {
         let mut q =
             QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE 1 = 1"));
-        if let Some(after) = page.after {
-            q.push(" AND id > ").push_bind(after);
-        }
         if let Some(owner) = filter.owner_id {
             q.push(" AND owner_id = ").push_bind(owner.0);
         }
@@ -841,14 +833,7 @@ impl Store for SqlStore {
                 .push_bind(hostname.clone())
                 .push(")");
         }
-        q.push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit) + 1);
-        let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&self.pool).await?;
-        let items = rows
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect::<StoreResult<Vec<Site>>>()?;
-        Ok(page_of(items, page.limit, |s| s.id.0))
+        fetch_page::<SiteRow, Site>(&self.pool, q, page, |s| s.id.0).await
     }
 
     async fn list_sites_by_offset(&self, offset: u32, limit: u32) -> StoreResult<Vec<Site>> {
