@@ -229,3 +229,63 @@ async fn axum_serve(state: AppState, listener: tokio::net::TcpListener) -> std::
         .await
         .map_err(std::io::Error::other)
 }
+
+/// The test image, built locally (no registry is reachable): Debian's static busybox in an
+/// otherwise empty root file system, imported with `docker import`. Built once per engine.
+pub const TEST_IMAGE: &str = "alveole-test/busybox:1";
+
+/// A site command that answers `hello from $SITE_NAME` on port 8080 and writes nothing but /tmp.
+pub fn hello_command() -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "mkdir -p /tmp/www && echo \"hello from $SITE_NAME\" > /tmp/www/index.html && exec /bin/httpd -f -p 8080 -h /tmp/www".into(),
+    ]
+}
+
+/// Makes sure the test image exists; false (after saying so) when Docker is unavailable outside CI.
+pub fn ensure_test_image() -> bool {
+    let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output();
+    match docker(&["version", "--format", "{{.Server.Version}}"]) {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            skip_or_fail("Docker", "no Docker engine answers");
+            return false;
+        }
+    }
+    if docker(&["image", "inspect", TEST_IMAGE]).is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(busybox) = busybox else {
+        skip_or_fail(
+            "busybox-static",
+            "Debian's busybox-static is not installed (.ci/run installs it)",
+        );
+        return false;
+    };
+    let root =
+        std::env::temp_dir().join(format!("alveole-rootfs-{}", uuid::Uuid::now_v7().simple()));
+    for dir in ["bin", "tmp", "data"] {
+        std::fs::create_dir_all(root.join(dir)).expect("rootfs dir");
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    for applet in [
+        "sh", "httpd", "echo", "cat", "mkdir", "sleep", "wget", "ls", "id",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
+    }
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C '{}' -c . | docker import - {TEST_IMAGE}",
+            root.display()
+        ))
+        .status()
+        .expect("docker import");
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(status.success(), "docker import of the test image failed");
+    true
+}

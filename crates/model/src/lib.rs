@@ -2,6 +2,7 @@
 //! planners that decide things from them. No I/O happens here, so all of it is unit-tested.
 
 pub mod capacity;
+pub mod desired;
 pub mod env;
 pub mod error;
 pub mod hostname;
@@ -13,6 +14,7 @@ pub mod resources;
 pub mod text;
 
 pub use capacity::{CapacityError, NodeLoad, choose_node};
+pub use desired::{DesiredState, SiteSpec, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use hostname::{Hostname, Wildcard};

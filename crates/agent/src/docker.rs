@@ -1,0 +1,255 @@
+//! The runtime on a real Docker engine, through bollard. Every object carries alveole's labels
+//! and every listing filters on this node's label. Containers are hardened by default: all
+//! capabilities dropped, no-new-privileges, memory, CPU and process limits, no engine socket,
+//! one per-node bridge with inter-container traffic disabled.
+
+use std::collections::HashMap;
+
+use alveole_model::{SiteId, SiteSpec};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+
+use crate::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels};
+
+/// The oldest engine API alveole drives: Docker Engine 20.10 (API 1.41), Debian 12's engine.
+pub const MIN_API_VERSION: (u32, u32) = (1, 41);
+
+#[derive(Clone, Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn engine(error: BollardError) -> RuntimeError {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } if message.contains("No such image") => RuntimeError::ImageMissing(message),
+        other => RuntimeError::Engine(other.to_string()),
+    }
+}
+
+fn parse_api_version(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine (DOCKER_HOST or the default socket) and checks its version.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(engine)?
+            .negotiate_version()
+            .await
+            .map_err(engine)?;
+        let version = docker.version().await.map_err(engine)?;
+        let api = version
+            .api_version
+            .as_deref()
+            .and_then(parse_api_version)
+            .unwrap_or((0, 0));
+        if api < MIN_API_VERSION {
+            return Err(RuntimeError::Engine(format!(
+                "the Docker engine speaks API {}.{}; alveole needs {}.{} (Docker Engine 20.10) or newer",
+                api.0, api.1, MIN_API_VERSION.0, MIN_API_VERSION.1
+            )));
+        }
+        Ok(Self { docker })
+    }
+
+    fn node_filter(naming: &Naming) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", labels::NODE, naming.node_id)],
+        )])
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn observe(&self, naming: &Naming) -> Result<Observed, RuntimeError> {
+        let network = match self.docker.inspect_network(&naming.network(), None).await {
+            Ok(_) => true,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => false,
+            Err(other) => return Err(engine(other)),
+        };
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(Self::node_filter(naming)),
+            }))
+            .await
+            .map_err(engine)?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        let listed = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(Self::node_filter(naming)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(engine)?;
+        let containers = listed
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let site_id: SiteId = labels.get(labels::SITE)?.parse().ok()?;
+                let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+                let address = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(&naming.network()))
+                    .and_then(|e| e.ip_address)
+                    .and_then(|ip| ip.parse().ok())
+                    .filter(|_| running);
+                Some(ObservedContainer {
+                    id: c.id?,
+                    site_id,
+                    digest: labels.get(labels::DIGEST).cloned().unwrap_or_default(),
+                    running,
+                    address,
+                })
+            })
+            .collect();
+        Ok(Observed {
+            network,
+            volumes,
+            containers,
+        })
+    }
+
+    async fn create_network(&self, naming: &Naming) -> Result<(), RuntimeError> {
+        let request = NetworkCreateRequest {
+            name: naming.network(),
+            driver: Some("bridge".into()),
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            )])),
+            labels: Some(naming.labels(None).into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await.map_err(engine)?;
+        Ok(())
+    }
+
+    async fn create_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
+        let request = VolumeCreateRequest {
+            name: Some(naming.volume(site)),
+            labels: Some(naming.labels(Some(site)).into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_volume(request).await.map_err(engine)?;
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        naming: &Naming,
+        spec: &SiteSpec,
+    ) -> Result<String, RuntimeError> {
+        let mut container_labels: HashMap<String, String> =
+            naming.labels(Some(spec.site_id)).into_iter().collect();
+        container_labels.insert(labels::DIGEST.to_owned(), spec.container_digest());
+        let host_config = HostConfig {
+            memory: i64::try_from(spec.limits.memory_bytes).ok(),
+            nano_cpus: Some(i64::from(spec.limits.cpu_millis) * 1_000_000),
+            pids_limit: Some(i64::from(spec.limits.pids)),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            binds: Some(vec![format!(
+                "{}:{}",
+                naming.volume(spec.site_id),
+                spec.volume.mount_path
+            )]),
+            network_mode: Some(naming.network()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            env: Some(
+                spec.env
+                    .iter()
+                    .map(|v| format!("{}={}", v.name, v.value))
+                    .collect(),
+            ),
+            labels: Some(container_labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(naming.container(spec.site_id)),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine)?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .start_container(container, None)
+            .await
+            .map_err(engine)
+    }
+
+    async fn stop(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .stop_container(
+                container,
+                Some(StopContainerOptions {
+                    t: Some(10),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(engine)
+    }
+
+    async fn remove(&self, container: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(container, Some(options)).await {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            other => other.map_err(engine),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert_eq!(super::parse_api_version("1.41"), Some((1, 41)));
+        assert!(super::parse_api_version("1.9").unwrap() < super::MIN_API_VERSION);
+        assert!(super::parse_api_version("1.50").unwrap() > super::MIN_API_VERSION);
+    }
+}

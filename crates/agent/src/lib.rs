@@ -1,0 +1,14 @@
+//! alveole's node agent: holds the node's desired state (`ledger`), plans the changes that make
+//! the node match it (`plan`, pure), and applies them through a narrow runtime trait
+//! (`runtime`) implemented for Docker (`docker`) and in memory for tests (`fake`).
+
+pub mod docker;
+pub mod fake;
+pub mod ledger;
+pub mod plan;
+pub mod reconcile;
+pub mod runtime;
+
+pub use ledger::{Ledger, LedgerError, Verdict};
+pub use reconcile::{Reconciler, Report};
+pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};

@@ -1,0 +1,188 @@
+//! The reconciliation planner: desired state and observed state in, the changes that make the
+//! node match out. No I/O, so every case of drift is a unit test.
+
+use std::collections::BTreeSet;
+
+use alveole_model::DesiredState;
+
+use crate::runtime::{Action, Naming, Observed};
+
+pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !observed.network {
+        actions.push(Action::CreateNetwork);
+    }
+    for spec in &desired.sites {
+        if !observed.volumes.contains(&naming.volume(spec.site_id)) {
+            actions.push(Action::CreateVolume { site: spec.site_id });
+        }
+        let digest = spec.container_digest();
+        let mut mine: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| c.site_id == spec.site_id)
+            .collect();
+        // Keep the container with the right shape (a running one first); remove the others.
+        mine.sort_by_key(|c| (c.digest != digest, !c.running));
+        let keep = mine.first().filter(|c| c.digest == digest);
+        for extra in mine
+            .iter()
+            .filter(|c| Some(c.id.as_str()) != keep.map(|k| k.id.as_str()))
+        {
+            actions.push(Action::Remove {
+                container: extra.id.clone(),
+            });
+        }
+        match keep {
+            None => actions.push(Action::Create { site: spec.site_id }),
+            Some(c) if spec.run && !c.running => actions.push(Action::Start {
+                container: c.id.clone(),
+            }),
+            Some(c) if !spec.run && c.running => actions.push(Action::Stop {
+                container: c.id.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let wanted: BTreeSet<_> = desired.sites.iter().map(|s| s.site_id).collect();
+    for container in observed
+        .containers
+        .iter()
+        .filter(|c| !wanted.contains(&c.site_id))
+    {
+        actions.push(Action::Remove {
+            container: container.id.clone(),
+        });
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ObservedContainer;
+    use alveole_model::{Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard};
+
+    fn spec(run: bool) -> SiteSpec {
+        SiteSpec {
+            site_id: SiteId::generate(),
+            hostnames: vec![Hostname::parse("a.example.org", Wildcard::Refused).unwrap()],
+            image: ImageRef::parse("alveole-test/busybox:1").unwrap(),
+            command: vec![],
+            env: vec![],
+            http_port: 8080,
+            volume: Volume::default(),
+            limits: Limits::default(),
+            run,
+        }
+    }
+
+    fn container(spec: &SiteSpec, id: &str, running: bool) -> ObservedContainer {
+        ObservedContainer {
+            id: id.into(),
+            site_id: spec.site_id,
+            digest: spec.container_digest(),
+            running,
+            address: None,
+        }
+    }
+
+    fn setup(specs: Vec<SiteSpec>) -> (Naming, DesiredState, Observed) {
+        let naming = Naming {
+            node_id: NodeId::generate(),
+        };
+        let volumes = specs.iter().map(|s| naming.volume(s.site_id)).collect();
+        let desired = DesiredState {
+            node_id: naming.node_id,
+            generation: 1,
+            sites: specs,
+        };
+        (
+            naming,
+            desired,
+            Observed {
+                network: true,
+                volumes,
+                containers: vec![],
+            },
+        )
+    }
+
+    #[test]
+    fn an_empty_node_gets_network_volume_and_container() {
+        let (naming, desired, _) = setup(vec![spec(true)]);
+        let site = desired.sites[0].site_id;
+        let actions = plan(&naming, &desired, &Observed::default());
+        assert_eq!(
+            actions,
+            [
+                Action::CreateNetwork,
+                Action::CreateVolume { site },
+                Action::Create { site }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_matching_node_plans_nothing() {
+        let (naming, desired, mut observed) = setup(vec![spec(true), spec(false)]);
+        observed.containers = vec![
+            container(&desired.sites[0], "a", true),
+            container(&desired.sites[1], "b", false),
+        ];
+        assert_eq!(plan(&naming, &desired, &observed), []);
+    }
+
+    #[test]
+    fn drift_is_repaired() {
+        let (naming, desired, mut observed) = setup(vec![spec(true), spec(false)]);
+        let mut stale = container(&desired.sites[0], "old", true);
+        stale.digest = "changed".into();
+        let foreign_site = spec(true);
+        observed.containers = vec![
+            stale,                                   // shape changed: replace
+            container(&desired.sites[1], "b", true), // should be stopped
+            container(&foreign_site, "gone", true),  // no longer desired: remove
+        ];
+        let actions = plan(&naming, &desired, &observed);
+        assert_eq!(
+            actions,
+            [
+                Action::Remove {
+                    container: "old".into()
+                },
+                Action::Create {
+                    site: desired.sites[0].site_id
+                },
+                Action::Stop {
+                    container: "b".into()
+                },
+                Action::Remove {
+                    container: "gone".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stopped_container_starts_and_duplicates_go() {
+        let (naming, desired, mut observed) = setup(vec![spec(true)]);
+        observed.containers = vec![
+            container(&desired.sites[0], "x", false),
+            container(&desired.sites[0], "y", true),
+        ];
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [Action::Remove {
+                container: "x".into()
+            }]
+        );
+        observed.containers.truncate(1);
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [Action::Start {
+                container: "x".into()
+            }]
+        );
+    }
+}

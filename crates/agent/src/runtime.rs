@@ -1,0 +1,118 @@
+//! The container engine as the agent sees it: a narrow trait, so the reconciler can be tested
+//! against a fake that records calls, and a Docker implementation (`docker.rs`) tested against
+//! the real engine.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use alveole_model::{NodeId, SiteId, SiteSpec};
+use async_trait::async_trait;
+
+/// Labels on every object alveole creates. Every listing filters on `NODE`, so agents sharing
+/// one engine never touch each other's objects, and unlabelled objects are never touched.
+pub mod labels {
+    pub const NODE: &str = "coop.alveole.node";
+    pub const SITE: &str = "coop.alveole.site";
+    /// Digest of the container's shape (`SiteSpec::container_digest`).
+    pub const DIGEST: &str = "coop.alveole.digest";
+}
+
+/// How the objects of one node are named in the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Naming {
+    pub node_id: NodeId,
+}
+
+impl Naming {
+    fn node_short(&self) -> String {
+        self.node_id.0.simple().to_string()[20..].to_owned()
+    }
+
+    /// One bridge per node, with inter-container traffic disabled.
+    pub fn network(&self) -> String {
+        format!("alveole-{}", self.node_short())
+    }
+
+    pub fn container(&self, site: SiteId) -> String {
+        format!("alveole-{}-{}", site.0.simple(), self.node_short())
+    }
+
+    /// Volumes outlive containers and are removed only when a site is purged.
+    pub fn volume(&self, site: SiteId) -> String {
+        format!("alveole-{}-data", site.0.simple())
+    }
+
+    pub fn labels(&self, site: Option<SiteId>) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([(labels::NODE.to_owned(), self.node_id.to_string())]);
+        if let Some(site) = site {
+            labels.insert(labels::SITE.to_owned(), site.to_string());
+        }
+        labels
+    }
+}
+
+/// A container of this node as the engine reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub site_id: SiteId,
+    pub digest: String,
+    pub running: bool,
+    /// Its address on the node's network, while running.
+    pub address: Option<IpAddr>,
+}
+
+/// What exists on the node now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub network: bool,
+    pub volumes: Vec<String>,
+    pub containers: Vec<ObservedContainer>,
+}
+
+/// One change to the node. Plans contain only changes: an unchanged node plans nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    CreateNetwork,
+    CreateVolume {
+        site: SiteId,
+    },
+    /// Create (and start, if the spec says run) the container of a site.
+    Create {
+        site: SiteId,
+    },
+    Start {
+        container: String,
+    },
+    Stop {
+        container: String,
+    },
+    Remove {
+        container: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the container engine refused: {0}")]
+    Engine(String),
+    #[error("the image {0} is not on this node")]
+    ImageMissing(String),
+}
+
+/// The engine operations the agent needs. `observe` reads; everything else changes the node.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    async fn observe(&self, naming: &Naming) -> Result<Observed, RuntimeError>;
+    async fn create_network(&self, naming: &Naming) -> Result<(), RuntimeError>;
+    async fn create_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError>;
+    /// Creates the container of `spec`, hardened, on the node's network; returns its id.
+    async fn create_container(
+        &self,
+        naming: &Naming,
+        spec: &SiteSpec,
+    ) -> Result<String, RuntimeError>;
+    async fn start(&self, container: &str) -> Result<(), RuntimeError>;
+    async fn stop(&self, container: &str) -> Result<(), RuntimeError>;
+    async fn remove(&self, container: &str) -> Result<(), RuntimeError>;
+}

@@ -1,0 +1,123 @@
+//! The desired state of one node: what the panel wants running there, as one document with a
+//! generation number. The agent accepts only newer generations, persists the document, and
+//! reconciles its node toward it, so it can keep serving from the last document it accepted
+//! when the panel is away.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::hostname::Hostname;
+use crate::ids::{NodeId, SiteId};
+use crate::image::ImageRef;
+use crate::resources::{Limits, Volume};
+
+/// Everything a node should run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub node_id: NodeId,
+    /// Grows with every change that concerns this node.
+    pub generation: u64,
+    pub sites: Vec<SiteSpec>,
+}
+
+/// One site as a node runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SiteSpec {
+    pub site_id: SiteId,
+    /// The names the ingress routes to this site, primary first.
+    pub hostnames: Vec<Hostname>,
+    pub image: ImageRef,
+    pub command: Vec<String>,
+    /// With secret values: this document travels only between the panel and the node's agent
+    /// and is stored on the node with mode 0600.
+    pub env: Vec<WireEnv>,
+    /// The port the site's container serves HTTP on.
+    pub http_port: u16,
+    pub volume: Volume,
+    pub limits: Limits,
+    /// Whether the container should be running (a stopped site keeps its container and volume).
+    pub run: bool,
+}
+
+/// An environment variable with its value, for the node only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEnv {
+    pub name: String,
+    pub value: String,
+}
+
+impl fmt::Debug for WireEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=[redacted]", self.name)
+    }
+}
+
+impl SiteSpec {
+    /// A digest of everything that shapes the container (not whether it runs): a container
+    /// whose recorded digest differs is replaced.
+    pub fn container_digest(&self) -> String {
+        let shape = serde_json::json!({
+            "image": self.image,
+            "command": self.command,
+            "env": self.env,
+            "http_port": self.http_port,
+            "volume": self.volume,
+            "limits": self.limits,
+        });
+        let digest = Sha256::digest(shape.to_string().as_bytes());
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl DesiredState {
+    /// A digest of the whole document, to tell two documents of the same generation apart.
+    pub fn content_digest(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Wildcard;
+
+    pub(crate) fn spec() -> SiteSpec {
+        SiteSpec {
+            site_id: SiteId::generate(),
+            hostnames: vec![Hostname::parse("a.example.org", Wildcard::Refused).unwrap()],
+            image: ImageRef::parse("alveole-test/busybox:1").unwrap(),
+            command: vec![],
+            env: vec![WireEnv {
+                name: "PASSWORD".into(),
+                value: "hunter2".into(),
+            }],
+            http_port: 8080,
+            volume: Volume::default(),
+            limits: Limits::default(),
+            run: true,
+        }
+    }
+
+    #[test]
+    fn the_container_digest_follows_the_container_shape_only() {
+        let a = spec();
+        let mut stopped = a.clone();
+        stopped.run = false;
+        stopped.hostnames.clear();
+        assert_eq!(
+            a.container_digest(),
+            stopped.container_digest(),
+            "running or routing is not shape"
+        );
+        let mut changed = a.clone();
+        changed.env[0].value = "other".into();
+        assert_ne!(a.container_digest(), changed.container_digest());
+        assert!(!format!("{a:?}").contains("hunter2"), "values never print");
+    }
+}
