@@ -285,3 +285,139 @@ async fn docker_sites_cannot_reach_each_other() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// GET `/` through the ingress with `Host: host`: (status, body).
+async fn through_ingress(ingress: std::net::SocketAddr, host: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://{ingress}/"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn docker_panel_and_agent_serve_a_site_end_to_end() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::{Agent, PanelClient, credential};
+    use alveole_tests::{TestDb, TestPanel};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let node_id: NodeId = node.parse().unwrap();
+    let _cleanup = NodeCleanup(node_id, Naming { node_id });
+
+    // Enrolment: an admin asks for a join token; the agent trades it for its credential.
+    let (status, join) = panel
+        .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{join}");
+    let state_dir =
+        std::env::temp_dir().join(format!("alveole-agent-{}", uuid::Uuid::now_v7().simple()));
+    let client = PanelClient::new(&panel.base).unwrap();
+    let credential = credential(&client, &state_dir, join["join_token"].as_str())
+        .await
+        .unwrap();
+    assert_eq!(credential.node_id, node_id);
+    let reused = PanelClient::new(&panel.base)
+        .unwrap()
+        .enroll(join["join_token"].as_str().unwrap())
+        .await;
+    assert!(reused.is_err(), "a join token works once");
+
+    let ingress = Arc::new(Ingress::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingress_address = listener.local_addr().unwrap();
+    let server = tokio::spawn(ingress.clone().serve(listener));
+    let runtime = DockerRuntime::connect().await.unwrap();
+    let mut agent = Agent::new(
+        credential.clone(),
+        client.clone(),
+        &state_dir,
+        runtime,
+        ingress.clone(),
+    );
+
+    // A site created through the API is served by the node's ingress.
+    let site = json!({
+        "owner_id": member, "primary_domain": "e2e.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "e2e"}],
+        "limits": {"cpu_millis": 250, "memory_bytes": 67108864, "pids": 64}
+    });
+    let (status, created) = panel.post("/api/v1/sites", site).await;
+    assert_eq!(status, 201, "{created}");
+    let site_id = created["id"].as_str().unwrap().to_owned();
+    let report = agent.pass().await.expect("a pass");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        through_ingress(ingress_address, "E2E.example.org").await,
+        (200, "hello from e2e\n".to_owned())
+    );
+
+    // A change arrives with the next pass: new container, new body.
+    let container = Naming { node_id }.container(site_id.parse().unwrap());
+    let first_id = docker(&["inspect", "-f", "{{.Id}}", &container]);
+    let patch = json!({"version": 1, "env": [{"name": "SITE_NAME", "value": "changed"}]});
+    let (status, _) = panel
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/sites/{site_id}"),
+            Some(patch),
+        )
+        .await;
+    assert_eq!(status, 200);
+    agent.pass().await.expect("a pass");
+    assert_eq!(agent.held_generation(), Some(2));
+    assert_eq!(
+        through_ingress(ingress_address, "e2e.example.org").await.1,
+        "hello from changed\n"
+    );
+    let second_id = docker(&["inspect", "-f", "{{.Id}}", &container]);
+    assert_ne!(first_id, second_id);
+
+    // The panel goes away: the site keeps answering, through an agent restart too, with the
+    // same container.
+    let panel_base = panel.base.clone();
+    drop(panel);
+    assert!(
+        reqwest::get(format!("{panel_base}/healthz")).await.is_err(),
+        "the panel is down"
+    );
+    agent.pass().await.expect("a pass from the held state");
+    drop(agent);
+    let runtime = DockerRuntime::connect().await.unwrap();
+    let mut restarted = Agent::new(credential, client, &state_dir, runtime, ingress.clone());
+    assert_eq!(
+        restarted.held_generation(),
+        Some(2),
+        "the held document survived the restart"
+    );
+    let report = restarted.pass().await.expect("a pass from the held state");
+    assert_eq!(report.actions, [], "nothing to change after a restart");
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", &container]), second_id);
+    assert_eq!(
+        through_ingress(ingress_address, "e2e.example.org").await.1,
+        "hello from changed\n"
+    );
+
+    // Unknown hosts get alveole's own page.
+    let (status, body) = through_ingress(ingress_address, "nobody.example.org").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("alveole") && body.contains("nobody.example.org"));
+
+    server.abort();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}

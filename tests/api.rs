@@ -496,3 +496,58 @@ async fn every_route_requires_its_credentials() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_nodes_desired_generation_follows_every_change_to_its_sites() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let node_id = node.parse().unwrap();
+        let generation = || async { panel.store.desired_state(node_id).await.unwrap() };
+        let (start, sites) = generation().await;
+        assert!(sites.is_empty());
+        let (_, created) = panel
+            .post("/api/v1/sites", site(&member, "gen.example.org"))
+            .await;
+        let id = created["id"].as_str().unwrap();
+        let (after_create, sites) = generation().await;
+        assert_eq!(
+            (after_create, sites.len()),
+            (start + 1, 1),
+            "{}",
+            db.backend()
+        );
+        let patch = json!({"version": 1, "phase": "stopped"});
+        assert_eq!(
+            panel
+                .call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(patch))
+                .await
+                .0,
+            200
+        );
+        let (after_update, sites) = generation().await;
+        assert_eq!(after_update, start + 2);
+        assert!(
+            !sites[0].to_spec().run,
+            "a stopped site is kept but not run"
+        );
+        assert_eq!(
+            panel
+                .call(Method::DELETE, &format!("/api/v1/sites/{id}"), None)
+                .await
+                .0,
+            204
+        );
+        assert_eq!(generation().await, (start + 3, vec![]));
+        // Refused changes leave the generation alone.
+        assert_eq!(
+            panel
+                .post("/api/v1/sites", site(&member, "bad;name"))
+                .await
+                .0,
+            400
+        );
+        assert_eq!(generation().await.0, start + 3);
+        db.drop_db().await;
+    }
+}

@@ -12,3 +12,5 @@ pub mod runtime;
 pub use ledger::{Ledger, LedgerError, Verdict};
 pub use reconcile::{Reconciler, Report};
 pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};
+pub mod ingress;
+pub mod run;

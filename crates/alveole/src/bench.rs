@@ -150,6 +150,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
                 value: Some("prod".into()),
                 secret: false,
             }],
+            http_port: 8080,
             volume: Volume::default(),
             limits: Limits::default(),
             node_id: Some(node.id),

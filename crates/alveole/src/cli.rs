@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the panel (JSON API, pages, metrics).
     Serve(ServeArgs),
+    /// Run a node's agent: keep this node's containers as the panel wants them, and serve
+    /// their sites through the node's ingress.
+    Agent(AgentArgs),
     /// Commands for the panel's host.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -60,6 +63,25 @@ pub struct ServeArgs {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The panel's address, as the node reaches it.
+    #[arg(long, env = "ALVEOLE_PANEL_URL")]
+    pub panel_url: String,
+    /// Where the agent keeps its credential and the last desired state it accepted.
+    #[arg(long, env = "ALVEOLE_STATE_DIR", default_value = "/var/lib/alveole")]
+    pub state_dir: PathBuf,
+    /// The one-time token from `POST /api/v1/nodes/{id}/join-token` (first start only).
+    #[arg(long, env = "ALVEOLE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Address and port of the node's HTTP ingress.
+    #[arg(long, env = "ALVEOLE_INGRESS_LISTEN", default_value = "0.0.0.0:80")]
+    pub ingress_listen: SocketAddr,
+    /// Seconds between two passes (ask the panel, then reconcile).
+    #[arg(long, env = "ALVEOLE_PASS_SECONDS", default_value_t = 5)]
+    pub pass_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The `alveole` command: its definitions (here, so tests can compare them with the README)
 //! and what each subcommand does.
 
+pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod client;

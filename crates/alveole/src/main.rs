@@ -1,7 +1,7 @@
 //! The `alveole` binary: parses the command line and hands over to the library.
 
 use alveole::cli::{AdminCommand, Cli, Command};
-use alveole::{bench, client, serve};
+use alveole::{agent, bench, client, serve};
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let log = match &cli.command {
         Command::Serve(args) => args.log.clone(),
+        Command::Agent(_) => "info".to_owned(),
         _ => "warn".to_owned(),
     };
     tracing_subscriber::fmt()
@@ -22,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Admin(AdminCommand::ResetToken { database }) => {
             let store = alveole_store::connect(&database.database_url).await?;
             let ctx = alveole_store::AuditContext::new("system:admin-cli", "reset-token");

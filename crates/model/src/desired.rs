@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -14,7 +15,7 @@ use crate::image::ImageRef;
 use crate::resources::{Limits, Volume};
 
 /// Everything a node should run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DesiredState {
     pub node_id: NodeId,
     /// Grows with every change that concerns this node.
@@ -23,7 +24,7 @@ pub struct DesiredState {
 }
 
 /// One site as a node runs it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SiteSpec {
     pub site_id: SiteId,
     /// The names the ingress routes to this site, primary first.
@@ -42,7 +43,7 @@ pub struct SiteSpec {
 }
 
 /// An environment variable with its value, for the node only.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WireEnv {
     pub name: String,
     pub value: String,

@@ -308,6 +308,10 @@ pub struct MemberInput {
     pub role: Role,
 }
 
+fn default_http_port() -> u16 {
+    8080
+}
+
 fn default_role() -> Role {
     Role::Member
 }
@@ -407,6 +411,9 @@ pub struct SiteInput {
     pub command: Vec<String>,
     #[serde(default)]
     pub env: Vec<EnvVarInput>,
+    /// The port the container serves HTTP on (the node's ingress sends requests there).
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
     #[serde(default)]
     pub volume: Volume,
     #[serde(default)]
@@ -427,6 +434,7 @@ pub struct NewSite {
     pub image: ImageRef,
     pub command: Vec<String>,
     pub env: Vec<EnvVar>,
+    pub http_port: u16,
     pub volume: Volume,
     pub limits: Limits,
     pub node_id: Option<NodeId>,
@@ -496,6 +504,13 @@ impl SiteInput {
             }
         }
         let env = validate_env(&mut errors, self.env, previous);
+        if self.http_port == 0 {
+            errors.push(FieldError::new(
+                "http_port",
+                "range",
+                "a port between 1 and 65535",
+            ));
+        }
         validate_volume(&mut errors, &self.volume);
         validate_limits(&mut errors, &self.limits);
         let current = previous.map(|site| site.phase);
@@ -532,6 +547,7 @@ impl SiteInput {
                 image: image?,
                 command: self.command,
                 env,
+                http_port: self.http_port,
                 volume: self.volume,
                 limits: self.limits,
                 node_id: self.node_id,
@@ -661,6 +677,7 @@ pub struct Site {
     pub image: ImageRef,
     pub command: Vec<String>,
     pub env: Vec<EnvVar>,
+    pub http_port: u16,
     pub volume: Volume,
     pub limits: Limits,
     pub node_id: Option<NodeId>,
@@ -680,6 +697,7 @@ impl Site {
             image: new.image,
             command: new.command,
             env: new.env,
+            http_port: new.http_port,
             volume: new.volume,
             limits: new.limits,
             node_id: new.node_id,
@@ -690,6 +708,31 @@ impl Site {
 
     pub fn reservation(&self) -> Reservation {
         Reservation::of(&self.limits, &self.volume)
+    }
+
+    /// The site as its node runs it (secret values included: for the node's agent only).
+    pub fn to_spec(&self) -> crate::SiteSpec {
+        crate::SiteSpec {
+            site_id: self.id,
+            hostnames: std::iter::once(&self.primary_domain)
+                .chain(&self.aliases)
+                .cloned()
+                .collect(),
+            image: self.image.clone(),
+            command: self.command.clone(),
+            env: self
+                .env
+                .iter()
+                .map(|v| crate::WireEnv {
+                    name: v.name.as_str().to_owned(),
+                    value: v.expose().to_owned(),
+                })
+                .collect(),
+            http_port: self.http_port,
+            volume: self.volume.clone(),
+            limits: self.limits,
+            run: self.phase != SitePhase::Stopped,
+        }
     }
 
     pub fn to_input(&self) -> SiteInput {
@@ -708,6 +751,7 @@ impl Site {
                     secret: v.is_secret(),
                 })
                 .collect(),
+            http_port: self.http_port,
             volume: self.volume.clone(),
             limits: self.limits,
             node_id: self.node_id,
@@ -777,6 +821,7 @@ mod tests {
             aliases: vec!["www.exemple.org".into(), "*.exemple.net".into()],
             image: "registry.example.org/coop/site:1".into(),
             command: vec![],
+            http_port: 8080,
             env: vec![
                 EnvVarInput {
                     name: "MODE".into(),

@@ -23,6 +23,8 @@ pub struct Caller {
     pub role: Role,
     /// For pages: the session's CSRF token, which forms must send back.
     pub csrf_token: Option<String>,
+    /// Set when the caller is a node's agent: it may call the agent routes, and only those.
+    pub node: Option<alveole_model::NodeId>,
 }
 
 /// 256 random bits, URL-safe: unguessable, so a fast hash is enough to store it.
@@ -70,13 +72,21 @@ pub async fn reset_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> Sto
 
 /// The caller a bearer token stands for, if any.
 pub async fn caller_from_bearer(store: &dyn Store, token: &str) -> StoreResult<Option<Caller>> {
-    let Some(stored) = store.admin_token_hash(BOOTSTRAP).await? else {
-        return Ok(None);
-    };
-    Ok(same(&stored, &hash_token(token)).then(|| Caller {
-        actor: "bootstrap-admin".into(),
-        role: Role::Admin,
+    let stored = store.admin_token_hash(BOOTSTRAP).await?.unwrap_or_default();
+    if same(&stored, &hash_token(token)) {
+        return Ok(Some(Caller {
+            actor: "bootstrap-admin".into(),
+            role: Role::Admin,
+            csrf_token: None,
+            node: None,
+        }));
+    }
+    let node = store.node_for_credential(&hash_token(token)).await?;
+    Ok(node.map(|node| Caller {
+        actor: format!("node:{node}"),
+        role: Role::Member,
         csrf_token: None,
+        node: Some(node),
     }))
 }
 
@@ -87,6 +97,7 @@ pub async fn caller_from_session(store: &dyn Store, cookie: &str) -> StoreResult
         actor: s.actor,
         role: Role::Admin,
         csrf_token: Some(s.csrf_token),
+        node: None,
     }))
 }
 

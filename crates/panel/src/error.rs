@@ -16,6 +16,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication required")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -45,6 +47,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Validation(errors) => ("validation", errors.0.clone()),
             ApiError::BadRequest(_) => ("bad-request", vec![]),
             ApiError::Unauthorized => ("unauthorized", vec![]),
+            ApiError::Forbidden(_) => ("forbidden", vec![]),
             ApiError::NotFound(_) => ("not-found", vec![]),
             ApiError::Conflict { errors, .. } => ("conflict", errors.clone()),
             ApiError::Internal(_) => ("internal", vec![]),

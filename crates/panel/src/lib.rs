@@ -149,6 +149,13 @@ async fn authorize(
         Err(error) => return error.into_response(),
     };
     match (caller, access) {
+        // Agents call agent routes only, and only agents call them.
+        (Some(caller), Access::Agent) if caller.node.is_none() => {
+            ApiError::Forbidden("this route is for node agents").into_response()
+        }
+        (Some(caller), Access::Read | Access::Owner | Access::Admin) if caller.node.is_some() => {
+            ApiError::Forbidden("an agent credential is for agent routes only").into_response()
+        }
         (Some(caller), _) => {
             request.extensions_mut().insert(caller);
             next.run(request).await

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use crate::api::{self, Members, Nodes, Providers, Resource, Sites};
+use crate::api::{self, Members, Nodes, Providers, Resource, Sites, agents};
 use crate::error::Problem;
 use crate::{AppState, ops, pages};
 
@@ -23,6 +23,8 @@ pub enum Access {
     Owner,
     /// Admins only.
     Admin,
+    /// A node's agent, with its own credential; nobody else.
+    Agent,
 }
 
 /// Which face of the panel a route belongs to.
@@ -309,6 +311,49 @@ pub fn routes() -> Vec<Route> {
     b.api::<Nodes>(Access::Read, Access::Admin);
     b.api::<Members>(Access::Read, Access::Admin);
     b.api::<Sites>(Access::Owner, Access::Owner);
+    b.add(
+        Method::POST,
+        "/api/v1/nodes/{id}/join-token",
+        "create_join_token",
+        "A one-time token (24 h) for the node's agent to enrol",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            success: (201, Some(schema::<agents::JoinToken>)),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        post(agents::create_join_token),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/enroll",
+        "enroll_agent",
+        "Trade a join token for the agent's credential",
+        Surface::Api,
+        Access::Public,
+        Some(ApiDoc {
+            request: Some(schema::<agents::EnrollRequest>),
+            success: (201, Some(schema::<agents::Enrollment>)),
+            errors: vec![400, 401],
+            ..Default::default()
+        }),
+        post(agents::enroll),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/agent/desired-state",
+        "agent_desired_state",
+        "The calling node's desired state (agents only)",
+        Surface::Api,
+        Access::Agent,
+        Some(ApiDoc {
+            success: (200, Some(schema::<alveole_model::DesiredState>)),
+            errors: vec![401, 403],
+            ..Default::default()
+        }),
+        get(agents::desired_state),
+    );
 
     b.add(
         Method::GET,

@@ -211,6 +211,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn counts(&self) -> StoreResult<Counts>;
 
+    /// The node's desired-state generation and the sites placed on it.
+    async fn desired_state(&self, node: NodeId) -> StoreResult<(u64, Vec<Site>)>;
+    /// Stores a one-time join token (hashed) for the node's agent, audited.
+    async fn create_join_token(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Consumes a valid join token and stores the agent's credential (hashed), replacing any
+    /// earlier one; returns the node. `NotFound` when the token is unknown or expired.
+    async fn enroll_agent(
+        &self,
+        ctx: &AuditContext,
+        join_hash: &str,
+        credential_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<NodeId>;
+    /// The node an agent credential belongs to.
+    async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>>;
+
     /// Replaces the hash of a named panel token (`bootstrap`), audited.
     async fn set_admin_token(
         &self,

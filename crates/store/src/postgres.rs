@@ -8,6 +8,8 @@ use crate::{Backend, StoreResult};
 
 type Db = sqlx::Postgres;
 const BACKEND: Backend = Backend::Postgres;
+/// A consistent snapshot for reads that span several statements.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 const BEGIN_WRITE: &str = "BEGIN";
 
 /// Arbitrary, fixed key of the advisory lock that serialises writes touching site placement

@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Executor, Pool, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::{BACKEND, BEGIN_WRITE, Db, lock_site_writes};
+use super::{BACKEND, BEGIN_READ, BEGIN_WRITE, Db, lock_site_writes};
 use crate::rows::{
     AuditRow, MemberRow, NodeRow, NodeUsageRow, ProviderRow, SessionRow, SiteRow, StoredEnvVar,
 };
@@ -120,7 +120,7 @@ const PROVIDER_COLUMNS: &str =
 const NODE_COLUMNS: &str = "id, provider_id, name, public_addresses, cpu_millis, memory_bytes, \
      disk_bytes, overcommit_cpu, overcommit_memory, version, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "id, display_name, email, role, version, created_at, updated_at";
-const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, \
+const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, http_port, \
      volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, node_id, phase, version, \
      created_at, updated_at";
 
@@ -412,6 +412,7 @@ fn bind_site(q: &mut QueryBuilder<Db>, site: &Site) {
         .push_bind(site.image.to_string())
         .push_bind(Json(site.command.clone()))
         .push_bind(Json(env))
+        .push_bind(i64::from(site.http_port))
         .push_bind(int(site.volume.quota_bytes))
         .push_bind(site.volume.mount_path.clone())
         .push_bind(i64::from(site.limits.cpu_millis))
@@ -462,6 +463,18 @@ async fn write_row(
             message: format!("{table}: the row changed meanwhile"),
             errors: vec![],
         });
+    }
+    Ok(())
+}
+
+/// Tells the node's agent that its desired state changed: bumped in the same transaction as
+/// the change to its sites.
+async fn bump_generation(tx: &mut WriteTx, node: Option<NodeId>) -> StoreResult<()> {
+    if let Some(node) = node {
+        sqlx::query("UPDATE nodes SET desired_generation = desired_generation + 1 WHERE id = $1")
+            .bind(node.0)
+            .execute(tx.conn())
+            .await?;
     }
     Ok(())
 }
@@ -860,6 +873,7 @@ impl Store for SqlStore {
         })
         .await?;
         Self::insert_hostnames(&mut tx, &site).await?;
+        bump_generation(&mut tx, site.node_id).await?;
         tx.commit(
             ctx,
             Change::of("site.create", "site", site.id, None, Some(&site)),
@@ -890,6 +904,12 @@ impl Store for SqlStore {
         .await?;
         delete_row(&mut tx, "DELETE FROM hostnames WHERE site_id = $1", id.0).await?;
         Self::insert_hostnames(&mut tx, &after).await?;
+        bump_generation(&mut tx, before.node_id).await?;
+        bump_generation(
+            &mut tx,
+            after.node_id.filter(|n| Some(*n) != before.node_id),
+        )
+        .await?;
         tx.commit(
             ctx,
             Change::of("site.update", "site", id, Some(&before), Some(&after)),
@@ -908,6 +928,7 @@ impl Store for SqlStore {
         let before = fetch_site(tx.conn(), id).await?;
         check_version("site", version, before.meta.version)?;
         delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
+        bump_generation(&mut tx, before.node_id).await?;
         tx.commit(
             ctx,
             Change::of("site.delete", "site", id, Some(&before), None),
@@ -943,6 +964,108 @@ impl Store for SqlStore {
             sites,
             sites_by_phase,
         })
+    }
+
+    // --- node agents -------------------------------------------------------------------------
+
+    async fn desired_state(&self, node: NodeId) -> StoreResult<(u64, Vec<Site>)> {
+        // One read transaction, so the generation and the sites agree.
+        let mut tx = self.pool.begin_with(BEGIN_READ).await?;
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT desired_generation FROM nodes WHERE id = $1")
+                .bind(node.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let generation = generation.ok_or(StoreError::NotFound { kind: "node" })?;
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE node_id = "));
+        q.push_bind(node.0).push(" ORDER BY id");
+        let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let sites = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Site>>>()?;
+        Ok((u64::try_from(generation).unwrap_or_default(), sites))
+    }
+
+    async fn create_join_token(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        fetch_node(tx.conn(), node).await?;
+        sqlx::query(
+            "INSERT INTO node_join_tokens (token_hash, node_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(node.0)
+        .bind(expires_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change {
+            action: "node.join_token",
+            target_kind: "node",
+            target_id: node.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"expires_at": expires_at})),
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn enroll_agent(
+        &self,
+        ctx: &AuditContext,
+        join_hash: &str,
+        credential_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<NodeId> {
+        let mut tx = self.begin_write().await?;
+        let node: Option<Uuid> = sqlx::query_scalar(
+            "SELECT node_id FROM node_join_tokens WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(join_hash)
+        .bind(now)
+        .fetch_optional(tx.conn())
+        .await?;
+        let node = NodeId(node.ok_or(StoreError::NotFound { kind: "join token" })?);
+        sqlx::query("DELETE FROM node_join_tokens WHERE token_hash = $1")
+            .bind(join_hash)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+            .bind(node.0)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO node_credentials (node_id, token_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(node.0)
+        .bind(credential_hash)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        let change = Change {
+            action: "node.enroll",
+            target_kind: "node",
+            target_id: node.to_string(),
+            before: None,
+            after: None,
+        };
+        tx.commit(ctx, change).await?;
+        Ok(node)
+    }
+
+    async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>> {
+        let node: Option<Uuid> =
+            sqlx::query_scalar("SELECT node_id FROM node_credentials WHERE token_hash = $1")
+                .bind(credential_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(node.map(NodeId))
     }
 
     // --- the panel's own credentials -------------------------------------------------------

@@ -171,6 +171,7 @@ pub(crate) struct SiteRow {
     image: String,
     command: Json<Vec<String>>,
     env: Json<Vec<StoredEnvVar>>,
+    http_port: i64,
     volume_quota: i64,
     volume_mount_path: String,
     cpu_millis: i64,
@@ -209,6 +210,7 @@ impl TryFrom<SiteRow> for Site {
             image: ImageRef::parse(&r.image).map_err(bad)?,
             command: r.command.0,
             env,
+            http_port: unsigned("site", id, r.http_port)?,
             volume: Volume {
                 quota_bytes: unsigned("site", id, r.volume_quota)?,
                 mount_path: r.volume_mount_path,

@@ -10,6 +10,8 @@ use crate::{Backend, StoreResult};
 
 type Db = sqlx::Sqlite;
 const BACKEND: Backend = Backend::Sqlite;
+/// A consistent snapshot for reads that span several statements.
+const BEGIN_READ: &str = "BEGIN";
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// `BEGIN IMMEDIATE` already makes every write transaction exclusive.

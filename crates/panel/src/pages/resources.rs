@@ -121,6 +121,7 @@ impl PageResource for Sites {
         field("owner_id", Kind::Select(Options::Members)),
         field("image", Kind::Text),
         field("command", Kind::Lines),
+        field("http_port", Kind::Integer),
         field("env", Kind::Env { secret: false }),
         field("env", Kind::Env { secret: true }),
         field("limits.cpu_millis", Kind::Cpu),
@@ -143,6 +144,7 @@ impl PageResource for Sites {
     }
     fn blank_input() -> Value {
         json!({
+            "http_port": 8080,
             "limits": alveole_model::Limits::default(),
             "volume": alveole_model::Volume::default(),
             "phase": "running",

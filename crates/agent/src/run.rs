@@ -1,0 +1,295 @@
+//! The agent's main loop. Pulls the node's desired state from the panel, offers it to the
+//! ledger, and reconciles on every pass from the document it holds, so it keeps serving and
+//! repairing drift when the panel is away, across its own restarts too.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alveole_model::{DesiredState, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::ingress::{Ingress, Routes, Upstream};
+use crate::ledger::{Ledger, Verdict};
+use crate::reconcile::{Reconciler, Report};
+use crate::runtime::{Naming, Runtime};
+
+/// What an enrolled agent keeps on disk (mode 0600).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub node_id: NodeId,
+    pub credential: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credential {{ node_id: {}, credential: [redacted] }}",
+            self.node_id
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot reach the panel at {url}")]
+    Panel { url: String, source: reqwest::Error },
+    #[error("the panel refused: {status} {detail}")]
+    Refused { status: u16, detail: String },
+    #[error("cannot read or write {path}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a credential file")]
+    Credential {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Talks to the panel's agent routes.
+#[derive(Clone, Debug)]
+pub struct PanelClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl PanelClient {
+    pub fn new(base: &str) -> Result<Self, AgentError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| AgentError::Panel {
+                url: base.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> AgentError {
+        AgentError::Panel {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response, AgentError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let detail = response.text().await.unwrap_or_default();
+        Err(AgentError::Refused { status, detail })
+    }
+
+    /// Trades a join token for the node's credential.
+    pub async fn enroll(&self, join_token: &str) -> Result<Credential, AgentError> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/agent/enroll", self.base))
+            .json(&serde_json::json!({"join_token": join_token}))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.checked(response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    pub async fn desired_state(&self, credential: &Credential) -> Result<DesiredState, AgentError> {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/agent/desired-state", self.base))
+            .bearer_auth(&credential.credential)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.checked(response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+}
+
+/// The credential in `state_dir`, enrolling with `join_token` when there is none yet.
+pub async fn credential(
+    panel: &PanelClient,
+    state_dir: &Path,
+    join_token: Option<&str>,
+) -> Result<Credential, AgentError> {
+    let path = state_dir.join("credential.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return serde_json::from_str(&text)
+                .map_err(|source| AgentError::Credential { path, source });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(AgentError::Io { path, source }),
+    }
+    let Some(join_token) = join_token else {
+        return Err(AgentError::Refused {
+            status: 0,
+            detail: "not enrolled yet: pass --join-token".into(),
+        });
+    };
+    let credential = panel.enroll(join_token).await?;
+    let io = |source| AgentError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let text = serde_json::to_vec(&credential).map_err(|source| AgentError::Credential {
+        path: path.clone(),
+        source,
+    })?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    Ok(credential)
+}
+
+/// How often the agent asks the panel and reconciles.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub pass: Duration,
+}
+
+/// One agent: ledger, reconciler, ingress.
+pub struct Agent<R> {
+    credential: Credential,
+    panel: PanelClient,
+    ledger: Ledger,
+    reconciler: Reconciler<R>,
+    ingress: Arc<Ingress>,
+    held: Option<DesiredState>,
+}
+
+impl<R> std::fmt::Debug for Agent<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.credential.node_id)
+            .field("generation", &self.held.as_ref().map(|h| h.generation))
+            .finish()
+    }
+}
+
+impl<R: Runtime> Agent<R> {
+    /// Loads the held document. An unreadable one is reported and treated as "nothing known
+    /// yet": the agent then changes nothing until the panel sends a document.
+    pub fn new(
+        credential: Credential,
+        panel: PanelClient,
+        state_dir: &Path,
+        runtime: R,
+        ingress: Arc<Ingress>,
+    ) -> Self {
+        let ledger = Ledger::new(credential.node_id, state_dir);
+        let held = match ledger.load() {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::error!(%error, "the held desired state is unreadable; keeping what runs until the panel answers");
+                None
+            }
+        };
+        let reconciler = Reconciler::new(
+            runtime,
+            Naming {
+                node_id: credential.node_id,
+            },
+        );
+        Self {
+            credential,
+            panel,
+            ledger,
+            reconciler,
+            ingress,
+            held,
+        }
+    }
+
+    pub fn held_generation(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.generation)
+    }
+
+    /// One pass: ask the panel (if it answers), then reconcile from the held document.
+    pub async fn pass(&mut self) -> Option<Report> {
+        match self.panel.desired_state(&self.credential).await {
+            Ok(offered) => match self.ledger.offer(self.held.as_ref(), &offered) {
+                Ok(Verdict::Accepted) => {
+                    tracing::info!(
+                        generation = offered.generation,
+                        "accepted a new desired state"
+                    );
+                    self.held = Some(offered);
+                }
+                Ok(Verdict::Unchanged) => {}
+                Ok(Verdict::Rejected(reason)) => tracing::warn!(%reason, "refused a desired state"),
+                Err(error) => tracing::error!(%error, "could not persist the desired state"),
+            },
+            Err(error) => {
+                tracing::warn!(%error, generation = ?self.held_generation(), "panel unreachable; serving from the held desired state")
+            }
+        }
+        let held = self.held.as_ref()?;
+        match self.reconciler.reconcile(held).await {
+            Ok(report) => {
+                self.ingress.set_routes(routes_of(held, &report));
+                Some(report)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the container engine is unreachable; routes unchanged");
+                None
+            }
+        }
+    }
+
+    /// Runs passes until `shutdown` resolves.
+    pub async fn run(mut self, timing: Timing, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(timing.pass);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticker.tick() => {
+                    self.pass().await;
+                }
+            }
+        }
+    }
+}
+
+/// The ingress routes for what runs: every host name of every running site with an address.
+pub fn routes_of(desired: &DesiredState, report: &Report) -> Routes {
+    let mut routes = Routes::default();
+    for spec in &desired.sites {
+        let Some(address) = report.addresses.get(&spec.site_id) else {
+            continue;
+        };
+        let upstream = Upstream {
+            site: spec.site_id,
+            address: std::net::SocketAddr::new(*address, spec.http_port),
+        };
+        for hostname in &spec.hostnames {
+            routes.insert(hostname, upstream);
+        }
+    }
+    routes
+}

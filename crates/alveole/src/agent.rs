@@ -1,0 +1,40 @@
+//! `alveole agent`: enrol if needed, then serve the node's ingress and reconcile forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alveole_agent::docker::DockerRuntime;
+use alveole_agent::ingress::Ingress;
+use alveole_agent::run::{Agent, PanelClient, Timing, credential};
+use anyhow::Context;
+
+use crate::cli::AgentArgs;
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let panel = PanelClient::new(&args.panel_url)?;
+    let credential = credential(&panel, &args.state_dir, args.join_token.as_deref())
+        .await
+        .context("enrolling with the panel")?;
+    let runtime = DockerRuntime::connect()
+        .await
+        .context("connecting to the Docker engine")?;
+    let ingress = Arc::new(Ingress::new());
+    let listener = tokio::net::TcpListener::bind(args.ingress_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.ingress_listen))?;
+    println!(
+        "alveole agent for node {} serving sites on http://{}/",
+        credential.node_id,
+        listener.local_addr()?
+    );
+    let server = tokio::spawn(ingress.clone().serve(listener));
+    let agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress);
+    let timing = Timing {
+        pass: Duration::from_secs(args.pass_seconds.max(1)),
+    };
+    tokio::select! {
+        () = agent.run(timing, async { let _ = tokio::signal::ctrl_c().await; }) => {},
+        result = server => result.context("the ingress stopped")?.context("the ingress failed")?,
+    }
+    Ok(())
+}
