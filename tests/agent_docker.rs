@@ -366,7 +366,8 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         (200, "hello from e2e\n".to_owned())
     );
 
-    // A change arrives with the next pass: new container, new body.
+    // A change arrives with the next pass: the container is replaced while the ingress holds
+    // the site's requests, and a request loop running through the replacement sees no failure.
     let container = Naming { node_id }.container(site_id.parse().unwrap());
     let first_id = docker(&["inspect", "-f", "{{.Id}}", &container]);
     let patch = json!({"version": 1, "env": [{"name": "SITE_NAME", "value": "changed"}]});
@@ -378,7 +379,65 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         )
         .await;
     assert_eq!(status, 200);
-    agent.pass().await.expect("a pass");
+    let replaced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = {
+        let replaced = replaced.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let (mut failures, mut bodies) = (
+                Vec::new(),
+                std::collections::BTreeMap::<String, usize>::new(),
+            );
+            // Bounded: at most 3,000 requests; stops 20 requests after the replacement ended.
+            let mut after = 0;
+            for _ in 0..3_000 {
+                match client
+                    .get(format!("http://{ingress_address}/"))
+                    .header("host", "e2e.example.org")
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        *bodies.entry(r.text().await.unwrap()).or_default() += 1
+                    }
+                    Ok(r) => failures.push(r.status().to_string()),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                if replaced.load(std::sync::atomic::Ordering::SeqCst) {
+                    after += 1;
+                    if after >= 20 {
+                        break;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            (failures, bodies)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let report = agent.pass().await.expect("a pass");
+    replaced.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        matches!(
+            report.actions.as_slice(),
+            [alveole_agent::Action::Replace { .. }]
+        ),
+        "{:?}",
+        report.actions
+    );
+    let (failures, bodies) = requests.await.unwrap();
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "no request failed during the replacement"
+    );
+    assert!(
+        bodies.contains_key("hello from e2e\n") && bodies.contains_key("hello from changed\n"),
+        "{bodies:?}"
+    );
     assert_eq!(agent.held_generation(), Some(2));
     assert_eq!(
         through_ingress(ingress_address, "e2e.example.org").await.1,

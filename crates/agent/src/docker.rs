@@ -230,6 +230,24 @@ impl Runtime for DockerRuntime {
             .map_err(engine)
     }
 
+    async fn address(
+        &self,
+        naming: &Naming,
+        container: &str,
+    ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        let inspected = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(engine)?;
+        Ok(inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&naming.network()))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse().ok()))
+    }
+
     async fn remove(&self, container: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptions {
             force: true,

@@ -106,6 +106,20 @@ impl Runtime for FakeRuntime {
         self.lock().0.containers.retain(|c| c.id != id);
         Ok(())
     }
+
+    async fn ready(&self, _: std::net::SocketAddr) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn address(&self, _: &Naming, id: &str) -> Result<Option<IpAddr>, RuntimeError> {
+        Ok(self
+            .lock()
+            .0
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.address))
+    }
 }
 
 #[cfg(test)]

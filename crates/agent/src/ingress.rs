@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use alveole_model::SiteId;
 use bytes::Bytes;
@@ -18,6 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::runtime::Traffic;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -42,6 +46,15 @@ impl Routes {
             self.wildcard.insert(hostname.parent().to_owned(), upstream);
         } else {
             self.exact.insert(hostname.as_str().to_owned(), upstream);
+        }
+    }
+
+    /// Sends every name of `site` to `address`.
+    pub fn repoint(&mut self, site: SiteId, address: SocketAddr) {
+        for upstream in self.exact.values_mut().chain(self.wildcard.values_mut()) {
+            if upstream.site == site {
+                upstream.address = address;
+            }
         }
     }
 
@@ -77,11 +90,44 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The proxy. Cheap to share; `set_routes` may be called from any task.
+/// How long and how many requests a held site may keep waiting.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldLimits {
+    /// A request held longer gets 503 (with Retry-After).
+    pub max_wait: Duration,
+    /// Requests held at once for one site; more get 503 at once.
+    pub max_waiting: usize,
+    /// How long a hold waits for the requests in flight to finish.
+    pub drain_within: Duration,
+}
+
+impl Default for HoldLimits {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::from_secs(30),
+            max_waiting: 10_000,
+            drain_within: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Per site: whether its requests are held, how many wait, how many are in flight.
+#[derive(Debug, Default)]
+struct SiteTraffic {
+    held: bool,
+    waiting: usize,
+    in_flight: usize,
+}
+
+/// The proxy. Shared as `Arc<Ingress>`; `set_routes` may be called from any task.
 #[derive(Debug)]
 pub struct Ingress {
     routes: RwLock<Arc<Routes>>,
     client: Client<HttpConnector, Incoming>,
+    traffic: Mutex<HashMap<SiteId, SiteTraffic>>,
+    /// Woken whenever a hold ends or a request finishes.
+    changed: Notify,
+    limits: HoldLimits,
 }
 
 impl Default for Ingress {
@@ -111,7 +157,70 @@ impl Ingress {
         Self {
             routes: RwLock::new(Arc::new(Routes::default())),
             client,
+            traffic: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            limits: HoldLimits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: HoldLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn traffic(&self) -> std::sync::MutexGuard<'_, HashMap<SiteId, SiteTraffic>> {
+        self.traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits while `site` is held, then counts the request in flight; an error response when
+    /// no site answers, or it waited too long, or too many already wait.
+    async fn admit(self: &Arc<Self>, host: &str) -> Result<(Upstream, InFlight), Response<Body>> {
+        let deadline = tokio::time::Instant::now() + self.limits.max_wait;
+        let mut counted_waiting: Option<SiteId> = None;
+        let outcome = loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(upstream) = self.routes().lookup(host) else {
+                break Err(page(
+                    StatusCode::NOT_FOUND,
+                    "No site here",
+                    &format!("No site of this cooperative answers for {host}."),
+                ));
+            };
+            {
+                let mut traffic = self.traffic();
+                let state = traffic.entry(upstream.site).or_default();
+                if !state.held {
+                    state.in_flight += 1;
+                    break Ok((
+                        upstream,
+                        InFlight {
+                            ingress: self.clone(),
+                            site: upstream.site,
+                        },
+                    ));
+                }
+                if counted_waiting.is_none() {
+                    if state.waiting >= self.limits.max_waiting {
+                        break Err(busy());
+                    }
+                    state.waiting += 1;
+                    counted_waiting = Some(upstream.site);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break Err(busy());
+            }
+        };
+        if let Some(site) = counted_waiting
+            && let Some(state) = self.traffic().get_mut(&site)
+        {
+            state.waiting = state.waiting.saturating_sub(1);
+        }
+        outcome
     }
 
     /// Replaces the whole route table at once.
@@ -149,7 +258,11 @@ impl Ingress {
         }
     }
 
-    async fn handle(&self, mut request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    async fn handle(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<Body> {
         let host = request
             .headers()
             .get(header::HOST)
@@ -157,12 +270,9 @@ impl Ingress {
             .or_else(|| request.uri().host())
             .unwrap_or("")
             .to_owned();
-        let Some(upstream) = self.routes().lookup(&host) else {
-            return page(
-                StatusCode::NOT_FOUND,
-                "No site here",
-                &format!("No site of this cooperative answers for {host}."),
-            );
+        let (upstream, in_flight) = match self.admit(&host).await {
+            Ok(admitted) => admitted,
+            Err(response) => return response,
         };
         let path = request
             .uri()
@@ -190,7 +300,14 @@ impl Ingress {
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         match self.client.request(request).await {
-            Ok(response) => response.map(|body| body.boxed()),
+            // The request stays in flight until its response body is finished.
+            Ok(response) => response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                })
+                .boxed()
+            }),
             Err(error) => {
                 tracing::warn!(site = %upstream.site, %error, "upstream unreachable");
                 page(
@@ -201,6 +318,81 @@ impl Ingress {
             }
         }
     }
+}
+
+/// A request counted in flight for its site until dropped.
+#[derive(Debug)]
+struct InFlight {
+    ingress: Arc<Ingress>,
+    site: SiteId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(state) = self.ingress.traffic().get_mut(&self.site) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        self.ingress.changed.notify_waiters();
+    }
+}
+
+/// Releases a site's held requests when dropped.
+#[derive(Debug)]
+struct Hold {
+    ingress: Arc<Ingress>,
+    site: SiteId,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(state) = self.ingress.traffic().get_mut(&self.site) {
+            state.held = false;
+        }
+        self.ingress.changed.notify_waiters();
+    }
+}
+
+#[async_trait::async_trait]
+impl Traffic for Arc<Ingress> {
+    async fn hold(&self, site: SiteId) -> Box<dyn Send + Sync> {
+        self.traffic().entry(site).or_default().held = true;
+        let hold = Hold {
+            ingress: self.clone(),
+            site,
+        };
+        let deadline = tokio::time::Instant::now() + self.limits.drain_within;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.traffic().get(&site).is_none_or(|s| s.in_flight == 0) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(%site, "requests still in flight after the drain period; replacing anyway");
+                break;
+            }
+        }
+        Box::new(hold)
+    }
+
+    fn repoint(&self, site: SiteId, address: SocketAddr) {
+        let mut routes = (*self.routes()).clone();
+        routes.repoint(site, address);
+        self.set_routes(routes);
+    }
+}
+
+fn busy() -> Response<Body> {
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "One moment",
+        "This site is being updated and will answer again in a moment.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn escape(text: &str) -> String {

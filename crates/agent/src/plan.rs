@@ -25,23 +25,27 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
         // Keep the container with the right shape (a running one first); remove the others.
         mine.sort_by_key(|c| (c.digest != digest, !c.running));
         let keep = mine.first().filter(|c| c.digest == digest);
-        for extra in mine
-            .iter()
-            .filter(|c| Some(c.id.as_str()) != keep.map(|k| k.id.as_str()))
-        {
+        // Without a keeper, the best old container is replaced (its requests held meanwhile).
+        let replaced = if keep.is_none() { mine.first() } else { None };
+        let spared = keep.or(replaced).map(|c| c.id.as_str());
+        for extra in mine.iter().filter(|c| Some(c.id.as_str()) != spared) {
             actions.push(Action::Remove {
                 container: extra.id.clone(),
             });
         }
-        match keep {
-            None => actions.push(Action::Create { site: spec.site_id }),
-            Some(c) if spec.run && !c.running => actions.push(Action::Start {
+        match (keep, replaced) {
+            (None, Some(old)) => actions.push(Action::Replace {
+                site: spec.site_id,
+                old: old.id.clone(),
+            }),
+            (None, None) => actions.push(Action::Create { site: spec.site_id }),
+            (Some(c), _) if spec.run && !c.running => actions.push(Action::Start {
                 container: c.id.clone(),
             }),
-            Some(c) if !spec.run && c.running => actions.push(Action::Stop {
+            (Some(c), _) if !spec.run && c.running => actions.push(Action::Stop {
                 container: c.id.clone(),
             }),
-            Some(_) => {}
+            (Some(_), _) => {}
         }
     }
     let wanted: BTreeSet<_> = desired.sites.iter().map(|s| s.site_id).collect();
@@ -140,7 +144,7 @@ mod tests {
         stale.digest = "changed".into();
         let foreign_site = spec(true);
         observed.containers = vec![
-            stale,                                   // shape changed: replace
+            stale,                                   // shape changed: replace, held
             container(&desired.sites[1], "b", true), // should be stopped
             container(&foreign_site, "gone", true),  // no longer desired: remove
         ];
@@ -148,11 +152,9 @@ mod tests {
         assert_eq!(
             actions,
             [
-                Action::Remove {
-                    container: "old".into()
-                },
-                Action::Create {
-                    site: desired.sites[0].site_id
+                Action::Replace {
+                    site: desired.sites[0].site_id,
+                    old: "old".into()
                 },
                 Action::Stop {
                     container: "b".into()

@@ -3,12 +3,13 @@
 //! acts; a failed action is reported and retried by the next pass.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use alveole_model::{DesiredState, SiteId};
+use alveole_model::{DesiredState, SiteId, SiteSpec};
 
 use crate::plan::plan;
-use crate::runtime::{Action, Naming, Runtime, RuntimeError};
+use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
 
 /// What one pass did.
 #[derive(Clone, Debug, Default)]
@@ -20,15 +21,52 @@ pub struct Report {
     pub addresses: BTreeMap<SiteId, IpAddr>,
 }
 
-#[derive(Debug)]
 pub struct Reconciler<R> {
     runtime: R,
     naming: Naming,
+    traffic: Arc<dyn Traffic>,
+}
+
+impl<R> std::fmt::Debug for Reconciler<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("naming", &self.naming)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Runtime> Reconciler<R> {
+    /// Creates the site's container and, if it should run, starts it and waits (bounded) until
+    /// it accepts connections, so no request is routed to a server not yet listening: its
+    /// address, or `None` for a site that does not run.
+    async fn create(&self, spec: &SiteSpec) -> Result<Option<SocketAddr>, RuntimeError> {
+        let id = self.runtime.create_container(&self.naming, spec).await?;
+        if !spec.run {
+            return Ok(None);
+        }
+        self.runtime.start(&id).await?;
+        let Some(ip) = self.runtime.address(&self.naming, &id).await? else {
+            return Err(RuntimeError::Engine(format!(
+                "container {id} has no address on the node network"
+            )));
+        };
+        let address = SocketAddr::new(ip, spec.http_port);
+        self.runtime.ready(address).await?;
+        Ok(Some(address))
+    }
+
     pub fn new(runtime: R, naming: Naming) -> Self {
-        Self { runtime, naming }
+        Self {
+            runtime,
+            naming,
+            traffic: Arc::new(NoTraffic),
+        }
+    }
+
+    /// Holds and repoints requests through `traffic` when a site's container is replaced.
+    pub fn with_traffic(mut self, traffic: Arc<dyn Traffic>) -> Self {
+        self.traffic = traffic;
+        self
     }
 
     pub fn runtime(&self) -> &R {
@@ -67,16 +105,21 @@ impl<R: Runtime> Reconciler<R> {
         match action {
             Action::CreateNetwork => self.runtime.create_network(&self.naming).await,
             Action::CreateVolume { site } => self.runtime.create_volume(&self.naming, *site).await,
-            Action::Create { site } => {
+            Action::Create { site } => match desired.sites.iter().find(|s| s.site_id == *site) {
+                Some(spec) => self.create(spec).await.map(|_| ()),
+                None => Ok(()),
+            },
+            Action::Replace { site, old } => {
                 let Some(spec) = desired.sites.iter().find(|s| s.site_id == *site) else {
                     return Ok(());
                 };
-                let id = self.runtime.create_container(&self.naming, spec).await?;
-                if spec.run {
-                    self.runtime.start(&id).await
-                } else {
-                    Ok(())
+                // New requests wait; those in flight finish on the old container first.
+                let _held = self.traffic.hold(*site).await;
+                self.runtime.remove(old).await?;
+                if let Some(address) = self.create(spec).await? {
+                    self.traffic.repoint(*site, address);
                 }
+                Ok(())
             }
             Action::Start { container } => self.runtime.start(container).await,
             Action::Stop { container } => self.runtime.stop(container).await,

@@ -208,12 +208,12 @@ impl<R: Runtime> Agent<R> {
                 None
             }
         };
-        let reconciler = Reconciler::new(
-            runtime,
-            Naming {
-                node_id: credential.node_id,
-            },
-        );
+        // Replacements hold and repoint the site's requests in this agent's ingress.
+        let traffic: Arc<dyn crate::runtime::Traffic> = Arc::new(ingress.clone());
+        let naming = Naming {
+            node_id: credential.node_id,
+        };
+        let reconciler = Reconciler::new(runtime, naming).with_traffic(traffic);
         Self {
             credential,
             panel,

@@ -3,7 +3,7 @@
 //! the real engine.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use alveole_model::{NodeId, SiteId, SiteSpec};
 use async_trait::async_trait;
@@ -81,6 +81,11 @@ pub enum Action {
     Create {
         site: SiteId,
     },
+    /// Swap a site's container for one of the new shape, its requests held meanwhile.
+    Replace {
+        site: SiteId,
+        old: String,
+    },
     Start {
         container: String,
     },
@@ -115,4 +120,57 @@ pub trait Runtime: Send + Sync {
     async fn start(&self, container: &str) -> Result<(), RuntimeError>;
     async fn stop(&self, container: &str) -> Result<(), RuntimeError>;
     async fn remove(&self, container: &str) -> Result<(), RuntimeError>;
+    /// The container's address on the node's network, once it runs.
+    async fn address(
+        &self,
+        naming: &Naming,
+        container: &str,
+    ) -> Result<Option<IpAddr>, RuntimeError>;
+    /// Waits (bounded) until the site's server accepts connections at `address`.
+    async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError> {
+        wait_until_accepting(address).await
+    }
+}
+
+/// How long a new container may take to accept connections before its replacement fails.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until something accepts TCP connections at `address` (the site's server is up).
+async fn wait_until_accepting(address: SocketAddr) -> Result<(), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(RuntimeError::Engine(format!(
+                "nothing accepts connections at {address} after {READY_WITHIN:?}"
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    }
+}
+
+/// What the reconciler asks of whatever carries the node's traffic (the ingress).
+#[async_trait]
+pub trait Traffic: Send + Sync {
+    /// Holds new requests for `site` and waits (bounded) for those in flight to finish. The
+    /// hold lasts until the returned guard is dropped.
+    async fn hold(&self, site: SiteId) -> Box<dyn Send + Sync>;
+    /// Sends the site's requests to a new address (called before the hold is released).
+    fn repoint(&self, site: SiteId, address: SocketAddr);
+}
+
+/// For a node without an ingress (and for tests): nothing to hold.
+#[derive(Debug, Default)]
+pub struct NoTraffic;
+
+#[async_trait]
+impl Traffic for NoTraffic {
+    async fn hold(&self, _: SiteId) -> Box<dyn Send + Sync> {
+        Box::new(())
+    }
+    fn repoint(&self, _: SiteId, _: SocketAddr) {}
 }
