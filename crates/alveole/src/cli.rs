@@ -63,6 +63,23 @@ pub struct ServeArgs {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,
+    /// Also run an agent for this machine when it has a Docker engine (all-in-one).
+    #[arg(long, env = "ALVEOLE_LOCAL_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_agent: bool,
+    /// Where the local agent serves sites (`http://<site>.localhost:8081/`).
+    #[arg(
+        long,
+        env = "ALVEOLE_LOCAL_INGRESS_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub local_ingress_listen: SocketAddr,
+    /// Where the local agent keeps its credential and desired state.
+    #[arg(
+        long,
+        env = "ALVEOLE_LOCAL_STATE_DIR",
+        default_value = ".alveole/agent"
+    )]
+    pub local_state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

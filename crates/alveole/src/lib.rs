@@ -5,6 +5,7 @@ pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod local;
 pub mod serve;
 
 pub use cli::{Cli, Command};

@@ -5,6 +5,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
+use crate::local::{self, LocalAgentConfig};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = alveole_store::connect(&args.database.database_url)
@@ -34,7 +35,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("alveole is listening on http://{address}/");
     tracing::info!(%address, backend = ?store.backend(), "panel started");
-    serve(state, listener).await
+    let panel = tokio::spawn(serve(state, listener));
+    let _local = if args.local_agent {
+        let config = LocalAgentConfig {
+            state_dir: args.local_state_dir.clone(),
+            ingress_listen: args.local_ingress_listen,
+            pass: std::time::Duration::from_secs(2),
+        };
+        let local = local::start(store, &format!("http://{address}"), config).await?;
+        match &local {
+            Some(local) => println!(
+                "This machine is node `{}`: its sites are served on http://<site>.localhost:{}/ (--local-agent false turns this off).",
+                local::LOCAL_NODE,
+                local.ingress_address.port()
+            ),
+            None => println!("No Docker engine here: sites are not run on this machine."),
+        }
+        local
+    } else {
+        None
+    };
+    panel.await.context("the panel stopped")?
 }
 
 /// Serves the panel on `listener` until Ctrl-C or SIGTERM.

@@ -39,6 +39,8 @@ fn start_server() -> Server {
             format!("sqlite://{}", dir.join("panel.db").display()),
         )
         .env("ALVEOLE_LOG", "debug")
+        // These tests are about the panel and its CLI; the local agent has its own test.
+        .env("ALVEOLE_LOCAL_AGENT", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

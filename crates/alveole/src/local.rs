@@ -1,0 +1,171 @@
+//! The all-in-one mode of `alveole serve`: when this machine has a Docker engine, the panel
+//! also runs an agent for it. That agent is enrolled through the same HTTP enrolment as a
+//! remote one, so a site created in the panel is actually served on this machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alveole_agent::docker::DockerRuntime;
+use alveole_agent::ingress::Ingress;
+use alveole_agent::run::{Agent, PanelClient, Timing, credential};
+use alveole_model::{Capacity, NodeId, NodeInput, Overcommit, ProviderInput};
+use alveole_panel::auth;
+use alveole_store::{AuditContext, NodeFilter, PageRequest, ProviderFilter, Store};
+use anyhow::Context;
+use chrono::{Duration as Days, Utc};
+
+/// The node this machine is, in the panel.
+pub const LOCAL_NODE: &str = "local";
+const LOCAL_PROVIDER: &str = "This machine";
+/// Declared disk of the local node; change it in the panel to match the machine.
+const LOCAL_DISK_BYTES: u64 = 100 << 30;
+
+#[derive(Clone, Debug)]
+pub struct LocalAgentConfig {
+    pub state_dir: PathBuf,
+    pub ingress_listen: SocketAddr,
+    pub pass: Duration,
+}
+
+/// A running local agent; stops when dropped.
+#[derive(Debug)]
+pub struct LocalAgent {
+    pub node_id: NodeId,
+    pub ingress_address: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the local agent, or returns `None` (and says why) when no Docker engine answers.
+pub async fn start(
+    store: Arc<dyn Store>,
+    panel_url: &str,
+    config: LocalAgentConfig,
+) -> anyhow::Result<Option<LocalAgent>> {
+    let runtime = match DockerRuntime::connect().await {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "no usable Docker engine on this machine: the local agent is off");
+            return Ok(None);
+        }
+    };
+    let node_id = ensure_local_node(store.as_ref()).await?;
+    let client = PanelClient::new(panel_url)?;
+    // A credential left by another database (for another node) is useless: enrol again.
+    let path = config.state_dir.join("credential.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let stale = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|c| c["node_id"].as_str().map(|n| n != node_id.to_string()))
+            .unwrap_or(true);
+        if stale {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            let _ = std::fs::remove_file(config.state_dir.join("desired-state.json"));
+        }
+    }
+    let join_token = if path.exists() {
+        None
+    } else {
+        let token = auth::new_token("alj_");
+        let ctx = AuditContext::new("system:local-agent", "local-agent");
+        store
+            .create_join_token(
+                &ctx,
+                node_id,
+                &auth::hash_token(&token),
+                Utc::now() + Days::minutes(5),
+            )
+            .await?;
+        Some(token)
+    };
+    let credential = credential(&client, &config.state_dir, join_token.as_deref())
+        .await
+        .context("enrolling the local agent")?;
+
+    let ingress = Arc::new(Ingress::new());
+    let listener = tokio::net::TcpListener::bind(config.ingress_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} for the local ingress",
+                config.ingress_listen
+            )
+        })?;
+    let ingress_address = listener.local_addr()?;
+    let serving = tokio::spawn({
+        let ingress = ingress.clone();
+        async move {
+            if let Err(error) = ingress.serve(listener).await {
+                tracing::error!(%error, "the local ingress stopped");
+            }
+        }
+    });
+    let agent = Agent::new(credential, client, &config.state_dir, runtime, ingress);
+    let running = tokio::spawn(agent.run(Timing { pass: config.pass }, std::future::pending()));
+    Ok(Some(LocalAgent {
+        node_id,
+        ingress_address,
+        tasks: vec![serving, running],
+    }))
+}
+
+/// The `local` node (and its provider), created with this machine's CPUs and memory if absent.
+async fn ensure_local_node(store: &dyn Store) -> anyhow::Result<NodeId> {
+    let all = PageRequest {
+        after: None,
+        limit: 500,
+    };
+    let nodes = store.list_nodes(&NodeFilter::default(), &all).await?;
+    if let Some(node) = nodes.items.iter().find(|n| n.name.as_str() == LOCAL_NODE) {
+        return Ok(node.id);
+    }
+    let ctx = AuditContext::new("system:local-agent", "local-agent");
+    let providers = store
+        .list_providers(&ProviderFilter::default(), &all)
+        .await?;
+    let provider = match providers
+        .items
+        .into_iter()
+        .find(|p| p.name.as_str() == LOCAL_PROVIDER)
+    {
+        Some(provider) => provider,
+        None => {
+            let input = ProviderInput {
+                name: LOCAL_PROVIDER.into(),
+                notes: Some("Created by alveole serve for its local agent.".into()),
+                ..Default::default()
+            };
+            store.create_provider(&ctx, input.validate()?).await?
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let input = NodeInput {
+        provider_id: provider.id,
+        name: LOCAL_NODE.into(),
+        public_addresses: vec!["127.0.0.1".into()],
+        capacity: Capacity {
+            cpu_millis: u32::try_from(cpus * 1000).unwrap_or(u32::MAX),
+            memory_bytes: memory_bytes().unwrap_or(4 << 30),
+            disk_bytes: LOCAL_DISK_BYTES,
+        },
+        overcommit: Overcommit::default(),
+    };
+    Ok(store.create_node(&ctx, input.validate()?).await?.id)
+}
+
+/// MemTotal from /proc/meminfo.
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
