@@ -365,12 +365,21 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         through_ingress(ingress_address, "E2E.example.org").await,
         (200, "hello from e2e\n".to_owned())
     );
+    // The agent reported the site running: the panel shows it, and the node as reachable.
+    assert_eq!(
+        panel.get(&format!("/api/v1/sites/{site_id}")).await.1["phase"],
+        "running"
+    );
+    let (_, node_status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+    assert_eq!(node_status["reachable"], true, "{node_status}");
+    assert_eq!(node_status["report"]["sites"][0]["state"], "running");
 
     // A change arrives with the next pass: the container is replaced while the ingress holds
     // the site's requests, and a request loop running through the replacement sees no failure.
     let container = Naming { node_id }.container(site_id.parse().unwrap());
     let first_id = docker(&["inspect", "-f", "{{.Id}}", &container]);
-    let patch = json!({"version": 1, "env": [{"name": "SITE_NAME", "value": "changed"}]});
+    let version = panel.get(&format!("/api/v1/sites/{site_id}")).await.1["version"].clone();
+    let patch = json!({"version": version, "env": [{"name": "SITE_NAME", "value": "changed"}]});
     let (status, _) = panel
         .call(
             reqwest::Method::PATCH,

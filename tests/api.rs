@@ -551,3 +551,122 @@ async fn a_nodes_desired_generation_follows_every_change_to_its_sites() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn agents_enrol_report_and_stay_in_their_lane() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let (_, created) = panel
+            .post("/api/v1/sites", site(&member, "report.example.org"))
+            .await;
+        let site_id = created["id"].as_str().unwrap().to_owned();
+
+        let (status, join) = panel
+            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+            .await;
+        assert_eq!(status, 201);
+        let anonymous = reqwest::Client::new();
+        let enrol = |token: Value| {
+            let request = anonymous
+                .post(format!("{}/api/v1/agent/enroll", panel.base))
+                .json(&json!({"join_token": token}));
+            async move { request.send().await.unwrap() }
+        };
+        let enrolled: Value = enrol(join["join_token"].clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(enrolled["node_id"], node);
+        assert_eq!(
+            enrol(join["join_token"].clone()).await.status(),
+            401,
+            "a join token works once"
+        );
+        let agent = enrolled["credential"].as_str().unwrap().to_owned();
+        let as_agent = |method: Method, path: &str, body: Option<Value>| {
+            let mut request = anonymous
+                .request(method, format!("{}{path}", panel.base))
+                .bearer_auth(&agent);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move { request.send().await.unwrap() }
+        };
+
+        // The agent reads its own desired state (with secrets), and nothing of the admin API.
+        let desired: Value = as_agent(Method::GET, "/api/v1/agent/desired-state", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(desired["sites"][0]["site_id"], site_id);
+        assert_eq!(
+            as_agent(Method::GET, "/api/v1/sites", None).await.status(),
+            403
+        );
+        assert_eq!(
+            panel.get("/api/v1/agent/desired-state").await.0,
+            403,
+            "the admin is no agent"
+        );
+
+        let report = |state: &str, reason: Option<&str>| {
+            json!({
+                "generation": desired["generation"], "agent_version": "test",
+                "sites": [{"site_id": site_id, "state": state, "reason": reason},
+                          {"site_id": uuid::Uuid::now_v7(), "state": "running"}],
+                "resources": {"cpus": 2, "load_1m": 0.5, "memory_total_bytes": 1, "memory_available_bytes": 1,
+                              "disk_total_bytes": 1, "disk_available_bytes": 1}
+            })
+        };
+        let events_before = panel.store.audit_events(0, 1000).await.unwrap().len();
+        let sent = as_agent(
+            Method::POST,
+            "/api/v1/agent/status",
+            Some(report("failing", Some("image missing"))),
+        )
+        .await;
+        assert_eq!(sent.status(), 204);
+        assert_eq!(
+            panel.get(&format!("/api/v1/sites/{site_id}")).await.1["phase"],
+            "failed"
+        );
+        let sent = as_agent(
+            Method::POST,
+            "/api/v1/agent/status",
+            Some(report("failing", Some("image missing"))),
+        )
+        .await;
+        assert_eq!(sent.status(), 204);
+        let events = panel.store.audit_events(0, 1000).await.unwrap();
+        let phase_events: Vec<_> = events[events_before..].iter().collect();
+        assert_eq!(
+            phase_events.len(),
+            1,
+            "a repeated report changes nothing: {phase_events:?}"
+        );
+        assert_eq!(phase_events[0].action, "site.phase");
+        assert_eq!(phase_events[0].actor, format!("node:{node}"));
+        assert_eq!(
+            phase_events[0].after.as_ref().unwrap()["reason"],
+            "image missing"
+        );
+
+        as_agent(
+            Method::POST,
+            "/api/v1/agent/status",
+            Some(report("running", None)),
+        )
+        .await;
+        assert_eq!(
+            panel.get(&format!("/api/v1/sites/{site_id}")).await.1["phase"],
+            "running"
+        );
+        let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+        assert_eq!(status["reachable"], true, "{status}");
+        assert_eq!(status["report"]["resources"]["cpus"], 2);
+        db.drop_db().await;
+    }
+}

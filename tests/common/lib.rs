@@ -131,13 +131,7 @@ impl TestPanel {
             .await
             .expect("token")
             .expect("a new token");
-        let state = AppState::new(
-            store.clone(),
-            PanelConfig {
-                secure_cookies: false,
-            },
-        )
-        .expect("state");
+        let state = AppState::new(store.clone(), PanelConfig::default()).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

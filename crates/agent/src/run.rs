@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_model::{DesiredState, NodeId};
+use alveole_model::{DesiredState, NodeId, NodeReport, NodeResources, SiteReport, SiteState};
 use serde::{Deserialize, Serialize};
 
 use crate::ingress::{Ingress, Routes, Upstream};
 use crate::ledger::{Ledger, Verdict};
 use crate::reconcile::{Reconciler, Report};
+use crate::runtime::Action;
 use crate::runtime::{Naming, Runtime};
 
 /// What an enrolled agent keeps on disk (mode 0600).
@@ -104,6 +105,23 @@ impl PanelClient {
             .json()
             .await
             .map_err(|e| self.unreachable(e))
+    }
+
+    /// Sends the node's report after a pass.
+    pub async fn report(
+        &self,
+        credential: &Credential,
+        report: &NodeReport,
+    ) -> Result<(), AgentError> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/agent/status", self.base))
+            .bearer_auth(&credential.credential)
+            .json(report)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.checked(response).await.map(|_| ())
     }
 
     pub async fn desired_state(&self, credential: &Credential) -> Result<DesiredState, AgentError> {
@@ -248,16 +266,35 @@ impl<R: Runtime> Agent<R> {
             }
         }
         let held = self.held.as_ref()?;
-        match self.reconciler.reconcile(held).await {
+        let outcome = self.reconciler.reconcile(held).await;
+        let sites = match &outcome {
             Ok(report) => {
-                self.ingress.set_routes(routes_of(held, &report));
-                Some(report)
+                self.ingress.set_routes(routes_of(held, report));
+                site_reports(held, report)
             }
             Err(error) => {
                 tracing::warn!(%error, "the container engine is unreachable; routes unchanged");
-                None
+                let reason = format!("the node's container engine is unreachable: {error}");
+                held.sites
+                    .iter()
+                    .map(|s| SiteReport {
+                        site_id: s.site_id,
+                        state: SiteState::Failing,
+                        reason: Some(reason.clone()),
+                    })
+                    .collect()
             }
+        };
+        let report = NodeReport {
+            generation: Some(held.generation),
+            sites,
+            resources: resources(self.ledger.path()),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        if let Err(error) = self.panel.report(&self.credential, &report).await {
+            tracing::debug!(%error, "could not send the report; the next pass will");
         }
+        outcome.ok()
     }
 
     /// Runs passes until `shutdown` resolves.
@@ -292,4 +329,83 @@ pub fn routes_of(desired: &DesiredState, report: &Report) -> Routes {
         }
     }
     routes
+}
+
+/// How each site of the held document is, after a pass.
+pub fn site_reports(desired: &DesiredState, report: &Report) -> Vec<SiteReport> {
+    desired
+        .sites
+        .iter()
+        .map(|spec| {
+            let failure = report.failures.iter().find(|(action, _)| match action {
+                Action::Create { site }
+                | Action::Replace { site, .. }
+                | Action::CreateVolume { site } => *site == spec.site_id,
+                _ => false,
+            });
+            let (state, reason) = match (
+                failure,
+                spec.run,
+                report.addresses.contains_key(&spec.site_id),
+            ) {
+                (Some((_, why)), _, _) => (SiteState::Failing, Some(why.clone())),
+                (None, false, _) => (SiteState::Stopped, None),
+                (None, true, true) => (SiteState::Running, None),
+                (None, true, false) => (
+                    SiteState::Failing,
+                    Some("the container is not running".to_owned()),
+                ),
+            };
+            SiteReport {
+                site_id: spec.site_id,
+                state,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// This machine's CPUs, load, memory (from /proc) and the disk holding `path` (from `df`).
+fn resources(path: &Path) -> NodeResources {
+    let read = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
+    let meminfo = read("/proc/meminfo");
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(0, |n| n * 1024)
+    };
+    let load_1m = read("/proc/loadavg")
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(dir)
+        .output()
+        .ok();
+    let disk: Vec<u64> = df
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeResources {
+        cpus: std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+        load_1m,
+        memory_total_bytes: kib("MemTotal:"),
+        memory_available_bytes: kib("MemAvailable:"),
+        disk_total_bytes: disk.first().copied().unwrap_or(0),
+        disk_available_bytes: disk.get(1).copied().unwrap_or(0),
+    }
 }

@@ -192,12 +192,7 @@ async fn list_sites(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = alveole_panel::AppState::new(
-        store.clone(),
-        PanelConfig {
-            secure_cookies: false,
-        },
-    )?;
+    let state = alveole_panel::AppState::new(store.clone(), PanelConfig::default())?;
     let server = tokio::spawn(crate::serve::serve(state, listener));
     let http = reqwest::Client::new();
 

@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,
+    /// Seconds without a report after which a node is shown unreachable.
+    #[arg(long, env = "ALVEOLE_NODE_UNREACHABLE_AFTER", default_value_t = 60)]
+    pub node_unreachable_after: u64,
     /// Also run an agent for this machine when it has a Docker engine (all-in-one).
     #[arg(long, env = "ALVEOLE_LOCAL_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_agent: bool,

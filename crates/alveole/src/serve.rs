@@ -20,6 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         PanelConfig {
             secure_cookies: args.secure_cookies,
+            node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {

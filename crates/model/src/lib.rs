@@ -11,6 +11,7 @@ pub mod image;
 pub mod phase;
 pub mod quantity;
 pub mod resources;
+pub mod status;
 pub mod text;
 
 pub use capacity::{CapacityError, NodeLoad, choose_node};
@@ -22,4 +23,5 @@ pub use ids::{MemberId, NodeId, ProviderId, SiteId};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;
+pub use status::{NodeReport, NodeResources, SiteReport, SiteState};
 pub use text::{CountryCode, DisplayName, Email, Notes, Slug};

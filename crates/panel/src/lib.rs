@@ -33,6 +33,17 @@ use crate::routes::{Access, Surface};
 pub struct PanelConfig {
     /// Mark cookies `Secure` (the panel is served over HTTPS).
     pub secure_cookies: bool,
+    /// A node silent for longer is shown unreachable.
+    pub node_unreachable_after: std::time::Duration,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            node_unreachable_after: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// What every handler can reach.

@@ -354,6 +354,35 @@ pub fn routes() -> Vec<Route> {
         }),
         get(agents::desired_state),
     );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/status",
+        "agent_report",
+        "The calling node's report after a pass (agents only)",
+        Surface::Api,
+        Access::Agent,
+        Some(ApiDoc {
+            request: Some(schema::<alveole_model::NodeReport>),
+            success: (204, None),
+            errors: vec![400, 401, 403],
+            ..Default::default()
+        }),
+        post(agents::report),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/nodes/{id}/status",
+        "get_node_status",
+        "What the node's agent last reported, and whether the node is reachable",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            success: (200, Some(schema::<agents::NodeStatusView>)),
+            errors: vec![400, 401, 404],
+            ..Default::default()
+        }),
+        get(agents::node_status),
+    );
 
     b.add(
         Method::GET,

@@ -19,8 +19,8 @@ mod sqlite;
 use std::sync::Arc;
 
 use alveole_model::{
-    Member, MemberId, NewMember, NewNode, NewProvider, NewSite, Node, NodeId, NodeLoad, Provider,
-    ProviderId, Role, Site, SiteId, SitePhase, Slug,
+    Member, MemberId, NewMember, NewNode, NewProvider, NewSite, Node, NodeId, NodeLoad, NodeReport,
+    Provider, ProviderId, Role, Site, SiteId, SitePhase, Slug,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -106,6 +106,14 @@ pub struct Counts {
     pub sites: i64,
     /// Sites per phase, in [`SitePhase::ALL`] order.
     pub sites_by_phase: Vec<(SitePhase, i64)>,
+}
+
+/// A node's last report, as kept.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub reported_at: DateTime<Utc>,
+    pub report: NodeReport,
 }
 
 /// A browser session of the panel.
@@ -232,6 +240,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<NodeId>;
     /// The node an agent credential belongs to.
     async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>>;
+    /// Keeps the node's report (telemetry, not audited) and moves the phases of its sites as
+    /// the report says (each move audited). Reports about sites not on this node are ignored.
+    /// Returns the sites whose phase changed.
+    async fn record_node_report(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        report: &NodeReport,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(SiteId, SitePhase)>>;
+    /// The last report of every node that has reported.
+    async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>>;
 
     /// Replaces the hash of a named panel token (`bootstrap`), audited.
     async fn set_admin_token(

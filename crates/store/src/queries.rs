@@ -4,7 +4,7 @@
 
 use alveole_model::{
     FieldError, Hostname, Member, MemberId, Meta, NewMember, NewNode, NewProvider, NewSite, Node,
-    NodeId, Provider, ProviderId, Site, SiteId, choose_node,
+    NodeId, NodeReport, Provider, ProviderId, Site, SiteId, SitePhase, choose_node,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,8 +17,9 @@ use crate::rows::{
     AuditRow, MemberRow, NodeRow, NodeUsageRow, ProviderRow, SessionRow, SiteRow, StoredEnvVar,
 };
 use crate::{
-    AuditContext, AuditEvent, Backend, Change, Counts, MemberFilter, NodeFilter, NodeUsage, Page,
-    PageRequest, ProviderFilter, Session, SiteFilter, Store, StoreError, StoreResult,
+    AuditContext, AuditEvent, Backend, Change, Counts, MemberFilter, NodeFilter, NodeStatus,
+    NodeUsage, Page, PageRequest, ProviderFilter, Session, SiteFilter, Store, StoreError,
+    StoreResult,
 };
 
 /// A store on one database.
@@ -35,23 +36,31 @@ impl WriteTx {
         &mut self.0
     }
 
-    async fn commit(mut self, ctx: &AuditContext, change: Change) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events \
-             (id, at, actor, action, target_kind, target_id, before, after, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(now())
-        .bind(&ctx.actor)
-        .bind(change.action)
-        .bind(change.target_kind)
-        .bind(&change.target_id)
-        .bind(change.before.map(Json))
-        .bind(change.after.map(Json))
-        .bind(&ctx.request_id)
-        .execute(self.conn())
-        .await?;
+    async fn commit(self, ctx: &AuditContext, change: Change) -> StoreResult<()> {
+        self.commit_all(ctx, vec![change]).await
+    }
+
+    /// Commits with one audit event per change. No change at all is only for telemetry (an
+    /// agent's heartbeat), which is not a change to the platform.
+    async fn commit_all(mut self, ctx: &AuditContext, changes: Vec<Change>) -> StoreResult<()> {
+        for change in changes {
+            sqlx::query(
+                "INSERT INTO audit_events \
+                 (id, at, actor, action, target_kind, target_id, before, after, request_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(now())
+            .bind(&ctx.actor)
+            .bind(change.action)
+            .bind(change.target_kind)
+            .bind(&change.target_id)
+            .bind(change.before.map(Json))
+            .bind(change.after.map(Json))
+            .bind(&ctx.request_id)
+            .execute(self.conn())
+            .await?;
+        }
         self.0.commit().await?;
         Ok(())
     }
@@ -1066,6 +1075,77 @@ impl Store for SqlStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(node.map(NodeId))
+    }
+
+    async fn record_node_report(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        report: &NodeReport,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(SiteId, SitePhase)>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO node_status (node_id, reported_at, report) VALUES ($1, $2, $3) \
+             ON CONFLICT (node_id) DO UPDATE SET reported_at = excluded.reported_at, report = excluded.report",
+        )
+        .bind(node.0)
+        .bind(now)
+        .bind(Json(report))
+        .execute(tx.conn())
+        .await?;
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE node_id = "));
+        q.push_bind(node.0);
+        let rows: Vec<SiteRow> = q.build_query_as().fetch_all(tx.conn()).await?;
+        let sites = rows
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Site>>>()?;
+        let mut changes = Vec::new();
+        let mut moved = Vec::new();
+        for observed in &report.sites {
+            let Some(site) = sites.iter().find(|s| s.id == observed.site_id) else {
+                continue;
+            };
+            let phase = site.phase.observed(observed.state);
+            if phase == site.phase {
+                continue;
+            }
+            let mut after = site.clone();
+            after.phase = phase;
+            after.meta = next_meta(&site.meta);
+            sqlx::query("UPDATE sites SET phase = $1, version = $2, updated_at = $3 WHERE id = $4")
+                .bind(phase.as_str())
+                .bind(after.meta.version)
+                .bind(after.meta.updated_at)
+                .bind(site.id.0)
+                .execute(tx.conn())
+                .await?;
+            let mut change = Change::of("site.phase", "site", site.id, Some(site), Some(&after));
+            if let (Some(reason), Some(after)) = (&observed.reason, change.after.as_mut()) {
+                after["reason"] = serde_json::json!(reason);
+            }
+            changes.push(change);
+            moved.push((site.id, phase));
+        }
+        tx.commit_all(ctx, changes).await?;
+        Ok(moved)
+    }
+
+    async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>> {
+        let rows: Vec<(Uuid, DateTime<Utc>, Json<NodeReport>)> =
+            sqlx::query_as("SELECT node_id, reported_at, report FROM node_status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, reported_at, report)| NodeStatus {
+                node_id: NodeId(node),
+                reported_at,
+                report: report.0,
+            })
+            .collect())
     }
 
     // --- the panel's own credentials -------------------------------------------------------

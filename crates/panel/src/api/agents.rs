@@ -113,3 +113,75 @@ pub async fn desired_state(
         sites,
     }))
 }
+
+/// A node's report after a pass. Site phases move as it says (audited); the rest is kept as
+/// the node's last status.
+pub async fn report(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(report): ApiJson<alveole_model::NodeReport>,
+) -> ApiResult<StatusCode> {
+    let node = caller.node.ok_or(ApiError::Forbidden(
+        "only a node's agent reports its status",
+    ))?;
+    let ctx = audit_context(&caller, &headers);
+    state
+        .store()
+        .record_node_report(&ctx, node, &report, Utc::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A node as its agent last described it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NodeStatusView {
+    /// False once the last report is older than the panel's `node-unreachable-after` delay.
+    pub reachable: bool,
+    pub last_seen: Option<chrono::DateTime<Utc>>,
+    pub report: Option<alveole_model::NodeReport>,
+}
+
+/// Whether a node last seen at `last_seen` still counts as reachable at `now`.
+pub fn reachable(
+    last_seen: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+    after: std::time::Duration,
+) -> bool {
+    let after = Duration::from_std(after).unwrap_or(Duration::MAX);
+    last_seen.is_some_and(|seen| now.signed_duration_since(seen) <= after)
+}
+
+pub async fn node_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NodeStatusView>> {
+    let node: NodeId = parse_id(&id)?;
+    state.store().get_node(node).await?;
+    let status = state
+        .store()
+        .node_statuses()
+        .await?
+        .into_iter()
+        .find(|s| s.node_id == node);
+    let last_seen = status.as_ref().map(|s| s.reported_at);
+    Ok(Json(NodeStatusView {
+        reachable: reachable(last_seen, Utc::now(), state.config().node_unreachable_after),
+        last_seen,
+        report: status.map(|s| s.report),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_unreachable_once_silent_longer_than_the_delay() {
+        let now = Utc::now();
+        let minute = std::time::Duration::from_secs(60);
+        assert!(reachable(Some(now - Duration::seconds(59)), now, minute));
+        assert!(!reachable(Some(now - Duration::seconds(61)), now, minute));
+        assert!(!reachable(None, now, minute), "never seen");
+    }
+}

@@ -265,10 +265,12 @@ pub async fn dashboard(
     headers: HeaderMap,
 ) -> Response {
     let store = state.store();
-    let (counts, usage) = match tokio::try_join!(store.counts(), store.node_usage()) {
-        Ok(both) => both,
-        Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
-    };
+    let (counts, usage, statuses) =
+        match tokio::try_join!(store.counts(), store.node_usage(), store.node_statuses()) {
+            Ok(all) => all,
+            Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
+        };
+    let now = chrono::Utc::now();
     let percent = |used: u64, total: f64| {
         if total > 0.0 {
             ((used as f64 / total) * 100.0).round() as u64
@@ -290,6 +292,8 @@ pub async fn dashboard(
                 "memory_percent": percent(l.reserved.memory_bytes, mem_total),
                 "disk_percent": percent(l.reserved.disk_bytes, l.capacity.disk_bytes as f64),
                 "memory": format!("{} / {}", format_bytes(l.reserved.memory_bytes), format_bytes(mem_total as u64)),
+                "state_key": node_state_key(&statuses, l.node_id, now, state.config().node_unreachable_after),
+                "last_seen": statuses.iter().find(|s| s.node_id == l.node_id).map(|s| s.reported_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             })
         })
         .collect();
@@ -303,6 +307,22 @@ pub async fn dashboard(
     context.insert("phases", &phases);
     context.insert("nodes", &nodes);
     render(&state, &headers, Some(&caller), "dashboard.html", context)
+}
+
+/// `node.reachable`, `node.unreachable` or `node.never_seen`, for the dashboard.
+fn node_state_key(
+    statuses: &[alveole_store::NodeStatus],
+    node: alveole_model::NodeId,
+    now: chrono::DateTime<chrono::Utc>,
+    after: std::time::Duration,
+) -> &'static str {
+    match statuses.iter().find(|s| s.node_id == node) {
+        None => "node.never_seen",
+        Some(s) if crate::api::agents::reachable(Some(s.reported_at), now, after) => {
+            "node.reachable"
+        }
+        Some(_) => "node.unreachable",
+    }
 }
 
 // --- the pages of a resource ---------------------------------------------------------------

@@ -1,0 +1,94 @@
+//! What a node's agent reports after each pass, and how a report moves a site's phase.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::SiteId;
+use crate::phase::SitePhase;
+
+/// A node's report: which desired state it applied, how its sites are, what it has left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReport {
+    /// The generation of the desired state the agent holds, if any.
+    pub generation: Option<u64>,
+    pub sites: Vec<SiteReport>,
+    pub resources: NodeResources,
+    pub agent_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteReport {
+    pub site_id: SiteId,
+    pub state: SiteState,
+    /// Why a failing site fails (`image missing: …`, `not answering on port 8080`, …).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteState {
+    Running,
+    Stopped,
+    Failing,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeResources {
+    pub cpus: u32,
+    pub load_1m: f64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_available_bytes: u64,
+}
+
+impl SitePhase {
+    /// The phase a site takes when its node reports `state`. What the site's owner asked for
+    /// wins: a site asked to stop stays `stopped`, one being deleted stays `deleting`.
+    pub fn observed(self, state: SiteState) -> SitePhase {
+        match (self, state) {
+            (SitePhase::Stopped | SitePhase::Deleting, _) => self,
+            (_, SiteState::Running) => SitePhase::Running,
+            (_, SiteState::Failing) => SitePhase::Failed,
+            // Asked to run but found stopped: the agent is starting it; nothing to say yet.
+            (_, SiteState::Stopped) => self,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_move_phases_but_never_override_what_was_asked() {
+        assert_eq!(
+            SitePhase::Pending.observed(SiteState::Running),
+            SitePhase::Running
+        );
+        assert_eq!(
+            SitePhase::Running.observed(SiteState::Failing),
+            SitePhase::Failed
+        );
+        assert_eq!(
+            SitePhase::Failed.observed(SiteState::Running),
+            SitePhase::Running
+        );
+        assert_eq!(
+            SitePhase::Stopped.observed(SiteState::Running),
+            SitePhase::Stopped
+        );
+        assert_eq!(
+            SitePhase::Deleting.observed(SiteState::Failing),
+            SitePhase::Deleting
+        );
+        assert_eq!(
+            SitePhase::Pending.observed(SiteState::Stopped),
+            SitePhase::Pending
+        );
+    }
+}
