@@ -552,3 +552,86 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::{Agent, PanelClient, Timing, credential};
+    use alveole_tests::{TestDb, TestPanel};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let node_id: NodeId = node.parse().unwrap();
+    let _cleanup = NodeCleanup(node_id, Naming { node_id });
+    let (_, join) = panel
+        .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+        .await;
+    let state_dir =
+        std::env::temp_dir().join(format!("alveole-events-{}", uuid::Uuid::now_v7().simple()));
+    let client = PanelClient::new(&panel.base).unwrap();
+    let credential = credential(&client, &state_dir, join["join_token"].as_str())
+        .await
+        .unwrap();
+    let site = json!({
+        "owner_id": member, "primary_domain": "events.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "events"}]
+    });
+    let (_, created) = panel.post("/api/v1/sites", site).await;
+    let container = Naming { node_id }.container(created["id"].as_str().unwrap().parse().unwrap());
+
+    // A timer of an hour: after the first pass, only engine events can trigger another.
+    let agent = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        DockerRuntime::connect().await.unwrap(),
+        Arc::new(Ingress::new()),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(agent.run(
+        Timing {
+            pass: std::time::Duration::from_secs(3600),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let running_id = |name: &str| {
+        docker(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("name={name}"),
+        ])
+    };
+    let wait_for = |want_new_than: String| {
+        let container = container.clone();
+        async move {
+            for _ in 0..200 {
+                let id = running_id(&container);
+                if !id.is_empty() && id != want_new_than {
+                    return id;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the container did not come back");
+        }
+    };
+    let first = wait_for(String::new()).await;
+    docker(&["rm", "-f", &container]);
+    let second = wait_for(first.clone()).await;
+    assert_ne!(first, second, "a new container replaced the removed one");
+
+    let _ = stop.send(());
+    running.await.unwrap();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}

@@ -14,9 +14,10 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, EventsOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
+use futures::StreamExt;
 
 use crate::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels};
 
@@ -228,6 +229,41 @@ impl Runtime for DockerRuntime {
             )
             .await
             .map_err(engine)
+    }
+
+    fn watch(
+        &self,
+        naming: &Naming,
+        poke: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let docker = self.docker.clone();
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            (
+                "label".to_owned(),
+                vec![format!("{}={}", labels::NODE, naming.node_id)],
+            ),
+        ]);
+        Some(tokio::spawn(async move {
+            loop {
+                let options = EventsOptions {
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                };
+                let mut events = std::pin::pin!(docker.events(Some(options)));
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(_) => poke.notify_one(),
+                        Err(error) => {
+                            tracing::debug!(%error, "engine event stream ended");
+                            break;
+                        }
+                    }
+                }
+                // The engine restarted or the stream broke: listen again shortly.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }))
     }
 
     async fn address(

@@ -297,18 +297,29 @@ impl<R: Runtime> Agent<R> {
         outcome.ok()
     }
 
-    /// Runs passes until `shutdown` resolves.
+    /// Runs passes until `shutdown` resolves: on a timer, and as soon as the engine reports a
+    /// change to this node's containers (drift is repaired without waiting for the timer).
     pub async fn run(mut self, timing: Timing, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let poke = Arc::new(tokio::sync::Notify::new());
+        let watcher = self.reconciler.runtime().watch(
+            &Naming {
+                node_id: self.credential.node_id,
+            },
+            poke.clone(),
+        );
         let mut ticker = tokio::time::interval(timing.pass);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = ticker.tick() => {
-                    self.pass().await;
-                }
+                _ = ticker.tick() => {}
+                () = poke.notified() => {}
             }
+            self.pass().await;
+        }
+        if let Some(watcher) = watcher {
+            watcher.abort();
         }
     }
 }

@@ -126,6 +126,16 @@ pub trait Runtime: Send + Sync {
         naming: &Naming,
         container: &str,
     ) -> Result<Option<IpAddr>, RuntimeError>;
+    /// Calls `poke` whenever the engine reports a change to this node's containers, for as
+    /// long as the agent runs. Engines without events rely on the agent's timer.
+    /// The returned task (if any) is aborted when the agent stops.
+    fn watch(
+        &self,
+        _naming: &Naming,
+        _poke: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
     /// Waits (bounded) until the site's server accepts connections at `address`.
     async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError> {
         wait_until_accepting(address).await
