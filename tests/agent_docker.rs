@@ -635,3 +635,125 @@ async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
+    alveole_tests::init();
+    let Some((reconciler, naming, _cleanup)) = setup().await else {
+        return;
+    };
+    let mut greedy = spec("greedy");
+    greedy.limits = Limits {
+        cpu_millis: 250,
+        memory_bytes: 32 << 20,
+        pids: 32,
+    };
+    let neighbour = spec("neighbour");
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: vec![greedy.clone(), neighbour.clone()],
+    };
+    let report = reconciler.reconcile(&desired).await.unwrap();
+    let neighbour_address = report.addresses[&neighbour.site_id];
+    let greedy_container = naming.container(greedy.site_id);
+
+    // A fork storm (bounded: 200 tries) stops at the process limit.
+    let storm = Command::new("docker")
+        .args([
+            "exec",
+            &greedy_container,
+            "/bin/sh",
+            "-c",
+            "for i in $(/bin/busybox seq 1 200); do /bin/sleep 30 & done 2>/dev/null; true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !storm.status.success(),
+        "the storm hit the limit: {}",
+        String::from_utf8_lossy(&storm.stderr)
+    );
+    let pids: u32 = docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.PIDs}}",
+        &greedy_container,
+    ])
+    .parse()
+    .unwrap();
+    assert!(pids <= 32, "{pids} processes in a container limited to 32");
+    assert_eq!(
+        get(neighbour_address).await.unwrap().trim(),
+        "hello from neighbour"
+    );
+
+    // Eating memory past the limit gets the eater killed (137); the neighbour is untouched.
+    docker(&["restart", "-t", "0", &greedy_container]);
+    let eat = Command::new("docker")
+        .args([
+            "exec",
+            &greedy_container,
+            "/bin/sh",
+            "-c",
+            "a=$(/bin/busybox head -c 100000000 /dev/zero | /bin/busybox tr '\\0' a); echo ${#a}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(eat.status.code(), Some(137), "out of memory: killed");
+    assert_eq!(
+        get(neighbour_address).await.unwrap().trim(),
+        "hello from neighbour"
+    );
+}
+
+#[tokio::test]
+async fn docker_forty_sites_share_one_node_network() {
+    alveole_tests::init();
+    let Some((reconciler, naming, _cleanup)) = setup().await else {
+        return;
+    };
+    let sites: Vec<SiteSpec> = (0..40)
+        .map(|i| {
+            let mut s = spec(&format!("site{i}"));
+            s.limits = Limits {
+                cpu_millis: 50,
+                memory_bytes: 16 << 20,
+                pids: 16,
+            };
+            s
+        })
+        .collect();
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: sites.clone(),
+    };
+    let report = reconciler.reconcile(&desired).await.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        report.addresses.len(),
+        40,
+        "more sites than Docker's default ~31 networks, on one network"
+    );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=coop.alveole.node={}", naming.node_id),
+    ]);
+    assert_eq!(networks.lines().count(), 1);
+    for (i, site) in sites.iter().enumerate() {
+        assert_eq!(
+            get(report.addresses[&site.site_id]).await.unwrap().trim(),
+            format!("hello from site{i}")
+        );
+    }
+    assert_eq!(
+        reconciler.reconcile(&desired).await.unwrap().actions,
+        [],
+        "and a second pass changes nothing"
+    );
+}
