@@ -1,10 +1,15 @@
 //! The node's HTTP ingress: a reverse proxy in the agent's own runtime (hyper), routing by Host
 //! to the site's container. The route table is swapped whole, atomically: a request keeps the
 //! upstream it was routed to, and a new table applies to the next request.
+//!
+//! A site's requests can be *held* (while its container is replaced): new requests wait, bounded
+//! in time and number, and the hold begins once the requests in flight have finished. The
+//! common path (no hold) costs two atomic operations per request.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -14,6 +19,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::http::uri::{Authority, Scheme, Uri};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,29 +38,29 @@ pub struct Upstream {
     pub address: SocketAddr,
 }
 
-/// Host name → upstream. Names are in normal form (lowercase A-labels); a wildcard
-/// `*.example.org` is kept under `example.org` and matches one more label.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Routes {
-    exact: HashMap<String, Upstream>,
-    wildcard: HashMap<String, Upstream>,
+/// Host name → `T` (an [`Upstream`] for callers). Names are in normal form (lowercase A-labels);
+/// a wildcard `*.example.org` is kept under `example.org` and matches one more label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routes<T = Upstream> {
+    exact: HashMap<String, T>,
+    wildcard: HashMap<String, T>,
 }
 
-impl Routes {
-    pub fn insert(&mut self, hostname: &alveole_model::Hostname, upstream: Upstream) {
-        if hostname.is_wildcard() {
-            self.wildcard.insert(hostname.parent().to_owned(), upstream);
-        } else {
-            self.exact.insert(hostname.as_str().to_owned(), upstream);
+impl<T> Default for Routes<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
         }
     }
+}
 
-    /// Sends every name of `site` to `address`.
-    pub fn repoint(&mut self, site: SiteId, address: SocketAddr) {
-        for upstream in self.exact.values_mut().chain(self.wildcard.values_mut()) {
-            if upstream.site == site {
-                upstream.address = address;
-            }
+impl<T> Routes<T> {
+    pub fn insert(&mut self, hostname: &alveole_model::Hostname, target: T) {
+        if hostname.is_wildcard() {
+            self.wildcard.insert(hostname.parent().to_owned(), target);
+        } else {
+            self.exact.insert(hostname.as_str().to_owned(), target);
         }
     }
 
@@ -66,14 +72,44 @@ impl Routes {
         self.len() == 0
     }
 
-    /// The upstream for a `Host` header value (port and trailing dot ignored, any case).
-    pub fn lookup(&self, host: &str) -> Option<Upstream> {
-        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-        if let Some(upstream) = self.exact.get(&name) {
-            return Some(*upstream);
+    /// The target for a `Host` header value (port and trailing dot ignored, any case).
+    pub fn lookup(&self, host: &str) -> Option<&T> {
+        let name = strip_port(host).trim_end_matches('.');
+        // Browsers send lowercase names; only other spellings pay for a copy.
+        let lowered;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = name.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            name
+        };
+        if let Some(target) = self.exact.get(name) {
+            return Some(target);
         }
         let (_, parent) = name.split_once('.')?;
-        self.wildcard.get(parent).copied()
+        self.wildcard.get(parent)
+    }
+
+    fn map<U>(&self, f: impl Fn(&T) -> U) -> Routes<U> {
+        Routes {
+            exact: self.exact.iter().map(|(k, v)| (k.clone(), f(v))).collect(),
+            wildcard: self
+                .wildcard
+                .iter()
+                .map(|(k, v)| (k.clone(), f(v)))
+                .collect(),
+        }
+    }
+}
+
+impl Routes<Upstream> {
+    /// Sends every name of `site` to `address`.
+    pub fn repoint(&mut self, site: SiteId, address: SocketAddr) {
+        for upstream in self.exact.values_mut().chain(self.wildcard.values_mut()) {
+            if upstream.site == site {
+                upstream.address = address;
+            }
+        }
     }
 }
 
@@ -111,21 +147,34 @@ impl Default for HoldLimits {
     }
 }
 
-/// Per site: whether its requests are held, how many wait, how many are in flight.
+/// Per site, shared by every route of the site and kept across route tables: whether its
+/// requests are held, how many wait, how many are in flight.
 #[derive(Debug, Default)]
 struct SiteTraffic {
-    held: bool,
-    waiting: usize,
-    in_flight: usize,
+    held: AtomicBool,
+    waiting: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Woken when the last request in flight finishes while the site is held.
+    drained: Notify,
+}
+
+/// A route as the proxy uses it: the upstream's authority parsed once, the site's counters.
+#[derive(Clone, Debug)]
+struct Route {
+    site: SiteId,
+    authority: Authority,
+    traffic: Arc<SiteTraffic>,
 }
 
 /// The proxy. Shared as `Arc<Ingress>`; `set_routes` may be called from any task.
 #[derive(Debug)]
 pub struct Ingress {
+    /// What callers set (kept to repoint one site).
     routes: RwLock<Arc<Routes>>,
+    compiled: RwLock<Arc<Routes<Route>>>,
+    sites: Mutex<HashMap<SiteId, Arc<SiteTraffic>>>,
     client: Client<HttpConnector, Incoming>,
-    traffic: Mutex<HashMap<SiteId, SiteTraffic>>,
-    /// Woken whenever a hold ends or a request finishes.
+    /// Woken when a hold ends, and when a request finishes while a hold drains.
     changed: Notify,
     limits: HoldLimits,
 }
@@ -152,12 +201,13 @@ impl Ingress {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(256)
             .build(connector);
         Self {
             routes: RwLock::new(Arc::new(Routes::default())),
+            compiled: RwLock::new(Arc::new(Routes::default())),
+            sites: Mutex::new(HashMap::new()),
             client,
-            traffic: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             limits: HoldLimits::default(),
         }
@@ -168,68 +218,30 @@ impl Ingress {
         self
     }
 
-    fn traffic(&self) -> std::sync::MutexGuard<'_, HashMap<SiteId, SiteTraffic>> {
-        self.traffic
+    fn traffic_of(&self, site: SiteId) -> Arc<SiteTraffic> {
+        let mut sites = self
+            .sites
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Waits while `site` is held, then counts the request in flight; an error response when
-    /// no site answers, or it waited too long, or too many already wait.
-    async fn admit(self: &Arc<Self>, host: &str) -> Result<(Upstream, InFlight), Response<Body>> {
-        let deadline = tokio::time::Instant::now() + self.limits.max_wait;
-        let mut counted_waiting: Option<SiteId> = None;
-        let outcome = loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let Some(upstream) = self.routes().lookup(host) else {
-                break Err(page(
-                    StatusCode::NOT_FOUND,
-                    "No site here",
-                    &format!("No site of this cooperative answers for {host}."),
-                ));
-            };
-            {
-                let mut traffic = self.traffic();
-                let state = traffic.entry(upstream.site).or_default();
-                if !state.held {
-                    state.in_flight += 1;
-                    break Ok((
-                        upstream,
-                        InFlight {
-                            ingress: self.clone(),
-                            site: upstream.site,
-                        },
-                    ));
-                }
-                if counted_waiting.is_none() {
-                    if state.waiting >= self.limits.max_waiting {
-                        break Err(busy());
-                    }
-                    state.waiting += 1;
-                    counted_waiting = Some(upstream.site);
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break Err(busy());
-            }
-        };
-        if let Some(site) = counted_waiting
-            && let Some(state) = self.traffic().get_mut(&site)
-        {
-            state.waiting = state.waiting.saturating_sub(1);
-        }
-        outcome
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sites.entry(site).or_default().clone()
     }
 
     /// Replaces the whole route table at once.
     pub fn set_routes(&self, routes: Routes) {
-        let mut current = self
+        let compiled = routes.map(|upstream| Route {
+            site: upstream.site,
+            authority: Authority::try_from(upstream.address.to_string().as_str())
+                .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
+            traffic: self.traffic_of(upstream.site),
+        });
+        *self
+            .compiled
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(compiled);
+        *self
             .routes
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = Arc::new(routes);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -239,10 +251,19 @@ impl Ingress {
             .clone()
     }
 
+    fn route(&self, host: &str) -> Option<Route> {
+        self.compiled
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lookup(host)
+            .cloned()
+    }
+
     /// Serves until the listener fails; each connection on its own task.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
             let (stream, client) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
             let ingress = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
@@ -258,6 +279,45 @@ impl Ingress {
         }
     }
 
+    /// The route for `host` once its site is not held, counted in flight; else the answer to
+    /// send (no such site, or held too long, or too many waiting).
+    async fn admit(&self, host: &str) -> Result<(Route, InFlight), Response<Body>> {
+        let not_found = || {
+            page(
+                StatusCode::NOT_FOUND,
+                "No site here",
+                &format!("No site of this cooperative answers for {host}."),
+            )
+        };
+        let route = self.route(host).ok_or_else(not_found)?;
+        if let Some(in_flight) = InFlight::enter(&route.traffic) {
+            return Ok((route, in_flight));
+        }
+        // Held: wait (bounded) for the hold to end, then route again (the site may have moved).
+        let traffic = route.traffic.clone();
+        if traffic.waiting.fetch_add(1, Ordering::SeqCst) >= self.limits.max_waiting {
+            traffic.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy());
+        }
+        let deadline = tokio::time::Instant::now() + self.limits.max_wait;
+        let outcome = loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(route) = self.route(host) else {
+                break Err(not_found());
+            };
+            if let Some(in_flight) = InFlight::enter(&route.traffic) {
+                break Ok((route, in_flight));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break Err(busy());
+            }
+        };
+        traffic.waiting.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+
     async fn handle(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
@@ -270,16 +330,17 @@ impl Ingress {
             .or_else(|| request.uri().host())
             .unwrap_or("")
             .to_owned();
-        let (upstream, in_flight) = match self.admit(&host).await {
+        let (route, in_flight) = match self.admit(&host).await {
             Ok(admitted) => admitted,
             Err(response) => return response,
         };
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let Ok(uri) = format!("http://{}{path}", upstream.address).parse() else {
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(route.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+        }
+        let Ok(uri) = Uri::from_parts(parts) else {
             return page(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
@@ -309,7 +370,7 @@ impl Ingress {
                 .boxed()
             }),
             Err(error) => {
-                tracing::warn!(site = %upstream.site, %error, "upstream unreachable");
+                tracing::warn!(site = %route.site, %error, "upstream unreachable");
                 page(
                     StatusCode::BAD_GATEWAY,
                     "Site unavailable",
@@ -323,16 +384,34 @@ impl Ingress {
 /// A request counted in flight for its site until dropped.
 #[derive(Debug)]
 struct InFlight {
-    ingress: Arc<Ingress>,
-    site: SiteId,
+    traffic: Arc<SiteTraffic>,
+}
+
+impl InFlight {
+    /// Counts a request in flight, unless the site is held. Count first, then check the hold:
+    /// a hold sets `held` first, then waits for the count to reach zero, so one of the two
+    /// always sees the other.
+    fn enter(traffic: &Arc<SiteTraffic>) -> Option<InFlight> {
+        if traffic.held.load(Ordering::SeqCst) {
+            return None;
+        }
+        traffic.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight {
+            traffic: traffic.clone(),
+        };
+        if traffic.held.load(Ordering::SeqCst) {
+            return None; // dropping `in_flight` uncounts it and wakes the hold
+        }
+        Some(in_flight)
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(state) = self.ingress.traffic().get_mut(&self.site) {
-            state.in_flight = state.in_flight.saturating_sub(1);
+        let left = self.traffic.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        if left == 0 && self.traffic.held.load(Ordering::SeqCst) {
+            self.traffic.drained.notify_waiters();
         }
-        self.ingress.changed.notify_waiters();
     }
 }
 
@@ -340,14 +419,12 @@ impl Drop for InFlight {
 #[derive(Debug)]
 struct Hold {
     ingress: Arc<Ingress>,
-    site: SiteId,
+    traffic: Arc<SiteTraffic>,
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if let Some(state) = self.ingress.traffic().get_mut(&self.site) {
-            state.held = false;
-        }
+        self.traffic.held.store(false, Ordering::SeqCst);
         self.ingress.changed.notify_waiters();
     }
 }
@@ -355,20 +432,21 @@ impl Drop for Hold {
 #[async_trait::async_trait]
 impl Traffic for Arc<Ingress> {
     async fn hold(&self, site: SiteId) -> Box<dyn Send + Sync> {
-        self.traffic().entry(site).or_default().held = true;
+        let traffic = self.traffic_of(site);
+        traffic.held.store(true, Ordering::SeqCst);
         let hold = Hold {
             ingress: self.clone(),
-            site,
+            traffic: traffic.clone(),
         };
         let deadline = tokio::time::Instant::now() + self.limits.drain_within;
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.traffic().get(&site).is_none_or(|s| s.in_flight == 0) {
+            let drained = traffic.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if traffic.in_flight.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
                 tracing::warn!(%site, "requests still in flight after the drain period; replacing anyway");
                 break;
             }
@@ -450,11 +528,40 @@ mod tests {
             &Hostname::parse("*.example.org", Wildcard::Allowed).unwrap(),
             wild,
         );
-        assert_eq!(routes.lookup("A.Example.ORG.:8080"), Some(a));
-        assert_eq!(routes.lookup("b.example.org"), Some(wild));
+        assert_eq!(routes.lookup("A.Example.ORG.:8080"), Some(&a));
+        assert_eq!(routes.lookup("b.example.org"), Some(&wild));
         assert_eq!(routes.lookup("c.b.example.org"), None);
         assert_eq!(routes.lookup("example.org"), None);
         assert_eq!(routes.lookup("[::1]:80"), None);
         assert_eq!(escape("<script>"), "&lt;script&gt;");
+    }
+
+    #[tokio::test]
+    async fn a_hold_waits_for_requests_in_flight_and_blocks_new_ones() {
+        let ingress = Arc::new(Ingress::new());
+        let site = SiteId::generate();
+        let traffic = ingress.traffic_of(site);
+        let first = InFlight::enter(&traffic).expect("not held");
+        let holding = tokio::spawn({
+            let ingress = ingress.clone();
+            async move { ingress.hold(site).await }
+        });
+        // The hold has begun once `held` is set; new requests are refused entry from then on.
+        while !traffic.held.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            InFlight::enter(&traffic).is_none(),
+            "held: no new request enters"
+        );
+        assert!(
+            !holding.is_finished(),
+            "still draining the request in flight"
+        );
+        drop(first);
+        let hold = holding.await.unwrap();
+        assert_eq!(traffic.in_flight.load(Ordering::SeqCst), 0);
+        drop(hold);
+        assert!(InFlight::enter(&traffic).is_some(), "released");
     }
 }

@@ -33,6 +33,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
+    Backend {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// alveole's ingress with one route, `--host` → `--upstream` (for bench/ingress.sh).
+    IngressProxy {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        #[arg(long, default_value = "bench.example.org")]
+        host: String,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -44,6 +58,12 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             requests,
             concurrency,
         } => list_sites(&database_url, sites, page_size, requests, concurrency).await,
+        BenchCommand::Backend { listen } => backend(listen).await,
+        BenchCommand::IngressProxy {
+            listen,
+            upstream,
+            host,
+        } => ingress_proxy(listen, upstream, &host).await,
     }
 }
 
@@ -280,5 +300,49 @@ async fn list_sites(
          keyset is {:.1}x the throughput of OFFSET on the last page.",
         keyset.per_second / offset.per_second
     );
+    Ok(())
+}
+
+/// A minimal keep-alive HTTP/1.1 server: the same backend behind both proxies.
+async fn backend(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("backend listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"hello\n"),
+                )))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn ingress_proxy(
+    listen: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    host: &str,
+) -> anyhow::Result<()> {
+    use alveole_agent::ingress::{Ingress, Routes, Upstream};
+    let hostname = alveole_model::Hostname::parse(host, alveole_model::Wildcard::Refused)?;
+    let mut routes = Routes::default();
+    routes.insert(
+        &hostname,
+        Upstream {
+            site: alveole_model::SiteId::generate(),
+            address: upstream,
+        },
+    );
+    let ingress = std::sync::Arc::new(Ingress::new());
+    ingress.set_routes(routes);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("ingress listening on {}", listener.local_addr()?);
+    ingress.serve(listener).await?;
     Ok(())
 }
