@@ -58,6 +58,7 @@ impl Drop for NodeCleanup {
             docker(&["volume", "rm", "-f", volume]);
         }
         docker(&["network", "rm", &self.1.network()]);
+        let _ = alveole_agent::isolation::NftIsolation::remove(&self.1);
     }
 }
 
@@ -756,4 +757,121 @@ async fn docker_forty_sites_share_one_node_network() {
         [],
         "and a second pass changes nothing"
     );
+}
+
+/// A TCP service on every address of the host, standing for the agent's or the panel's port:
+/// answers one line of HTTP to whoever connects.
+async fn host_service() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\nhost service\n")
+                .await;
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn docker_sites_cannot_reach_the_hosts_own_services() {
+    use alveole_agent::isolation::NftIsolation;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    let Some((reconciler, naming, _cleanup)) = setup().await else {
+        return;
+    };
+    if NftIsolation::detect().is_none() {
+        alveole_tests::skip_or_fail("nftables", "nft is not installed (.ci/run installs it)");
+        return;
+    }
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: vec![spec("a")],
+    };
+    let report = reconciler.reconcile(&desired).await.unwrap();
+    let a = naming.container(desired.sites[0].site_id);
+    let gateway = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        &naming.network(),
+    ]);
+    let (port, service) = host_service().await;
+    let from_a = |url: String| {
+        let a = a.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new("docker")
+                    .args([
+                        "exec",
+                        &a,
+                        "/bin/busybox",
+                        "timeout",
+                        "3",
+                        "wget",
+                        "-O",
+                        "-",
+                        &url,
+                    ])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let url = format!("http://{gateway}:{port}/");
+
+    // Positive first: without isolation, A reaches the host's service (so the probe works).
+    let open = from_a(url.clone()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&open.stdout).trim(),
+        "host service",
+        "{}",
+        String::from_utf8_lossy(&open.stderr)
+    );
+
+    // With the node's isolation in place, it does not; the host still reaches the site.
+    let isolated = Reconciler::new(DockerRuntime::connect().await.unwrap(), naming.clone())
+        .with_isolation(Arc::new(NftIsolation));
+    let report_isolated = isolated.reconcile(&desired).await.unwrap();
+    assert_eq!(report_isolated.isolation_error, None);
+    let blocked = from_a(url.clone()).await;
+    assert!(
+        !blocked.status.success(),
+        "A reached the host: {}",
+        String::from_utf8_lossy(&blocked.stdout)
+    );
+    assert_eq!(
+        get(report.addresses[&desired.sites[0].site_id])
+            .await
+            .unwrap()
+            .trim(),
+        "hello from a"
+    );
+
+    // Someone deletes the table: the next pass puts it back.
+    NftIsolation::remove(&naming).unwrap();
+    let table_listed = || {
+        Command::new("nft")
+            .args(["list", "table", "inet", &NftIsolation::table(&naming)])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!table_listed(), "the table is gone");
+    isolated.reconcile(&desired).await.unwrap();
+    assert!(table_listed(), "the pass put it back");
+    assert!(
+        !from_a(url).await.status.success(),
+        "closed again after the pass"
+    );
+    service.abort();
 }

@@ -139,10 +139,13 @@ impl Runtime for DockerRuntime {
         let request = NetworkCreateRequest {
             name: naming.network(),
             driver: Some("bridge".into()),
-            options: Some(HashMap::from([(
-                "com.docker.network.bridge.enable_icc".to_owned(),
-                "false".to_owned(),
-            )])),
+            options: Some(HashMap::from([
+                (
+                    "com.docker.network.bridge.enable_icc".to_owned(),
+                    "false".to_owned(),
+                ),
+                ("com.docker.network.bridge.name".to_owned(), naming.bridge()),
+            ])),
             labels: Some(naming.labels(None).into_iter().collect()),
             ..Default::default()
         };

@@ -13,4 +13,5 @@ pub use ledger::{Ledger, LedgerError, Verdict};
 pub use reconcile::{Reconciler, Report};
 pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};
 pub mod ingress;
+pub mod isolation;
 pub mod run;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use alveole_model::{DesiredState, SiteId, SiteSpec};
 
+use crate::isolation::Isolation;
 use crate::plan::plan;
 use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
 
@@ -19,12 +20,15 @@ pub struct Report {
     pub failures: Vec<(Action, String)>,
     /// Where each running site answers on the node's network.
     pub addresses: BTreeMap<SiteId, IpAddr>,
+    /// Why the node's isolation from the host could not be put in place, if it could not.
+    pub isolation_error: Option<String>,
 }
 
 pub struct Reconciler<R> {
     runtime: R,
     naming: Naming,
     traffic: Arc<dyn Traffic>,
+    isolation: Option<Arc<dyn Isolation>>,
 }
 
 impl<R> std::fmt::Debug for Reconciler<R> {
@@ -60,7 +64,14 @@ impl<R: Runtime> Reconciler<R> {
             runtime,
             naming,
             traffic: Arc::new(NoTraffic),
+            isolation: None,
         }
+    }
+
+    /// Keeps the node's sites away from the host's own services on every pass.
+    pub fn with_isolation(mut self, isolation: Arc<dyn Isolation>) -> Self {
+        self.isolation = Some(isolation);
+        self
     }
 
     /// Holds and repoints requests through `traffic` when a site's container is replaced.
@@ -94,10 +105,23 @@ impl<R: Runtime> Reconciler<R> {
             .filter(|c| c.running)
             .filter_map(|c| Some((c.site_id, c.address?)))
             .collect();
+        // After the actions, so the node's bridge exists when its filter refers to it.
+        let isolation_error = match &self.isolation {
+            Some(isolation) if observed.network => isolation
+                .ensure(&self.naming)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            _ => None,
+        };
+        if let Some(error) = &isolation_error {
+            tracing::warn!(%error, "the node's sites are not isolated from the host");
+        }
         Ok(Report {
             actions,
             failures,
             addresses,
+            isolation_error,
         })
     }
 

@@ -231,7 +231,13 @@ impl<R: Runtime> Agent<R> {
         let naming = Naming {
             node_id: credential.node_id,
         };
-        let reconciler = Reconciler::new(runtime, naming).with_traffic(traffic);
+        let mut reconciler = Reconciler::new(runtime, naming).with_traffic(traffic);
+        match crate::isolation::NftIsolation::detect() {
+            Some(nft) => reconciler = reconciler.with_isolation(Arc::new(nft)),
+            None => tracing::error!(
+                "nft is not installed: this node's sites can reach the host's own services (install nftables)"
+            ),
+        }
         Self {
             credential,
             panel,

@@ -33,6 +33,13 @@ impl Naming {
         format!("alveole-{}", self.node_short())
     }
 
+    /// The Linux name of the node's bridge (at most 15 bytes), named so the host's filter can
+    /// refer to it.
+    pub fn bridge(&self) -> String {
+        let short = self.node_short();
+        format!("alv-{}", &short[short.len() - 11..])
+    }
+
     pub fn container(&self, site: SiteId) -> String {
         format!("alveole-{}-{}", site.0.simple(), self.node_short())
     }
