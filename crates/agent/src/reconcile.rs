@@ -8,9 +8,14 @@ use std::sync::Arc;
 
 use alveole_model::{DesiredState, SiteId, SiteSpec};
 
+use futures::StreamExt;
+
 use crate::isolation::Isolation;
 use crate::plan::plan;
 use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
+
+/// How many actions of one phase run at once (the engine serialises some work itself).
+const PARALLEL_ACTIONS: usize = 8;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default)]
@@ -87,11 +92,33 @@ impl<R: Runtime> Reconciler<R> {
     pub async fn reconcile(&self, desired: &DesiredState) -> Result<Report, RuntimeError> {
         let observed = self.runtime.observe(&self.naming).await?;
         let actions = plan(&self.naming, desired, &observed);
+        // The network first, then volumes, then containers: each phase needs the one before.
+        // Within a phase, actions concern different objects and run a few at a time.
         let mut failures = Vec::new();
-        for action in &actions {
-            if let Err(error) = self.apply(desired, action).await {
-                tracing::warn!(?action, %error, "reconcile action failed");
-                failures.push((action.clone(), error.to_string()));
+        let phases: [fn(&Action) -> bool; 3] = [
+            |a| matches!(a, Action::CreateNetwork),
+            |a| matches!(a, Action::CreateVolume { .. }),
+            |a| !matches!(a, Action::CreateNetwork | Action::CreateVolume { .. }),
+        ];
+        for in_phase in phases {
+            // Boxed with one named lifetime: the unboxed form trips the compiler's `Send` proof.
+            let work: Vec<futures::future::BoxFuture<'_, (&Action, Result<(), RuntimeError>)>> =
+                actions
+                    .iter()
+                    .filter(|a| in_phase(a))
+                    .map(|action| -> futures::future::BoxFuture<'_, _> {
+                        Box::pin(async move { (action, self.apply(desired, action).await) })
+                    })
+                    .collect();
+            let results: Vec<_> = futures::stream::iter(work)
+                .buffer_unordered(PARALLEL_ACTIONS)
+                .collect()
+                .await;
+            for (action, result) in results {
+                if let Err(error) = result {
+                    tracing::warn!(?action, %error, "reconcile action failed");
+                    failures.push((action.clone(), error.to_string()));
+                }
             }
         }
         let observed = if actions.is_empty() {

@@ -166,7 +166,7 @@ async fn wait_until_accepting(address: SocketAddr) -> Result<(), RuntimeError> {
             )));
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
 }
 

@@ -33,6 +33,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Reconcile N sites onto an empty node with the real Docker engine, against a naive
+    /// baseline: the same containers started one `docker run -d` at a time.
+    Reconcile {
+        #[arg(long, default_value_t = 100)]
+        sites: usize,
+        /// An image present on this engine that serves HTTP on port 8080 with this command.
+        #[arg(long, default_value = "alveole-test/busybox:1")]
+        image: String,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -58,6 +67,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             requests,
             concurrency,
         } => list_sites(&database_url, sites, page_size, requests, concurrency).await,
+        BenchCommand::Reconcile { sites, image } => reconcile(sites, &image).await,
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,
@@ -344,5 +354,163 @@ async fn ingress_proxy(
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("ingress listening on {}", listener.local_addr()?);
     ingress.serve(listener).await?;
+    Ok(())
+}
+
+const HELLO: &str = "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && exec /bin/httpd -f -p 8080 -h /tmp/www";
+
+async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
+    use alveole_agent::docker::DockerRuntime;
+    use alveole_agent::{Naming, Reconciler};
+    use alveole_model::{DesiredState, Hostname, ImageRef, NodeId, SiteId, SiteSpec, Wildcard};
+
+    let docker = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("docker").args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let cleanup = |node: NodeId, naming: &Naming| {
+        let filter = format!("label=coop.alveole.node={node}");
+        for id in docker(&["ps", "-aq", "--filter", &filter])
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        for volume in docker(&["volume", "ls", "-q", "--filter", &filter])
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = docker(&["volume", "rm", "-f", volume]);
+        }
+        let _ = docker(&["network", "rm", &naming.network()]);
+    };
+    let command = vec!["/bin/sh".to_owned(), "-c".to_owned(), HELLO.to_owned()];
+    let specs: Vec<SiteSpec> = (0..count)
+        .map(|i| -> anyhow::Result<SiteSpec> {
+            Ok(SiteSpec {
+                site_id: SiteId::generate(),
+                hostnames: vec![Hostname::parse(
+                    &format!("s{i}.bench.example.org"),
+                    Wildcard::Refused,
+                )?],
+                image: ImageRef::parse(image)?,
+                command: command.clone(),
+                env: vec![],
+                http_port: 8080,
+                volume: Volume::default(),
+                limits: Limits {
+                    cpu_millis: 50,
+                    memory_bytes: 16 << 20,
+                    pids: 16,
+                },
+                run: true,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    // alveole: one pass from nothing to every site answering, then a pass with nothing to do.
+    let naming = Naming {
+        node_id: NodeId::generate(),
+    };
+    let reconciler = Reconciler::new(DockerRuntime::connect().await?, naming.clone());
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: specs.clone(),
+    };
+    let started = Instant::now();
+    let report = reconciler.reconcile(&desired).await;
+    let first = started.elapsed();
+    let started = Instant::now();
+    let again = reconciler.reconcile(&desired).await;
+    let second = started.elapsed();
+    cleanup(naming.node_id, &naming);
+    let report = report?;
+    anyhow::ensure!(
+        report.failures.is_empty() && report.addresses.len() == count,
+        "not every site runs: {:?}",
+        report.failures
+    );
+    anyhow::ensure!(again?.actions.is_empty(), "the second pass had work");
+
+    // Baseline: the same network, volumes and containers, one `docker run -d` at a time, each
+    // waited on until it accepts connections (as the reconciler does).
+    let baseline = NodeId::generate();
+    let base_naming = Naming { node_id: baseline };
+    let label = format!("coop.alveole.node={baseline}");
+    let started = Instant::now();
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        &label,
+        &base_naming.network(),
+    ])?;
+    for spec in &specs {
+        let volume = base_naming.volume(spec.site_id);
+        docker(&["volume", "create", "--label", &label, &volume])?;
+        let id = docker(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "--network",
+            &base_naming.network(),
+            "-v",
+            &format!("{volume}:/data"),
+            "--memory",
+            "16m",
+            "--pids-limit",
+            "16",
+            "--cap-drop",
+            "ALL",
+            image,
+            "/bin/sh",
+            "-c",
+            HELLO,
+        ])?;
+        let ip = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &id,
+        ])?;
+        let address: std::net::SocketAddr = format!("{ip}:8080").parse()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(address).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "{address} never answered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let naive = started.elapsed();
+    cleanup(baseline, &base_naming);
+
+    println!("| measurement | seconds | per site (ms) |");
+    println!("|---|---|---|");
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / count as f64;
+    println!(
+        "| alveole: first pass, {count} sites from nothing to answering | {:.2} | {:.1} |",
+        first.as_secs_f64(),
+        per(first)
+    );
+    println!(
+        "| alveole: second pass, nothing to do | {:.3} | {:.2} |",
+        second.as_secs_f64(),
+        per(second)
+    );
+    println!(
+        "| baseline: {count} × `docker run -d` + wait | {:.2} | {:.1} |",
+        naive.as_secs_f64(),
+        per(naive)
+    );
+    println!(
+        "\nalveole / baseline: {:.2}x the time for the first pass",
+        first.as_secs_f64() / naive.as_secs_f64()
+    );
     Ok(())
 }
