@@ -557,7 +557,7 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
 #[tokio::test]
 async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer() {
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, PanelClient, Timing, credential};
+    use alveole_agent::run::{Agent, Timing};
     use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
@@ -571,15 +571,7 @@ async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer
     let (node, member) = panel.seed().await;
     let node_id: NodeId = node.parse().unwrap();
     let _cleanup = NodeCleanup(node_id, Naming { node_id });
-    let (_, join) = panel
-        .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
-        .await;
-    let state_dir =
-        std::env::temp_dir().join(format!("alveole-events-{}", uuid::Uuid::now_v7().simple()));
-    let client = PanelClient::new(&panel.base).unwrap();
-    let credential = credential(&client, &state_dir, join["join_token"].as_str())
-        .await
-        .unwrap();
+    let (credential, client, state_dir) = enroll(&panel, &node).await;
     let site = json!({
         "owner_id": member, "primary_domain": "events.example.org", "image": TEST_IMAGE,
         "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "events"}]
@@ -874,4 +866,110 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         "closed again after the pass"
     );
     service.abort();
+}
+
+/// Enrols an agent for `node` with the panel: its credential, a client, its state directory.
+async fn enroll(
+    panel: &alveole_tests::TestPanel,
+    node: &str,
+) -> (
+    alveole_agent::run::Credential,
+    alveole_agent::run::PanelClient,
+    std::path::PathBuf,
+) {
+    let (status, join) = panel
+        .post(
+            &format!("/api/v1/nodes/{node}/join-token"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{join}");
+    let state_dir =
+        std::env::temp_dir().join(format!("alveole-agent-{}", uuid::Uuid::now_v7().simple()));
+    let client = alveole_agent::run::PanelClient::new(&panel.base).unwrap();
+    let credential =
+        alveole_agent::run::credential(&client, &state_dir, join["join_token"].as_str())
+            .await
+            .unwrap();
+    (credential, client, state_dir)
+}
+
+#[tokio::test]
+async fn docker_a_volume_over_its_quota_raises_an_alert() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::Agent;
+    use alveole_tests::{TestDb, TestPanel};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let node_id: NodeId = node.parse().unwrap();
+    let _cleanup = NodeCleanup(node_id, Naming { node_id });
+    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    let site = json!({
+        "owner_id": member, "primary_domain": "quota.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "quota"}],
+        "volume": {"quota_bytes": 1048576, "mount_path": "/data"}
+    });
+    let (_, created) = panel.post("/api/v1/sites", site).await;
+    let site_id: SiteId = created["id"].as_str().unwrap().parse().unwrap();
+    let runtime = DockerRuntime::connect().await.unwrap();
+    let mut agent = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        runtime,
+        Arc::new(Ingress::new()),
+    )
+    .with_usage_interval(std::time::Duration::ZERO);
+    agent.pass().await.expect("a pass");
+    let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+    assert_eq!(status["alerts"], json!([]), "within its quota: {status}");
+
+    // The site writes 3 MiB into its 1 MiB volume: the next report raises the alert.
+    let container = Naming { node_id }.container(site_id);
+    docker(&[
+        "exec",
+        &container,
+        "/bin/sh",
+        "-c",
+        "/bin/busybox head -c 3145728 /dev/zero > /data/big",
+    ]);
+    agent.pass().await.expect("a pass");
+    let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+    assert_eq!(status["alerts"][0]["kind"], "volume_over_quota", "{status}");
+    assert_eq!(status["alerts"][0]["site_id"], site_id.to_string());
+    let used = status["report"]["sites"][0]["volume_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(used >= 3 << 20, "measured {used} bytes");
+    // And for Prometheus, the usage beside the quota.
+    let metrics = reqwest::get(format!("{}/metrics", panel.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&site_id.to_string()))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("alveole_site_volume_quota_bytes")
+            .unwrap()
+            .rsplit(' ')
+            .next(),
+        Some("1048576")
+    );
+    assert!(line("alveole_site_volume_bytes").is_some(), "{metrics}");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
 }

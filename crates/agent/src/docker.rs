@@ -234,6 +234,40 @@ impl Runtime for DockerRuntime {
             .map_err(engine)
     }
 
+    /// Walks each volume's directory on this host: engines before API 1.44 report no sizes the
+    /// client library can read, and the agent runs beside the engine anyway.
+    async fn volume_usage(
+        &self,
+        naming: &Naming,
+    ) -> Result<std::collections::BTreeMap<SiteId, u64>, RuntimeError> {
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(Self::node_filter(naming)),
+            }))
+            .await
+            .map_err(engine)?
+            .volumes
+            .unwrap_or_default();
+        let targets: Vec<(SiteId, std::path::PathBuf)> = volumes
+            .into_iter()
+            .filter_map(|v| {
+                Some((
+                    v.labels.get(labels::SITE)?.parse().ok()?,
+                    v.mountpoint.into(),
+                ))
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            targets
+                .into_iter()
+                .map(|(site, path)| (site, disk_usage(&path)))
+                .collect()
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(format!("measuring volumes failed: {e}")))
+    }
+
     fn watch(
         &self,
         naming: &Naming,
@@ -309,4 +343,26 @@ mod tests {
         assert!(super::parse_api_version("1.9").unwrap() < super::MIN_API_VERSION);
         assert!(super::parse_api_version("1.50").unwrap() > super::MIN_API_VERSION);
     }
+}
+
+/// Bytes allocated under `path` (like `du`), not following symbolic links.
+fn disk_usage(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            total += metadata.blocks() * 512;
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
 }

@@ -197,6 +197,10 @@ pub struct Agent<R> {
     reconciler: Reconciler<R>,
     ingress: Arc<Ingress>,
     held: Option<DesiredState>,
+    /// The latest measurement of each site's volume, and when it was taken.
+    usage: std::collections::BTreeMap<alveole_model::SiteId, u64>,
+    usage_measured: Option<tokio::time::Instant>,
+    usage_every: Duration,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -245,7 +249,16 @@ impl<R: Runtime> Agent<R> {
             reconciler,
             ingress,
             held,
+            usage: Default::default(),
+            usage_measured: None,
+            usage_every: Duration::from_secs(60),
         }
+    }
+
+    /// How often volumes are measured (walking them costs I/O).
+    pub fn with_usage_interval(mut self, every: Duration) -> Self {
+        self.usage_every = every;
+        self
     }
 
     pub fn held_generation(&self) -> Option<u64> {
@@ -276,7 +289,26 @@ impl<R: Runtime> Agent<R> {
         let sites = match &outcome {
             Ok(report) => {
                 self.ingress.set_routes(routes_of(held, report));
-                site_reports(held, report)
+                let due = self
+                    .usage_measured
+                    .is_none_or(|at| at.elapsed() >= self.usage_every);
+                if due {
+                    match self
+                        .reconciler
+                        .runtime()
+                        .volume_usage(&Naming {
+                            node_id: self.credential.node_id,
+                        })
+                        .await
+                    {
+                        Ok(usage) => {
+                            self.usage = usage;
+                            self.usage_measured = Some(tokio::time::Instant::now());
+                        }
+                        Err(error) => tracing::warn!(%error, "could not measure the volumes"),
+                    }
+                }
+                site_reports(held, report, &self.usage)
             }
             Err(error) => {
                 tracing::warn!(%error, "the container engine is unreachable; routes unchanged");
@@ -287,6 +319,7 @@ impl<R: Runtime> Agent<R> {
                         site_id: s.site_id,
                         state: SiteState::Failing,
                         reason: Some(reason.clone()),
+                        volume_bytes: self.usage.get(&s.site_id).copied(),
                     })
                     .collect()
             }
@@ -349,7 +382,11 @@ pub fn routes_of(desired: &DesiredState, report: &Report) -> Routes {
 }
 
 /// How each site of the held document is, after a pass.
-pub fn site_reports(desired: &DesiredState, report: &Report) -> Vec<SiteReport> {
+pub fn site_reports(
+    desired: &DesiredState,
+    report: &Report,
+    usage: &std::collections::BTreeMap<alveole_model::SiteId, u64>,
+) -> Vec<SiteReport> {
     desired
         .sites
         .iter()
@@ -377,6 +414,7 @@ pub fn site_reports(desired: &DesiredState, report: &Report) -> Vec<SiteReport> 
                 site_id: spec.site_id,
                 state,
                 reason,
+                volume_bytes: usage.get(&spec.site_id).copied(),
             }
         })
         .collect()

@@ -143,6 +143,10 @@ pub trait Runtime: Send + Sync {
     ) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+    /// Bytes each site's volume uses on the node (for quota alerts).
+    async fn volume_usage(&self, _naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError> {
+        Ok(BTreeMap::new())
+    }
     /// Waits (bounded) until the site's server accepts connections at `address`.
     async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError> {
         wait_until_accepting(address).await

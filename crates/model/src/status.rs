@@ -25,6 +25,9 @@ pub struct SiteReport {
     /// Why a failing site fails (`image missing: …`, `not answering on port 8080`, …).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Bytes its volume uses, when measured (the agent measures at most once a minute).
+    #[serde(default)]
+    pub volume_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

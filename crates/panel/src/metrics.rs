@@ -24,6 +24,12 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    pub site: String,
+    pub hostname: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: String,
 }
@@ -34,6 +40,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub sites: Family<PhaseLabels, Gauge>,
+    /// Measured by the agents: alert on `volume_bytes > volume_quota_bytes`.
+    pub volume_bytes: Family<SiteLabels, Gauge>,
+    pub volume_quota_bytes: Family<SiteLabels, Gauge>,
 }
 
 impl Metrics {
@@ -43,6 +52,8 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let sites = Family::<PhaseLabels, Gauge>::default();
+        let volume_bytes = Family::<SiteLabels, Gauge>::default();
+        let volume_quota_bytes = Family::<SiteLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("alveole");
         registry.register(
             "http_requests",
@@ -55,11 +66,23 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("sites", "Sites by phase", sites.clone());
+        registry.register(
+            "site_volume_bytes",
+            "Bytes a site's volume uses, as its node last measured",
+            volume_bytes.clone(),
+        );
+        registry.register(
+            "site_volume_quota_bytes",
+            "A site's volume quota",
+            volume_quota_bytes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             sites,
+            volume_bytes,
+            volume_quota_bytes,
         }
     }
 

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::metrics::PhaseLabels;
+use crate::metrics::{PhaseLabels, SiteLabels};
 
 /// 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
@@ -25,6 +25,31 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                 phase: phase.as_str().to_owned(),
             })
             .set(count);
+    }
+    // Volume usage as the agents last measured it, beside each quota.
+    for status in state.store().node_statuses().await? {
+        let (_, sites) = state.store().desired_state(status.node_id).await?;
+        for observed in &status.report.sites {
+            let (Some(used), Some(site)) = (
+                observed.volume_bytes,
+                sites.iter().find(|s| s.id == observed.site_id),
+            ) else {
+                continue;
+            };
+            let labels = SiteLabels {
+                site: site.id.to_string(),
+                hostname: site.primary_domain.to_string(),
+            };
+            let metrics = state.metrics();
+            metrics
+                .volume_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(used).unwrap_or(i64::MAX));
+            metrics
+                .volume_quota_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(site.volume.quota_bytes).unwrap_or(i64::MAX));
+        }
     }
     Ok((
         StatusCode::OK,

@@ -140,6 +140,42 @@ pub struct NodeStatusView {
     pub reachable: bool,
     pub last_seen: Option<chrono::DateTime<Utc>>,
     pub report: Option<alveole_model::NodeReport>,
+    /// What needs someone's attention (a volume over its quota, ...).
+    pub alerts: Vec<Alert>,
+}
+
+/// Something about a site that needs attention.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Alert {
+    pub site_id: alveole_model::SiteId,
+    /// `volume_over_quota`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// Sites of the report whose measured volume exceeds their quota.
+pub fn volume_alerts(
+    report: &alveole_model::NodeReport,
+    sites: &[alveole_model::Site],
+) -> Vec<Alert> {
+    report
+        .sites
+        .iter()
+        .filter_map(|observed| {
+            let used = observed.volume_bytes?;
+            let site = sites.iter().find(|s| s.id == observed.site_id)?;
+            (used > site.volume.quota_bytes).then(|| Alert {
+                site_id: site.id,
+                kind: "volume_over_quota".into(),
+                message: format!(
+                    "{} uses {} of its {} volume",
+                    site.primary_domain,
+                    alveole_model::quantity::format_bytes(used),
+                    alveole_model::quantity::format_bytes(site.volume.quota_bytes)
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Whether a node last seen at `last_seen` still counts as reachable at `now`.
@@ -165,10 +201,15 @@ pub async fn node_status(
         .into_iter()
         .find(|s| s.node_id == node);
     let last_seen = status.as_ref().map(|s| s.reported_at);
+    let alerts = match &status {
+        Some(status) => volume_alerts(&status.report, &state.store().desired_state(node).await?.1),
+        None => vec![],
+    };
     Ok(Json(NodeStatusView {
         reachable: reachable(last_seen, Utc::now(), state.config().node_unreachable_after),
         last_seen,
         report: status.map(|s| s.report),
+        alerts,
     }))
 }
 
