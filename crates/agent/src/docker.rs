@@ -335,16 +335,6 @@ impl Runtime for DockerRuntime {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn api_versions_compare_numerically() {
-        assert_eq!(super::parse_api_version("1.41"), Some((1, 41)));
-        assert!(super::parse_api_version("1.9").unwrap() < super::MIN_API_VERSION);
-        assert!(super::parse_api_version("1.50").unwrap() > super::MIN_API_VERSION);
-    }
-}
-
 /// Bytes allocated under `path` (like `du`), not following symbolic links.
 fn disk_usage(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -365,4 +355,14 @@ fn disk_usage(path: &std::path::Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert_eq!(super::parse_api_version("1.41"), Some((1, 41)));
+        assert!(super::parse_api_version("1.9").unwrap() < super::MIN_API_VERSION);
+        assert!(super::parse_api_version("1.50").unwrap() > super::MIN_API_VERSION);
+    }
 }
