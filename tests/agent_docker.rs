@@ -973,3 +973,65 @@ async fn docker_a_volume_over_its_quota_raises_an_alert() {
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::{Agent, Timing};
+    use alveole_tests::{TestDb, TestPanel};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let node_id: NodeId = node.parse().unwrap();
+    let _cleanup = NodeCleanup(node_id, Naming { node_id });
+    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    let ingress = Arc::new(Ingress::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingress_address = listener.local_addr().unwrap();
+    let serving = tokio::spawn(ingress.clone().serve(listener));
+    let agent = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        DockerRuntime::connect().await.unwrap(),
+        ingress,
+    );
+    // A timer of an hour: only the long poll can bring the new site in time.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(agent.run(
+        Timing {
+            pass: std::time::Duration::from_secs(3600),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let site = json!({
+        "owner_id": member, "primary_domain": "fresh.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "fresh"}]
+    });
+    assert_eq!(panel.post("/api/v1/sites", site).await.0, 201);
+    let mut answer = (0, String::new());
+    for _ in 0..200 {
+        answer = through_ingress(ingress_address, "fresh.example.org").await;
+        if answer.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, (200, "hello from fresh\n".to_owned()));
+
+    let _ = stop.send(());
+    running.await.unwrap();
+    serving.abort();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}

@@ -670,3 +670,54 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn an_agents_long_poll_answers_when_its_node_changes() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let (_, join) = panel
+            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+            .await;
+        let client = reqwest::Client::new();
+        let enrolled: Value = client
+            .post(format!("{}/api/v1/agent/enroll", panel.base))
+            .json(&json!({"join_token": join["join_token"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let credential = enrolled["credential"].as_str().unwrap().to_owned();
+        let poll = |after: u64, wait: u64| {
+            let request = client
+                .get(format!(
+                    "{}/api/v1/agent/desired-state?after={after}&wait={wait}",
+                    panel.base
+                ))
+                .bearer_auth(&credential);
+            async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let now = poll(0, 0).await["generation"].as_u64().unwrap();
+
+        // Nothing newer within the wait: the same generation comes back.
+        assert_eq!(poll(now, 1).await["generation"].as_u64(), Some(now));
+
+        // A change while an agent waits: the wait ends with the new generation.
+        let waiting = tokio::spawn(poll(now, 30));
+        let (status, _) = panel
+            .post("/api/v1/sites", site(&member, "longpoll.example.org"))
+            .await;
+        assert_eq!(status, 201);
+        let answer = waiting.await.unwrap();
+        assert_eq!(
+            answer["generation"].as_u64(),
+            Some(now + 1),
+            "{}",
+            db.backend()
+        );
+        assert_eq!(answer["sites"][0]["hostnames"][0], "longpoll.example.org");
+        db.drop_db().await;
+    }
+}

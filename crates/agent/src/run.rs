@@ -125,9 +125,28 @@ impl PanelClient {
     }
 
     pub async fn desired_state(&self, credential: &Credential) -> Result<DesiredState, AgentError> {
+        self.desired_state_after(credential, None, Duration::ZERO)
+            .await
+    }
+
+    /// Waits (up to `wait`) for a desired state newer than generation `after`.
+    pub async fn desired_state_after(
+        &self,
+        credential: &Credential,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<DesiredState, AgentError> {
+        let mut url = format!(
+            "{}/api/v1/agent/desired-state?wait={}",
+            self.base,
+            wait.as_secs()
+        );
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
         let response = self
             .http
-            .get(format!("{}/api/v1/agent/desired-state", self.base))
+            .get(url)
             .bearer_auth(&credential.credential)
             .send()
             .await
@@ -347,6 +366,13 @@ impl<R: Runtime> Agent<R> {
             },
             poke.clone(),
         );
+        let listener = tokio::spawn(listen_for_changes(
+            self.panel.clone(),
+            self.credential.clone(),
+            self.held_generation(),
+            poke.clone(),
+            timing.pass,
+        ));
         let mut ticker = tokio::time::interval(timing.pass);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -357,8 +383,37 @@ impl<R: Runtime> Agent<R> {
             }
             self.pass().await;
         }
+        listener.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+    }
+}
+
+/// How long one long poll of the panel may wait (under the client's 30 s timeout).
+const LONG_POLL: Duration = Duration::from_secs(25);
+
+/// Long-polls the panel for a desired state newer than the last one seen, and pokes the agent
+/// loop when there is one: a change reaches the node in about the time of a request, not of a
+/// timer. When the panel is unreachable, retries every `pause`.
+async fn listen_for_changes(
+    panel: PanelClient,
+    credential: Credential,
+    mut seen: Option<u64>,
+    poke: Arc<tokio::sync::Notify>,
+    pause: Duration,
+) {
+    loop {
+        match panel
+            .desired_state_after(&credential, seen, LONG_POLL)
+            .await
+        {
+            Ok(offered) if seen.is_none_or(|seen| offered.generation > seen) => {
+                seen = Some(offered.generation);
+                poke.notify_one();
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(pause).await,
         }
     }
 }

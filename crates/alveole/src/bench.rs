@@ -42,6 +42,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "alveole-test/busybox:1")]
         image: String,
     },
+    /// From `POST /api/v1/sites` to the site's first 200 through the node's ingress (panel,
+    /// agent and ingress in this process, the real Docker engine), against `docker run -d`
+    /// waited on until it answers 200.
+    CreateSite {
+        #[arg(long, default_value_t = 20)]
+        sites: usize,
+        #[arg(long, default_value = "alveole-test/busybox:1")]
+        image: String,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -68,6 +77,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             concurrency,
         } => list_sites(&database_url, sites, page_size, requests, concurrency).await,
         BenchCommand::Reconcile { sites, image } => reconcile(sites, &image).await,
+        BenchCommand::CreateSite { sites, image } => create_site(sites, &image).await,
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,
@@ -117,16 +127,12 @@ where
         all.extend(worker.await??);
     }
     let elapsed = started.elapsed();
-    all.sort();
-    let at = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let count = all.len();
+    let (p50, p99) = percentiles(all);
     Ok(Summary {
-        p50: at(0.50),
-        p99: at(0.99),
-        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50,
+        p99,
+        per_second: count as f64 / elapsed.as_secs_f64(),
     })
 }
 
@@ -511,6 +517,213 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
     println!(
         "\nalveole / baseline: {:.2}x the time for the first pass",
         first.as_secs_f64() / naive.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// p50 and p99 of a list of durations.
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    (at(0.5), at(0.99))
+}
+
+/// Polls `url` with `Host: host` until it answers 200 (bounded).
+async fn first_200(http: &reqwest::Client, url: &str, host: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(url).header("host", host).send().await
+            && response.status() == 200
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{host} never answered 200");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
+    use alveole_agent::docker::DockerRuntime;
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::{Agent, PanelClient, Timing, credential};
+
+    let dir = std::env::temp_dir().join(format!("alveole-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let store =
+        alveole_store::connect(&format!("sqlite://{}", dir.join("panel.db").display())).await?;
+    let ctx = AuditContext::new("system:bench", "bench");
+    let token = alveole_panel::auth::reset_bootstrap_token(store.as_ref(), &ctx).await?;
+    let provider = store
+        .create_provider(
+            &ctx,
+            ProviderInput {
+                name: "Bench".into(),
+                ..Default::default()
+            }
+            .validate()?,
+        )
+        .await?;
+    let node = NodeInput {
+        provider_id: provider.id,
+        name: "bench".into(),
+        public_addresses: vec![],
+        capacity: Capacity {
+            cpu_millis: 64_000,
+            memory_bytes: 64 << 30,
+            disk_bytes: 1 << 40,
+        },
+        overcommit: Overcommit::default(),
+    };
+    let node = store.create_node(&ctx, node.validate()?).await?;
+    let member = MemberInput {
+        display_name: "Bench".into(),
+        email: "bench@example.org".into(),
+        role: Role::Member,
+    };
+    let member = store.create_member(&ctx, member.validate()?).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let panel_url = format!("http://{}", listener.local_addr()?);
+    let state = alveole_panel::AppState::new(store.clone(), PanelConfig::default())?;
+    let panel = tokio::spawn(crate::serve::serve(state, listener));
+    let join = alveole_panel::auth::new_token("alj_");
+    let expires = chrono::Utc::now() + chrono::Duration::minutes(5);
+    store
+        .create_join_token(
+            &ctx,
+            node.id,
+            &alveole_panel::auth::hash_token(&join),
+            expires,
+        )
+        .await?;
+    let client = PanelClient::new(&panel_url)?;
+    let credential = credential(&client, &dir.join("agent"), Some(&join)).await?;
+    let ingress = std::sync::Arc::new(Ingress::new());
+    let ingress_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ingress_url = format!("http://{}/", ingress_listener.local_addr()?);
+    let serving = tokio::spawn(ingress.clone().serve(ingress_listener));
+    let agent = Agent::new(
+        credential,
+        client,
+        &dir.join("agent"),
+        DockerRuntime::connect().await?,
+        ingress,
+    );
+    let running = tokio::spawn(agent.run(
+        Timing {
+            pass: Duration::from_secs(30),
+        },
+        std::future::pending(),
+    ));
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut alveole = Vec::new();
+    for i in 0..count {
+        let host = format!("s{i}.bench.example.org");
+        let body = serde_json::json!({
+            "owner_id": member.id, "primary_domain": host, "image": image,
+            "command": ["/bin/sh", "-c", HELLO], "limits": {"cpu_millis": 100, "memory_bytes": 33554432, "pids": 32}
+        });
+        let started = Instant::now();
+        http.post(format!("{panel_url}/api/v1/sites"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        first_200(&http, &ingress_url, &host).await?;
+        alveole.push(started.elapsed());
+    }
+    running.abort();
+    serving.abort();
+    panel.abort();
+    let docker = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("docker").args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let remove_labelled = |label: &str| {
+        for id in docker(&["ps", "-aq", "--filter", &format!("label={label}")])
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        for volume in docker(&["volume", "ls", "-q", "--filter", &format!("label={label}")])
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = docker(&["volume", "rm", "-f", volume]);
+        }
+    };
+    remove_labelled(&format!("coop.alveole.node={}", node.id));
+    let _ = docker(&[
+        "network",
+        "rm",
+        &alveole_agent::Naming { node_id: node.id }.network(),
+    ]);
+    let _ =
+        alveole_agent::isolation::NftIsolation::remove(&alveole_agent::Naming { node_id: node.id });
+
+    // Baseline: `docker run -d`, then poll the container directly until it answers 200.
+    let label = format!("alveole-bench={}", uuid::Uuid::now_v7().simple());
+    let mut baseline = Vec::new();
+    for _ in 0..count {
+        let started = Instant::now();
+        let id = docker(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "--memory",
+            "32m",
+            "--pids-limit",
+            "32",
+            image,
+            "/bin/sh",
+            "-c",
+            HELLO,
+        ])?;
+        let ip = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &id,
+        ])?;
+        first_200(&http, &format!("http://{ip}:8080/"), "baseline").await?;
+        baseline.push(started.elapsed());
+    }
+    remove_labelled(&label);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let ((a50, a99), (b50, b99)) = (percentiles(alveole), percentiles(baseline));
+    let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
+    println!("| path | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| alveole: POST /api/v1/sites → first 200 through the ingress | {} | {} |",
+        ms(a50),
+        ms(a99)
+    );
+    println!(
+        "| baseline: docker run -d → first 200 from the container | {} | {} |",
+        ms(b50),
+        ms(b99)
+    );
+    println!(
+        "\n{count} sites each; alveole / baseline p99: {:.2}x",
+        a99.as_secs_f64() / b99.as_secs_f64()
     );
     Ok(())
 }

@@ -58,6 +58,8 @@ struct Inner {
     metrics: metrics::Metrics,
     openapi: serde_json::Value,
     config: PanelConfig,
+    /// Woken after every successful change, for agents waiting on their desired state.
+    changed: tokio::sync::Notify,
 }
 
 /// Why the panel could not start.
@@ -77,6 +79,7 @@ impl AppState {
             templates: pages::templates()?,
             i18n: i18n::I18n::load()?,
             metrics: metrics::Metrics::new(),
+            changed: tokio::sync::Notify::new(),
             openapi,
             config,
         })))
@@ -102,6 +105,10 @@ impl AppState {
         &self.0.openapi
     }
 
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.0.changed
+    }
+
     pub fn config(&self) -> &PanelConfig {
         &self.0.config
     }
@@ -111,11 +118,18 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for route in routes::routes() {
-        let (access, surface) = (route.access, route.surface);
+        let (access, surface, mutates) = (route.access, route.surface, route.mutates);
         let guarded = route.handler.layer(middleware::from_fn_with_state(
             state.clone(),
-            move |state: State<AppState>, request: Request, next: Next| {
-                authorize(state, access, surface, request, next)
+            move |state: State<AppState>, request: Request, next: Next| async move {
+                let changes = state.clone();
+                let response = authorize(state, access, surface, request, next).await;
+                // Any change may concern a node: wake the agents waiting for their state.
+                if mutates && (response.status().is_success() || response.status().is_redirection())
+                {
+                    changes.changed().notify_waiters();
+                }
+                response
             },
         ));
         router = router.route(&route.path, guarded);

@@ -20,6 +20,7 @@ pub fn document(routes: &[Route]) -> Value {
             let schema = match *name {
                 "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500}),
                 "version" => json!({"type": "integer"}),
+                "after" | "wait" => json!({"type": "integer", "minimum": 0}),
                 _ => json!({"type": "string"}),
             };
             json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})

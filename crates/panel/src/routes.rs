@@ -348,8 +348,18 @@ pub fn routes() -> Vec<Route> {
         Surface::Api,
         Access::Agent,
         Some(ApiDoc {
+            query: vec![
+                (
+                    "after",
+                    "answer once the generation is newer than this one (long poll)",
+                ),
+                (
+                    "wait",
+                    "seconds to wait for a newer generation (at most 60)",
+                ),
+            ],
             success: (200, Some(schema::<alveole_model::DesiredState>)),
-            errors: vec![401, 403],
+            errors: vec![400, 401, 403],
             ..Default::default()
         }),
         get(agents::desired_state),

@@ -98,14 +98,44 @@ pub async fn enroll(
 }
 
 /// The calling node's desired state, secrets included: only its own agent gets it.
+/// How the agent asks: `after` the generation it holds, waiting up to `wait` seconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredStateQuery {
+    after: Option<u64>,
+    wait: Option<u64>,
+}
+
+/// The longest an agent may wait for a newer desired state.
+const MAX_WAIT_SECONDS: u64 = 60;
+
+/// The calling node's desired state, secrets included: only its own agent gets it. With
+/// `after`, answers as soon as the generation is newer, or after `wait` seconds (long poll).
+/// Changes made through this panel wake the wait at once; others (another panel process, the
+/// command line on the database) are seen within a second.
 pub async fn desired_state(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,
+    axum::extract::Query(query): axum::extract::Query<DesiredStateQuery>,
 ) -> ApiResult<Json<DesiredState>> {
     let node = caller.node.ok_or(ApiError::Forbidden(
         "only a node's agent reads its desired state",
     ))?;
-    let (generation, sites) = state.store().desired_state(node).await?;
+    let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let (generation, sites) = loop {
+        let changed = state.changed().notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let (generation, sites) = state.store().desired_state(node).await?;
+        let newer = query.after.is_none_or(|after| generation > after);
+        if newer || tokio::time::Instant::now() >= deadline {
+            break (generation, sites);
+        }
+        let recheck =
+            (tokio::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
+        let _ = tokio::time::timeout_at(recheck, changed).await;
+    };
     let sites = sites.iter().map(alveole_model::Site::to_spec).collect();
     Ok(Json(DesiredState {
         node_id: node,
