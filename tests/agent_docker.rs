@@ -41,6 +41,7 @@ fn spec(name: &str) -> SiteSpec {
             memory_bytes: 64 << 20,
             pids: 64,
         },
+        security: Default::default(),
         run: true,
     }
 }
@@ -96,10 +97,16 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
     let Some((reconciler, naming, _cleanup)) = setup().await else {
         return;
     };
+    // The optional hardening too: a read-only root and an unprivileged user.
+    let mut alpha = spec("alpha");
+    alpha.security = alveole_model::Security {
+        read_only_root: true,
+        user: Some("1000:1000".into()),
+    };
     let mut desired = DesiredState {
         node_id: naming.node_id,
         generation: 1,
-        sites: vec![spec("alpha")],
+        sites: vec![alpha],
     };
     let site = desired.sites[0].site_id;
 
@@ -130,6 +137,21 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
     assert!(
         !inspect.to_string().contains("docker.sock"),
         "no engine socket inside"
+    );
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(inspect[0]["Config"]["User"], "1000:1000");
+    // By behaviour: the image cannot be written to, /tmp can, and nobody is root.
+    let write_root = Command::new("docker")
+        .args(["exec", &container, "/bin/busybox", "touch", "/x"])
+        .output()
+        .unwrap();
+    assert!(
+        !write_root.status.success(),
+        "the root file system is read-only"
+    );
+    assert_eq!(
+        docker(&["exec", &container, "/bin/busybox", "id", "-u"]),
+        "1000"
     );
 
     // Drift: removed by hand → back; stopped by hand → running again.

@@ -226,7 +226,7 @@ async fn axum_serve(state: AppState, listener: tokio::net::TcpListener) -> std::
 
 /// The test image, built locally (no registry is reachable): Debian's static busybox in an
 /// otherwise empty root file system, imported with `docker import`. Built once per engine.
-pub const TEST_IMAGE: &str = "alveole-test/busybox:1";
+pub const TEST_IMAGE: &str = "alveole-test/busybox:2";
 
 /// A site command that answers `hello from $SITE_NAME` on port 8080 and writes nothing but /tmp.
 pub fn hello_command() -> Vec<String> {
@@ -266,6 +266,12 @@ pub fn ensure_test_image() -> bool {
         std::fs::create_dir_all(root.join(dir)).expect("rootfs dir");
     }
     std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    // Like any Unix /tmp: writable by every user (sites may run as an unprivileged user).
+    std::fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("tmp mode");
     for applet in [
         "sh", "httpd", "echo", "cat", "mkdir", "sleep", "wget", "ls", "id",
     ] {

@@ -183,6 +183,14 @@ impl Runtime for DockerRuntime {
                 spec.volume.mount_path
             )]),
             network_mode: Some(naming.network()),
+            readonly_rootfs: Some(spec.security.read_only_root),
+            // A read-only image still needs somewhere to write its temporary files.
+            tmpfs: spec.security.read_only_root.then(|| {
+                HashMap::from([(
+                    "/tmp".to_owned(),
+                    "rw,nosuid,nodev,size=64m,mode=1777".to_owned(),
+                )])
+            }),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -191,6 +199,7 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
+            user: spec.security.user.clone(),
             cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
             env: Some(
                 spec.env

@@ -142,6 +142,7 @@ mod tests {
             http_port: 8080,
             volume: Volume::default(),
             limits: Limits::default(),
+            security: Default::default(),
             run: true,
         };
         let desired = DesiredState {

@@ -189,6 +189,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             http_port: 8080,
             volume: Volume::default(),
             limits: Limits::default(),
+            security: Default::default(),
             node_id: Some(node.id),
             phase: None,
         };
@@ -414,6 +415,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                     memory_bytes: 16 << 20,
                     pids: 16,
                 },
+                security: Default::default(),
                 run: true,
             })
         })

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::hostname::Hostname;
 use crate::ids::{NodeId, SiteId};
 use crate::image::ImageRef;
-use crate::resources::{Limits, Volume};
+use crate::resources::{Limits, Security, Volume};
 
 /// Everything a node should run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -38,6 +38,8 @@ pub struct SiteSpec {
     pub http_port: u16,
     pub volume: Volume,
     pub limits: Limits,
+    #[serde(default)]
+    pub security: Security,
     /// Whether the container should be running (a stopped site keeps its container and volume).
     pub run: bool,
 }
@@ -66,6 +68,7 @@ impl SiteSpec {
             "http_port": self.http_port,
             "volume": self.volume,
             "limits": self.limits,
+            "security": self.security,
         });
         let digest = Sha256::digest(shape.to_string().as_bytes());
         digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -101,6 +104,7 @@ mod tests {
             http_port: 8080,
             volume: Volume::default(),
             limits: Limits::default(),
+            security: Default::default(),
             run: true,
         }
     }

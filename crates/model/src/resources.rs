@@ -380,6 +380,45 @@ impl Default for Limits {
     }
 }
 
+/// Hardening a site's image may allow beyond the defaults (all capabilities dropped,
+/// no-new-privileges, limits), which every site gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Security {
+    /// Mount the image's file system read-only (the volume and /tmp stay writable).
+    #[serde(default)]
+    pub read_only_root: bool,
+    /// Run as this user instead of the image's (`1000`, `1000:1000`, `www-data`).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+fn validate_security(errors: &mut ValidationErrors, security: &Security) {
+    let Some(user) = &security.user else { return };
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 32
+            && (part.bytes().all(|b| b.is_ascii_digit())
+                || (part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+                    && part.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })))
+    };
+    let ok = match user.split_once(':') {
+        Some((name, group)) => part_ok(name) && part_ok(group),
+        None => part_ok(user),
+    };
+    if !ok {
+        errors.push(FieldError::new(
+            "security.user",
+            "user.invalid",
+            "a user name or number, optionally with a group: www-data, 1000 or 1000:1000",
+        ));
+    }
+}
+
 /// The site's persistent volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Volume {
@@ -418,6 +457,8 @@ pub struct SiteInput {
     pub volume: Volume,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub security: Security,
     /// Where the site runs; chosen by the panel (the node with the most room) when absent.
     #[serde(default)]
     pub node_id: Option<NodeId>,
@@ -437,6 +478,7 @@ pub struct NewSite {
     pub http_port: u16,
     pub volume: Volume,
     pub limits: Limits,
+    pub security: Security,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
 }
@@ -513,6 +555,13 @@ impl SiteInput {
         }
         validate_volume(&mut errors, &self.volume);
         validate_limits(&mut errors, &self.limits);
+        // An empty user (a cleared form field) means the image's own.
+        let mut security = self.security;
+        security.user = security
+            .user
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
+        validate_security(&mut errors, &security);
         let current = previous.map(|site| site.phase);
         let phase = match self.phase {
             None => current.unwrap_or(SitePhase::Pending),
@@ -550,6 +599,7 @@ impl SiteInput {
                 http_port: self.http_port,
                 volume: self.volume,
                 limits: self.limits,
+                security,
                 node_id: self.node_id,
                 phase,
             })
@@ -680,6 +730,7 @@ pub struct Site {
     pub http_port: u16,
     pub volume: Volume,
     pub limits: Limits,
+    pub security: Security,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
     #[serde(flatten)]
@@ -700,6 +751,7 @@ impl Site {
             http_port: new.http_port,
             volume: new.volume,
             limits: new.limits,
+            security: new.security,
             node_id: new.node_id,
             phase: new.phase,
             meta,
@@ -731,6 +783,7 @@ impl Site {
             http_port: self.http_port,
             volume: self.volume.clone(),
             limits: self.limits,
+            security: self.security.clone(),
             run: self.phase != SitePhase::Stopped,
         }
     }
@@ -754,6 +807,7 @@ impl Site {
             http_port: self.http_port,
             volume: self.volume.clone(),
             limits: self.limits,
+            security: self.security.clone(),
             node_id: self.node_id,
             phase: Some(self.phase),
         }
@@ -836,6 +890,7 @@ mod tests {
             ],
             volume: Volume::default(),
             limits: Limits::default(),
+            security: Security::default(),
             node_id: None,
             phase: None,
         }
@@ -903,6 +958,36 @@ mod tests {
         let input: SiteInput = serde_json::from_value(value).unwrap();
         let errors = input.validate(Some(&site)).unwrap_err();
         assert_eq!(errors.0[0].code, "site.node_immutable");
+    }
+
+    #[test]
+    fn the_user_to_run_as_is_a_name_or_number_with_an_optional_group() {
+        for ok in ["1000", "1000:1000", "www-data", "_app:www-data"] {
+            let mut input = site_input();
+            input.security.user = Some(ok.into());
+            assert!(input.validate(None).is_ok(), "{ok}");
+        }
+        let mut input = site_input();
+        input.security.user = Some(" ".into());
+        assert_eq!(
+            input.validate(None).unwrap().security.user,
+            None,
+            "empty means the image's user"
+        );
+        for bad in [
+            "root;rm",
+            "Root",
+            "1000:",
+            ":1000",
+            "a b",
+            "$(id)",
+            &"a".repeat(33),
+        ] {
+            let mut input = site_input();
+            input.security.user = Some(bad.into());
+            let errors = input.validate(None).unwrap_err();
+            assert_eq!(errors.0[0].field, "security.user", "{bad:?}");
+        }
     }
 
     #[test]

@@ -130,8 +130,8 @@ const NODE_COLUMNS: &str = "id, provider_id, name, public_addresses, cpu_millis,
      disk_bytes, overcommit_cpu, overcommit_memory, version, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "id, display_name, email, role, version, created_at, updated_at";
 const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, http_port, \
-     volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, node_id, phase, version, \
-     created_at, updated_at";
+     volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, read_only_root, run_as_user, \
+     node_id, phase, version, created_at, updated_at";
 
 /// A row type this backend can decode (validation into a domain type comes after).
 trait DbRow: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin {}
@@ -427,6 +427,8 @@ fn bind_site(q: &mut QueryBuilder<Db>, site: &Site) {
         .push_bind(i64::from(site.limits.cpu_millis))
         .push_bind(int(site.limits.memory_bytes))
         .push_bind(i64::from(site.limits.pids))
+        .push_bind(site.security.read_only_root)
+        .push_bind(site.security.user.clone())
         .push_bind(site.node_id.map(|n| n.0))
         .push_bind(site.phase.as_str())
         .push_bind(site.meta.version)

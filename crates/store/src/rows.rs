@@ -177,6 +177,8 @@ pub(crate) struct SiteRow {
     cpu_millis: i64,
     memory_bytes: i64,
     pids: i64,
+    read_only_root: bool,
+    run_as_user: Option<String>,
     node_id: Option<Uuid>,
     phase: String,
     version: i64,
@@ -219,6 +221,10 @@ impl TryFrom<SiteRow> for Site {
                 cpu_millis: unsigned("site", id, r.cpu_millis)?,
                 memory_bytes: unsigned("site", id, r.memory_bytes)?,
                 pids: unsigned("site", id, r.pids)?,
+            },
+            security: alveole_model::Security {
+                read_only_root: r.read_only_root,
+                user: r.run_as_user,
             },
             node_id: r.node_id.map(NodeId),
             phase: SitePhase::parse(&r.phase)

@@ -32,6 +32,8 @@ pub enum Kind {
     Cpu,
     Integer,
     Ratio,
+    /// A checkbox: `true` when the browser sends the field, `false` when it does not.
+    Checkbox,
     /// `NAME=value` lines into the `env` array; secret ones keep their value when left empty.
     Env {
         secret: bool,
@@ -114,6 +116,7 @@ pub fn to_json(
             } else {
                 json!(text)
             }),
+            Kind::Checkbox => Some(json!(form.contains_key(field.input_name()))),
         };
         if let Some(value) = value {
             *path_entry(&mut root, field.name) = value;
@@ -185,6 +188,13 @@ pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
                     })
                     .unwrap_or_default(),
                 Kind::Bytes => value.as_u64().map(format_bytes).unwrap_or_default(),
+                Kind::Checkbox => {
+                    if value.as_bool() == Some(true) {
+                        "on".to_owned()
+                    } else {
+                        String::new()
+                    }
+                }
                 Kind::Cpu => value
                     .as_u64()
                     .map(|m| format!("{}", m as f64 / 1000.0))

@@ -640,6 +640,7 @@ async fn render_form<R: PageResource>(
                 Kind::Textarea | Kind::Lines | Kind::Env { .. } => "textarea",
                 Kind::Select(_) => "select",
                 Kind::Email => "email",
+                Kind::Checkbox => "checkbox",
                 Kind::Date => "date",
                 _ => "text",
             };

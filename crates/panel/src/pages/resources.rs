@@ -129,6 +129,8 @@ impl PageResource for Sites {
         field("limits.pids", Kind::Integer),
         field("volume.quota_bytes", Kind::Bytes),
         field("volume.mount_path", Kind::Text),
+        field("security.read_only_root", Kind::Checkbox),
+        field("security.user", Kind::Text),
         field("node_id", Kind::Select(Options::NodesOrAutomatic)),
         field("phase", Kind::Select(Options::Phases)),
     ];
