@@ -337,7 +337,7 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         return;
     }
     let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
+    let mut panel = TestPanel::start(&db).await;
     let (node, member) = panel.seed().await;
     let node_id: NodeId = node.parse().unwrap();
     let _cleanup = NodeCleanup(node_id, Naming { node_id });
@@ -481,7 +481,7 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     // The panel goes away: the site keeps answering, through an agent restart too, with the
     // same container.
     let panel_base = panel.base.clone();
-    drop(panel);
+    panel.stop().await;
     assert!(
         reqwest::get(format!("{panel_base}/healthz")).await.is_err(),
         "the panel is down"
@@ -501,6 +501,24 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     assert_eq!(
         through_ingress(ingress_address, "e2e.example.org").await.1,
         "hello from changed\n"
+    );
+
+    // The panel comes back; a change made there reaches the node.
+    panel.resume().await;
+    let version = panel.get(&format!("/api/v1/sites/{site_id}")).await.1["version"].clone();
+    let patch = json!({"version": version, "env": [{"name": "SITE_NAME", "value": "back"}]});
+    let (status, _) = panel
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/sites/{site_id}"),
+            Some(patch),
+        )
+        .await;
+    assert_eq!(status, 200);
+    restarted.pass().await.expect("a pass");
+    assert_eq!(
+        through_ingress(ingress_address, "e2e.example.org").await.1,
+        "hello from back\n"
     );
 
     // Unknown hosts get alveole's own page.
@@ -1054,6 +1072,78 @@ async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
     let _ = stop.send(());
     running.await.unwrap();
     serving.abort();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn docker_a_corrupt_state_file_stops_nothing() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::Agent;
+    use alveole_tests::{TestDb, TestPanel};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let db = TestDb::sqlite().await;
+    let mut panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let node_id: NodeId = node.parse().unwrap();
+    let _cleanup = NodeCleanup(node_id, Naming { node_id });
+    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    let site = json!({
+        "owner_id": member, "primary_domain": "corrupt.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "corrupt"}]
+    });
+    let (_, created) = panel.post("/api/v1/sites", site).await;
+    let container = Naming { node_id }.container(created["id"].as_str().unwrap().parse().unwrap());
+    let runtime = || async { DockerRuntime::connect().await.unwrap() };
+    let mut agent = Agent::new(
+        credential.clone(),
+        client.clone(),
+        &state_dir,
+        runtime().await,
+        Arc::new(Ingress::new()),
+    );
+    agent.pass().await.expect("a pass");
+    let running = docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &container]);
+    assert!(running.ends_with("true"));
+
+    // The panel is away and the held document is damaged: the restarted agent says so, and
+    // changes nothing (it does not read the damage as "nothing is desired").
+    panel.stop().await;
+    drop(agent);
+    std::fs::write(
+        state_dir.join("desired-state.json"),
+        "{ this is not a desired state",
+    )
+    .unwrap();
+    let mut restarted = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        runtime().await,
+        Arc::new(Ingress::new()),
+    );
+    assert_eq!(restarted.held_generation(), None, "nothing usable held");
+    assert!(
+        restarted.pass().await.is_none(),
+        "no reconcile without a usable document"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &container]),
+        running,
+        "still running, untouched"
+    );
+
+    // The panel answers again: the agent takes its document and carries on.
+    panel.resume().await;
+    let report = restarted.pass().await.expect("a pass");
+    assert_eq!(report.actions, [], "the node already matched");
+    assert!(restarted.held_generation().is_some());
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }

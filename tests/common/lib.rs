@@ -121,6 +121,7 @@ pub struct TestPanel {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TestPanel {
@@ -131,21 +132,40 @@ impl TestPanel {
             .await
             .expect("token")
             .expect("a new token");
-        let state = AppState::new(store.clone(), PanelConfig::default()).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let server = tokio::spawn(async move {
-            let _ = axum_serve(state, listener).await;
-        });
+        let (server, shutdown) = serve_until_stopped(store.clone(), listener);
         TestPanel {
             base,
             token,
             store,
             http: reqwest::Client::new(),
             server,
+            shutdown: Some(shutdown),
         }
+    }
+
+    /// Stops serving, idle keep-alive connections included (the panel is down); `resume`
+    /// brings it back on the same address.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.server).await;
+        self.server.abort();
+    }
+
+    /// Serves again from the same database, on the same address.
+    pub async fn resume(&mut self) {
+        let address = self.base.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .expect("rebind the panel's address");
+        let (server, shutdown) = serve_until_stopped(self.store.clone(), listener);
+        self.server = server;
+        self.shutdown = Some(shutdown);
     }
 
     /// `method path` with the admin token and an optional JSON body: (status, JSON body).
@@ -218,10 +238,25 @@ impl Drop for TestPanel {
     }
 }
 
-async fn axum_serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    alveole::serve::serve(state, listener)
-        .await
-        .map_err(std::io::Error::other)
+/// Serves the panel until the returned sender fires (or is dropped): a graceful shutdown,
+/// which also closes idle keep-alive connections, as a real panel going away would.
+fn serve_until_stopped(
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let state = AppState::new(store, PanelConfig::default()).expect("state");
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, alveole_panel::app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (server, shutdown)
 }
 
 /// The test image, built locally (no registry is reachable): Debian's static busybox in an

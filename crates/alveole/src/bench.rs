@@ -39,7 +39,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         sites: usize,
         /// An image present on this engine that serves HTTP on port 8080 with this command.
-        #[arg(long, default_value = "alveole-test/busybox:1")]
+        #[arg(long, default_value = "alveole-test/busybox:2")]
         image: String,
     },
     /// From `POST /api/v1/sites` to the site's first 200 through the node's ingress (panel,
@@ -48,7 +48,7 @@ pub enum BenchCommand {
     CreateSite {
         #[arg(long, default_value_t = 20)]
         sites: usize,
-        #[arg(long, default_value = "alveole-test/busybox:1")]
+        #[arg(long, default_value = "alveole-test/busybox:2")]
         image: String,
     },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
