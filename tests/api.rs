@@ -667,6 +667,33 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
         let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
         assert_eq!(status["reachable"], true, "{status}");
         assert_eq!(status["report"]["resources"]["cpus"], 2);
+
+        // Revoked: the agent is refused from now on, and the revocation is in the record.
+        let (status, _) = panel
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/nodes/{node}/credential"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(
+            as_agent(Method::GET, "/api/v1/agent/desired-state", None)
+                .await
+                .status(),
+            401
+        );
+        let last = panel
+            .store
+            .audit_events(0, 1000)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (last.action.as_str(), last.target_id.as_str()),
+            ("node.revoke", node.as_str())
+        );
         db.drop_db().await;
     }
 }

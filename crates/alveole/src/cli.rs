@@ -166,6 +166,8 @@ pub enum ResourceAction {
     },
     /// Delete one, by id (sites also by host name).
     Delete { id: String },
+    /// Nodes: a one-time join token, and the command that enrols the node's agent with it.
+    JoinToken { id: String },
 }
 
 /// The README's configuration table, generated from the definitions above.

@@ -240,6 +240,31 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
                 .context("empty answer")?;
             print_one(&item, json_out);
         }
+        ResourceAction::JoinToken { id } => {
+            anyhow::ensure!(
+                kind.plural == "nodes",
+                "only nodes have join tokens: alveole node join-token NODE"
+            );
+            let node = api.resolve(kind, &id).await?;
+            let id = node["id"].as_str().context("no id")?;
+            let token = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/nodes/{id}/join-token"),
+                    Some(&json!({})),
+                )
+                .await?
+                .context("empty answer")?;
+            if json_out {
+                println!("{token}");
+            } else {
+                println!(
+                    "One-time join token (valid until {}). On the node, run:\n\n    {}",
+                    token["expires_at"].as_str().unwrap_or("?"),
+                    token["command"].as_str().unwrap_or("")
+                );
+            }
+        }
         ResourceAction::Delete { id } => {
             let current = api.resolve(kind, &id).await?;
             let id = current["id"].as_str().context("no id")?;

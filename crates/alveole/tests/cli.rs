@@ -122,6 +122,15 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         ],
     );
     assert_eq!(json_of(&node)["name"], "par-1");
+    let join = alveole(
+        &server,
+        &["node", "join-token", json_of(&node)["id"].as_str().unwrap()],
+    );
+    let join = String::from_utf8(join.stdout).unwrap();
+    assert!(
+        join.contains("alveole agent --panel-url") && join.contains("--join-token alj_"),
+        "{join}"
+    );
     let member = json_of(&alveole(
         &server,
         &[

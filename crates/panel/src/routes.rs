@@ -326,6 +326,20 @@ pub fn routes() -> Vec<Route> {
         post(agents::create_join_token),
     );
     b.add(
+        Method::DELETE,
+        "/api/v1/nodes/{id}/credential",
+        "revoke_agent",
+        "Revoke the node's agent credential (it must enrol again)",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            success: (204, None),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        delete(agents::revoke),
+    );
+    b.add(
         Method::POST,
         "/api/v1/agent/enroll",
         "enroll_agent",

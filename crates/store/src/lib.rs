@@ -238,6 +238,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         credential_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<NodeId>;
+    /// Revokes the node's agent credential (audited): the agent must enrol again with a new
+    /// join token. `NotFound` when the node does not exist.
+    async fn revoke_agent(&self, ctx: &AuditContext, node: NodeId) -> StoreResult<()>;
     /// The node an agent credential belongs to.
     async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>>;
     /// Keeps the node's report (telemetry, not audited) and moves the phases of its sites as

@@ -1070,6 +1070,23 @@ impl Store for SqlStore {
         Ok(node)
     }
 
+    async fn revoke_agent(&self, ctx: &AuditContext, node: NodeId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        fetch_node(tx.conn(), node).await?;
+        sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+            .bind(node.0)
+            .execute(tx.conn())
+            .await?;
+        let change = Change {
+            action: "node.revoke",
+            target_kind: "node",
+            target_id: node.to_string(),
+            before: None,
+            after: None,
+        };
+        tx.commit(ctx, change).await
+    }
+
     async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>> {
         let node: Option<Uuid> =
             sqlx::query_scalar("SELECT node_id FROM node_credentials WHERE token_hash = $1")

@@ -68,6 +68,22 @@ pub async fn create_join_token(
     ))
 }
 
+/// Revokes the node's agent credential: its agent is refused from now on and keeps serving
+/// from its last desired state until it enrols again.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let node: NodeId = parse_id(&id)?;
+    state
+        .store()
+        .revoke_agent(&audit_context(&caller, &headers), node)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn enroll(
     State(state): State<AppState>,
     headers: HeaderMap,
