@@ -654,6 +654,11 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
             "image missing"
         );
 
+        let page = panel.page(&format!("/sites/{site_id}")).await;
+        assert!(
+            page.contains("failing") && page.contains("image missing"),
+            "the site page shows the report"
+        );
         as_agent(
             Method::POST,
             "/api/v1/agent/status",

@@ -135,7 +135,7 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     };
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
-    panel.seed().await;
+    let (node, _) = panel.seed().await;
     let client = browser(&driver).await;
 
     // Not signed in: sent to the login page; a wrong token is refused.
@@ -212,6 +212,14 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         1,
         "nothing saved"
     );
+
+    // A node's page offers to enrol its agent: the command comes with a one-time token.
+    open(&client, &panel, &format!("/nodes/{node}")).await;
+    click(&client, "action-1").await;
+    text_when(&client, "p.message", |t| {
+        t.contains("alveole agent --panel-url") && t.contains("--join-token alj_")
+    })
+    .await;
 
     // Switch to French: the page and the field message follow.
     open(&client, &panel, "/sites/new").await;

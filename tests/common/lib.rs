@@ -168,6 +168,34 @@ impl TestPanel {
         self.shutdown = Some(shutdown);
     }
 
+    /// The HTML of a page, signed in with the admin token (a real session, as a browser has).
+    pub async fn page(&self, path: &str) -> String {
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let login = no_redirects
+            .post(format!("{}/login", self.base))
+            .form(&[("token", self.token.as_str())])
+            .send()
+            .await
+            .expect("login");
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let response = no_redirects
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("page");
+        response.text().await.expect("html")
+    }
+
     /// `method path` with the admin token and an optional JSON body: (status, JSON body).
     pub async fn call(
         &self,

@@ -470,6 +470,16 @@ pub fn routes() -> Vec<Route> {
     );
     b.pages::<Providers>();
     b.pages::<Nodes>();
+    b.add(
+        Method::POST,
+        "/nodes/{id}/join-token",
+        "page_nodes_join_token",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::node_join_token),
+    );
     b.pages::<Members>();
     b.pages::<Sites>();
     b.0

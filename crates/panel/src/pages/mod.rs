@@ -309,6 +309,37 @@ pub async fn dashboard(
     render(&state, &headers, Some(&caller), "dashboard.html", context)
 }
 
+/// Makes a one-time join token for the node and shows the command that enrols its agent.
+pub async fn node_join_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let node: alveole_model::NodeId = parse_id(&id)?;
+        let token = auth::new_token("alj_");
+        let expires_at = chrono::Utc::now() + chrono::Duration::hours(24);
+        state.store().create_join_token(&audit_context(&caller, &headers), node, &auth::hash_token(&token), expires_at).await?;
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("PANEL");
+        Ok::<_, ApiError>(format!("alveole agent --panel-url https://{host} --join-token {token} --state-dir /var/lib/alveole"))
+    }
+    .await;
+    match result {
+        Ok(command) => message(
+            &state,
+            &headers,
+            Some(&caller),
+            StatusCode::CREATED,
+            "title.join_token",
+            &command,
+        ),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
 /// `node.reachable`, `node.unreachable` or `node.never_seen`, for the dashboard.
 fn node_state_key(
     statuses: &[alveole_store::NodeStatus],
@@ -392,7 +423,16 @@ pub async fn show<R: PageResource>(
         &serde_json::to_value(&item).unwrap_or(Value::Null),
         &mut rows,
     );
+    match R::status_rows(&state, &item).await {
+        Ok(status) => rows.extend(status),
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    }
+    let actions: Vec<Value> = R::actions(&item)
+        .into_iter()
+        .map(|(url, label)| json!({"url": url, "label_key": label}))
+        .collect();
     let mut context = tera::Context::new();
+    context.insert("actions", &actions);
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);
     context.insert("title", &R::title(&item));

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::form::{Field, Kind, Options};
 use crate::AppState;
-use crate::api::{Members, Nodes, Providers, Resource, Sites};
+use crate::api::{BoxFuture, Members, Nodes, Providers, Resource, Sites};
 use crate::error::ApiError;
 
 /// A resource with pages.
@@ -21,6 +21,24 @@ pub trait PageResource: Resource {
     fn title(item: &Self::Item) -> String;
     /// What a new form starts with.
     fn blank_input() -> Value;
+    /// Rows of live status for the detail page (label key, text), from the nodes' reports.
+    fn status_rows<'a>(
+        _state: &'a AppState,
+        _item: &'a Self::Item,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ApiError>> {
+        Box::pin(async { Ok(vec![]) })
+    }
+    /// Extra buttons of the detail page: (form action, label key).
+    fn actions(_item: &Self::Item) -> Vec<(String, &'static str)> {
+        vec![]
+    }
+}
+
+fn bytes_of(used: Option<u64>, quota: u64) -> String {
+    match used {
+        Some(used) => format!("{} / {}", format_bytes(used), format_bytes(quota)),
+        None => format!("? / {}", format_bytes(quota)),
+    }
 }
 
 const fn field(name: &'static str, kind: Kind) -> Field {
@@ -89,6 +107,66 @@ impl PageResource for Nodes {
     fn blank_input() -> Value {
         json!({"overcommit": alveole_model::Overcommit::default()})
     }
+    fn status_rows<'a>(
+        state: &'a AppState,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ApiError>> {
+        Box::pin(async move {
+            let statuses = state.store().node_statuses().await?;
+            let Some(status) = statuses.into_iter().find(|s| s.node_id == node.id) else {
+                return Ok(vec![("status.agent".to_owned(), "—".to_owned())]);
+            };
+            let r = &status.report.resources;
+            let reachable = crate::api::agents::reachable(
+                Some(status.reported_at),
+                chrono::Utc::now(),
+                state.config().node_unreachable_after,
+            );
+            Ok(vec![
+                (
+                    "status.agent".to_owned(),
+                    if reachable {
+                        "✓".to_owned()
+                    } else {
+                        "✗".to_owned()
+                    },
+                ),
+                (
+                    "status.last_seen".to_owned(),
+                    status
+                        .reported_at
+                        .format("%Y-%m-%d %H:%M:%S UTC")
+                        .to_string(),
+                ),
+                (
+                    "status.load".to_owned(),
+                    format!("{:.2} ({} CPUs)", r.load_1m, r.cpus),
+                ),
+                (
+                    "status.memory".to_owned(),
+                    format!(
+                        "{} / {}",
+                        format_bytes(r.memory_available_bytes),
+                        format_bytes(r.memory_total_bytes)
+                    ),
+                ),
+                (
+                    "status.disk".to_owned(),
+                    format!(
+                        "{} / {}",
+                        format_bytes(r.disk_available_bytes),
+                        format_bytes(r.disk_total_bytes)
+                    ),
+                ),
+            ])
+        })
+    }
+    fn actions(node: &Node) -> Vec<(String, &'static str)> {
+        vec![(
+            format!("/nodes/{}/join-token", node.id),
+            "action.join_token",
+        )]
+    }
 }
 
 impl PageResource for Members {
@@ -143,6 +221,32 @@ impl PageResource for Sites {
     }
     fn title(s: &Site) -> String {
         s.primary_domain.to_unicode()
+    }
+    fn status_rows<'a>(
+        state: &'a AppState,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ApiError>> {
+        Box::pin(async move {
+            let statuses = state.store().node_statuses().await?;
+            let report = statuses
+                .iter()
+                .filter(|s| Some(s.node_id) == site.node_id)
+                .flat_map(|s| s.report.sites.iter())
+                .find(|r| r.site_id == site.id);
+            let Some(report) = report else {
+                return Ok(vec![("status.state".to_owned(), "—".to_owned())]);
+            };
+            let state_text = format!("{:?}", report.state).to_lowercase();
+            let mut rows = vec![("status.state".to_owned(), state_text)];
+            if let Some(reason) = &report.reason {
+                rows.push(("status.reason".to_owned(), reason.clone()));
+            }
+            rows.push((
+                "status.volume".to_owned(),
+                bytes_of(report.volume_bytes, site.volume.quota_bytes),
+            ));
+            Ok(rows)
+        })
     }
     fn blank_input() -> Value {
         json!({
