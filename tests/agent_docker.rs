@@ -526,6 +526,38 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     assert_eq!(status, 404);
     assert!(body.contains("alveole") && body.contains("nobody.example.org"));
 
+    // The ingress counted all of it, per site, for Prometheus.
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = metrics_listener.local_addr().unwrap();
+    let metrics_server = tokio::spawn(alveole_agent::ingress::serve_metrics(
+        ingress.clone(),
+        metrics_listener,
+    ));
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("alveole_ingress_requests_total")
+                && l.contains(&site_id)
+                && l.contains("2xx")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(served.is_some_and(|n| n > 20), "{metrics}");
+    assert!(
+        metrics.contains(r#"alveole_ingress_requests_total{site="none",class="4xx"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alveole_ingress_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    metrics_server.abort();
     server.abort();
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;

@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::metrics::IngressMetrics;
 use crate::runtime::Traffic;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -177,6 +178,7 @@ pub struct Ingress {
     /// Woken when a hold ends, and when a request finishes while a hold drains.
     changed: Notify,
     limits: HoldLimits,
+    metrics: IngressMetrics,
 }
 
 impl Default for Ingress {
@@ -210,6 +212,7 @@ impl Ingress {
             client,
             changed: Notify::new(),
             limits: HoldLimits::default(),
+            metrics: IngressMetrics::default(),
         }
     }
 
@@ -242,6 +245,11 @@ impl Ingress {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// Requests and latency per site, in Prometheus's text format.
+    pub fn metrics(&self) -> String {
+        self.metrics.render()
     }
 
     pub fn routes(&self) -> Arc<Routes> {
@@ -318,11 +326,26 @@ impl Ingress {
         outcome
     }
 
+    /// Proxies one request and records it in the ingress's metrics.
     async fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let started = tokio::time::Instant::now();
+        let (site, response) = self.proxy(request, client).await;
+        let seconds = site.map(|_| started.elapsed().as_secs_f64());
+        self.metrics
+            .record(site, response.status().as_u16(), seconds);
+        response
+    }
+
+    /// Proxies one request; returns the site that answered (if any) and the response.
+    async fn proxy(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         client: SocketAddr,
-    ) -> Response<Body> {
+    ) -> (Option<SiteId>, Response<Body>) {
         let host = request
             .headers()
             .get(header::HOST)
@@ -332,7 +355,7 @@ impl Ingress {
             .to_owned();
         let (route, in_flight) = match self.admit(&host).await {
             Ok(admitted) => admitted,
-            Err(response) => return response,
+            Err(response) => return (None, response),
         };
         let mut parts = std::mem::take(request.uri_mut()).into_parts();
         parts.scheme = Some(Scheme::HTTP);
@@ -341,10 +364,13 @@ impl Ingress {
             parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
         }
         let Ok(uri) = Uri::from_parts(parts) else {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The request path is not valid.",
+            return (
+                Some(route.site),
+                page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request path is not valid.",
+                ),
             );
         };
         *request.uri_mut() = uri;
@@ -360,7 +386,7 @@ impl Ingress {
             headers.insert("x-forwarded-for", value);
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        match self.client.request(request).await {
+        let response = match self.client.request(request).await {
             // The request stays in flight until its response body is finished.
             Ok(response) => response.map(|body| {
                 body.map_frame(move |frame| {
@@ -377,7 +403,46 @@ impl Ingress {
                     "This site is not answering right now. Please try again shortly.",
                 )
             }
-        }
+        };
+        (Some(route.site), response)
+    }
+}
+
+/// Serves the ingress's metrics (`GET /metrics`) on a listener of their own, apart from the
+/// sites' traffic.
+pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let ingress = ingress.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let ingress = ingress.clone();
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        let mut response = Response::new(
+                            Full::new(Bytes::from(ingress.metrics()))
+                                .map_err(|never| match never {})
+                                .boxed(),
+                        );
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        );
+                        response
+                    } else {
+                        page(
+                            StatusCode::NOT_FOUND,
+                            "Not found",
+                            "Metrics are at /metrics.",
+                        )
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod fake;
 pub mod ledger;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

@@ -28,6 +28,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let server = tokio::spawn(ingress.clone().serve(listener));
+    let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("listening on {} for metrics", args.metrics_listen))?;
+    tokio::spawn(alveole_agent::ingress::serve_metrics(
+        ingress.clone(),
+        metrics,
+    ));
     let agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress);
     let timing = Timing {
         pass: Duration::from_secs(args.pass_seconds.max(1)),

@@ -99,6 +99,9 @@ pub struct AgentArgs {
     /// Address and port of the node's HTTP ingress.
     #[arg(long, env = "ALVEOLE_INGRESS_LISTEN", default_value = "0.0.0.0:80")]
     pub ingress_listen: SocketAddr,
+    /// Where the agent serves its ingress's Prometheus metrics (`/metrics`).
+    #[arg(long, env = "ALVEOLE_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
+    pub metrics_listen: SocketAddr,
     /// Seconds between two passes (ask the panel, then reconcile).
     #[arg(long, env = "ALVEOLE_PASS_SECONDS", default_value_t = 5)]
     pub pass_seconds: u64,
