@@ -630,20 +630,23 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
 async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer() {
     use alveole_agent::ingress::Ingress;
     use alveole_agent::run::{Agent, Timing};
-    use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
 
-    alveole_tests::init();
-    if !ensure_test_image() {
+    let Some(fixture) = Fixture::start().await else {
         return;
-    }
-    let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
-    let (node, member) = panel.seed().await;
-    let node_id: NodeId = node.parse().unwrap();
-    let _cleanup = NodeCleanup(node_id, Naming { node_id });
-    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    };
+    let Fixture {
+        db,
+        panel,
+        node_id,
+        member,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
     let site = json!({
         "owner_id": member, "primary_domain": "events.example.org", "image": TEST_IMAGE,
         "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "events"}]
@@ -970,20 +973,24 @@ async fn enroll(
 async fn docker_a_volume_over_its_quota_raises_an_alert() {
     use alveole_agent::ingress::Ingress;
     use alveole_agent::run::Agent;
-    use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
 
-    alveole_tests::init();
-    if !ensure_test_image() {
+    let Some(fixture) = Fixture::start().await else {
         return;
-    }
-    let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
-    let (node, member) = panel.seed().await;
-    let node_id: NodeId = node.parse().unwrap();
-    let _cleanup = NodeCleanup(node_id, Naming { node_id });
-    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    };
+    let Fixture {
+        db,
+        panel,
+        node,
+        node_id,
+        member,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
     let site = json!({
         "owner_id": member, "primary_domain": "quota.example.org", "image": TEST_IMAGE,
         "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "quota"}],
@@ -1050,20 +1057,22 @@ async fn docker_a_volume_over_its_quota_raises_an_alert() {
 async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
     use alveole_agent::ingress::Ingress;
     use alveole_agent::run::{Agent, Timing};
-    use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
 
-    alveole_tests::init();
-    if !ensure_test_image() {
+    let Some(fixture) = Fixture::start().await else {
         return;
-    }
-    let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
-    let (node, member) = panel.seed().await;
-    let node_id: NodeId = node.parse().unwrap();
-    let _cleanup = NodeCleanup(node_id, Naming { node_id });
-    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    };
+    let Fixture {
+        db,
+        panel,
+        member,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
     let ingress = Arc::new(Ingress::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingress_address = listener.local_addr().unwrap();
@@ -1112,20 +1121,23 @@ async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
 async fn docker_a_corrupt_state_file_stops_nothing() {
     use alveole_agent::ingress::Ingress;
     use alveole_agent::run::Agent;
-    use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
 
-    alveole_tests::init();
-    if !ensure_test_image() {
+    let Some(fixture) = Fixture::start().await else {
         return;
-    }
-    let db = TestDb::sqlite().await;
-    let mut panel = TestPanel::start(&db).await;
-    let (node, member) = panel.seed().await;
-    let node_id: NodeId = node.parse().unwrap();
-    let _cleanup = NodeCleanup(node_id, Naming { node_id });
-    let (credential, client, state_dir) = enroll(&panel, &node).await;
+    };
+    let Fixture {
+        db,
+        mut panel,
+        node_id,
+        member,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
     let site = json!({
         "owner_id": member, "primary_domain": "corrupt.example.org", "image": TEST_IMAGE,
         "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "corrupt"}]
@@ -1178,4 +1190,44 @@ async fn docker_a_corrupt_state_file_stops_nothing() {
     assert!(restarted.held_generation().is_some());
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
+}
+
+/// A panel with a provider, a node and a member, and an agent enrolled for the node; the
+/// node's engine objects go when `cleanup` is dropped. `None` (said loudly) without Docker.
+struct Fixture {
+    db: alveole_tests::TestDb,
+    panel: alveole_tests::TestPanel,
+    node: String,
+    node_id: NodeId,
+    member: String,
+    credential: alveole_agent::run::Credential,
+    client: alveole_agent::run::PanelClient,
+    state_dir: std::path::PathBuf,
+    cleanup: NodeCleanup,
+}
+
+impl Fixture {
+    async fn start() -> Option<Fixture> {
+        alveole_tests::init();
+        if !ensure_test_image() {
+            return None;
+        }
+        let db = alveole_tests::TestDb::sqlite().await;
+        let panel = alveole_tests::TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let node_id: NodeId = node.parse().unwrap();
+        let cleanup = NodeCleanup(node_id, Naming { node_id });
+        let (credential, client, state_dir) = enroll(&panel, &node).await;
+        Some(Fixture {
+            db,
+            panel,
+            node,
+            node_id,
+            member,
+            credential,
+            client,
+            state_dir,
+            cleanup,
+        })
+    }
 }

@@ -67,6 +67,23 @@ impl DockerRuntime {
         Ok(Self { docker })
     }
 
+    /// The volumes labelled for this node.
+    async fn node_volumes(
+        &self,
+        naming: &Naming,
+    ) -> Result<Vec<bollard::models::Volume>, RuntimeError> {
+        let options = ListVolumesOptions {
+            filters: Some(Self::node_filter(naming)),
+        };
+        Ok(self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(engine)?
+            .volumes
+            .unwrap_or_default())
+    }
+
     fn node_filter(naming: &Naming) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_owned(),
@@ -86,14 +103,8 @@ impl Runtime for DockerRuntime {
             Err(other) => return Err(engine(other)),
         };
         let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(Self::node_filter(naming)),
-            }))
-            .await
-            .map_err(engine)?
-            .volumes
-            .unwrap_or_default()
+            .node_volumes(naming)
+            .await?
             .into_iter()
             .map(|v| v.name)
             .collect();
@@ -249,15 +260,7 @@ impl Runtime for DockerRuntime {
         &self,
         naming: &Naming,
     ) -> Result<std::collections::BTreeMap<SiteId, u64>, RuntimeError> {
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(Self::node_filter(naming)),
-            }))
-            .await
-            .map_err(engine)?
-            .volumes
-            .unwrap_or_default();
+        let volumes = self.node_volumes(naming).await?;
         let targets: Vec<(SiteId, std::path::PathBuf)> = volumes
             .into_iter()
             .filter_map(|v| {

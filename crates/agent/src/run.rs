@@ -82,6 +82,18 @@ impl PanelClient {
         }
     }
 
+    /// The JSON body of a successful answer.
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, AgentError> {
+        self.checked(response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
     async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response, AgentError> {
         if response.status().is_success() {
             return Ok(response);
@@ -100,11 +112,7 @@ impl PanelClient {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        self.checked(response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.unreachable(e))
+        self.decode(response).await
     }
 
     /// Sends the node's report after a pass.
@@ -151,11 +159,7 @@ impl PanelClient {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        self.checked(response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.unreachable(e))
+        self.decode(response).await
     }
 }
 

@@ -371,31 +371,6 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
     use alveole_agent::{Naming, Reconciler};
     use alveole_model::{DesiredState, Hostname, ImageRef, NodeId, SiteId, SiteSpec, Wildcard};
 
-    let docker = |args: &[&str]| -> anyhow::Result<String> {
-        let out = std::process::Command::new("docker").args(args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let cleanup = |node: NodeId, naming: &Naming| {
-        let filter = format!("label=coop.alveole.node={node}");
-        for id in docker(&["ps", "-aq", "--filter", &filter])
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = docker(&["rm", "-f", id]);
-        }
-        for volume in docker(&["volume", "ls", "-q", "--filter", &filter])
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = docker(&["volume", "rm", "-f", volume]);
-        }
-        let _ = docker(&["network", "rm", &naming.network()]);
-    };
     let command = vec!["/bin/sh".to_owned(), "-c".to_owned(), HELLO.to_owned()];
     let specs: Vec<SiteSpec> = (0..count)
         .map(|i| -> anyhow::Result<SiteSpec> {
@@ -437,7 +412,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let again = reconciler.reconcile(&desired).await;
     let second = started.elapsed();
-    cleanup(naming.node_id, &naming);
+    remove_node(&naming);
     let report = report?;
     anyhow::ensure!(
         report.failures.is_empty() && report.addresses.len() == count,
@@ -496,7 +471,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         }
     }
     let naive = started.elapsed();
-    cleanup(baseline, &base_naming);
+    remove_node(&base_naming);
 
     println!("| measurement | seconds | per site (ms) |");
     println!("|---|---|---|");
@@ -646,37 +621,7 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
     running.abort();
     serving.abort();
     panel.abort();
-    let docker = |args: &[&str]| -> anyhow::Result<String> {
-        let out = std::process::Command::new("docker").args(args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let remove_labelled = |label: &str| {
-        for id in docker(&["ps", "-aq", "--filter", &format!("label={label}")])
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = docker(&["rm", "-f", id]);
-        }
-        for volume in docker(&["volume", "ls", "-q", "--filter", &format!("label={label}")])
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = docker(&["volume", "rm", "-f", volume]);
-        }
-    };
-    remove_labelled(&format!("coop.alveole.node={}", node.id));
-    let _ = docker(&[
-        "network",
-        "rm",
-        &alveole_agent::Naming { node_id: node.id }.network(),
-    ]);
-    let _ =
-        alveole_agent::isolation::NftIsolation::remove(&alveole_agent::Naming { node_id: node.id });
+    remove_node(&alveole_agent::Naming { node_id: node.id });
 
     // Baseline: `docker run -d`, then poll the container directly until it answers 200.
     let label = format!("alveole-bench={}", uuid::Uuid::now_v7().simple());
@@ -728,4 +673,39 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
         a99.as_secs_f64() / b99.as_secs_f64()
     );
     Ok(())
+}
+
+/// Runs the docker command line (the benchmarks' baselines use it, as a person would).
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("docker").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Removes the containers and volumes carrying `label` (`key=value`).
+fn remove_labelled(label: &str) {
+    let filter = format!("label={label}");
+    for id in docker(&["ps", "-aq", "--filter", &filter])
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = docker(&["rm", "-f", id]);
+    }
+    for volume in docker(&["volume", "ls", "-q", "--filter", &filter])
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = docker(&["volume", "rm", "-f", volume]);
+    }
+}
+
+/// Removes everything a benchmark node left: containers, volumes, network, isolation table.
+fn remove_node(naming: &alveole_agent::Naming) {
+    remove_labelled(&format!("coop.alveole.node={}", naming.node_id));
+    let _ = docker(&["network", "rm", &naming.network()]);
+    let _ = alveole_agent::isolation::NftIsolation::remove(naming);
 }
