@@ -107,6 +107,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         node_id: naming.node_id,
         generation: 1,
         sites: vec![alpha],
+        purge_volumes: vec![],
     };
     let site = desired.sites[0].site_id;
 
@@ -262,6 +263,7 @@ async fn docker_sites_cannot_reach_each_other() {
         node_id: naming.node_id,
         generation: 1,
         sites: vec![spec("a"), spec("b")],
+        purge_volumes: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let (a, b) = (desired.sites[0].site_id, desired.sites[1].site_id);
@@ -558,6 +560,37 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         "{metrics}"
     );
     metrics_server.abort();
+
+    // Purged: the site's name gets alveole's own page; container and volume are gone.
+    let (status, _) = panel
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/sites/{site_id}/purge"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let report = restarted.pass().await.expect("a pass");
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|a| matches!(a, alveole_agent::Action::RemoveVolume { .. })),
+        "{:?}",
+        report.actions
+    );
+    let (status, body) = through_ingress(ingress_address, "e2e.example.org").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("alveole"));
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name={container}")]).is_empty(),
+        "container gone"
+    );
+    let volume = Naming { node_id }.volume(site_id.parse().unwrap());
+    assert!(
+        docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).is_empty(),
+        "volume gone"
+    );
     server.abort();
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
@@ -721,6 +754,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         node_id: naming.node_id,
         generation: 1,
         sites: vec![greedy.clone(), neighbour.clone()],
+        purge_volumes: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let neighbour_address = report.addresses[&neighbour.site_id];
@@ -797,6 +831,7 @@ async fn docker_forty_sites_share_one_node_network() {
         node_id: naming.node_id,
         generation: 1,
         sites: sites.clone(),
+        purge_volumes: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -859,6 +894,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         node_id: naming.node_id,
         generation: 1,
         sites: vec![spec("a")],
+        purge_volumes: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let a = naming.container(desired.sites[0].site_id);

@@ -315,6 +315,22 @@ impl Runtime for DockerRuntime {
         }))
     }
 
+    async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .remove_volume(
+                &naming.volume(site),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            other => other.map_err(engine),
+        }
+    }
+
     async fn address(
         &self,
         naming: &Naming,

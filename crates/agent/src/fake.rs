@@ -107,6 +107,13 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
+        self.record(format!("remove_volume {site}"));
+        let name = naming.volume(site);
+        self.lock().0.volumes.retain(|v| *v != name);
+        Ok(())
+    }
+
     async fn ready(&self, _: std::net::SocketAddr) -> Result<(), RuntimeError> {
         Ok(())
     }
@@ -149,6 +156,7 @@ mod tests {
             node_id: naming.node_id,
             generation: 1,
             sites: vec![spec],
+            purge_volumes: vec![],
         };
         let reconciler = Reconciler::new(FakeRuntime::default(), naming);
         let first = reconciler.reconcile(&desired).await.unwrap();

@@ -145,6 +145,7 @@ mod tests {
             node_id: node,
             generation,
             sites: vec![],
+            purge_volumes: vec![],
         }
     }
 

@@ -58,6 +58,12 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             container: container.id.clone(),
         });
     }
+    // Purged sites' volumes go, unless the site is desired again.
+    for site in desired.purge_volumes.iter().filter(|s| !wanted.contains(s)) {
+        if observed.volumes.contains(&naming.volume(*site)) {
+            actions.push(Action::RemoveVolume { site: *site });
+        }
+    }
     actions
 }
 
@@ -101,6 +107,7 @@ mod tests {
             node_id: naming.node_id,
             generation: 1,
             sites: specs,
+            purge_volumes: vec![],
         };
         (
             naming,
@@ -163,6 +170,24 @@ mod tests {
                 Action::Remove {
                     container: "gone".into()
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_purged_sites_volume_goes_after_its_container() {
+        let (naming, mut desired, mut observed) = setup(vec![]);
+        let gone = spec(true);
+        observed.volumes.push(naming.volume(gone.site_id));
+        observed.containers.push(container(&gone, "c", true));
+        desired.purge_volumes.push(gone.site_id);
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [
+                Action::Remove {
+                    container: "c".into()
+                },
+                Action::RemoveVolume { site: gone.site_id }
             ]
         );
     }

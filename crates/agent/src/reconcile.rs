@@ -92,13 +92,22 @@ impl<R: Runtime> Reconciler<R> {
     pub async fn reconcile(&self, desired: &DesiredState) -> Result<Report, RuntimeError> {
         let observed = self.runtime.observe(&self.naming).await?;
         let actions = plan(&self.naming, desired, &observed);
-        // The network first, then volumes, then containers: each phase needs the one before.
+        // The network first, then volumes, then containers, then purged volumes (no container
+        // may use a volume when it goes): each phase needs the one before.
         // Within a phase, actions concern different objects and run a few at a time.
         let mut failures = Vec::new();
-        let phases: [fn(&Action) -> bool; 3] = [
+        let phases: [fn(&Action) -> bool; 4] = [
             |a| matches!(a, Action::CreateNetwork),
             |a| matches!(a, Action::CreateVolume { .. }),
-            |a| !matches!(a, Action::CreateNetwork | Action::CreateVolume { .. }),
+            |a| {
+                !matches!(
+                    a,
+                    Action::CreateNetwork
+                        | Action::CreateVolume { .. }
+                        | Action::RemoveVolume { .. }
+                )
+            },
+            |a| matches!(a, Action::RemoveVolume { .. }),
         ];
         for in_phase in phases {
             // Boxed with one named lifetime: the unboxed form trips the compiler's `Send` proof.
@@ -175,6 +184,7 @@ impl<R: Runtime> Reconciler<R> {
             Action::Start { container } => self.runtime.start(container).await,
             Action::Stop { container } => self.runtime.stop(container).await,
             Action::Remove { container } => self.runtime.remove(container).await,
+            Action::RemoveVolume { site } => self.runtime.remove_volume(&self.naming, *site).await,
         }
     }
 }

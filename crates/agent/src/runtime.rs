@@ -102,6 +102,10 @@ pub enum Action {
     Remove {
         container: String,
     },
+    /// Remove a purged site's volume (its containers are gone by then).
+    RemoveVolume {
+        site: SiteId,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +131,7 @@ pub trait Runtime: Send + Sync {
     async fn start(&self, container: &str) -> Result<(), RuntimeError>;
     async fn stop(&self, container: &str) -> Result<(), RuntimeError>;
     async fn remove(&self, container: &str) -> Result<(), RuntimeError>;
+    async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError>;
     /// The container's address on the node's network, once it runs.
     async fn address(
         &self,

@@ -405,6 +405,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         node_id: naming.node_id,
         generation: 1,
         sites: specs.clone(),
+        purge_volumes: vec![],
     };
     let started = Instant::now();
     let report = reconciler.reconcile(&desired).await;

@@ -167,8 +167,13 @@ pub enum ResourceAction {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
     },
-    /// Delete one, by id (sites also by host name).
-    Delete { id: String },
+    /// Delete one, by id (sites also by host name). A site's volume is kept unless `--purge`.
+    Delete {
+        id: String,
+        /// Sites: remove the site's volume too (its data is then gone for good).
+        #[arg(long)]
+        purge: bool,
+    },
     /// Nodes: a one-time join token, and the command that enrols the node's agent with it.
     JoinToken { id: String },
 }

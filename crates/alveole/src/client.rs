@@ -265,16 +265,18 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        ResourceAction::Delete { id } => {
+        ResourceAction::Delete { id, purge } => {
             let current = api.resolve(kind, &id).await?;
             let id = current["id"].as_str().context("no id")?;
             let version = current["version"].as_i64().unwrap_or_default();
-            api.call(
-                reqwest::Method::DELETE,
-                &format!("/api/v1/{}/{id}?version={version}", kind.plural),
-                None,
-            )
-            .await?;
+            if purge {
+                anyhow::ensure!(kind.plural == "sites", "only a site has a volume to purge");
+                let path = format!("/api/v1/sites/{id}/purge?version={version}");
+                api.call(reqwest::Method::POST, &path, None).await?;
+            } else {
+                let path = format!("/api/v1/{}/{id}?version={version}", kind.plural);
+                api.call(reqwest::Method::DELETE, &path, None).await?;
+            }
             if !json_out {
                 println!("deleted {id}");
             }

@@ -195,7 +195,7 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         "names the site"
     );
 
-    alveole(&server, &["site", "delete", "cli.exemple.org"]);
+    alveole(&server, &["site", "delete", "cli.exemple.org", "--purge"]);
     assert_eq!(
         json_of(&alveole(&server, &["site", "list", "--json"])),
         serde_json::json!([])

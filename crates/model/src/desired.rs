@@ -21,6 +21,9 @@ pub struct DesiredState {
     /// Grows with every change that concerns this node.
     pub generation: u64,
     pub sites: Vec<SiteSpec>,
+    /// Sites whose volumes must go (deleted and purged): removed once no container uses them.
+    #[serde(default)]
+    pub purge_volumes: Vec<SiteId>,
 }
 
 /// One site as a node runs it.

@@ -326,6 +326,21 @@ pub fn routes() -> Vec<Route> {
         post(agents::create_join_token),
     );
     b.add(
+        Method::POST,
+        "/api/v1/sites/{id}/purge",
+        "purge_site",
+        "Delete a site and its volume (DELETE keeps the volume)",
+        Surface::Api,
+        Access::Owner,
+        Some(ApiDoc {
+            query: vec![("version", "refuse if the version changed")],
+            success: (204, None),
+            errors: vec![400, 401, 404, 409],
+            ..Default::default()
+        }),
+        post(agents::purge_site),
+    );
+    b.add(
         Method::DELETE,
         "/api/v1/nodes/{id}/credential",
         "revoke_agent",

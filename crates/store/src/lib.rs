@@ -216,6 +216,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: SiteId,
         version: Option<i64>,
     ) -> StoreResult<()>;
+    /// Deletes the site and orders its node to remove its volume (one audited change).
+    async fn purge_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: Option<i64>,
+    ) -> StoreResult<()>;
+    /// The sites whose volumes the node must remove.
+    async fn volume_purges(&self, node: NodeId) -> StoreResult<Vec<SiteId>>;
 
     async fn counts(&self) -> StoreResult<Counts>;
 

@@ -947,6 +947,44 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn purge_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_site(tx.conn(), id).await?;
+        check_version("site", version, before.meta.version)?;
+        delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
+        if let Some(node) = before.node_id {
+            sqlx::query(
+                "INSERT INTO volume_purges (site_id, node_id, requested_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id.0)
+            .bind(node.0)
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+        }
+        bump_generation(&mut tx, before.node_id).await?;
+        tx.commit(
+            ctx,
+            Change::of("site.purge", "site", id, Some(&before), None),
+        )
+        .await
+    }
+
+    async fn volume_purges(&self, node: NodeId) -> StoreResult<Vec<SiteId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT site_id FROM volume_purges WHERE node_id = $1 ORDER BY site_id",
+        )
+        .bind(node.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(SiteId).collect())
+    }
+
     async fn counts(&self) -> StoreResult<Counts> {
         let (providers, nodes, members, sites): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM providers), (SELECT COUNT(*) FROM nodes), \

@@ -153,10 +153,12 @@ pub async fn desired_state(
         let _ = tokio::time::timeout_at(recheck, changed).await;
     };
     let sites = sites.iter().map(alveole_model::Site::to_spec).collect();
+    let purge_volumes = state.store().volume_purges(node).await?;
     Ok(Json(DesiredState {
         node_id: node,
         generation,
         sites,
+        purge_volumes,
     }))
 }
 
@@ -271,4 +273,26 @@ mod tests {
         assert!(!reachable(Some(now - Duration::seconds(61)), now, minute));
         assert!(!reachable(None, now, minute), "never seen");
     }
+}
+
+/// Deletes a site and its volume (`DELETE` keeps the volume, so that a deletion can be undone).
+pub async fn purge_site(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PurgeQuery>,
+) -> ApiResult<StatusCode> {
+    let site: alveole_model::SiteId = parse_id(&id)?;
+    state
+        .store()
+        .purge_site(&audit_context(&caller, &headers), site, query.version)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeQuery {
+    version: Option<i64>,
 }
