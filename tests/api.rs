@@ -618,7 +618,8 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
                 "sites": [{"site_id": site_id, "state": state, "reason": reason},
                           {"site_id": uuid::Uuid::now_v7(), "state": "running"}],
                 "resources": {"cpus": 2, "load_1m": 0.5, "memory_total_bytes": 1, "memory_available_bytes": 1,
-                              "disk_total_bytes": 1, "disk_available_bytes": 1}
+                              "disk_total_bytes": 1, "disk_available_bytes": 1},
+                "warnings": ["sites are not isolated from this host: test"]
             })
         };
         let events_before = panel.store.audit_events(0, 1000).await.unwrap().len();
@@ -672,6 +673,11 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
         let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
         assert_eq!(status["reachable"], true, "{status}");
         assert_eq!(status["report"]["resources"]["cpus"], 2);
+        let node_page = panel.page(&format!("/nodes/{node}")).await;
+        assert!(
+            node_page.contains("sites are not isolated from this host"),
+            "the node page shows its warnings"
+        );
 
         // Revoked: the agent is refused from now on, and the revocation is in the record.
         let (status, _) = panel

@@ -89,6 +89,10 @@ impl<R: Runtime> Reconciler<R> {
         &self.runtime
     }
 
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
     pub async fn reconcile(&self, desired: &DesiredState) -> Result<Report, RuntimeError> {
         let observed = self.runtime.observe(&self.naming).await?;
         let actions = plan(&self.naming, desired, &observed);

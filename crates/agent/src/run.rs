@@ -224,6 +224,8 @@ pub struct Agent<R> {
     usage: std::collections::BTreeMap<alveole_model::SiteId, u64>,
     usage_measured: Option<tokio::time::Instant>,
     usage_every: Duration,
+    /// Whether the node's isolation from the host can be put in place (nft is there).
+    isolated: bool,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -259,7 +261,9 @@ impl<R: Runtime> Agent<R> {
             node_id: credential.node_id,
         };
         let mut reconciler = Reconciler::new(runtime, naming).with_traffic(traffic);
-        match crate::isolation::NftIsolation::detect() {
+        let isolation = crate::isolation::NftIsolation::detect();
+        let isolated = isolation.is_some();
+        match isolation {
             Some(nft) => reconciler = reconciler.with_isolation(Arc::new(nft)),
             None => tracing::error!(
                 "nft is not installed: this node's sites can reach the host's own services (install nftables)"
@@ -275,6 +279,29 @@ impl<R: Runtime> Agent<R> {
             usage: Default::default(),
             usage_measured: None,
             usage_every: Duration::from_secs(60),
+            isolated,
+        }
+    }
+
+    /// Measures the volumes when the last measurement is older than the interval.
+    async fn refresh_usage(&mut self) {
+        if self
+            .usage_measured
+            .is_some_and(|at| at.elapsed() < self.usage_every)
+        {
+            return;
+        }
+        match self
+            .reconciler
+            .runtime()
+            .volume_usage(self.reconciler.naming())
+            .await
+        {
+            Ok(usage) => {
+                self.usage = usage;
+                self.usage_measured = Some(tokio::time::Instant::now());
+            }
+            Err(error) => tracing::warn!(%error, "could not measure the volumes"),
         }
     }
 
@@ -307,30 +334,14 @@ impl<R: Runtime> Agent<R> {
                 tracing::warn!(%error, generation = ?self.held_generation(), "panel unreachable; serving from the held desired state")
             }
         }
+        let outcome = self.reconciler.reconcile(self.held.as_ref()?).await;
+        if outcome.is_ok() {
+            self.refresh_usage().await;
+        }
         let held = self.held.as_ref()?;
-        let outcome = self.reconciler.reconcile(held).await;
         let sites = match &outcome {
             Ok(report) => {
                 self.ingress.set_routes(routes_of(held, report));
-                let due = self
-                    .usage_measured
-                    .is_none_or(|at| at.elapsed() >= self.usage_every);
-                if due {
-                    match self
-                        .reconciler
-                        .runtime()
-                        .volume_usage(&Naming {
-                            node_id: self.credential.node_id,
-                        })
-                        .await
-                    {
-                        Ok(usage) => {
-                            self.usage = usage;
-                            self.usage_measured = Some(tokio::time::Instant::now());
-                        }
-                        Err(error) => tracing::warn!(%error, "could not measure the volumes"),
-                    }
-                }
                 site_reports(held, report, &self.usage)
             }
             Err(error) => {
@@ -347,11 +358,24 @@ impl<R: Runtime> Agent<R> {
                     .collect()
             }
         };
+        let mut warnings = Vec::new();
+        if !self.isolated {
+            warnings
+                .push("nft is not installed: sites can reach this host's own services".to_owned());
+        }
+        if let Some(error) = outcome
+            .as_ref()
+            .ok()
+            .and_then(|r| r.isolation_error.clone())
+        {
+            warnings.push(format!("sites are not isolated from this host: {error}"));
+        }
         let report = NodeReport {
             generation: Some(held.generation),
             sites,
             resources: resources(self.ledger.path()),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            warnings,
         };
         if let Err(error) = self.panel.report(&self.credential, &report).await {
             tracing::debug!(%error, "could not send the report; the next pass will");
@@ -364,12 +388,10 @@ impl<R: Runtime> Agent<R> {
     pub async fn run(mut self, timing: Timing, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let poke = Arc::new(tokio::sync::Notify::new());
-        let watcher = self.reconciler.runtime().watch(
-            &Naming {
-                node_id: self.credential.node_id,
-            },
-            poke.clone(),
-        );
+        let watcher = self
+            .reconciler
+            .runtime()
+            .watch(self.reconciler.naming(), poke.clone());
         let listener = tokio::spawn(listen_for_changes(
             self.panel.clone(),
             self.credential.clone(),

@@ -15,6 +15,9 @@ pub struct NodeReport {
     pub sites: Vec<SiteReport>,
     pub resources: NodeResources,
     pub agent_version: String,
+    /// Problems of the node itself (its isolation from the host cannot be put in place, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

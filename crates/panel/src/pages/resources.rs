@@ -122,7 +122,7 @@ impl PageResource for Nodes {
                 chrono::Utc::now(),
                 state.config().node_unreachable_after,
             );
-            Ok(vec![
+            let mut rows = vec![
                 (
                     "status.agent".to_owned(),
                     if reachable {
@@ -158,7 +158,15 @@ impl PageResource for Nodes {
                         format_bytes(r.disk_total_bytes)
                     ),
                 ),
-            ])
+            ];
+            rows.extend(
+                status
+                    .report
+                    .warnings
+                    .iter()
+                    .map(|w| ("status.warning".to_owned(), w.clone())),
+            );
+            Ok(rows)
         })
     }
     fn actions(node: &Node) -> Vec<(String, &'static str)> {
