@@ -317,6 +317,34 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Deletes a site; with `purge`, also orders its node to remove the site's volume.
+    async fn remove_site(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: Option<i64>,
+        purge: bool,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_site(tx.conn(), id).await?;
+        check_version("site", version, before.meta.version)?;
+        delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
+        if let (true, Some(node)) = (purge, before.node_id) {
+            sqlx::query(
+                "INSERT INTO volume_purges (site_id, node_id, requested_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id.0)
+            .bind(node.0)
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+        }
+        bump_generation(&mut tx, before.node_id).await?;
+        let action = if purge { "site.purge" } else { "site.delete" };
+        tx.commit(ctx, Change::of(action, "site", id, Some(&before), None))
+            .await
+    }
+
     async fn insert_hostnames(tx: &mut WriteTx, site: &Site) -> StoreResult<()> {
         for hostname in std::iter::once(&site.primary_domain).chain(&site.aliases) {
             sqlx::query(
@@ -935,16 +963,7 @@ impl Store for SqlStore {
         id: SiteId,
         version: Option<i64>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let before = fetch_site(tx.conn(), id).await?;
-        check_version("site", version, before.meta.version)?;
-        delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
-        bump_generation(&mut tx, before.node_id).await?;
-        tx.commit(
-            ctx,
-            Change::of("site.delete", "site", id, Some(&before), None),
-        )
-        .await
+        self.remove_site(ctx, id, version, false).await
     }
 
     async fn purge_site(
@@ -953,26 +972,7 @@ impl Store for SqlStore {
         id: SiteId,
         version: Option<i64>,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let before = fetch_site(tx.conn(), id).await?;
-        check_version("site", version, before.meta.version)?;
-        delete_row(&mut tx, "DELETE FROM sites WHERE id = $1", id.0).await?;
-        if let Some(node) = before.node_id {
-            sqlx::query(
-                "INSERT INTO volume_purges (site_id, node_id, requested_at) VALUES ($1, $2, $3)",
-            )
-            .bind(id.0)
-            .bind(node.0)
-            .bind(now())
-            .execute(tx.conn())
-            .await?;
-        }
-        bump_generation(&mut tx, before.node_id).await?;
-        tx.commit(
-            ctx,
-            Change::of("site.purge", "site", id, Some(&before), None),
-        )
-        .await
+        self.remove_site(ctx, id, version, true).await
     }
 
     async fn volume_purges(&self, node: NodeId) -> StoreResult<Vec<SiteId>> {
