@@ -716,7 +716,8 @@ async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer
     let wait_for = |want_new_than: String| {
         let container = container.clone();
         async move {
-            for _ in 0..200 {
+            // Bounded: 60 s, for a loaded CI machine; usually about one second.
+            for _ in 0..600 {
                 let id = running_id(&container);
                 if !id.is_empty() && id != want_new_than {
                     return id;

@@ -759,3 +759,92 @@ async fn an_agents_long_poll_answers_when_its_node_changes() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn agents_reach_the_panel_over_tls_pinned_by_their_join_command() {
+    use alveole_agent::run::{PanelClient, credential};
+    use alveole_panel::{AppState, PanelConfig, tls};
+
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, _) = panel.seed().await;
+    // The panel serves agents over TLS with its own CA, as `alveole serve --agent-listen` does.
+    let serve_agents = |name: &str| {
+        let dir = std::env::temp_dir().join(format!(
+            "alveole-tls-{name}-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let material = tls::load_or_create(&dir, &["127.0.0.1".into()]).unwrap();
+        let store = panel.store.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!(
+                "https://127.0.0.1:{}",
+                listener.local_addr().unwrap().port()
+            );
+            let config = PanelConfig {
+                agent_url: Some(url.clone()),
+                agent_ca: Some(material.ca.clone()),
+                ..PanelConfig::default()
+            };
+            let app = alveole_panel::app(AppState::new(store, config).unwrap());
+            let server = tokio::spawn(tls::serve(app, listener, material.server));
+            (url, material.ca, server, dir)
+        }
+    };
+    let (url, ca, server, tls_dir) = serve_agents("a").await;
+
+    // The join command names the agents' address and pins the CA.
+    let admin = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let join: Value = admin
+        .post(format!("{url}/api/v1/nodes/{node}/join-token"))
+        .bearer_auth(&panel.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let command = join["command"].as_str().unwrap();
+    assert!(
+        command.contains(&format!("--panel-url {url}"))
+            && command.contains(&format!("--panel-ca-sha256 {}", ca.fingerprint)),
+        "{command}"
+    );
+
+    // A wrong fingerprint: refused, nothing saved.
+    let state_dir =
+        std::env::temp_dir().join(format!("alveole-pinned-{}", uuid::Uuid::now_v7().simple()));
+    let wrong = PanelClient::trusting(&url, &state_dir, Some(&"0".repeat(64))).await;
+    assert!(wrong.is_err() && !state_dir.join("panel-ca.pem").exists());
+
+    // The right one: the agent enrols and reads its state over TLS.
+    let client = PanelClient::trusting(&url, &state_dir, Some(&ca.fingerprint))
+        .await
+        .unwrap();
+    let enrolled = credential(&client, &state_dir, join["join_token"].as_str())
+        .await
+        .unwrap();
+    assert_eq!(enrolled.node_id.to_string(), node);
+    assert!(client.desired_state(&enrolled).await.is_ok());
+
+    // Later, a panel with another CA (an impostor at that address) is not trusted.
+    let (other_url, _, other_server, other_dir) = serve_agents("b").await;
+    let pinned = PanelClient::trusting(&other_url, &state_dir, None)
+        .await
+        .unwrap();
+    assert!(
+        pinned.desired_state(&enrolled).await.is_err(),
+        "only the pinned CA is trusted"
+    );
+
+    server.abort();
+    other_server.abort();
+    for dir in [tls_dir, other_dir, state_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    db.drop_db().await;
+}

@@ -300,6 +300,8 @@ impl Runtime for DockerRuntime {
                     ..Default::default()
                 };
                 let mut events = std::pin::pin!(docker.events(Some(options)));
+                // Whatever happened while not listening (start, reconnection) deserves a pass.
+                poke.notify_one();
                 while let Some(event) = events.next().await {
                     match event {
                         Ok(_) => poke.notify_one(),

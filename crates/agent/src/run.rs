@@ -61,6 +61,53 @@ pub struct PanelClient {
 }
 
 impl PanelClient {
+    /// A client that trusts only the panel's own CA when one is known: the one saved in
+    /// `state_dir`, else the one the panel serves, if its SHA-256 is `pin` (from the join
+    /// command; saved for every later start). With neither: the system's roots, as `new`.
+    pub async fn trusting(
+        base: &str,
+        state_dir: &Path,
+        pin: Option<&str>,
+    ) -> Result<Self, AgentError> {
+        let saved = state_dir.join("panel-ca.pem");
+        let ca_pem = match std::fs::read_to_string(&saved) {
+            Ok(pem) => Some(pem),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match pin {
+                Some(pin) => {
+                    let pem = fetch_pinned_ca(base, pin).await?;
+                    let io = |source| AgentError::Io {
+                        path: saved.clone(),
+                        source,
+                    };
+                    std::fs::create_dir_all(state_dir).map_err(io)?;
+                    std::fs::write(&saved, &pem).map_err(io)?;
+                    Some(pem)
+                }
+                None => None,
+            },
+            Err(source) => {
+                return Err(AgentError::Io {
+                    path: saved,
+                    source,
+                });
+            }
+        };
+        let unreachable = |source| AgentError::Panel {
+            url: base.to_owned(),
+            source,
+        };
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = ca_pem {
+            builder = builder.tls_certs_only([
+                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(unreachable)?
+            ]);
+        }
+        Ok(Self {
+            http: builder.build().map_err(unreachable)?,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
     pub fn new(base: &str) -> Result<Self, AgentError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -161,6 +208,47 @@ impl PanelClient {
             .map_err(|e| self.unreachable(e))?;
         self.decode(response).await
     }
+}
+
+/// Fetches the panel's CA and accepts it only if its SHA-256 is `pin`. The connection that
+/// brings it is not trusted (that is the point): the pin, from the join command an admin
+/// copied, is what makes the CA trustworthy.
+async fn fetch_pinned_ca(base: &str, pin: &str) -> Result<String, AgentError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let url = format!("{}/api/v1/agent/ca", base.trim_end_matches('/'));
+    let unreachable = |source| AgentError::Panel {
+        url: url.clone(),
+        source,
+    };
+    let unchecked = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(unreachable)?;
+    let answer: serde_json::Value = unchecked
+        .get(&url)
+        .send()
+        .await
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(unreachable)?;
+    let pem = answer["ca_pem"].as_str().unwrap_or_default().to_owned();
+    let refused = |detail: String| AgentError::Refused { status: 0, detail };
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| refused("the panel sent no CA certificate".into()))?;
+    let fingerprint: String = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if fingerprint != pin.trim().to_ascii_lowercase() {
+        return Err(refused(format!(
+            "the panel's CA has fingerprint {fingerprint}, not the {pin} of the join command: not trusting it"
+        )));
+    }
+    Ok(pem)
 }
 
 /// The credential in `state_dir`, enrolling with `join_token` when there is none yet.

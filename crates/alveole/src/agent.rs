@@ -11,7 +11,13 @@ use anyhow::Context;
 use crate::cli::AgentArgs;
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let panel = PanelClient::new(&args.panel_url)?;
+    let panel = PanelClient::trusting(
+        &args.panel_url,
+        &args.state_dir,
+        args.panel_ca_sha256.as_deref(),
+    )
+    .await
+    .context("trusting the panel")?;
     let credential = credential(&panel, &args.state_dir, args.join_token.as_deref())
         .await
         .context("enrolling with the panel")?;

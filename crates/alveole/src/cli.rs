@@ -63,6 +63,21 @@ pub struct ServeArgs {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,
+    /// Serve nodes' agents here over TLS, with the panel's own CA (e.g. 0.0.0.0:8443). Unset:
+    /// agents use the panel's address, behind a TLS proxy of yours.
+    #[arg(long, env = "ALVEOLE_AGENT_LISTEN")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Names and addresses agents use for the panel (the TLS certificate names them).
+    #[arg(
+        long,
+        env = "ALVEOLE_AGENT_HOSTNAMES",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1"
+    )]
+    pub agent_hostnames: Vec<String>,
+    /// Where the panel keeps its CA and TLS certificate for agents (keys mode 0600).
+    #[arg(long, env = "ALVEOLE_TLS_DIR", default_value = ".alveole/tls")]
+    pub tls_dir: PathBuf,
     /// Seconds without a report after which a node is shown unreachable.
     #[arg(long, env = "ALVEOLE_NODE_UNREACHABLE_AFTER", default_value_t = 60)]
     pub node_unreachable_after: u64,
@@ -93,6 +108,9 @@ pub struct AgentArgs {
     /// Where the agent keeps its credential and the last desired state it accepted.
     #[arg(long, env = "ALVEOLE_STATE_DIR", default_value = "/var/lib/alveole")]
     pub state_dir: PathBuf,
+    /// SHA-256 of the panel's CA, from the join command: the agent trusts that CA only.
+    #[arg(long, env = "ALVEOLE_PANEL_CA_SHA256")]
+    pub panel_ca_sha256: Option<String>,
     /// The one-time token from `POST /api/v1/nodes/{id}/join-token` (first start only).
     #[arg(long, env = "ALVEOLE_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,

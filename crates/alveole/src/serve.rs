@@ -16,11 +16,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 redact(&args.database.database_url)
             )
         })?;
+    // Agents reach the panel over TLS, with a certificate of the panel's own CA.
+    let agent_tls = match args.agent_listen {
+        Some(_) => Some(
+            alveole_panel::tls::load_or_create(&args.tls_dir, &args.agent_hostnames)
+                .context("preparing the agents' TLS")?,
+        ),
+        None => None,
+    };
+    let agent_url = args.agent_listen.map(|listen| {
+        let host = args
+            .agent_hostnames
+            .first()
+            .cloned()
+            .unwrap_or_else(|| listen.ip().to_string());
+        format!("https://{host}:{}", listen.port())
+    });
     let state = AppState::new(
         store.clone(),
         PanelConfig {
             secure_cookies: args.secure_cookies,
             node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
+            agent_url,
+            agent_ca: agent_tls.as_ref().map(|t| t.ca.clone()),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {
@@ -36,6 +54,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("alveole is listening on http://{address}/");
     tracing::info!(%address, backend = ?store.backend(), "panel started");
+    if let (Some(listen), Some(tls)) = (args.agent_listen, agent_tls) {
+        let agents = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen} for agents"))?;
+        println!(
+            "Agents enrol at https://{} (CA fingerprint {})",
+            agents.local_addr()?,
+            tls.ca.fingerprint
+        );
+        tokio::spawn(alveole_panel::tls::serve(
+            alveole_panel::app(state.clone()),
+            agents,
+            tls.server,
+        ));
+    }
     let panel = tokio::spawn(serve(state, listener));
     let _local = if args.local_agent {
         let config = LocalAgentConfig {

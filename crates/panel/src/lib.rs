@@ -11,6 +11,7 @@ pub mod openapi;
 mod ops;
 pub mod pages;
 pub mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +36,10 @@ pub struct PanelConfig {
     pub secure_cookies: bool,
     /// A node silent for longer is shown unreachable.
     pub node_unreachable_after: std::time::Duration,
+    /// How agents reach the panel (`https://panel.example.org:8443`), for join commands.
+    pub agent_url: Option<String>,
+    /// The CA agents pin, when the panel serves them over TLS.
+    pub agent_ca: Option<tls::AgentCa>,
 }
 
 impl Default for PanelConfig {
@@ -42,6 +47,8 @@ impl Default for PanelConfig {
         Self {
             secure_cookies: false,
             node_unreachable_after: std::time::Duration::from_secs(60),
+            agent_url: None,
+            agent_ca: None,
         }
     }
 }

@@ -355,6 +355,20 @@ pub fn routes() -> Vec<Route> {
         delete(agents::revoke),
     );
     b.add(
+        Method::GET,
+        "/api/v1/agent/ca",
+        "agent_ca",
+        "The CA agents pin (its fingerprint is in their join command)",
+        Surface::Api,
+        Access::Public,
+        Some(ApiDoc {
+            success: (200, Some(schema::<crate::tls::AgentCa>)),
+            errors: vec![404],
+            ..Default::default()
+        }),
+        get(agents::ca),
+    );
+    b.add(
         Method::POST,
         "/api/v1/agent/enroll",
         "enroll_agent",

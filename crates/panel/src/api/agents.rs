@@ -51,13 +51,7 @@ pub async fn create_join_token(
         .store()
         .create_join_token(&ctx, node, &auth::hash_token(&token), expires_at)
         .await?;
-    let panel = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("PANEL");
-    let command = format!(
-        "alveole agent --panel-url https://{panel} --join-token {token} --state-dir /var/lib/alveole"
-    );
+    let command = join_command(&state, &headers, &token);
     Ok((
         StatusCode::CREATED,
         Json(JoinToken {
@@ -295,4 +289,36 @@ pub async fn purge_site(
 #[serde(deny_unknown_fields)]
 pub struct PurgeQuery {
     version: Option<i64>,
+}
+
+/// The command an admin runs on a node to enrol its agent with `token`: the agents' address
+/// and, when the panel serves agents over TLS, the fingerprint of the CA to pin.
+pub fn join_command(state: &AppState, headers: &HeaderMap, token: &str) -> String {
+    let config = state.config();
+    let url = config.agent_url.clone().unwrap_or_else(|| {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("PANEL");
+        format!("https://{host}")
+    });
+    let pin = config
+        .agent_ca
+        .as_ref()
+        .map(|ca| format!(" --panel-ca-sha256 {}", ca.fingerprint))
+        .unwrap_or_default();
+    format!(
+        "alveole agent --panel-url {url}{pin} --join-token {token} --state-dir /var/lib/alveole"
+    )
+}
+
+/// The CA agents pin (its fingerprint is in their join command). 404 when the panel does not
+/// serve agents over TLS.
+pub async fn ca(State(state): State<AppState>) -> ApiResult<Json<crate::tls::AgentCa>> {
+    state
+        .config()
+        .agent_ca
+        .clone()
+        .map(Json)
+        .ok_or(ApiError::NotFound("agent CA"))
 }

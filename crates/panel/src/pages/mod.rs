@@ -322,9 +322,16 @@ pub async fn node_join_token(
         let node: alveole_model::NodeId = parse_id(&id)?;
         let token = auth::new_token("alj_");
         let expires_at = chrono::Utc::now() + chrono::Duration::hours(24);
-        state.store().create_join_token(&audit_context(&caller, &headers), node, &auth::hash_token(&token), expires_at).await?;
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("PANEL");
-        Ok::<_, ApiError>(format!("alveole agent --panel-url https://{host} --join-token {token} --state-dir /var/lib/alveole"))
+        state
+            .store()
+            .create_join_token(
+                &audit_context(&caller, &headers),
+                node,
+                &auth::hash_token(&token),
+                expires_at,
+            )
+            .await?;
+        Ok::<_, ApiError>(crate::api::agents::join_command(&state, &headers, &token))
     }
     .await;
     match result {
