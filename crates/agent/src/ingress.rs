@@ -174,6 +174,8 @@ pub struct Ingress {
     routes: RwLock<Arc<Routes>>,
     compiled: RwLock<Arc<Routes<Route>>>,
     sites: Mutex<HashMap<SiteId, Arc<SiteTraffic>>>,
+    /// Sites whose requests go to another node's ingress.
+    forwards: RwLock<HashMap<SiteId, SocketAddr>>,
     client: Client<HttpConnector, Incoming>,
     /// Woken when a hold ends, and when a request finishes while a hold drains.
     changed: Notify,
@@ -209,6 +211,7 @@ impl Ingress {
             routes: RwLock::new(Arc::new(Routes::default())),
             compiled: RwLock::new(Arc::new(Routes::default())),
             sites: Mutex::new(HashMap::new()),
+            forwards: RwLock::new(HashMap::new()),
             client,
             changed: Notify::new(),
             limits: HoldLimits::default(),
@@ -231,11 +234,23 @@ impl Ingress {
 
     /// Replaces the whole route table at once.
     pub fn set_routes(&self, routes: Routes) {
-        let compiled = routes.map(|upstream| Route {
-            site: upstream.site,
-            authority: Authority::try_from(upstream.address.to_string().as_str())
-                .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
-            traffic: self.traffic_of(upstream.site),
+        let forwards = self
+            .forwards
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let compiled = routes.map(|upstream| {
+            // A forwarded site goes to the other node's ingress, Host header unchanged.
+            let target = forwards
+                .get(&upstream.site)
+                .copied()
+                .unwrap_or(upstream.address);
+            Route {
+                site: upstream.site,
+                authority: Authority::try_from(target.to_string().as_str())
+                    .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
+                traffic: self.traffic_of(upstream.site),
+            }
         });
         *self
             .compiled
@@ -245,6 +260,25 @@ impl Ingress {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// Sends the site's requests to another node's ingress at `to` (the *forward* hook that moves
+    /// use while a site's address still points here), until `stop_forwarding`. Survives route
+    /// table swaps.
+    pub fn forward(&self, site: SiteId, to: SocketAddr) {
+        self.forwards
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(site, to);
+        self.set_routes((*self.routes()).clone());
+    }
+
+    pub fn stop_forwarding(&self, site: SiteId) {
+        self.forwards
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&site);
+        self.set_routes((*self.routes()).clone());
     }
 
     /// Requests and latency per site, in Prometheus's text format.
@@ -599,6 +633,103 @@ mod tests {
         assert_eq!(routes.lookup("example.org"), None);
         assert_eq!(routes.lookup("[::1]:80"), None);
         assert_eq!(escape("<script>"), "&lt;script&gt;");
+    }
+
+    /// A server on loopback answering every request with `body` and the Host it was sent.
+    async fn backend(body: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                            let host = request
+                                .headers()
+                                .get(header::HOST)
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                                "{body} for {host}"
+                            )))))
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    async fn ingress_serving(routes: Routes) -> (Arc<Ingress>, SocketAddr) {
+        let ingress = Arc::new(Ingress::new());
+        ingress.set_routes(routes);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(ingress.clone().serve(listener));
+        (ingress, address)
+    }
+
+    async fn get(ingress: SocketAddr, host: &str) -> (u16, String) {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let request = Request::builder()
+            .uri(format!("http://{ingress}/"))
+            .header(header::HOST, host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_site_is_served_by_the_other_nodes_ingress() {
+        let site = SiteId::generate();
+        let name = Hostname::parse("moved.example.org", Wildcard::Refused).unwrap();
+        // Node B runs the site now; node A still receives its traffic.
+        let on_b = backend("served on B").await;
+        let mut routes_b = Routes::default();
+        routes_b.insert(
+            &name,
+            Upstream {
+                site,
+                address: on_b,
+            },
+        );
+        let (_b, b_address) = ingress_serving(routes_b).await;
+        let mut routes_a = Routes::default();
+        let gone = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap(); // nothing listens
+        routes_a.insert(
+            &name,
+            Upstream {
+                site,
+                address: gone,
+            },
+        );
+        let (a, a_address) = ingress_serving(routes_a.clone()).await;
+        assert_eq!(
+            get(a_address, "moved.example.org").await.0,
+            502,
+            "A's own container is gone"
+        );
+
+        a.forward(site, b_address);
+        a.set_routes(routes_a); // a later route table keeps the forward
+        assert_eq!(
+            get(a_address, "moved.example.org").await,
+            (200, "served on B for moved.example.org".to_owned())
+        );
+
+        a.stop_forwarding(site);
+        assert_eq!(get(a_address, "moved.example.org").await.0, 502);
     }
 
     #[tokio::test]
