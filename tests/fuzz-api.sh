@@ -11,13 +11,18 @@ if ! command -v st >/dev/null 2>&1; then
 fi
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-./target/debug/alveole serve --database-url "sqlite://${work}/fuzz.db" --listen "127.0.0.1:${port}" --log warn --local-agent false >"${work}/serve.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/alveole" serve --database-url "sqlite://${work}/fuzz.db" --listen "127.0.0.1:${port}" --log warn --local-agent false >"${work}/serve.log" 2>&1 &
 server=$!
 trap 'kill ${server} 2>/dev/null || true; rm -rf "${work}"' EXIT
 for _ in $(seq 1 100); do
     grep -q "listening on" "${work}/serve.log" 2>/dev/null && break
     sleep 0.1
 done
+if ! grep -q "listening on" "${work}/serve.log"; then
+    echo "the panel did not start:" >&2
+    cat "${work}/serve.log" >&2
+    exit 1
+fi
 token="$(grep -o 'alv_[A-Za-z0-9_-]*' "${work}/serve.log" | head -n 1)"
 base="http://127.0.0.1:${port}"
 auth="Authorization: Bearer ${token}"
