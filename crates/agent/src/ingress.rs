@@ -19,11 +19,9 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::http::uri::{Authority, Scheme, Uri};
+use hyper::http::uri::Uri;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -159,11 +157,12 @@ struct SiteTraffic {
     drained: Notify,
 }
 
-/// A route as the proxy uses it: the upstream's authority parsed once, the site's counters.
+/// A route as the proxy uses it: where to send (the container, or another node's ingress when
+/// forwarded) and the site's counters.
 #[derive(Clone, Debug)]
 struct Route {
     site: SiteId,
-    authority: Authority,
+    target: SocketAddr,
     traffic: Arc<SiteTraffic>,
 }
 
@@ -176,7 +175,6 @@ pub struct Ingress {
     sites: Mutex<HashMap<SiteId, Arc<SiteTraffic>>>,
     /// Sites whose requests go to another node's ingress.
     forwards: RwLock<HashMap<SiteId, SocketAddr>>,
-    client: Client<HttpConnector, Incoming>,
     /// Woken when a hold ends, and when a request finishes while a hold drains.
     changed: Notify,
     limits: HoldLimits,
@@ -202,17 +200,11 @@ const HOP_BY_HOP: [&str; 8] = [
 
 impl Ingress {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Self {
             routes: RwLock::new(Arc::new(Routes::default())),
             compiled: RwLock::new(Arc::new(Routes::default())),
             sites: Mutex::new(HashMap::new()),
             forwards: RwLock::new(HashMap::new()),
-            client,
             changed: Notify::new(),
             limits: HoldLimits::default(),
             metrics: IngressMetrics::default(),
@@ -247,8 +239,7 @@ impl Ingress {
                 .unwrap_or(upstream.address);
             Route {
                 site: upstream.site,
-                authority: Authority::try_from(target.to_string().as_str())
-                    .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
+                target,
                 traffic: self.traffic_of(upstream.site),
             }
         });
@@ -308,9 +299,11 @@ impl Ingress {
             let _ = stream.set_nodelay(true);
             let ingress = self.clone();
             tokio::spawn(async move {
+                // Requests of one connection come one at a time: they share one upstream connection.
+                let upstream: UpstreamSlot = Arc::default();
                 let service = hyper::service::service_fn(move |request| {
-                    let ingress = ingress.clone();
-                    async move { Ok::<_, Infallible>(ingress.handle(request, client).await) }
+                    let (ingress, upstream) = (ingress.clone(), upstream.clone());
+                    async move { Ok::<_, Infallible>(ingress.handle(request, client, &upstream).await) }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -365,9 +358,10 @@ impl Ingress {
         self: &Arc<Self>,
         request: Request<Incoming>,
         client: SocketAddr,
+        upstream: &UpstreamSlot,
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
-        let (site, response) = self.proxy(request, client).await;
+        let (site, response) = self.proxy(request, client, upstream).await;
         let seconds = site.map(|_| started.elapsed().as_secs_f64());
         self.metrics
             .record(site, response.status().as_u16(), seconds);
@@ -379,6 +373,7 @@ impl Ingress {
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         client: SocketAddr,
+        upstream: &UpstreamSlot,
     ) -> (Option<SiteId>, Response<Body>) {
         let host = request
             .headers()
@@ -391,9 +386,10 @@ impl Ingress {
             Ok(admitted) => admitted,
             Err(response) => return (None, response),
         };
+        // Origin form (`GET /path HTTP/1.1`, the Host header kept): what every server accepts.
         let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(route.authority.clone());
+        parts.scheme = None;
+        parts.authority = None;
         if parts.path_and_query.is_none() {
             parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
         }
@@ -420,7 +416,7 @@ impl Ingress {
             headers.insert("x-forwarded-for", value);
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        let response = match self.client.request(request).await {
+        let response = match send(upstream, route.target, request).await {
             // The request stays in flight until its response body is finished.
             Ok(response) => response.map(|body| {
                 body.map_frame(move |frame| {
@@ -478,6 +474,45 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
                 .await;
         });
     }
+}
+
+/// The upstream connection of one downstream connection, reused while it is ready.
+type UpstreamSlot = Arc<
+    tokio::sync::Mutex<
+        Option<(
+            SocketAddr,
+            hyper::client::conn::http1::SendRequest<Incoming>,
+        )>,
+    >,
+>;
+
+type SendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends `request` to `address` over the connection's own upstream connection, opening one
+/// when there is none (or it went to another address, or it closed).
+async fn send(
+    slot: &UpstreamSlot,
+    address: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Incoming>, SendError> {
+    let mut guard = slot.lock().await;
+    let reusable = matches!(&*guard, Some((to, sender)) if *to == address && sender.is_ready());
+    if !reusable {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        *guard = Some((address, sender));
+    }
+    let Some((_, sender)) = guard.as_mut() else {
+        return Err("no upstream connection".into());
+    };
+    let response = sender.send_request(request);
+    drop(guard);
+    Ok(response.await?)
 }
 
 /// A request counted in flight for its site until dropped.
@@ -610,6 +645,9 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
 mod tests {
     use super::*;
     use alveole_model::{Hostname, Wildcard};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
 
     #[test]
     fn hosts_match_exactly_then_by_one_wildcard_level() {
