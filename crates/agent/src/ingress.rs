@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::metrics::IngressMetrics;
+use crate::metrics::{IngressMetrics, SiteMetrics};
 use crate::runtime::Traffic;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -163,6 +163,7 @@ struct SiteTraffic {
 struct Route {
     site: SiteId,
     target: SocketAddr,
+    metrics: Arc<SiteMetrics>,
     traffic: Arc<SiteTraffic>,
 }
 
@@ -179,6 +180,8 @@ pub struct Ingress {
     changed: Notify,
     limits: HoldLimits,
     metrics: IngressMetrics,
+    /// For requests no site answers.
+    unrouted: Arc<SiteMetrics>,
 }
 
 impl Default for Ingress {
@@ -200,6 +203,8 @@ const HOP_BY_HOP: [&str; 8] = [
 
 impl Ingress {
     pub fn new() -> Self {
+        let metrics = IngressMetrics::default();
+        let unrouted = Arc::new(metrics.for_site(None));
         Self {
             routes: RwLock::new(Arc::new(Routes::default())),
             compiled: RwLock::new(Arc::new(Routes::default())),
@@ -207,7 +212,8 @@ impl Ingress {
             forwards: RwLock::new(HashMap::new()),
             changed: Notify::new(),
             limits: HoldLimits::default(),
-            metrics: IngressMetrics::default(),
+            metrics,
+            unrouted,
         }
     }
 
@@ -240,6 +246,7 @@ impl Ingress {
             Route {
                 site: upstream.site,
                 target,
+                metrics: Arc::new(self.metrics.for_site(Some(upstream.site))),
                 traffic: self.traffic_of(upstream.site),
             }
         });
@@ -362,27 +369,35 @@ impl Ingress {
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let (site, response) = self.proxy(request, client, upstream).await;
-        let seconds = site.map(|_| started.elapsed().as_secs_f64());
-        self.metrics
-            .record(site, response.status().as_u16(), seconds);
+        match site {
+            Some(metrics) => metrics.record(
+                response.status().as_u16(),
+                Some(started.elapsed().as_secs_f64()),
+            ),
+            None => self.unrouted.record(response.status().as_u16(), None),
+        }
         response
     }
 
-    /// Proxies one request; returns the site that answered (if any) and the response.
+    /// Proxies one request; returns the answering site's metrics (if a site answered) and the
+    /// response.
     async fn proxy(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         client: SocketAddr,
         upstream: &UpstreamSlot,
-    ) -> (Option<SiteId>, Response<Body>) {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().host())
-            .unwrap_or("")
-            .to_owned();
-        let (route, in_flight) = match self.admit(&host).await {
+    ) -> (Option<Arc<SiteMetrics>>, Response<Body>) {
+        // The Host header is shared (a reference count), not copied.
+        let host_header = request.headers().get(header::HOST).cloned();
+        let uri_host;
+        let host = match host_header.as_ref().and_then(|h| h.to_str().ok()) {
+            Some(host) => host,
+            None => {
+                uri_host = request.uri().host().unwrap_or("").to_owned();
+                uri_host.as_str()
+            }
+        };
+        let (route, in_flight) = match self.admit(host).await {
             Ok(admitted) => admitted,
             Err(response) => return (None, response),
         };
@@ -395,7 +410,7 @@ impl Ingress {
         }
         let Ok(uri) = Uri::from_parts(parts) else {
             return (
-                Some(route.site),
+                Some(route.metrics.clone()),
                 page(
                     StatusCode::BAD_REQUEST,
                     "Bad request",
@@ -434,7 +449,7 @@ impl Ingress {
                 )
             }
         };
-        (Some(route.site), response)
+        (Some(route.metrics.clone()), response)
     }
 }
 

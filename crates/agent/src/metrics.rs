@@ -55,19 +55,31 @@ impl Default for IngressMetrics {
 }
 
 impl IngressMetrics {
-    pub fn record(&self, site: Option<alveole_model::SiteId>, status: u16, seconds: Option<f64>) {
+    /// A site's metric handles (`None`: requests no site answers). Looked up once per route
+    /// table: the handles share their values with the registry, so recording a request costs
+    /// no label lookup and no allocation.
+    pub fn for_site(&self, site: Option<alveole_model::SiteId>) -> SiteMetrics {
         let site = site.map_or_else(|| "none".to_owned(), |s| s.to_string());
-        let class = format!("{}xx", status / 100);
-        self.requests
-            .get_or_create(&RequestLabels {
-                site: site.clone(),
-                class,
-            })
-            .inc();
-        if let Some(seconds) = seconds {
-            self.latency
-                .get_or_create(&SiteLabels { site })
-                .observe(seconds);
+        let counter = |class: &str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    site: site.clone(),
+                    class: class.to_owned(),
+                })
+                .clone()
+        };
+        SiteMetrics {
+            by_class: [
+                counter("1xx"),
+                counter("2xx"),
+                counter("3xx"),
+                counter("4xx"),
+                counter("5xx"),
+            ],
+            latency: self
+                .latency
+                .get_or_create(&SiteLabels { site: site.clone() })
+                .clone(),
         }
     }
 
@@ -80,5 +92,22 @@ impl IngressMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = encode(&mut out, &registry);
         out
+    }
+}
+
+/// One site's request counters (by status class) and latency histogram.
+#[derive(Clone, Debug)]
+pub struct SiteMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+}
+
+impl SiteMetrics {
+    pub fn record(&self, status: u16, seconds: Option<f64>) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        if let Some(seconds) = seconds {
+            self.latency.observe(seconds);
+        }
     }
 }
