@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use alveole_model::SiteId;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::uri::Uri;
@@ -28,7 +27,47 @@ use tokio::sync::Notify;
 use crate::metrics::{IngressMetrics, SiteMetrics};
 use crate::runtime::Traffic;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+/// What the ingress answers with: a site's response, its request counted in flight until the
+/// body ends, or one of alveole's own pages. A concrete type, not a box: no allocation.
+#[derive(Debug)]
+pub enum Body {
+    Upstream {
+        inner: Incoming,
+        in_flight: InFlight,
+    },
+    Page(Full<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Upstream { inner, .. } => std::pin::Pin::new(inner).poll_frame(cx),
+            Body::Page(page) => std::pin::Pin::new(page)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Upstream { inner, .. } => inner.is_end_stream(),
+            Body::Page(page) => page.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Upstream { inner, .. } => inner.size_hint(),
+            Body::Page(page) => page.size_hint(),
+        }
+    }
+}
 
 /// Where a site answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,9 +347,15 @@ impl Ingress {
             tokio::spawn(async move {
                 // Requests of one connection come one at a time: they share one upstream connection.
                 let upstream: UpstreamSlot = Arc::default();
+                // The client's address, as the sites see it in X-Forwarded-For: once a connection.
+                let client_ip = HeaderValue::from_str(&client.ip().to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown"));
                 let service = hyper::service::service_fn(move |request| {
-                    let (ingress, upstream) = (ingress.clone(), upstream.clone());
-                    async move { Ok::<_, Infallible>(ingress.handle(request, client, &upstream).await) }
+                    let (ingress, upstream, client_ip) =
+                        (ingress.clone(), upstream.clone(), client_ip.clone());
+                    async move {
+                        Ok::<_, Infallible>(ingress.handle(request, &client_ip, &upstream).await)
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -364,11 +409,11 @@ impl Ingress {
     async fn handle(
         self: &Arc<Self>,
         request: Request<Incoming>,
-        client: SocketAddr,
+        client_ip: &HeaderValue,
         upstream: &UpstreamSlot,
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
-        let (site, response) = self.proxy(request, client, upstream).await;
+        let (site, response) = self.proxy(request, client_ip, upstream).await;
         match site {
             Some(metrics) => metrics.record(
                 response.status().as_u16(),
@@ -384,7 +429,7 @@ impl Ingress {
     async fn proxy(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
-        client: SocketAddr,
+        client_ip: &HeaderValue,
         upstream: &UpstreamSlot,
     ) -> (Option<Arc<SiteMetrics>>, Response<Body>) {
         // The Host header is shared (a reference count), not copied.
@@ -423,23 +468,21 @@ impl Ingress {
         for name in HOP_BY_HOP {
             headers.remove(name);
         }
+        // Appended to what earlier proxies wrote, if any; else just the client's address.
         let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {}", client.ip()),
-            None => client.ip().to_string(),
+            Some(earlier) => {
+                HeaderValue::from_str(&format!("{earlier}, {}", client_ip.to_str().unwrap_or("")))
+                    .ok()
+            }
+            None => Some(client_ip.clone()),
         };
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        if let Some(value) = forwarded_for {
             headers.insert("x-forwarded-for", value);
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         let response = match send(upstream, route.target, request).await {
             // The request stays in flight until its response body is finished.
-            Ok(response) => response.map(|body| {
-                body.map_frame(move |frame| {
-                    let _ = &in_flight;
-                    frame
-                })
-                .boxed()
-            }),
+            Ok(response) => response.map(|inner| Body::Upstream { inner, in_flight }),
             Err(error) => {
                 tracing::warn!(site = %route.site, %error, "upstream unreachable");
                 page(
@@ -464,11 +507,8 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
                 let ingress = ingress.clone();
                 async move {
                     let response = if request.uri().path() == "/metrics" {
-                        let mut response = Response::new(
-                            Full::new(Bytes::from(ingress.metrics()))
-                                .map_err(|never| match never {})
-                                .boxed(),
-                        );
+                        let mut response =
+                            Response::new(Body::Page(Full::new(Bytes::from(ingress.metrics()))));
                         response.headers_mut().insert(
                             header::CONTENT_TYPE,
                             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -532,7 +572,7 @@ async fn send(
 
 /// A request counted in flight for its site until dropped.
 #[derive(Debug)]
-struct InFlight {
+pub struct InFlight {
     traffic: Arc<SiteTraffic>,
 }
 
@@ -643,11 +683,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
          <h1>{title}</h1><p>{}</p><p><small>Served by alveole, the cooperative's hosting panel.</small></p></body></html>",
         escape(text)
     );
-    let mut response = Response::new(
-        Full::new(Bytes::from(html))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(Body::Page(Full::new(Bytes::from(html))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -660,6 +696,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
 mod tests {
     use super::*;
     use alveole_model::{Hostname, Wildcard};
+    use http_body_util::BodyExt;
     use hyper_util::client::legacy::Client;
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
@@ -697,14 +734,20 @@ mod tests {
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                            let host = request
-                                .headers()
-                                .get(header::HOST)
-                                .and_then(|h| h.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
+                            let header = |name| {
+                                request
+                                    .headers()
+                                    .get(name)
+                                    .and_then(|h| h.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned()
+                            };
+                            let (host, forwarded) = (
+                                header(header::HOST),
+                                header(header::HeaderName::from_static("x-forwarded-for")),
+                            );
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                                "{body} for {host}"
+                                "{body} for {host} from {forwarded}"
                             )))))
                         });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -778,7 +821,10 @@ mod tests {
         a.set_routes(routes_a); // a later route table keeps the forward
         assert_eq!(
             get(a_address, "moved.example.org").await,
-            (200, "served on B for moved.example.org".to_owned())
+            (
+                200,
+                "served on B for moved.example.org from 127.0.0.1, 127.0.0.1".to_owned()
+            )
         );
 
         a.stop_forwarding(site);
