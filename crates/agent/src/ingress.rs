@@ -544,7 +544,8 @@ type UpstreamSlot = Arc<
 type SendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Sends `request` to `address` over the connection's own upstream connection, opening one
-/// when there is none (or it went to another address, or it closed).
+/// when there is none (or it went to another address, or it closed). A request that never left
+/// (the site closed an idle connection just then) is sent again once, on a fresh connection.
 async fn send(
     slot: &UpstreamSlot,
     address: SocketAddr,
@@ -553,21 +554,38 @@ async fn send(
     let mut guard = slot.lock().await;
     let reusable = matches!(&*guard, Some((to, sender)) if *to == address && sender.is_ready());
     if !reusable {
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        *guard = Some((address, sender));
+        *guard = Some((address, connect(address).await?));
     }
     let Some((_, sender)) = guard.as_mut() else {
         return Err("no upstream connection".into());
     };
-    let response = sender.send_request(request);
+    let response = sender.try_send_request(request);
     drop(guard);
-    Ok(response.await?)
+    match response.await {
+        Ok(response) => Ok(response),
+        Err(mut failed) => match failed.take_message() {
+            Some(request) => {
+                let mut sender = connect(address).await?;
+                let response = sender.send_request(request);
+                *slot.lock().await = Some((address, sender));
+                Ok(response.await?)
+            }
+            None => Err(failed.into_error().into()),
+        },
+    }
+}
+
+/// A new HTTP/1 connection to `address`, driven by a task of its own.
+async fn connect(
+    address: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, SendError> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 /// A request counted in flight for its site until dropped.
