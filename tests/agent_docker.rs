@@ -329,7 +329,7 @@ async fn through_ingress(ingress: std::net::SocketAddr, host: &str) -> (u16, Str
 #[tokio::test]
 async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, PanelClient, credential};
+    use alveole_agent::run::{Agent, credential};
     use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
@@ -351,14 +351,17 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     assert_eq!(status, 201, "{join}");
     let state_dir =
         std::env::temp_dir().join(format!("alveole-agent-{}", uuid::Uuid::now_v7().simple()));
-    let client = PanelClient::new(&panel.base).unwrap();
+    let client = panel.agent_client();
     let credential = credential(&client, &state_dir, join["join_token"].as_str())
         .await
         .unwrap();
     assert_eq!(credential.node_id, node_id);
-    let reused = PanelClient::new(&panel.base)
-        .unwrap()
-        .enroll(join["join_token"].as_str().unwrap())
+    let reused = panel
+        .agent_client()
+        .enroll(
+            join["join_token"].as_str().unwrap(),
+            &alveole_agent::identity::NewKey::generate().unwrap().csr_pem,
+        )
         .await;
     assert!(reused.is_err(), "a join token works once");
 
@@ -615,10 +618,15 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
         ingress_listen: "127.0.0.1:0".parse().unwrap(),
         pass: std::time::Duration::from_millis(200),
     };
-    let local = start(panel.store.clone(), &panel.base, config)
-        .await
-        .unwrap()
-        .expect("Docker is here");
+    let local = start(
+        panel.store.clone(),
+        &panel.agent_base,
+        &panel.tls.ca.ca_pem,
+        config,
+    )
+    .await
+    .unwrap()
+    .expect("Docker is here");
     let _cleanup = NodeCleanup(
         local.node_id,
         Naming {
@@ -998,7 +1006,7 @@ async fn enroll(
     assert_eq!(status, 201, "{join}");
     let state_dir =
         std::env::temp_dir().join(format!("alveole-agent-{}", uuid::Uuid::now_v7().simple()));
-    let client = alveole_agent::run::PanelClient::new(&panel.base).unwrap();
+    let client = panel.agent_client();
     let credential =
         alveole_agent::run::credential(&client, &state_dir, join["join_token"].as_str())
             .await

@@ -562,33 +562,11 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
             .await;
         let site_id = created["id"].as_str().unwrap().to_owned();
 
-        let (status, join) = panel
-            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
-            .await;
-        assert_eq!(status, 201);
-        let anonymous = reqwest::Client::new();
-        let enrol = |token: Value| {
-            let request = anonymous
-                .post(format!("{}/api/v1/agent/enroll", panel.base))
-                .json(&json!({"join_token": token}));
-            async move { request.send().await.unwrap() }
-        };
-        let enrolled: Value = enrol(join["join_token"].clone())
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(enrolled["node_id"], node);
-        assert_eq!(
-            enrol(join["join_token"].clone()).await.status(),
-            401,
-            "a join token works once"
-        );
-        let agent = enrolled["credential"].as_str().unwrap().to_owned();
+        let credential = panel.enrol(&node).await;
+        assert_eq!(credential.node_id.to_string(), node);
+        let agent = panel.agent_http(&credential);
         let as_agent = |method: Method, path: &str, body: Option<Value>| {
-            let mut request = anonymous
-                .request(method, format!("{}{path}", panel.base))
-                .bearer_auth(&agent);
+            let mut request = agent.request(method, format!("{}{path}", panel.agent_base));
             if let Some(body) = body {
                 request = request.json(&body);
             }
@@ -714,27 +692,12 @@ async fn an_agents_long_poll_answers_when_its_node_changes() {
     for db in TestDb::all().await {
         let panel = TestPanel::start(&db).await;
         let (node, member) = panel.seed().await;
-        let (_, join) = panel
-            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
-            .await;
-        let client = reqwest::Client::new();
-        let enrolled: Value = client
-            .post(format!("{}/api/v1/agent/enroll", panel.base))
-            .json(&json!({"join_token": join["join_token"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let credential = enrolled["credential"].as_str().unwrap().to_owned();
+        let client = panel.agent_http(&panel.enrol(&node).await);
         let poll = |after: u64, wait: u64| {
-            let request = client
-                .get(format!(
-                    "{}/api/v1/agent/desired-state?after={after}&wait={wait}",
-                    panel.base
-                ))
-                .bearer_auth(&credential);
+            let request = client.get(format!(
+                "{}/api/v1/agent/desired-state?after={after}&wait={wait}",
+                panel.agent_base
+            ));
             async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
         };
         let now = poll(0, 0).await["generation"].as_u64().unwrap();
@@ -763,88 +726,202 @@ async fn an_agents_long_poll_answers_when_its_node_changes() {
 #[tokio::test]
 async fn agents_reach_the_panel_over_tls_pinned_by_their_join_command() {
     use alveole_agent::run::{PanelClient, credential};
-    use alveole_panel::{AppState, PanelConfig, tls};
 
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
     let (node, _) = panel.seed().await;
-    // The panel serves agents over TLS with its own CA, as `alveole serve --agent-listen` does.
-    let serve_agents = |name: &str| {
-        let dir = std::env::temp_dir().join(format!(
-            "alveole-tls-{name}-{}",
-            uuid::Uuid::now_v7().simple()
-        ));
-        let material = tls::load_or_create(&dir, &["127.0.0.1".into()]).unwrap();
-        let store = panel.store.clone();
-        async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!(
-                "https://127.0.0.1:{}",
-                listener.local_addr().unwrap().port()
-            );
-            let config = PanelConfig {
-                agent_url: Some(url.clone()),
-                agent_ca: Some(material.ca.clone()),
-                ..PanelConfig::default()
-            };
-            let app = alveole_panel::app(AppState::new(store, config).unwrap());
-            let server = tokio::spawn(tls::serve(app, listener, material.server));
-            (url, material.ca, server, dir)
-        }
-    };
-    let (url, ca, server, tls_dir) = serve_agents("a").await;
+    let ca = &panel.tls.ca;
 
     // The join command names the agents' address and pins the CA.
-    let admin = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
-    let join: Value = admin
-        .post(format!("{url}/api/v1/nodes/{node}/join-token"))
-        .bearer_auth(&panel.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, join) = panel
+        .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+        .await;
+    assert_eq!(status, 201);
     let command = join["command"].as_str().unwrap();
     assert!(
-        command.contains(&format!("--panel-url {url}"))
-            && command.contains(&format!("--panel-ca-sha256 {}", ca.fingerprint)),
+        command.contains(&format!("--panel-ca-sha256 {}", ca.fingerprint)),
         "{command}"
     );
 
     // A wrong fingerprint: refused, nothing saved.
     let state_dir =
         std::env::temp_dir().join(format!("alveole-pinned-{}", uuid::Uuid::now_v7().simple()));
-    let wrong = PanelClient::trusting(&url, &state_dir, Some(&"0".repeat(64))).await;
+    let wrong = PanelClient::trusting(&panel.agent_base, &state_dir, Some(&"0".repeat(64))).await;
     assert!(wrong.is_err() && !state_dir.join("panel-ca.pem").exists());
 
     // The right one: the agent enrols and reads its state over TLS.
-    let client = PanelClient::trusting(&url, &state_dir, Some(&ca.fingerprint))
+    let client = PanelClient::trusting(&panel.agent_base, &state_dir, Some(&ca.fingerprint))
         .await
         .unwrap();
     let enrolled = credential(&client, &state_dir, join["join_token"].as_str())
         .await
         .unwrap();
     assert_eq!(enrolled.node_id.to_string(), node);
-    assert!(client.desired_state(&enrolled).await.is_ok());
+    assert!(client.desired_state().await.is_ok());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state_dir.join("credential.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key stays private on the node");
 
-    // Later, a panel with another CA (an impostor at that address) is not trusted.
-    let (other_url, _, other_server, other_dir) = serve_agents("b").await;
-    let pinned = PanelClient::trusting(&other_url, &state_dir, None)
+    // Later, a panel with another CA (an impostor at another address) is not trusted.
+    let other_db = TestDb::sqlite().await;
+    let impostor = TestPanel::start(&other_db).await;
+    let pinned = PanelClient::trusting(&impostor.agent_base, &state_dir, None)
         .await
         .unwrap();
+    pinned.authenticate(&enrolled).unwrap();
     assert!(
-        pinned.desired_state(&enrolled).await.is_err(),
+        pinned.desired_state().await.is_err(),
         "only the pinned CA is trusted"
     );
-
-    server.abort();
-    other_server.abort();
-    for dir in [tls_dir, other_dir, state_dir] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    let _ = std::fs::remove_dir_all(state_dir);
     db.drop_db().await;
+    other_db.drop_db().await;
+}
+
+#[tokio::test]
+async fn agent_certificates_are_short_lived_renewed_revocable_and_the_only_agent_credential() {
+    use alveole_agent::identity::NewKey;
+    use alveole_panel::tls::SigningRequest;
+
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, _) = panel.seed().await;
+        let desired = |client: reqwest::Client, base: String| async move {
+            client
+                .get(format!("{base}/api/v1/agent/desired-state"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        };
+        let trusting_ca = || {
+            reqwest::Client::builder()
+                .tls_certs_only([
+                    reqwest::Certificate::from_pem(panel.tls.ca.ca_pem.as_bytes()).unwrap(),
+                ])
+                .build()
+                .unwrap()
+        };
+
+        // A bad signing request is refused and leaves the join token usable; it works once.
+        let (_, join) = panel
+            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+            .await;
+        let enrol = |csr: String| {
+            let request = trusting_ca()
+                .post(format!("{}/api/v1/agent/enroll", panel.agent_base))
+                .json(&json!({"join_token": join["join_token"], "csr_pem": csr}));
+            async move { request.send().await.unwrap() }
+        };
+        let refused = enrol(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into(),
+        )
+        .await;
+        assert_eq!(refused.status(), 400);
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["field"], "csr_pem", "{problem}");
+        let key = NewKey::generate().unwrap();
+        let first = enrol(key.csr_pem.clone()).await;
+        assert_eq!(first.status(), 201);
+        let credential = key.certified(first.json().await.unwrap());
+        assert_eq!(
+            enrol(NewKey::generate().unwrap().csr_pem).await.status(),
+            401,
+            "a join token works once"
+        );
+
+        // The certificate works on the agent listener only; nothing else stands for an agent.
+        let agent = panel.agent_http(&credential);
+        assert_eq!(
+            desired(agent.clone(), panel.agent_base.clone())
+                .await
+                .unwrap(),
+            200
+        );
+        assert_eq!(
+            desired(reqwest::Client::new(), panel.base.clone())
+                .await
+                .unwrap(),
+            401,
+            "plain HTTP carries no certificate"
+        );
+        assert_eq!(
+            desired(trusting_ca(), panel.agent_base.clone())
+                .await
+                .unwrap(),
+            401,
+            "TLS without a certificate"
+        );
+
+        // A certificate from another CA, or an expired one from this CA, fails the handshake.
+        let other_db = TestDb::sqlite().await;
+        let other = TestPanel::start(&other_db).await;
+        let (other_node, _) = other.seed().await;
+        let foreign = panel.agent_http(&other.enrol(&other_node).await);
+        assert!(desired(foreign, panel.agent_base.clone()).await.is_err());
+        let expired = panel
+            .tls
+            .issuer
+            .issue_between(
+                credential.node_id,
+                &SigningRequest::parse(&credential.signing_request().unwrap()).unwrap(),
+                chrono::Utc::now() - chrono::Duration::hours(2),
+                chrono::Utc::now() - chrono::Duration::hours(1),
+            )
+            .unwrap();
+        let expired =
+            panel.agent_http(&credential.renewed(serde_json::from_value(json!(expired)).unwrap()));
+        assert!(desired(expired, panel.agent_base.clone()).await.is_err());
+
+        // Renewal: a fresh certificate for the same key; another key needs a new enrolment.
+        let client = panel.agent_client();
+        client.authenticate(&credential).unwrap();
+        let renewed = credential.renewed(
+            client
+                .renew(&credential.signing_request().unwrap())
+                .await
+                .unwrap(),
+        );
+        assert_ne!(renewed.certificate_pem, credential.certificate_pem);
+        assert!(renewed.not_after >= credential.not_after);
+        assert_eq!(
+            desired(panel.agent_http(&renewed), panel.agent_base.clone())
+                .await
+                .unwrap(),
+            200
+        );
+        let other_key = client.renew(&NewKey::generate().unwrap().csr_pem).await;
+        assert!(
+            matches!(
+                other_key,
+                Err(alveole_agent::run::AgentError::Refused { status: 400, .. })
+            ),
+            "{other_key:?}"
+        );
+
+        // Revoked: every certificate for the key stops working at once, renewal too.
+        let (status, _) = panel
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/nodes/{node}/credential"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(desired(agent, panel.agent_base.clone()).await.unwrap(), 401);
+        assert_eq!(
+            desired(panel.agent_http(&renewed), panel.agent_base.clone())
+                .await
+                .unwrap(),
+            401
+        );
+        assert!(matches!(
+            client.renew(&credential.signing_request().unwrap()).await,
+            Err(alveole_agent::run::AgentError::Refused { status: 401, .. })
+        ));
+        other_db.drop_db().await;
+        db.drop_db().await;
+    }
 }

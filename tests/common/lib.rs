@@ -113,15 +113,19 @@ impl TestDb {
     }
 }
 
-/// The panel, served from a fresh database.
+/// The panel, served from a fresh database: to people on `base` (HTTP), to agents on
+/// `agent_base` (TLS with the panel's CA and client certificates), as `alveole serve` does.
 #[derive(Debug)]
 pub struct TestPanel {
     pub base: String,
+    pub agent_base: String,
     pub token: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub tls: alveole_panel::tls::PanelTls,
+    tls_dir: std::path::PathBuf,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl TestPanel {
@@ -132,39 +136,103 @@ impl TestPanel {
             .await
             .expect("token")
             .expect("a new token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (server, shutdown) = serve_until_stopped(store.clone(), listener);
+        let tls_dir =
+            std::env::temp_dir().join(format!("alveole-tls-{}", uuid::Uuid::now_v7().simple()));
+        let tls = alveole_panel::tls::load_or_create(
+            &tls_dir,
+            &[],
+            alveole_panel::tls::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
+        )
+        .expect("the panel's TLS material");
+        let bind = |address: &'static str| async move {
+            tokio::net::TcpListener::bind(address).await.expect("bind")
+        };
+        let (people, agents) = (bind("127.0.0.1:0").await, bind("127.0.0.1:0").await);
+        let base = format!("http://{}", people.local_addr().expect("address"));
+        let agent_base = format!("https://{}", agents.local_addr().expect("address"));
+        let (servers, shutdown) = serve_until_stopped(store.clone(), &tls, people, agents);
         TestPanel {
             base,
+            agent_base,
             token,
             store,
             http: reqwest::Client::new(),
-            server,
+            tls,
+            tls_dir,
+            servers,
             shutdown: Some(shutdown),
         }
     }
 
-    /// Stops serving, idle keep-alive connections included (the panel is down); `resume`
-    /// brings it back on the same address.
-    pub async fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.server).await;
-        self.server.abort();
+    /// A client for the agent routes, trusting the panel's CA (not yet enrolled).
+    pub fn agent_client(&self) -> alveole_agent::run::PanelClient {
+        alveole_agent::run::PanelClient::with_ca(&self.agent_base, &self.tls.ca.ca_pem)
+            .expect("agent client")
     }
 
-    /// Serves again from the same database, on the same address.
-    pub async fn resume(&mut self) {
-        let address = self.base.trim_start_matches("http://").to_owned();
-        let listener = tokio::net::TcpListener::bind(&address)
+    /// An HTTP client for the agent listener that trusts the panel's CA and presents
+    /// `credential`'s certificate.
+    pub fn agent_http(&self, credential: &alveole_agent::identity::Credential) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(self.tls.ca.ca_pem.as_bytes()).expect("CA"),
+            ])
+            .identity(
+                reqwest::Identity::from_pem(credential.identity_pem().as_bytes())
+                    .expect("identity"),
+            )
+            .build()
+            .expect("client")
+    }
+
+    /// Enrols a new agent key for `node` with a fresh join token, through the API: the
+    /// credential (key and certificate), as the agent would keep it.
+    pub async fn enrol(&self, node: &str) -> alveole_agent::identity::Credential {
+        let (status, join) = self
+            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+            .await;
+        assert_eq!(status, 201, "{join}");
+        let key = alveole_agent::identity::NewKey::generate().expect("key");
+        let issued = self
+            .agent_client()
+            .enroll(
+                join["join_token"].as_str().unwrap_or_default(),
+                &key.csr_pem,
+            )
             .await
-            .expect("rebind the panel's address");
-        let (server, shutdown) = serve_until_stopped(self.store.clone(), listener);
-        self.server = server;
+            .expect("enrolment");
+        key.certified(issued)
+    }
+
+    /// Stops serving, idle keep-alive connections included (the panel is down); `resume`
+    /// brings it back on the same addresses.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(true);
+        }
+        for server in &mut self.servers {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), &mut *server).await;
+            server.abort();
+        }
+    }
+
+    /// Serves again from the same database, on the same addresses.
+    pub async fn resume(&mut self) {
+        let rebind = |url: &str| {
+            let address = url
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .to_owned();
+            async move {
+                tokio::net::TcpListener::bind(&address)
+                    .await
+                    .expect("rebind the panel's address")
+            }
+        };
+        let (people, agents) = (rebind(&self.base).await, rebind(&self.agent_base).await);
+        let (servers, shutdown) =
+            serve_until_stopped(self.store.clone(), &self.tls, people, agents);
+        self.servers = servers;
         self.shutdown = Some(shutdown);
     }
 
@@ -262,29 +330,53 @@ impl TestPanel {
 
 impl Drop for TestPanel {
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.tls_dir);
     }
 }
 
-/// Serves the panel until the returned sender fires (or is dropped): a graceful shutdown,
-/// which also closes idle keep-alive connections, as a real panel going away would.
+/// Serves the panel to people and to agents until the returned sender says so (or is
+/// dropped): a graceful shutdown, which also closes idle keep-alive connections, as a real
+/// panel going away would.
 fn serve_until_stopped(
     store: Arc<dyn Store>,
-    listener: tokio::net::TcpListener,
+    tls: &alveole_panel::tls::PanelTls,
+    people: tokio::net::TcpListener,
+    agents: tokio::net::TcpListener,
 ) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Sender<()>,
+    Vec<tokio::task::JoinHandle<()>>,
+    tokio::sync::watch::Sender<bool>,
 ) {
-    let state = AppState::new(store, PanelConfig::default()).expect("state");
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, alveole_panel::app(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
+    let config = PanelConfig {
+        agent_tls: Some(tls.clone()),
+        ..PanelConfig::default()
+    };
+    let state = AppState::new(store, config).expect("state");
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let app = alveole_panel::app(state);
+    let for_people = tokio::spawn({
+        let (app, stopped) = (app.clone(), stopped());
+        async move {
+            let _ = axum::serve(people, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+        }
     });
-    (server, shutdown)
+    let for_agents = tokio::spawn({
+        let (server, stopped) = (tls.server.clone(), stopped());
+        async move {
+            let _ = alveole_panel::tls::serve(app, agents, server, stopped).await;
+        }
+    });
+    (vec![for_people, for_agents], shutdown)
 }
 
 /// The test image, built locally (no registry is reachable): Debian's static busybox in an

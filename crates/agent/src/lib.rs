@@ -4,8 +4,10 @@
 
 pub mod docker;
 pub mod fake;
+pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod panel_client;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

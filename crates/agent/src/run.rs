@@ -2,297 +2,19 @@
 //! ledger, and reconciles on every pass from the document it holds, so it keeps serving and
 //! repairing drift when the panel is away, across its own restarts too.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_model::{DesiredState, NodeId, NodeReport, NodeResources, SiteReport, SiteState};
-use serde::{Deserialize, Serialize};
+use alveole_model::{DesiredState, NodeReport, NodeResources, SiteReport, SiteState};
 
+pub use crate::identity::{Credential, credential};
 use crate::ingress::{Ingress, Routes, Upstream};
 use crate::ledger::{Ledger, Verdict};
+pub use crate::panel_client::{AgentError, PanelClient};
 use crate::reconcile::{Reconciler, Report};
 use crate::runtime::Action;
 use crate::runtime::{Naming, Runtime};
-
-/// What an enrolled agent keeps on disk (mode 0600).
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Credential {
-    pub node_id: NodeId,
-    pub credential: String,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credential {{ node_id: {}, credential: [redacted] }}",
-            self.node_id
-        )
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("cannot reach the panel at {url}")]
-    Panel { url: String, source: reqwest::Error },
-    #[error("the panel refused: {status} {detail}")]
-    Refused { status: u16, detail: String },
-    #[error("cannot read or write {path}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a credential file")]
-    Credential {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
-
-/// Talks to the panel's agent routes.
-#[derive(Clone, Debug)]
-pub struct PanelClient {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl PanelClient {
-    /// A client that trusts only the panel's own CA when one is known: the one saved in
-    /// `state_dir`, else the one the panel serves, if its SHA-256 is `pin` (from the join
-    /// command; saved for every later start). With neither: the system's roots, as `new`.
-    pub async fn trusting(
-        base: &str,
-        state_dir: &Path,
-        pin: Option<&str>,
-    ) -> Result<Self, AgentError> {
-        let saved = state_dir.join("panel-ca.pem");
-        let ca_pem = match std::fs::read_to_string(&saved) {
-            Ok(pem) => Some(pem),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match pin {
-                Some(pin) => {
-                    let pem = fetch_pinned_ca(base, pin).await?;
-                    let io = |source| AgentError::Io {
-                        path: saved.clone(),
-                        source,
-                    };
-                    std::fs::create_dir_all(state_dir).map_err(io)?;
-                    std::fs::write(&saved, &pem).map_err(io)?;
-                    Some(pem)
-                }
-                None => None,
-            },
-            Err(source) => {
-                return Err(AgentError::Io {
-                    path: saved,
-                    source,
-                });
-            }
-        };
-        let unreachable = |source| AgentError::Panel {
-            url: base.to_owned(),
-            source,
-        };
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        if let Some(pem) = ca_pem {
-            builder = builder.tls_certs_only([
-                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(unreachable)?
-            ]);
-        }
-        Ok(Self {
-            http: builder.build().map_err(unreachable)?,
-            base: base.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    pub fn new(base: &str) -> Result<Self, AgentError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|source| AgentError::Panel {
-                url: base.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    fn unreachable(&self, source: reqwest::Error) -> AgentError {
-        AgentError::Panel {
-            url: self.base.clone(),
-            source,
-        }
-    }
-
-    /// The JSON body of a successful answer.
-    async fn decode<T: serde::de::DeserializeOwned>(
-        &self,
-        response: reqwest::Response,
-    ) -> Result<T, AgentError> {
-        self.checked(response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.unreachable(e))
-    }
-
-    async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response, AgentError> {
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status().as_u16();
-        let detail = response.text().await.unwrap_or_default();
-        Err(AgentError::Refused { status, detail })
-    }
-
-    /// Trades a join token for the node's credential.
-    pub async fn enroll(&self, join_token: &str) -> Result<Credential, AgentError> {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/agent/enroll", self.base))
-            .json(&serde_json::json!({"join_token": join_token}))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        self.decode(response).await
-    }
-
-    /// Sends the node's report after a pass.
-    pub async fn report(
-        &self,
-        credential: &Credential,
-        report: &NodeReport,
-    ) -> Result<(), AgentError> {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/agent/status", self.base))
-            .bearer_auth(&credential.credential)
-            .json(report)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        self.checked(response).await.map(|_| ())
-    }
-
-    pub async fn desired_state(&self, credential: &Credential) -> Result<DesiredState, AgentError> {
-        self.desired_state_after(credential, None, Duration::ZERO)
-            .await
-    }
-
-    /// Waits (up to `wait`) for a desired state newer than generation `after`.
-    pub async fn desired_state_after(
-        &self,
-        credential: &Credential,
-        after: Option<u64>,
-        wait: Duration,
-    ) -> Result<DesiredState, AgentError> {
-        let mut url = format!(
-            "{}/api/v1/agent/desired-state?wait={}",
-            self.base,
-            wait.as_secs()
-        );
-        if let Some(after) = after {
-            url.push_str(&format!("&after={after}"));
-        }
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(&credential.credential)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        self.decode(response).await
-    }
-}
-
-/// Fetches the panel's CA and accepts it only if its SHA-256 is `pin`. The connection that
-/// brings it is not trusted (that is the point): the pin, from the join command an admin
-/// copied, is what makes the CA trustworthy.
-async fn fetch_pinned_ca(base: &str, pin: &str) -> Result<String, AgentError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use sha2::Digest;
-    let url = format!("{}/api/v1/agent/ca", base.trim_end_matches('/'));
-    let unreachable = |source| AgentError::Panel {
-        url: url.clone(),
-        source,
-    };
-    let unchecked = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(unreachable)?;
-    let answer: serde_json::Value = unchecked
-        .get(&url)
-        .send()
-        .await
-        .map_err(unreachable)?
-        .json()
-        .await
-        .map_err(unreachable)?;
-    let pem = answer["ca_pem"].as_str().unwrap_or_default().to_owned();
-    let refused = |detail: String| AgentError::Refused { status: 0, detail };
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| refused("the panel sent no CA certificate".into()))?;
-    let fingerprint: String = sha2::Sha256::digest(der.as_ref())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if fingerprint != pin.trim().to_ascii_lowercase() {
-        return Err(refused(format!(
-            "the panel's CA has fingerprint {fingerprint}, not the {pin} of the join command: not trusting it"
-        )));
-    }
-    Ok(pem)
-}
-
-/// The credential in `state_dir`, enrolling with `join_token` when there is none yet.
-pub async fn credential(
-    panel: &PanelClient,
-    state_dir: &Path,
-    join_token: Option<&str>,
-) -> Result<Credential, AgentError> {
-    let path = state_dir.join("credential.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            return serde_json::from_str(&text)
-                .map_err(|source| AgentError::Credential { path, source });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(AgentError::Io { path, source }),
-    }
-    let Some(join_token) = join_token else {
-        return Err(AgentError::Refused {
-            status: 0,
-            detail: "not enrolled yet: pass --join-token".into(),
-        });
-    };
-    let credential = panel.enroll(join_token).await?;
-    let io = |source| AgentError::Io {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
-    let text = serde_json::to_vec(&credential).map_err(|source| AgentError::Credential {
-        path: path.clone(),
-        source,
-    })?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    file.write_all(&text)
-        .and_then(|()| file.sync_all())
-        .map_err(io)?;
-    Ok(credential)
-}
 
 /// How often the agent asks the panel and reconciles.
 #[derive(Clone, Copy, Debug)]
@@ -303,6 +25,7 @@ pub struct Timing {
 /// One agent: ledger, reconciler, ingress.
 pub struct Agent<R> {
     credential: Credential,
+    credential_path: PathBuf,
     panel: PanelClient,
     ledger: Ledger,
     reconciler: Reconciler<R>,
@@ -359,6 +82,7 @@ impl<R: Runtime> Agent<R> {
         }
         Self {
             credential,
+            credential_path: crate::identity::credential_path(state_dir),
             panel,
             ledger,
             reconciler,
@@ -403,9 +127,43 @@ impl<R: Runtime> Agent<R> {
         self.held.as_ref().map(|h| h.generation)
     }
 
+    /// Renews the agent's certificate once half its life has passed. Failing is not fatal:
+    /// the next pass tries again, and the agent serves from its held state meanwhile.
+    async fn renew_certificate_if_due(&mut self) {
+        if !self.credential.renewal_due(chrono::Utc::now()) {
+            return;
+        }
+        match self.renew_certificate().await {
+            Ok(()) => {
+                tracing::info!(not_after = %self.credential.not_after, "renewed the agent certificate")
+            }
+            Err(error) => {
+                tracing::warn!(%error, not_after = %self.credential.not_after, "could not renew the agent certificate; an expired one means enrolling again")
+            }
+        }
+    }
+
+    /// Asks the panel for a fresh certificate for the same key, keeps it on disk, uses it.
+    pub async fn renew_certificate(&mut self) -> Result<(), AgentError> {
+        let issued = self
+            .panel
+            .renew(&self.credential.signing_request()?)
+            .await?;
+        let renewed = self.credential.renewed(issued);
+        renewed.save(&self.credential_path)?;
+        self.panel.authenticate(&renewed)?;
+        self.credential = renewed;
+        Ok(())
+    }
+
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
     /// One pass: ask the panel (if it answers), then reconcile from the held document.
     pub async fn pass(&mut self) -> Option<Report> {
-        match self.panel.desired_state(&self.credential).await {
+        self.renew_certificate_if_due().await;
+        match self.panel.desired_state().await {
             Ok(offered) => match self.ledger.offer(self.held.as_ref(), &offered) {
                 Ok(Verdict::Accepted) => {
                     tracing::info!(
@@ -465,7 +223,7 @@ impl<R: Runtime> Agent<R> {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             warnings,
         };
-        if let Err(error) = self.panel.report(&self.credential, &report).await {
+        if let Err(error) = self.panel.report(&report).await {
             tracing::debug!(%error, "could not send the report; the next pass will");
         }
         outcome.ok()
@@ -482,7 +240,6 @@ impl<R: Runtime> Agent<R> {
             .watch(self.reconciler.naming(), poke.clone());
         let listener = tokio::spawn(listen_for_changes(
             self.panel.clone(),
-            self.credential.clone(),
             self.held_generation(),
             poke.clone(),
             timing.pass,
@@ -512,16 +269,12 @@ const LONG_POLL: Duration = Duration::from_secs(25);
 /// timer. When the panel is unreachable, retries every `pause`.
 async fn listen_for_changes(
     panel: PanelClient,
-    credential: Credential,
     mut seen: Option<u64>,
     poke: Arc<tokio::sync::Notify>,
     pause: Duration,
 ) {
     loop {
-        match panel
-            .desired_state_after(&credential, seen, LONG_POLL)
-            .await
-        {
+        match panel.desired_state_after(seen, LONG_POLL).await {
             Ok(offered) if seen.is_none_or(|seen| offered.generation > seen) => {
                 seen = Some(offered.generation);
                 poke.notify_one();

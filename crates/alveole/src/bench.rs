@@ -567,7 +567,24 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let panel_url = format!("http://{}", listener.local_addr()?);
-    let state = alveole_panel::AppState::new(store.clone(), PanelConfig::default())?;
+    let tls = alveole_panel::tls::load_or_create(
+        &dir.join("tls"),
+        &[],
+        alveole_panel::tls::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
+    )?;
+    let config = PanelConfig {
+        agent_tls: Some(tls.clone()),
+        ..Default::default()
+    };
+    let state = alveole_panel::AppState::new(store.clone(), config)?;
+    let agents = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let agents_url = format!("https://{}", agents.local_addr()?);
+    tokio::spawn(alveole_panel::tls::serve(
+        alveole_panel::app(state.clone()),
+        agents,
+        tls.server.clone(),
+        std::future::pending(),
+    ));
     let panel = tokio::spawn(crate::serve::serve(state, listener));
     let join = alveole_panel::auth::new_token("alj_");
     let expires = chrono::Utc::now() + chrono::Duration::minutes(5);
@@ -579,7 +596,7 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
             expires,
         )
         .await?;
-    let client = PanelClient::new(&panel_url)?;
+    let client = PanelClient::with_ca(&agents_url, &tls.ca.ca_pem)?;
     let credential = credential(&client, &dir.join("agent"), Some(&join)).await?;
     let ingress = std::sync::Arc::new(Ingress::new());
     let ingress_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

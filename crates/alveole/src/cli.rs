@@ -63,8 +63,8 @@ pub struct ServeArgs {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,
-    /// Serve nodes' agents here over TLS, with the panel's own CA (e.g. 0.0.0.0:8443). Unset:
-    /// agents use the panel's address, behind a TLS proxy of yours.
+    /// Serve nodes' agents here, over mutual TLS with the panel's own CA (e.g. 0.0.0.0:8443).
+    /// Unset: only the local agent is served, on loopback.
     #[arg(long, env = "ALVEOLE_AGENT_LISTEN")]
     pub agent_listen: Option<SocketAddr>,
     /// Names and addresses agents use for the panel (the TLS certificate names them).
@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Where the panel keeps its CA and TLS certificate for agents (keys mode 0600).
     #[arg(long, env = "ALVEOLE_TLS_DIR", default_value = ".alveole/tls")]
     pub tls_dir: PathBuf,
+    /// Hours an agent's client certificate is valid (renewed at half life; an agent offline
+    /// for longer must enrol again).
+    #[arg(long, env = "ALVEOLE_AGENT_CERTIFICATE_HOURS", default_value_t = 24)]
+    pub agent_certificate_hours: u64,
     /// Seconds without a report after which a node is shown unreachable.
     #[arg(long, env = "ALVEOLE_NODE_UNREACHABLE_AFTER", default_value_t = 60)]
     pub node_unreachable_after: u64,

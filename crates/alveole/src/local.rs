@@ -49,6 +49,7 @@ impl Drop for LocalAgent {
 pub async fn start(
     store: Arc<dyn Store>,
     panel_url: &str,
+    panel_ca_pem: &str,
     config: LocalAgentConfig,
 ) -> anyhow::Result<Option<LocalAgent>> {
     let runtime = match DockerRuntime::connect().await {
@@ -59,14 +60,20 @@ pub async fn start(
         }
     };
     let node_id = ensure_local_node(store.as_ref()).await?;
-    let client = PanelClient::new(panel_url)?;
-    // A credential left by another database (for another node) is useless: enrol again.
-    let path = config.state_dir.join("credential.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let stale = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|c| c["node_id"].as_str().map(|n| n != node_id.to_string()))
-            .unwrap_or(true);
+    // The panel's CA is known here first-hand: nothing to pin.
+    let client = PanelClient::with_ca(panel_url, panel_ca_pem)?;
+    // A credential left by another database (another node) or CA, or by an older version,
+    // is useless: enrol again.
+    let path = alveole_agent::identity::credential_path(&config.state_dir);
+    if path.exists() {
+        let stale = match alveole_agent::identity::Credential::load(&path) {
+            Ok(Some(credential)) => {
+                credential.node_id != node_id
+                    || credential.not_after <= Utc::now()
+                    || !alveole_panel::tls::issued_by(&credential.certificate_pem, panel_ca_pem)
+            }
+            _ => true,
+        };
         if stale {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             let _ = std::fs::remove_file(config.state_dir.join("desired-state.json"));

@@ -16,12 +16,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 redact(&args.database.database_url)
             )
         })?;
-    // Agents reach the panel over TLS, with a certificate of the panel's own CA.
-    let agent_tls = match args.agent_listen {
-        Some(_) => Some(
-            alveole_panel::tls::load_or_create(&args.tls_dir, &args.agent_hostnames)
-                .context("preparing the agents' TLS")?,
-        ),
+    // Agents reach the panel over TLS, with a certificate of the panel's own CA, and present
+    // client certificates from that CA. The local agent uses the same listener (on loopback
+    // when no --agent-listen is given).
+    let agent_listen = match (args.agent_listen, args.local_agent) {
+        (Some(listen), _) => Some(listen),
+        (None, true) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        (None, false) => None,
+    };
+    let agent_tls = match agent_listen {
+        Some(listen) => {
+            let mut names = args.agent_hostnames.clone();
+            if !listen.ip().is_unspecified() {
+                names.push(listen.ip().to_string());
+            }
+            let lifetime =
+                std::time::Duration::from_secs(args.agent_certificate_hours.max(1) * 3600);
+            Some(
+                alveole_panel::tls::load_or_create(&args.tls_dir, &names, lifetime)
+                    .context("preparing the agents' TLS")?,
+            )
+        }
         None => None,
     };
     let agent_url = args.agent_listen.map(|listen| {
@@ -38,7 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             secure_cookies: args.secure_cookies,
             node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
             agent_url,
-            agent_ca: agent_tls.as_ref().map(|t| t.ca.clone()),
+            agent_tls: agent_tls.clone(),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {
@@ -54,40 +69,54 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("alveole is listening on http://{address}/");
     tracing::info!(%address, backend = ?store.backend(), "panel started");
-    if let (Some(listen), Some(tls)) = (args.agent_listen, agent_tls) {
-        let agents = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen} for agents"))?;
-        println!(
-            "Agents enrol at https://{} (CA fingerprint {})",
-            agents.local_addr()?,
-            tls.ca.fingerprint
-        );
-        tokio::spawn(alveole_panel::tls::serve(
-            alveole_panel::app(state.clone()),
-            agents,
-            tls.server,
-        ));
-    }
-    let panel = tokio::spawn(serve(state, listener));
-    let _local = if args.local_agent {
-        let config = LocalAgentConfig {
-            state_dir: args.local_state_dir.clone(),
-            ingress_listen: args.local_ingress_listen,
-            pass: std::time::Duration::from_secs(2),
-        };
-        let local = local::start(store, &format!("http://{address}"), config).await?;
-        match &local {
-            Some(local) => println!(
-                "This machine is node `{}`: its sites are served on http://<site>.localhost:{}/ (--local-agent false turns this off).",
-                local::LOCAL_NODE,
-                local.ingress_address.port()
-            ),
-            None => println!("No Docker engine here: sites are not run on this machine."),
+    let agents_address = match (agent_listen, &agent_tls) {
+        (Some(listen), Some(tls)) => {
+            let agents = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen} for agents"))?;
+            let address = agents.local_addr()?;
+            if args.agent_listen.is_some() {
+                println!(
+                    "Agents enrol at https://{address} (CA fingerprint {})",
+                    tls.ca.fingerprint
+                );
+            }
+            tokio::spawn(alveole_panel::tls::serve(
+                alveole_panel::app(state.clone()),
+                agents,
+                tls.server.clone(),
+                shutdown_signal(),
+            ));
+            Some(address)
         }
-        local
-    } else {
-        None
+        _ => None,
+    };
+    let panel = tokio::spawn(serve(state, listener));
+    let _local = match (args.local_agent, agents_address, &agent_tls) {
+        (true, Some(agents), Some(tls)) => {
+            let config = LocalAgentConfig {
+                state_dir: args.local_state_dir.clone(),
+                ingress_listen: args.local_ingress_listen,
+                pass: std::time::Duration::from_secs(2),
+            };
+            let host = if agents.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                agents.ip()
+            };
+            let panel_url = format!("https://{}", std::net::SocketAddr::new(host, agents.port()));
+            let local = local::start(store, &panel_url, &tls.ca.ca_pem, config).await?;
+            match &local {
+                Some(local) => println!(
+                    "This machine is node `{}`: its sites are served on http://<site>.localhost:{}/ (--local-agent false turns this off).",
+                    local::LOCAL_NODE,
+                    local.ingress_address.port()
+                ),
+                None => println!("No Docker engine here: sites are not run on this machine."),
+            }
+            local
+        }
+        _ => None,
     };
     panel.await.context("the panel stopped")?
 }

@@ -73,15 +73,21 @@ pub async fn reset_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> Sto
 /// The caller a bearer token stands for, if any.
 pub async fn caller_from_bearer(store: &dyn Store, token: &str) -> StoreResult<Option<Caller>> {
     let stored = store.admin_token_hash(BOOTSTRAP).await?.unwrap_or_default();
-    if same(&stored, &hash_token(token)) {
-        return Ok(Some(Caller {
-            actor: "bootstrap-admin".into(),
-            role: Role::Admin,
-            csrf_token: None,
-            node: None,
-        }));
-    }
-    let node = store.node_for_credential(&hash_token(token)).await?;
+    Ok(same(&stored, &hash_token(token)).then(|| Caller {
+        actor: "bootstrap-admin".into(),
+        role: Role::Admin,
+        csrf_token: None,
+        node: None,
+    }))
+}
+
+/// The caller an agent's client certificate stands for: the node whose key is on record with
+/// this hash (the TLS layer has already checked that the certificate is the CA's and current).
+pub async fn caller_from_agent_key(
+    store: &dyn Store,
+    key_hash: &str,
+) -> StoreResult<Option<Caller>> {
+    let node = store.node_for_agent_key(key_hash).await?;
     Ok(node.map(|node| Caller {
         actor: format!("node:{node}"),
         role: Role::Member,

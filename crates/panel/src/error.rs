@@ -25,6 +25,9 @@ pub enum ApiError {
         message: String,
         errors: Vec<FieldError>,
     },
+    /// The panel cannot do this as configured or right now (503).
+    #[error("{0}")]
+    Unavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", vec![]),
             ApiError::NotFound(_) => ("not-found", vec![]),
             ApiError::Conflict { errors, .. } => ("conflict", errors.clone()),
+            ApiError::Unavailable(_) => ("unavailable", vec![]),
             ApiError::Internal(_) => ("internal", vec![]),
         };
         let detail = match self {

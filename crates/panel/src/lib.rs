@@ -38,8 +38,9 @@ pub struct PanelConfig {
     pub node_unreachable_after: std::time::Duration,
     /// How agents reach the panel (`https://panel.example.org:8443`), for join commands.
     pub agent_url: Option<String>,
-    /// The CA agents pin, when the panel serves them over TLS.
-    pub agent_ca: Option<tls::AgentCa>,
+    /// The CA agents pin and the issuer of their certificates, when the panel serves agents
+    /// (over TLS, on a listener of its own).
+    pub agent_tls: Option<tls::PanelTls>,
 }
 
 impl Default for PanelConfig {
@@ -48,7 +49,7 @@ impl Default for PanelConfig {
             secure_cookies: false,
             node_unreachable_after: std::time::Duration::from_secs(60),
             agent_url: None,
-            agent_ca: None,
+            agent_tls: None,
         }
     }
 }
@@ -176,7 +177,8 @@ async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let caller = match identify(&state, surface, request.headers()).await {
+    let agent = request.extensions().get::<tls::AgentPeer>().cloned();
+    let caller = match identify(&state, surface, request.headers(), agent).await {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
@@ -186,7 +188,7 @@ async fn authorize(
             ApiError::Forbidden("this route is for node agents").into_response()
         }
         (Some(caller), Access::Read | Access::Owner | Access::Admin) if caller.node.is_some() => {
-            ApiError::Forbidden("an agent credential is for agent routes only").into_response()
+            ApiError::Forbidden("an agent certificate is for agent routes only").into_response()
         }
         (Some(caller), _) => {
             request.extensions_mut().insert(caller);
@@ -198,10 +200,13 @@ async fn authorize(
     }
 }
 
+/// Who calls: a bearer token (people and automation), else the client certificate of an agent
+/// on the agent listener, else a session cookie on pages.
 async fn identify(
     state: &AppState,
     surface: Surface,
     headers: &axum::http::HeaderMap,
+    agent: Option<tls::AgentPeer>,
 ) -> Result<Option<Caller>, ApiError> {
     let store = state.store();
     match surface {
@@ -210,9 +215,10 @@ async fn identify(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            match bearer {
-                Some(token) => Ok(auth::caller_from_bearer(store, token.trim()).await?),
-                None => Ok(None),
+            match (bearer, agent) {
+                (Some(token), _) => Ok(auth::caller_from_bearer(store, token.trim()).await?),
+                (None, Some(agent)) => Ok(auth::caller_from_agent_key(store, &agent.0).await?),
+                (None, None) => Ok(None),
             }
         }
         Surface::Page => match auth::cookie(headers, auth::SESSION_COOKIE) {

@@ -372,16 +372,31 @@ pub fn routes() -> Vec<Route> {
         Method::POST,
         "/api/v1/agent/enroll",
         "enroll_agent",
-        "Trade a join token for the agent's credential",
+        "Trade a join token and a signing request for the agent's client certificate",
         Surface::Api,
         Access::Public,
         Some(ApiDoc {
             request: Some(schema::<agents::EnrollRequest>),
-            success: (201, Some(schema::<agents::Enrollment>)),
-            errors: vec![400, 401],
+            success: (201, Some(schema::<crate::tls::AgentCertificate>)),
+            errors: vec![400, 401, 503],
             ..Default::default()
         }),
         post(agents::enroll),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/certificate",
+        "renew_agent_certificate",
+        "A fresh client certificate for the calling agent's key (agents only)",
+        Surface::Api,
+        Access::Agent,
+        Some(ApiDoc {
+            request: Some(schema::<agents::RenewRequest>),
+            success: (201, Some(schema::<crate::tls::AgentCertificate>)),
+            errors: vec![400, 401, 403, 503],
+            ..Default::default()
+        }),
+        post(agents::renew),
     );
     b.add(
         Method::GET,

@@ -1,19 +1,37 @@
 //! The secure channel between the panel and its nodes' agents. The panel holds a small CA of
-//! its own and serves agents over TLS with a certificate it signed. The join command carries
-//! the CA's SHA-256 fingerprint. An agent fetches the CA once (`GET /api/v1/agent/ca`), checks
-//! the fingerprint, and from then on trusts nothing else. The panel is authenticated by its
-//! certificate, the agent by its credential: both ends are authenticated, without a public CA.
+//! its own. It serves agents over TLS with a certificate that CA signed, and the join command
+//! carries the CA's SHA-256 fingerprint: an agent fetches the CA once (`GET
+//! /api/v1/agent/ca`), checks the fingerprint, and from then on trusts nothing else.
+//!
+//! Agents authenticate with client certificates from the same CA: at enrolment the agent sends
+//! a certificate signing request for a key it made and keeps (it never leaves the node); the
+//! panel answers with a short-lived certificate naming the node, which the agent renews at half
+//! its life. The panel keeps the SHA-256 of each node's public key, so revoking is deleting
+//! that row, effective at once, without revocation lists. The same certificates let agents
+//! authenticate each other without the panel (site moves).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use alveole_model::NodeId;
+use chrono::{DateTime, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+
+/// How long an agent's certificate is valid unless configured otherwise.
+pub const DEFAULT_AGENT_CERTIFICATE_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+/// Names the panel's certificate always carries, so an agent on the panel's own machine (the
+/// all-in-one mode) reaches it over loopback.
+const LOOPBACK_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -31,7 +49,14 @@ pub enum TlsError {
     },
     #[error("the TLS configuration is refused")]
     Rustls(#[from] rustls::Error),
+    #[error("the client certificate verifier cannot be built")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
+
+/// A certificate signing request that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("csr_pem must be a PEM-encoded PKCS#10 certificate signing request, signed by its own key")]
+pub struct InvalidSigningRequest;
 
 /// What agents need to know of the panel's CA.
 #[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
@@ -46,14 +71,161 @@ pub struct AgentCa {
 pub struct PanelTls {
     pub ca: AgentCa,
     pub server: Arc<rustls::ServerConfig>,
+    pub issuer: Arc<AgentIssuer>,
+}
+
+/// An agent's request for a certificate: its public key, whose signature over the request
+/// proves the agent holds the private key. Everything else in it is ignored: the panel alone
+/// decides what the certificate says.
+#[derive(Debug)]
+pub struct SigningRequest {
+    request: CertificateSigningRequestParams,
+    key_hash: String,
+}
+
+impl SigningRequest {
+    pub fn parse(pem: &str) -> Result<Self, InvalidSigningRequest> {
+        let request =
+            CertificateSigningRequestParams::from_pem(pem).map_err(|_| InvalidSigningRequest)?;
+        let key_hash = hex(&Sha256::digest(
+            request.public_key.subject_public_key_info(),
+        ));
+        Ok(Self { request, key_hash })
+    }
+
+    /// SHA-256 of the requester's public key (SubjectPublicKeyInfo, DER), in hex.
+    pub fn key_hash(&self) -> &str {
+        &self.key_hash
+    }
+}
+
+/// A certificate issued to a node's agent.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct AgentCertificate {
+    pub node_id: NodeId,
+    pub certificate_pem: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// Signs agents' certificates with the panel's CA key.
+pub struct AgentIssuer {
+    issuer: Issuer<'static, KeyPair>,
+    lifetime: chrono::Duration,
+}
+
+impl std::fmt::Debug for AgentIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentIssuer")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentIssuer {
+    pub fn lifetime(&self) -> chrono::Duration {
+        self.lifetime
+    }
+
+    /// A certificate for `node`'s agent, valid from a few minutes ago (clocks differ) for the
+    /// configured lifetime.
+    pub fn issue(
+        &self,
+        node: NodeId,
+        request: &SigningRequest,
+    ) -> Result<AgentCertificate, TlsError> {
+        let now = Utc::now();
+        self.issue_between(
+            node,
+            request,
+            now - chrono::Duration::minutes(5),
+            now + self.lifetime,
+        )
+    }
+
+    /// A certificate for `node`'s agent valid between the two instants (tests make expired
+    /// ones with it).
+    pub fn issue_between(
+        &self,
+        node: NodeId,
+        request: &SigningRequest,
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+    ) -> Result<AgentCertificate, TlsError> {
+        let mut params = CertificateParams::new(vec![node_name(node)])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("alveole node {node}"));
+        params.not_before = offset_date_time(not_before);
+        params.not_after = offset_date_time(not_after);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: request.request.public_key.clone(),
+        }
+        .signed_by(&self.issuer)?;
+        Ok(AgentCertificate {
+            node_id: node,
+            certificate_pem: signed.pem(),
+            not_before,
+            not_after,
+        })
+    }
+}
+
+fn offset_date_time(at: DateTime<Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(at.timestamp())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The DNS name in a node's agent certificate (`.invalid` never resolves: it is a name to
+/// check, not to look up). Agents connecting to each other expect it.
+pub fn node_name(node: NodeId) -> String {
+    format!("{node}.node.alveole.invalid")
+}
+
+/// SHA-256 of a certificate's public key (SubjectPublicKeyInfo, DER), in hex.
+pub fn certificate_key_hash(der: &[u8]) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex(&Sha256::digest(certificate.public_key().raw)))
+}
+
+/// Whether the certificate (PEM) was signed by the CA (PEM).
+pub fn issued_by(certificate_pem: &str, ca_pem: &str) -> bool {
+    let (Ok(certificate), Ok(ca)) = (
+        CertificateDer::from_pem_slice(certificate_pem.as_bytes()),
+        CertificateDer::from_pem_slice(ca_pem.as_bytes()),
+    ) else {
+        return false;
+    };
+    match (
+        x509_parser::parse_x509_certificate(&certificate),
+        x509_parser::parse_x509_certificate(&ca),
+    ) {
+        (Ok((_, certificate)), Ok((_, ca))) => {
+            certificate.verify_signature(Some(ca.public_key())).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// The agent certificate's key hash on one TLS connection to the agent listener, if the
+/// client presented one: put in every request's extensions.
+#[derive(Clone, Debug)]
+pub struct AgentPeer(pub String);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a certificate's DER, in hex.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(der))
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
@@ -72,10 +244,24 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
         .map_err(io)
 }
 
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "alveole panel CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
 /// Loads the CA and the server certificate from `dir`, creating them the first time. The
-/// server certificate names `hostnames` (DNS names or IP addresses); delete `server.pem` to
-/// issue a new one for other names.
-pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<PanelTls, TlsError> {
+/// server certificate names `hostnames` (DNS names or IP addresses) and loopback; it is issued
+/// again when the names change. Agents' certificates last `agent_lifetime`.
+pub fn load_or_create(
+    dir: &Path,
+    hostnames: &[String],
+    agent_lifetime: std::time::Duration,
+) -> Result<PanelTls, TlsError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| TlsError::Io { path, source }
@@ -83,35 +269,37 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<PanelTls, TlsE
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (ca_pem, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
     let (server_pem, server_key) = (dir.join("server.pem"), dir.join("server.key"));
-    let ca_params = || {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "alveole panel CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params
-    };
+    let names_file = dir.join("server.names");
     if !ca_pem.exists() {
         let key = KeyPair::generate()?;
         let cert = ca_params().self_signed(&key)?;
         write_private(&ca_key, &key.serialize_pem())?;
         std::fs::write(&ca_pem, cert.pem()).map_err(io(&ca_pem))?;
     }
-    if !server_pem.exists() {
-        let ca_key_pem = std::fs::read_to_string(&ca_key).map_err(io(&ca_key))?;
-        // The issuer is named from the same parameters the CA certificate was made from.
-        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
+    let ca_key_pem = std::fs::read_to_string(&ca_key).map_err(io(&ca_key))?;
+    // The issuer is named from the same parameters the CA certificate was made from.
+    let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
+
+    let mut names: Vec<String> = hostnames.to_vec();
+    names.extend(LOOPBACK_NAMES.map(String::from));
+    names.sort();
+    names.dedup();
+    let wanted = names.join("\n");
+    let issued_for = std::fs::read_to_string(&names_file).unwrap_or_default();
+    if !server_pem.exists() || issued_for != wanted {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(hostnames.to_vec())?;
+        let mut params = CertificateParams::new(names)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "alveole panel");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &issuer)?;
         let _ = std::fs::remove_file(&server_key);
         write_private(&server_key, &key.serialize_pem())?;
         std::fs::write(&server_pem, cert.pem()).map_err(io(&server_pem))?;
+        std::fs::write(&names_file, &wanted).map_err(io(&names_file))?;
     }
+
     let pem_error = |path: &Path| {
         let path = path.to_owned();
         move |source| TlsError::Pem { path, source }
@@ -120,8 +308,15 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<PanelTls, TlsE
     let ca_der = CertificateDer::from_pem_slice(ca_text.as_bytes()).map_err(pem_error(&ca_pem))?;
     let chain = vec![CertificateDer::from_pem_file(&server_pem).map_err(pem_error(&server_pem))?];
     let key = PrivateKeyDer::from_pem_file(&server_key).map_err(pem_error(&server_key))?;
+    // A client certificate is optional at the TLS layer (enrolment and the CA are fetched
+    // without one); when one is presented it must chain to this CA and be within its dates.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()?;
     let server = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     Ok(PanelTls {
         ca: AgentCa {
@@ -129,19 +324,34 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<PanelTls, TlsE
             ca_pem: ca_text,
         },
         server: Arc::new(server),
+        issuer: Arc::new(AgentIssuer {
+            issuer,
+            lifetime: chrono::Duration::from_std(agent_lifetime)
+                .unwrap_or(chrono::Duration::hours(24)),
+        }),
     })
 }
 
-/// Serves `app` over TLS on `listener`, one task per connection, until the listener fails.
+/// Serves `app` over TLS on `listener`, one task per connection, until `shutdown` resolves;
+/// then lets requests in progress finish (up to ten seconds) and closes every connection.
+/// Each request carries the client certificate's key hash ([`AgentPeer`]) when there is one.
 pub async fn serve(
     app: axum::Router,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = listener.accept().await?;
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let stream = match acceptor.accept(stream).await {
                 Ok(stream) => stream,
@@ -150,37 +360,106 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            let agent = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| certificate_key_hash(leaf))
+                .map(AgentPeer);
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(agent) = &agent {
+                        request.extensions_mut().insert(agent.clone());
+                    }
+                    tower::ServiceExt::oneshot(app.clone(), request)
+                },
+            );
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "agent connection ended with an error");
             }
         });
     }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("alveole-tls-{}", uuid::Uuid::now_v7().simple()))
+    }
+
     #[test]
     fn the_material_is_made_once_with_private_keys() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir =
-            std::env::temp_dir().join(format!("alveole-tls-{}", uuid::Uuid::now_v7().simple()));
-        let first = load_or_create(&dir, &["localhost".into(), "127.0.0.1".into()]).unwrap();
-        let again = load_or_create(&dir, &["localhost".into()]).unwrap();
+        let dir = temp_dir();
+        let lifetime = DEFAULT_AGENT_CERTIFICATE_LIFETIME;
+        let first = load_or_create(&dir, &["panel.example.org".into()], lifetime).unwrap();
+        let server = std::fs::read(dir.join("server.pem")).unwrap();
+        let again = load_or_create(&dir, &["panel.example.org".into()], lifetime).unwrap();
         assert_eq!(first.ca.fingerprint, again.ca.fingerprint, "the CA is kept");
         assert_eq!(first.ca.fingerprint.len(), 64);
+        assert_eq!(server, std::fs::read(dir.join("server.pem")).unwrap());
+        load_or_create(&dir, &["other.example.org".into()], lifetime).unwrap();
+        assert_ne!(
+            server,
+            std::fs::read(dir.join("server.pem")).unwrap(),
+            "new names, new server certificate"
+        );
         for key in ["ca.key", "server.key"] {
             let mode = std::os::unix::fs::PermissionsExt::mode(
                 &std::fs::metadata(dir.join(key)).unwrap().permissions(),
             );
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_agent_certificate_names_the_node_and_carries_the_requested_key_only() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = temp_dir();
+        let tls = load_or_create(&dir, &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
+        let key = KeyPair::generate().unwrap();
+        // The requester asks to be a CA for another name: both are ignored.
+        let mut asked = CertificateParams::new(vec!["panel.example.org".to_owned()]).unwrap();
+        asked.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
+        let request = SigningRequest::parse(&csr).unwrap();
+        let node = NodeId::generate();
+        let issued = tls.issuer.issue(node, &request).unwrap();
+        let der = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes()).unwrap();
+        assert_eq!(
+            certificate_key_hash(&der).as_deref(),
+            Some(request.key_hash()),
+            "the hash of the certificate's key is the hash of the request's key"
+        );
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!parsed.is_ca());
+        let names = parsed.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(names.general_names.len(), 1);
+        assert_eq!(
+            names.general_names[0],
+            x509_parser::extensions::GeneralName::DNSName(&node_name(node))
+        );
+        assert!(issued_by(&issued.certificate_pem, &tls.ca.ca_pem));
+        let other = load_or_create(&temp_dir(), &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
+        assert!(!issued_by(&issued.certificate_pem, &other.ca.ca_pem));
+        let lasts = issued.not_after - issued.not_before;
+        assert!(lasts <= chrono::Duration::hours(24) + chrono::Duration::minutes(5));
+        assert!(
+            SigningRequest::parse(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+            )
+            .is_err()
+        );
+        assert!(SigningRequest::parse("not a request").is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

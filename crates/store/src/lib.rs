@@ -238,20 +238,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Consumes a valid join token and stores the agent's credential (hashed), replacing any
-    /// earlier one; returns the node. `NotFound` when the token is unknown or expired.
+    /// Consumes a valid join token and records the hash of the agent's public key, replacing
+    /// any earlier one; returns the node. `NotFound` when the token is unknown or expired.
     async fn enroll_agent(
         &self,
         ctx: &AuditContext,
         join_hash: &str,
-        credential_hash: &str,
+        key_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<NodeId>;
-    /// Revokes the node's agent credential (audited): the agent must enrol again with a new
-    /// join token. `NotFound` when the node does not exist.
+    /// Forgets the node's agent key (audited): its certificates stop working at once, and the
+    /// agent must enrol again with a new join token. `NotFound` when the node does not exist.
     async fn revoke_agent(&self, ctx: &AuditContext, node: NodeId) -> StoreResult<()>;
-    /// The node an agent credential belongs to.
-    async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>>;
+    /// The node whose agent key has this hash.
+    async fn node_for_agent_key(&self, key_hash: &str) -> StoreResult<Option<NodeId>>;
     /// Keeps the node's report (telemetry, not audited) and moves the phases of its sites as
     /// the report says (each move audited). Reports about sites not on this node are ignored.
     /// Returns the sites whose phase changed.

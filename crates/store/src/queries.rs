@@ -1069,7 +1069,7 @@ impl Store for SqlStore {
         &self,
         ctx: &AuditContext,
         join_hash: &str,
-        credential_hash: &str,
+        key_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<NodeId> {
         let mut tx = self.begin_write().await?;
@@ -1085,15 +1085,15 @@ impl Store for SqlStore {
             .bind(join_hash)
             .execute(tx.conn())
             .await?;
-        sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+        sqlx::query("DELETE FROM node_agent_keys WHERE node_id = $1")
             .bind(node.0)
             .execute(tx.conn())
             .await?;
         sqlx::query(
-            "INSERT INTO node_credentials (node_id, token_hash, created_at) VALUES ($1, $2, $3)",
+            "INSERT INTO node_agent_keys (node_id, key_hash, created_at) VALUES ($1, $2, $3)",
         )
         .bind(node.0)
-        .bind(credential_hash)
+        .bind(key_hash)
         .bind(now)
         .execute(tx.conn())
         .await?;
@@ -1111,7 +1111,7 @@ impl Store for SqlStore {
     async fn revoke_agent(&self, ctx: &AuditContext, node: NodeId) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         fetch_node(tx.conn(), node).await?;
-        sqlx::query("DELETE FROM node_credentials WHERE node_id = $1")
+        sqlx::query("DELETE FROM node_agent_keys WHERE node_id = $1")
             .bind(node.0)
             .execute(tx.conn())
             .await?;
@@ -1125,10 +1125,10 @@ impl Store for SqlStore {
         tx.commit(ctx, change).await
     }
 
-    async fn node_for_credential(&self, credential_hash: &str) -> StoreResult<Option<NodeId>> {
+    async fn node_for_agent_key(&self, key_hash: &str) -> StoreResult<Option<NodeId>> {
         let node: Option<Uuid> =
-            sqlx::query_scalar("SELECT node_id FROM node_credentials WHERE token_hash = $1")
-                .bind(credential_hash)
+            sqlx::query_scalar("SELECT node_id FROM node_agent_keys WHERE key_hash = $1")
+                .bind(key_hash)
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(node.map(NodeId))

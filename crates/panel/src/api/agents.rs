@@ -1,5 +1,5 @@
-//! The routes between the panel and node agents: enrolment (a one-time join token traded for a
-//! credential) and the node's desired state.
+//! The routes between the panel and node agents: enrolment (a one-time join token and a
+//! signing request traded for a client certificate), renewal, and the node's desired state.
 
 use alveole_model::{DesiredState, NodeId};
 use axum::Json;
@@ -13,6 +13,7 @@ use super::{ApiJson, audit_context, parse_id};
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
+use crate::tls::AgentCertificate;
 
 const JOIN_TOKEN_LIFETIME_HOURS: i64 = 24;
 
@@ -28,13 +29,15 @@ pub struct JoinToken {
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub join_token: String,
+    /// A PKCS#10 certificate signing request (PEM) for the key the agent made and keeps.
+    pub csr_pem: String,
 }
 
-/// What an enrolled agent keeps: its node, and the credential it presents from now on.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct Enrollment {
-    pub node_id: NodeId,
-    pub credential: String,
+/// An agent's request for a fresh certificate for the key it already has.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub csr_pem: String,
 }
 
 pub async fn create_join_token(
@@ -78,12 +81,42 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The issuer of agents' certificates: without an agent listener, the panel enrols nobody.
+fn agent_issuer(state: &AppState) -> ApiResult<std::sync::Arc<crate::tls::AgentIssuer>> {
+    state
+        .config()
+        .agent_tls
+        .as_ref()
+        .map(|tls| tls.issuer.clone())
+        .ok_or(ApiError::Unavailable(
+            "this panel serves no agents: start it with --agent-listen",
+        ))
+}
+
+fn signing_request(pem: &str) -> ApiResult<crate::tls::SigningRequest> {
+    crate::tls::SigningRequest::parse(pem)
+        .map_err(|e| ApiError::field("csr_pem", "certificate_request", e.to_string()))
+}
+
+fn issue(
+    issuer: &crate::tls::AgentIssuer,
+    node: NodeId,
+    request: &crate::tls::SigningRequest,
+) -> ApiResult<AgentCertificate> {
+    issuer.issue(node, request).map_err(|error| {
+        tracing::error!(%error, %node, "could not sign an agent certificate");
+        ApiError::Unavailable("the panel could not sign the certificate")
+    })
+}
+
+/// Trades a join token and a signing request for the node's first certificate.
 pub async fn enroll(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<EnrollRequest>,
-) -> ApiResult<(StatusCode, Json<Enrollment>)> {
-    let credential = auth::new_token("aln_");
+) -> ApiResult<(StatusCode, Json<AgentCertificate>)> {
+    let issuer = agent_issuer(&state)?;
+    let signing = signing_request(&request.csr_pem)?;
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -92,19 +125,34 @@ pub async fn enroll(
     let join_hash = auth::hash_token(request.join_token.trim());
     let node = state
         .store()
-        .enroll_agent(&ctx, &join_hash, &auth::hash_token(&credential), Utc::now())
+        .enroll_agent(&ctx, &join_hash, signing.key_hash(), Utc::now())
         .await
         .map_err(|e| match e {
             alveole_store::StoreError::NotFound { .. } => ApiError::Unauthorized,
             other => other.into(),
         })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Enrollment {
-            node_id: node,
-            credential,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(issue(&issuer, node, &signing)?)))
+}
+
+/// A fresh certificate for the calling agent's key (the one on record): agents renew before
+/// theirs expires. A new key means a new enrolment, so that a stolen certificate cannot be
+/// turned into a lasting credential for another key.
+pub async fn renew(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    ApiJson(request): ApiJson<RenewRequest>,
+) -> ApiResult<(StatusCode, Json<AgentCertificate>)> {
+    let node = caller.node.ok_or(ApiError::Forbidden("agents only"))?;
+    let issuer = agent_issuer(&state)?;
+    let signing = signing_request(&request.csr_pem)?;
+    if state.store().node_for_agent_key(signing.key_hash()).await? != Some(node) {
+        return Err(ApiError::field(
+            "csr_pem",
+            "other_key",
+            "the request is for another key than this node's: enrol again to change keys",
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(issue(&issuer, node, &signing)?)))
 }
 
 /// The calling node's desired state, secrets included: only its own agent gets it.
@@ -303,9 +351,9 @@ pub fn join_command(state: &AppState, headers: &HeaderMap, token: &str) -> Strin
         format!("https://{host}")
     });
     let pin = config
-        .agent_ca
+        .agent_tls
         .as_ref()
-        .map(|ca| format!(" --panel-ca-sha256 {}", ca.fingerprint))
+        .map(|tls| format!(" --panel-ca-sha256 {}", tls.ca.fingerprint))
         .unwrap_or_default();
     format!(
         "alveole agent --panel-url {url}{pin} --join-token {token} --state-dir /var/lib/alveole"
@@ -317,8 +365,8 @@ pub fn join_command(state: &AppState, headers: &HeaderMap, token: &str) -> Strin
 pub async fn ca(State(state): State<AppState>) -> ApiResult<Json<crate::tls::AgentCa>> {
     state
         .config()
-        .agent_ca
-        .clone()
-        .map(Json)
+        .agent_tls
+        .as_ref()
+        .map(|tls| Json(tls.ca.clone()))
         .ok_or(ApiError::NotFound("agent CA"))
 }

@@ -188,9 +188,8 @@ pub async fn login(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    // Agent credentials are for agent routes only: they never open a page session.
     let caller = match auth::caller_from_bearer(state.store(), token).await {
-        Ok(caller) => caller.filter(|c| c.node.is_none()),
+        Ok(caller) => caller,
         Err(error) => return error_page(&state, &headers, None, error.into()),
     };
     let Some(caller) = caller else {

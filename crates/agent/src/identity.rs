@@ -1,0 +1,247 @@
+//! The agent's identity: a private key it made and never sends anywhere, and a short-lived
+//! certificate for that key from the panel's CA. The certificate authenticates the agent to
+//! the panel (and, for site moves, to other agents); the agent renews it at half its life.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use alveole_model::NodeId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::panel_client::{AgentError, PanelClient};
+
+/// What the panel answers to an enrolment or a renewal.
+#[derive(Clone, Debug, Deserialize)]
+pub struct IssuedCertificate {
+    pub node_id: NodeId,
+    pub certificate_pem: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// What an enrolled agent keeps on disk (`credential.json`, mode 0600).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub node_id: NodeId,
+    pub certificate_pem: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    key_pem: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("node_id", &self.node_id)
+            .field("not_after", &self.not_after)
+            .field("key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key made for an enrolment, and the signing request that asks the panel to certify it.
+#[derive(Debug)]
+pub struct NewKey {
+    key_pem: String,
+    pub csr_pem: String,
+}
+
+impl NewKey {
+    /// A new ECDSA P-256 key.
+    pub fn generate() -> Result<Self, AgentError> {
+        let key = rcgen::KeyPair::generate()?;
+        let csr_pem = signing_request(&key)?;
+        Ok(Self {
+            key_pem: key.serialize_pem(),
+            csr_pem,
+        })
+    }
+
+    /// The credential made of this key and the certificate the panel issued for it.
+    pub fn certified(self, issued: IssuedCertificate) -> Credential {
+        Credential {
+            node_id: issued.node_id,
+            certificate_pem: issued.certificate_pem,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            key_pem: self.key_pem,
+        }
+    }
+}
+
+/// A signing request for `key`: its subject does not matter, the panel decides what the
+/// certificate says.
+fn signing_request(key: &rcgen::KeyPair) -> Result<String, AgentError> {
+    let request = rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(key)?;
+    Ok(request.pem()?)
+}
+
+impl Credential {
+    /// Once half the certificate's life has passed.
+    pub fn renewal_due(&self, now: DateTime<Utc>) -> bool {
+        now >= self.not_before + (self.not_after - self.not_before) / 2
+    }
+
+    /// A signing request for the key this credential holds (renewal keeps the key).
+    pub fn signing_request(&self) -> Result<String, AgentError> {
+        signing_request(&rcgen::KeyPair::from_pem(&self.key_pem)?)
+    }
+
+    /// The same key with a new certificate.
+    pub fn renewed(&self, issued: IssuedCertificate) -> Credential {
+        Credential {
+            node_id: issued.node_id,
+            certificate_pem: issued.certificate_pem,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            key_pem: self.key_pem.clone(),
+        }
+    }
+
+    /// Certificate and key in one PEM buffer, as a TLS client identity.
+    pub fn identity_pem(&self) -> String {
+        format!("{}{}", self.certificate_pem, self.key_pem)
+    }
+
+    /// Writes the credential to `path` atomically (temporary file, fsync, rename; mode 0600):
+    /// a crash leaves the old credential or the new one, never half of one.
+    pub fn save(&self, path: &Path) -> Result<(), AgentError> {
+        let io = |source| AgentError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = serde_json::to_vec(self).map_err(|source| AgentError::Credential {
+            path: path.to_owned(),
+            source,
+        })?;
+        let temporary = path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io)?;
+        file.write_all(&text)
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&temporary, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// The credential at `path`, if there is one.
+    pub fn load(path: &Path) -> Result<Option<Credential>, AgentError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|source| AgentError::Credential {
+                        path: path.to_owned(),
+                        source,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AgentError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Where an agent keeps its credential in its state directory.
+pub fn credential_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("credential.json")
+}
+
+/// The credential in `state_dir`, enrolling with `join_token` when there is none yet; the
+/// client presents it from then on.
+pub async fn credential(
+    panel: &PanelClient,
+    state_dir: &Path,
+    join_token: Option<&str>,
+) -> Result<Credential, AgentError> {
+    let path = credential_path(state_dir);
+    let credential = match Credential::load(&path)? {
+        Some(credential) => credential,
+        None => {
+            let Some(join_token) = join_token else {
+                return Err(AgentError::Refused {
+                    status: 0,
+                    detail: "not enrolled yet: pass --join-token".into(),
+                });
+            };
+            let key = NewKey::generate()?;
+            let issued = panel.enroll(join_token, &key.csr_pem).await?;
+            let credential = key.certified(issued);
+            credential.save(&path)?;
+            credential
+        }
+    };
+    panel.authenticate(&credential)?;
+    Ok(credential)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> Credential {
+        NewKey::generate().unwrap().certified(IssuedCertificate {
+            node_id: NodeId::generate(),
+            certificate_pem: String::new(),
+            not_before,
+            not_after,
+        })
+    }
+
+    #[test]
+    fn renewal_is_due_at_half_life() {
+        let start = Utc::now();
+        let c = credential(start, start + chrono::Duration::hours(24));
+        assert!(!c.renewal_due(start + chrono::Duration::hours(11)));
+        assert!(c.renewal_due(start + chrono::Duration::hours(12)));
+        assert!(c.renewal_due(start + chrono::Duration::hours(30)));
+    }
+
+    #[test]
+    fn the_key_is_saved_privately_atomically_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!(
+            "alveole-identity-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let path = credential_path(&dir);
+        let c = credential(Utc::now(), Utc::now() + chrono::Duration::hours(1));
+        c.save(&path).unwrap();
+        c.save(&path).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = Credential::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.key_pem, c.key_pem);
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+        assert!(c.signing_request().unwrap().contains("CERTIFICATE REQUEST"));
+        assert!(
+            Credential::load(&dir.join("absent.json"))
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&path, b"{\"node_id\": 3}").unwrap();
+        assert!(matches!(
+            Credential::load(&path),
+            Err(AgentError::Credential { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
