@@ -1276,3 +1276,55 @@ impl Fixture {
         })
     }
 }
+
+#[tokio::test]
+async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_disk() {
+    use alveole_agent::identity::{Credential, credential_path};
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::Agent;
+    use std::sync::Arc;
+
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let Fixture {
+        db,
+        panel,
+        mut credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
+    // As if more than half of the certificate's life had passed.
+    let lifetime = credential.not_after - credential.not_before;
+    credential.not_before = chrono::Utc::now() - lifetime * 2;
+    let before = credential.certificate_pem.clone();
+    let runtime = DockerRuntime::connect().await.unwrap();
+    let mut agent = Agent::new(
+        credential,
+        client.clone(),
+        &state_dir,
+        runtime,
+        Arc::new(Ingress::new()),
+    );
+    agent.pass().await;
+    let renewed = agent.credential().clone();
+    assert_ne!(renewed.certificate_pem, before, "renewed during the pass");
+    assert!(!renewed.renewal_due(chrono::Utc::now()));
+    let on_disk = Credential::load(&credential_path(&state_dir))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        on_disk.certificate_pem, renewed.certificate_pem,
+        "kept for restarts"
+    );
+    // The client now presents the renewed certificate, and the panel takes it.
+    assert!(client.desired_state().await.is_ok());
+    let (_, status) = panel
+        .get(&format!("/api/v1/nodes/{}/status", renewed.node_id))
+        .await;
+    assert_eq!(status["reachable"], true, "{status}");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}

@@ -164,6 +164,11 @@ impl AgentIssuer {
             ExtendedKeyUsagePurpose::ServerAuth,
         ];
         params.use_authority_key_identifier_extension = true;
+        // Unique per certificate (RFC 5280), even for two issued within one second.
+        let mut serial = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut serial);
+        serial[0] &= 0x7f; // a positive integer
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         let signed = CertificateSigningRequestParams {
             params,
             public_key: request.request.public_key.clone(),
