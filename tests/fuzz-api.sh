@@ -12,7 +12,7 @@ fi
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "${CARGO_TARGET_DIR:-target}/debug/alveole" serve --database-url "sqlite://${work}/fuzz.db" --listen "127.0.0.1:${port}" --log warn --local-agent false \
-    --agent-listen 127.0.0.1:0 --tls-dir "${work}/tls" >"${work}/serve.log" 2>&1 &
+    --agent-listen 127.0.0.1:0 --tls-dir "${work}/tls" --audit-key-file "${work}/audit.key" >"${work}/serve.log" 2>&1 &
 server=$!
 trap 'kill ${server} 2>/dev/null || true; rm -rf "${work}"' EXIT
 for _ in $(seq 1 100); do

@@ -90,6 +90,25 @@ impl TestDb {
         }
     }
 
+    /// Runs SQL straight on the database, behind the panel's back (tests of tampering).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.admin_url {
+            Some(_) => {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("SQL");
+            }
+            None => {
+                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("SQL");
+            }
+        }
+    }
+
     /// Removes the database (call at the end of a passing test).
     pub async fn drop_db(self) {
         match &self.admin_url {
@@ -123,6 +142,7 @@ pub struct TestPanel {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub tls: alveole_panel::tls::PanelTls,
+    pub notary: alveole_panel::audit::Notary,
     tls_dir: std::path::PathBuf,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -150,7 +170,17 @@ impl TestPanel {
         let (people, agents) = (bind("127.0.0.1:0").await, bind("127.0.0.1:0").await);
         let base = format!("http://{}", people.local_addr().expect("address"));
         let agent_base = format!("https://{}", agents.local_addr().expect("address"));
-        let (servers, shutdown) = serve_until_stopped(store.clone(), &tls, people, agents);
+        // The panel's audit key, published as `alveole serve` does.
+        let notary = alveole_panel::audit::Notary::new(
+            alveole_audit::SigningKey::load_or_create(&tls_dir.join("audit.key"))
+                .expect("the audit key"),
+            None,
+        );
+        notary
+            .publish_key(store.as_ref())
+            .await
+            .expect("publish the audit key");
+        let (servers, shutdown) = serve_until_stopped(store.clone(), &tls, &notary, people, agents);
         TestPanel {
             base,
             agent_base,
@@ -158,6 +188,7 @@ impl TestPanel {
             store,
             http: reqwest::Client::new(),
             tls,
+            notary,
             tls_dir,
             servers,
             shutdown: Some(shutdown),
@@ -231,7 +262,7 @@ impl TestPanel {
         };
         let (people, agents) = (rebind(&self.base).await, rebind(&self.agent_base).await);
         let (servers, shutdown) =
-            serve_until_stopped(self.store.clone(), &self.tls, people, agents);
+            serve_until_stopped(self.store.clone(), &self.tls, &self.notary, people, agents);
         self.servers = servers;
         self.shutdown = Some(shutdown);
     }
@@ -343,6 +374,7 @@ impl Drop for TestPanel {
 fn serve_until_stopped(
     store: Arc<dyn Store>,
     tls: &alveole_panel::tls::PanelTls,
+    notary: &alveole_panel::audit::Notary,
     people: tokio::net::TcpListener,
     agents: tokio::net::TcpListener,
 ) -> (
@@ -351,6 +383,7 @@ fn serve_until_stopped(
 ) {
     let config = PanelConfig {
         agent_tls: Some(tls.clone()),
+        notary: Some(notary.clone()),
         ..PanelConfig::default()
     };
     let state = AppState::new(store, config).expect("state");

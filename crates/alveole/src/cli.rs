@@ -34,6 +34,9 @@ pub enum Command {
     Provider(ResourceArgs),
     /// Manage members through the API.
     Member(ResourceArgs),
+    /// The audit record: check it, sign a checkpoint, rotate the signing key, export it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Measure the panel (see docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -51,9 +54,88 @@ pub struct DatabaseArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AuditKeyArgs {
+    /// The panel's Ed25519 key that signs audit checkpoints (made at first start, mode 0600).
+    #[arg(
+        long,
+        env = "ALVEOLE_AUDIT_KEY_FILE",
+        default_value = ".alveole/audit/signing.key"
+    )]
+    pub audit_key_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the chain, its columns and its checkpoints, in the database or in an export;
+    /// names the first broken event. Exits with 1 when the record is not intact.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Check this JSON Lines export (from `alveole audit export`) instead of the database.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Checkpoints kept outside the panel (JSON files of one checkpoint or a list).
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+        /// Public keys kept outside the panel (JSON from GET /api/v1/audit/keys); without it,
+        /// the keys the database or the export publishes.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain now and print it (JSON).
+    Checkpoint {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: AuditKeyArgs,
+    },
+    /// Replace the signing key (the old public key stays published), then sign a checkpoint
+    /// with the new one.
+    RotateKey {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: AuditKeyArgs,
+    },
+    /// Export the record through the API, filtered (JSON Lines by default, or CSV).
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// From this day (2026-11-01) or RFC 3339 instant, included.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this day or instant, excluded.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        target_kind: Option<String>,
+        #[arg(long)]
+        target_id: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub audit_key: AuditKeyArgs,
+    /// Minutes between signed checkpoints of the audit chain (when it has grown).
+    #[arg(long, env = "ALVEOLE_AUDIT_CHECKPOINT_MINUTES", default_value_t = 60)]
+    pub audit_checkpoint_minutes: u64,
+    /// Where each new checkpoint is POSTed as JSON, to keep copies outside the panel.
+    #[arg(long, env = "ALVEOLE_AUDIT_WEBHOOK")]
+    pub audit_webhook: Option<String>,
     /// Address and port the panel listens on.
     #[arg(long, env = "ALVEOLE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

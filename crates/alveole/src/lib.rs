@@ -2,6 +2,7 @@
 //! and what each subcommand does.
 
 pub mod agent;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod client;

@@ -1,7 +1,7 @@
 //! The `alveole` binary: parses the command line and hands over to the library.
 
 use alveole::cli::{AdminCommand, Cli, Command};
-use alveole::{agent, bench, client, serve};
+use alveole::{agent, audit, bench, client, serve};
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Node(args) => client::run(client::NODES, args).await,
         Command::Provider(args) => client::run(client::PROVIDERS, args).await,
         Command::Member(args) => client::run(client::MEMBERS, args).await,
+        Command::Audit(command) => audit::run(command).await,
         Command::Bench(command) => bench::run(command).await,
     }
 }

@@ -47,6 +47,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| listen.ip().to_string());
         format!("https://{host}:{}", listen.port())
     });
+    // The audit chain's checkpoints are signed with the panel's own key.
+    let notary = alveole_panel::audit::Notary::new(
+        alveole_audit::SigningKey::load_or_create(&args.audit_key.audit_key_file).with_context(
+            || {
+                format!(
+                    "opening the audit signing key {}",
+                    args.audit_key.audit_key_file.display()
+                )
+            },
+        )?,
+        args.audit_webhook.clone(),
+    );
+    notary.publish_key(store.as_ref()).await?;
+    tokio::spawn(notary.clone().run(
+        store.clone(),
+        std::time::Duration::from_secs(args.audit_checkpoint_minutes.max(1) * 60),
+    ));
     let state = AppState::new(
         store.clone(),
         PanelConfig {
@@ -54,6 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
             agent_url,
             agent_tls: agent_tls.clone(),
+            notary: Some(notary),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {

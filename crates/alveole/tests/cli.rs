@@ -34,6 +34,8 @@ fn start_server() -> Server {
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_alveole"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        // Its key files (.alveole/...) go to the test's own directory.
+        .current_dir(&dir)
         .env(
             "ALVEOLE_DATABASE_URL",
             format!("sqlite://{}", dir.join("panel.db").display()),
@@ -254,5 +256,138 @@ fn the_readme_configuration_table_matches_the_cli() {
     assert!(
         readme.contains(&table),
         "README.md's configuration table is out of date; replace it with:\n\n{table}"
+    );
+}
+
+/// `alveole audit ...` with explicit arguments, as a board member would run it.
+fn audit(server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .arg("audit")
+        .args(args)
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .env(
+            "ALVEOLE_DATABASE_URL",
+            format!("sqlite://{}", server.dir.join("panel.db").display()),
+        )
+        .env(
+            "ALVEOLE_AUDIT_KEY_FILE",
+            server.dir.join(".alveole/audit/signing.key"),
+        )
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_board_exports_the_audit_record_and_verifies_it_on_its_own() {
+    let server = start_server();
+    // A request id made to run as a formula in a spreadsheet: it begins its CSV cell.
+    let body = r#"{"name":"Formula"}"#;
+    let request = format!(
+        "POST /api/v1/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         X-Request-Id: =HYPERLINK(\"http://x\")\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.token,
+        body.len()
+    );
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    alveole(&server, &["provider", "create", "--set", "name=Hetzner"]);
+
+    // A checkpoint, kept outside the panel (here: a file).
+    let signed = audit(&server, &["checkpoint"]);
+    assert!(signed.status.success(), "{signed:?}");
+    let checkpoint: serde_json::Value = serde_json::from_slice(&signed.stdout).unwrap();
+    let length = checkpoint["length"].as_u64().unwrap();
+    assert!(
+        length >= 3,
+        "key publication and two providers: {checkpoint}"
+    );
+    let kept = server.dir.join("checkpoint.json");
+    std::fs::write(&kept, &signed.stdout).unwrap();
+
+    // The whole record as JSON Lines verifies with nothing but the file and the checkpoint.
+    let export = server.dir.join("audit.jsonl");
+    let exported = audit(&server, &["export", "--output", export.to_str().unwrap()]);
+    assert!(exported.status.success(), "{exported:?}");
+    let verified = audit(
+        &server,
+        &[
+            "verify",
+            "--export",
+            export.to_str().unwrap(),
+            "--checkpoint",
+            kept.to_str().unwrap(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(
+        said.contains("intact") && said.contains(&format!("length {length}")),
+        "{said}"
+    );
+
+    // One event changed in the file: refused, and the event is named.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let tampered = server.dir.join("tampered.jsonl");
+    std::fs::write(&tampered, text.replacen("Hetzner", "Hetzner2", 1)).unwrap();
+    let refused = audit(&server, &["verify", "--export", tampered.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("NOT INTACT") && why.contains("event"), "{why}");
+
+    // Events cut from the end, checkpoint kept: the truncation shows.
+    let lines: Vec<&str> = text.lines().collect();
+    let cut: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.contains("\"Hetzner\"") || !l.contains("\"type\":\"event\""))
+        .copied()
+        .collect();
+    let truncated = server.dir.join("truncated.jsonl");
+    std::fs::write(&truncated, cut.join("\n")).unwrap();
+    let refused = audit(
+        &server,
+        &[
+            "verify",
+            "--export",
+            truncated.to_str().unwrap(),
+            "--checkpoint",
+            kept.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success(), "truncation must not pass");
+
+    // A filtered export verifies event by event; the database itself verifies.
+    let filtered = server.dir.join("filtered.jsonl");
+    let exported = audit(
+        &server,
+        &[
+            "export",
+            "--action",
+            "provider.create",
+            "--output",
+            filtered.to_str().unwrap(),
+        ],
+    );
+    assert!(exported.status.success());
+    let verified = audit(&server, &["verify", "--export", filtered.to_str().unwrap()]);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("intact: 2 events"));
+    let verified = audit(&server, &["verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+
+    // CSV for spreadsheets: the formula is neutralised.
+    let csv = audit(&server, &["export", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.starts_with("index,at,actor,action"), "{csv}");
+    assert!(csv.contains(",\"'=HYPERLINK"), "{csv}");
+    assert!(
+        !csv.lines()
+            .any(|l| l.split(',').any(|cell| cell.starts_with('='))),
+        "{csv}"
     );
 }

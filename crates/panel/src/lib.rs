@@ -3,6 +3,7 @@
 //! through the store, whose every write is audited.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod i18n;
@@ -41,6 +42,8 @@ pub struct PanelConfig {
     /// The CA agents pin and the issuer of their certificates, when the panel serves agents
     /// (over TLS, on a listener of its own).
     pub agent_tls: Option<tls::PanelTls>,
+    /// Signs audit checkpoints; without it the panel records the chain but signs nothing.
+    pub notary: Option<audit::Notary>,
 }
 
 impl Default for PanelConfig {
@@ -50,6 +53,7 @@ impl Default for PanelConfig {
             node_unreachable_after: std::time::Duration::from_secs(60),
             agent_url: None,
             agent_tls: None,
+            notary: None,
         }
     }
 }

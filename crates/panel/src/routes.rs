@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use crate::api::{self, Members, Nodes, Providers, Resource, Sites, agents};
+use crate::api::{self, Members, Nodes, Providers, Resource, Sites, agents, audit};
 use crate::error::Problem;
 use crate::{AppState, ops, pages};
 
@@ -451,6 +451,7 @@ pub fn routes() -> Vec<Route> {
         }),
         get(agents::node_status),
     );
+    audit_routes(&mut b);
 
     b.add(
         Method::GET,
@@ -526,5 +527,165 @@ pub fn routes() -> Vec<Route> {
     );
     b.pages::<Members>();
     b.pages::<Sites>();
+    b.add(
+        Method::GET,
+        "/audit",
+        "page_audit",
+        "",
+        Surface::Page,
+        Access::Read,
+        None,
+        get(pages::audit::record),
+    );
+    b.add(
+        Method::GET,
+        "/audit/report",
+        "page_audit_report",
+        "",
+        Surface::Page,
+        Access::Read,
+        None,
+        get(pages::audit::report),
+    );
+    b.add(
+        Method::POST,
+        "/audit/checkpoints",
+        "page_audit_sign_checkpoint",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::audit::sign_checkpoint),
+    );
     b.0
+}
+
+/// The filters shared by the audit list, exports and report.
+const AUDIT_FILTERS: [(&str, &str); 6] = [
+    (
+        "from",
+        "from this day (2026-11-01) or instant (RFC 3339), included",
+    ),
+    ("to", "up to this day or instant, excluded"),
+    ("actor", "who acted (bootstrap-admin, node:ID, system:...)"),
+    ("action", "what was done (site.create, node.revoke, ...)"),
+    (
+        "target_kind",
+        "what kind of thing it was done to (site, node, ...)",
+    ),
+    ("target_id", "which one"),
+];
+
+fn audit_routes(b: &mut Builder) {
+    let mut events_query = AUDIT_FILTERS.to_vec();
+    events_query.push(("after", "the chain position after which to list"));
+    events_query.push((
+        "limit",
+        "at most this many events (1 to 1000, 100 by default)",
+    ));
+    b.add(
+        Method::GET,
+        "/api/v1/audit/events",
+        "list_audit_events",
+        "Audit events in chain order, filtered",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            query: events_query,
+            success: (200, Some(schema::<audit::EventPage>)),
+            errors: vec![400, 401],
+            ..Default::default()
+        }),
+        get(audit::events),
+    );
+    let mut export_query = AUDIT_FILTERS.to_vec();
+    export_query.push((
+        "format",
+        "jsonl (verifiable on its own with `alveole audit verify --export`) or csv",
+    ));
+    b.add(
+        Method::GET,
+        "/api/v1/audit/export",
+        "export_audit",
+        "The audit record for the board, as JSON Lines or CSV",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            query: export_query,
+            success: (200, None),
+            errors: vec![400, 401],
+            ..Default::default()
+        }),
+        get(audit::export),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/audit/verify",
+        "verify_audit",
+        "Checks the whole audit chain, its columns and its checkpoints",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            success: (200, Some(schema::<alveole_store::AuditVerification>)),
+            errors: vec![401],
+            ..Default::default()
+        }),
+        get(audit::verify),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/audit/checkpoints",
+        "list_audit_checkpoints",
+        "The newest signed checkpoints of the audit chain",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            success: (200, Some(schema::<Vec<alveole_store::Checkpoint>>)),
+            errors: vec![401],
+            ..Default::default()
+        }),
+        get(audit::checkpoints),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/audit/checkpoints",
+        "create_audit_checkpoint",
+        "Signs a checkpoint of the audit chain now",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            success: (201, Some(schema::<alveole_store::Checkpoint>)),
+            errors: vec![401, 403, 503],
+            ..Default::default()
+        }),
+        post(audit::create_checkpoint),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/audit/checkpoints/latest",
+        "latest_audit_checkpoint",
+        "The newest signed checkpoint (public: keep copies of it elsewhere)",
+        Surface::Api,
+        Access::Public,
+        Some(ApiDoc {
+            success: (200, Some(schema::<alveole_store::Checkpoint>)),
+            errors: vec![404],
+            ..Default::default()
+        }),
+        get(audit::latest_checkpoint),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/audit/keys",
+        "list_audit_keys",
+        "The public keys that sign checkpoints, current and retired (public)",
+        Surface::Api,
+        Access::Public,
+        Some(ApiDoc {
+            success: (200, Some(schema::<Vec<alveole_store::PublishedKey>>)),
+            errors: vec![],
+            ..Default::default()
+        }),
+        get(audit::keys),
+    );
 }

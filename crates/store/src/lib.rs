@@ -25,7 +25,11 @@ use alveole_model::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use audit::{AuditContext, AuditEvent, Change};
+pub use alveole_audit::export::ExportFilter;
+pub use alveole_audit::{AuditKey, ChainHead, Checkpoint};
+pub use audit::{
+    AuditContext, AuditEvent, AuditRecord, AuditVerification, Change, PublishedKey, verify_audit,
+};
 pub use error::{StoreError, StoreResult};
 
 /// Which database is behind a store.
@@ -38,15 +42,26 @@ pub enum Backend {
 /// Opens (creating if needed) and migrates the database at `url`: `sqlite://path`,
 /// `sqlite::memory:` or `postgres://...`.
 pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::connect(url).await?))
+    let store: Arc<dyn Store> = if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Arc::new(postgres::connect(url).await?)
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::connect(url).await?))
+        Arc::new(sqlite::connect(url).await?)
     } else {
-        Err(StoreError::Database(sqlx::Error::Configuration(
+        return Err(StoreError::Database(sqlx::Error::Configuration(
             format!("unsupported database URL {url:?}: use sqlite://... or postgres://...").into(),
-        )))
+        )));
+    };
+    // Events recorded by a version without the chain join it, in their order.
+    let chained = store.chain_unchained_events().await?;
+    if chained > 0 {
+        tracing::info!(
+            chained,
+            "audit events recorded before the chain were chained"
+        );
     }
+    Ok(store)
 }
 
 /// A page of a keyset-paginated list.
@@ -284,4 +299,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Audit events after `after_seq`, oldest first.
     async fn audit_events(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    // --- the audit chain (docs/ARCHITECTURE.md, "Audit") ---------------------------------
+    /// The chain's head as recorded.
+    async fn audit_head(&self) -> StoreResult<ChainHead>;
+    /// Chained events matching `filter`, in chain order, after position `after`.
+    async fn audit_records(
+        &self,
+        filter: &ExportFilter,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    /// Chains the events recorded before the chain existed, in their order; returns how many.
+    async fn chain_unchained_events(&self) -> StoreResult<u64>;
+    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+    /// The newest checkpoints first.
+    async fn checkpoints(&self, limit: u32) -> StoreResult<Vec<Checkpoint>>;
+    /// Publishes the key that signs checkpoints from now on (audited when it is new), and
+    /// retires the others; their public keys stay published. Returns whether it was new.
+    async fn publish_audit_key(&self, ctx: &AuditContext, key: &AuditKey) -> StoreResult<bool>;
+    async fn audit_keys(&self) -> StoreResult<Vec<PublishedKey>>;
 }

@@ -11,6 +11,9 @@ const BACKEND: Backend = Backend::Postgres;
 /// A consistent snapshot for reads that span several statements.
 const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 const BEGIN_WRITE: &str = "BEGIN";
+/// The audit chain's head, locked until commit: appends queue on it and never fork the chain.
+const READ_CHAIN_HEAD_FOR_APPEND: &str =
+    "SELECT length, head FROM audit_chain WHERE id = 1 FOR UPDATE";
 
 /// Arbitrary, fixed key of the advisory lock that serialises writes touching site placement
 /// and host names (checks such as "is this name free" span several rows, so a row lock

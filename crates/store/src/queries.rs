@@ -2,6 +2,7 @@
 //! include this file as a module, with `super::Db` naming their database. Placeholders are
 //! `$N`, which both drivers bind by position.
 
+use alveole_audit::{AuditKey, ChainHead, Checkpoint, EventFields};
 use alveole_model::{
     FieldError, Hostname, Member, MemberId, Meta, NewMember, NewNode, NewProvider, NewSite, Node,
     NodeId, NodeReport, Provider, ProviderId, Site, SiteId, SitePhase, choose_node,
@@ -12,14 +13,14 @@ use sqlx::types::Json;
 use sqlx::{Executor, Pool, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::{BACKEND, BEGIN_READ, BEGIN_WRITE, Db, lock_site_writes};
+use super::{BACKEND, BEGIN_READ, BEGIN_WRITE, Db, READ_CHAIN_HEAD_FOR_APPEND, lock_site_writes};
 use crate::rows::{
     AuditRow, MemberRow, NodeRow, NodeUsageRow, ProviderRow, SessionRow, SiteRow, StoredEnvVar,
 };
 use crate::{
-    AuditContext, AuditEvent, Backend, Change, Counts, MemberFilter, NodeFilter, NodeStatus,
-    NodeUsage, Page, PageRequest, ProviderFilter, Session, SiteFilter, Store, StoreError,
-    StoreResult,
+    AuditContext, AuditEvent, AuditRecord, Backend, Change, Counts, ExportFilter, MemberFilter,
+    NodeFilter, NodeStatus, NodeUsage, Page, PageRequest, ProviderFilter, PublishedKey, Session,
+    SiteFilter, Store, StoreError, StoreResult,
 };
 
 /// A store on one database.
@@ -40,30 +41,88 @@ impl WriteTx {
         self.commit_all(ctx, vec![change]).await
     }
 
-    /// Commits with one audit event per change. No change at all is only for telemetry (an
-    /// agent's heartbeat), which is not a change to the platform.
+    /// Commits with one audit event per change, each appended to the audit chain. No change
+    /// at all is only for telemetry (an agent's heartbeat), which is not a change to the
+    /// platform.
     async fn commit_all(mut self, ctx: &AuditContext, changes: Vec<Change>) -> StoreResult<()> {
-        for change in changes {
-            sqlx::query(
-                "INSERT INTO audit_events \
-                 (id, at, actor, action, target_kind, target_id, before, after, request_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(now())
-            .bind(&ctx.actor)
-            .bind(change.action)
-            .bind(change.target_kind)
-            .bind(&change.target_id)
-            .bind(change.before.map(Json))
-            .bind(change.after.map(Json))
-            .bind(&ctx.request_id)
-            .execute(self.conn())
-            .await?;
+        if !changes.is_empty() {
+            let mut head = read_chain_head_for_append(self.conn()).await?;
+            for change in changes {
+                let fields = EventFields {
+                    id: Uuid::now_v7(),
+                    at: now(),
+                    actor: ctx.actor.clone(),
+                    action: change.action.to_owned(),
+                    target_kind: change.target_kind.to_owned(),
+                    target_id: change.target_id,
+                    before: change.before,
+                    after: change.after,
+                    request_id: ctx.request_id.clone(),
+                };
+                head = append_event(self.conn(), &fields, &head).await?;
+            }
+            write_chain_head(self.conn(), &head).await?;
         }
         self.0.commit().await?;
         Ok(())
     }
+}
+
+async fn read_chain_head_for_append(
+    conn: &mut <Db as sqlx::Database>::Connection,
+) -> StoreResult<ChainHead> {
+    let (length, hash): (i64, Option<String>) = sqlx::query_as(READ_CHAIN_HEAD_FOR_APPEND)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(ChainHead {
+        length: u64::try_from(length).unwrap_or(0),
+        hash,
+    })
+}
+
+async fn write_chain_head(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    head: &ChainHead,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE audit_chain SET length = $1, head = $2 WHERE id = 1")
+        .bind(i64::try_from(head.length).unwrap_or(i64::MAX))
+        .bind(&head.hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records one event after `head`; returns the new head.
+async fn append_event(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    fields: &EventFields,
+    head: &ChainHead,
+) -> StoreResult<ChainHead> {
+    let sealed = alveole_audit::seal(fields, head);
+    sqlx::query(
+        "INSERT INTO audit_events \
+         (id, at, actor, action, target_kind, target_id, before, after, request_id, \
+          chain_index, canonical, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(fields.id)
+    .bind(fields.at)
+    .bind(&fields.actor)
+    .bind(&fields.action)
+    .bind(&fields.target_kind)
+    .bind(&fields.target_id)
+    .bind(fields.before.clone().map(Json))
+    .bind(fields.after.clone().map(Json))
+    .bind(&fields.request_id)
+    .bind(i64::try_from(sealed.index).unwrap_or(i64::MAX))
+    .bind(&sealed.canonical)
+    .bind(&sealed.hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(ChainHead {
+        length: sealed.index,
+        hash: Some(sealed.hash),
+    })
 }
 
 /// Now, to the microsecond: what both databases keep, so a value reads back as written.
@@ -1302,7 +1361,8 @@ impl Store for SqlStore {
 
     async fn audit_events(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id \
+            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
+             chain_index, canonical, hash \
              FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
@@ -1310,6 +1370,197 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn audit_head(&self) -> StoreResult<ChainHead> {
+        let (length, hash): (i64, Option<String>) =
+            sqlx::query_as("SELECT length, head FROM audit_chain WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(ChainHead {
+            length: u64::try_from(length).unwrap_or(0),
+            hash,
+        })
+    }
+
+    async fn audit_records(
+        &self,
+        filter: &ExportFilter,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
+             chain_index, canonical, hash FROM audit_events WHERE (chain_index > ",
+        );
+        query.push_bind(i64::try_from(after).unwrap_or(i64::MAX));
+        // Events not chained (only after an edit of the database) come last, so that a check
+        // reaches them.
+        query.push(" OR chain_index IS NULL)");
+        if let Some(from) = filter.from {
+            query.push(" AND at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            query.push(" AND at < ").push_bind(to);
+        }
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target_kind", &filter.target_kind),
+            ("target_id", &filter.target_id),
+        ] {
+            if let Some(value) = value {
+                query
+                    .push(format_args!(" AND {column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        query
+            .push(" ORDER BY chain_index IS NULL, chain_index, seq LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn chain_unchained_events(&self) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
+             chain_index, canonical, hash FROM audit_events WHERE chain_index IS NULL ORDER BY seq",
+        )
+        .fetch_all(tx.conn())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut head = read_chain_head_for_append(tx.conn()).await?;
+        let count = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        for row in rows {
+            let event = AuditEvent::from(row);
+            let fields = EventFields {
+                id: event.id,
+                at: event.at,
+                actor: event.actor,
+                action: event.action,
+                target_kind: event.target_kind,
+                target_id: event.target_id,
+                before: event.before,
+                after: event.after,
+                request_id: event.request_id,
+            };
+            let sealed = alveole_audit::seal(&fields, &head);
+            sqlx::query(
+                "UPDATE audit_events SET chain_index = $1, canonical = $2, hash = $3 WHERE seq = $4",
+            )
+            .bind(i64::try_from(sealed.index).unwrap_or(i64::MAX))
+            .bind(&sealed.canonical)
+            .bind(&sealed.hash)
+            .bind(event.seq)
+            .execute(tx.conn())
+            .await?;
+            head = ChainHead {
+                length: sealed.index,
+                hash: Some(sealed.hash),
+            };
+        }
+        write_chain_head(tx.conn(), &head).await?;
+        tx.0.commit().await?;
+        Ok(count)
+    }
+
+    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (length, head, at, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(i64::try_from(checkpoint.length).unwrap_or(i64::MAX))
+        .bind(&checkpoint.head)
+        .bind(checkpoint.at)
+        .bind(&checkpoint.key_id)
+        .bind(&checkpoint.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, limit: u32) -> StoreResult<Vec<Checkpoint>> {
+        let rows: Vec<(i64, Option<String>, DateTime<Utc>, String, String)> = sqlx::query_as(
+            "SELECT length, head, at, key_id, signature FROM audit_checkpoints \
+             ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(length, head, at, key_id, signature)| Checkpoint {
+                length: u64::try_from(length).unwrap_or(0),
+                head,
+                at,
+                key_id,
+                signature,
+            })
+            .collect())
+    }
+
+    async fn publish_audit_key(&self, ctx: &AuditContext, key: &AuditKey) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT key_id FROM audit_keys WHERE key_id = $1")
+                .bind(&key.key_id)
+                .fetch_optional(tx.conn())
+                .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        let at = now();
+        sqlx::query("UPDATE audit_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(at)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO audit_keys (key_id, algorithm, public_key, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.algorithm)
+        .bind(&key.public_key)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change {
+            action: "audit.key.publish",
+            target_kind: "audit_key",
+            target_id: key.key_id.clone(),
+            before: None,
+            after: serde_json::to_value(key).ok(),
+        };
+        tx.commit(ctx, change).await?;
+        Ok(true)
+    }
+
+    async fn audit_keys(&self) -> StoreResult<Vec<PublishedKey>> {
+        let rows: Vec<(String, String, String, DateTime<Utc>, Option<DateTime<Utc>>)> =
+            sqlx::query_as(
+                "SELECT key_id, algorithm, public_key, created_at, retired_at FROM audit_keys \
+                 ORDER BY created_at",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(key_id, algorithm, public_key, created_at, retired_at)| PublishedKey {
+                    key: AuditKey {
+                        key_id,
+                        algorithm,
+                        public_key,
+                    },
+                    created_at,
+                    retired_at,
+                },
+            )
+            .collect())
     }
 }
 

@@ -289,6 +289,26 @@ pub(crate) struct AuditRow {
     pub before: Option<Json<serde_json::Value>>,
     pub after: Option<Json<serde_json::Value>>,
     pub request_id: String,
+    pub chain_index: Option<i64>,
+    pub canonical: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl From<AuditRow> for crate::AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        let link = match (r.chain_index, &r.canonical, &r.hash) {
+            (Some(index), Some(canonical), Some(hash)) => Some(alveole_audit::Link {
+                index: u64::try_from(index).unwrap_or(0),
+                canonical: canonical.clone(),
+                hash: hash.clone(),
+            }),
+            _ => None,
+        };
+        crate::AuditRecord {
+            event: r.into(),
+            link,
+        }
+    }
 }
 
 impl From<AuditRow> for crate::AuditEvent {
@@ -304,6 +324,8 @@ impl From<AuditRow> for crate::AuditEvent {
             before: r.before.map(|j| j.0),
             after: r.after.map(|j| j.0),
             request_id: r.request_id,
+            chain_index: r.chain_index.and_then(|i| u64::try_from(i).ok()),
+            hash: r.hash,
         }
     }
 }

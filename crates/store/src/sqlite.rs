@@ -13,6 +13,8 @@ const BACKEND: Backend = Backend::Sqlite;
 /// A consistent snapshot for reads that span several statements.
 const BEGIN_READ: &str = "BEGIN";
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// The audit chain's head, read to append to it (the transaction is already exclusive).
+const READ_CHAIN_HEAD_FOR_APPEND: &str = "SELECT length, head FROM audit_chain WHERE id = 1";
 
 /// `BEGIN IMMEDIATE` already makes every write transaction exclusive.
 async fn lock_site_writes(_conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {

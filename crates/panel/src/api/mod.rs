@@ -2,6 +2,7 @@
 //! over the [`Resource`] trait (`resources.rs` says what differs per resource).
 
 pub mod agents;
+pub mod audit;
 mod resources;
 
 use std::collections::BTreeMap;

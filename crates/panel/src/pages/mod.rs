@@ -1,6 +1,7 @@
 //! HTML pages (tera templates under `templates/`, embedded at build time). Every string goes
 //! through the translation catalogues; every state-changing form carries the CSRF token.
 
+pub mod audit;
 mod form;
 mod resources;
 
@@ -26,6 +27,14 @@ use crate::i18n::{LANG_COOKIE, LANGUAGES, negotiate};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../../../templates/base.html")),
+    (
+        "audit.html",
+        include_str!("../../../../templates/audit.html"),
+    ),
+    (
+        "audit_report.html",
+        include_str!("../../../../templates/audit_report.html"),
+    ),
     (
         "dashboard.html",
         include_str!("../../../../templates/dashboard.html"),

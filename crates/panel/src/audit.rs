@@ -1,0 +1,80 @@
+//! The panel's notary: it signs checkpoints of the audit chain with the panel's Ed25519 key,
+//! keeps them, and sends each one out (a webhook of the co-op's choosing), because a
+//! checkpoint only protects the record once a copy lives outside the panel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alveole_audit::{Checkpoint, SigningKey};
+use alveole_store::{AuditContext, Store, StoreResult};
+use chrono::Utc;
+
+/// Signs and publishes checkpoints.
+#[derive(Clone, Debug)]
+pub struct Notary {
+    key: Arc<SigningKey>,
+    /// Where each new checkpoint is POSTed as JSON (an archive, a chat room, a mailing bot).
+    webhook: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Notary {
+    pub fn new(key: SigningKey, webhook: Option<String>) -> Self {
+        Self {
+            key: Arc::new(key),
+            webhook,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Publishes the key's public half in the store (audited when it is new); the other keys
+    /// are retired but stay published, so older checkpoints still verify.
+    pub async fn publish_key(&self, store: &dyn Store) -> StoreResult<bool> {
+        let ctx = AuditContext::new("system:audit", "audit-key");
+        store.publish_audit_key(&ctx, &self.key.public()).await
+    }
+
+    /// Signs the chain's head now, keeps the checkpoint, and sends it to the webhook.
+    pub async fn checkpoint(&self, store: &dyn Store) -> StoreResult<Checkpoint> {
+        let head = store.audit_head().await?;
+        let checkpoint = self.key.sign(&head, Utc::now());
+        store.record_checkpoint(&checkpoint).await?;
+        tracing::info!(
+            length = checkpoint.length,
+            key_id = %checkpoint.key_id,
+            "signed an audit checkpoint"
+        );
+        if let Some(url) = &self.webhook {
+            let sent = self.http.post(url).json(&checkpoint).send().await;
+            match sent.map(|r| r.error_for_status()) {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) | Err(error) => {
+                    tracing::warn!(%error, %url, "could not send the audit checkpoint to the webhook");
+                }
+            }
+        }
+        Ok(checkpoint)
+    }
+
+    /// Signs a checkpoint every `every` when the chain has grown since the last one.
+    pub async fn run(self, store: Arc<dyn Store>, every: Duration) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let grown = match (store.audit_head().await, store.checkpoints(1).await) {
+                (Ok(head), Ok(last)) => last.first().is_none_or(|c| c.length < head.length),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "could not read the audit chain");
+                    false
+                }
+            };
+            if grown && let Err(error) = self.checkpoint(store.as_ref()).await {
+                tracing::warn!(%error, "could not sign an audit checkpoint");
+            }
+        }
+    }
+}

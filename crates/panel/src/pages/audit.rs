@@ -1,0 +1,173 @@
+//! The audit pages: the record with filters, exports and the chain's state; and the report
+//! for the board's general assembly, made to be printed.
+
+use std::collections::BTreeMap;
+
+use alveole_audit::report::Report;
+use axum::Extension;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
+
+use super::{csrf_checked, error_page, render};
+use crate::AppState;
+use crate::api::audit::{all_records, parse_filter};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// How many events the record page shows (the exports hold them all).
+const SHOWN: usize = 200;
+
+#[derive(Serialize)]
+struct Row {
+    index: Option<u64>,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    hash: String,
+}
+
+/// The filter's query string, for the export links.
+fn query_of(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub async fn record(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let filter = parse_filter(&params, &[])?;
+        let store = state.store();
+        let records = all_records(store, &filter).await?;
+        let total = records.len();
+        let rows: Vec<Row> = records
+            .iter()
+            .rev()
+            .take(SHOWN)
+            .map(|r| Row {
+                index: r.event.chain_index,
+                at: r.event.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                actor: r.event.actor.clone(),
+                action: r.event.action.clone(),
+                target: format!("{} {}", r.event.target_kind, r.event.target_id),
+                hash: r
+                    .event
+                    .hash
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(16)
+                    .collect(),
+            })
+            .collect();
+        let verification = alveole_store::verify_audit(store, &[], None).await?;
+        let latest = store.checkpoints(1).await?.into_iter().next();
+        let mut context = tera::Context::new();
+        context.insert("rows", &rows);
+        context.insert("total", &total);
+        context.insert("shown", &rows.len());
+        context.insert("filter", &params);
+        context.insert("query", &query_of(&params));
+        context.insert("verification", &verification);
+        context.insert("checkpoint", &latest);
+        context.insert("can_sign", &state.config().notary.is_some());
+        Ok::<_, ApiError>(context)
+    }
+    .await;
+    match result {
+        Ok(context) => render(&state, &headers, Some(&caller), "audit.html", context),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let filter = parse_filter(&params, &[])?;
+        let store = state.store();
+        let records = all_records(store, &filter).await?;
+        let report = Report::of(
+            records
+                .iter()
+                .filter_map(|r| r.link.as_ref())
+                .filter_map(|l| alveole_audit::chain::parse(&l.canonical))
+                .map(|p| p.fields)
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        let verification = alveole_store::verify_audit(store, &[], None).await?;
+        // The newest checkpoint covers the whole period: it signs everything before it.
+        let checkpoint = store.checkpoints(1).await?.into_iter().next();
+        let mut context = tera::Context::new();
+        context.insert("report", &report);
+        context.insert("filter", &params);
+        context.insert("verification", &verification);
+        context.insert("checkpoint", &checkpoint);
+        context.insert(
+            "generated_at",
+            &chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        );
+        Ok::<_, ApiError>(context)
+    }
+    .await;
+    match result {
+        Ok(context) => render(
+            &state,
+            &headers,
+            Some(&caller),
+            "audit_report.html",
+            context,
+        ),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+/// The "sign a checkpoint now" button.
+pub async fn sign_checkpoint(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let notary = state
+            .config()
+            .notary
+            .clone()
+            .ok_or(ApiError::Unavailable("this panel has no audit signing key"))?;
+        notary.checkpoint(state.store()).await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => (StatusCode::SEE_OTHER, Redirect::to("/audit")).into_response(),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
