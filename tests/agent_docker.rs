@@ -178,7 +178,8 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
     // Containers of other nodes, and unlabelled ones, are never touched; this node's
     // containers for sites no longer desired are removed.
     let other_node = format!("coop.alveole.node={}", NodeId::generate());
-    let leftover_site = format!("coop.alveole.site={}", SiteId::generate());
+    let gone = SiteId::generate();
+    let leftover_site = format!("coop.alveole.site={gone}");
     let this_node = format!("coop.alveole.node={}", naming.node_id);
     let foreign = docker(&[
         "create",
@@ -205,6 +206,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
     assert_eq!(
         report.actions,
         [Action::Remove {
+            site: gone,
             container: leftover.clone()
         }]
     );
@@ -1325,6 +1327,108 @@ async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_dis
         .get(&format!("/api/v1/nodes/{}/status", renewed.node_id))
         .await;
     assert_eq!(status["reachable"], true, "{status}");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn docker_drift_repairs_reach_the_audit_record_in_order_after_the_panel_was_away() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::Agent;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let Fixture {
+        db,
+        mut panel,
+        node_id,
+        member,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
+    let site = json!({
+        "owner_id": member, "primary_domain": "outbox.example.org", "image": TEST_IMAGE,
+        "command": hello_command(), "env": [{"name": "SITE_NAME", "value": "outbox"}]
+    });
+    let (_, created) = panel.post("/api/v1/sites", site).await;
+    let site_id = created["id"].as_str().unwrap().to_owned();
+    let container = Naming { node_id }.container(site_id.parse().unwrap());
+    let mut agent = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        DockerRuntime::connect().await.unwrap(),
+        Arc::new(Ingress::new()),
+    );
+    agent.pass().await.expect("a pass");
+    let agent_events = |panel_events: Vec<alveole_store::AuditEvent>| {
+        panel_events
+            .into_iter()
+            .filter(|e| e.action.starts_with("agent."))
+            .map(|e| (e.action, e.target_id, e.after.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let recorded = agent_events(panel.store.audit_events(0, 10_000).await.unwrap());
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, "agent.applied");
+
+    // The panel goes away; the container is removed by hand, then stopped by hand.
+    panel.stop().await;
+    docker(&["rm", "-f", &container]);
+    agent.pass().await.expect("a pass");
+    docker(&["stop", "-t", "1", &container]);
+    agent.pass().await.expect("a pass");
+    assert_eq!(
+        agent_events(panel.store.audit_events(0, 10_000).await.unwrap()).len(),
+        1,
+        "nothing arrives while the panel is away"
+    );
+
+    // Back: both repairs arrive, in order, about the site, recorded once.
+    panel.resume().await;
+    agent.pass().await.expect("a pass");
+    agent.pass().await.expect("a pass");
+    let recorded = agent_events(panel.store.audit_events(0, 10_000).await.unwrap());
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    for (action, target, _) in &recorded[1..] {
+        assert_eq!(
+            (action.as_str(), target.as_str()),
+            ("agent.drift_repaired", site_id.as_str()),
+            "{recorded:?}"
+        );
+    }
+    assert!(
+        recorded[1].2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing")
+    );
+    assert!(
+        recorded[2].2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stopped")
+    );
+    assert!(recorded[1].2["seq"].as_u64() < recorded[2].2["seq"].as_u64());
+    let events = panel.store.audit_events(0, 10_000).await.unwrap();
+    let actor = &events
+        .iter()
+        .find(|e| e.action == "agent.drift_repaired")
+        .unwrap()
+        .actor;
+    assert_eq!(actor, &format!("node:{node_id}"));
+    assert!(
+        alveole_store::verify_audit(panel.store.as_ref(), &[], None)
+            .await
+            .unwrap()
+            .intact
+    );
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }

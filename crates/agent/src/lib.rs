@@ -7,6 +7,7 @@ pub mod fake;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod outbox;
 pub mod panel_client;
 pub mod plan;
 pub mod reconcile;

@@ -30,6 +30,7 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
         let spared = keep.or(replaced).map(|c| c.id.as_str());
         for extra in mine.iter().filter(|c| Some(c.id.as_str()) != spared) {
             actions.push(Action::Remove {
+                site: extra.site_id,
                 container: extra.id.clone(),
             });
         }
@@ -40,9 +41,11 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             }),
             (None, None) => actions.push(Action::Create { site: spec.site_id }),
             (Some(c), _) if spec.run && !c.running => actions.push(Action::Start {
+                site: c.site_id,
                 container: c.id.clone(),
             }),
             (Some(c), _) if !spec.run && c.running => actions.push(Action::Stop {
+                site: c.site_id,
                 container: c.id.clone(),
             }),
             (Some(_), _) => {}
@@ -55,6 +58,7 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
         .filter(|c| !wanted.contains(&c.site_id))
     {
         actions.push(Action::Remove {
+            site: container.site_id,
             container: container.id.clone(),
         });
     }
@@ -165,9 +169,11 @@ mod tests {
                     old: "old".into()
                 },
                 Action::Stop {
+                    site: desired.sites[1].site_id,
                     container: "b".into()
                 },
                 Action::Remove {
+                    site: foreign_site.site_id,
                     container: "gone".into()
                 },
             ]
@@ -185,6 +191,7 @@ mod tests {
             plan(&naming, &desired, &observed),
             [
                 Action::Remove {
+                    site: gone.site_id,
                     container: "c".into()
                 },
                 Action::RemoveVolume { site: gone.site_id }
@@ -202,6 +209,7 @@ mod tests {
         assert_eq!(
             plan(&naming, &desired, &observed),
             [Action::Remove {
+                site: desired.sites[0].site_id,
                 container: "x".into()
             }]
         );
@@ -209,6 +217,7 @@ mod tests {
         assert_eq!(
             plan(&naming, &desired, &observed),
             [Action::Start {
+                site: desired.sites[0].site_id,
                 container: "x".into()
             }]
         );

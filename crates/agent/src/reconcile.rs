@@ -185,9 +185,9 @@ impl<R: Runtime> Reconciler<R> {
                 }
                 Ok(())
             }
-            Action::Start { container } => self.runtime.start(container).await,
-            Action::Stop { container } => self.runtime.stop(container).await,
-            Action::Remove { container } => self.runtime.remove(container).await,
+            Action::Start { container, .. } => self.runtime.start(container).await,
+            Action::Stop { container, .. } => self.runtime.stop(container).await,
+            Action::Remove { container, .. } => self.runtime.remove(container).await,
             Action::RemoveVolume { site } => self.runtime.remove_volume(&self.naming, *site).await,
         }
     }

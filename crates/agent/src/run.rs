@@ -37,6 +37,11 @@ pub struct Agent<R> {
     usage_every: Duration,
     /// Whether the node's isolation from the host can be put in place (nft is there).
     isolated: bool,
+    /// What the agent did on its own, until the panel has it.
+    outbox: crate::outbox::Outbox,
+    /// The generation the last successful pass applied: actions taken for the same
+    /// generation are drift repairs.
+    applied: Option<u64>,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -92,6 +97,8 @@ impl<R: Runtime> Agent<R> {
             usage_measured: None,
             usage_every: Duration::from_secs(60),
             isolated,
+            outbox: crate::outbox::Outbox::open(state_dir),
+            applied: None,
         }
     }
 
@@ -181,7 +188,8 @@ impl<R: Runtime> Agent<R> {
             }
         }
         let outcome = self.reconciler.reconcile(self.held.as_ref()?).await;
-        if outcome.is_ok() {
+        if let Ok(report) = &outcome {
+            self.record_events(report);
             self.refresh_usage().await;
         }
         let held = self.held.as_ref()?;
@@ -222,11 +230,54 @@ impl<R: Runtime> Agent<R> {
             resources: resources(self.ledger.path()),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             warnings,
+            events: self.outbox.pending().to_vec(),
         };
-        if let Err(error) = self.panel.report(&report).await {
-            tracing::debug!(%error, "could not send the report; the next pass will");
+        match self.panel.report(&report).await {
+            Ok(()) => {
+                if let Some(last) = report.events.last()
+                    && let Err(error) = self.outbox.acknowledge(last.seq)
+                {
+                    tracing::warn!(%error, "could not update the outbox");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not send the report; the next pass will")
+            }
         }
         outcome.ok()
+    }
+
+    /// Puts what this pass did in the outbox: the application of a new desired state, or
+    /// repairs of drift when the desired state had not changed.
+    fn record_events(&mut self, report: &Report) {
+        let Some(generation) = self.held_generation() else {
+            return;
+        };
+        let events: Vec<_> = if self.applied == Some(generation) {
+            report
+                .actions
+                .iter()
+                .map(|action| {
+                    let (site, detail) = describe_repair(action);
+                    (alveole_model::AgentEventKind::DriftRepaired, site, detail)
+                })
+                .collect()
+        } else if report.actions.is_empty() {
+            Vec::new()
+        } else {
+            vec![(
+                alveole_model::AgentEventKind::Applied,
+                None,
+                format!(
+                    "applied desired state {generation}: {} change(s) on the node",
+                    report.actions.len()
+                ),
+            )]
+        };
+        self.applied = Some(generation);
+        if let Err(error) = self.outbox.push(events, chrono::Utc::now()) {
+            tracing::warn!(%error, "could not record the pass's events");
+        }
     }
 
     /// Runs passes until `shutdown` resolves: on a timer, and as soon as the engine reports a
@@ -283,6 +334,41 @@ async fn listen_for_changes(
             Err(_) => tokio::time::sleep(pause).await,
         }
     }
+}
+
+/// The site a repair concerns and what it was, in words.
+fn describe_repair(action: &Action) -> (Option<alveole_model::SiteId>, String) {
+    let (site, detail) = match action {
+        Action::CreateNetwork => {
+            return (None, "the node's network was missing: made again".into());
+        }
+        Action::CreateVolume { site } => {
+            (site, "its volume was missing: made again (empty)".into())
+        }
+        Action::Create { site } => (site, "its container was missing: made again".into()),
+        Action::Replace { site, .. } => (
+            site,
+            "its container differed from its spec: replaced".into(),
+        ),
+        Action::Start { site, container } => (
+            site,
+            format!(
+                "its container {container} had stopped (crashed or stopped by hand): started again"
+            ),
+        ),
+        Action::Stop { site, container } => (
+            site,
+            format!("its container {container} ran although the site is stopped: stopped"),
+        ),
+        Action::Remove { site, container } => (
+            site,
+            format!("container {container} is not wanted on this node: removed"),
+        ),
+        Action::RemoveVolume { site } => {
+            (site, "its purged volume was still there: removed".into())
+        }
+    };
+    (Some(*site), detail)
 }
 
 /// The ingress routes for what runs: every host name of every running site with an address.

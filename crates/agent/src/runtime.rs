@@ -94,12 +94,15 @@ pub enum Action {
         old: String,
     },
     Start {
+        site: SiteId,
         container: String,
     },
     Stop {
+        site: SiteId,
         container: String,
     },
     Remove {
+        site: SiteId,
         container: String,
     },
     /// Remove a purged site's volume (its containers are gone by then).

@@ -14,6 +14,8 @@ struct Server {
     url: String,
     token: String,
     dir: std::path::PathBuf,
+    /// The server's log lines, read as they come (an unread pipe would fill and block it).
+    logs: std::thread::JoinHandle<String>,
 }
 
 impl Drop for Server {
@@ -62,11 +64,20 @@ fn start_server() -> Server {
         token.starts_with("alv_"),
         "the first start prints the bootstrap token"
     );
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs);
+        logs
+    });
+    // Standard output too, for whatever the server prints later.
+    std::thread::spawn(move || for _ in lines {});
     Server {
         child,
         url: format!("http://127.0.0.1:{port}"),
         token,
         dir,
+        logs,
     }
 }
 
@@ -208,13 +219,9 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         assert!(!String::from_utf8_lossy(&output.stdout).contains(SECRET));
     }
     let _ = server.child.kill();
-    let mut logs = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
+    let _ = server.child.wait();
+    let logs = std::mem::replace(&mut server.logs, std::thread::spawn(String::new))
+        .join()
         .unwrap();
     assert!(
         logs.contains("DEBUG") || logs.contains("INFO"),

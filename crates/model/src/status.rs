@@ -18,6 +18,49 @@ pub struct NodeReport {
     /// Problems of the node itself (its isolation from the host cannot be put in place, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What the agent did on its own since its last acknowledged report, oldest first, from
+    /// its outbox: events made while the panel was away arrive later, in order.
+    #[serde(default)]
+    pub events: Vec<AgentEvent>,
+}
+
+/// Something an agent did that the audit record must show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEvent {
+    /// Numbered by the agent from 1 (again from 1 after a new enrolment); the panel records
+    /// each number once.
+    pub seq: u64,
+    /// When it happened, by the node's clock.
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: AgentEventKind,
+    /// The site it concerns, if one.
+    #[serde(default)]
+    pub site_id: Option<SiteId>,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentEventKind {
+    /// The agent applied a new desired state.
+    Applied,
+    /// The node had drifted from its desired state (a container crashed, stopped or removed
+    /// by hand, a stray container) and the agent put it back.
+    DriftRepaired,
+    /// Events were dropped because the outbox was full (the panel was away too long).
+    EventsLost,
+}
+
+impl AgentEventKind {
+    /// The audit action recorded for it.
+    pub fn action(self) -> &'static str {
+        match self {
+            AgentEventKind::Applied => "agent.applied",
+            AgentEventKind::DriftRepaired => "agent.drift_repaired",
+            AgentEventKind::EventsLost => "agent.events_lost",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

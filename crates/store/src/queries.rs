@@ -92,6 +92,47 @@ async fn write_chain_head(
     Ok(())
 }
 
+/// The audit changes for the events of an agent's report that the panel has not recorded
+/// yet (an event resent after a lost answer is recorded once), and the node's counter moved.
+async fn agent_event_changes(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    node: NodeId,
+    report: &NodeReport,
+) -> StoreResult<Vec<Change>> {
+    let seen: i64 = sqlx::query_scalar("SELECT agent_event_seq FROM nodes WHERE id = $1")
+        .bind(node.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    let seen = u64::try_from(seen).unwrap_or(0);
+    let mut last = seen;
+    let mut changes = Vec::new();
+    for event in &report.events {
+        if event.seq <= last {
+            continue; // recorded already, or repeated within the report
+        }
+        last = event.seq;
+        let (target_kind, target_id) = match event.site_id {
+            Some(site) => ("site", site.to_string()),
+            None => ("node", node.to_string()),
+        };
+        changes.push(Change {
+            action: event.kind.action(),
+            target_kind,
+            target_id,
+            before: None,
+            after: serde_json::to_value(event).ok(),
+        });
+    }
+    if last > seen {
+        sqlx::query("UPDATE nodes SET agent_event_seq = $1 WHERE id = $2")
+            .bind(i64::try_from(last).unwrap_or(i64::MAX))
+            .bind(node.0)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(changes)
+}
+
 /// Records one event after `head`; returns the new head.
 async fn append_event(
     conn: &mut <Db as sqlx::Database>::Connection,
@@ -1148,6 +1189,11 @@ impl Store for SqlStore {
             .bind(node.0)
             .execute(tx.conn())
             .await?;
+        // A new agent numbers its events from 1 again.
+        sqlx::query("UPDATE nodes SET agent_event_seq = 0 WHERE id = $1")
+            .bind(node.0)
+            .execute(tx.conn())
+            .await?;
         sqlx::query(
             "INSERT INTO node_agent_keys (node_id, key_hash, created_at) VALUES ($1, $2, $3)",
         )
@@ -1218,7 +1264,7 @@ impl Store for SqlStore {
             .into_iter()
             .map(TryInto::try_into)
             .collect::<StoreResult<Vec<Site>>>()?;
-        let mut changes = Vec::new();
+        let mut changes = agent_event_changes(tx.conn(), node, report).await?;
         let mut moved = Vec::new();
         for observed in &report.sites {
             let Some(site) = sites.iter().find(|s| s.id == observed.site_id) else {

@@ -1,0 +1,173 @@
+//! The agent's outbox: what it did on its own (drift repaired, a new desired state applied),
+//! kept on disk until the panel has acknowledged it, so that events made while the panel is
+//! away reach the audit record later, in order, across agent restarts too.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use alveole_model::{AgentEvent, AgentEventKind, SiteId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Events kept at most; beyond, the oldest go and an `events_lost` event says how many.
+const CAPACITY: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot keep the agent's outbox in {path}")]
+pub struct OutboxError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Contents {
+    next_seq: u64,
+    pending: Vec<AgentEvent>,
+}
+
+/// Numbered events not yet acknowledged, in `outbox.json` of the state directory.
+#[derive(Debug)]
+pub struct Outbox {
+    path: PathBuf,
+    contents: Contents,
+}
+
+impl Outbox {
+    /// The outbox in `state_dir`; an unreadable one is set aside (and said), not fatal: the
+    /// agent's work matters more than its account of it.
+    pub fn open(state_dir: &Path) -> Self {
+        let path = state_dir.join("outbox.json");
+        let contents = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|error| {
+                tracing::error!(%error, path = %path.display(), "the outbox is unreadable; starting a new one");
+                let _ = std::fs::rename(&path, path.with_extension("json.unreadable"));
+                Contents::default()
+            }),
+            Err(_) => Contents::default(),
+        };
+        Self { path, contents }
+    }
+
+    /// Adds events, numbered after the last one, and keeps them on disk.
+    pub fn push(
+        &mut self,
+        events: impl IntoIterator<Item = (AgentEventKind, Option<SiteId>, String)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), OutboxError> {
+        let before = self.contents.pending.len();
+        for (kind, site_id, detail) in events {
+            self.contents.next_seq += 1;
+            self.contents.pending.push(AgentEvent {
+                seq: self.contents.next_seq,
+                at,
+                kind,
+                site_id,
+                detail,
+            });
+        }
+        if self.contents.pending.len() > CAPACITY {
+            let dropped = self.contents.pending.len() - CAPACITY + 1;
+            self.contents.pending.drain(..dropped);
+            self.contents.next_seq += 1;
+            self.contents.pending.push(AgentEvent {
+                seq: self.contents.next_seq,
+                at,
+                kind: AgentEventKind::EventsLost,
+                site_id: None,
+                detail: format!("{dropped} older events were dropped: the outbox was full"),
+            });
+        }
+        if self.contents.pending.len() == before {
+            return Ok(());
+        }
+        self.save()
+    }
+
+    /// What to send with the next report.
+    pub fn pending(&self) -> &[AgentEvent] {
+        &self.contents.pending
+    }
+
+    /// The panel recorded everything up to `seq`.
+    pub fn acknowledge(&mut self, seq: u64) -> Result<(), OutboxError> {
+        let before = self.contents.pending.len();
+        self.contents.pending.retain(|e| e.seq > seq);
+        if self.contents.pending.len() == before {
+            return Ok(());
+        }
+        self.save()
+    }
+
+    /// Temporary file, fsync, rename (mode 0600): a crash leaves the old outbox or the new.
+    fn save(&self) -> Result<(), OutboxError> {
+        let io = |source| OutboxError {
+            path: self.path.clone(),
+            source,
+        };
+        let text = serde_json::to_vec(&self.contents).unwrap_or_default();
+        let temporary = self.path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io)?;
+        file.write_all(&text)
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&temporary, &self.path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("alveole-outbox-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn events_are_numbered_kept_across_restarts_and_dropped_once_acknowledged() {
+        let dir = dir();
+        let mut outbox = Outbox::open(&dir);
+        let drift = |n: u32| (AgentEventKind::DriftRepaired, None, format!("repair {n}"));
+        outbox.push([drift(1), drift(2)], Utc::now()).unwrap();
+        let reopened = Outbox::open(&dir);
+        let seqs: Vec<u64> = reopened.pending().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        let mut outbox = reopened;
+        outbox.acknowledge(1).unwrap();
+        outbox.push([drift(3)], Utc::now()).unwrap();
+        let seqs: Vec<u64> = Outbox::open(&dir).pending().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3], "numbers go on after an acknowledgement");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_says_so() {
+        let dir = dir();
+        let mut outbox = Outbox::open(&dir);
+        let events = (0..CAPACITY + 5).map(|n| (AgentEventKind::Applied, None, n.to_string()));
+        outbox.push(events, Utc::now()).unwrap();
+        assert_eq!(outbox.pending().len(), CAPACITY);
+        let last = outbox.pending().last().unwrap();
+        assert_eq!(last.kind, AgentEventKind::EventsLost);
+        assert!(last.detail.starts_with("6 older events"), "{}", last.detail);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_unreadable_outbox_is_set_aside() {
+        let dir = dir();
+        std::fs::write(dir.join("outbox.json"), b"{not json").unwrap();
+        assert!(Outbox::open(&dir).pending().is_empty());
+        assert!(dir.join("outbox.json.unreadable").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
