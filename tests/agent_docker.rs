@@ -1432,3 +1432,66 @@ async fn docker_drift_repairs_reach_the_audit_record_in_order_after_the_panel_wa
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn docker_the_platform_inventory_shows_each_node_s_software_and_the_licences() {
+    use alveole_agent::ingress::Ingress;
+    use alveole_agent::run::Agent;
+    use std::sync::Arc;
+
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let Fixture {
+        db,
+        panel,
+        node,
+        credential,
+        client,
+        state_dir,
+        cleanup: _cleanup,
+        ..
+    } = fixture;
+    let (status, before) = panel.get("/api/v1/inventory").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        before["providers"][0]["nodes"][0]["inventory"],
+        serde_json::Value::Null,
+        "nothing reported yet"
+    );
+    let mut agent = Agent::new(
+        credential,
+        client,
+        &state_dir,
+        DockerRuntime::connect().await.unwrap(),
+        Arc::new(Ingress::new()),
+    );
+    agent.pass().await;
+    let (_, inventory) = panel.get("/api/v1/inventory").await;
+    let entry = &inventory["providers"][0]["nodes"][0];
+    assert_eq!(entry["id"], node.as_str());
+    assert_eq!(entry["agent_version"], env!("CARGO_PKG_VERSION"));
+    let software = &entry["inventory"];
+    assert!(
+        software["engine_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("Docker Engine "),
+        "{software}"
+    );
+    assert!(!software["kernel"].as_str().unwrap().is_empty());
+    if std::path::Path::new("/usr/bin/dpkg-query").exists() {
+        assert!(software["packages"].as_array().unwrap().len() > 50);
+    }
+    assert!(inventory["components"]["count"].as_u64().unwrap() > 100);
+    // The status keeps the frequent report small: the package list is kept apart.
+    let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+    assert!(status["report"]["inventory"].is_null(), "{status}");
+    let page = panel.page("/inventory").await;
+    assert!(
+        page.contains("Docker Engine") && page.contains("AGPL-3.0-or-later"),
+        "{page}"
+    );
+    let _ = std::fs::remove_dir_all(&state_dir);
+    db.drop_db().await;
+}

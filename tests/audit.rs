@@ -377,5 +377,11 @@ async fn the_record_is_served_filtered_exported_and_signed() {
         report.contains(&latest.signature.replace('/', "&#x2F;")),
         "the checkpoint is printed"
     );
+    // The platform inventory: providers, nodes, licences.
+    let inventory = panel.page("/inventory").await;
+    assert!(
+        inventory.contains("Hébergeur") && inventory.contains("AGPL-3.0-or-later"),
+        "{inventory}"
+    );
     db.drop_db().await;
 }

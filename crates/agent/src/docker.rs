@@ -27,6 +27,8 @@ pub const MIN_API_VERSION: (u32, u32) = (1, 41);
 #[derive(Clone, Debug)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// `Docker Engine 20.10.24 (API 1.41)`.
+    version: String,
 }
 
 fn engine(error: BollardError) -> RuntimeError {
@@ -64,7 +66,12 @@ impl DockerRuntime {
                 api.0, api.1, MIN_API_VERSION.0, MIN_API_VERSION.1
             )));
         }
-        Ok(Self { docker })
+        let version = format!(
+            "Docker Engine {} (API {})",
+            version.version.as_deref().unwrap_or("?"),
+            version.api_version.as_deref().unwrap_or("?")
+        );
+        Ok(Self { docker, version })
     }
 
     /// The volumes labelled for this node.
@@ -94,6 +101,10 @@ impl DockerRuntime {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
+    fn engine_version(&self) -> Option<String> {
+        Some(self.version.clone())
+    }
+
     async fn observe(&self, naming: &Naming) -> Result<Observed, RuntimeError> {
         let network = match self.docker.inspect_network(&naming.network(), None).await {
             Ok(_) => true,

@@ -17,5 +17,6 @@ pub use ledger::{Ledger, LedgerError, Verdict};
 pub use reconcile::{Reconciler, Report};
 pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};
 pub mod ingress;
+pub mod inventory;
 pub mod isolation;
 pub mod run;

@@ -42,6 +42,8 @@ pub struct Agent<R> {
     /// The generation the last successful pass applied: actions taken for the same
     /// generation are drift repairs.
     applied: Option<u64>,
+    /// When the panel last took the node's inventory (sent at start, then hourly).
+    inventory_sent: Option<tokio::time::Instant>,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -99,6 +101,7 @@ impl<R: Runtime> Agent<R> {
             isolated,
             outbox: crate::outbox::Outbox::open(state_dir),
             applied: None,
+            inventory_sent: None,
         }
     }
 
@@ -231,9 +234,16 @@ impl<R: Runtime> Agent<R> {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             warnings,
             events: self.outbox.pending().to_vec(),
+            inventory: self
+                .inventory_sent
+                .is_none_or(|at| at.elapsed() >= INVENTORY_EVERY)
+                .then(|| crate::inventory::collect(self.reconciler.runtime().engine_version())),
         };
         match self.panel.report(&report).await {
             Ok(()) => {
+                if report.inventory.is_some() {
+                    self.inventory_sent = Some(tokio::time::Instant::now());
+                }
                 if let Some(last) = report.events.last()
                     && let Err(error) = self.outbox.acknowledge(last.seq)
                 {
@@ -311,6 +321,9 @@ impl<R: Runtime> Agent<R> {
         }
     }
 }
+
+/// How often the node's inventory (packages, versions) is sent again.
+const INVENTORY_EVERY: Duration = Duration::from_secs(3600);
 
 /// How long one long poll of the panel may wait (under the client's 30 s timeout).
 const LONG_POLL: Duration = Duration::from_secs(25);

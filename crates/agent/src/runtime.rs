@@ -151,6 +151,10 @@ pub trait Runtime: Send + Sync {
     ) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+    /// The engine's version, for the platform inventory.
+    fn engine_version(&self) -> Option<String> {
+        None
+    }
     /// Bytes each site's volume uses on the node (for quota alerts).
     async fn volume_usage(&self, _naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError> {
         Ok(BTreeMap::new())

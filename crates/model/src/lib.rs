@@ -23,5 +23,8 @@ pub use ids::{MemberId, NodeId, ProviderId, SiteId};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;
-pub use status::{AgentEvent, AgentEventKind, NodeReport, NodeResources, SiteReport, SiteState};
+pub use status::{
+    AgentEvent, AgentEventKind, NodeInventory, NodeReport, NodeResources, Package, SiteReport,
+    SiteState,
+};
 pub use text::{CountryCode, DisplayName, Email, Notes, Slug};

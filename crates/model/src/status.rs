@@ -22,6 +22,31 @@ pub struct NodeReport {
     /// its outbox: events made while the panel was away arrive later, in order.
     #[serde(default)]
     pub events: Vec<AgentEvent>,
+    /// What the node is made of, sent at the agent's start and then hourly (not every pass).
+    #[serde(default)]
+    pub inventory: Option<NodeInventory>,
+}
+
+/// A node's software, for the platform inventory an outside audit asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInventory {
+    /// `PRETTY_NAME` of /etc/os-release.
+    pub os: String,
+    pub kernel: String,
+    /// The container engine's version, when one answers.
+    #[serde(default)]
+    pub engine_version: Option<String>,
+    /// The operating system's packages (dpkg or rpm), sorted by name.
+    #[serde(default)]
+    pub packages: Vec<Package>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
 }
 
 /// Something an agent did that the audit record must show.

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod i18n;
+pub mod inventory;
 pub mod metrics;
 pub mod openapi;
 mod ops;

@@ -548,6 +548,16 @@ pub fn routes() -> Vec<Route> {
         get(pages::audit::report),
     );
     b.add(
+        Method::GET,
+        "/inventory",
+        "page_inventory",
+        "",
+        Surface::Page,
+        Access::Read,
+        None,
+        get(pages::audit::inventory),
+    );
+    b.add(
         Method::POST,
         "/audit/checkpoints",
         "page_audit_sign_checkpoint",
@@ -577,6 +587,20 @@ const AUDIT_FILTERS: [(&str, &str); 6] = [
 ];
 
 fn audit_routes(b: &mut Builder) {
+    b.add(
+        Method::GET,
+        "/api/v1/inventory",
+        "get_inventory",
+        "The platform inventory: providers, nodes and their software, sites per node, licences",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            success: (200, Some(schema::<crate::inventory::Inventory>)),
+            errors: vec![401],
+            ..Default::default()
+        }),
+        get(api::inventory),
+    );
     let mut events_query = AUDIT_FILTERS.to_vec();
     events_query.push(("after", "the chain position after which to list"));
     events_query.push((

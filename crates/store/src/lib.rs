@@ -278,6 +278,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SiteId, SitePhase)>>;
     /// The last report of every node that has reported.
+    /// Each node's inventory as its agent last sent it, and when.
+    async fn node_inventories(
+        &self,
+    ) -> StoreResult<Vec<(NodeId, DateTime<Utc>, alveole_model::NodeInventory)>>;
     async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>>;
 
     /// Replaces the hash of a named panel token (`bootstrap`), audited.

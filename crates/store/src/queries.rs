@@ -1247,15 +1247,32 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(SiteId, SitePhase)>> {
         let mut tx = self.begin_write().await?;
+        // The inventory is kept apart: reports come every few seconds, inventories hourly.
+        let status = NodeReport {
+            inventory: None,
+            ..report.clone()
+        };
         sqlx::query(
             "INSERT INTO node_status (node_id, reported_at, report) VALUES ($1, $2, $3) \
              ON CONFLICT (node_id) DO UPDATE SET reported_at = excluded.reported_at, report = excluded.report",
         )
         .bind(node.0)
         .bind(now)
-        .bind(Json(report))
+        .bind(Json(&status))
         .execute(tx.conn())
         .await?;
+        if let Some(inventory) = &report.inventory {
+            sqlx::query(
+                "INSERT INTO node_inventory (node_id, reported_at, inventory) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node_id) DO UPDATE SET reported_at = excluded.reported_at, \
+                 inventory = excluded.inventory",
+            )
+            .bind(node.0)
+            .bind(now)
+            .bind(Json(inventory))
+            .execute(tx.conn())
+            .await?;
+        }
         let mut q =
             QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE node_id = "));
         q.push_bind(node.0);
@@ -1293,6 +1310,19 @@ impl Store for SqlStore {
         }
         tx.commit_all(ctx, changes).await?;
         Ok(moved)
+    }
+
+    async fn node_inventories(
+        &self,
+    ) -> StoreResult<Vec<(NodeId, DateTime<Utc>, alveole_model::NodeInventory)>> {
+        let rows: Vec<(Uuid, DateTime<Utc>, Json<alveole_model::NodeInventory>)> =
+            sqlx::query_as("SELECT node_id, reported_at, inventory FROM node_inventory")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, at, inventory)| (NodeId(node), at, inventory.0))
+            .collect())
     }
 
     async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>> {

@@ -268,3 +268,10 @@ pub async fn delete<R: Resource>(
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The platform inventory (`inventory.rs`), as JSON.
+pub async fn inventory(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> ApiResult<Json<crate::inventory::Inventory>> {
+    Ok(Json(crate::inventory::collect(state.store()).await?))
+}

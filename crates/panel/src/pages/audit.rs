@@ -1,5 +1,6 @@
-//! The audit pages: the record with filters, exports and the chain's state; and the report
-//! for the board's general assembly, made to be printed.
+//! The pages for the board: the audit record with filters, exports and the chain's state; the
+//! report for the general assembly; the platform inventory. The last two are made to be
+//! printed.
 
 use std::collections::BTreeMap;
 
@@ -169,5 +170,28 @@ pub async fn sign_checkpoint(
     match result {
         Ok(()) => (StatusCode::SEE_OTHER, Redirect::to("/audit")).into_response(),
         Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+/// The platform inventory, made to be printed.
+pub async fn inventory(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
+    match crate::inventory::collect(state.store()).await {
+        Ok(inventory) => {
+            let mut context = tera::Context::new();
+            context.insert(
+                "generated_at",
+                &inventory
+                    .generated_at
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string(),
+            );
+            context.insert("inventory", &inventory);
+            render(&state, &headers, Some(&caller), "inventory.html", context)
+        }
+        Err(error) => error_page(&state, &headers, Some(&caller), error.into()),
     }
 }

@@ -32,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../../templates/audit.html"),
     ),
     (
+        "inventory.html",
+        include_str!("../../../../templates/inventory.html"),
+    ),
+    (
         "audit_report.html",
         include_str!("../../../../templates/audit_report.html"),
     ),
