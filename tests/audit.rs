@@ -26,6 +26,31 @@ async fn panel_with_providers(db: &TestDb, n: usize) -> TestPanel {
     panel
 }
 
+const SECRET: &str = "audit-secret-value-5521";
+
+/// Rows of a CSV text as Python's `csv` module reads them.
+fn python_csv(text: &str) -> Vec<Vec<String>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.reader(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 async fn verification(panel: &TestPanel) -> AuditVerification {
     alveole_store::verify_audit(panel.store.as_ref(), &[], None)
         .await
@@ -49,7 +74,7 @@ async fn concurrent_writers_never_fork_the_chain() {
         let panel = TestPanel::start(&db).await;
         let before = panel.store.audit_head().await.unwrap().length;
         let mut writers = Vec::new();
-        for i in 0..24 {
+        for i in 0..50 {
             let (http, base, token) = (panel.http.clone(), panel.base.clone(), panel.token.clone());
             writers.push(tokio::spawn(async move {
                 let (path, body) = if i % 2 == 0 {
@@ -75,10 +100,10 @@ async fn concurrent_writers_never_fork_the_chain() {
         }
         let report = verification(&panel).await;
         assert!(report.intact, "{}: {report:?}", db.backend());
-        assert_eq!(report.head.length, before + 24, "{}", db.backend());
+        assert_eq!(report.head.length, before + 50, "{}", db.backend());
         let all = links(panel.store.as_ref()).await;
         let indexes: Vec<u64> = all.iter().map(|l| l.index).collect();
-        assert_eq!(indexes, (1..=before + 24).collect::<Vec<_>>());
+        assert_eq!(indexes, (1..=before + 50).collect::<Vec<_>>());
         db.drop_db().await;
     }
 }
@@ -154,7 +179,7 @@ async fn checkpoints_reveal_truncation_and_rewrites_that_the_chain_alone_cannot(
             .collect();
         let chain = links(panel.store.as_ref()).await;
         let length = chain.len() as u64;
-        assert_eq!(kept.length, length);
+        assert_eq!(kept.length + 1, length, "the signing is the next event");
 
         // Truncation: the last two events removed and the head moved back. The chain is
         // consistent again, but the checkpoint covers more than it holds.
@@ -196,8 +221,36 @@ async fn checkpoints_reveal_truncation_and_rewrites_that_the_chain_alone_cannot(
             head.length,
             head.hash.clone().unwrap()
         ));
+        // ... and re-signed with a key of the forger's own, published in the database.
+        let forger = alveole_audit::SigningKey::load_or_create(
+            &std::env::temp_dir().join(format!("alveole-forger-{}.key", uuid::Uuid::now_v7())),
+        )
+        .unwrap();
+        let resigned = forger.sign(&head, chrono::Utc::now());
+        let public = forger.public();
+        sql.push_str(&format!(
+            "INSERT INTO audit_keys (key_id, algorithm, public_key, created_at) \
+             VALUES ('{}', 'ed25519', '{}', '2026-11-01T00:00:00Z'); \
+             INSERT INTO audit_checkpoints (length, head, at, key_id, signature) \
+             VALUES ({}, '{}', '{}', '{}', '{}');",
+            public.key_id,
+            public.public_key,
+            resigned.length,
+            resigned.head.clone().unwrap(),
+            resigned
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            resigned.key_id,
+            resigned.signature
+        ));
         db.execute(&sql).await;
-        assert!(verification(&panel).await.intact, "{}", db.backend());
+        let inside = verification(&panel).await;
+        assert!(inside.intact, "{}: {inside:?}", db.backend());
+        assert_eq!(
+            inside.checkpoints_verified,
+            vec![head.length],
+            "the forged checkpoint"
+        );
         let outside = alveole_store::verify_audit(
             panel.store.as_ref(),
             std::slice::from_ref(&kept),
@@ -205,6 +258,17 @@ async fn checkpoints_reveal_truncation_and_rewrites_that_the_chain_alone_cannot(
         )
         .await
         .unwrap();
+        // With the keys kept outside, the forged checkpoint does not verify...
+        let broken = outside.first_break.expect("found with the outside keys");
+        assert!(
+            broken.reason.contains("not among the published keys"),
+            "{broken:?}"
+        );
+        // ... and the checkpoint kept outside no longer matches the chain, whatever the keys.
+        let outside =
+            alveole_store::verify_audit(panel.store.as_ref(), std::slice::from_ref(&kept), None)
+                .await
+                .unwrap();
         let broken = outside
             .first_break
             .expect("found with the outside checkpoint");
@@ -217,36 +281,95 @@ async fn checkpoints_reveal_truncation_and_rewrites_that_the_chain_alone_cannot(
 }
 
 #[tokio::test]
-async fn events_recorded_before_the_chain_join_it_in_order() {
+async fn events_recorded_before_the_chain_join_it_and_events_slipped_in_later_do_not() {
     for db in TestDb::all().await {
         let panel = panel_with_providers(&db, 2).await;
-        let length = panel.store.audit_head().await.unwrap().length;
-        // As a version without the chain wrote them: no position, text or hash.
-        let uuid = |n: u32| match db.backend() {
-            "postgres" => format!("'01a20000-0000-7000-8000-00000000000{n}'"),
-            _ => format!("x'01a20000000070008000{n:012}'"),
-        };
-        let now = match db.backend() {
-            "postgres" => "now()",
-            _ => "'2026-11-01T10:00:00.000001+00:00'",
-        };
-        for n in 1..=2 {
-            db.execute(&format!(
-                "INSERT INTO audit_events (id, at, actor, action, target_kind, target_id, request_id) \
-                 VALUES ({}, {now}, 'old-admin', 'site.create', 'site', 'old-{n}', 'r')",
-                uuid(n)
-            ))
-            .await;
-        }
-        assert!(!verification(&panel).await.intact, "not chained yet");
+        // A database from before the chain: events without position, text or hash.
+        db.execute(
+            "UPDATE audit_events SET chain_index = NULL, canonical = NULL, hash = NULL; \
+             UPDATE audit_chain SET length = 0, head = NULL WHERE id = 1",
+        )
+        .await;
+        let count = panel.store.audit_events(0, 10_000).await.unwrap().len() as u64;
         let reopened = alveole_store::connect(&db.url).await.unwrap();
         let report = alveole_store::verify_audit(reopened.as_ref(), &[], None)
             .await
             .unwrap();
         assert!(report.intact, "{}: {report:?}", db.backend());
-        assert_eq!(report.head.length, length + 2);
-        let chained = links(reopened.as_ref()).await;
-        assert!(chained[chained.len() - 1].canonical.contains("old-2"));
+        assert_eq!(report.head.length, count, "all chained, in order");
+
+        // Once the chain has begun, an event slipped in behind the panel's back stays outside
+        // it, even across a restart, and is reported.
+        let uuid = match db.backend() {
+            "postgres" => "'01a20000-0000-7000-8000-000000000001'".to_owned(),
+            _ => "x'01a20000000070008000000000000001'".to_owned(),
+        };
+        let now = match db.backend() {
+            "postgres" => "now()",
+            _ => "'2026-11-01T10:00:00.000001+00:00'",
+        };
+        db.execute(&format!(
+            "INSERT INTO audit_events (id, at, actor, action, target_kind, target_id, request_id) \
+             VALUES ({uuid}, {now}, 'mallory', 'site.create', 'site', 'forged', 'r')"
+        ))
+        .await;
+        let reopened = alveole_store::connect(&db.url).await.unwrap();
+        let broken = alveole_store::verify_audit(reopened.as_ref(), &[], None)
+            .await
+            .unwrap()
+            .first_break
+            .expect("found");
+        assert_eq!(broken.index, count + 1, "{broken:?}");
+        assert!(broken.reason.contains("outside the chain"), "{broken:?}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn an_event_inserted_in_the_middle_is_found_at_the_event_after_it() {
+    for db in TestDb::all().await {
+        let panel = panel_with_providers(&db, 4).await;
+        let chain = links(panel.store.as_ref()).await;
+        // Events from 3 on move one place up; a forged event takes place 3, linked to 2.
+        let mut fields = alveole_audit::chain::parse(&chain[2].canonical)
+            .unwrap()
+            .fields;
+        fields.id = uuid::Uuid::now_v7();
+        fields.target_id = "forged".into();
+        (fields.before, fields.after) = (None, None);
+        let forged = seal(
+            &fields,
+            &ChainHead {
+                length: 2,
+                hash: Some(chain[1].hash.clone()),
+            },
+        );
+        let (uuid, at) = match db.backend() {
+            "postgres" => (
+                format!("'{}'", fields.id),
+                format!("'{}'", fields.at.to_rfc3339()),
+            ),
+            _ => (
+                format!("x'{}'", fields.id.simple()),
+                format!("'{}'", fields.at.to_rfc3339()),
+            ),
+        };
+        db.execute(&format!(
+            "UPDATE audit_events SET chain_index = chain_index + 1000000 WHERE chain_index >= 3; \
+             UPDATE audit_events SET chain_index = chain_index - 999999 WHERE chain_index > 1000000; \
+             INSERT INTO audit_events (id, at, actor, action, target_kind, target_id, request_id, \
+                chain_index, canonical, hash) \
+             VALUES ({uuid}, {at}, '{}', '{}', '{}', 'forged', '{}', 3, '{}', '{}')",
+            fields.actor,
+            fields.action,
+            fields.target_kind,
+            fields.request_id,
+            forged.canonical.replace('\'', "''"),
+            forged.hash
+        ))
+        .await;
+        let broken = verification(&panel).await.first_break.expect("found");
+        assert_eq!(broken.index, 4, "{}: {broken:?}", db.backend());
         db.drop_db().await;
     }
 }
@@ -259,7 +382,8 @@ async fn the_record_is_served_filtered_exported_and_signed() {
     let (status, site) = panel
         .post(
             "/api/v1/sites",
-            json!({"owner_id": member, "primary_domain": "report.example.org", "image": "registry.example.org/s:1"}),
+            json!({"owner_id": member, "primary_domain": "report.example.org", "image": "registry.example.org/s:1",
+                   "env": [{"name": "DB_PASSWORD", "value": SECRET, "secret": true}]}),
         )
         .await;
     assert_eq!(status, 201, "{site}");
@@ -353,6 +477,49 @@ async fn the_record_is_served_filtered_exported_and_signed() {
     let report = alveole_audit::export::verify_export(&text, &[], None).unwrap();
     assert!(report.complete);
     assert_eq!(report.checkpoints, vec![latest.length]);
+    // It round-trips: every line reads back into the same value.
+    for line in text.lines() {
+        let parsed: alveole_audit::export::Line = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::from_str::<Value>(line).unwrap()
+        );
+    }
+    let csv = panel
+        .http
+        .get(format!("{}/api/v1/audit/export?format=csv", panel.base))
+        .bearer_auth(&panel.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // No secret in any event or export.
+    let events = panel.store.audit_events(0, 10_000).await.unwrap();
+    assert!(!format!("{events:?}").contains(SECRET));
+    assert!(!text.contains(SECRET) && !csv.contains(SECRET));
+    // The CSV reads in a standard parser (Python's) with the documented columns.
+    let parsed = python_csv(&csv);
+    assert_eq!(
+        parsed[0],
+        [
+            "index",
+            "at",
+            "actor",
+            "action",
+            "target_kind",
+            "target_id",
+            "request_id",
+            "before",
+            "after",
+            "hash"
+        ]
+    );
+    assert_eq!(parsed.len() - 1, report.events as usize);
+    let site_create = parsed.iter().find(|row| row[3] == "site.create").unwrap();
+    let after: Value = serde_json::from_str(&site_create[8]).unwrap();
+    assert_eq!(after["primary_domain"], "report.example.org");
 
     // The pages: the record with its state, and the printable report.
     let page = panel.page("/audit").await;

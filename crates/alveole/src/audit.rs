@@ -49,7 +49,8 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let store = alveole_store::connect(&database.database_url).await?;
             let notary = Notary::new(signing_key(&key.audit_key_file)?, None);
             notary.publish_key(store.as_ref()).await?;
-            let checkpoint = notary.checkpoint(store.as_ref()).await?;
+            let ctx = alveole_store::AuditContext::new("system:admin-cli", "audit-checkpoint");
+            let checkpoint = notary.checkpoint(store.as_ref(), &ctx).await?;
             println!("{}", serde_json::to_string_pretty(&checkpoint)?);
             Ok(())
         }
@@ -60,7 +61,8 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let key_id = rotated.key_id().to_owned();
             let notary = Notary::new(rotated, None);
             notary.publish_key(store.as_ref()).await?;
-            let checkpoint = notary.checkpoint(store.as_ref()).await?;
+            let ctx = alveole_store::AuditContext::new("system:admin-cli", "audit-rotate-key");
+            let checkpoint = notary.checkpoint(store.as_ref(), &ctx).await?;
             println!(
                 "new signing key {key_id}; checkpoint of length {} signed with it",
                 checkpoint.length

@@ -37,11 +37,16 @@ impl Notary {
         store.publish_audit_key(&ctx, &self.key.public()).await
     }
 
-    /// Signs the chain's head now, keeps the checkpoint, and sends it to the webhook.
-    pub async fn checkpoint(&self, store: &dyn Store) -> StoreResult<Checkpoint> {
+    /// Signs the chain's head now, keeps the checkpoint (recording who asked for it), and
+    /// sends it to the webhook.
+    pub async fn checkpoint(
+        &self,
+        store: &dyn Store,
+        ctx: &AuditContext,
+    ) -> StoreResult<Checkpoint> {
         let head = store.audit_head().await?;
         let checkpoint = self.key.sign(&head, Utc::now());
-        store.record_checkpoint(&checkpoint).await?;
+        store.record_checkpoint(ctx, &checkpoint).await?;
         tracing::info!(
             length = checkpoint.length,
             key_id = %checkpoint.key_id,
@@ -65,14 +70,16 @@ impl Notary {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            // Grown: more than the event that recorded the last checkpoint.
             let grown = match (store.audit_head().await, store.checkpoints(1).await) {
-                (Ok(head), Ok(last)) => last.first().is_none_or(|c| c.length < head.length),
+                (Ok(head), Ok(last)) => last.first().is_none_or(|c| c.length + 1 < head.length),
                 (Err(error), _) | (_, Err(error)) => {
                     tracing::warn!(%error, "could not read the audit chain");
                     false
                 }
             };
-            if grown && let Err(error) = self.checkpoint(store.as_ref()).await {
+            let ctx = AuditContext::new("system:audit", "periodic-checkpoint");
+            if grown && let Err(error) = self.checkpoint(store.as_ref(), &ctx).await {
                 tracing::warn!(%error, "could not sign an audit checkpoint");
             }
         }

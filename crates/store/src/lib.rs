@@ -314,9 +314,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<AuditRecord>>;
-    /// Chains the events recorded before the chain existed, in their order; returns how many.
+    /// Chains the events recorded before the chain existed, in their order, when the chain has
+    /// not begun yet (an upgrade); returns how many.
     async fn chain_unchained_events(&self) -> StoreResult<u64>;
-    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+    /// Keeps a signed checkpoint; its signing is itself an event (after the checkpoint).
+    async fn record_checkpoint(
+        &self,
+        ctx: &AuditContext,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<()>;
+    /// Records an action that changes no other row (an agent's certificate renewed).
+    async fn record_action(&self, ctx: &AuditContext, change: Change) -> StoreResult<()>;
     /// The newest checkpoints first.
     async fn checkpoints(&self, limit: u32) -> StoreResult<Vec<Checkpoint>>;
     /// Publishes the key that signs checkpoints from now on (audited when it is new), and

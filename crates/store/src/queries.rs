@@ -1500,6 +1500,12 @@ impl Store for SqlStore {
 
     async fn chain_unchained_events(&self) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
+        // Only a record from before the chain is chained: once the chain has begun, an event
+        // outside it was put there behind the panel's back, and verification reports it.
+        let head = read_chain_head_for_append(tx.conn()).await?;
+        if head.length > 0 {
+            return Ok(0);
+        }
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
              chain_index, canonical, hash FROM audit_events WHERE chain_index IS NULL ORDER BY seq",
@@ -1509,7 +1515,7 @@ impl Store for SqlStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut head = read_chain_head_for_append(tx.conn()).await?;
+        let mut head = head;
         let count = u64::try_from(rows.len()).unwrap_or(u64::MAX);
         for row in rows {
             let event = AuditEvent::from(row);
@@ -1544,7 +1550,16 @@ impl Store for SqlStore {
         Ok(count)
     }
 
-    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
+    async fn record_action(&self, ctx: &AuditContext, change: Change) -> StoreResult<()> {
+        self.begin_write().await?.commit(ctx, change).await
+    }
+
+    async fn record_checkpoint(
+        &self,
+        ctx: &AuditContext,
+        checkpoint: &Checkpoint,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO audit_checkpoints (length, head, at, key_id, signature) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -1554,9 +1569,16 @@ impl Store for SqlStore {
         .bind(checkpoint.at)
         .bind(&checkpoint.key_id)
         .bind(&checkpoint.signature)
-        .execute(&self.pool)
+        .execute(tx.conn())
         .await?;
-        Ok(())
+        let change = Change {
+            action: "audit.checkpoint",
+            target_kind: "audit_checkpoint",
+            target_id: checkpoint.length.to_string(),
+            before: None,
+            after: serde_json::to_value(checkpoint).ok(),
+        };
+        tx.commit(ctx, change).await
     }
 
     async fn checkpoints(&self, limit: u32) -> StoreResult<Vec<Checkpoint>> {

@@ -140,6 +140,7 @@ pub async fn enroll(
 pub async fn renew(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<RenewRequest>,
 ) -> ApiResult<(StatusCode, Json<AgentCertificate>)> {
     let node = caller.node.ok_or(ApiError::Forbidden("agents only"))?;
@@ -152,7 +153,19 @@ pub async fn renew(
             "the request is for another key than this node's: enrol again to change keys",
         ));
     }
-    Ok((StatusCode::CREATED, Json(issue(&issuer, node, &signing)?)))
+    let certificate = issue(&issuer, node, &signing)?;
+    let change = alveole_store::Change {
+        action: "node.certificate_renew",
+        target_kind: "node",
+        target_id: node.to_string(),
+        before: None,
+        after: Some(serde_json::json!({"not_after": certificate.not_after})),
+    };
+    state
+        .store()
+        .record_action(&audit_context(&caller, &headers), change)
+        .await?;
+    Ok((StatusCode::CREATED, Json(certificate)))
 }
 
 /// The calling node's desired state, secrets included: only its own agent gets it.

@@ -203,13 +203,16 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> ApiResult<Json<
 /// Signs a checkpoint now.
 pub async fn create_checkpoint(
     State(state): State<AppState>,
+    caller: axum::Extension<crate::auth::Caller>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<(StatusCode, Json<Checkpoint>)> {
     let notary = state
         .config()
         .notary
         .clone()
         .ok_or(ApiError::Unavailable("this panel has no audit signing key"))?;
-    let checkpoint = notary.checkpoint(state.store()).await?;
+    let ctx = super::audit_context(&caller, &headers);
+    let checkpoint = notary.checkpoint(state.store(), &ctx).await?;
     Ok((StatusCode::CREATED, Json(checkpoint)))
 }
 

@@ -163,7 +163,8 @@ pub async fn sign_checkpoint(
             .notary
             .clone()
             .ok_or(ApiError::Unavailable("this panel has no audit signing key"))?;
-        notary.checkpoint(state.store()).await?;
+        let ctx = crate::api::audit_context(&caller, &headers);
+        notary.checkpoint(state.store(), &ctx).await?;
         Ok::<_, ApiError>(())
     }
     .await;
