@@ -5,6 +5,8 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
+
 use alveole_audit::{ChainHead, EventFields, Link, seal};
 use alveole_store::{AuditVerification, Checkpoint, ExportFilter, Store};
 use alveole_tests::{TestDb, TestPanel};
@@ -550,5 +552,498 @@ async fn the_record_is_served_filtered_exported_and_signed() {
         inventory.contains("Hébergeur") && inventory.contains("AGPL-3.0-or-later"),
         "{inventory}"
     );
+    db.drop_db().await;
+}
+
+/// A signed-in browser without a browser: a session cookie and the session's CSRF token.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    async fn sign_in(panel: &TestPanel) -> (Browser, u16) {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let login = http
+            .post(format!("{}/login", panel.base))
+            .form(&[("token", panel.token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let status = login.status().as_u16();
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let page = http
+            .get(format!("{}/providers/new", panel.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let browser = Browser {
+            http,
+            base: panel.base.clone(),
+            cookie,
+            csrf,
+        };
+        (browser, status)
+    }
+
+    /// Submits a form; returns the status and, for a redirect to a resource, its id.
+    async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &self.csrf));
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status < 400, "{path}: {status} {body}");
+        (status, location)
+    }
+}
+
+#[tokio::test]
+async fn every_state_changing_route_records_its_events() {
+    use std::collections::BTreeSet;
+
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let store = panel.store.clone();
+    let mut covered: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen = store.audit_head().await.unwrap().length;
+    // Each call: the route it exercises, then the events it must have added, exactly
+    // (actor, action, target id), in order.
+    macro_rules! expect {
+        ($method:expr, $route:expr, $events:expr) => {{
+            let added: Vec<(String, String, String)> = store
+                .audit_records(&ExportFilter::default(), seen, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.event.actor, r.event.action, r.event.target_id))
+                .collect();
+            let wanted: Vec<(String, String, String)> = $events
+                .iter()
+                .map(|(a, b, c): &(&str, &str, String)| (a.to_string(), b.to_string(), c.clone()))
+                .collect();
+            assert_eq!(added, wanted, "{} {}", $method, $route);
+            seen += added.len() as u64;
+            covered.insert(($method.to_string(), $route.to_string()));
+        }};
+    }
+    let admin = "bootstrap-admin";
+
+    // --- the API, resource by resource ------------------------------------------------------
+    let mut ids = BTreeMap::new();
+    for (plural, kind, body) in [
+        ("providers", "provider", json!({"name": "Audit walk"})),
+        (
+            "members",
+            "member",
+            json!({"display_name": "Walker", "email": "walker@example.org"}),
+        ),
+    ] {
+        let (status, created) = panel.post(&format!("/api/v1/{plural}"), body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        expect!(
+            "POST",
+            format!("/api/v1/{plural}"),
+            [(admin, &*format!("{kind}.create"), id.clone())]
+        );
+        let (status, _) = panel
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/{plural}/{id}"),
+                Some(json!({"version": created["version"], "notes": "changed"})),
+            )
+            .await;
+        assert!(status == 200 || status == 400, "{plural}: {status}");
+        if status == 400 {
+            // Members have no notes: change their name instead.
+            let (status, _) = panel
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/{plural}/{id}"),
+                    Some(json!({"version": created["version"], "display_name": "Walker Two"})),
+                )
+                .await;
+            assert_eq!(status, 200);
+        }
+        expect!(
+            "PATCH",
+            format!("/api/v1/{plural}/{{id}}"),
+            [(admin, &*format!("{kind}.update"), id.clone())]
+        );
+        ids.insert(kind, id);
+    }
+    let (status, node) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": ids["provider"], "name": "walk-1", "public_addresses": ["192.0.2.30"],
+                   "capacity": {"cpu_millis": 8000, "memory_bytes": 17179869184u64, "disk_bytes": 536870912000u64}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node}");
+    let node_id = node["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/nodes",
+        [(admin, "node.create", node_id.clone())]
+    );
+    let (status, _) = panel
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/nodes/{node_id}"),
+            Some(json!({"version": node["version"], "public_addresses": ["192.0.2.31"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    expect!(
+        "PATCH",
+        "/api/v1/nodes/{id}",
+        [(admin, "node.update", node_id.clone())]
+    );
+    let site_body = |domain: &str| json!({"owner_id": ids["member"], "primary_domain": domain, "image": "registry.example.org/s:1"});
+    let (status, site) = panel
+        .post("/api/v1/sites", site_body("walk.example.org"))
+        .await;
+    assert_eq!(status, 201, "{site}");
+    let site_id = site["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/sites",
+        [(admin, "site.create", site_id.clone())]
+    );
+    let (status, _) = panel
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/sites/{site_id}"),
+            Some(json!({"version": site["version"], "http_port": 8081})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    expect!(
+        "PATCH",
+        "/api/v1/sites/{id}",
+        [(admin, "site.update", site_id.clone())]
+    );
+
+    // --- the node's agent ---------------------------------------------------------------------
+    let (status, _) = panel
+        .post(&format!("/api/v1/nodes/{node_id}/join-token"), json!({}))
+        .await;
+    assert_eq!(status, 201);
+    expect!(
+        "POST",
+        "/api/v1/nodes/{id}/join-token",
+        [(admin, "node.join_token", node_id.clone())]
+    );
+    // (`enrol` asks for a join token first: its event is the one above's kind.)
+    let credential = panel.enrol(&node_id).await;
+    expect!(
+        "POST",
+        "/api/v1/agent/enroll",
+        [
+            (admin, "node.join_token", node_id.clone()),
+            ("agent:enrolment", "node.enroll", node_id.clone())
+        ]
+    );
+    let agent = panel.agent_client();
+    agent.authenticate(&credential).unwrap();
+    let node_actor = format!("node:{node_id}");
+    let report = alveole_model::NodeReport {
+        generation: Some(1),
+        sites: vec![alveole_model::SiteReport {
+            site_id: site_id.parse().unwrap(),
+            state: alveole_model::SiteState::Running,
+            reason: None,
+            volume_bytes: None,
+        }],
+        resources: serde_json::from_value(
+            json!({"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+            "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1}),
+        )
+        .unwrap(),
+        agent_version: "walk".into(),
+        warnings: vec![],
+        events: vec![alveole_model::AgentEvent {
+            seq: 1,
+            at: chrono::Utc::now(),
+            kind: alveole_model::AgentEventKind::DriftRepaired,
+            site_id: Some(site_id.parse().unwrap()),
+            detail: "its container was missing: made again".into(),
+        }],
+        inventory: None,
+    };
+    agent.report(&report).await.unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/status",
+        [
+            (&*node_actor, "agent.drift_repaired", site_id.clone()),
+            (&*node_actor, "site.phase", site_id.clone())
+        ]
+    );
+    agent
+        .renew(&credential.signing_request().unwrap())
+        .await
+        .unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/certificate",
+        [(&*node_actor, "node.certificate_renew", node_id.clone())]
+    );
+    let (status, _) = panel
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/nodes/{node_id}/credential"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/nodes/{id}/credential",
+        [(admin, "node.revoke", node_id.clone())]
+    );
+    let (status, checkpoint) = panel.post("/api/v1/audit/checkpoints", json!({})).await;
+    assert_eq!(status, 201);
+    let length = checkpoint["length"].as_u64().unwrap().to_string();
+    expect!(
+        "POST",
+        "/api/v1/audit/checkpoints",
+        [(admin, "audit.checkpoint", length)]
+    );
+
+    // --- deletions ----------------------------------------------------------------------------
+    let (status, other) = panel
+        .post("/api/v1/sites", site_body("purge.example.org"))
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    seen += 1;
+    let (status, _) = panel
+        .post(&format!("/api/v1/sites/{other_id}/purge"), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "POST",
+        "/api/v1/sites/{id}/purge",
+        [(admin, "site.purge", other_id.clone())]
+    );
+    for (plural, kind, id) in [
+        ("sites", "site", site_id.clone()),
+        ("nodes", "node", node_id.clone()),
+        ("members", "member", ids["member"].clone()),
+        ("providers", "provider", ids["provider"].clone()),
+    ] {
+        let (status, body) = panel
+            .call(Method::DELETE, &format!("/api/v1/{plural}/{id}"), None)
+            .await;
+        assert_eq!(status, 204, "{plural}: {body}");
+        expect!(
+            "DELETE",
+            format!("/api/v1/{plural}/{{id}}"),
+            [(admin, &*format!("{kind}.delete"), id)]
+        );
+    }
+
+    // --- the pages ----------------------------------------------------------------------------
+    let (browser, status) = Browser::sign_in(&panel).await;
+    assert_eq!(status, 303);
+    let session_events = store
+        .audit_records(&ExportFilter::default(), seen, 1000)
+        .await
+        .unwrap();
+    assert_eq!(session_events.len(), 1);
+    let session_target = session_events[0].event.target_id.clone();
+    expect!(
+        "POST",
+        "/login",
+        [(admin, "session.create", session_target.clone())]
+    );
+    let (_, provider) = browser
+        .submit("/providers/new", &[("name", "Page walk")])
+        .await;
+    expect!(
+        "POST",
+        "/providers/new",
+        [(admin, "provider.create", provider.clone())]
+    );
+    let (_, member) = browser
+        .submit(
+            "/members/new",
+            &[
+                ("display_name", "Page walker"),
+                ("email", "pw@example.org"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    expect!(
+        "POST",
+        "/members/new",
+        [(admin, "member.create", member.clone())]
+    );
+    let node_form = |name: &'static str| {
+        vec![
+            ("name", name),
+            ("provider_id", provider.as_str()),
+            ("public_addresses", "192.0.2.40"),
+            ("capacity.cpu_millis", "8"),
+            ("capacity.memory_bytes", "17179869184"),
+            ("capacity.disk_bytes", "536870912000"),
+            ("overcommit.cpu", "1"),
+            ("overcommit.memory", "1"),
+        ]
+    };
+    let (_, page_node) = browser.submit("/nodes/new", &node_form("page-1")).await;
+    expect!(
+        "POST",
+        "/nodes/new",
+        [(admin, "node.create", page_node.clone())]
+    );
+    let site_form = |domain: &'static str| {
+        vec![
+            ("primary_domain", domain),
+            ("owner_id", member.as_str()),
+            ("image", "registry.example.org/s:1"),
+            ("http_port", "8080"),
+            ("limits.cpu_millis", "0.5"),
+            ("limits.memory_bytes", "268435456"),
+            ("limits.pids", "64"),
+            ("volume.quota_bytes", "1073741824"),
+            ("volume.mount_path", "/data"),
+            ("phase", "running"),
+        ]
+    };
+    let (_, page_site) = browser
+        .submit("/sites/new", &site_form("page.example.org"))
+        .await;
+    expect!(
+        "POST",
+        "/sites/new",
+        [(admin, "site.create", page_site.clone())]
+    );
+    // A site changes node by a move, not by an edit: the edit names the node it is on.
+    let placed_on = panel.get(&format!("/api/v1/sites/{page_site}")).await.1["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (plural, kind, id, mut form) in [
+        (
+            "providers",
+            "provider",
+            provider.clone(),
+            vec![("name", "Page walk 2")],
+        ),
+        (
+            "members",
+            "member",
+            member.clone(),
+            vec![
+                ("display_name", "Page walker 2"),
+                ("email", "pw@example.org"),
+                ("role", "member"),
+            ],
+        ),
+        ("nodes", "node", page_node.clone(), node_form("page-2")),
+        ("sites", "site", page_site.clone(), {
+            let mut form = site_form("page2.example.org");
+            form.push(("node_id", &placed_on));
+            form
+        }),
+    ] {
+        form.push(("version", "1"));
+        browser.submit(&format!("/{plural}/{id}/edit"), &form).await;
+        expect!(
+            "POST",
+            format!("/{plural}/{{id}}/edit"),
+            [(admin, &*format!("{kind}.update"), id)]
+        );
+    }
+    browser
+        .submit(&format!("/nodes/{page_node}/join-token"), &[])
+        .await;
+    expect!(
+        "POST",
+        "/nodes/{id}/join-token",
+        [(admin, "node.join_token", page_node.clone())]
+    );
+    let head = store.audit_head().await.unwrap().length;
+    browser.submit("/audit/checkpoints", &[]).await;
+    expect!(
+        "POST",
+        "/audit/checkpoints",
+        [(admin, "audit.checkpoint", head.to_string())]
+    );
+    for (plural, kind, id) in [
+        ("sites", "site", page_site.clone()),
+        ("nodes", "node", page_node.clone()),
+        ("members", "member", member.clone()),
+        ("providers", "provider", provider.clone()),
+    ] {
+        browser
+            .submit(&format!("/{plural}/{id}/delete"), &[("version", "2")])
+            .await;
+        expect!(
+            "POST",
+            format!("/{plural}/{{id}}/delete"),
+            [(admin, &*format!("{kind}.delete"), id)]
+        );
+    }
+    browser.submit("/logout", &[]).await;
+    expect!(
+        "POST",
+        "/logout",
+        [(admin, "session.delete", session_target)]
+    );
+
+    // Every state-changing route of the table was walked: a new one without its case fails.
+    let mutating: BTreeSet<(String, String)> = alveole_panel::routes::routes()
+        .into_iter()
+        .filter(|r| r.mutates)
+        .map(|r| (r.method.to_string(), r.path))
+        .collect();
+    let missing: Vec<_> = mutating.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an audit case: {missing:?}"
+    );
+    assert!(verification(&panel).await.intact);
     db.drop_db().await;
 }
