@@ -1044,6 +1044,11 @@ async fn every_state_changing_route_records_its_events() {
         missing.is_empty(),
         "routes without an audit case: {missing:?}"
     );
+    assert_eq!(
+        seen,
+        store.audit_head().await.unwrap().length,
+        "no event beyond those expected"
+    );
     assert!(verification(&panel).await.intact);
     db.drop_db().await;
 }
