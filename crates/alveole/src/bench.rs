@@ -51,6 +51,15 @@ pub enum BenchCommand {
         #[arg(long, default_value = "alveole-test/busybox:2")]
         image: String,
     },
+    /// `alveole audit verify` over a large record (chained events added to an SQLite
+    /// database), against reading the same rows unchecked.
+    AuditVerify {
+        #[arg(long, default_value = "sqlite://alveole-audit-bench.db")]
+        database_url: String,
+        /// Events to add before verifying.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -78,6 +87,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         } => list_sites(&database_url, sites, page_size, requests, concurrency).await,
         BenchCommand::Reconcile { sites, image } => reconcile(sites, &image).await,
         BenchCommand::CreateSite { sites, image } => create_site(sites, &image).await,
+        BenchCommand::AuditVerify {
+            database_url,
+            events,
+        } => crate::bench_audit::verify(&database_url, events).await,
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,

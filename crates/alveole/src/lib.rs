@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod audit;
 pub mod bench;
+mod bench_audit;
 pub mod cli;
 pub mod client;
 pub mod local;

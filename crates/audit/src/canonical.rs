@@ -47,7 +47,7 @@ fn write(value: &Value, out: &mut String) {
 /// serde_json escapes exactly what RFC 8785 asks: `"`, `\`, and control characters (as
 /// `\b \t \n \f \r` or `\u00xx`, lowercase); everything else as itself.
 fn write_string(s: &str, out: &mut String) {
-    out.push_str(&Value::String(s.to_owned()).to_string());
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
 fn write_number(n: &serde_json::Number, out: &mut String) {

@@ -161,50 +161,56 @@ pub fn verify(
 ) -> Result<ChainHead, ChainBreak> {
     let mut head = start.clone();
     for link in links {
-        let broken = |reason: &str| ChainBreak {
-            index: link.index,
-            reason: reason.to_owned(),
-        };
-        if link.index != head.length + 1 {
-            return Err(ChainBreak {
-                index: head.length + 1,
-                reason: format!(
-                    "event {} is missing (the next one recorded is {})",
-                    head.length + 1,
-                    link.index
-                ),
-            });
-        }
-        if hash_of(&link.canonical) != link.hash {
-            return Err(broken(
-                "its content does not match its hash (it was changed after it was recorded)",
-            ));
-        }
-        let Some(parsed) = parse(&link.canonical) else {
-            return Err(broken("its recorded text is not an audit event"));
-        };
-        if crate::canonical::to_string(&canonical_value(
-            &parsed.fields,
-            parsed.index,
-            parsed.prev.as_deref(),
-        )) != link.canonical
-        {
-            return Err(broken("its recorded text is not in canonical form"));
-        }
-        if parsed.index != link.index {
-            return Err(broken("its text names another position"));
-        }
-        if parsed.prev != head.hash {
-            return Err(broken(
-                "it does not link to the event before it (an event before it was changed, removed or inserted)",
-            ));
-        }
-        head = ChainHead {
-            length: link.index,
-            hash: Some(link.hash),
-        };
+        head = verify_one(&head, &link)?.0;
     }
     Ok(head)
+}
+
+/// Checks one link after `head`; returns the new head and what the link's text says.
+pub fn verify_one(head: &ChainHead, link: &Link) -> Result<(ChainHead, Parsed), ChainBreak> {
+    let broken = |reason: &str| ChainBreak {
+        index: link.index,
+        reason: reason.to_owned(),
+    };
+    if link.index != head.length + 1 {
+        return Err(ChainBreak {
+            index: head.length + 1,
+            reason: format!(
+                "event {} is missing (the next one recorded is {})",
+                head.length + 1,
+                link.index
+            ),
+        });
+    }
+    if hash_of(&link.canonical) != link.hash {
+        return Err(broken(
+            "its content does not match its hash (it was changed after it was recorded)",
+        ));
+    }
+    let Some(parsed) = parse(&link.canonical) else {
+        return Err(broken("its recorded text is not an audit event"));
+    };
+    if crate::canonical::to_string(&canonical_value(
+        &parsed.fields,
+        parsed.index,
+        parsed.prev.as_deref(),
+    )) != link.canonical
+    {
+        return Err(broken("its recorded text is not in canonical form"));
+    }
+    if parsed.index != link.index {
+        return Err(broken("its text names another position"));
+    }
+    if parsed.prev != head.hash {
+        return Err(broken(
+            "it does not link to the event before it (an event before it was changed, removed or inserted)",
+        ));
+    }
+    let next = ChainHead {
+        length: link.index,
+        hash: Some(link.hash.clone()),
+    };
+    Ok((next, parsed))
 }
 
 #[cfg(test)]

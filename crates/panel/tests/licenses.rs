@@ -20,7 +20,6 @@ fn components() -> Vec<Value> {
             "--format-version",
             "1",
             "--locked",
-            "--offline",
             "--filter-platform",
             "x86_64-unknown-linux-gnu",
         ])

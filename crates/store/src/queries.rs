@@ -92,6 +92,57 @@ async fn write_chain_head(
     Ok(())
 }
 
+impl SqlStore {
+    /// Events matching `filter`: chained ones after position `after` in chain order, or (with
+    /// `None`) the ones outside the chain in the order they were written.
+    async fn audit_rows(
+        &self,
+        filter: &ExportFilter,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
+             chain_index, canonical, hash FROM audit_events WHERE ",
+        );
+        match after {
+            Some(after) => {
+                query
+                    .push("chain_index > ")
+                    .push_bind(i64::try_from(after).unwrap_or(i64::MAX));
+            }
+            None => {
+                query.push("chain_index IS NULL");
+            }
+        }
+        if let Some(from) = filter.from {
+            query.push(" AND at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            query.push(" AND at < ").push_bind(to);
+        }
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target_kind", &filter.target_kind),
+            ("target_id", &filter.target_id),
+        ] {
+            if let Some(value) = value {
+                query
+                    .push(format_args!(" AND {column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        query.push(match after {
+            Some(_) => " ORDER BY chain_index LIMIT ",
+            None => " ORDER BY seq LIMIT ",
+        });
+        query.push_bind(i64::from(limit));
+        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
 /// The audit changes for the events of an agent's report that the panel has not recorded
 /// yet (an event resent after a lost answer is recorded once), and the node's counter moved.
 async fn agent_event_changes(
@@ -1465,37 +1516,15 @@ impl Store for SqlStore {
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<AuditRecord>> {
-        let mut query = QueryBuilder::<Db>::new(
-            "SELECT seq, id, at, actor, action, target_kind, target_id, before, after, request_id, \
-             chain_index, canonical, hash FROM audit_events WHERE (chain_index > ",
-        );
-        query.push_bind(i64::try_from(after).unwrap_or(i64::MAX));
-        // Events not chained (only after an edit of the database) come last, so that a check
-        // reaches them.
-        query.push(" OR chain_index IS NULL)");
-        if let Some(from) = filter.from {
-            query.push(" AND at >= ").push_bind(from);
+        // Chained events in chain order (the unique index on chain_index serves the scan);
+        // then, once those run out, any event outside the chain (only after an edit of the
+        // database), so that a check reaches it.
+        let mut records = self.audit_rows(filter, Some(after), limit).await?;
+        let left = limit.saturating_sub(u32::try_from(records.len()).unwrap_or(u32::MAX));
+        if left > 0 {
+            records.extend(self.audit_rows(filter, None, left).await?);
         }
-        if let Some(to) = filter.to {
-            query.push(" AND at < ").push_bind(to);
-        }
-        for (column, value) in [
-            ("actor", &filter.actor),
-            ("action", &filter.action),
-            ("target_kind", &filter.target_kind),
-            ("target_id", &filter.target_id),
-        ] {
-            if let Some(value) = value {
-                query
-                    .push(format_args!(" AND {column} = "))
-                    .push_bind(value.clone());
-            }
-        }
-        query
-            .push(" ORDER BY chain_index IS NULL, chain_index, seq LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(records)
     }
 
     async fn chain_unchained_events(&self) -> StoreResult<u64> {
