@@ -1052,3 +1052,38 @@ async fn every_state_changing_route_records_its_events() {
     assert!(verification(&panel).await.intact);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn each_checkpoint_is_sent_to_the_webhook() {
+    let db = TestDb::sqlite().await;
+    let panel = panel_with_providers(&db, 1).await;
+    // The co-op's archive: it keeps what it receives.
+    let (sent, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let archive = axum::Router::new().route(
+        "/checkpoints",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sent = sent.clone();
+            async move {
+                let _ = sent.send(body);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/checkpoints", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, archive).await });
+    let key = alveole_audit::SigningKey::load_or_create(
+        &std::env::temp_dir().join(format!("alveole-webhook-{}.key", uuid::Uuid::now_v7())),
+    )
+    .unwrap();
+    let public = key.public();
+    let notary = alveole_panel::audit::Notary::new(key, Some(url));
+    notary.publish_key(panel.store.as_ref()).await.unwrap();
+    let ctx = alveole_store::AuditContext::new("system:test", "webhook");
+    let signed = notary.checkpoint(panel.store.as_ref(), &ctx).await.unwrap();
+    let archived: Checkpoint = serde_json::from_value(received.recv().await.unwrap()).unwrap();
+    assert_eq!(archived, signed);
+    archived.verify(&[public]).unwrap();
+    server.abort();
+    db.drop_db().await;
+}

@@ -15,7 +15,8 @@ pub struct Notary {
     key: Arc<SigningKey>,
     /// Where each new checkpoint is POSTed as JSON (an archive, a chat room, a mailing bot).
     webhook: Option<String>,
-    http: reqwest::Client,
+    /// `None` when no HTTP client could be made (then no webhook is called, and it is said).
+    http: Option<reqwest::Client>,
 }
 
 impl Notary {
@@ -26,7 +27,10 @@ impl Notary {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .unwrap_or_default(),
+                .inspect_err(
+                    |error| tracing::error!(%error, "no HTTP client for the audit webhook"),
+                )
+                .ok(),
         }
     }
 
@@ -52,8 +56,8 @@ impl Notary {
             key_id = %checkpoint.key_id,
             "signed an audit checkpoint"
         );
-        if let Some(url) = &self.webhook {
-            let sent = self.http.post(url).json(&checkpoint).send().await;
+        if let (Some(url), Some(http)) = (&self.webhook, &self.http) {
+            let sent = http.post(url).json(&checkpoint).send().await;
             match sent.map(|r| r.error_for_status()) {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) | Err(error) => {
