@@ -1033,6 +1033,50 @@ async fn every_state_changing_route_records_its_events() {
         [(admin, "session.delete", session_target)]
     );
 
+    // Break-glass: issued on the panel's host, used in a browser.
+    let link = alveole_panel::auth::issue_break_glass(
+        store.as_ref(),
+        &panel.base,
+        chrono::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let prefix = |secret: &str| -> String {
+        alveole_panel::auth::hash_token(secret)
+            .chars()
+            .take(12)
+            .collect()
+    };
+    seen += 1; // its issue: ("system:admin-cli", "break_glass.issue")
+    let used = browser
+        .http
+        .post(format!("{}/break-glass", panel.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 303);
+    let session = used.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let glass = alveole_panel::auth::BREAK_GLASS_ACTOR;
+    expect!(
+        "POST",
+        "/break-glass",
+        [
+            (glass, "break_glass.use", prefix(&token)),
+            (glass, "session.create", prefix(&session))
+        ]
+    );
+
     // Every state-changing route of the table was walked: a new one without its case fails.
     let mutating: BTreeSet<(String, String)> = alveole_panel::routes::routes()
         .into_iter()

@@ -398,6 +398,7 @@ fn serve_until_stopped(
     let for_people = tokio::spawn({
         let (app, stopped) = (app.clone(), stopped());
         async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let _ = axum::serve(people, app)
                 .with_graceful_shutdown(stopped)
                 .await;

@@ -218,6 +218,18 @@ pub enum AdminCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// When the identity provider is down: print a one-time link (valid 15 minutes) that
+    /// opens an admin session of limited life. Its issue and its use are recorded.
+    BreakGlass {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// How long the session lasts: 90s, 30m, 1h (at most 12h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        duration: String,
+        /// The panel's address, as the browser reaches it.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        panel_url: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -326,4 +338,42 @@ pub fn config_table() -> String {
         ));
     }
     table
+}
+
+/// `90s`, `30m`, `1h`: a duration of at most 12 hours.
+pub fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let number: i64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a duration such as 90s, 30m or 1h"))?;
+    let duration = match unit {
+        "s" => chrono::Duration::seconds(number),
+        "m" => chrono::Duration::minutes(number),
+        "h" => chrono::Duration::hours(number),
+        _ => anyhow::bail!("{text:?} is not a duration such as 90s, 30m or 1h"),
+    };
+    anyhow::ensure!(
+        duration > chrono::Duration::zero() && duration <= chrono::Duration::hours(12),
+        "{text:?}: a break-glass session lasts between 1 second and 12 hours"
+    );
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_an_admin_writes_them() {
+        assert_eq!(
+            super::parse_duration("90s").unwrap(),
+            chrono::Duration::seconds(90)
+        );
+        assert_eq!(
+            super::parse_duration("1h").unwrap(),
+            chrono::Duration::hours(1)
+        );
+        for bad in ["", "h", "1d", "13h", "0m", "-5m", "one hour"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -31,6 +31,24 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Admin(AdminCommand::BreakGlass {
+            database,
+            duration,
+            panel_url,
+        }) => {
+            let store = alveole_store::connect(&database.database_url).await?;
+            let link = alveole_panel::auth::issue_break_glass(
+                store.as_ref(),
+                &panel_url,
+                alveole::cli::parse_duration(&duration)?,
+            )
+            .await?;
+            println!("{link}");
+            eprintln!(
+                "One use, within 15 minutes; the session lasts {duration}. Both are recorded."
+            );
+            Ok(())
+        }
         Command::Site(args) => client::run(client::SITES, args).await,
         Command::Node(args) => client::run(client::NODES, args).await,
         Command::Provider(args) => client::run(client::PROVIDERS, args).await,

@@ -141,7 +141,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Serves the panel on `listener` until Ctrl-C or SIGTERM.
 pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
-    let app = alveole_panel::app(state);
+    // The client's address reaches the handlers (sign-in attempts are counted per address).
+    let app =
+        alveole_panel::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -253,6 +253,39 @@ fn the_admin_can_reset_the_bootstrap_token() {
     };
     assert!(!status(&server.token), "the old token stopped working");
     assert!(status(&fresh), "the new one works");
+
+    // Break-glass: a one-time link for the browser, printed on the panel's host.
+    let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args([
+            "admin",
+            "break-glass",
+            "--for",
+            "30m",
+            "--database-url",
+            &database,
+        ])
+        .args(["--panel-url", &server.url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let link = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        link.starts_with(&format!("{}/break-glass?token=alb_", server.url)),
+        "{link}"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args([
+            "admin",
+            "break-glass",
+            "--for",
+            "2d",
+            "--database-url",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("90s, 30m or 1h"));
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub fn hash_token(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The actor of break-glass sessions, as the audit record names it.
+pub const BREAK_GLASS_ACTOR: &str = "break-glass-admin";
+
 /// Compares without stopping at the first difference.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -113,6 +116,16 @@ pub async fn open_session(
     ctx: &AuditContext,
     actor: &str,
 ) -> StoreResult<String> {
+    open_session_for(store, ctx, actor, Duration::hours(SESSION_LIFETIME_HOURS)).await
+}
+
+/// Opens a session for `actor` that ends after `lifetime` whatever happens.
+pub async fn open_session_for(
+    store: &dyn Store,
+    ctx: &AuditContext,
+    actor: &str,
+    lifetime: Duration,
+) -> StoreResult<String> {
     let cookie = new_token("");
     let now = Utc::now();
     let session = Session {
@@ -120,10 +133,35 @@ pub async fn open_session(
         actor: actor.to_owned(),
         csrf_token: new_token(""),
         created_at: now,
-        expires_at: now + Duration::hours(SESSION_LIFETIME_HOURS),
+        expires_at: now + lifetime,
     };
     store.create_session(ctx, &session).await?;
     Ok(cookie)
+}
+
+/// How long a break-glass link can be used.
+const BREAK_GLASS_LINK_MINUTES: i64 = 15;
+
+/// Issues a one-time break-glass link for an admin session of `lifetime` (recorded).
+pub async fn issue_break_glass(
+    store: &dyn Store,
+    panel_url: &str,
+    lifetime: Duration,
+) -> StoreResult<String> {
+    let token = new_token("alb_");
+    let ctx = AuditContext::new("system:admin-cli", "break-glass");
+    store
+        .create_break_glass(
+            &ctx,
+            &hash_token(&token),
+            Utc::now() + Duration::minutes(BREAK_GLASS_LINK_MINUTES),
+            lifetime.num_seconds(),
+        )
+        .await?;
+    Ok(format!(
+        "{}/break-glass?token={token}",
+        panel_url.trim_end_matches('/')
+    ))
 }
 
 pub async fn close_session(store: &dyn Store, ctx: &AuditContext, cookie: &str) -> StoreResult<()> {

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 pub mod pages;
+pub mod ratelimit;
 pub mod routes;
 pub mod tls;
 
@@ -59,6 +60,9 @@ impl Default for PanelConfig {
     }
 }
 
+/// Sign-in attempts allowed per client address and minute.
+pub const SIGN_IN_ATTEMPTS: u32 = 10;
+
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -73,6 +77,8 @@ struct Inner {
     config: PanelConfig,
     /// Woken after every successful change, for agents waiting on their desired state.
     changed: tokio::sync::Notify,
+    /// Sign-in attempts per client address (token login, break-glass).
+    sign_in_attempts: ratelimit::RateLimiter,
 }
 
 /// Why the panel could not start.
@@ -93,6 +99,10 @@ impl AppState {
             i18n: i18n::I18n::load()?,
             metrics: metrics::Metrics::new(),
             changed: tokio::sync::Notify::new(),
+            sign_in_attempts: ratelimit::RateLimiter::new(
+                SIGN_IN_ATTEMPTS,
+                std::time::Duration::from_secs(60),
+            ),
             openapi,
             config,
         })))
@@ -124,6 +134,10 @@ impl AppState {
 
     pub fn config(&self) -> &PanelConfig {
         &self.0.config
+    }
+
+    pub fn sign_in_attempts(&self) -> &ratelimit::RateLimiter {
+        &self.0.sign_in_attempts
     }
 }
 

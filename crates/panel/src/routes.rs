@@ -484,6 +484,26 @@ pub fn routes() -> Vec<Route> {
         post(pages::login),
     );
     b.add(
+        Method::GET,
+        "/break-glass",
+        "page_break_glass",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::break_glass_form),
+    );
+    b.add(
+        Method::POST,
+        "/break-glass",
+        "page_break_glass_use",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        post(pages::break_glass),
+    );
+    b.add(
         Method::POST,
         "/logout",
         "page_logout",
@@ -587,6 +607,20 @@ const AUDIT_FILTERS: [(&str, &str); 6] = [
 ];
 
 fn audit_routes(b: &mut Builder) {
+    b.add(
+        Method::GET,
+        "/api/v1/me",
+        "get_me",
+        "Who the caller is, and with which role",
+        Surface::Api,
+        Access::Owner,
+        Some(ApiDoc {
+            success: (200, Some(schema::<api::Me>)),
+            errors: vec![401],
+            ..Default::default()
+        }),
+        get(api::me),
+    );
     b.add(
         Method::GET,
         "/api/v1/inventory",

@@ -377,6 +377,9 @@ pub async fn serve(
                     if let Some(agent) = &agent {
                         request.extensions_mut().insert(agent.clone());
                     }
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     tower::ServiceExt::oneshot(app.clone(), request)
                 },
             );

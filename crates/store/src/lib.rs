@@ -300,6 +300,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()>;
+    /// Keeps a one-time break-glass token (hashed), usable until `expires_at`, for an admin
+    /// session of `session_seconds` (audited).
+    async fn create_break_glass(
+        &self,
+        ctx: &AuditContext,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        session_seconds: i64,
+    ) -> StoreResult<()>;
+    /// Uses a break-glass token once (audited): the session life it grants, or `None` when
+    /// the token is unknown, used or expired.
+    async fn use_break_glass(
+        &self,
+        ctx: &AuditContext,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
 
     /// Audit events after `after_seq`, oldest first.
     async fn audit_events(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEvent>>;

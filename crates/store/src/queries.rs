@@ -1429,6 +1429,66 @@ impl Store for SqlStore {
         )
     }
 
+    async fn create_break_glass(
+        &self,
+        ctx: &AuditContext,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        session_seconds: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO break_glass_tokens (token_hash, session_seconds, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(session_seconds)
+        .bind(expires_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change {
+            action: "break_glass.issue",
+            target_kind: "break_glass",
+            target_id: token_hash.chars().take(12).collect(),
+            before: None,
+            after: Some(serde_json::json!({
+                "link_expires_at": expires_at, "session_seconds": session_seconds
+            })),
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn use_break_glass(
+        &self,
+        ctx: &AuditContext,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT session_seconds, expires_at FROM break_glass_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(tx.conn())
+        .await?;
+        // An unknown or expired link changes nothing (the transaction rolls back).
+        let Some((seconds, _)) = found.filter(|(_, expires_at)| *expires_at > now) else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM break_glass_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(tx.conn())
+            .await?;
+        let change = Change {
+            action: "break_glass.use",
+            target_kind: "break_glass",
+            target_id: token_hash.chars().take(12).collect(),
+            before: None,
+            after: Some(serde_json::json!({"session_seconds": seconds})),
+        };
+        tx.commit(ctx, change).await?;
+        Ok(Some(seconds))
+    }
+
     async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(

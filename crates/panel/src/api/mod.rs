@@ -275,3 +275,18 @@ pub async fn inventory(
 ) -> ApiResult<Json<crate::inventory::Inventory>> {
     Ok(Json(crate::inventory::collect(state.store()).await?))
 }
+
+/// Who the caller is, as the panel sees them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Me {
+    /// As recorded in audit events.
+    pub actor: String,
+    pub role: alveole_model::Role,
+}
+
+pub async fn me(axum::Extension(caller): axum::Extension<Caller>) -> Json<Me> {
+    Json(Me {
+        actor: caller.actor,
+        role: caller.role,
+    })
+}

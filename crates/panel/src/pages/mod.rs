@@ -47,6 +47,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "login.html",
         include_str!("../../../../templates/login.html"),
     ),
+    (
+        "break_glass.html",
+        include_str!("../../../../templates/break_glass.html"),
+    ),
     ("list.html", include_str!("../../../../templates/list.html")),
     (
         "detail.html",
@@ -195,11 +199,66 @@ pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Re
     render(&state, &headers, None, "login.html", context)
 }
 
+/// The client's address, as the server saw the connection (a reverse proxy in front of the
+/// panel makes it the proxy's: every client then shares one allowance).
+fn client_address(
+    connection: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> std::net::IpAddr {
+    connection.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip())
+}
+
+/// 429 with Retry-After when this client has tried signing in too often.
+fn too_many_attempts(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: std::net::IpAddr,
+) -> Option<Response> {
+    let wait = state
+        .sign_in_attempts()
+        .check(client, std::time::Instant::now())
+        .err()?;
+    tracing::warn!(%client, wait, "too many sign-in attempts");
+    let text = state.i18n().text(
+        negotiate(headers),
+        "login.too_many",
+        "Too many attempts: wait a minute.",
+    );
+    let mut response = message(
+        state,
+        headers,
+        None,
+        StatusCode::TOO_MANY_REQUESTS,
+        "title.login",
+        &text,
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(response)
+}
+
+/// The session cookie for `cookie`: `__Host-`-like rules (HttpOnly, SameSite=Lax, Path=/).
+fn session_cookie(state: &AppState, cookie: &str) -> String {
+    let secure = if state.config().secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}",
+        auth::SESSION_COOKIE
+    )
+}
+
 pub async fn login(
     State(state): State<AppState>,
+    connection: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
+    if let Some(refused) = too_many_attempts(&state, &headers, client_address(connection)) {
+        return refused;
+    }
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
     let caller = match auth::caller_from_bearer(state.store(), token).await {
         Ok(caller) => caller,
@@ -219,18 +278,74 @@ pub async fn login(
     };
     let ctx = audit_context(&caller, &headers);
     match auth::open_session(state.store(), &ctx, &caller.actor).await {
-        Ok(cookie) => {
-            let secure = if state.config().secure_cookies {
-                "; Secure"
-            } else {
-                ""
-            };
-            let set_cookie = format!(
-                "{}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}",
-                auth::SESSION_COOKIE
+        Ok(cookie) => (
+            [(header::SET_COOKIE, session_cookie(&state, &cookie))],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        Err(error) => error_page(&state, &headers, None, error.into()),
+    }
+}
+
+/// The page a break-glass link opens: one button, so that a link preview or prefetch does not
+/// use the one-time link.
+pub async fn break_glass_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut context = tera::Context::new();
+    context.insert("token", query.get("token").map_or("", String::as_str));
+    render(&state, &headers, None, "break_glass.html", context)
+}
+
+/// Uses a break-glass link: an admin session for the life the link grants, clearly recorded.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    connection: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let client = client_address(connection);
+    if let Some(refused) = too_many_attempts(&state, &headers, client) {
+        return refused;
+    }
+    let token = form.get("token").map(|t| t.trim()).unwrap_or("");
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let ctx = alveole_store::AuditContext::new(auth::BREAK_GLASS_ACTOR, request_id);
+    let lifetime = match state
+        .store()
+        .use_break_glass(&ctx, &auth::hash_token(token), chrono::Utc::now())
+        .await
+    {
+        Ok(Some(seconds)) => chrono::Duration::seconds(seconds),
+        Ok(None) => {
+            let text = state.i18n().text(
+                negotiate(&headers),
+                "break_glass.invalid",
+                "This link is unknown, used or expired.",
             );
-            ([(header::SET_COOKIE, set_cookie)], Redirect::to("/")).into_response()
+            return message(
+                &state,
+                &headers,
+                None,
+                StatusCode::FORBIDDEN,
+                "title.break_glass",
+                &text,
+            );
         }
+        Err(error) => return error_page(&state, &headers, None, error.into()),
+    };
+    tracing::warn!(%client, seconds = lifetime.num_seconds(), "a break-glass link was used: admin session opened");
+    match auth::open_session_for(state.store(), &ctx, auth::BREAK_GLASS_ACTOR, lifetime).await {
+        Ok(cookie) => (
+            [(header::SET_COOKIE, session_cookie(&state, &cookie))],
+            Redirect::to("/"),
+        )
+            .into_response(),
         Err(error) => error_page(&state, &headers, None, error.into()),
     }
 }

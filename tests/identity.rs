@@ -1,0 +1,184 @@
+//! Sign-in doors that do not depend on an identity provider: who am I, token login with a
+//! per-address allowance, and break-glass links.
+
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use alveole_tests::{TestDb, TestPanel};
+
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn me_says_who_and_with_which_role() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (status, me) = panel.get("/api/v1/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["actor"], "bootstrap-admin");
+    assert_eq!(me["role"], "admin");
+    let anonymous = reqwest::get(format!("{}/api/v1/me", panel.base))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn token_login_is_rate_limited_per_address_without_locking_others_out() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let login = |client: reqwest::Client, token: &'static str| {
+        let url = format!("{}/login", panel.base);
+        async move {
+            let response = client
+                .post(url)
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            )
+        }
+    };
+    let guesser = client_from([127, 0, 0, 1]);
+    for _ in 0..alveole_panel::SIGN_IN_ATTEMPTS {
+        assert_eq!(login(guesser.clone(), "alv_guess").await.0, 401);
+    }
+    let (status, retry_after) = login(guesser.clone(), "alv_guess").await;
+    assert_eq!(status, 429);
+    let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The right token from the same address waits too (guessing must stay slow)...
+    let token: &'static str = Box::leak(panel.token.clone().into_boxed_str());
+    assert_eq!(login(guesser, token).await.0, 429);
+    // ... while another address is not locked out.
+    let other = client_from([127, 0, 0, 2]);
+    assert_eq!(login(other.clone(), "alv_guess").await.0, 401);
+    assert_eq!(login(other, token).await.0, 303);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_break_glass_link_opens_one_admin_session_of_limited_life_and_is_recorded() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let link = alveole_panel::auth::issue_break_glass(
+        panel.store.as_ref(),
+        &panel.base,
+        chrono::Duration::minutes(30),
+    )
+    .await
+    .unwrap();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let browser = client_from([127, 0, 0, 1]);
+    // Opening the link changes nothing: a button does.
+    let page = browser.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&token));
+    let used = browser
+        .post(format!("{}/break-glass", panel.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 303);
+    let cookie = used.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let dashboard = browser
+        .get(format!("{}/", panel.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dashboard.status(), 200, "an admin session");
+
+    // Once only.
+    let again = browser
+        .post(format!("{}/break-glass", panel.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 403);
+
+    // The session ends after the life the link granted.
+    let session = cookie.split('=').nth(1).unwrap();
+    let hash = alveole_panel::auth::hash_token(session);
+    let now = chrono::Utc::now();
+    assert!(
+        panel
+            .store
+            .find_session(&hash, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        panel
+            .store
+            .find_session(&hash, now + chrono::Duration::minutes(31))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // An expired link opens nothing.
+    let late = alveole_panel::auth::issue_break_glass(
+        panel.store.as_ref(),
+        &panel.base,
+        chrono::Duration::minutes(30),
+    )
+    .await
+    .unwrap();
+    let late_token = late.split("token=").nth(1).unwrap();
+    let ctx = alveole_store::AuditContext::new("test", "late");
+    let used_late = panel
+        .store
+        .use_break_glass(
+            &ctx,
+            &alveole_panel::auth::hash_token(late_token),
+            now + chrono::Duration::minutes(16),
+        )
+        .await
+        .unwrap();
+    assert_eq!(used_late, None);
+
+    // Issue and use are in the audit record, with the session it opened.
+    let actions: Vec<(String, String)> = panel
+        .store
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.actor, e.action))
+        .collect();
+    for expected in [
+        ("system:admin-cli", "break_glass.issue"),
+        ("break-glass-admin", "break_glass.use"),
+        ("break-glass-admin", "session.create"),
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, b)| (a.as_str(), b.as_str()) == expected),
+            "{expected:?} in {actions:?}"
+        );
+    }
+    db.drop_db().await;
+}
