@@ -117,26 +117,25 @@ async fn a_break_glass_link_opens_one_admin_session_of_limited_life_and_is_recor
         .unwrap();
     assert_eq!(again.status(), 403);
 
-    // The session ends after the life the link granted.
-    let session = cookie.split('=').nth(1).unwrap();
-    let hash = alveole_panel::auth::hash_token(session);
-    let now = chrono::Utc::now();
-    assert!(
-        panel
-            .store
-            .find_session(&hash, now)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        panel
-            .store
-            .find_session(&hash, now + chrono::Duration::minutes(31))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // The session ends after the life the link granted, however busy it is.
+    let page = |cookie: String| {
+        let (browser, url) = (browser.clone(), format!("{}/", panel.base));
+        async move {
+            browser
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    panel.clock.advance(chrono::Duration::minutes(20));
+    assert_eq!(page(cookie.clone()).await, 200);
+    panel.clock.advance(chrono::Duration::minutes(11));
+    assert_eq!(page(cookie.clone()).await, 303, "back to the sign-in page");
+    let now = chrono::Utc::now() + chrono::Duration::minutes(31);
 
     // An expired link opens nothing.
     let late = alveole_panel::auth::issue_break_glass(
@@ -180,5 +179,129 @@ async fn a_break_glass_link_opens_one_admin_session_of_limited_life_and_is_recor
             "{expected:?} in {actions:?}"
         );
     }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_when_unused_and_at_its_absolute_end_and_when_revoked() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let browser = client_from([127, 0, 0, 1]);
+    let sign_in = || {
+        let (browser, url, token) = (
+            browser.clone(),
+            format!("{}/login", panel.base),
+            panel.token.clone(),
+        );
+        async move {
+            let response = browser
+                .post(url)
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            let set_cookie = response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+            set_cookie.split(';').next().unwrap().to_owned()
+        }
+    };
+    let page = |cookie: String| {
+        let (browser, url) = (browser.clone(), format!("{}/sites", panel.base));
+        async move {
+            browser
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Idle: two hours without use end it.
+    let cookie = sign_in().await;
+    panel.clock.advance(chrono::Duration::minutes(119));
+    assert_eq!(page(cookie.clone()).await, 200, "used within the idle time");
+    panel.clock.advance(chrono::Duration::minutes(119));
+    assert_eq!(
+        page(cookie.clone()).await,
+        200,
+        "each use starts the idle time again"
+    );
+    panel.clock.advance(chrono::Duration::minutes(121));
+    assert_eq!(page(cookie).await, 303, "unused for two hours");
+
+    // Absolute: twelve hours after sign-in, however busy.
+    let cookie = sign_in().await;
+    for _ in 0..11 {
+        panel.clock.advance(chrono::Duration::hours(1));
+        assert_eq!(page(cookie.clone()).await, 200);
+    }
+    panel.clock.advance(chrono::Duration::minutes(61));
+    assert_eq!(page(cookie).await, 303, "twelve hours after sign-in");
+
+    // Revoked: signing out ends it on the server, not only in the browser.
+    let cookie = sign_in().await;
+    let html = browser
+        .get(format!("{}/sites", panel.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = browser
+        .post(format!("{}/logout", panel.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(page(cookie).await, 303, "the old cookie opens nothing");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_a_host_cookie() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    // The same panel as `--secure-cookies` serves it (HTTPS is the proxy's; here plain HTTP).
+    let config = alveole_panel::PanelConfig {
+        secure_cookies: true,
+        ..Default::default()
+    };
+    let state = alveole_panel::AppState::new(panel.store.clone(), config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        alveole_panel::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = client_from([127, 0, 0, 1])
+        .post(format!("{base}/login"))
+        .form(&[("token", panel.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.starts_with("__Host-alveole_session="),
+        "{set_cookie}"
+    );
+    for part in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    server.abort();
     db.drop_db().await;
 }

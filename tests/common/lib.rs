@@ -143,6 +143,8 @@ pub struct TestPanel {
     pub http: reqwest::Client,
     pub tls: alveole_panel::tls::PanelTls,
     pub notary: alveole_panel::audit::Notary,
+    /// The panel's clock for sessions and sign-in links: `advance` it to test expiries.
+    pub clock: Arc<alveole_panel::ShiftedClock>,
     tls_dir: std::path::PathBuf,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -180,7 +182,9 @@ impl TestPanel {
             .publish_key(store.as_ref())
             .await
             .expect("publish the audit key");
-        let (servers, shutdown) = serve_until_stopped(store.clone(), &tls, &notary, people, agents);
+        let clock = Arc::new(alveole_panel::ShiftedClock::default());
+        let (servers, shutdown) =
+            serve_until_stopped(store.clone(), &tls, &notary, &clock, people, agents);
         TestPanel {
             base,
             agent_base,
@@ -189,6 +193,7 @@ impl TestPanel {
             http: reqwest::Client::new(),
             tls,
             notary,
+            clock,
             tls_dir,
             servers,
             shutdown: Some(shutdown),
@@ -261,8 +266,14 @@ impl TestPanel {
             }
         };
         let (people, agents) = (rebind(&self.base).await, rebind(&self.agent_base).await);
-        let (servers, shutdown) =
-            serve_until_stopped(self.store.clone(), &self.tls, &self.notary, people, agents);
+        let (servers, shutdown) = serve_until_stopped(
+            self.store.clone(),
+            &self.tls,
+            &self.notary,
+            &self.clock,
+            people,
+            agents,
+        );
         self.servers = servers;
         self.shutdown = Some(shutdown);
     }
@@ -375,6 +386,7 @@ fn serve_until_stopped(
     store: Arc<dyn Store>,
     tls: &alveole_panel::tls::PanelTls,
     notary: &alveole_panel::audit::Notary,
+    clock: &Arc<alveole_panel::ShiftedClock>,
     people: tokio::net::TcpListener,
     agents: tokio::net::TcpListener,
 ) -> (
@@ -384,6 +396,7 @@ fn serve_until_stopped(
     let config = PanelConfig {
         agent_tls: Some(tls.clone()),
         notary: Some(notary.clone()),
+        clock: clock.clone(),
         ..PanelConfig::default()
     };
     let state = AppState::new(store, config).expect("state");

@@ -139,9 +139,13 @@ pub struct ServeArgs {
     /// Address and port the panel listens on.
     #[arg(long, env = "ALVEOLE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Mark session cookies Secure (set this when the panel is served over HTTPS).
+    /// Mark session cookies Secure and name them `__Host-…` (set this when the panel is served
+    /// over HTTPS).
     #[arg(long, env = "ALVEOLE_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    /// Minutes without use after which a session ends (it ends 12 hours after sign-in anyway).
+    #[arg(long, env = "ALVEOLE_SESSION_IDLE_MINUTES", default_value_t = 120)]
+    pub session_idle_minutes: u64,
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "ALVEOLE_LOG", default_value = "info")]
     pub log: String,

@@ -72,6 +72,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             agent_url,
             agent_tls: agent_tls.clone(),
             notary: Some(notary),
+            session_idle: std::time::Duration::from_secs(args.session_idle_minutes.max(1) * 60),
+            clock: std::sync::Arc::new(alveole_panel::SystemClock),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {

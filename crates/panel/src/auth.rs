@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 /// Name of the bootstrap admin token in the store.
 pub const BOOTSTRAP: &str = "bootstrap";
 pub const SESSION_COOKIE: &str = "alveole_session";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-alveole_session";
 const SESSION_LIFETIME_HOURS: i64 = 12;
 
 /// The authenticated caller of a request.
@@ -99,9 +100,27 @@ pub async fn caller_from_agent_key(
     }))
 }
 
-/// The caller a session cookie stands for, if the session exists and is still valid.
-pub async fn caller_from_session(store: &dyn Store, cookie: &str) -> StoreResult<Option<Caller>> {
-    let session = store.find_session(&hash_token(cookie), Utc::now()).await?;
+/// The session cookie's name: with `__Host-` when the panel is served over HTTPS, so that
+/// browsers accept it only from this exact host, on every path, over TLS.
+pub fn session_cookie_name(config: &crate::PanelConfig) -> &'static str {
+    if config.secure_cookies {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The caller a session cookie stands for, if the session exists and is still valid: before
+/// its absolute end and used within the idle time.
+pub async fn caller_from_session(
+    store: &dyn Store,
+    config: &crate::PanelConfig,
+    cookie: &str,
+) -> StoreResult<Option<Caller>> {
+    let idle = Duration::from_std(config.session_idle).unwrap_or(Duration::hours(2));
+    let session = store
+        .find_session(&hash_token(cookie), config.clock.now(), idle)
+        .await?;
     Ok(session.map(|s| Caller {
         actor: s.actor,
         role: Role::Admin,
@@ -110,13 +129,21 @@ pub async fn caller_from_session(store: &dyn Store, cookie: &str) -> StoreResult
     }))
 }
 
-/// Opens a session for `actor`; returns the cookie value.
+/// Opens a session for `actor` at `now`; returns the cookie value.
 pub async fn open_session(
     store: &dyn Store,
     ctx: &AuditContext,
     actor: &str,
+    now: chrono::DateTime<Utc>,
 ) -> StoreResult<String> {
-    open_session_for(store, ctx, actor, Duration::hours(SESSION_LIFETIME_HOURS)).await
+    open_session_for(
+        store,
+        ctx,
+        actor,
+        now,
+        Duration::hours(SESSION_LIFETIME_HOURS),
+    )
+    .await
 }
 
 /// Opens a session for `actor` that ends after `lifetime` whatever happens.
@@ -124,10 +151,10 @@ pub async fn open_session_for(
     store: &dyn Store,
     ctx: &AuditContext,
     actor: &str,
+    now: chrono::DateTime<Utc>,
     lifetime: Duration,
 ) -> StoreResult<String> {
     let cookie = new_token("");
-    let now = Utc::now();
     let session = Session {
         token_hash: hash_token(&cookie),
         actor: actor.to_owned(),

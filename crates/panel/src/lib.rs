@@ -46,6 +46,51 @@ pub struct PanelConfig {
     pub agent_tls: Option<tls::PanelTls>,
     /// Signs audit checkpoints; without it the panel records the chain but signs nothing.
     pub notary: Option<audit::Notary>,
+    /// A session unused for this long ends (it ends 12 hours after sign-in in any case).
+    pub session_idle: std::time::Duration,
+    /// What "now" is for sessions and sign-in links (tests move it).
+    pub clock: std::sync::Arc<dyn Clock>,
+}
+
+/// The time, behind a trait so tests can move it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+/// The system's clock.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// A clock that follows the system's, shifted by what `advance` added (tests).
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    shift: std::sync::Mutex<chrono::Duration>,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut shift = self
+            .shift
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *shift += by;
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let shift = *self
+            .shift
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        chrono::Utc::now() + shift
+    }
 }
 
 impl Default for PanelConfig {
@@ -56,6 +101,8 @@ impl Default for PanelConfig {
             agent_url: None,
             agent_tls: None,
             notary: None,
+            session_idle: std::time::Duration::from_secs(2 * 3600),
+            clock: std::sync::Arc::new(SystemClock),
         }
     }
 }
@@ -240,8 +287,8 @@ async fn identify(
                 (None, None) => Ok(None),
             }
         }
-        Surface::Page => match auth::cookie(headers, auth::SESSION_COOKIE) {
-            Some(cookie) => Ok(auth::caller_from_session(store, cookie).await?),
+        Surface::Page => match auth::cookie(headers, auth::session_cookie_name(state.config())) {
+            Some(cookie) => Ok(auth::caller_from_session(store, state.config(), cookie).await?),
             None => Ok(None),
         },
         Surface::Operations => Ok(None),

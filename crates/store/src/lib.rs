@@ -293,11 +293,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
     async fn admin_token_hash(&self, name: &str) -> StoreResult<Option<String>>;
     async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()>;
-    /// The session if it exists and has not expired at `now`.
+    /// The session if it exists, has not reached its end and was used within `idle` of `now`;
+    /// notes the use (at most once a minute, telemetry: not audited).
     async fn find_session(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
+        idle: chrono::Duration,
     ) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()>;
     /// Keeps a one-time break-glass token (hashed), usable until `expires_at`, for an admin

@@ -1518,16 +1518,34 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
+        idle: chrono::Duration,
     ) -> StoreResult<Option<Session>> {
         let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT token_hash, actor, csrf_token, created_at, expires_at FROM sessions \
-             WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT token_hash, actor, csrf_token, created_at, expires_at, last_seen_at \
+             FROM sessions WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(Into::into))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let last_seen = row.last_seen_at.unwrap_or(row.created_at);
+        if now - last_seen >= idle {
+            return Ok(None);
+        }
+        if now - last_seen >= chrono::Duration::minutes(1) {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                .bind(now)
+                .bind(token_hash)
+                .execute(tx.conn())
+                .await?;
+            tx.commit_all(&AuditContext::new(row.actor.clone(), "-"), Vec::new())
+                .await?;
+        }
+        Ok(Some(row.into()))
     }
 
     async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()> {

@@ -337,6 +337,7 @@ pub(crate) struct SessionRow {
     pub csrf_token: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 impl From<SessionRow> for crate::Session {

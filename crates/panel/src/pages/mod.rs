@@ -246,7 +246,7 @@ fn session_cookie(state: &AppState, cookie: &str) -> String {
     };
     format!(
         "{}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}",
-        auth::SESSION_COOKIE
+        auth::session_cookie_name(state.config())
     )
 }
 
@@ -277,7 +277,14 @@ pub async fn login(
         return response;
     };
     let ctx = audit_context(&caller, &headers);
-    match auth::open_session(state.store(), &ctx, &caller.actor).await {
+    match auth::open_session(
+        state.store(),
+        &ctx,
+        &caller.actor,
+        state.config().clock.now(),
+    )
+    .await
+    {
         Ok(cookie) => (
             [(header::SET_COOKIE, session_cookie(&state, &cookie))],
             Redirect::to("/"),
@@ -318,7 +325,7 @@ pub async fn break_glass(
     let ctx = alveole_store::AuditContext::new(auth::BREAK_GLASS_ACTOR, request_id);
     let lifetime = match state
         .store()
-        .use_break_glass(&ctx, &auth::hash_token(token), chrono::Utc::now())
+        .use_break_glass(&ctx, &auth::hash_token(token), state.config().clock.now())
         .await
     {
         Ok(Some(seconds)) => chrono::Duration::seconds(seconds),
@@ -340,7 +347,9 @@ pub async fn break_glass(
         Err(error) => return error_page(&state, &headers, None, error.into()),
     };
     tracing::warn!(%client, seconds = lifetime.num_seconds(), "a break-glass link was used: admin session opened");
-    match auth::open_session_for(state.store(), &ctx, auth::BREAK_GLASS_ACTOR, lifetime).await {
+    let now = state.config().clock.now();
+    match auth::open_session_for(state.store(), &ctx, auth::BREAK_GLASS_ACTOR, now, lifetime).await
+    {
         Ok(cookie) => (
             [(header::SET_COOKIE, session_cookie(&state, &cookie))],
             Redirect::to("/"),
@@ -359,16 +368,13 @@ pub async fn logout(
     if let Err(error) = csrf_checked(&caller, &form) {
         return error_page(&state, &headers, Some(&caller), error);
     }
-    if let Some(cookie) = auth::cookie(&headers, auth::SESSION_COOKIE)
+    if let Some(cookie) = auth::cookie(&headers, auth::session_cookie_name(state.config()))
         && let Err(error) =
             auth::close_session(state.store(), &audit_context(&caller, &headers), cookie).await
     {
         return error_page(&state, &headers, Some(&caller), error.into());
     }
-    let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        auth::SESSION_COOKIE
-    );
+    let expired = format!("{}; Max-Age=0", session_cookie(&state, ""));
     ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
 }
 
