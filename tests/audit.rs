@@ -849,6 +849,30 @@ async fn every_state_changing_route_records_its_events() {
         [(admin, "audit.checkpoint", length)]
     );
 
+    // --- API tokens -------------------------------------------------------------------------
+    let (status, token) = panel
+        .post(
+            &format!("/api/v1/members/{}/tokens", ids["member"]),
+            json!({"name": "walk", "scope": "read"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let token_id = token["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/members/{id}/tokens",
+        [(admin, "api_token.create", token_id.clone())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, &format!("/api/v1/tokens/{token_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/tokens/{id}",
+        [(admin, "api_token.revoke", token_id)]
+    );
+
     // --- deletions ----------------------------------------------------------------------------
     let (status, other) = panel
         .post("/api/v1/sites", site_body("purge.example.org"))

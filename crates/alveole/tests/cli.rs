@@ -431,3 +431,116 @@ fn the_board_exports_the_audit_record_and_verifies_it_on_its_own() {
         "{csv}"
     );
 }
+
+/// `POST path` with a JSON body and the admin token, over a plain socket: the JSON answer.
+fn post_json(server: &Server, path: &str, body: &str) -> serde_json::Value {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.token,
+        body.len()
+    );
+    let mut stream =
+        std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("{answer}"))
+}
+
+#[test]
+fn the_cli_with_a_members_token_cannot_touch_another_members_site() {
+    let server = start_server();
+    let provider = json_of(&alveole(
+        &server,
+        &["provider", "create", "--json", "--set", "name=P"],
+    ));
+    alveole(
+        &server,
+        &[
+            "node",
+            "create",
+            "--set",
+            &format!("provider_id={}", provider["id"].as_str().unwrap()),
+            "--set",
+            "name=n-1",
+            "--set",
+            "capacity.cpu_millis=4000",
+            "--set",
+            "capacity.memory_bytes=8589934592",
+            "--set",
+            "capacity.disk_bytes=107374182400",
+        ],
+    );
+    let member = |name: &str| {
+        json_of(&alveole(
+            &server,
+            &[
+                "member",
+                "create",
+                "--json",
+                "--set",
+                &format!("display_name={name}"),
+                "--set",
+                &format!("email={name}@example.org"),
+            ],
+        ))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ana, ben) = (member("ana"), member("ben"));
+    alveole(
+        &server,
+        &[
+            "site",
+            "create",
+            "--set",
+            &format!("owner_id={ben}"),
+            "--set",
+            "primary_domain=ben.example.org",
+            "--set",
+            "image=registry.example.org/s:1",
+        ],
+    );
+    let token = post_json(
+        &server,
+        &format!("/api/v1/members/{ana}/tokens"),
+        r#"{"name":"cli","scope":"full"}"#,
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_ana = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_alveole"))
+            .args(args)
+            .env("ALVEOLE_URL", &server.url)
+            .env("ALVEOLE_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let listed = as_ana(&["site", "list", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        json_of(&listed),
+        serde_json::json!([]),
+        "Ben's site is not hers"
+    );
+    for args in [
+        &["site", "show", "ben.example.org"][..],
+        &["site", "delete", "ben.example.org"][..],
+        &[
+            "site",
+            "update",
+            "ben.example.org",
+            "--set",
+            "http_port=9090",
+        ][..],
+    ] {
+        let refused = as_ana(args);
+        assert!(!refused.status.success(), "{args:?}");
+    }
+    let still = alveole(&server, &["site", "show", "ben.example.org", "--json"]);
+    assert_eq!(json_of(&still)["http_port"], 8080, "untouched");
+}

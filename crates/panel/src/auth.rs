@@ -26,6 +26,21 @@ pub struct Caller {
     pub csrf_token: Option<String>,
     /// Set when the caller is a node's agent: it may call the agent routes, and only those.
     pub node: Option<alveole_model::NodeId>,
+    /// Set when the caller is a member (through an API token): with the member role, they
+    /// reach their own sites only.
+    pub member: Option<alveole_model::MemberId>,
+    /// A read-only token: every change answers 403.
+    pub read_only: bool,
+}
+
+impl Caller {
+    /// The member whose resources alone this caller reaches, if it is so limited.
+    pub fn limited_to(&self) -> Option<alveole_model::MemberId> {
+        match self.role {
+            Role::Member => self.member,
+            Role::Admin | Role::Auditor => None,
+        }
+    }
 }
 
 /// 256 random bits, URL-safe: unguessable, so a fast hash is enough to store it.
@@ -74,14 +89,37 @@ pub async fn reset_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> Sto
     Ok(token)
 }
 
-/// The caller a bearer token stands for, if any.
-pub async fn caller_from_bearer(store: &dyn Store, token: &str) -> StoreResult<Option<Caller>> {
+/// The caller the bootstrap admin token stands for, if it is that token.
+pub async fn caller_from_bootstrap(store: &dyn Store, token: &str) -> StoreResult<Option<Caller>> {
     let stored = store.admin_token_hash(BOOTSTRAP).await?.unwrap_or_default();
     Ok(same(&stored, &hash_token(token)).then(|| Caller {
         actor: "bootstrap-admin".into(),
         role: Role::Admin,
         csrf_token: None,
         node: None,
+        member: None,
+        read_only: false,
+    }))
+}
+
+/// The caller a bearer token stands for, if any: the bootstrap admin, or a member's API token
+/// (neither revoked nor expired), with the member's role.
+pub async fn caller_from_bearer(
+    store: &dyn Store,
+    token: &str,
+    now: chrono::DateTime<Utc>,
+) -> StoreResult<Option<Caller>> {
+    if let Some(admin) = caller_from_bootstrap(store, token).await? {
+        return Ok(Some(admin));
+    }
+    let holder = store.api_token_holder(&hash_token(token), now).await?;
+    Ok(holder.map(|(token, member)| Caller {
+        actor: format!("member:{}", member.id),
+        role: member.role,
+        csrf_token: None,
+        node: None,
+        member: Some(member.id),
+        read_only: token.scope == alveole_store::TokenScope::Read,
     }))
 }
 
@@ -97,6 +135,8 @@ pub async fn caller_from_agent_key(
         role: Role::Member,
         csrf_token: None,
         node: Some(node),
+        member: None,
+        read_only: false,
     }))
 }
 
@@ -126,6 +166,8 @@ pub async fn caller_from_session(
         role: Role::Admin,
         csrf_token: Some(s.csrf_token),
         node: None,
+        member: None,
+        read_only: false,
     }))
 }
 

@@ -19,6 +19,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Instant;
 
+use alveole_model::Role;
 use alveole_store::Store;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -197,7 +198,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             move |state: State<AppState>, request: Request, next: Next| async move {
                 let changes = state.clone();
-                let response = authorize(state, access, surface, request, next).await;
+                let response = authorize(state, access, surface, mutates, request, next).await;
                 // Any change may concern a node: wake the agents waiting for their state.
                 if mutates && (response.status().is_success() || response.status().is_redirection())
                 {
@@ -240,6 +241,7 @@ async fn authorize(
     State(state): State<AppState>,
     access: Access,
     surface: Surface,
+    mutates: bool,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -255,6 +257,18 @@ async fn authorize(
         }
         (Some(caller), Access::Read | Access::Owner | Access::Admin) if caller.node.is_some() => {
             ApiError::Forbidden("an agent certificate is for agent routes only").into_response()
+        }
+        (Some(caller), _) if mutates && caller.read_only => {
+            ApiError::Forbidden("this token is read-only").into_response()
+        }
+        (Some(caller), _) if mutates && caller.role == Role::Auditor => {
+            ApiError::Forbidden("auditors read; they change nothing").into_response()
+        }
+        (Some(caller), Access::Admin) if caller.role != Role::Admin => {
+            ApiError::Forbidden("admins only").into_response()
+        }
+        (Some(caller), Access::Read) if caller.role == Role::Member => {
+            ApiError::Forbidden("admins and auditors only").into_response()
         }
         (Some(caller), _) => {
             request.extensions_mut().insert(caller);
@@ -282,7 +296,12 @@ async fn identify(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             match (bearer, agent) {
-                (Some(token), _) => Ok(auth::caller_from_bearer(store, token.trim()).await?),
+                (Some(token), _) => {
+                    Ok(
+                        auth::caller_from_bearer(store, token.trim(), state.config().clock.now())
+                            .await?,
+                    )
+                }
                 (None, Some(agent)) => Ok(auth::caller_from_agent_key(store, &agent.0).await?),
                 (None, None) => Ok(None),
             }

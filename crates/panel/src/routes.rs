@@ -452,6 +452,7 @@ pub fn routes() -> Vec<Route> {
         get(agents::node_status),
     );
     audit_routes(&mut b);
+    token_routes(&mut b);
 
     b.add(
         Method::GET,
@@ -605,6 +606,52 @@ const AUDIT_FILTERS: [(&str, &str); 6] = [
     ),
     ("target_id", "which one"),
 ];
+
+fn token_routes(b: &mut Builder) {
+    b.add(
+        Method::POST,
+        "/api/v1/members/{id}/tokens",
+        "create_api_token",
+        "A new API token for the member (shown once), read-only or full, expiring",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            request: Some(schema::<api::tokens::NewToken>),
+            success: (201, Some(schema::<api::tokens::CreatedToken>)),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        post(api::tokens::create),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/members/{id}/tokens",
+        "list_api_tokens",
+        "The member's API tokens (never their secrets)",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            success: (200, Some(schema::<Vec<alveole_store::ApiToken>>)),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        get(api::tokens::list),
+    );
+    b.add(
+        Method::DELETE,
+        "/api/v1/tokens/{id}",
+        "revoke_api_token",
+        "Revokes an API token: it stops working at once",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            success: (204, None),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        delete(api::tokens::revoke),
+    );
+}
 
 fn audit_routes(b: &mut Builder) {
     b.add(

@@ -131,6 +131,39 @@ pub struct NodeStatus {
     pub report: NodeReport,
 }
 
+/// What an API token may do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Reads only: any change answers 403.
+    Read,
+    /// Whatever the member's role allows.
+    Full,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Full => "full",
+        }
+    }
+}
+
+/// An API token as listed (never its secret).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct ApiToken {
+    pub id: uuid::Uuid,
+    pub member_id: alveole_model::MemberId,
+    pub name: String,
+    pub scope: TokenScope,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A browser session of the panel.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -293,6 +326,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
     async fn admin_token_hash(&self, name: &str) -> StoreResult<Option<String>>;
     async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()>;
+    /// Keeps a new API token (its hash) for a member (audited). `NotFound` for no such member.
+    async fn create_api_token(
+        &self,
+        ctx: &AuditContext,
+        token: &ApiToken,
+        token_hash: &str,
+    ) -> StoreResult<()>;
+    async fn api_tokens_of(&self, member: alveole_model::MemberId) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes a token (audited); `NotFound` when there is no such token.
+    async fn revoke_api_token(&self, ctx: &AuditContext, id: uuid::Uuid) -> StoreResult<()>;
+    /// The token with this hash and its member, if it is neither revoked nor expired at `now`.
+    async fn api_token_holder(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(ApiToken, Member)>>;
     /// The session if it exists, has not reached its end and was used within `idle` of `now`;
     /// notes the use (at most once a minute, telemetry: not audited).
     async fn find_session(

@@ -18,9 +18,9 @@ use crate::rows::{
     AuditRow, MemberRow, NodeRow, NodeUsageRow, ProviderRow, SessionRow, SiteRow, StoredEnvVar,
 };
 use crate::{
-    AuditContext, AuditEvent, AuditRecord, Backend, Change, Counts, ExportFilter, MemberFilter,
-    NodeFilter, NodeStatus, NodeUsage, Page, PageRequest, ProviderFilter, PublishedKey, Session,
-    SiteFilter, Store, StoreError, StoreResult,
+    ApiToken, AuditContext, AuditEvent, AuditRecord, Backend, Change, Counts, ExportFilter,
+    MemberFilter, NodeFilter, NodeStatus, NodeUsage, Page, PageRequest, ProviderFilter,
+    PublishedKey, Session, SiteFilter, Store, StoreError, StoreResult, TokenScope,
 };
 
 /// A store on one database.
@@ -279,6 +279,45 @@ const PROVIDER_COLUMNS: &str =
     "id, name, contact, contract_end, country, notes, version, created_at, updated_at";
 const NODE_COLUMNS: &str = "id, provider_id, name, public_addresses, cpu_millis, memory_bytes, \
      disk_bytes, overcommit_cpu, overcommit_memory, version, created_at, updated_at";
+/// An API token as stored.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    member_id: Uuid,
+    name: String,
+    scope: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> StoreResult<Self> {
+        let scope = match row.scope.as_str() {
+            "read" => TokenScope::Read,
+            "full" => TokenScope::Full,
+            other => {
+                return Err(StoreError::Corrupt {
+                    kind: "api token",
+                    id: row.id.to_string(),
+                    reason: format!("unknown scope {other:?}"),
+                });
+            }
+        };
+        Ok(ApiToken {
+            id: row.id,
+            member_id: MemberId(row.member_id),
+            name: row.name,
+            scope,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
 const MEMBER_COLUMNS: &str = "id, display_name, email, role, version, created_at, updated_at";
 const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, http_port, \
      volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, read_only_root, run_as_user, \
@@ -1427,6 +1466,95 @@ impl Store for SqlStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    async fn create_api_token(
+        &self,
+        ctx: &AuditContext,
+        token: &ApiToken,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        fetch_member(tx.conn(), token.member_id).await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, member_id, name, scope, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(token.id)
+        .bind(token.member_id.0)
+        .bind(&token.name)
+        .bind(token.scope.as_str())
+        .bind(token_hash)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of("api_token.create", "api_token", token.id, None, Some(token));
+        tx.commit(ctx, change).await
+    }
+
+    async fn api_tokens_of(&self, member: MemberId) -> StoreResult<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, member_id, name, scope, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE member_id = $1 ORDER BY created_at",
+        )
+        .bind(member.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn revoke_api_token(&self, ctx: &AuditContext, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT id, member_id, name, scope, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let before: ApiToken = row
+            .ok_or(StoreError::NotFound { kind: "token" })?
+            .try_into()?;
+        let now = now();
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        let after = ApiToken {
+            revoked_at: Some(now),
+            ..before.clone()
+        };
+        let change = Change::of(
+            "api_token.revoke",
+            "api_token",
+            id,
+            Some(&before),
+            Some(&after),
+        );
+        tx.commit(ctx, change).await
+    }
+
+    async fn api_token_holder(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(ApiToken, Member)>> {
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT id, member_id, name, scope, created_at, expires_at, revoked_at FROM api_tokens \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let token: ApiToken = row.try_into()?;
+        let member = fetch_member(&self.pool, token.member_id).await?;
+        Ok(Some((token, member)))
     }
 
     async fn create_break_glass(

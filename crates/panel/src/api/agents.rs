@@ -339,6 +339,11 @@ pub async fn purge_site(
     axum::extract::Query(query): axum::extract::Query<PurgeQuery>,
 ) -> ApiResult<StatusCode> {
     let site: alveole_model::SiteId = parse_id(&id)?;
+    if let Some(member) = caller.limited_to()
+        && state.store().get_site(site).await?.owner_id != member
+    {
+        return Err(ApiError::NotFound("site"));
+    }
     state
         .store()
         .purge_site(&audit_context(&caller, &headers), site, query.version)

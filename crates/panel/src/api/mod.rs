@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod audit;
 mod resources;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -11,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
 
-use alveole_model::{ValidationErrors, merge_patch};
+use alveole_model::{MemberId, ValidationErrors, merge_patch};
 use alveole_store::{AuditContext, Page, PageRequest, Store, StoreResult};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -82,6 +83,39 @@ pub trait Resource: Send + Sync + 'static {
         id: Self::Id,
         version: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// The member who owns an item: a member reaches only what they own. `None` for kinds no
+    /// member owns (their routes are for admins and auditors).
+    fn owner(_item: &Self::Item) -> Option<MemberId> {
+        None
+    }
+    /// Narrows a list to one member's items.
+    fn only_owned_by(_filter: &mut Self::Filter, _member: MemberId) {}
+    /// The owner an input names.
+    fn input_owner(_input: &Self::Input) -> Option<MemberId> {
+        None
+    }
+}
+
+/// An item that `limited_to` (a member) may not reach answers 404, as if it did not exist:
+/// another member's site is not even confirmed to exist.
+fn reachable<R: Resource>(item: R::Item, limited_to: Option<MemberId>) -> ApiResult<R::Item> {
+    match limited_to {
+        Some(member) if R::owner(&item) != Some(member) => Err(ApiError::NotFound(R::KIND)),
+        _ => Ok(item),
+    }
+}
+
+/// A member creates or keeps items in their own name only.
+fn own_input<R: Resource>(input: &R::Input, limited_to: Option<MemberId>) -> ApiResult<()> {
+    match limited_to {
+        Some(member) if R::input_owner(input) != Some(member) => Err(ApiError::field(
+            "owner_id",
+            "owner.not_you",
+            "a member's sites are their own: owner_id must be your member id",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A JSON body whose rejections are problem documents like every other error.
@@ -169,18 +203,24 @@ pub fn invalid(field: &str, code: &str, message: impl Into<String>) -> alveole_m
 
 pub async fn list<R: Resource>(
     State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> ApiResult<Json<Page<R::Item>>> {
     let page = page_request(&params, R::FILTERS)?;
-    let filter = R::parse_filter(&params)?;
+    let mut filter = R::parse_filter(&params)?;
+    if let Some(member) = caller.limited_to() {
+        R::only_owned_by(&mut filter, member);
+    }
     Ok(Json(R::list(state.store(), &filter, &page).await?))
 }
 
 pub async fn get<R: Resource>(
     State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<R::Item>> {
-    Ok(Json(R::get(state.store(), parse_id(&id)?).await?))
+    let item = R::get(state.store(), parse_id(&id)?).await?;
+    Ok(Json(reachable::<R>(item, caller.limited_to())?))
 }
 
 pub async fn create<R: Resource>(
@@ -189,6 +229,7 @@ pub async fn create<R: Resource>(
     headers: HeaderMap,
     ApiJson(input): ApiJson<R::Input>,
 ) -> ApiResult<impl IntoResponse> {
+    own_input::<R>(&input, caller.limited_to())?;
     let new = R::validate(input, None)?;
     let item = R::create(state.store(), &audit_context(&caller, &headers), new).await?;
     let location = format!("/api/v1/{}/{}", R::PLURAL, R::id_of(&item));
@@ -208,14 +249,17 @@ pub async fn update<R: Resource>(
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<R::Item>> {
     let id = parse_id::<R::Id>(&id)?;
-    let item = update_with::<R>(&state, &audit_context(&caller, &headers), id, patch).await?;
+    let ctx = audit_context(&caller, &headers);
+    let item = update_with::<R>(&state, &ctx, caller.limited_to(), id, patch).await?;
     Ok(Json(item))
 }
 
-/// The edit path shared by the API and the pages.
+/// The edit path shared by the API and the pages; `limited_to` a member, only their items,
+/// kept in their name.
 pub async fn update_with<R: Resource>(
     state: &AppState,
     ctx: &AuditContext,
+    limited_to: Option<MemberId>,
     id: R::Id,
     mut patch: serde_json::Value,
 ) -> ApiResult<R::Item> {
@@ -228,12 +272,13 @@ pub async fn update_with<R: Resource>(
         .ok_or_else(|| {
             ApiError::field("version", "version.required", "send the version you read")
         })?;
-    let current = R::get(state.store(), id).await?;
+    let current = reachable::<R>(R::get(state.store(), id).await?, limited_to)?;
     let mut merged = serde_json::to_value(R::to_input(&current))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     merge_patch(&mut merged, &patch);
     let input: R::Input = serde_path_to_error::deserialize(merged)
         .map_err(|e| ApiError::field(&e.path().to_string(), "type", e.inner().to_string()))?;
+    own_input::<R>(&input, limited_to)?;
     let new = R::validate(input, Some(&current))?;
     Ok(R::update(state.store(), ctx, id, version, new).await?)
 }
@@ -259,10 +304,14 @@ pub async fn delete<R: Resource>(
             "unknown query parameter",
         ));
     }
+    let id = parse_id(&id)?;
+    if let Some(member) = caller.limited_to() {
+        reachable::<R>(R::get(state.store(), id).await?, Some(member))?;
+    }
     R::delete(
         state.store(),
         &audit_context(&caller, &headers),
-        parse_id(&id)?,
+        id,
         version,
     )
     .await?;

@@ -253,6 +253,16 @@ impl Resource for Members {
 pub struct Sites;
 
 impl Resource for Sites {
+    fn owner(site: &Site) -> Option<MemberId> {
+        Some(site.owner_id)
+    }
+    fn only_owned_by(filter: &mut SiteFilter, member: MemberId) {
+        filter.owner_id = Some(member);
+    }
+    fn input_owner(input: &SiteInput) -> Option<MemberId> {
+        Some(input.owner_id)
+    }
+
     const KIND: &'static str = "site";
     const PLURAL: &'static str = "sites";
     const FILTERS: &'static [(&'static str, &'static str)] = &[

@@ -260,7 +260,8 @@ pub async fn login(
         return refused;
     }
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    let caller = match auth::caller_from_bearer(state.store(), token).await {
+    // Pages sign in the bootstrap admin; members sign in through the identity provider.
+    let caller = match auth::caller_from_bootstrap(state.store(), token).await {
         Ok(caller) => caller,
         Err(error) => return error_page(&state, &headers, None, error.into()),
     };
@@ -713,7 +714,7 @@ pub async fn update<R: PageResource>(
                 ApiError::field("version", "version.required", "send the version you read")
             })?;
         json["version"] = json!(version);
-        api::update_with::<R>(&state, &ctx, parse_id(&id)?, json).await
+        api::update_with::<R>(&state, &ctx, caller.limited_to(), parse_id(&id)?, json).await
     }
     .await;
     after_submit::<R>(&state, &headers, &caller, submitted, Some(id), result).await

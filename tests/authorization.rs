@@ -1,0 +1,313 @@
+//! Who may call what: a matrix built from the route table (a new route is covered the day it
+//! is declared), and a member's reach limited to their own sites.
+
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use alveole_panel::routes::{Access, Surface, routes};
+use alveole_tests::{TestDb, TestPanel};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A caller of the matrix: its bearer token (none: anonymous), role and scope.
+struct Who {
+    name: &'static str,
+    token: Option<String>,
+    role: Option<&'static str>,
+    read_only: bool,
+}
+
+/// What a caller must get from a route, from the same rules the panel states.
+fn allowed(who: &Who, access: Access, mutates: bool) -> Result<(), u16> {
+    let Some(role) = who.role else {
+        return match access {
+            Access::Public => Ok(()),
+            _ => Err(401),
+        };
+    };
+    match access {
+        Access::Agent => Err(403),
+        _ if mutates && (who.read_only || role == "auditor") => Err(403),
+        Access::Admin if role != "admin" => Err(403),
+        Access::Read if role == "member" => Err(403),
+        _ => Ok(()),
+    }
+}
+
+async fn token_for(panel: &TestPanel, member: &str, scope: &str) -> String {
+    let (status, token) = panel
+        .post(
+            &format!("/api/v1/members/{member}/tokens"),
+            json!({"name": "test", "scope": scope}),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    token["token"].as_str().unwrap().to_owned()
+}
+
+async fn member(panel: &TestPanel, name: &str, role: &str) -> String {
+    let (status, member) = panel
+        .post(
+            "/api/v1/members",
+            json!({"display_name": name, "email": format!("{name}@example.org"), "role": role}),
+        )
+        .await;
+    assert_eq!(status, 201, "{member}");
+    member["id"].as_str().unwrap().to_owned()
+}
+
+async fn site(panel: &TestPanel, owner: &str, domain: &str) -> String {
+    let (status, site) = panel
+        .post(
+            "/api/v1/sites",
+            json!({"owner_id": owner, "primary_domain": domain, "image": "registry.example.org/s:1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{site}");
+    site["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_as_the_rules_say() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, _) = panel.seed().await;
+        let ana = member(&panel, "ana", "member").await;
+        let ben = member(&panel, "ben", "member").await;
+        let cleo = member(&panel, "cleo", "auditor").await;
+        let ana_site = site(&panel, &ana, "ana.example.org").await;
+        let callers = [
+            Who {
+                name: "anonymous",
+                token: None,
+                role: None,
+                read_only: false,
+            },
+            Who {
+                name: "admin",
+                token: Some(panel.token.clone()),
+                role: Some("admin"),
+                read_only: false,
+            },
+            Who {
+                name: "auditor",
+                token: Some(token_for(&panel, &cleo, "full").await),
+                role: Some("auditor"),
+                read_only: false,
+            },
+            Who {
+                name: "member",
+                token: Some(token_for(&panel, &ana, "full").await),
+                role: Some("member"),
+                read_only: false,
+            },
+            Who {
+                name: "member read-only",
+                token: Some(token_for(&panel, &ana, "read").await),
+                role: Some("member"),
+                read_only: true,
+            },
+        ];
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut checked = 0;
+        for route in routes().into_iter().filter(|r| r.surface == Surface::Api) {
+            // Reads get real ids (they change nothing); changes get unknown ones, so that an
+            // allowed change answers 400 or 404 and changes nothing either.
+            let id = if route.mutates {
+                uuid::Uuid::now_v7().to_string()
+            } else if route.path.starts_with("/api/v1/sites/") {
+                ana_site.clone()
+            } else if route.path.starts_with("/api/v1/nodes/") {
+                node.clone()
+            } else if route.path.starts_with("/api/v1/members/") {
+                ana.clone()
+            } else {
+                uuid::Uuid::now_v7().to_string()
+            };
+            let path = route.path.replace("{id}", &id);
+            for who in &callers {
+                let mut request =
+                    http.request(route.method.clone(), format!("{}{path}", panel.base));
+                if let Some(token) = &who.token {
+                    request = request.bearer_auth(token);
+                }
+                if route.mutates {
+                    request = request.json(&json!({}));
+                }
+                let status = request.send().await.unwrap().status().as_u16();
+                let expected = allowed(who, route.access, route.mutates);
+                match expected {
+                    Err(code) => assert_eq!(
+                        status, code,
+                        "{} {} as {}",
+                        route.method, route.path, who.name
+                    ),
+                    Ok(()) => assert!(
+                        status != 401 && status != 403 && status < 500,
+                        "{} {} as {}: {status}",
+                        route.method,
+                        route.path,
+                        who.name
+                    ),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 150, "{checked}");
+        let _ = ben;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_member_reaches_their_own_sites_only() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        panel.seed().await;
+        let ana = member(&panel, "ana", "member").await;
+        let ben = member(&panel, "ben", "member").await;
+        let ana_site = site(&panel, &ana, "ana.example.org").await;
+        let ben_site = site(&panel, &ben, "ben.example.org").await;
+        let token = token_for(&panel, &ana, "full").await;
+        let http = reqwest::Client::new();
+        let call = |method: Method, path: String, body: Option<Value>| {
+            let mut request = http
+                .request(method, format!("{}{path}", panel.base))
+                .bearer_auth(&token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap();
+                (
+                    status,
+                    serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+                )
+            }
+        };
+
+        // Her list holds her sites only, whatever filter she sends.
+        for query in ["", &format!("?owner_id={ben}")] {
+            let (status, list) = call(Method::GET, format!("/api/v1/sites{query}"), None).await;
+            assert_eq!(status, 200);
+            let ids: Vec<&str> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, [ana_site.as_str()], "{query}");
+        }
+        // Ben's site does not exist for her: 404 on every route, never 403.
+        for (method, path) in [
+            (Method::GET, format!("/api/v1/sites/{ben_site}")),
+            (Method::PATCH, format!("/api/v1/sites/{ben_site}")),
+            (Method::DELETE, format!("/api/v1/sites/{ben_site}")),
+            (Method::POST, format!("/api/v1/sites/{ben_site}/purge")),
+        ] {
+            let body = (method == Method::PATCH).then(|| json!({"version": 1, "http_port": 9090}));
+            let (status, _) = call(method.clone(), path.clone(), body).await;
+            assert_eq!(status, 404, "{method} {path}");
+        }
+        assert_eq!(
+            panel.get(&format!("/api/v1/sites/{ben_site}")).await.1["http_port"],
+            8080,
+            "untouched"
+        );
+
+        // An owner smuggled into a body is refused; her own goes through.
+        let (status, refused) = call(
+            Method::POST,
+            "/api/v1/sites".into(),
+            Some(json!({"owner_id": ben, "primary_domain": "smuggled.example.org", "image": "registry.example.org/s:1"})),
+        )
+        .await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["errors"][0]["code"], "owner.not_you");
+        let (status, own) = call(
+            Method::POST,
+            "/api/v1/sites".into(),
+            Some(json!({"owner_id": ana, "primary_domain": "mine.example.org", "image": "registry.example.org/s:1"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{own}");
+        let (status, refused) = call(
+            Method::PATCH,
+            format!("/api/v1/sites/{ana_site}"),
+            Some(json!({"version": 1, "owner_id": ben})),
+        )
+        .await;
+        assert_eq!(status, 400, "giving a site away: {refused}");
+        let (status, _) = call(
+            Method::PATCH,
+            format!("/api/v1/sites/{ana_site}"),
+            Some(json!({"version": 1, "http_port": 8081})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // Her changes are recorded as hers.
+        let events = panel.store.audit_events(0, 1000).await.unwrap();
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e.action == "site.update")
+            .unwrap();
+        assert_eq!(last.actor, format!("member:{ana}"));
+
+        // A read-only token reads and changes nothing; a revoked or expired one opens nothing.
+        let reader = token_for(&panel, &ana, "read").await;
+        let as_reader = |method: Method, path: String| {
+            let request = http
+                .request(method, format!("{}{path}", panel.base))
+                .bearer_auth(&reader)
+                .json(&json!({"version": 2, "http_port": 8082}));
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(
+            as_reader(Method::GET, format!("/api/v1/sites/{ana_site}")).await,
+            200
+        );
+        assert_eq!(
+            as_reader(Method::PATCH, format!("/api/v1/sites/{ana_site}")).await,
+            403
+        );
+        let (_, tokens) = panel.get(&format!("/api/v1/members/{ana}/tokens")).await;
+        let reader_id = tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["scope"] == "read")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            tokens.to_string().find("alt_").is_none(),
+            "secrets are never listed"
+        );
+        let (status, _) = panel
+            .call(Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None)
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(
+            as_reader(Method::GET, format!("/api/v1/sites/{ana_site}")).await,
+            401
+        );
+        panel.clock.advance(chrono::Duration::days(91));
+        assert_eq!(
+            call(Method::GET, format!("/api/v1/sites/{ana_site}"), None)
+                .await
+                .0,
+            401,
+            "expired after 90 days"
+        );
+        let (status, me) = panel.get("/api/v1/me").await;
+        assert_eq!((status, me["role"].as_str()), (200, Some("admin")));
+        db.drop_db().await;
+    }
+}
