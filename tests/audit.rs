@@ -873,6 +873,26 @@ async fn every_state_changing_route_records_its_events() {
         [(admin, "api_token.revoke", token_id)]
     );
 
+    // --- offboarding ---------------------------------------------------------------------------
+    let (status, leaver) = panel
+        .post(
+            "/api/v1/members",
+            json!({"display_name": "Leaver", "email": "leaver@example.org"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    seen += 1; // its creation
+    let leaver = leaver["id"].as_str().unwrap().to_owned();
+    let (status, _) = panel
+        .post(&format!("/api/v1/members/{leaver}/disable"), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "POST",
+        "/api/v1/members/{id}/disable",
+        [(admin, "member.disable", leaver)]
+    );
+
     // --- deletions ----------------------------------------------------------------------------
     let (status, other) = panel
         .post("/api/v1/sites", site_body("purge.example.org"))

@@ -311,3 +311,82 @@ async fn a_member_reaches_their_own_sites_only() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn an_offboarded_members_tokens_stop_and_their_sites_are_handed_over_or_stopped() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        panel.seed().await;
+        let ana = member(&panel, "ana", "member").await;
+        let ben = member(&panel, "ben", "member").await;
+        let ana_sites = [
+            site(&panel, &ana, "one.ana.example.org").await,
+            site(&panel, &ana, "two.ana.example.org").await,
+        ];
+        let ben_site = site(&panel, &ben, "ben.example.org").await;
+        let token = token_for(&panel, &ana, "full").await;
+        let mine = |token: String| {
+            let url = format!("{}/api/v1/sites", panel.base);
+            async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(mine(token.clone()).await, 200);
+
+        // Ana leaves; Ben takes over her sites.
+        let (status, refused) = panel
+            .post(
+                &format!("/api/v1/members/{ana}/disable"),
+                json!({"hand_sites_to": ana}),
+            )
+            .await;
+        assert_eq!(status, 400, "{refused}");
+        let (status, _) = panel
+            .post(
+                &format!("/api/v1/members/{ana}/disable"),
+                json!({"hand_sites_to": ben}),
+            )
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(mine(token).await, 401, "her tokens stopped at once");
+        for id in &ana_sites {
+            let (_, site) = panel.get(&format!("/api/v1/sites/{id}")).await;
+            assert_eq!(site["owner_id"], ben.as_str());
+            assert_eq!(site["phase"], "pending", "still meant to run");
+        }
+
+        // Ben leaves with nobody to take over: every site of his is stopped, data kept.
+        let (status, _) = panel
+            .post(&format!("/api/v1/members/{ben}/disable"), json!({}))
+            .await;
+        assert_eq!(status, 204);
+        for id in ana_sites.iter().chain([&ben_site]) {
+            assert_eq!(
+                panel.get(&format!("/api/v1/sites/{id}")).await.1["phase"],
+                "stopped"
+            );
+        }
+        let events = panel.store.audit_events(0, 1000).await.unwrap();
+        let disabled: Vec<&str> = events
+            .iter()
+            .filter(|e| e.action == "member.disable")
+            .map(|e| e.target_id.as_str())
+            .collect();
+        assert_eq!(disabled, [ana.as_str(), ben.as_str()]);
+        let (status, _) = panel
+            .post(
+                &format!("/api/v1/members/{}/disable", uuid::Uuid::now_v7()),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 404);
+        db.drop_db().await;
+    }
+}

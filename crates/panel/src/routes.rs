@@ -610,6 +610,21 @@ const AUDIT_FILTERS: [(&str, &str); 6] = [
 fn token_routes(b: &mut Builder) {
     b.add(
         Method::POST,
+        "/api/v1/members/{id}/disable",
+        "disable_member",
+        "Offboards a member: their tokens stop, their sites are handed over or stopped",
+        Surface::Api,
+        Access::Admin,
+        Some(ApiDoc {
+            request: Some(schema::<api::offboarding::Disable>),
+            success: (204, None),
+            errors: vec![400, 401, 403, 404],
+            ..Default::default()
+        }),
+        post(api::offboarding::disable),
+    );
+    b.add(
+        Method::POST,
         "/api/v1/members/{id}/tokens",
         "create_api_token",
         "A new API token for the member (shown once), read-only or full, expiring",

@@ -334,6 +334,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> StoreResult<()>;
     async fn api_tokens_of(&self, member: alveole_model::MemberId) -> StoreResult<Vec<ApiToken>>;
+    /// Offboards a member in one audited transaction: disabled (their tokens stop at once),
+    /// and each of their sites handed to `hand_to`, or else stopped. `NotFound` for an
+    /// unknown member (either one).
+    async fn disable_member(
+        &self,
+        ctx: &AuditContext,
+        member: alveole_model::MemberId,
+        hand_to: Option<alveole_model::MemberId>,
+    ) -> StoreResult<()>;
     /// Revokes a token (audited); `NotFound` when there is no such token.
     async fn revoke_api_token(&self, ctx: &AuditContext, id: uuid::Uuid) -> StoreResult<()>;
     /// The token with this hash and its member, if it is neither revoked nor expired at `now`.

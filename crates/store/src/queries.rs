@@ -1493,6 +1493,77 @@ impl Store for SqlStore {
         tx.commit(ctx, change).await
     }
 
+    async fn disable_member(
+        &self,
+        ctx: &AuditContext,
+        member: MemberId,
+        hand_to: Option<MemberId>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let before = fetch_member(tx.conn(), member).await?;
+        if let Some(heir) = hand_to {
+            fetch_member(tx.conn(), heir).await?;
+        }
+        let at = now();
+        sqlx::query("UPDATE members SET disabled_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(member.0)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE member_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(member.0)
+        .execute(tx.conn())
+        .await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM sites WHERE owner_id = $1")
+            .bind(member.0)
+            .fetch_all(tx.conn())
+            .await?;
+        let mut changes = vec![Change {
+            action: "member.disable",
+            target_kind: "member",
+            target_id: member.to_string(),
+            before: serde_json::to_value(&before).ok(),
+            after: Some(serde_json::json!({
+                "disabled_at": at,
+                "sites": ids.len(),
+                "handed_to": hand_to,
+            })),
+        }];
+        for id in ids {
+            let site = fetch_site(tx.conn(), SiteId(id)).await?;
+            let mut after = site.clone();
+            after.meta = next_meta(&site.meta);
+            match hand_to {
+                Some(heir) => after.owner_id = heir,
+                None => after.phase = SitePhase::Stopped,
+            }
+            sqlx::query(
+                "UPDATE sites SET owner_id = $1, phase = $2, version = $3, updated_at = $4 \
+                 WHERE id = $5",
+            )
+            .bind(after.owner_id.0)
+            .bind(after.phase.as_str())
+            .bind(after.meta.version)
+            .bind(after.meta.updated_at)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+            bump_generation(&mut tx, site.node_id).await?;
+            changes.push(Change::of(
+                "site.update",
+                "site",
+                id,
+                Some(&site),
+                Some(&after),
+            ));
+        }
+        tx.commit_all(ctx, changes).await
+    }
+
     async fn api_tokens_of(&self, member: MemberId) -> StoreResult<Vec<ApiToken>> {
         let rows: Vec<TokenRow> = sqlx::query_as(
             "SELECT id, member_id, name, scope, created_at, expires_at, revoked_at \
@@ -1553,6 +1624,14 @@ impl Store for SqlStore {
             return Ok(None);
         };
         let token: ApiToken = row.try_into()?;
+        let disabled: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT disabled_at FROM members WHERE id = $1")
+                .bind(token.member_id.0)
+                .fetch_one(&self.pool)
+                .await?;
+        if disabled.is_some() {
+            return Ok(None);
+        }
         let member = fetch_member(&self.pool, token.member_id).await?;
         Ok(Some((token, member)))
     }

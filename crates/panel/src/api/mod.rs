@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod offboarding;
 mod resources;
 pub mod tokens;
 
