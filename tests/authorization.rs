@@ -390,3 +390,61 @@ async fn an_offboarded_members_tokens_stop_and_their_sites_are_handed_over_or_st
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_member_sees_the_record_of_their_own_sites_and_an_auditor_sees_it_all() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        panel.seed().await;
+        let ana = member(&panel, "ana", "member").await;
+        let ben = member(&panel, "ben", "member").await;
+        let cleo = member(&panel, "cleo", "auditor").await;
+        let ana_site = site(&panel, &ana, "ana.example.org").await;
+        let ben_site = site(&panel, &ben, "ben.example.org").await;
+        let ana_token = token_for(&panel, &ana, "full").await;
+        let cleo_token = token_for(&panel, &cleo, "read").await;
+        let get = |token: String, path: &str| {
+            let url = format!("{}{path}", panel.base);
+            async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        let targets = |page: &str| -> Vec<String> {
+            let page: Value = serde_json::from_str(page).unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["target_id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let hers = targets(&get(ana_token.clone(), "/api/v1/audit/events").await);
+        assert!(!hers.is_empty());
+        assert!(hers.iter().all(|t| *t == ana_site), "{hers:?}");
+        // Asking for Ben's site, or for everything, changes nothing.
+        let asked = targets(
+            &get(
+                ana_token.clone(),
+                &format!("/api/v1/audit/events?target_id={ben_site}"),
+            )
+            .await,
+        );
+        assert!(asked.is_empty(), "{asked:?}");
+        let export = get(ana_token, "/api/v1/audit/export").await;
+        assert!(!export.contains(&ben_site));
+        let report = alveole_audit::export::verify_export(&export, &[], None).unwrap();
+        assert!(!report.complete, "hers only: verified event by event");
+        // The auditor reads everything, with a read-only token.
+        let all = targets(&get(cleo_token, "/api/v1/audit/events?limit=1000").await);
+        assert!(all.contains(&ana_site) && all.contains(&ben_site));
+        db.drop_db().await;
+    }
+}

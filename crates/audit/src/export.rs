@@ -18,27 +18,15 @@ pub struct ExportFilter {
     pub action: Option<String>,
     pub target_kind: Option<String>,
     pub target_id: Option<String>,
+    /// Only events about one of these targets (a member's sites).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_ids: Vec<String>,
 }
 
 impl ExportFilter {
     /// Whether the export holds every event (a full chain, verifiable end to end).
     pub fn is_everything(&self) -> bool {
         *self == Self::default()
-    }
-
-    pub fn matches(&self, fields: &chain::EventFields) -> bool {
-        self.from.is_none_or(|from| fields.at >= from)
-            && self.to.is_none_or(|to| fields.at < to)
-            && self.actor.as_ref().is_none_or(|a| *a == fields.actor)
-            && self.action.as_ref().is_none_or(|a| *a == fields.action)
-            && self
-                .target_kind
-                .as_ref()
-                .is_none_or(|k| *k == fields.target_kind)
-            && self
-                .target_id
-                .as_ref()
-                .is_none_or(|t| *t == fields.target_id)
     }
 }
 

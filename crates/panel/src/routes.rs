@@ -709,7 +709,7 @@ fn audit_routes(b: &mut Builder) {
         "list_audit_events",
         "Audit events in chain order, filtered",
         Surface::Api,
-        Access::Read,
+        Access::Owner,
         Some(ApiDoc {
             query: events_query,
             success: (200, Some(schema::<audit::EventPage>)),
@@ -729,7 +729,7 @@ fn audit_routes(b: &mut Builder) {
         "export_audit",
         "The audit record for the board, as JSON Lines or CSV",
         Surface::Api,
-        Access::Read,
+        Access::Owner,
         Some(ApiDoc {
             query: export_query,
             success: (200, None),

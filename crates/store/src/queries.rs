@@ -133,6 +133,14 @@ impl SqlStore {
                     .push_bind(value.clone());
             }
         }
+        if !filter.target_ids.is_empty() {
+            query.push(" AND target_id IN (");
+            let mut ids = query.separated(", ");
+            for id in &filter.target_ids {
+                ids.push_bind(id.clone());
+            }
+            query.push(")");
+        }
         query.push(match after {
             Some(_) => " ORDER BY chain_index LIMIT ",
             None => " ORDER BY seq LIMIT ",

@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// A page of events, in chain order.
@@ -85,11 +86,51 @@ fn number(params: &BTreeMap<String, String>, name: &str, default: u64) -> ApiRes
     }
 }
 
+/// A member sees the events about their own sites, and nothing else of the record.
+async fn narrow_to_member(
+    state: &AppState,
+    caller: &Caller,
+    filter: &mut ExportFilter,
+) -> ApiResult<()> {
+    let Some(member) = caller.limited_to() else {
+        return Ok(());
+    };
+    let mut sites = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .store()
+            .list_sites(
+                &alveole_store::SiteFilter {
+                    owner_id: Some(member),
+                    ..Default::default()
+                },
+                &alveole_store::PageRequest { after, limit: 500 },
+            )
+            .await?;
+        sites.extend(page.items.iter().map(|s| s.id.to_string()));
+        match page.next_cursor.and_then(|c| c.parse().ok()) {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    filter.target_kind = Some("site".into());
+    // No site: a target no event has, so that nothing matches.
+    filter.target_ids = if sites.is_empty() {
+        vec![String::new()]
+    } else {
+        sites
+    };
+    Ok(())
+}
+
 pub async fn events(
     State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> ApiResult<Json<EventPage>> {
-    let filter = parse_filter(&params, &["after", "limit"])?;
+    let mut filter = parse_filter(&params, &["after", "limit"])?;
+    narrow_to_member(&state, &caller, &mut filter).await?;
     let after = number(&params, "after", 0)?;
     let limit = number(&params, "limit", 100)?.clamp(1, 1000);
     let limit = u32::try_from(limit).unwrap_or(1000);
@@ -128,9 +169,11 @@ pub async fn all_records(
 /// The export: `format=jsonl` (default; verifiable on its own) or `format=csv`.
 pub async fn export(
     State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> ApiResult<Response> {
-    let filter = parse_filter(&params, &["format"])?;
+    let mut filter = parse_filter(&params, &["format"])?;
+    narrow_to_member(&state, &caller, &mut filter).await?;
     let format = params.get("format").map_or("jsonl", String::as_str);
     let store = state.store();
     let records = all_records(store, &filter).await?;
