@@ -448,3 +448,162 @@ async fn a_member_sees_the_record_of_their_own_sites_and_an_auditor_sees_it_all(
         db.drop_db().await;
     }
 }
+
+/// A page session for a member, as the identity provider's callback opens one.
+async fn member_session(panel: &TestPanel, member: &str) -> String {
+    let ctx = alveole_store::AuditContext::new("test", "session");
+    let cookie = alveole_panel::auth::open_member_session(
+        panel.store.as_ref(),
+        &ctx,
+        member.parse().unwrap(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    format!("{}={cookie}", alveole_panel::auth::SESSION_COOKIE)
+}
+
+#[tokio::test]
+async fn pages_answer_members_and_auditors_by_their_role() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        panel.seed().await;
+        let ana = member(&panel, "ana", "member").await;
+        let ben = member(&panel, "ben", "member").await;
+        let cleo = member(&panel, "cleo", "auditor").await;
+        site(&panel, &ana, "ana.example.org").await;
+        let ben_site = site(&panel, &ben, "ben.example.org").await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let get = |cookie: String, path: String| {
+            let request = http
+                .get(format!("{}{path}", panel.base))
+                .header("cookie", cookie);
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let location = response
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_owned());
+                (status, location, response.text().await.unwrap())
+            }
+        };
+        let post = |cookie: String, path: String, form: Vec<(&'static str, String)>| {
+            let request = http
+                .post(format!("{}{path}", panel.base))
+                .header("cookie", cookie)
+                .form(&form);
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        let csrf_of = |html: &str| {
+            html.split("name=\"csrf\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned()
+        };
+
+        // Ana, a member: her sites, nothing else.
+        let as_ana = member_session(&panel, &ana).await;
+        let (status, location, _) = get(as_ana.clone(), "/".into()).await;
+        assert_eq!((status, location.as_deref()), (303, Some("/sites")));
+        let (status, _, list) = get(as_ana.clone(), "/sites".into()).await;
+        assert_eq!(status, 200);
+        assert!(
+            list.contains("ana.example.org") && !list.contains("ben.example.org"),
+            "{list}"
+        );
+        for path in [
+            format!("/sites/{ben_site}"),
+            format!("/sites/{ben_site}/edit"),
+        ] {
+            assert_eq!(get(as_ana.clone(), path.clone()).await.0, 404, "{path}");
+        }
+        for path in ["/providers", "/nodes", "/members", "/audit", "/inventory"] {
+            assert_eq!(get(as_ana.clone(), path.into()).await.0, 403, "{path}");
+        }
+        let (status, _, form) = get(as_ana.clone(), "/sites/new".into()).await;
+        assert_eq!(status, 200);
+        assert!(
+            form.contains("ana@example.org") && !form.contains("ben@example.org"),
+            "only herself as owner"
+        );
+        let csrf = csrf_of(&form);
+        let (status, _) = post(
+            as_ana.clone(),
+            format!("/sites/{ben_site}/delete"),
+            vec![("csrf", csrf.clone())],
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(
+            panel.get(&format!("/api/v1/sites/{ben_site}")).await.0,
+            200,
+            "still there"
+        );
+        let (status, page) = post(
+            as_ana.clone(),
+            "/sites/new".into(),
+            vec![
+                ("csrf", csrf),
+                ("primary_domain", "smuggled.example.org".into()),
+                ("owner_id", ben.clone()),
+                ("image", "registry.example.org/s:1".into()),
+                ("http_port", "8080".into()),
+                ("limits.cpu_millis", "0.5".into()),
+                ("limits.memory_bytes", "268435456".into()),
+                ("limits.pids", "64".into()),
+                ("volume.quota_bytes", "1073741824".into()),
+                ("volume.mount_path", "/data".into()),
+                ("phase", "running".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, 400, "{page}");
+
+        // Cleo, an auditor: reads everything, changes nothing.
+        let as_cleo = member_session(&panel, &cleo).await;
+        for path in [
+            "/providers".to_owned(),
+            format!("/sites/{ben_site}"),
+            "/audit".into(),
+            "/".into(),
+        ] {
+            assert_eq!(get(as_cleo.clone(), path.clone()).await.0, 200, "{path}");
+        }
+        assert_eq!(get(as_cleo.clone(), "/providers/new".into()).await.0, 403);
+        let (_, _, page) = get(as_cleo.clone(), "/sites".into()).await;
+        let (status, _) = post(
+            as_cleo.clone(),
+            format!("/sites/{ben_site}/delete"),
+            vec![("csrf", csrf_of(&page))],
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) = post(
+            as_cleo.clone(),
+            "/sites/new".into(),
+            vec![
+                ("csrf", csrf_of(&page)),
+                ("primary_domain", "x.example.org".into()),
+            ],
+        )
+        .await;
+        assert_eq!(status, 403, "an auditor's form goes nowhere");
+
+        // Offboarded: her session ends with her.
+        let (status, _) = panel
+            .post(&format!("/api/v1/members/{ana}/disable"), json!({}))
+            .await;
+        assert_eq!(status, 204);
+        let (status, location, _) = get(as_ana, "/sites".into()).await;
+        assert_eq!((status, location.as_deref()), (303, Some("/login")));
+        db.drop_db().await;
+    }
+}

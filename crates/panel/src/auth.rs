@@ -161,12 +161,32 @@ pub async fn caller_from_session(
     let session = store
         .find_session(&hash_token(cookie), config.clock.now(), idle)
         .await?;
-    Ok(session.map(|s| Caller {
-        actor: s.actor,
-        role: Role::Admin,
-        csrf_token: Some(s.csrf_token),
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let Some(member) = session.member_id else {
+        // The bootstrap admin's session.
+        return Ok(Some(Caller {
+            actor: session.actor,
+            role: Role::Admin,
+            csrf_token: Some(session.csrf_token),
+            node: None,
+            member: None,
+            read_only: false,
+        }));
+    };
+    // A member's session: their role as it is now; none once they are disabled or gone.
+    let member = match store.active_member(member).await {
+        Ok(member) => member,
+        Err(alveole_store::StoreError::NotFound { .. }) => None,
+        Err(error) => return Err(error),
+    };
+    Ok(member.map(|member| Caller {
+        actor: session.actor,
+        role: member.role,
+        csrf_token: Some(session.csrf_token),
         node: None,
-        member: None,
+        member: Some(member.id),
         read_only: false,
     }))
 }
@@ -200,9 +220,31 @@ pub async fn open_session_for(
     let session = Session {
         token_hash: hash_token(&cookie),
         actor: actor.to_owned(),
+        member_id: None,
         csrf_token: new_token(""),
         created_at: now,
         expires_at: now + lifetime,
+    };
+    store.create_session(ctx, &session).await?;
+    Ok(cookie)
+}
+
+/// Opens a page session for a member (signed in through the identity provider): the member's
+/// role applies, and the session ends with the member. Returns the cookie value.
+pub async fn open_member_session(
+    store: &dyn Store,
+    ctx: &AuditContext,
+    member: alveole_model::MemberId,
+    now: chrono::DateTime<Utc>,
+) -> StoreResult<String> {
+    let cookie = new_token("");
+    let session = Session {
+        token_hash: hash_token(&cookie),
+        actor: format!("member:{member}"),
+        member_id: Some(member),
+        csrf_token: new_token(""),
+        created_at: now,
+        expires_at: now + Duration::hours(SESSION_LIFETIME_HOURS),
     };
     store.create_session(ctx, &session).await?;
     Ok(cookie)

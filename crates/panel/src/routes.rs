@@ -192,21 +192,26 @@ impl Builder {
         );
     }
 
-    /// The pages of a resource: list, detail, create, edit, delete.
-    fn pages<R: pages::PageResource>(&mut self) {
+    /// The pages of a resource: list, detail, create, edit, delete; `read` for the first two,
+    /// `write` for the rest.
+    fn pages<R: pages::PageResource>(&mut self, read: Access, write: Access) {
         let plural = R::PLURAL;
         let page = |b: &mut Self,
                     method: Method,
                     path: String,
                     id: &str,
                     handler: MethodRouter<AppState>| {
+            let access = match method {
+                Method::GET if !path.ends_with("/new") && !path.ends_with("/edit") => read,
+                _ => write,
+            };
             b.add(
                 method,
                 path,
                 format!("page_{id}"),
                 String::new(),
                 Surface::Page,
-                Access::Owner,
+                access,
                 None,
                 handler,
             );
@@ -534,8 +539,8 @@ pub fn routes() -> Vec<Route> {
         None,
         get(pages::stylesheet),
     );
-    b.pages::<Providers>();
-    b.pages::<Nodes>();
+    b.pages::<Providers>(Access::Read, Access::Admin);
+    b.pages::<Nodes>(Access::Read, Access::Admin);
     b.add(
         Method::POST,
         "/nodes/{id}/join-token",
@@ -546,8 +551,8 @@ pub fn routes() -> Vec<Route> {
         None,
         post(pages::node_join_token),
     );
-    b.pages::<Members>();
-    b.pages::<Sites>();
+    b.pages::<Members>(Access::Read, Access::Admin);
+    b.pages::<Sites>(Access::Owner, Access::Owner);
     b.add(
         Method::GET,
         "/audit",

@@ -169,6 +169,8 @@ pub struct ApiToken {
 pub struct Session {
     pub token_hash: String,
     pub actor: String,
+    /// The member signed in, if a member (the bootstrap admin's sessions have none).
+    pub member_id: Option<alveole_model::MemberId>,
     pub csrf_token: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -334,6 +336,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> StoreResult<()>;
     async fn api_tokens_of(&self, member: alveole_model::MemberId) -> StoreResult<Vec<ApiToken>>;
+    /// The member, unless disabled. `NotFound` for no such member.
+    async fn active_member(&self, member: alveole_model::MemberId) -> StoreResult<Option<Member>>;
     /// Offboards a member in one audited transaction: disabled (their tokens stop at once),
     /// and each of their sites handed to `hand_to`, or else stopped. `NotFound` for an
     /// unknown member (either one).

@@ -1526,6 +1526,10 @@ impl Store for SqlStore {
         .bind(member.0)
         .execute(tx.conn())
         .await?;
+        sqlx::query("DELETE FROM sessions WHERE member_id = $1")
+            .bind(member.0)
+            .execute(tx.conn())
+            .await?;
         let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM sites WHERE owner_id = $1")
             .bind(member.0)
             .fetch_all(tx.conn())
@@ -1570,6 +1574,19 @@ impl Store for SqlStore {
             ));
         }
         tx.commit_all(ctx, changes).await
+    }
+
+    async fn active_member(&self, member: MemberId) -> StoreResult<Option<Member>> {
+        let disabled: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT disabled_at FROM members WHERE id = $1")
+                .bind(member.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        match disabled {
+            None => Err(StoreError::NotFound { kind: "member" }),
+            Some(Some(_)) => Ok(None),
+            Some(None) => fetch_member(&self.pool, member).await.map(Some),
+        }
     }
 
     async fn api_tokens_of(&self, member: MemberId) -> StoreResult<Vec<ApiToken>> {
@@ -1707,13 +1724,15 @@ impl Store for SqlStore {
     async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, actor, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (token_hash, actor, csrf_token, created_at, expires_at, member_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&session.token_hash)
         .bind(&session.actor)
         .bind(&session.csrf_token)
         .bind(session.created_at)
         .bind(session.expires_at)
+        .bind(session.member_id.map(|m| m.0))
         .execute(tx.conn())
         .await?;
         // The event names the session by a prefix of its hash: enough to follow it, useless to replay.
@@ -1736,7 +1755,7 @@ impl Store for SqlStore {
         idle: chrono::Duration,
     ) -> StoreResult<Option<Session>> {
         let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT token_hash, actor, csrf_token, created_at, expires_at, last_seen_at \
+            "SELECT token_hash, actor, csrf_token, created_at, expires_at, last_seen_at, member_id \
              FROM sessions WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)

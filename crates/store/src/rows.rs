@@ -338,6 +338,7 @@ pub(crate) struct SessionRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    pub member_id: Option<Uuid>,
 }
 
 impl From<SessionRow> for crate::Session {
@@ -345,6 +346,7 @@ impl From<SessionRow> for crate::Session {
         crate::Session {
             token_hash: r.token_hash,
             actor: r.actor,
+            member_id: r.member_id.map(alveole_model::MemberId),
             csrf_token: r.csrf_token,
             created_at: r.created_at,
             expires_at: r.expires_at,

@@ -100,7 +100,10 @@ pub trait Resource: Send + Sync + 'static {
 
 /// An item that `limited_to` (a member) may not reach answers 404, as if it did not exist:
 /// another member's site is not even confirmed to exist.
-fn reachable<R: Resource>(item: R::Item, limited_to: Option<MemberId>) -> ApiResult<R::Item> {
+pub(crate) fn reachable<R: Resource>(
+    item: R::Item,
+    limited_to: Option<MemberId>,
+) -> ApiResult<R::Item> {
     match limited_to {
         Some(member) if R::owner(&item) != Some(member) => Err(ApiError::NotFound(R::KIND)),
         _ => Ok(item),
@@ -108,7 +111,10 @@ fn reachable<R: Resource>(item: R::Item, limited_to: Option<MemberId>) -> ApiRes
 }
 
 /// A member creates or keeps items in their own name only.
-fn own_input<R: Resource>(input: &R::Input, limited_to: Option<MemberId>) -> ApiResult<()> {
+pub(crate) fn own_input<R: Resource>(
+    input: &R::Input,
+    limited_to: Option<MemberId>,
+) -> ApiResult<()> {
     match limited_to {
         Some(member) if R::input_owner(input) != Some(member) => Err(ApiError::field(
             "owner_id",

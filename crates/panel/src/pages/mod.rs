@@ -398,6 +398,10 @@ pub async fn dashboard(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
+    // The dashboard is the platform's: a member's home is their sites.
+    if caller.limited_to().is_some() {
+        return Redirect::to("/sites").into_response();
+    }
     let store = state.store();
     let (counts, usage, statuses) =
         match tokio::try_join!(store.counts(), store.node_usage(), store.node_statuses()) {
@@ -523,7 +527,11 @@ pub async fn list<R: PageResource>(
             limit: api::DEFAULT_PAGE_SIZE,
         },
     };
-    let page = match R::list(state.store(), &R::Filter::default(), &page).await {
+    let mut filter = R::Filter::default();
+    if let Some(member) = caller.limited_to() {
+        R::only_owned_by(&mut filter, member);
+    }
+    let page = match R::list(state.store(), &filter, &page).await {
         Ok(page) => page,
         Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
     };
@@ -554,7 +562,7 @@ pub async fn show<R: PageResource>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let item = match load::<R>(&state, &id).await {
+    let item = match load::<R>(&state, &caller, &id).await {
         Ok(item) => item,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
@@ -624,8 +632,14 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-async fn load<R: Resource>(state: &AppState, id: &str) -> Result<R::Item, ApiError> {
-    Ok(R::get(state.store(), parse_id(id)?).await?)
+/// The item, if this caller may reach it (another member's answers 404).
+async fn load<R: Resource>(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<R::Item, ApiError> {
+    let item = R::get(state.store(), parse_id(id)?).await?;
+    api::reachable::<R>(item, caller.limited_to())
 }
 
 pub async fn new_form<R: PageResource>(
@@ -654,7 +668,7 @@ pub async fn edit_form<R: PageResource>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let item = match load::<R>(&state, &id).await {
+    let item = match load::<R>(&state, &caller, &id).await {
         Ok(item) => item,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
@@ -689,6 +703,7 @@ pub async fn create<R: PageResource>(
         let json = form::to_json(R::FIELDS, &submitted)?;
         let input: R::Input = serde_path_to_error::deserialize(json)
             .map_err(|e| ApiError::field(&e.path().to_string(), "type", e.inner().to_string()))?;
+        api::own_input::<R>(&input, caller.limited_to())?;
         let new = R::validate(input, None)?;
         Ok::<_, ApiError>(R::create(state.store(), &ctx, new).await?)
     }
@@ -764,6 +779,7 @@ pub async fn delete<R: PageResource>(
     let result = async {
         csrf_checked(&caller, &submitted)?;
         let version = submitted.get("version").and_then(|v| v.parse().ok());
+        load::<R>(&state, &caller, &id).await?;
         Ok::<_, ApiError>(
             R::delete(
                 state.store(),
@@ -795,7 +811,7 @@ async fn render_form<R: PageResource>(
     page: FormPage,
 ) -> Response {
     let lang = negotiate(headers);
-    let options = match resources::select_options(state, R::FIELDS).await {
+    let options = match resources::select_options(state, R::FIELDS, caller.limited_to()).await {
         Ok(options) => options,
         Err(error) => return error_page(state, headers, Some(caller), error),
     };

@@ -267,9 +267,12 @@ impl PageResource for Sites {
 }
 
 /// (value, label) choices of every select among `fields`.
+/// The choices of a form's select fields; `limited_to` a member, only what they may see:
+/// themselves as owner, and automatic placement.
 pub async fn select_options(
     state: &AppState,
     fields: &[Field],
+    limited_to: Option<alveole_model::MemberId>,
 ) -> Result<BTreeMap<Options, Vec<(String, String)>>, ApiError> {
     let store = state.store();
     // Forms list the first 500 choices; larger co-ops will want a search box here.
@@ -296,6 +299,7 @@ pub async fn select_options(
                 .await?
                 .items
                 .into_iter()
+                .filter(|m| limited_to.is_none_or(|me| m.id == me))
                 .map(|m| {
                     (
                         m.id.to_string(),
@@ -310,6 +314,9 @@ pub async fn select_options(
                 .into_iter()
                 .map(|p| (p.id.to_string(), p.name.to_string()))
                 .collect(),
+            Options::NodesOrAutomatic if limited_to.is_some() => {
+                vec![(String::new(), "—".to_owned())]
+            }
             Options::NodesOrAutomatic => std::iter::once((String::new(), "—".to_owned()))
                 .chain(
                     store
