@@ -237,3 +237,73 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     client.close().await.expect("close");
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn browser_a_member_signs_in_at_the_identity_provider_and_out_again() {
+    use alveole_tests::OidcProvider;
+
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let users = [serde_json::json!({
+        "sub": "ana-at-idp", "email": "ana@example.org", "email_verified": true,
+        "groups": ["coop-admins"]
+    })];
+    let Some(provider) = OidcProvider::start(&users).await else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let issuer = provider.issuer.clone();
+    let panel = TestPanel::start_with_oidc(&db, |base| alveole_panel::oidc::OidcConfig {
+        issuer,
+        client_id: "alveole".into(),
+        client_secret: Some("not-a-secret".into()),
+        scopes: vec!["email".into()],
+        groups_claim: "groups".into(),
+        roles: alveole_panel::oidc::parse_roles("coop-admins=admin").unwrap(),
+        redirect_url: format!("{base}/login/oidc/callback"),
+    })
+    .await;
+    let (status, _) = panel
+        .post(
+            "/api/v1/members",
+            serde_json::json!({"display_name": "Ana", "email": "ana@example.org"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let client = browser(&driver).await;
+
+    // The panel sends her to the provider's own page; she signs in there.
+    open(&client, &panel, "/sites").await;
+    click(&client, "login-oidc").await;
+    let at_provider = client
+        .wait()
+        .for_element(Locator::Css("button[value='ana-at-idp']"))
+        .await
+        .expect("the provider's login page");
+    at_provider.click().await.expect("sign in at the provider");
+
+    // Back on the panel: the dashboard, as an admin (her groups say so).
+    let role = text_when(&client, "#whoami", |t| !t.is_empty()).await;
+    assert_eq!(role, "admin");
+    assert!(text_of(&client, "h1").await.contains("Dashboard"));
+    let member = panel
+        .store
+        .member_by_email("ana@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        panel.store.get_member(member).await.unwrap().role,
+        alveole_model::Role::Admin
+    );
+
+    // Signing out ends the session: the panel asks to sign in again.
+    click(&client, "logout").await;
+    text_when(&client, "h1", |t| t.contains("Sign in")).await;
+    open(&client, &panel, "/sites").await;
+    text_when(&client, "h1", |t| t.contains("Sign in")).await;
+    client.close().await.expect("close");
+    drop(provider);
+    db.drop_db().await;
+}

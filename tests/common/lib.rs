@@ -132,6 +132,69 @@ impl TestDb {
     }
 }
 
+/// A real OpenID Connect provider for the tests (oidc-provider-mock from PyPI, on loopback),
+/// stopped when dropped.
+#[derive(Debug)]
+pub struct OidcProvider {
+    child: std::process::Child,
+    pub issuer: String,
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OidcProvider {
+    /// Starts the provider with these users (their claims), once it answers; `None` (said
+    /// loudly) when it is not installed and CI is unset.
+    pub async fn start(users: &[Value]) -> Option<OidcProvider> {
+        init();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new("oidc-provider-mock");
+        command.args(["--port", &port.to_string(), "--require-nonce", "true"]);
+        for user in users {
+            command.args(["--user-claims", &user.to_string()]);
+        }
+        let child = match command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(_) => {
+                skip_or_fail(
+                    "oidc-provider-mock",
+                    "pip install oidc-provider-mock (.ci/run does)",
+                );
+                return None;
+            }
+        };
+        let provider = OidcProvider {
+            child,
+            issuer: format!("http://127.0.0.1:{port}"),
+        };
+        let discovery = format!("{}/.well-known/openid-configuration", provider.issuer);
+        // Bounded: the provider starts in about a second.
+        for _ in 0..300 {
+            if reqwest::get(&discovery)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Some(provider);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the provider never answered at {discovery}");
+    }
+}
+
 /// The panel, served from a fresh database: to people on `base` (HTTP), to agents on
 /// `agent_base` (TLS with the panel's CA and client certificates), as `alveole serve` does.
 #[derive(Debug)]
@@ -145,6 +208,7 @@ pub struct TestPanel {
     pub notary: alveole_panel::audit::Notary,
     /// The panel's clock for sessions and sign-in links: `advance` it to test expiries.
     pub clock: Arc<alveole_panel::ShiftedClock>,
+    config: PanelConfig,
     tls_dir: std::path::PathBuf,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -152,6 +216,27 @@ pub struct TestPanel {
 
 impl TestPanel {
     pub async fn start(db: &TestDb) -> TestPanel {
+        Self::start_with(db, |_| None).await
+    }
+
+    /// A panel whose members sign in through an identity provider, configured from the
+    /// panel's own address (the provider sends browsers back to it).
+    pub async fn start_with_oidc(
+        db: &TestDb,
+        oidc: impl FnOnce(&str) -> alveole_panel::oidc::OidcConfig,
+    ) -> TestPanel {
+        Self::start_with(db, |base| {
+            Some(Arc::new(
+                alveole_panel::oidc::Oidc::new(oidc(base)).expect("identity provider"),
+            ))
+        })
+        .await
+    }
+
+    async fn start_with(
+        db: &TestDb,
+        oidc: impl FnOnce(&str) -> Option<Arc<alveole_panel::oidc::Oidc>>,
+    ) -> TestPanel {
         init();
         let store = alveole_store::connect(&db.url).await.expect("open store");
         let token = alveole_panel::auth::ensure_bootstrap_token(store.as_ref())
@@ -183,8 +268,14 @@ impl TestPanel {
             .await
             .expect("publish the audit key");
         let clock = Arc::new(alveole_panel::ShiftedClock::default());
-        let (servers, shutdown) =
-            serve_until_stopped(store.clone(), &tls, &notary, &clock, people, agents);
+        let config = PanelConfig {
+            agent_tls: Some(tls.clone()),
+            notary: Some(notary.clone()),
+            clock: clock.clone(),
+            oidc: oidc(&base),
+            ..PanelConfig::default()
+        };
+        let (servers, shutdown) = serve_until_stopped(store.clone(), &config, people, agents);
         TestPanel {
             base,
             agent_base,
@@ -194,6 +285,7 @@ impl TestPanel {
             tls,
             notary,
             clock,
+            config,
             tls_dir,
             servers,
             shutdown: Some(shutdown),
@@ -266,14 +358,8 @@ impl TestPanel {
             }
         };
         let (people, agents) = (rebind(&self.base).await, rebind(&self.agent_base).await);
-        let (servers, shutdown) = serve_until_stopped(
-            self.store.clone(),
-            &self.tls,
-            &self.notary,
-            &self.clock,
-            people,
-            agents,
-        );
+        let (servers, shutdown) =
+            serve_until_stopped(self.store.clone(), &self.config, people, agents);
         self.servers = servers;
         self.shutdown = Some(shutdown);
     }
@@ -384,22 +470,18 @@ impl Drop for TestPanel {
 /// panel going away would.
 fn serve_until_stopped(
     store: Arc<dyn Store>,
-    tls: &alveole_panel::tls::PanelTls,
-    notary: &alveole_panel::audit::Notary,
-    clock: &Arc<alveole_panel::ShiftedClock>,
+    config: &PanelConfig,
     people: tokio::net::TcpListener,
     agents: tokio::net::TcpListener,
 ) -> (
     Vec<tokio::task::JoinHandle<()>>,
     tokio::sync::watch::Sender<bool>,
 ) {
-    let config = PanelConfig {
-        agent_tls: Some(tls.clone()),
-        notary: Some(notary.clone()),
-        clock: clock.clone(),
-        ..PanelConfig::default()
-    };
-    let state = AppState::new(store, config).expect("state");
+    let tls = config
+        .agent_tls
+        .clone()
+        .expect("a test panel serves agents");
+    let state = AppState::new(store, config.clone()).expect("state");
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stopped = stopped.clone();

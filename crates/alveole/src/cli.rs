@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the panel (JSON API, pages, metrics).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a node's agent: keep this node's containers as the panel wants them, and serve
     /// their sites through the node's ingress.
     Agent(AgentArgs),
@@ -143,6 +143,33 @@ pub struct ServeArgs {
     /// over HTTPS).
     #[arg(long, env = "ALVEOLE_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    /// The panel's address as browsers reach it (for the identity provider's redirect);
+    /// unset: http://<listen>.
+    #[arg(long, env = "ALVEOLE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The co-op's OpenID Connect provider (issuer URL); unset: no sign-in through one.
+    #[arg(long, env = "ALVEOLE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// This panel's client id at the provider.
+    #[arg(long, env = "ALVEOLE_OIDC_CLIENT_ID", default_value = "alveole")]
+    pub oidc_client_id: String,
+    /// This panel's client secret at the provider, if it has one.
+    #[arg(long, env = "ALVEOLE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes asked for besides openid.
+    #[arg(
+        long,
+        env = "ALVEOLE_OIDC_SCOPES",
+        value_delimiter = ',',
+        default_value = "email,profile"
+    )]
+    pub oidc_scopes: Vec<String>,
+    /// The ID token claim that lists the user's groups.
+    #[arg(long, env = "ALVEOLE_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Group → role (`coop-admins=admin,board=auditor`); set, it decides roles at each sign-in.
+    #[arg(long, env = "ALVEOLE_OIDC_ROLES", default_value = "")]
+    pub oidc_roles: String,
     /// Minutes without use after which a session ends (it ends 12 hours after sign-in anyway).
     #[arg(long, env = "ALVEOLE_SESSION_IDLE_MINUTES", default_value_t = 120)]
     pub session_idle_minutes: u64,

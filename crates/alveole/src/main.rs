@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Admin(AdminCommand::ResetToken { database }) => {
             let store = alveole_store::connect(&database.database_url).await?;

@@ -64,6 +64,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         std::time::Duration::from_secs(args.audit_checkpoint_minutes.max(1) * 60),
     ));
+    let oidc = match &args.oidc_issuer {
+        Some(issuer) => {
+            let public = args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", args.listen));
+            let config = alveole_panel::oidc::OidcConfig {
+                issuer: issuer.clone(),
+                client_id: args.oidc_client_id.clone(),
+                client_secret: args.oidc_client_secret.clone(),
+                scopes: args.oidc_scopes.clone(),
+                groups_claim: args.oidc_groups_claim.clone(),
+                roles: alveole_panel::oidc::parse_roles(&args.oidc_roles)
+                    .map_err(|e| anyhow::anyhow!("--oidc-roles: {e}"))?,
+                redirect_url: format!("{}/login/oidc/callback", public.trim_end_matches('/')),
+            };
+            Some(std::sync::Arc::new(alveole_panel::oidc::Oidc::new(config)?))
+        }
+        None => None,
+    };
     let state = AppState::new(
         store.clone(),
         PanelConfig {
@@ -74,6 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             notary: Some(notary),
             session_idle: std::time::Duration::from_secs(args.session_idle_minutes.max(1) * 60),
             clock: std::sync::Arc::new(alveole_panel::SystemClock),
+            oidc,
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod i18n;
 pub mod inventory;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 mod ops;
 pub mod pages;
@@ -51,6 +52,8 @@ pub struct PanelConfig {
     pub session_idle: std::time::Duration,
     /// What "now" is for sessions and sign-in links (tests move it).
     pub clock: std::sync::Arc<dyn Clock>,
+    /// The co-op's identity provider, when members sign in through one.
+    pub oidc: Option<std::sync::Arc<oidc::Oidc>>,
 }
 
 /// The time, behind a trait so tests can move it.
@@ -104,6 +107,7 @@ impl Default for PanelConfig {
             notary: None,
             session_idle: std::time::Duration::from_secs(2 * 3600),
             clock: std::sync::Arc::new(SystemClock),
+            oidc: None,
         }
     }
 }

@@ -491,6 +491,26 @@ pub fn routes() -> Vec<Route> {
     );
     b.add(
         Method::GET,
+        "/login/oidc",
+        "page_login_oidc",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::oidc_start),
+    );
+    b.add(
+        Method::GET,
+        "/login/oidc/callback",
+        "page_login_oidc_callback",
+        "",
+        Surface::Page,
+        Access::Public,
+        None,
+        get(pages::oidc_callback),
+    );
+    b.add(
+        Method::GET,
         "/break-glass",
         "page_break_glass",
         "",

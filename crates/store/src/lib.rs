@@ -336,6 +336,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> StoreResult<()>;
     async fn api_tokens_of(&self, member: alveole_model::MemberId) -> StoreResult<Vec<ApiToken>>;
+    /// Keeps a sign-in in progress at the identity provider (not audited: nothing changes yet).
+    async fn start_oidc_login(
+        &self,
+        state_hash: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Takes a sign-in in progress once: its nonce and PKCE verifier, unless unknown or expired.
+    async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, String)>>;
+    /// The member an account at an identity provider is linked to.
+    async fn member_for_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<alveole_model::MemberId>>;
+    /// Links an account at an identity provider to a member (audited).
+    async fn link_identity(
+        &self,
+        ctx: &AuditContext,
+        issuer: &str,
+        subject: &str,
+        member: alveole_model::MemberId,
+    ) -> StoreResult<()>;
+    /// The member with this e-mail address (compared without case), if any.
+    async fn member_by_email(&self, email: &str) -> StoreResult<Option<alveole_model::MemberId>>;
+    /// Sets a member's role (audited), as the identity provider's groups say.
+    async fn set_member_role(
+        &self,
+        ctx: &AuditContext,
+        member: alveole_model::MemberId,
+        role: alveole_model::Role,
+    ) -> StoreResult<()>;
     /// The member, unless disabled. `NotFound` for no such member.
     async fn active_member(&self, member: alveole_model::MemberId) -> StoreResult<Option<Member>>;
     /// Offboards a member in one audited transaction: disabled (their tokens stop at once),

@@ -1576,6 +1576,137 @@ impl Store for SqlStore {
         tx.commit_all(ctx, changes).await
     }
 
+    async fn start_oidc_login(
+        &self,
+        state_hash: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        // Sign-ins abandoned at the provider go with the next one.
+        sqlx::query("DELETE FROM oidc_logins WHERE expires_at < $1")
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(state_hash)
+        .bind(nonce)
+        .bind(pkce_verifier)
+        .bind(expires_at)
+        .execute(tx.conn())
+        .await?;
+        tx.commit_all(&AuditContext::new("system:oidc", "-"), Vec::new())
+            .await
+    }
+
+    async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, String)>> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT nonce, pkce_verifier, expires_at FROM oidc_logins WHERE state_hash = $1",
+        )
+        .bind(state_hash)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some((nonce, verifier, expires_at)) = found else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM oidc_logins WHERE state_hash = $1")
+            .bind(state_hash)
+            .execute(tx.conn())
+            .await?;
+        tx.commit_all(&AuditContext::new("system:oidc", "-"), Vec::new())
+            .await?;
+        Ok((expires_at > now).then_some((nonce, verifier)))
+    }
+
+    async fn member_for_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<MemberId>> {
+        let member: Option<Uuid> = sqlx::query_scalar(
+            "SELECT member_id FROM identities WHERE issuer = $1 AND subject = $2",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(member.map(MemberId))
+    }
+
+    async fn link_identity(
+        &self,
+        ctx: &AuditContext,
+        issuer: &str,
+        subject: &str,
+        member: MemberId,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        fetch_member(tx.conn(), member).await?;
+        sqlx::query(
+            "INSERT INTO identities (issuer, subject, member_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(member.0)
+        .bind(now())
+        .execute(tx.conn())
+        .await?;
+        let change = Change {
+            action: "member.link_identity",
+            target_kind: "member",
+            target_id: member.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"issuer": issuer, "subject": subject})),
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn member_by_email(&self, email: &str) -> StoreResult<Option<MemberId>> {
+        let member: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM members WHERE lower(email) = lower($1)")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(member.map(MemberId))
+    }
+
+    async fn set_member_role(
+        &self,
+        ctx: &AuditContext,
+        member: MemberId,
+        role: alveole_model::Role,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_member(tx.conn(), member).await?;
+        let mut after = before.clone();
+        after.role = role;
+        after.meta = next_meta(&before.meta);
+        sqlx::query("UPDATE members SET role = $1, version = $2, updated_at = $3 WHERE id = $4")
+            .bind(role.as_str())
+            .bind(after.meta.version)
+            .bind(after.meta.updated_at)
+            .bind(member.0)
+            .execute(tx.conn())
+            .await?;
+        let change = Change::of(
+            "member.update",
+            "member",
+            member,
+            Some(&before),
+            Some(&after),
+        );
+        tx.commit(ctx, change).await
+    }
+
     async fn active_member(&self, member: MemberId) -> StoreResult<Option<Member>> {
         let disabled: Option<Option<DateTime<Utc>>> =
             sqlx::query_scalar("SELECT disabled_at FROM members WHERE id = $1")

@@ -82,6 +82,10 @@ fn render(
     context.insert("lang", lang);
     context.insert("languages", &LANGUAGES);
     context.insert("signed_in", &caller.is_some());
+    if let Some(caller) = caller {
+        context.insert("who", &caller.actor);
+        context.insert("role_key", &format!("role.{}", caller.role.as_str()));
+    }
     context.insert(
         "csrf",
         &caller
@@ -196,7 +200,88 @@ fn local_path(next: Option<&String>) -> String {
 pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut context = tera::Context::new();
     context.insert("error", "");
+    context.insert("oidc", &state.config().oidc.is_some());
     render(&state, &headers, None, "login.html", context)
+}
+
+/// Sends the browser to the identity provider.
+pub async fn oidc_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(oidc) = state.config().oidc.clone() else {
+        return error_page(
+            &state,
+            &headers,
+            None,
+            ApiError::NotFound("identity provider"),
+        );
+    };
+    match oidc.start(state.store(), state.config().clock.now()).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(error) => oidc_failed(&state, &headers, &error),
+    }
+}
+
+/// The identity provider sends the browser back here: a member's session, or why not.
+pub async fn oidc_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(oidc) = state.config().oidc.clone() else {
+        return error_page(
+            &state,
+            &headers,
+            None,
+            ApiError::NotFound("identity provider"),
+        );
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let now = state.config().clock.now();
+    let member = match oidc
+        .finish(
+            state.store(),
+            &request_id,
+            query.get("code").map(String::as_str),
+            query.get("state").map(String::as_str),
+            now,
+        )
+        .await
+    {
+        Ok(member) => member,
+        Err(error) => return oidc_failed(&state, &headers, &error),
+    };
+    let ctx = alveole_store::AuditContext::new(format!("member:{member}"), request_id);
+    match auth::open_member_session(state.store(), &ctx, member, now).await {
+        Ok(cookie) => (
+            [(header::SET_COOKIE, session_cookie(&state, &cookie))],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        Err(error) => error_page(&state, &headers, None, error.into()),
+    }
+}
+
+fn oidc_failed(state: &AppState, headers: &HeaderMap, error: &crate::oidc::OidcError) -> Response {
+    use crate::oidc::OidcError;
+    let status = match error {
+        OidcError::Incomplete | OidcError::UnknownLogin => StatusCode::BAD_REQUEST,
+        OidcError::Rejected(_) => StatusCode::UNAUTHORIZED,
+        OidcError::NoMember | OidcError::Disabled => StatusCode::FORBIDDEN,
+        OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
+        OidcError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    tracing::warn!(%error, "a sign-in through the identity provider failed");
+    message(
+        state,
+        headers,
+        None,
+        status,
+        "title.login",
+        &error.to_string(),
+    )
 }
 
 /// The client's address, as the server saw the connection (a reverse proxy in front of the
