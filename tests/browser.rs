@@ -298,9 +298,17 @@ async fn browser_a_member_signs_in_at_the_identity_provider_and_out_again() {
         alveole_model::Role::Admin
     );
 
-    // Signing out ends the session: the panel asks to sign in again.
+    // Signing out ends the session (and visits the provider's sign-out): the panel asks to
+    // sign in again.
+    let signed_in_at = client.current_url().await.expect("url");
     click(&client, "logout").await;
-    text_when(&client, "h1", |t| t.contains("Sign in")).await;
+    // Bounded: the browser leaves the page once the sign-out is answered.
+    for _ in 0..200 {
+        if client.current_url().await.ok().as_ref() != Some(&signed_in_at) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     open(&client, &panel, "/sites").await;
     text_when(&client, "h1", |t| t.contains("Sign in")).await;
     client.close().await.expect("close");

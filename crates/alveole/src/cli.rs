@@ -249,6 +249,12 @@ pub enum AdminCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Disable the bootstrap admin token, once admins sign in through the identity provider
+    /// (`reset-token` makes a new one if ever needed).
+    DisableBootstrap {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// When the identity provider is down: print a one-time link (valid 15 minutes) that
     /// opens an admin session of limited life. Its issue and its use are recorded.
     BreakGlass {

@@ -31,6 +31,13 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Admin(AdminCommand::DisableBootstrap { database }) => {
+            let store = alveole_store::connect(&database.database_url).await?;
+            let ctx = alveole_store::AuditContext::new("system:admin-cli", "disable-bootstrap");
+            alveole_panel::auth::disable_bootstrap_token(store.as_ref(), &ctx).await?;
+            println!("The bootstrap token no longer works.");
+            Ok(())
+        }
         Command::Admin(AdminCommand::BreakGlass {
             database,
             duration,

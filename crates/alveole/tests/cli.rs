@@ -254,6 +254,22 @@ fn the_admin_can_reset_the_bootstrap_token() {
     assert!(!status(&server.token), "the old token stopped working");
     assert!(status(&fresh), "the new one works");
 
+    // Disabled once admins sign in through the provider: the token stops, and the panel
+    // does not make a new one at its next start; reset-token is the way back.
+    let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["admin", "disable-bootstrap", "--database-url", &database])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(!status(&fresh), "disabled");
+    let store = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = alveole_store::connect(&database).await.unwrap();
+        alveole_panel::auth::ensure_bootstrap_token(store.as_ref())
+            .await
+            .unwrap()
+    });
+    assert_eq!(store, None, "no new token at the next start");
+
     // Break-glass: a one-time link for the browser, printed on the panel's host.
     let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
         .args([

@@ -80,6 +80,16 @@ pub async fn ensure_bootstrap_token(store: &dyn Store) -> StoreResult<Option<Str
         .map(Some)
 }
 
+/// What the bootstrap token's hash is set to once disabled: no token hashes to it, and the
+/// panel does not make a new one at its next start.
+const DISABLED: &str = "disabled";
+
+/// Disables the bootstrap token (once admins sign in through the identity provider);
+/// `alveole admin reset-token` on the panel's host makes a new one if ever needed.
+pub async fn disable_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> StoreResult<()> {
+    store.set_admin_token(ctx, BOOTSTRAP, DISABLED).await
+}
+
 /// Replaces the bootstrap token; the old one stops working at once.
 pub async fn reset_bootstrap_token(store: &dyn Store, ctx: &AuditContext) -> StoreResult<String> {
     let token = new_token("alv_");

@@ -259,8 +259,15 @@ async fn authorize(
         (Some(caller), Access::Agent) if caller.node.is_none() => {
             ApiError::Forbidden("this route is for node agents").into_response()
         }
-        (Some(caller), Access::Read | Access::Owner | Access::Admin) if caller.node.is_some() => {
+        (Some(caller), Access::Read | Access::Owner | Access::Admin | Access::SignedIn)
+            if caller.node.is_some() =>
+        {
             ApiError::Forbidden("an agent certificate is for agent routes only").into_response()
+        }
+        // What concerns only the caller (who am I, signing out) is open to every role.
+        (Some(caller), Access::SignedIn) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
         (Some(caller), _) if mutates && caller.read_only => {
             ApiError::Forbidden("this token is read-only").into_response()

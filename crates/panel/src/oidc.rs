@@ -117,6 +117,38 @@ impl Oidc {
         .set_redirect_uri(redirect))
     }
 
+    /// Where to send the browser after a member signs out, so that they leave the provider's
+    /// session too (RP-initiated logout), when the provider offers it; back to the panel's
+    /// sign-in page afterwards.
+    pub async fn logout_url(&self) -> Option<String> {
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.trim_end_matches('/')
+        );
+        let body = self
+            .http
+            .get(&discovery)
+            .send()
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        let document: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let endpoint = document["end_session_endpoint"].as_str()?;
+        let back = self
+            .config
+            .redirect_url
+            .trim_end_matches("/login/oidc/callback")
+            .to_owned()
+            + "/login";
+        let mut url = openidconnect::url::Url::parse(endpoint).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("post_logout_redirect_uri", &back);
+        Some(url.to_string())
+    }
+
     /// Starts a sign-in: the provider's URL to send the browser to.
     pub async fn start(
         &self,

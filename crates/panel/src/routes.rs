@@ -23,6 +23,9 @@ pub enum Access {
     Owner,
     /// Admins only.
     Admin,
+    /// Anyone signed in, whatever their role or token scope: for what concerns only the caller
+    /// (who they are, signing out).
+    SignedIn,
     /// A node's agent, with its own credential; nobody else.
     Agent,
 }
@@ -535,7 +538,7 @@ pub fn routes() -> Vec<Route> {
         "page_logout",
         "",
         Surface::Page,
-        Access::Owner,
+        Access::SignedIn,
         None,
         post(pages::logout),
     );
@@ -700,7 +703,7 @@ fn audit_routes(b: &mut Builder) {
         "get_me",
         "Who the caller is, and with which role",
         Surface::Api,
-        Access::Owner,
+        Access::SignedIn,
         Some(ApiDoc {
             success: (200, Some(schema::<api::Me>)),
             errors: vec![401],

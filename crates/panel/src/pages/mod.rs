@@ -461,7 +461,13 @@ pub async fn logout(
         return error_page(&state, &headers, Some(&caller), error.into());
     }
     let expired = format!("{}; Max-Age=0", session_cookie(&state, ""));
-    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+    // A member signed in at the provider leaves its session too, where it offers that.
+    let next = match (&state.config().oidc, caller.member) {
+        (Some(oidc), Some(_)) => oidc.logout_url().await,
+        _ => None,
+    };
+    let next = next.unwrap_or_else(|| "/login".to_owned());
+    ([(header::SET_COOKIE, expired)], Redirect::to(&next)).into_response()
 }
 
 pub async fn language(
