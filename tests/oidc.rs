@@ -366,8 +366,9 @@ impl FakeIssuer {
     }
 }
 
-#[tokio::test]
-async fn forged_or_replayed_id_tokens_open_no_session() {
+/// A panel using the fake issuer, with the member its tokens name; and a browser's way
+/// through the production path (start, the issuer's authorize, the callback URL).
+async fn forgery_bench() -> (FakeIssuer, TestDb, TestPanel) {
     alveole_tests::init();
     let fake = FakeIssuer::start().await;
     let db = TestDb::sqlite().await;
@@ -389,42 +390,79 @@ async fn forged_or_replayed_id_tokens_open_no_session() {
         )
         .await;
     assert_eq!(status, 201);
-    let http = browser();
-    // Through the panel's production path: start, the issuer's authorize, the callback.
-    let callback = || {
-        let (http, base) = (http.clone(), panel.base.clone());
-        async move {
-            let start = http.get(format!("{base}/login/oidc")).send().await.unwrap();
-            assert_eq!(start.status(), 303);
-            let at_issuer = http.get(location(&start)).send().await.unwrap();
-            location(&at_issuer)
-        }
-    };
-    let land = |url: String| {
-        let http = http.clone();
-        async move {
-            let response = http.get(url).send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.headers().get("set-cookie").is_some(),
-            )
-        }
-    };
-    for forgery in [
-        Forgery::BadSignature,
-        Forgery::WrongIssuer,
-        Forgery::WrongAudience,
-        Forgery::Expired,
-        Forgery::OtherNonce,
-    ] {
-        *fake.forgery.lock().unwrap() = forgery;
-        let url = callback().await;
-        assert_eq!(land(url).await, (401, false), "{forgery:?}");
-    }
+    (fake, db, panel)
+}
 
-    // A genuine token opens a session; its code used again (on a fresh sign-in) does not.
+/// The callback URL the issuer sends the browser back to, for a new sign-in.
+async fn callback_url(panel: &TestPanel) -> String {
+    let http = browser();
+    let start = http
+        .get(format!("{}/login/oidc", panel.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let at_issuer = http.get(location(&start)).send().await.unwrap();
+    location(&at_issuer)
+}
+
+/// What the callback answers: its status, and whether it opened a session.
+async fn land(url: &str) -> (u16, bool) {
+    let response = browser().get(url).send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.headers().get("set-cookie").is_some(),
+    )
+}
+
+/// The issuer spoils its token with `forgery`: 401, no session; a genuine token, for
+/// contrast, opens one.
+async fn refused(forgery: Forgery) {
+    let (fake, db, panel) = forgery_bench().await;
+    *fake.forgery.lock().unwrap() = forgery;
+    assert_eq!(
+        land(&callback_url(&panel).await).await,
+        (401, false),
+        "{forgery:?}"
+    );
     *fake.forgery.lock().unwrap() = Forgery::None;
-    let genuine = callback().await;
+    assert_eq!(
+        land(&callback_url(&panel).await).await,
+        (303, true),
+        "genuine"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_id_token_signed_with_another_key_opens_no_session() {
+    refused(Forgery::BadSignature).await;
+}
+
+#[tokio::test]
+async fn an_id_token_from_another_issuer_opens_no_session() {
+    refused(Forgery::WrongIssuer).await;
+}
+
+#[tokio::test]
+async fn an_id_token_for_another_audience_opens_no_session() {
+    refused(Forgery::WrongAudience).await;
+}
+
+#[tokio::test]
+async fn an_expired_id_token_opens_no_session() {
+    refused(Forgery::Expired).await;
+}
+
+#[tokio::test]
+async fn an_id_token_with_a_replayed_nonce_opens_no_session() {
+    refused(Forgery::OtherNonce).await;
+}
+
+#[tokio::test]
+async fn an_authorization_code_works_once() {
+    let (_fake, db, panel) = forgery_bench().await;
+    let genuine = callback_url(&panel).await;
     let used_code = genuine
         .split("code=")
         .nth(1)
@@ -433,14 +471,15 @@ async fn forged_or_replayed_id_tokens_open_no_session() {
         .next()
         .unwrap()
         .to_owned();
-    assert_eq!(land(genuine).await, (303, true));
-    let fresh = callback().await;
+    assert_eq!(land(&genuine).await, (303, true));
+    // A fresh sign-in whose answer carries the used code: the second exchange fails.
+    let fresh = callback_url(&panel).await;
     let state = fresh.split("state=").nth(1).unwrap().to_owned();
     let reused = format!(
         "{}/login/oidc/callback?code={used_code}&state={state}",
         panel.base
     );
-    assert_eq!(land(reused).await, (401, false), "a code works once");
+    assert_eq!(land(&reused).await, (401, false));
     let sessions = panel
         .store
         .audit_events(0, 1000)
@@ -450,5 +489,23 @@ async fn forged_or_replayed_id_tokens_open_no_session() {
         .filter(|e| e.action == "session.create")
         .count();
     assert_eq!(sessions, 1, "only the genuine sign-in opened a session");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_state_opens_no_session() {
+    let (_fake, db, panel) = forgery_bench().await;
+    let genuine = callback_url(&panel).await;
+    let code = genuine
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    for query in [format!("code={code}"), format!("code={code}&state=forged")] {
+        let url = format!("{}/login/oidc/callback?{query}", panel.base);
+        assert_eq!(land(&url).await, (400, false), "{query}");
+    }
     db.drop_db().await;
 }
