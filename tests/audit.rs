@@ -873,6 +873,51 @@ async fn every_state_changing_route_records_its_events() {
         [(admin, "api_token.revoke", token_id)]
     );
 
+    // --- addresses ----------------------------------------------------------------------------
+    let (status, pool) = panel
+        .post(
+            "/api/v1/ip-pools",
+            json!({"provider_id": ids["provider"], "prefix": "198.51.100.0/28"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{pool}");
+    let pool_id = pool["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/ip-pools",
+        [(admin, "ip_pool.create", pool_id.clone())]
+    );
+    let (status, allocated) = panel
+        .post(
+            &format!("/api/v1/ip-pools/{pool_id}/allocations"),
+            json!({"node_id": node_id, "site_id": site_id}),
+        )
+        .await;
+    assert_eq!(status, 201, "{allocated}");
+    expect!(
+        "POST",
+        "/api/v1/ip-pools/{id}/allocations",
+        [(admin, "ip.allocate", "198.51.100.1".to_owned())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, "/api/v1/ip-allocations/198.51.100.1", None)
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/ip-allocations/{address}",
+        [(admin, "ip.release", "198.51.100.1".to_owned())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, &format!("/api/v1/ip-pools/{pool_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/ip-pools/{id}",
+        [(admin, "ip_pool.delete", pool_id)]
+    );
+
     // --- offboarding ---------------------------------------------------------------------------
     let (status, leaver) = panel
         .post(

@@ -1,6 +1,7 @@
 //! alveole's domain: typed values that are valid by construction, their validators, and the
 //! planners that decide things from them. No I/O happens here, so all of it is unit-tested.
 
+pub mod addresses;
 pub mod capacity;
 pub mod desired;
 pub mod env;
@@ -14,6 +15,7 @@ pub mod resources;
 pub mod status;
 pub mod text;
 
+pub use addresses::{IpAllocation, IpPool, Prefix};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use desired::{DesiredState, SiteSpec, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};

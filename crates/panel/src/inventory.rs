@@ -1,6 +1,6 @@
 //! The platform inventory an outside audit of the platform needs: providers and their
 //! contracts, nodes with their alveole, engine and operating system (packages included, as
-//! their agents report them), sites per node, address allocations, and the licences of
+//! their agents report them), sites per node, address pools and allocations, and the licences of
 //! alveole's own components, so the co-op can show that its platform runs free software.
 
 use std::collections::BTreeMap;
@@ -28,8 +28,10 @@ pub struct Inventory {
     pub generated_at: DateTime<Utc>,
     pub alveole_version: String,
     pub providers: Vec<ProviderEntry>,
-    /// Addresses rented or owned, and where they are used. Empty until address pools exist.
-    pub address_allocations: Vec<serde_json::Value>,
+    /// The address pools at each provider, with their use.
+    pub address_pools: Vec<crate::api::addresses::PoolView>,
+    /// Every allocated address: its node and dedicated site.
+    pub address_allocations: Vec<alveole_model::IpAllocation>,
     pub components: Components,
 }
 
@@ -135,7 +137,13 @@ pub async fn collect(store: &dyn Store) -> StoreResult<Inventory> {
         generated_at: Utc::now(),
         alveole_version: env!("CARGO_PKG_VERSION").to_owned(),
         providers: entries,
-        address_allocations: Vec::new(),
+        address_pools: store
+            .ip_pools()
+            .await?
+            .into_iter()
+            .map(|(pool, used)| crate::api::addresses::view(pool, used))
+            .collect(),
+        address_allocations: store.ip_allocations().await?,
         components: components(),
     })
 }

@@ -461,6 +461,7 @@ pub fn routes() -> Vec<Route> {
     );
     audit_routes(&mut b);
     token_routes(&mut b);
+    address_routes(&mut b);
 
     b.add(
         Method::GET,
@@ -634,6 +635,94 @@ const AUDIT_FILTERS: [(&str, &str); 6] = [
     ),
     ("target_id", "which one"),
 ];
+
+fn address_routes(b: &mut Builder) {
+    use api::addresses;
+    let doc = |request: Option<SchemaFn>, success: (u16, Option<SchemaFn>), errors: &[u16]| {
+        Some(ApiDoc {
+            request,
+            success,
+            errors: errors.to_vec(),
+            ..Default::default()
+        })
+    };
+    b.add(
+        Method::GET,
+        "/api/v1/ip-pools",
+        "list_ip_pools",
+        "The co-op's address pools, with how many addresses are used and free",
+        Surface::Api,
+        Access::Read,
+        doc(
+            None,
+            (200, Some(schema::<Vec<addresses::PoolView>>)),
+            &[401, 403],
+        ),
+        get(addresses::pools),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/ip-pools",
+        "create_ip_pool",
+        "A pool of addresses (a prefix) at a provider",
+        Surface::Api,
+        Access::Admin,
+        doc(
+            Some(schema::<addresses::NewPool>),
+            (201, Some(schema::<addresses::PoolView>)),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(addresses::create_pool),
+    );
+    b.add(
+        Method::DELETE,
+        "/api/v1/ip-pools/{id}",
+        "delete_ip_pool",
+        "Removes a pool none of whose addresses is allocated",
+        Surface::Api,
+        Access::Admin,
+        doc(None, (204, None), &[400, 401, 403, 404, 409]),
+        delete(addresses::delete_pool),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/ip-allocations",
+        "list_ip_allocations",
+        "Every allocated address: its pool, node and dedicated site",
+        Surface::Api,
+        Access::Read,
+        doc(
+            None,
+            (200, Some(schema::<Vec<alveole_model::IpAllocation>>)),
+            &[401, 403],
+        ),
+        get(addresses::allocations),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/ip-pools/{id}/allocations",
+        "allocate_ip",
+        "Allocates an address of the pool (given, or the first free) to a node or a site",
+        Surface::Api,
+        Access::Admin,
+        doc(
+            Some(schema::<addresses::NewAllocation>),
+            (201, Some(schema::<alveole_model::IpAllocation>)),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(addresses::allocate),
+    );
+    b.add(
+        Method::DELETE,
+        "/api/v1/ip-allocations/{address}",
+        "release_ip",
+        "Releases an allocated address",
+        Surface::Api,
+        Access::Admin,
+        doc(None, (204, None), &[400, 401, 403, 404]),
+        delete(addresses::release),
+    );
+}
 
 fn token_routes(b: &mut Builder) {
     b.add(

@@ -336,6 +336,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
     ) -> StoreResult<()>;
     async fn api_tokens_of(&self, member: alveole_model::MemberId) -> StoreResult<Vec<ApiToken>>;
+    /// Adds a pool of addresses at a provider (audited); refused when it overlaps another.
+    async fn create_ip_pool(
+        &self,
+        ctx: &AuditContext,
+        pool: &alveole_model::IpPool,
+    ) -> StoreResult<()>;
+    /// Every pool, with how many of its addresses are allocated.
+    async fn ip_pools(&self) -> StoreResult<Vec<(alveole_model::IpPool, u64)>>;
+    /// Removes an empty pool (audited); refused while addresses are allocated from it.
+    async fn delete_ip_pool(&self, ctx: &AuditContext, id: uuid::Uuid) -> StoreResult<()>;
+    /// Allocates `address` (or the first free one) of the pool to a node, maybe dedicated to
+    /// one of its sites (audited). An address is never allocated twice.
+    async fn allocate_ip(
+        &self,
+        ctx: &AuditContext,
+        pool: uuid::Uuid,
+        node: alveole_model::NodeId,
+        site: Option<alveole_model::SiteId>,
+        address: Option<std::net::IpAddr>,
+    ) -> StoreResult<alveole_model::IpAllocation>;
+    async fn ip_allocations(&self) -> StoreResult<Vec<alveole_model::IpAllocation>>;
+    /// Releases an address (audited).
+    async fn release_ip(&self, ctx: &AuditContext, address: std::net::IpAddr) -> StoreResult<()>;
     /// Keeps a sign-in in progress at the identity provider (not audited: nothing changes yet).
     async fn start_oidc_login(
         &self,

@@ -4,8 +4,9 @@
 
 use alveole_audit::{AuditKey, ChainHead, Checkpoint, EventFields};
 use alveole_model::{
-    FieldError, Hostname, Member, MemberId, Meta, NewMember, NewNode, NewProvider, NewSite, Node,
-    NodeId, NodeReport, Provider, ProviderId, Site, SiteId, SitePhase, choose_node,
+    FieldError, Hostname, IpAllocation, IpPool, Member, MemberId, Meta, NewMember, NewNode,
+    NewProvider, NewSite, Node, NodeId, NodeReport, Prefix, Provider, ProviderId, Site, SiteId,
+    SitePhase, choose_node,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -1574,6 +1575,231 @@ impl Store for SqlStore {
             ));
         }
         tx.commit_all(ctx, changes).await
+    }
+
+    async fn create_ip_pool(&self, ctx: &AuditContext, pool: &IpPool) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        fetch_provider(tx.conn(), pool.provider_id).await?;
+        let existing: Vec<String> = sqlx::query_scalar("SELECT prefix FROM ip_pools")
+            .fetch_all(tx.conn())
+            .await?;
+        for other in existing.iter().filter_map(|p| Prefix::parse(p).ok()) {
+            if pool.prefix.overlaps(&other) {
+                return Err(StoreError::Conflict {
+                    message: format!("{} overlaps the pool {other}", pool.prefix),
+                    errors: vec![FieldError::new(
+                        "prefix",
+                        "prefix.overlap",
+                        format!("overlaps the pool {other}"),
+                    )],
+                });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO ip_pools (id, provider_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(pool.id)
+        .bind(pool.provider_id.0)
+        .bind(pool.prefix.to_string())
+        .bind(pool.created_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of("ip_pool.create", "ip_pool", pool.id, None, Some(pool));
+        tx.commit(ctx, change).await
+    }
+
+    async fn ip_pools(&self) -> StoreResult<Vec<(IpPool, u64)>> {
+        let rows: Vec<(Uuid, Uuid, String, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT p.id, p.provider_id, p.prefix, p.created_at, \
+             (SELECT COUNT(*) FROM ip_allocations a WHERE a.pool_id = p.id) \
+             FROM ip_pools p ORDER BY p.prefix",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, provider, prefix, created_at, used)| {
+                let prefix = Prefix::parse(&prefix).map_err(|e| StoreError::Corrupt {
+                    kind: "ip pool",
+                    id: id.to_string(),
+                    reason: e.message,
+                })?;
+                Ok((
+                    IpPool {
+                        id,
+                        provider_id: ProviderId(provider),
+                        prefix,
+                        created_at,
+                    },
+                    u64::try_from(used).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn delete_ip_pool(&self, ctx: &AuditContext, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let prefix: Option<String> =
+            sqlx::query_scalar("SELECT prefix FROM ip_pools WHERE id = $1")
+                .bind(id)
+                .fetch_optional(tx.conn())
+                .await?;
+        let prefix = prefix.ok_or(StoreError::NotFound { kind: "ip pool" })?;
+        let used: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ip_allocations WHERE pool_id = $1")
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await?;
+        if used > 0 {
+            return Err(StoreError::Conflict {
+                message: format!("{used} addresses of {prefix} are allocated: release them first"),
+                errors: vec![],
+            });
+        }
+        sqlx::query("DELETE FROM ip_pools WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        let change = Change {
+            action: "ip_pool.delete",
+            target_kind: "ip_pool",
+            target_id: id.to_string(),
+            before: Some(serde_json::json!({"prefix": prefix})),
+            after: None,
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn allocate_ip(
+        &self,
+        ctx: &AuditContext,
+        pool: Uuid,
+        node: NodeId,
+        site: Option<SiteId>,
+        address: Option<std::net::IpAddr>,
+    ) -> StoreResult<IpAllocation> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let prefix: Option<String> =
+            sqlx::query_scalar("SELECT prefix FROM ip_pools WHERE id = $1")
+                .bind(pool)
+                .fetch_optional(tx.conn())
+                .await?;
+        let prefix = prefix
+            .and_then(|p| Prefix::parse(&p).ok())
+            .ok_or(StoreError::NotFound { kind: "ip pool" })?;
+        fetch_node(tx.conn(), node).await?;
+        if let Some(site) = site
+            && fetch_site(tx.conn(), site).await?.node_id != Some(node)
+        {
+            return Err(StoreError::Conflict {
+                message: "the site is not on this node".into(),
+                errors: vec![FieldError::new(
+                    "site_id",
+                    "site.other_node",
+                    "a site's dedicated address is on the node it runs on",
+                )],
+            });
+        }
+        let taken: std::collections::HashSet<String> =
+            sqlx::query_scalar("SELECT address FROM ip_allocations WHERE pool_id = $1")
+                .bind(pool)
+                .fetch_all(tx.conn())
+                .await?
+                .into_iter()
+                .collect();
+        let address = match address {
+            Some(address) if !prefix.usable().any(|a| a == address) => {
+                return Err(StoreError::Conflict {
+                    message: format!("{address} is not a usable address of {prefix}"),
+                    errors: vec![FieldError::new(
+                        "address",
+                        "address.outside",
+                        format!("not a usable address of {prefix}"),
+                    )],
+                });
+            }
+            Some(address) => address,
+            None => prefix
+                .usable()
+                .find(|a| !taken.contains(&a.to_string()))
+                .ok_or_else(|| StoreError::Conflict {
+                    message: format!("every address of {prefix} is allocated"),
+                    errors: vec![],
+                })?,
+        };
+        let allocation = IpAllocation {
+            address,
+            pool_id: pool,
+            node_id: node,
+            site_id: site,
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO ip_allocations (address, pool_id, node_id, site_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(address.to_string())
+        .bind(pool)
+        .bind(node.0)
+        .bind(site.map(|s| s.0))
+        .bind(allocation.created_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of(
+            "ip.allocate",
+            "ip_address",
+            address,
+            None,
+            Some(&allocation),
+        );
+        tx.commit(ctx, change).await?;
+        Ok(allocation)
+    }
+
+    async fn ip_allocations(&self) -> StoreResult<Vec<IpAllocation>> {
+        let rows: Vec<(String, Uuid, Uuid, Option<Uuid>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT address, pool_id, node_id, site_id, created_at FROM ip_allocations \
+             ORDER BY address",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(address, pool_id, node, site, created_at)| {
+                Ok(IpAllocation {
+                    address: address.parse().map_err(|_| StoreError::Corrupt {
+                        kind: "ip allocation",
+                        id: address.clone(),
+                        reason: "not an address".into(),
+                    })?,
+                    pool_id,
+                    node_id: NodeId(node),
+                    site_id: site.map(SiteId),
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn release_ip(&self, ctx: &AuditContext, address: std::net::IpAddr) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM ip_allocations WHERE address = $1")
+            .bind(address.to_string())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                kind: "ip allocation",
+            });
+        }
+        let change = Change {
+            action: "ip.release",
+            target_kind: "ip_address",
+            target_id: address.to_string(),
+            before: None,
+            after: None,
+        };
+        tx.commit(ctx, change).await
     }
 
     async fn start_oidc_login(

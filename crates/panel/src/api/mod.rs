@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: the same five operations for every resource, written once
 //! over the [`Resource`] trait (`resources.rs` says what differs per resource).
 
+pub mod addresses;
 pub mod agents;
 pub mod audit;
 pub mod offboarding;
