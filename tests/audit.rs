@@ -592,12 +592,7 @@ impl Browser {
             .text()
             .await
             .unwrap();
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
+        let csrf = alveole_tests::csrf_of(&page);
         let browser = Browser {
             http,
             base: panel.base.clone(),

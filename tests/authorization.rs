@@ -502,13 +502,7 @@ async fn pages_answer_members_and_auditors_by_their_role() {
                 (response.status().as_u16(), response.text().await.unwrap())
             }
         };
-        let csrf_of = |html: &str| {
-            html.split("name=\"csrf\" value=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap()
-                .to_owned()
-        };
+        let csrf_of = alveole_tests::csrf_of;
 
         // Ana, a member: her sites, nothing else.
         let as_ana = member_session(&panel, &ana).await;

@@ -254,12 +254,7 @@ async fn a_session_ends_when_unused_and_at_its_absolute_end_and_when_revoked() {
         .text()
         .await
         .unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = alveole_tests::csrf_of(&html);
     let out = browser
         .post(format!("{}/logout", panel.base))
         .header("cookie", &cookie)

@@ -129,12 +129,7 @@ async fn members_sign_in_through_the_identity_provider_with_the_role_its_groups_
         .text()
         .await
         .unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = alveole_tests::csrf_of(&html);
     let out = http
         .post(format!("{}/logout", panel.base))
         .header("cookie", &cookie)

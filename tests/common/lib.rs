@@ -195,6 +195,15 @@ impl OidcProvider {
     }
 }
 
+/// The CSRF token a page's forms carry (`<input name="csrf" value="…">`).
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_owned()
+}
+
 /// The panel, served from a fresh database: to people on `base` (HTTP), to agents on
 /// `agent_base` (TLS with the panel's CA and client certificates), as `alveole serve` does.
 #[derive(Debug)]
