@@ -96,6 +96,11 @@ async fn pools_hand_out_each_address_once_and_say_what_is_free() {
         assert_eq!(status, 201, "{dedicated}");
         assert_eq!(dedicated["site_id"], site["id"]);
 
+        let page = panel.page("/addresses").await;
+        assert!(
+            page.contains("203.0.113.0&#x2F;29") && page.contains("203.0.113.6"),
+            "{page}"
+        );
         let inventory = panel.page("/inventory").await;
         // (As HTML: tera escapes the slash of a prefix.)
         assert!(

@@ -1088,6 +1088,47 @@ async fn every_state_changing_route_records_its_events() {
         "/nodes/{id}/join-token",
         [(admin, "node.join_token", page_node.clone())]
     );
+    // The addresses page's forms.
+    browser
+        .submit(
+            "/addresses/pools",
+            &[("provider_id", &provider), ("prefix", "198.51.100.16/28")],
+        )
+        .await;
+    let pool_id = store.ip_pools().await.unwrap()[0].0.id.to_string();
+    expect!(
+        "POST",
+        "/addresses/pools",
+        [(admin, "ip_pool.create", pool_id.clone())]
+    );
+    browser
+        .submit(
+            "/addresses/allocations",
+            &[("pool_id", &pool_id), ("node_id", &page_node)],
+        )
+        .await;
+    expect!(
+        "POST",
+        "/addresses/allocations",
+        [(admin, "ip.allocate", "198.51.100.17".to_owned())]
+    );
+    browser
+        .submit("/addresses/allocations/198.51.100.17/release", &[])
+        .await;
+    expect!(
+        "POST",
+        "/addresses/allocations/{address}/release",
+        [(admin, "ip.release", "198.51.100.17".to_owned())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, &format!("/api/v1/ip-pools/{pool_id}"), None)
+        .await;
+    assert_eq!(status, 204, "the provider can go afterwards");
+    expect!(
+        "DELETE",
+        "/api/v1/ip-pools/{id}",
+        [(admin, "ip_pool.delete", pool_id)]
+    );
     let head = store.audit_head().await.unwrap().length;
     browser.submit("/audit/checkpoints", &[]).await;
     expect!(

@@ -599,6 +599,46 @@ pub fn routes() -> Vec<Route> {
     );
     b.add(
         Method::GET,
+        "/addresses",
+        "page_addresses",
+        "",
+        Surface::Page,
+        Access::Read,
+        None,
+        get(pages::addresses::page),
+    );
+    b.add(
+        Method::POST,
+        "/addresses/pools",
+        "page_addresses_pool",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::addresses::create_pool),
+    );
+    b.add(
+        Method::POST,
+        "/addresses/allocations",
+        "page_addresses_allocate",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::addresses::allocate),
+    );
+    b.add(
+        Method::POST,
+        "/addresses/allocations/{address}/release",
+        "page_addresses_release",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::addresses::release),
+    );
+    b.add(
+        Method::GET,
         "/inventory",
         "page_inventory",
         "",

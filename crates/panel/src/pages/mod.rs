@@ -1,6 +1,7 @@
 //! HTML pages (tera templates under `templates/`, embedded at build time). Every string goes
 //! through the translation catalogues; every state-changing form carries the CSRF token.
 
+pub mod addresses;
 pub mod audit;
 mod form;
 mod resources;
@@ -30,6 +31,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "audit.html",
         include_str!("../../../../templates/audit.html"),
+    ),
+    (
+        "addresses.html",
+        include_str!("../../../../templates/addresses.html"),
     ),
     (
         "inventory.html",

@@ -1,0 +1,157 @@
+//! The addresses page: pools with what is used and free, the allocated addresses, and (for
+//! admins) the forms that add a pool, allocate an address and release one.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use alveole_model::{IpPool, Prefix};
+use axum::Extension;
+use axum::extract::{Form, Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use super::{csrf_checked, error_page, render};
+use crate::AppState;
+use crate::api::{audit_context, parse_id};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let store = state.store();
+        let pools: Vec<_> = store
+            .ip_pools()
+            .await?
+            .into_iter()
+            .map(|(pool, used)| crate::api::addresses::view(pool, used))
+            .collect();
+        let allocations = store.ip_allocations().await?;
+        let all = alveole_store::PageRequest {
+            after: None,
+            limit: 500,
+        };
+        let providers: Vec<_> = store
+            .list_providers(&Default::default(), &all)
+            .await?
+            .items
+            .into_iter()
+            .map(|p| json!({"id": p.id, "name": p.name}))
+            .collect();
+        let nodes: Vec<_> = store
+            .list_nodes(&Default::default(), &all)
+            .await?
+            .items
+            .into_iter()
+            .map(|n| json!({"id": n.id, "name": n.name}))
+            .collect();
+        let mut context = tera::Context::new();
+        context.insert("pools", &pools);
+        context.insert("allocations", &allocations);
+        context.insert("providers", &providers);
+        context.insert("nodes", &nodes);
+        context.insert("admin", &(caller.role == alveole_model::Role::Admin));
+        Ok::<_, ApiError>(context)
+    }
+    .await;
+    match result {
+        Ok(context) => render(&state, &headers, Some(&caller), "addresses.html", context),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+fn field<'a>(form: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+pub async fn create_pool(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let provider = parse_id(field(&form, "provider_id").unwrap_or(""))?;
+        let prefix = Prefix::parse(field(&form, "prefix").unwrap_or(""))
+            .map_err(|e| ApiError::Validation(e.into()))?;
+        let pool = IpPool {
+            id: uuid::Uuid::now_v7(),
+            provider_id: provider,
+            prefix,
+            created_at: state.config().clock.now(),
+        };
+        state
+            .store()
+            .create_ip_pool(&audit_context(&caller, &headers), &pool)
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    done(&state, &headers, &caller, result)
+}
+
+pub async fn allocate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let pool = parse_id(field(&form, "pool_id").unwrap_or(""))?;
+        let node = parse_id(field(&form, "node_id").unwrap_or(""))?;
+        let site = field(&form, "site_id").map(parse_id).transpose()?;
+        let address = field(&form, "address")
+            .map(|a| {
+                a.parse::<IpAddr>()
+                    .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))
+            })
+            .transpose()?;
+        state
+            .store()
+            .allocate_ip(&audit_context(&caller, &headers), pool, node, site, address)
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    done(&state, &headers, &caller, result)
+}
+
+pub async fn release(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))?;
+        state
+            .store()
+            .release_ip(&audit_context(&caller, &headers), address)
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    done(&state, &headers, &caller, result)
+}
+
+fn done(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    result: Result<(), ApiError>,
+) -> Response {
+    match result {
+        Ok(()) => Redirect::to("/addresses").into_response(),
+        Err(error) => error_page(state, headers, Some(caller), error),
+    }
+}
