@@ -91,6 +91,22 @@ impl Prefix {
             && number_of(address) & self.mask() == number_of(self.network)
     }
 
+    /// Whether a node or site may use `address`: in the prefix, and in IPv4 prefixes of /30
+    /// and larger neither the network nor the broadcast address.
+    pub fn is_usable(&self, address: IpAddr) -> bool {
+        if !self.contains(address) {
+            return false;
+        }
+        match self.network {
+            IpAddr::V4(_) if self.length <= 30 => {
+                let n = number_of(address);
+                let first = number_of(self.network);
+                n != first && n != first + self.size() - 1
+            }
+            _ => true,
+        }
+    }
+
     /// Whether the two share an address (one holds the other's network address).
     pub fn overlaps(&self, other: &Prefix) -> bool {
         self.contains(other.network) || other.contains(self.network)
@@ -197,12 +213,20 @@ mod tests {
         assert!(p.overlaps(&Prefix::parse("192.0.2.128/25").unwrap()));
         assert!(Prefix::parse("192.0.0.0/16").unwrap().overlaps(&p));
         assert!(!p.overlaps(&Prefix::parse("192.0.3.0/24").unwrap()));
+        assert!(p.is_usable("192.0.2.1".parse().unwrap()));
+        assert!(!p.is_usable("192.0.2.0".parse().unwrap()));
+        assert!(!p.is_usable("192.0.2.255".parse().unwrap()));
+        assert!(!p.is_usable("192.0.3.1".parse().unwrap()));
         let single = Prefix::parse("203.0.113.7/32").unwrap();
         assert_eq!(single.usable().count(), 1);
         let v6 = Prefix::parse("2001:db8::/64").unwrap();
         assert_eq!(v6.usable().next().unwrap().to_string(), "2001:db8::");
         assert_eq!(v6.usable().count(), 65_536, "listed at most");
         assert!(v6.contains("2001:db8::ffff".parse().unwrap()));
+        assert!(
+            v6.is_usable("2001:db8::ffff:ffff:ffff:ffff".parse().unwrap()),
+            "beyond the listed ones, still usable"
+        );
         let error = Prefix::parse("192.0.2.5/24").unwrap_err();
         assert_eq!(error.code, "prefix.host_bits");
         assert!(error.message.contains("192.0.2.0/24"), "{}", error.message);

@@ -1708,7 +1708,7 @@ impl Store for SqlStore {
                 .into_iter()
                 .collect();
         let address = match address {
-            Some(address) if !prefix.usable().any(|a| a == address) => {
+            Some(address) if !prefix.is_usable(address) => {
                 return Err(StoreError::Conflict {
                     message: format!("{address} is not a usable address of {prefix}"),
                     errors: vec![FieldError::new(
