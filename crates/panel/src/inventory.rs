@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use alveole_model::{NodeInventory, Provider};
-use alveole_store::{NodeFilter, PageRequest, ProviderFilter, Store, StoreResult};
+use alveole_store::{NodeFilter, ProviderFilter, Store, StoreResult};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -77,31 +77,18 @@ pub fn components() -> Components {
 
 /// Everything, from the store and the build.
 pub async fn collect(store: &dyn Store) -> StoreResult<Inventory> {
-    let all = |after| PageRequest { after, limit: 500 };
-    let mut providers = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list_providers(&ProviderFilter::default(), &all(after))
-            .await?;
-        providers.extend(page.items);
-        match page.next_cursor.and_then(|c| c.parse().ok()) {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    let mut nodes = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list_nodes(&NodeFilter::default(), &all(after))
-            .await?;
-        nodes.extend(page.items);
-        match page.next_cursor.and_then(|c| c.parse().ok()) {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let providers = crate::api::every(|page| {
+        Box::pin(async move {
+            store
+                .list_providers(&ProviderFilter::default(), &page)
+                .await
+        })
+    })
+    .await?;
+    let nodes = crate::api::every(|page| {
+        Box::pin(async move { store.list_nodes(&NodeFilter::default(), &page).await })
+    })
+    .await?;
     let sites: BTreeMap<String, i64> = store
         .node_usage()
         .await?

@@ -95,25 +95,18 @@ async fn narrow_to_member(
     let Some(member) = caller.limited_to() else {
         return Ok(());
     };
-    let mut sites = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state
-            .store()
-            .list_sites(
-                &alveole_store::SiteFilter {
-                    owner_id: Some(member),
-                    ..Default::default()
-                },
-                &alveole_store::PageRequest { after, limit: 500 },
-            )
-            .await?;
-        sites.extend(page.items.iter().map(|s| s.id.to_string()));
-        match page.next_cursor.and_then(|c| c.parse().ok()) {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let owned = alveole_store::SiteFilter {
+        owner_id: Some(member),
+        ..Default::default()
+    };
+    let owned = &owned;
+    let store = state.store();
+    let sites: Vec<String> =
+        super::every(|page| Box::pin(async move { store.list_sites(owned, &page).await }))
+            .await?
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
     filter.target_kind = Some("site".into());
     // No site: a target no event has, so that nothing matches.
     filter.target_ids = if sites.is_empty() {

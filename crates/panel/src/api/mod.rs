@@ -326,6 +326,26 @@ pub async fn delete<R: Resource>(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every item of a keyset-paginated list, following `next_cursor` page by page.
+pub async fn every<'a, T>(
+    mut page: impl FnMut(PageRequest) -> BoxFuture<'a, StoreResult<Page<T>>>,
+) -> StoreResult<Vec<T>> {
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let next = page(PageRequest {
+            after,
+            limit: MAX_PAGE_SIZE,
+        })
+        .await?;
+        items.extend(next.items);
+        match next.next_cursor.and_then(|c| c.parse().ok()) {
+            Some(cursor) => after = Some(cursor),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// The platform inventory (`inventory.rs`), as JSON.
 pub async fn inventory(
     axum::extract::State(state): axum::extract::State<AppState>,
