@@ -43,6 +43,9 @@ fn spec(name: &str) -> SiteSpec {
         },
         security: Default::default(),
         run: true,
+        dedicated_addresses: vec![],
+        exposed_ports: vec![],
+        limit_tier: Default::default(),
     }
 }
 

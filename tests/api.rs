@@ -503,7 +503,10 @@ async fn a_nodes_desired_generation_follows_every_change_to_its_sites() {
         let panel = TestPanel::start(&db).await;
         let (node, member) = panel.seed().await;
         let node_id = node.parse().unwrap();
-        let generation = || async { panel.store.desired_state(node_id).await.unwrap() };
+        let generation = || async {
+            let desired = panel.store.desired_state(node_id).await.unwrap();
+            (desired.generation, desired.sites)
+        };
         let (start, sites) = generation().await;
         assert!(sites.is_empty());
         let (_, created) = panel

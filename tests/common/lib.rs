@@ -4,6 +4,8 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod netns;
+
 use std::sync::Arc;
 
 use alveole_panel::{AppState, PanelConfig};

@@ -151,6 +151,9 @@ mod tests {
             limits: Limits::default(),
             security: Default::default(),
             run: true,
+            dedicated_addresses: vec![],
+            exposed_ports: vec![],
+            limit_tier: Default::default(),
         };
         let desired = DesiredState {
             node_id: naming.node_id,

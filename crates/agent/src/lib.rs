@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod panel_client;
 pub mod plan;
 pub mod reconcile;
+pub mod routing;
 pub mod runtime;
 
 pub use ledger::{Ledger, LedgerError, Verdict};

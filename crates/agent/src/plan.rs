@@ -89,6 +89,9 @@ mod tests {
             limits: Limits::default(),
             security: Default::default(),
             run,
+            dedicated_addresses: vec![],
+            exposed_ports: vec![],
+            limit_tier: Default::default(),
         }
     }
 

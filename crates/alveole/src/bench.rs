@@ -203,6 +203,8 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             volume: Volume::default(),
             limits: Limits::default(),
             security: Default::default(),
+            exposed_ports: vec![],
+            limit_tier: Default::default(),
             node_id: Some(node.id),
             phase: None,
         };
@@ -405,6 +407,9 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 },
                 security: Default::default(),
                 run: true,
+                dedicated_addresses: vec![],
+                exposed_ports: vec![],
+                limit_tier: Default::default(),
             })
         })
         .collect::<anyhow::Result<_>>()?;

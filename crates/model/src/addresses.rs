@@ -86,6 +86,16 @@ impl Prefix {
         }
     }
 
+    /// The prefix's first address (host bits zero).
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The number of leading bits that name the network.
+    pub fn length(&self) -> u8 {
+        self.length
+    }
+
     pub fn contains(&self, address: IpAddr) -> bool {
         Self::bits_of(address) == Self::bits_of(self.network)
             && number_of(address) & self.mask() == number_of(self.network)

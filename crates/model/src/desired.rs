@@ -4,11 +4,13 @@
 //! when the panel is away.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::exposure::{ExposedPort, LimitTier, Transport};
 use crate::hostname::Hostname;
 use crate::ids::{NodeId, SiteId};
 use crate::image::ImageRef;
@@ -45,6 +47,16 @@ pub struct SiteSpec {
     pub security: Security,
     /// Whether the container should be running (a stopped site keeps its container and volume).
     pub run: bool,
+    /// The public addresses the panel allocated to this site alone (an IPv4 and an IPv6 one,
+    /// say): their ports 80/443 go to the node's ingress, their exposed ports to the
+    /// container, and the site's egress leaves from them.
+    #[serde(default)]
+    pub dedicated_addresses: Vec<IpAddr>,
+    /// Extra ports of the dedicated address forwarded to the container.
+    #[serde(default)]
+    pub exposed_ports: Vec<ExposedPort>,
+    #[serde(default)]
+    pub limit_tier: LimitTier,
 }
 
 /// An environment variable with its value, for the node only.
@@ -61,10 +73,20 @@ impl fmt::Debug for WireEnv {
 }
 
 impl SiteSpec {
+    /// The container ports the site exposes, each protocol and port once.
+    pub fn published_ports(&self) -> Vec<(Transport, u16)> {
+        let ports: std::collections::BTreeSet<_> = self
+            .exposed_ports
+            .iter()
+            .map(|p| (p.protocol, p.container_port))
+            .collect();
+        ports.into_iter().collect()
+    }
+
     /// A digest of everything that shapes the container (not whether it runs): a container
     /// whose recorded digest differs is replaced.
     pub fn container_digest(&self) -> String {
-        let shape = serde_json::json!({
+        let mut shape = serde_json::json!({
             "image": self.image,
             "command": self.command,
             "env": self.env,
@@ -73,6 +95,13 @@ impl SiteSpec {
             "limits": self.limits,
             "security": self.security,
         });
+        // The container publishes its exposed ports (see the agent's routing), but which
+        // public port or address leads there is routing, not shape. Absent when empty, so
+        // containers made before exposed ports existed keep their digest.
+        let published = self.published_ports();
+        if !published.is_empty() {
+            shape["published"] = serde_json::json!(published);
+        }
         let digest = Sha256::digest(shape.to_string().as_bytes());
         digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
@@ -109,6 +138,9 @@ mod tests {
             limits: Limits::default(),
             security: Default::default(),
             run: true,
+            dedicated_addresses: vec![],
+            exposed_ports: vec![],
+            limit_tier: LimitTier::Standard,
         }
     }
 
@@ -127,5 +159,26 @@ mod tests {
         changed.env[0].value = "other".into();
         assert_ne!(a.container_digest(), changed.container_digest());
         assert!(!format!("{a:?}").contains("hunter2"), "values never print");
+        let mut routed = a.clone();
+        routed.dedicated_addresses = vec!["192.0.2.10".parse().unwrap()];
+        routed.limit_tier = LimitTier::Large;
+        assert_eq!(
+            a.container_digest(),
+            routed.container_digest(),
+            "the address and tier are routing, not shape"
+        );
+        routed.exposed_ports = vec![ExposedPort {
+            protocol: Transport::Tcp,
+            port: 2222,
+            container_port: 22,
+        }];
+        assert_ne!(a.container_digest(), routed.container_digest());
+        let mut moved = routed.clone();
+        moved.exposed_ports[0].port = 2022;
+        assert_eq!(
+            routed.container_digest(),
+            moved.container_digest(),
+            "a new public port needs no new container"
+        );
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{EnvName, EnvVar, EnvVarInput};
 use crate::error::{FieldError, ValidationErrors};
+use crate::exposure::{ExposedPort, LimitTier, validate_exposed_ports};
 use crate::hostname::{Hostname, Wildcard};
 use crate::ids::{MemberId, NodeId, ProviderId, SiteId};
 use crate::image::ImageRef;
@@ -459,6 +460,13 @@ pub struct SiteInput {
     pub limits: Limits,
     #[serde(default)]
     pub security: Security,
+    /// Extra ports of the site's dedicated address forwarded to its container (TCP or UDP).
+    /// They are routed once the site has a dedicated address.
+    #[serde(default)]
+    pub exposed_ports: Vec<ExposedPort>,
+    /// Bounds new and open connections to the site's dedicated address.
+    #[serde(default)]
+    pub limit_tier: LimitTier,
     /// Where the site runs; chosen by the panel (the node with the most room) when absent.
     #[serde(default)]
     pub node_id: Option<NodeId>,
@@ -479,6 +487,8 @@ pub struct NewSite {
     pub volume: Volume,
     pub limits: Limits,
     pub security: Security,
+    pub exposed_ports: Vec<ExposedPort>,
+    pub limit_tier: LimitTier,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
 }
@@ -562,6 +572,9 @@ impl SiteInput {
             .map(|u| u.trim().to_owned())
             .filter(|u| !u.is_empty());
         validate_security(&mut errors, &security);
+        let exposed_ports = validate_exposed_ports(&self.exposed_ports)
+            .map_err(|e| errors.0.extend(e.0))
+            .unwrap_or_default();
         let current = previous.map(|site| site.phase);
         let phase = match self.phase {
             None => current.unwrap_or(SitePhase::Pending),
@@ -600,6 +613,8 @@ impl SiteInput {
                 volume: self.volume,
                 limits: self.limits,
                 security,
+                exposed_ports,
+                limit_tier: self.limit_tier,
                 node_id: self.node_id,
                 phase,
             })
@@ -731,6 +746,10 @@ pub struct Site {
     pub volume: Volume,
     pub limits: Limits,
     pub security: Security,
+    #[serde(default)]
+    pub exposed_ports: Vec<ExposedPort>,
+    #[serde(default)]
+    pub limit_tier: LimitTier,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
     #[serde(flatten)]
@@ -752,6 +771,8 @@ impl Site {
             volume: new.volume,
             limits: new.limits,
             security: new.security,
+            exposed_ports: new.exposed_ports,
+            limit_tier: new.limit_tier,
             node_id: new.node_id,
             phase: new.phase,
             meta,
@@ -785,6 +806,10 @@ impl Site {
             limits: self.limits,
             security: self.security.clone(),
             run: self.phase != SitePhase::Stopped,
+            // The panel fills them in from the address allocations.
+            dedicated_addresses: vec![],
+            exposed_ports: self.exposed_ports.clone(),
+            limit_tier: self.limit_tier,
         }
     }
 
@@ -808,6 +833,8 @@ impl Site {
             volume: self.volume.clone(),
             limits: self.limits,
             security: self.security.clone(),
+            exposed_ports: self.exposed_ports.clone(),
+            limit_tier: self.limit_tier,
             node_id: self.node_id,
             phase: Some(self.phase),
         }
@@ -891,6 +918,8 @@ mod tests {
             volume: Volume::default(),
             limits: Limits::default(),
             security: Security::default(),
+            exposed_ports: vec![],
+            limit_tier: LimitTier::Standard,
             node_id: None,
             phase: None,
         }

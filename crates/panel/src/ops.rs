@@ -28,7 +28,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     }
     // Volume usage as the agents last measured it, beside each quota.
     for status in state.store().node_statuses().await? {
-        let (_, sites) = state.store().desired_state(status.node_id).await?;
+        let sites = state.store().desired_state(status.node_id).await?.sites;
         for observed in &status.report.sites {
             let (Some(used), Some(site)) = (
                 observed.volume_bytes,

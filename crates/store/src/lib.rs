@@ -278,8 +278,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn counts(&self) -> StoreResult<Counts>;
 
-    /// The node's desired-state generation and the sites placed on it.
-    async fn desired_state(&self, node: NodeId) -> StoreResult<(u64, Vec<Site>)>;
+    /// The node's desired-state generation, the sites placed on it and their dedicated
+    /// addresses, read together.
+    async fn desired_state(&self, node: NodeId) -> StoreResult<NodeDesired>;
     /// Stores a one-time join token (hashed) for the node's agent, audited.
     async fn create_join_token(
         &self,
@@ -472,4 +473,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// retires the others; their public keys stay published. Returns whether it was new.
     async fn publish_audit_key(&self, ctx: &AuditContext, key: &AuditKey) -> StoreResult<bool>;
     async fn audit_keys(&self) -> StoreResult<Vec<PublishedKey>>;
+}
+
+/// What the panel wants on one node, read in one transaction so the parts agree.
+#[derive(Clone, Debug, Default)]
+pub struct NodeDesired {
+    pub generation: u64,
+    pub sites: Vec<Site>,
+    /// The addresses allocated to each site alone.
+    pub dedicated: std::collections::BTreeMap<alveole_model::SiteId, Vec<std::net::IpAddr>>,
+}
+
+impl NodeDesired {
+    /// The sites as the node runs them, each with its dedicated addresses.
+    pub fn specs(&self) -> Vec<alveole_model::SiteSpec> {
+        self.sites
+            .iter()
+            .map(|site| {
+                let mut spec = site.to_spec();
+                spec.dedicated_addresses =
+                    self.dedicated.get(&site.id).cloned().unwrap_or_default();
+                spec
+            })
+            .collect()
+    }
 }

@@ -20,9 +20,10 @@ use crate::rows::{
 };
 use crate::{
     ApiToken, AuditContext, AuditEvent, AuditRecord, Backend, Change, Counts, ExportFilter,
-    MemberFilter, NodeFilter, NodeStatus, NodeUsage, Page, PageRequest, ProviderFilter,
-    PublishedKey, Session, SiteFilter, Store, StoreError, StoreResult, TokenScope,
+    MemberFilter, NodeDesired, NodeFilter, NodeStatus, NodeUsage, Page, PageRequest,
+    ProviderFilter, PublishedKey, Session, SiteFilter, Store, StoreError, StoreResult, TokenScope,
 };
+use std::collections::BTreeMap;
 
 /// A store on one database.
 #[derive(Clone, Debug)]
@@ -330,7 +331,7 @@ impl TryFrom<TokenRow> for ApiToken {
 const MEMBER_COLUMNS: &str = "id, display_name, email, role, version, created_at, updated_at";
 const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, env, http_port, \
      volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, read_only_root, run_as_user, \
-     node_id, phase, version, created_at, updated_at";
+     exposed_ports, limit_tier, node_id, phase, version, created_at, updated_at";
 
 /// A row type this backend can decode (validation into a domain type comes after).
 trait DbRow: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin {}
@@ -656,6 +657,8 @@ fn bind_site(q: &mut QueryBuilder<Db>, site: &Site) {
         .push_bind(i64::from(site.limits.pids))
         .push_bind(site.security.read_only_root)
         .push_bind(site.security.user.clone())
+        .push_bind(Json(site.exposed_ports.clone()))
+        .push_bind(site.limit_tier.as_str())
         .push_bind(site.node_id.map(|n| n.0))
         .push_bind(site.phase.as_str())
         .push_bind(site.meta.version)
@@ -1216,7 +1219,7 @@ impl Store for SqlStore {
 
     // --- node agents -------------------------------------------------------------------------
 
-    async fn desired_state(&self, node: NodeId) -> StoreResult<(u64, Vec<Site>)> {
+    async fn desired_state(&self, node: NodeId) -> StoreResult<NodeDesired> {
         // One read transaction, so the generation and the sites agree.
         let mut tx = self.pool.begin_with(BEGIN_READ).await?;
         let generation: Option<i64> =
@@ -1229,12 +1232,32 @@ impl Store for SqlStore {
             QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE node_id = "));
         q.push_bind(node.0).push(" ORDER BY id");
         let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+        let allocated: Vec<(String, Uuid)> = sqlx::query_as(
+            "SELECT address, site_id FROM ip_allocations \
+             WHERE node_id = $1 AND site_id IS NOT NULL ORDER BY address",
+        )
+        .bind(node.0)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let sites = rows
             .into_iter()
             .map(TryInto::try_into)
             .collect::<StoreResult<Vec<Site>>>()?;
-        Ok((u64::try_from(generation).unwrap_or_default(), sites))
+        let mut dedicated: BTreeMap<SiteId, Vec<std::net::IpAddr>> = BTreeMap::new();
+        for (address, site) in allocated {
+            let parsed = address.parse().map_err(|_| StoreError::Corrupt {
+                kind: "ip allocation",
+                id: address.clone(),
+                reason: "not an address".into(),
+            })?;
+            dedicated.entry(SiteId(site)).or_default().push(parsed);
+        }
+        Ok(NodeDesired {
+            generation: u64::try_from(generation).unwrap_or_default(),
+            sites,
+            dedicated,
+        })
     }
 
     async fn create_join_token(
@@ -1745,6 +1768,8 @@ impl Store for SqlStore {
         .bind(allocation.created_at)
         .execute(tx.conn())
         .await?;
+        // The node routes the address (and a site's, for that site).
+        bump_generation(&mut tx, Some(node)).await?;
         let change = Change::of(
             "ip.allocate",
             "ip_address",
@@ -1782,16 +1807,18 @@ impl Store for SqlStore {
 
     async fn release_ip(&self, ctx: &AuditContext, address: std::net::IpAddr) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM ip_allocations WHERE address = $1")
-            .bind(address.to_string())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-        if deleted == 0 {
+        let held_by: Option<Uuid> =
+            sqlx::query_scalar("DELETE FROM ip_allocations WHERE address = $1 RETURNING node_id")
+                .bind(address.to_string())
+                .fetch_optional(tx.conn())
+                .await?;
+        let Some(node) = held_by else {
             return Err(StoreError::NotFound {
                 kind: "ip allocation",
             });
-        }
+        };
+        // The node stops routing the address.
+        bump_generation(&mut tx, Some(NodeId(node))).await?;
         let change = Change {
             action: "ip.release",
             target_kind: "ip_address",

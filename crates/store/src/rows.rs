@@ -179,6 +179,8 @@ pub(crate) struct SiteRow {
     pids: i64,
     read_only_root: bool,
     run_as_user: Option<String>,
+    exposed_ports: Json<Vec<alveole_model::ExposedPort>>,
+    limit_tier: String,
     node_id: Option<Uuid>,
     phase: String,
     version: i64,
@@ -226,6 +228,16 @@ impl TryFrom<SiteRow> for Site {
                 read_only_root: r.read_only_root,
                 user: r.run_as_user,
             },
+            exposed_ports: alveole_model::validate_exposed_ports(&r.exposed_ports.0).map_err(
+                |e| {
+                    corrupt(
+                        "site",
+                        id,
+                        e.0.first().map_or_else(String::new, ToString::to_string),
+                    )
+                },
+            )?,
+            limit_tier: alveole_model::LimitTier::parse(&r.limit_tier).map_err(bad)?,
             node_id: r.node_id.map(NodeId),
             phase: SitePhase::parse(&r.phase)
                 .ok_or_else(|| corrupt("site", id, "unknown phase"))?,

@@ -194,25 +194,24 @@ pub async fn desired_state(
     ))?;
     let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     let deadline = tokio::time::Instant::now() + wait;
-    let (generation, sites) = loop {
+    let desired = loop {
         let changed = state.changed().notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let (generation, sites) = state.store().desired_state(node).await?;
-        let newer = query.after.is_none_or(|after| generation > after);
+        let desired = state.store().desired_state(node).await?;
+        let newer = query.after.is_none_or(|after| desired.generation > after);
         if newer || tokio::time::Instant::now() >= deadline {
-            break (generation, sites);
+            break desired;
         }
         let recheck =
             (tokio::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
         let _ = tokio::time::timeout_at(recheck, changed).await;
     };
-    let sites = sites.iter().map(alveole_model::Site::to_spec).collect();
     let purge_volumes = state.store().volume_purges(node).await?;
     Ok(Json(DesiredState {
         node_id: node,
-        generation,
-        sites,
+        generation: desired.generation,
+        sites: desired.specs(),
         purge_volumes,
     }))
 }
@@ -305,7 +304,10 @@ pub async fn node_status(
         .find(|s| s.node_id == node);
     let last_seen = status.as_ref().map(|s| s.reported_at);
     let alerts = match &status {
-        Some(status) => volume_alerts(&status.report, &state.store().desired_state(node).await?.1),
+        Some(status) => volume_alerts(
+            &status.report,
+            &state.store().desired_state(node).await?.sites,
+        ),
         None => vec![],
     };
     Ok(Json(NodeStatusView {
