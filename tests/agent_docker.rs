@@ -8,11 +8,18 @@
 use std::process::Command;
 
 use alveole_agent::docker::DockerRuntime;
+use alveole_agent::routing::{IngressPorts, NftCommand, NftRouting, Shape};
 use alveole_agent::{Action, Naming, Reconciler};
 use alveole_model::{
     DesiredState, Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard, WireEnv,
 };
 use alveole_tests::{TEST_IMAGE, ensure_test_image, hello_command};
+
+/// A table whose dedicated addresses' port 80 stays port 80 (no ingress in these tests).
+const NO_INGRESS: IngressPorts = IngressPorts {
+    http: 80,
+    https: None,
+};
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
@@ -62,7 +69,7 @@ impl Drop for NodeCleanup {
             docker(&["volume", "rm", "-f", volume]);
         }
         docker(&["network", "rm", &self.1.network()]);
-        let _ = alveole_agent::isolation::NftIsolation::remove(&self.1);
+        alveole_agent::routing::remove_node_table(&NftCommand::host(), &self.1);
     }
 }
 
@@ -893,14 +900,13 @@ async fn host_service() -> (u16, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn docker_sites_cannot_reach_the_hosts_own_services() {
-    use alveole_agent::isolation::NftIsolation;
     use std::sync::Arc;
 
     alveole_tests::init();
     let Some((reconciler, naming, _cleanup)) = setup().await else {
         return;
     };
-    if NftIsolation::detect().is_none() {
+    if !NftCommand::host().available() {
         alveole_tests::skip_or_fail("nftables", "nft is not installed (.ci/run installs it)");
         return;
     }
@@ -956,9 +962,9 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
 
     // With the node's isolation in place, it does not; the host still reaches the site.
     let isolated = Reconciler::new(DockerRuntime::connect().await.unwrap(), naming.clone())
-        .with_isolation(Arc::new(NftIsolation));
+        .with_routing(Arc::new(NftRouting::new(NftCommand::host(), NO_INGRESS)));
     let report_isolated = isolated.reconcile(&desired).await.unwrap();
-    assert_eq!(report_isolated.isolation_error, None);
+    assert_eq!(report_isolated.routing_error, None);
     let blocked = from_a(url.clone()).await;
     assert!(
         !blocked.status.success(),
@@ -974,18 +980,30 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
     );
 
     // Someone deletes the table: the next pass puts it back.
-    NftIsolation::remove(&naming).unwrap();
+    alveole_agent::routing::remove_node_table(&NftCommand::host(), &naming);
     let table_listed = || {
         Command::new("nft")
-            .args(["list", "table", "inet", &NftIsolation::table(&naming)])
+            .args([
+                "list",
+                "table",
+                "inet",
+                &Shape::of(&naming, NO_INGRESS).table,
+            ])
             .output()
             .unwrap()
             .status
             .success()
     };
     assert!(!table_listed(), "the table is gone");
-    isolated.reconcile(&desired).await.unwrap();
+    let repaired = isolated.reconcile(&desired).await.unwrap();
     assert!(table_listed(), "the pass put it back");
+    assert!(
+        repaired
+            .routing_drift()
+            .is_some_and(|d| d.lines.iter().any(|l| l.starts_with("- table inet"))),
+        "and said so: {:?}",
+        repaired.routing
+    );
     assert!(
         !from_a(url).await.status.success(),
         "closed again after the pass"
@@ -1497,4 +1515,182 @@ async fn docker_the_platform_inventory_shows_each_node_s_software_and_the_licenc
     );
     let _ = std::fs::remove_dir_all(&state_dir);
     db.drop_db().await;
+}
+
+/// Every table but alveole's, as nft lists it without counters: what Docker (and anyone
+/// else) owns, which alveole must never change.
+fn foreign_tables() -> String {
+    let tables = Command::new("nft")
+        .args(["-j", "list", "tables"])
+        .output()
+        .unwrap();
+    let tables: serde_json::Value = serde_json::from_slice(&tables.stdout).unwrap();
+    let mut listing = String::new();
+    for table in tables["nftables"].as_array().unwrap() {
+        let Some(table) = table.get("table") else {
+            continue;
+        };
+        let (family, name) = (
+            table["family"].as_str().unwrap(),
+            table["name"].as_str().unwrap(),
+        );
+        if name.starts_with("alveole_") {
+            continue;
+        }
+        let out = Command::new("nft")
+            .args(["-s", "list", "table", family, name])
+            .output()
+            .unwrap();
+        listing.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    listing
+}
+
+/// A veth from the host to a client namespace, removed on drop.
+struct HostLink(String);
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_unchanged() {
+    use alveole_model::{ExposedPort, Transport};
+    use alveole_tests::netns::{self, Netns};
+    use std::sync::Arc;
+
+    alveole_tests::init();
+    let Some((reconciler, naming, _cleanup)) = setup().await else {
+        return;
+    };
+    if !netns::available() {
+        return;
+    }
+    const DEDICATED: &str = "203.0.113.77";
+    const CLIENT: &str = "198.51.100.2";
+    // The client reaches the host over a veth; the host holds the dedicated address.
+    let client = Netns::new("dc");
+    let host_end = format!("alvh{}", &naming.node_id.0.simple().to_string()[26..]);
+    let _link = HostLink(host_end.clone());
+    let run = |args: &[&str]| netns::sh("ip", args);
+    run(&[
+        "link",
+        "add",
+        &host_end,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "c0",
+        "netns",
+        &client.name,
+    ]);
+    run(&["addr", "add", "198.51.100.1/30", "dev", &host_end]);
+    run(&["addr", "add", &format!("{DEDICATED}/32"), "dev", &host_end]);
+    run(&["link", "set", &host_end, "up"]);
+    client.ip(&["link", "set", "c0", "up"]);
+    client.ip(&["addr", "add", &format!("{CLIENT}/30"), "dev", "c0"]);
+    client.ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.1"]);
+    netns::serve_tcp(&client, 9000, "outside");
+    // The ingress's stand-in, on the host.
+    let ingress = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let ingress_port = ingress.local_addr().unwrap().port();
+    netns::answer_tcp(ingress, "ingress");
+
+    // The site answers its client's address on port 8080 (busybox httpd runs CGI scripts).
+    let mut site = spec("dnat");
+    site.command = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "mkdir -p /tmp/www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"peer $REMOTE_ADDR\"\\n' > /tmp/www/cgi-bin/peer && chmod +x /tmp/www/cgi-bin/peer && exec /bin/httpd -f -p 8080 -h /tmp/www".into(),
+    ];
+    site.dedicated_addresses = vec![DEDICATED.parse().unwrap()];
+    site.exposed_ports = vec![ExposedPort {
+        protocol: Transport::Tcp,
+        port: 2222,
+        container_port: 8080,
+    }];
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: vec![site.clone()],
+        purge_volumes: vec![],
+    };
+    // The container first, with Docker's rules for it; then alveole's table.
+    reconciler.reconcile(&desired).await.unwrap();
+    let docker_before = foreign_tables();
+    assert!(
+        docker_before.contains("DOCKER"),
+        "Docker's chains are listed: {docker_before}"
+    );
+    let routed = Reconciler::new(DockerRuntime::connect().await.unwrap(), naming.clone())
+        .with_routing(Arc::new(NftRouting::new(
+            NftCommand::host(),
+            IngressPorts {
+                http: ingress_port,
+                https: None,
+            },
+        )));
+    let report = routed.reconcile(&desired).await.unwrap();
+    assert_eq!(report.routing_error, None);
+    assert!(report.actions.is_empty(), "{:?}", report.actions);
+
+    let client = Arc::new(client);
+    let ask = |port: u16, request: &'static [u8]| {
+        let client = client.clone();
+        tokio::task::spawn_blocking(move || {
+            netns::ask(
+                &client,
+                std::net::SocketAddr::new(DEDICATED.parse().unwrap(), port),
+                request,
+            )
+        })
+    };
+    let answer = ask(2222, b"GET /cgi-bin/peer HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap()
+        .expect("the exposed port answers");
+    assert!(
+        // busybox prints it IPv4-mapped: `peer [::ffff:198.51.100.2]`.
+        answer
+            .lines()
+            .any(|l| l.starts_with("peer") && l.contains(CLIENT)),
+        "the container sees the client's address: {answer}"
+    );
+    assert_eq!(
+        ask(80, b"").await.unwrap().unwrap(),
+        format!("ingress {CLIENT}")
+    );
+    assert!(netns::dropped(ask(2223, b"").await.unwrap()));
+    let container = naming.container(site.site_id);
+    let egress = tokio::task::spawn_blocking(move || {
+        Command::new("docker")
+            .args([
+                "exec",
+                &container,
+                "/bin/busybox",
+                "timeout",
+                "5",
+                "nc",
+                CLIENT,
+                "9000",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&egress.stdout).trim(),
+        format!("outside {DEDICATED}"),
+        "the site's connections leave from its dedicated address: {}",
+        String::from_utf8_lossy(&egress.stderr)
+    );
+    assert_eq!(
+        foreign_tables(),
+        docker_before,
+        "alveole changed nothing in Docker's tables"
+    );
 }

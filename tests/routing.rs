@@ -5,8 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use alveole_agent::routing::{
@@ -14,7 +13,7 @@ use alveole_agent::routing::{
 };
 use alveole_agent::runtime::Naming;
 use alveole_model::{DesiredState, ExposedPort, LimitTier, NodeId, SiteId, SiteSpec, Transport};
-use alveole_tests::netns::{Netns, link};
+use alveole_tests::netns::{Netns, ask_tcp, ask_udp, dropped, link, serve_tcp, serve_udp};
 
 const CLIENT: &str = "198.51.100.2";
 const DEDICATED: &str = "192.0.2.10";
@@ -24,63 +23,6 @@ const INGRESS_PORT: u16 = 8080;
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
-}
-
-/// Answers every TCP connection with `name` and the address it came from, then closes it.
-fn serve_tcp(ns: &Netns, port: u16, name: &'static str) {
-    let listener = ns.within(move || TcpListener::bind(("0.0.0.0", port)).unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let peer = stream.peer_addr().map(|p| p.ip().to_string());
-            let mut stream = stream;
-            let _ = write!(stream, "{name} {}", peer.unwrap_or_default());
-        }
-    });
-}
-
-/// Answers every UDP datagram with `name` and the address it came from.
-fn serve_udp(ns: &Netns, port: u16, name: &'static str) {
-    let socket = ns.within(move || UdpSocket::bind(("0.0.0.0", port)).unwrap());
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 64];
-        while let Ok((_, peer)) = socket.recv_from(&mut buffer) {
-            let _ = socket.send_to(format!("{name} {}", peer.ip()).as_bytes(), peer);
-        }
-    });
-}
-
-/// What a TCP server at `to` says to a client in `ns`, or why there is no answer. A dropped
-/// connection attempt times out; a refused one is refused.
-fn ask_tcp(ns: &Netns, to: &str, port: u16) -> Result<String, ErrorKind> {
-    let to = SocketAddr::new(ip(to), port);
-    ns.within(move || {
-        let mut stream =
-            TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(|e| e.kind())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).map_err(|e| e.kind())?;
-        Ok(answer)
-    })
-}
-
-fn ask_udp(ns: &Netns, to: &str, port: u16) -> Result<String, ErrorKind> {
-    let to = SocketAddr::new(ip(to), port);
-    ns.within(move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
-        socket.send_to(b"?", to).map_err(|e| e.kind())?;
-        let mut buffer = [0u8; 64];
-        let (n, _) = socket.recv_from(&mut buffer).map_err(|e| e.kind())?;
-        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
-    })
-}
-
-fn dropped(answer: Result<String, ErrorKind>) -> bool {
-    matches!(answer, Err(ErrorKind::TimedOut | ErrorKind::WouldBlock))
 }
 
 /// Client ⇄ node ⇄ backend, with the node's own services, its ingress and the backend's

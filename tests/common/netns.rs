@@ -2,7 +2,10 @@
 //! run inside one: a socket made in a namespace stays there, so servers and clients are made
 //! on a thread that entered it, then used from anywhere.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
+use std::time::Duration;
 
 /// Whether this machine can make namespaces and run `nft` (root, iproute2, nftables); says
 /// loudly when it cannot, and fails under CI.
@@ -121,4 +124,72 @@ pub fn link(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
     ]);
     a.ip(&["link", "set", a_name, "up"]);
     b.ip(&["link", "set", b_name, "up"]);
+}
+
+/// Answers every connection to `listener` with `name` and the address it came from.
+pub fn answer_tcp(listener: TcpListener, name: &'static str) {
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let peer = stream.peer_addr().map(|p| p.ip().to_string());
+            let _ = write!(stream, "{name} {}", peer.unwrap_or_default());
+        }
+    });
+}
+
+/// [`answer_tcp`] on `port` of every address of `ns`.
+pub fn serve_tcp(ns: &Netns, port: u16, name: &'static str) {
+    answer_tcp(
+        ns.within(move || TcpListener::bind(("0.0.0.0", port)).unwrap()),
+        name,
+    );
+}
+
+/// Answers every datagram to `port` of `ns` with `name` and the address it came from.
+pub fn serve_udp(ns: &Netns, port: u16, name: &'static str) {
+    let socket = ns.within(move || UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 64];
+        while let Ok((_, peer)) = socket.recv_from(&mut buffer) {
+            let _ = socket.send_to(format!("{name} {}", peer.ip()).as_bytes(), peer);
+        }
+    });
+}
+
+/// What a TCP server at `to` says to a client in `ns` after `request`, or why there is no
+/// answer: a dropped connection attempt times out, a refused one is refused.
+pub fn ask(ns: &Netns, to: SocketAddr, request: &'static [u8]) -> Result<String, ErrorKind> {
+    ns.within(move || {
+        let mut stream =
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(|e| e.kind())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).map_err(|e| e.kind())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(|e| e.kind())?;
+        Ok(answer)
+    })
+}
+
+pub fn ask_tcp(ns: &Netns, to: &str, port: u16) -> Result<String, ErrorKind> {
+    ask(ns, SocketAddr::new(to.parse().unwrap(), port), b"")
+}
+
+pub fn ask_udp(ns: &Netns, to: &str, port: u16) -> Result<String, ErrorKind> {
+    let to = SocketAddr::new(to.parse::<IpAddr>().unwrap(), port);
+    ns.within(move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        socket.send_to(b"?", to).map_err(|e| e.kind())?;
+        let mut buffer = [0u8; 64];
+        let (n, _) = socket.recv_from(&mut buffer).map_err(|e| e.kind())?;
+        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+    })
+}
+
+/// Whether the attempt was dropped (timed out) rather than answered or refused.
+pub fn dropped(answer: Result<String, ErrorKind>) -> bool {
+    matches!(answer, Err(ErrorKind::TimedOut | ErrorKind::WouldBlock))
 }

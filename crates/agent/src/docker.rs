@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest, PortBinding,
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -193,7 +193,29 @@ impl Runtime for DockerRuntime {
         let mut container_labels: HashMap<String, String> =
             naming.labels(Some(spec.site_id)).into_iter().collect();
         container_labels.insert(labels::DIGEST.to_owned(), spec.container_digest());
+        // Exposed ports are reached through the node's table (DNAT to the container). They are
+        // also published, on loopback and a port of Docker's choosing, only so that Docker's
+        // own filter, which drops forwarded traffic to unpublished ports, lets them through:
+        // alveole never writes in Docker's tables (docs/ARCHITECTURE.md, "Routing").
+        let published: Vec<String> = spec
+            .published_ports()
+            .into_iter()
+            .map(|(protocol, port)| format!("{port}/{protocol}"))
+            .collect();
+        let port_bindings = (!published.is_empty()).then(|| {
+            published
+                .iter()
+                .map(|key| {
+                    let loopback = PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    };
+                    (key.clone(), Some(vec![loopback]))
+                })
+                .collect()
+        });
         let host_config = HostConfig {
+            port_bindings,
             memory: i64::try_from(spec.limits.memory_bytes).ok(),
             nano_cpus: Some(i64::from(spec.limits.cpu_millis) * 1_000_000),
             pids_limit: Some(i64::from(spec.limits.pids)),
@@ -230,6 +252,7 @@ impl Runtime for DockerRuntime {
                     .collect(),
             ),
             labels: Some(container_labels),
+            exposed_ports: (!published.is_empty()).then_some(published),
             host_config: Some(host_config),
             ..Default::default()
         };

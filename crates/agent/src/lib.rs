@@ -19,5 +19,4 @@ pub use reconcile::{Reconciler, Report};
 pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};
 pub mod ingress;
 pub mod inventory;
-pub mod isolation;
 pub mod run;

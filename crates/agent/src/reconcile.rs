@@ -10,8 +10,8 @@ use alveole_model::{DesiredState, SiteId, SiteSpec};
 
 use futures::StreamExt;
 
-use crate::isolation::Isolation;
 use crate::plan::plan;
+use crate::routing::{Drift, Outcome, Routing, RoutingPlan, Shape};
 use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
 
 /// How many actions of one phase run at once (the engine serialises some work itself).
@@ -25,15 +25,27 @@ pub struct Report {
     pub failures: Vec<(Action, String)>,
     /// Where each running site answers on the node's network.
     pub addresses: BTreeMap<SiteId, IpAddr>,
-    /// Why the node's isolation from the host could not be put in place, if it could not.
-    pub isolation_error: Option<String>,
+    /// What the node's table did this pass, when the node has one.
+    pub routing: Option<Outcome>,
+    /// Why the node's table could not be put in place, if it could not: the sites are then
+    /// neither routed nor isolated from the host.
+    pub routing_error: Option<String>,
+    /// Entries of the desired state that collide with others (not routed).
+    pub routing_conflicts: Vec<String>,
+}
+
+impl Report {
+    /// Drift found in the node's table and repaired this pass.
+    pub fn routing_drift(&self) -> Option<&Drift> {
+        self.routing.as_ref()?.drift.as_ref()
+    }
 }
 
 pub struct Reconciler<R> {
     runtime: R,
     naming: Naming,
     traffic: Arc<dyn Traffic>,
-    isolation: Option<Arc<dyn Isolation>>,
+    routing: Option<Arc<dyn Routing>>,
 }
 
 impl<R> std::fmt::Debug for Reconciler<R> {
@@ -69,14 +81,19 @@ impl<R: Runtime> Reconciler<R> {
             runtime,
             naming,
             traffic: Arc::new(NoTraffic),
-            isolation: None,
+            routing: None,
         }
     }
 
-    /// Keeps the node's sites away from the host's own services on every pass.
-    pub fn with_isolation(mut self, isolation: Arc<dyn Isolation>) -> Self {
-        self.isolation = Some(isolation);
+    /// Keeps the node's table (routing, limits, isolation from the host) in place on every
+    /// pass.
+    pub fn with_routing(mut self, routing: Arc<dyn Routing>) -> Self {
+        self.set_routing(routing);
         self
+    }
+
+    pub fn set_routing(&mut self, routing: Arc<dyn Routing>) {
+        self.routing = Some(routing);
     }
 
     /// Holds and repoints requests through `traffic` when a site's container is replaced.
@@ -139,30 +156,45 @@ impl<R: Runtime> Reconciler<R> {
         } else {
             self.runtime.observe(&self.naming).await?
         };
-        let addresses = observed
+        let addresses: BTreeMap<SiteId, IpAddr> = observed
             .containers
             .iter()
             .filter(|c| c.running)
             .filter_map(|c| Some((c.site_id, c.address?)))
             .collect();
-        // After the actions, so the node's bridge exists when its filter refers to it.
-        let isolation_error = match &self.isolation {
-            Some(isolation) if observed.network => isolation
-                .ensure(&self.naming)
-                .await
-                .err()
-                .map(|e| e.to_string()),
-            _ => None,
-        };
-        if let Some(error) = &isolation_error {
-            tracing::warn!(%error, "the node's sites are not isolated from the host");
-        }
-        Ok(Report {
+        // After the actions, so the node's bridge exists when the table refers to it, and
+        // the containers' addresses are known.
+        let mut report = Report {
             actions,
             failures,
+            routing: None,
+            routing_error: None,
+            routing_conflicts: Vec::new(),
             addresses,
-            isolation_error,
-        })
+        };
+        if let Some(routing) = &self.routing
+            && observed.network
+        {
+            let shape = Shape::of(&self.naming, routing.ingress());
+            let plan = RoutingPlan::new(shape, desired, &report.addresses);
+            for conflict in &plan.conflicts {
+                tracing::warn!(%conflict, "not routed");
+            }
+            report.routing_conflicts = plan.conflicts.clone();
+            match routing.ensure(plan).await {
+                Ok(outcome) => {
+                    if let Some(drift) = &outcome.drift {
+                        tracing::warn!(%drift, "repaired drift in the node's table");
+                    }
+                    report.routing = Some(outcome);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the node's table is not in place");
+                    report.routing_error = Some(error);
+                }
+            }
+        }
+        Ok(report)
     }
 
     async fn apply(&self, desired: &DesiredState, action: &Action) -> Result<(), RuntimeError> {

@@ -13,8 +13,16 @@ use crate::ingress::{Ingress, Routes, Upstream};
 use crate::ledger::{Ledger, Verdict};
 pub use crate::panel_client::{AgentError, PanelClient};
 use crate::reconcile::{Reconciler, Report};
+use crate::routing::{IngressPorts, NftCommand, NftRouting};
 use crate::runtime::Action;
 use crate::runtime::{Naming, Runtime};
+
+/// Until told otherwise, dedicated addresses' port 80 stays port 80 (an ingress listening
+/// there), and 443 is closed.
+const DEFAULT_INGRESS_PORTS: IngressPorts = IngressPorts {
+    http: 80,
+    https: None,
+};
 
 /// How often the agent asks the panel and reconciles.
 #[derive(Clone, Copy, Debug)]
@@ -78,14 +86,16 @@ impl<R: Runtime> Agent<R> {
         let naming = Naming {
             node_id: credential.node_id,
         };
-        let mut reconciler = Reconciler::new(runtime, naming).with_traffic(traffic);
-        let isolation = crate::isolation::NftIsolation::detect();
-        let isolated = isolation.is_some();
-        match isolation {
-            Some(nft) => reconciler = reconciler.with_isolation(Arc::new(nft)),
-            None => tracing::error!(
-                "nft is not installed: this node's sites can reach the host's own services (install nftables)"
-            ),
+        let mut reconciler = Reconciler::new(runtime, naming.clone()).with_traffic(traffic);
+        let nft = NftCommand::host();
+        let isolated = nft.available();
+        if isolated {
+            crate::routing::remove_legacy_table(&nft, &naming);
+            reconciler.set_routing(Arc::new(NftRouting::new(nft, DEFAULT_INGRESS_PORTS)));
+        } else {
+            tracing::error!(
+                "nft is not installed: this node routes no dedicated address, and its sites can reach the host's own services (install nftables)"
+            );
         }
         Self {
             credential,
@@ -103,6 +113,16 @@ impl<R: Runtime> Agent<R> {
             applied: None,
             inventory_sent: None,
         }
+    }
+
+    /// Where ports 80 and 443 of dedicated addresses lead: the ports this agent's ingress
+    /// listens on.
+    pub fn with_ingress_ports(mut self, ports: IngressPorts) -> Self {
+        if self.isolated {
+            self.reconciler
+                .set_routing(Arc::new(NftRouting::new(NftCommand::host(), ports)));
+        }
+        self
     }
 
     /// Measures the volumes when the last measurement is older than the interval.
@@ -217,15 +237,28 @@ impl<R: Runtime> Agent<R> {
         };
         let mut warnings = Vec::new();
         if !self.isolated {
-            warnings
-                .push("nft is not installed: sites can reach this host's own services".to_owned());
+            warnings.push(
+                "nft is not installed: no dedicated address is routed, and sites can reach this host's own services"
+                    .to_owned(),
+            );
         }
-        if let Some(error) = outcome
-            .as_ref()
-            .ok()
-            .and_then(|r| r.isolation_error.clone())
-        {
-            warnings.push(format!("sites are not isolated from this host: {error}"));
+        if let Ok(pass) = &outcome {
+            if let Some(error) = &pass.routing_error {
+                warnings.push(format!(
+                    "the node's table is not in place (no dedicated address is routed, sites are not isolated from this host): {error}"
+                ));
+            }
+            warnings.extend(
+                pass.routing_conflicts
+                    .iter()
+                    .map(|c| format!("not routed: {c}")),
+            );
+            if pass.routing_drift().is_some_and(|d| d.docker_rules_lost) {
+                warnings.push(
+                    "the whole ruleset was flushed: restart Docker (systemctl restart docker) to get its rules back"
+                        .to_owned(),
+                );
+            }
         }
         let report = NodeReport {
             generation: Some(held.generation),
@@ -263,7 +296,7 @@ impl<R: Runtime> Agent<R> {
         let Some(generation) = self.held_generation() else {
             return;
         };
-        let events: Vec<_> = if self.applied == Some(generation) {
+        let mut events: Vec<_> = if self.applied == Some(generation) {
             report
                 .actions
                 .iter()
@@ -284,6 +317,13 @@ impl<R: Runtime> Agent<R> {
                 ),
             )]
         };
+        if let Some(drift) = report.routing_drift() {
+            events.push((
+                alveole_model::AgentEventKind::DriftRepaired,
+                None,
+                describe_table_drift(drift),
+            ));
+        }
         self.applied = Some(generation);
         if let Err(error) = self.outbox.push(events, chrono::Utc::now()) {
             tracing::warn!(%error, "could not record the pass's events");
@@ -350,6 +390,25 @@ async fn listen_for_changes(
 }
 
 /// The site a repair concerns and what it was, in words.
+/// How many lines of a table's drift an event keeps (a flushed table lists every rule).
+const DRIFT_LINES_KEPT: usize = 40;
+
+fn describe_table_drift(drift: &crate::routing::Drift) -> String {
+    let mut detail =
+        String::from("the node's nftables table differed from alveole's: replaced whole.");
+    for line in drift.lines.iter().take(DRIFT_LINES_KEPT) {
+        detail.push('\n');
+        detail.push_str(line);
+    }
+    if drift.lines.len() > DRIFT_LINES_KEPT {
+        detail.push_str(&format!(
+            "\n… and {} more",
+            drift.lines.len() - DRIFT_LINES_KEPT
+        ));
+    }
+    detail
+}
+
 fn describe_repair(action: &Action) -> (Option<alveole_model::SiteId>, String) {
     let (site, detail) = match action {
         Action::CreateNetwork => {

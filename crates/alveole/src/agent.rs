@@ -41,7 +41,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         ingress.clone(),
         metrics,
     ));
-    let agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress);
+    // Ports 80 (and, once the ingress serves TLS, 443) of dedicated addresses lead here.
+    let agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress)
+        .with_ingress_ports(alveole_agent::routing::IngressPorts {
+            http: args.ingress_listen.port(),
+            https: None,
+        });
     let timing = Timing {
         pass: Duration::from_secs(args.pass_seconds.max(1)),
     };

@@ -743,5 +743,5 @@ fn remove_labelled(label: &str) {
 fn remove_node(naming: &alveole_agent::Naming) {
     remove_labelled(&format!("coop.alveole.node={}", naming.node_id));
     let _ = docker(&["network", "rm", &naming.network()]);
-    let _ = alveole_agent::isolation::NftIsolation::remove(naming);
+    alveole_agent::routing::remove_node_table(&alveole_agent::routing::NftCommand::host(), naming);
 }

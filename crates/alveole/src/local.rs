@@ -116,7 +116,11 @@ pub async fn start(
             }
         }
     });
-    let agent = Agent::new(credential, client, &config.state_dir, runtime, ingress);
+    let agent = Agent::new(credential, client, &config.state_dir, runtime, ingress)
+        .with_ingress_ports(alveole_agent::routing::IngressPorts {
+            http: ingress_address.port(),
+            https: None,
+        });
     let running = tokio::spawn(agent.run(Timing { pass: config.pass }, std::future::pending()));
     Ok(Some(LocalAgent {
         node_id,

@@ -474,8 +474,8 @@ pub fn changes(shape: &Shape, removed: &[Element], added: &[Element]) -> Value {
     json!({"nftables": commands})
 }
 
-/// Deletes the table (a retired node, and tests).
-pub fn delete(shape: &Shape) -> Value {
-    let name = json!({"family": "inet", "name": shape.table});
+/// Deletes a table of alveole's (a retired node, a former version's table, tests).
+pub fn delete(table: &str) -> Value {
+    let name = json!({"family": "inet", "name": table});
     json!({"nftables": [{"add": {"table": name}}, {"delete": {"table": name}}]})
 }

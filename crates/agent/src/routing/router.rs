@@ -183,7 +183,7 @@ impl<N: Nft> Router<N> {
     /// Deletes the table (a retired node, tests).
     pub fn remove(&mut self, shape: &Shape) -> Result<(), RoutingError> {
         self.applied = None;
-        self.nft.apply(&render::delete(shape).to_string())?;
+        self.nft.apply(&render::delete(&shape.table).to_string())?;
         Ok(())
     }
 }
