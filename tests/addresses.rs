@@ -135,3 +135,124 @@ async fn pools_hand_out_each_address_once_and_say_what_is_free() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_sites_exposed_ports_and_dedicated_address_reach_its_nodes_desired_state() {
+    for db in TestDb::all().await {
+        let backend = db.backend();
+        let panel = TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let node_id = node.parse().unwrap();
+        let site = |ports: serde_json::Value, tier: &str| {
+            json!({"owner_id": member, "primary_domain": "ports.example.org",
+                   "image": "registry.example.org/coop/site:1",
+                   "exposed_ports": ports, "limit_tier": tier})
+        };
+        // Bad input: a clear error for each field, and nothing stored.
+        for (ports, tier, field) in [
+            (
+                json!([{"protocol": "tcp", "port": 443, "container_port": 8443}]),
+                "standard",
+                "exposed_ports[0]",
+            ),
+            (
+                json!([{"protocol": "tcp", "port": 2222, "container_port": 22},
+                       {"protocol": "tcp", "port": 2222, "container_port": 23}]),
+                "standard",
+                "exposed_ports[1]",
+            ),
+        ] {
+            let (status, refused) = panel.post("/api/v1/sites", site(ports, tier)).await;
+            assert_eq!(status, 400, "{backend}: {refused}");
+            assert_eq!(refused["errors"][0]["field"], field, "{backend}: {refused}");
+        }
+        let (status, refused) = panel
+            .post(
+                "/api/v1/sites",
+                site(
+                    json!([{"protocol": "sctp; drop", "port": 1, "container_port": 1}]),
+                    "standard",
+                ),
+            )
+            .await;
+        assert!(
+            status == 400 || status == 422,
+            "{backend}: {status} {refused}"
+        );
+        let (status, refused) = panel.post("/api/v1/sites", site(json!([]), "huge")).await;
+        assert!(
+            status == 400 || status == 422,
+            "{backend}: {status} {refused}"
+        );
+        assert!(
+            panel
+                .store
+                .desired_state(node_id)
+                .await
+                .unwrap()
+                .sites
+                .is_empty(),
+            "{backend}: nothing stored"
+        );
+
+        let (status, created) = panel
+            .post(
+                "/api/v1/sites",
+                site(
+                    json!([{"protocol": "udp", "port": 5353, "container_port": 53},
+                           {"protocol": "tcp", "port": 2222, "container_port": 22}]),
+                    "large",
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {created}");
+        assert_eq!(created["limit_tier"], "large");
+        assert_eq!(created["exposed_ports"][0]["protocol"], "tcp", "sorted");
+        let site_id = created["id"].as_str().unwrap().to_owned();
+
+        let before = panel.store.desired_state(node_id).await.unwrap();
+        assert!(before.specs()[0].dedicated_addresses.is_empty());
+        let (_, node_view) = panel.get(&format!("/api/v1/nodes/{node}")).await;
+        let (_, pool) = panel
+            .post(
+                "/api/v1/ip-pools",
+                json!({"provider_id": node_view["provider_id"], "prefix": "203.0.113.0/29"}),
+            )
+            .await;
+        let (status, allocated) = panel
+            .post(
+                &format!(
+                    "/api/v1/ip-pools/{}/allocations",
+                    pool["id"].as_str().unwrap()
+                ),
+                json!({"node_id": node, "site_id": site_id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {allocated}");
+
+        let after = panel.store.desired_state(node_id).await.unwrap();
+        assert!(
+            after.generation > before.generation,
+            "{backend}: the node hears of its new address"
+        );
+        let spec = &after.specs()[0];
+        assert_eq!(
+            spec.dedicated_addresses,
+            ["203.0.113.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(spec.exposed_ports.len(), 2);
+        assert_eq!(spec.limit_tier, alveole_model::LimitTier::Large);
+
+        let (status, _) = panel
+            .call(Method::DELETE, "/api/v1/ip-allocations/203.0.113.1", None)
+            .await;
+        assert_eq!(status, 204, "{backend}");
+        let released = panel.store.desired_state(node_id).await.unwrap();
+        assert!(released.generation > after.generation, "{backend}");
+        assert!(
+            released.specs()[0].dedicated_addresses.is_empty(),
+            "{backend}"
+        );
+        db.drop_db().await;
+    }
+}

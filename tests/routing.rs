@@ -86,7 +86,7 @@ impl Lab {
 
     fn listing(&self) -> Listing {
         let text = NftCommand::in_netns(&self.node.name)
-            .list_table(&self.shape.table)
+            .list_table(&self.shape.table, true)
             .unwrap()
             .expect("the table is there");
         Listing::parse(&text).unwrap()
@@ -375,4 +375,135 @@ fn limit_tiers_drop_new_connections_beyond_the_tiers_rate() {
         0,
         "other tiers are not involved"
     );
+}
+
+mod properties {
+    use super::*;
+    use alveole_agent::routing::render;
+    use proptest::prelude::*;
+
+    fn address() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|a| IpAddr::from(std::net::Ipv4Addr::from(a))),
+            any::<u128>().prop_map(|a| IpAddr::from(std::net::Ipv6Addr::from(a))),
+        ]
+    }
+
+    fn transport() -> impl Strategy<Value = Transport> {
+        prop_oneof![Just(Transport::Tcp), Just(Transport::Udp)]
+    }
+
+    fn tier() -> impl Strategy<Value = LimitTier> {
+        prop_oneof![
+            Just(LimitTier::Small),
+            Just(LimitTier::Standard),
+            Just(LimitTier::Large)
+        ]
+    }
+
+    /// Sites with any addresses (duplicates, IPv4 and IPv6 mixed, 0.0.0.0, multicast...),
+    /// any ports (0 included: the agent does not trust the panel to have validated them),
+    /// any tier, running or not.
+    fn sites() -> impl Strategy<Value = Vec<(SiteSpec, Option<IpAddr>)>> {
+        let site = (
+            prop::collection::vec(address(), 0..3),
+            prop::collection::vec((transport(), any::<u16>(), any::<u16>()), 0..4),
+            tier(),
+            prop::option::of(address()),
+        )
+            .prop_map(|(addresses, ports, tier, container)| {
+                let mut spec = site(&[], &[]);
+                spec.dedicated_addresses = addresses;
+                spec.exposed_ports = ports
+                    .into_iter()
+                    .map(|(protocol, port, container_port)| ExposedPort {
+                        protocol,
+                        port,
+                        container_port,
+                    })
+                    .collect();
+                spec.limit_tier = tier;
+                (spec, container)
+            });
+        prop::collection::vec(site, 0..12)
+    }
+
+    fn rules_of(batch: &serde_json::Value) -> Vec<String> {
+        batch["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["add"].get("rule").is_some())
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn any_plan_renders_a_table_nft_accepts_and_inputs_never_become_rules() {
+        if !alveole_tests::netns::available() {
+            return;
+        }
+        let scratch = Netns::new("p");
+        let shape = Shape::of(
+            &Naming {
+                node_id: NodeId::generate(),
+            },
+            IngressPorts {
+                http: INGRESS_PORT,
+                https: Some(8443),
+            },
+        );
+        let rules_without_sites = rules_of(&render::full(&shape, std::iter::empty()));
+        let config = ProptestConfig {
+            cases: 48,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(sites in sites())| {
+            let running: Vec<(SiteId, IpAddr)> = sites
+                .iter()
+                .filter_map(|(spec, container)| Some((spec.site_id, (*container)?)))
+                .collect();
+            let specs: Vec<SiteSpec> = sites.into_iter().map(|(spec, _)| spec).collect();
+            let desired = DesiredState {
+                node_id: NodeId::generate(),
+                generation: 1,
+                sites: specs,
+                purge_volumes: vec![],
+            };
+            let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());
+            let batch = render::full(&plan.shape, plan.elements.values());
+            // The rules are the same whatever the sites: inputs only ever become elements.
+            prop_assert_eq!(rules_of(&batch), rules_without_sites.clone());
+            let text = batch.to_string();
+            let checked = scratch.within(move || {
+                let mut child = std::process::Command::new("nft")
+                    .args(["-c", "-j", "-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            });
+            prop_assert!(
+                checked.status.success(),
+                "nft -c refused: {}",
+                String::from_utf8_lossy(&checked.stderr)
+            );
+        });
+    }
+
+    proptest! {
+        /// Hostile text in the fields a member sends (protocol, tier) never gets past
+        /// validation; only the exact names do.
+        #[test]
+        fn hostile_text_in_exposed_ports_or_tiers_is_refused(text in ".{0,40}") {
+            let port = serde_json::json!({"protocol": text, "port": 2222, "container_port": 22});
+            let parsed = serde_json::from_value::<ExposedPort>(port);
+            prop_assert_eq!(parsed.is_ok(), text == "tcp" || text == "udp");
+            let tier = serde_json::from_value::<LimitTier>(serde_json::json!(text));
+            prop_assert_eq!(tier.is_ok(), ["small", "standard", "large"].contains(&text.as_str()));
+        }
+    }
 }

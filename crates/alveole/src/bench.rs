@@ -60,6 +60,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// The node's nftables table for N sites, applied whole against a raw `nft -f` of the
+    /// same table, and one site's change (in a scratch network namespace; needs root).
+    Routing {
+        #[arg(long, default_value_t = 10_000)]
+        sites: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Measure in this process's own namespace (set when the benchmark runs itself in
+        /// its scratch namespace).
+        #[arg(long, hide = true)]
+        inside: bool,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -91,6 +103,16 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             database_url,
             events,
         } => crate::bench_audit::verify(&database_url, events).await,
+        BenchCommand::Routing {
+            sites,
+            runs,
+            inside: false,
+        } => crate::bench_routing::run(sites, runs),
+        BenchCommand::Routing {
+            sites,
+            runs,
+            inside: true,
+        } => crate::bench_routing::measure(sites, runs),
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,
@@ -518,7 +540,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
 }
 
 /// p50 and p99 of a list of durations.
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+pub(crate) fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let at = |q: f64| {
         samples

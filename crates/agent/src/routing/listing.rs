@@ -23,6 +23,8 @@ pub struct Listing {
     pub elements: BTreeMap<Slot, Element>,
     /// Counter values of each chain's rules, in order (0 for a rule without a counter).
     pub counters: BTreeMap<String, Vec<u64>>,
+    /// The ingress ports map: public port → the ingress's port.
+    pub ingress: BTreeMap<u16, u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +51,20 @@ impl Listing {
                 "metainfo" | "table" => {}
                 "set" | "map" => {
                     let name = body["name"].as_str().unwrap_or_default().to_owned();
-                    if sets::is_per_site(&name) {
+                    if name == sets::INGRESS_PORTS {
+                        let elements = body
+                            .as_object_mut()
+                            .and_then(|o| o.remove("elem"))
+                            .and_then(|e| e.as_array().cloned())
+                            .unwrap_or_default();
+                        listing.ingress = elements
+                            .iter()
+                            .filter_map(|e| {
+                                let (from, to) = pair(e)?;
+                                Some((port(from)?, port(to)?))
+                            })
+                            .collect();
+                    } else if sets::is_per_site(&name) {
                         let elements = body
                             .as_object_mut()
                             .and_then(|o| o.remove("elem"))

@@ -8,8 +8,10 @@ use std::process::{Command, Stdio};
 pub trait Nft: Send + Sync {
     /// Applies a JSON batch as one transaction: all of it or nothing.
     fn apply(&self, batch: &str) -> Result<(), NftError>;
-    /// `nft -j list table inet NAME`, or `None` when there is no such table.
-    fn list_table(&self, name: &str) -> Result<Option<String>, NftError>;
+    /// `nft -j list table inet NAME`, or `None` when there is no such table. Without
+    /// `elements`, sets and maps are listed without their contents (`nft -t`), which costs
+    /// little whatever the number of sites.
+    fn list_table(&self, name: &str, elements: bool) -> Result<Option<String>, NftError>;
     /// The names of every chain of every table, as `(family, table, chain)`.
     fn chains(&self) -> Result<Vec<(String, String, String)>, NftError>;
 }
@@ -87,8 +89,13 @@ impl Nft for NftCommand {
             .map(|_| ())
     }
 
-    fn list_table(&self, name: &str) -> Result<Option<String>, NftError> {
-        match self.run(&["-j", "list", "table", "inet", name], None) {
+    fn list_table(&self, name: &str, elements: bool) -> Result<Option<String>, NftError> {
+        let args: &[&str] = if elements {
+            &["-j", "list", "table", "inet", name]
+        } else {
+            &["-j", "-t", "list", "table", "inet", name]
+        };
+        match self.run(args, None) {
             Ok(listing) => Ok(Some(listing)),
             Err(NftError::Refused(message)) if message.contains("No such file or directory") => {
                 Ok(None)
