@@ -52,12 +52,7 @@ impl Listing {
                 "set" | "map" => {
                     let name = body["name"].as_str().unwrap_or_default().to_owned();
                     if name == sets::INGRESS_PORTS {
-                        let elements = body
-                            .as_object_mut()
-                            .and_then(|o| o.remove("elem"))
-                            .and_then(|e| e.as_array().cloned())
-                            .unwrap_or_default();
-                        listing.ingress = elements
+                        listing.ingress = take_elements(&mut body)
                             .iter()
                             .filter_map(|e| {
                                 let (from, to) = pair(e)?;
@@ -65,16 +60,9 @@ impl Listing {
                             })
                             .collect();
                     } else if sets::is_per_site(&name) {
-                        let elements = body
-                            .as_object_mut()
-                            .and_then(|o| o.remove("elem"))
-                            .and_then(|e| e.as_array().cloned())
-                            .unwrap_or_default();
-                        per_site.insert(name, elements);
-                    } else if sets::is_dynamic(&name)
-                        && let Some(object) = body.as_object_mut()
-                    {
-                        object.remove("elem");
+                        per_site.insert(name, take_elements(&mut body));
+                    } else if sets::is_dynamic(&name) {
+                        take_elements(&mut body);
                     }
                     listing.skeleton.push(format!("{kind} {body}"));
                 }
@@ -99,6 +87,14 @@ impl Listing {
         }
         listing.elements = decode_elements(&per_site);
         Ok(listing)
+    }
+}
+
+/// Removes a set's elements from its listing (they are compared apart, or not at all).
+fn take_elements(body: &mut Value) -> Vec<Value> {
+    match body.as_object_mut().and_then(|o| o.remove("elem")) {
+        Some(Value::Array(elements)) => elements,
+        _ => Vec::new(),
     }
 }
 

@@ -25,27 +25,22 @@ pub use router::{Drift, Outcome, Router, RoutingError};
 /// Deletes the table that alveole versions before routing kept (`alveole_isolation_<node>`):
 /// the node's table holds its rules now. Absent, it is not an error.
 pub fn remove_legacy_table(nft: &impl Nft, naming: &crate::runtime::Naming) {
-    let legacy = format!(
-        "alveole_isolation_{}",
-        naming.bridge().trim_start_matches("alv-")
-    );
-    if let Err(error) = nft.apply(&render::delete(&legacy).to_string()) {
-        tracing::warn!(%error, table = %legacy, "could not delete the former isolation table");
-    }
+    let node = naming.bridge().trim_start_matches("alv-").to_owned();
+    delete_table(nft, &format!("alveole_isolation_{node}"));
 }
 
 /// Deletes the node's table (a retired node, benchmarks, tests). Absent, it is not an error.
 pub fn remove_node_table(nft: &impl Nft, naming: &crate::runtime::Naming) {
-    let table = Shape::of(
-        naming,
-        IngressPorts {
-            http: 80,
-            https: None,
-        },
-    )
-    .table;
-    if let Err(error) = nft.apply(&render::delete(&table).to_string()) {
-        tracing::warn!(%error, %table, "could not delete the node's table");
+    let any_ports = IngressPorts {
+        http: 80,
+        https: None,
+    };
+    delete_table(nft, &Shape::of(naming, any_ports).table);
+}
+
+fn delete_table(nft: &impl Nft, table: &str) {
+    if let Err(error) = nft.apply(&render::delete(table).to_string()) {
+        tracing::warn!(%error, %table, "could not delete a table of alveole's");
     }
 }
 
