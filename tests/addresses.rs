@@ -256,3 +256,215 @@ async fn a_sites_exposed_ports_and_dedicated_address_reach_its_nodes_desired_sta
         db.drop_db().await;
     }
 }
+
+/// A node's report as its agent sends it, with the addresses its uplink shows.
+fn report(generation: u64, addresses: &[&str]) -> serde_json::Value {
+    json!({
+        "generation": generation, "sites": [], "agent_version": "test",
+        "resources": {"cpus": 2, "load_1m": 0.1, "memory_total_bytes": 2, "memory_available_bytes": 1,
+                      "disk_total_bytes": 2, "disk_available_bytes": 1},
+        "addresses": addresses,
+    })
+}
+
+#[tokio::test]
+async fn an_address_moves_to_its_new_node_only_once_the_old_one_lets_it_go() {
+    for db in TestDb::all().await {
+        let backend = db.backend();
+        let panel = TestPanel::start(&db).await;
+        let (old, member) = panel.seed().await;
+        let (_, old_view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
+        let (status, new) = panel
+            .post(
+                "/api/v1/nodes",
+                json!({
+                    "provider_id": old_view["provider_id"], "name": "node-2", "public_addresses": ["192.0.2.11"],
+                    "capacity": {"cpu_millis": 8000, "memory_bytes": 16u64 << 30, "disk_bytes": 500u64 << 30}
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {new}");
+        let new = new["id"].as_str().unwrap().to_owned();
+        let (old_id, new_id) = (old.parse().unwrap(), new.parse().unwrap());
+        let (_, pool) = panel
+            .post(
+                "/api/v1/ip-pools",
+                json!({"provider_id": old_view["provider_id"], "prefix": "203.0.113.0/29"}),
+            )
+            .await;
+        let allocations = format!(
+            "/api/v1/ip-pools/{}/allocations",
+            pool["id"].as_str().unwrap()
+        );
+        let (status, _) = panel
+            .post(
+                &allocations,
+                json!({"node_id": old, "address": "203.0.113.1"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}");
+        let address: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+        let held = panel.store.desired_state(old_id).await.unwrap();
+        assert_eq!(held.addresses, [address], "{backend}");
+
+        // Refused: to its own node, to an unknown node, a bad address, a dedicated address
+        // whose site runs elsewhere. Nothing changes.
+        let move_path = "/api/v1/ip-allocations/203.0.113.1/move";
+        let (status, refused) = panel.post(move_path, json!({"to_node": old})).await;
+        assert_eq!(status, 409, "{backend}: {refused}");
+        assert_eq!(refused["errors"][0]["code"], "address.same_node");
+        let unknown = uuid::Uuid::now_v7();
+        let (status, _) = panel.post(move_path, json!({"to_node": unknown})).await;
+        assert_eq!(status, 404, "{backend}");
+        let (status, _) = panel
+            .post(
+                "/api/v1/ip-allocations/203.0.113.x/move",
+                json!({"to_node": new}),
+            )
+            .await;
+        assert_eq!(status, 400, "{backend}");
+        let (_, site) = panel
+            .post(
+                "/api/v1/sites",
+                json!({"owner_id": member, "primary_domain": "moving.example.org", "image": "registry.example.org/s:1", "node_id": old}),
+            )
+            .await;
+        let (status, dedicated) = panel
+            .post(
+                &allocations,
+                json!({"node_id": old, "site_id": site["id"], "address": "203.0.113.2"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {dedicated}");
+        let (status, refused) = panel
+            .post(
+                "/api/v1/ip-allocations/203.0.113.2/move",
+                json!({"to_node": new}),
+            )
+            .await;
+        assert_eq!(status, 409, "{backend}: {refused}");
+        assert_eq!(refused["errors"][0]["code"], "address.site_elsewhere");
+        assert!(panel.store.address_moves().await.unwrap().is_empty());
+
+        // The move: the old node loses the address at once, the new one does not have it yet.
+        let (status, moving) = panel.post(move_path, json!({"to_node": new})).await;
+        assert_eq!(status, 202, "{backend}: {moving}");
+        let (status, again) = panel.post(move_path, json!({"to_node": new})).await;
+        assert_eq!(status, 409, "{backend}: one move at a time: {again}");
+        let release = panel.store.desired_state(old_id).await.unwrap();
+        assert_eq!(moving["release_generation"], release.generation);
+        assert!(!release.addresses.contains(&address), "{backend}");
+        let before = panel.store.desired_state(new_id).await.unwrap();
+        assert!(before.addresses.is_empty(), "{backend}");
+
+        // The old node's agent reports; only a report that applied the release generation
+        // and no longer shows the address finishes the move.
+        let credential = panel.enrol(&old).await;
+        let agent = panel.agent_http(&credential);
+        let status_url = format!("{}/api/v1/agent/status", panel.agent_base);
+        let send = |body: serde_json::Value| {
+            let (agent, url) = (agent.clone(), status_url.clone());
+            async move {
+                let response = agent.post(url).json(&body).send().await.unwrap();
+                assert_eq!(response.status().as_u16(), 204);
+            }
+        };
+        send(report(
+            release.generation - 1,
+            &["192.0.2.10", "203.0.113.1"],
+        ))
+        .await;
+        send(report(release.generation, &["192.0.2.10", "203.0.113.1"])).await;
+        let (_, pending) = panel.get("/api/v1/address-moves").await;
+        assert_eq!(pending.as_array().unwrap().len(), 1, "{backend}: {pending}");
+        assert!(panel.provider.calls().is_empty(), "{backend}");
+
+        // The provider refuses at first: the move waits, with the reason shown.
+        panel.provider.refuse(Some("quota exceeded"));
+        send(report(release.generation, &["192.0.2.10"])).await;
+        let (_, pending) = panel.get("/api/v1/address-moves").await;
+        assert!(
+            pending[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("quota exceeded"),
+            "{backend}: {pending}"
+        );
+        let page = panel.page("/addresses").await;
+        assert!(
+            page.contains("quota exceeded"),
+            "{backend}: shown on the page"
+        );
+        panel.provider.refuse(None);
+        send(report(release.generation, &["192.0.2.10"])).await;
+        let (_, pending) = panel.get("/api/v1/address-moves").await;
+        assert_eq!(pending, json!([]), "{backend}");
+        let calls = panel.provider.calls();
+        assert_eq!(calls.len(), 1, "{backend}");
+        assert_eq!(
+            (calls[0].address, calls[0].node.to_string()),
+            (address, new.clone())
+        );
+        let after = panel.store.desired_state(new_id).await.unwrap();
+        assert!(after.generation > before.generation, "{backend}");
+        assert_eq!(after.addresses, [address], "{backend}");
+        let (_, listed) = panel.get("/api/v1/ip-allocations").await;
+        let moved = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["address"] == "203.0.113.1")
+            .unwrap();
+        assert_eq!(moved["node_id"], new.as_str(), "{backend}");
+
+        // Audited in order: started by the admin, then completed by the failover with how long
+        // it took.
+        let (_, audit) = panel
+            .get("/api/v1/audit/events?target_kind=ip_address&target_id=203.0.113.1")
+            .await;
+        let mut events: Vec<serde_json::Value> = audit["items"].as_array().unwrap().clone();
+        events.sort_by_key(|e| e["seq"].as_i64());
+        let actions: Vec<&str> = events
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["ip.allocate", "ip.move.start", "ip.move.complete"],
+            "{backend}"
+        );
+        assert_eq!(events[2]["actor"], "system:failover", "{backend}");
+        assert_eq!(events[2]["after"]["node_id"], new.as_str(), "{backend}");
+        assert!(events[2]["after"]["took_ms"].is_i64(), "{backend}");
+
+        // Forced back (the new node is gone): finished at once, the provider told.
+        let (status, forced) = panel
+            .post(move_path, json!({"to_node": old, "force": true}))
+            .await;
+        assert_eq!(status, 202, "{backend}: {forced}");
+        assert_eq!(panel.provider.calls().len(), 2, "{backend}");
+        assert_eq!(
+            panel.store.desired_state(old_id).await.unwrap().addresses,
+            [address, "203.0.113.2".parse().unwrap()],
+            "{backend}"
+        );
+        // A move cancelled gives the address back to its old node.
+        let (status, _) = panel.post(move_path, json!({"to_node": new})).await;
+        assert_eq!(status, 202, "{backend}");
+        let (status, _) = panel.call(Method::DELETE, move_path, None).await;
+        assert_eq!(status, 204, "{backend}");
+        let (status, _) = panel.call(Method::DELETE, move_path, None).await;
+        assert_eq!(status, 404, "{backend}");
+        assert!(
+            panel
+                .store
+                .desired_state(old_id)
+                .await
+                .unwrap()
+                .addresses
+                .contains(&address),
+            "{backend}"
+        );
+        db.drop_db().await;
+    }
+}

@@ -118,6 +118,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         generation: 1,
         sites: vec![alpha],
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let site = desired.sites[0].site_id;
 
@@ -276,6 +277,7 @@ async fn docker_sites_cannot_reach_each_other() {
         generation: 1,
         sites: vec![spec("a"), spec("b")],
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let (a, b) = (desired.sites[0].site_id, desired.sites[1].site_id);
@@ -776,6 +778,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         generation: 1,
         sites: vec![greedy.clone(), neighbour.clone()],
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let neighbour_address = report.addresses[&neighbour.site_id];
@@ -853,6 +856,7 @@ async fn docker_forty_sites_share_one_node_network() {
         generation: 1,
         sites: sites.clone(),
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -915,6 +919,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         generation: 1,
         sites: vec![spec("a")],
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let a = naming.container(desired.sites[0].site_id);
@@ -1617,6 +1622,7 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         generation: 1,
         sites: vec![site.clone()],
         purge_volumes: vec![],
+        addresses: vec![],
     };
     // The container first, with Docker's rules for it; then alveole's table.
     reconciler.reconcile(&desired).await.unwrap();

@@ -803,6 +803,7 @@ async fn every_state_changing_route_records_its_events() {
             detail: "its container was missing: made again".into(),
         }],
         inventory: None,
+        addresses: None,
     };
     agent.report(&report).await.unwrap();
     expect!(

@@ -162,8 +162,39 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     fill(&client, "primary_domain", "Formulaire.Example.ORG").await;
     fill(&client, "image", "registry.example.org/coop/site:1").await;
     fill(&client, "secret_env", "DB_PASSWORD=browser-secret-123").await;
+    fill(&client, "exposed_ports", "tcp 2222:22\nudp 5353").await;
+    client
+        .find(Locator::Css("#limit_tier option[value='large']"))
+        .await
+        .expect("the large tier")
+        .click()
+        .await
+        .expect("choose it");
     click(&client, "save").await;
     text_when(&client, "h1", |t| t == "formulaire.example.org").await;
+    let (_, sites) = panel.get("/api/v1/sites").await;
+    let site = &sites["items"][0];
+    assert_eq!(site["limit_tier"], "large", "{site}");
+    assert_eq!(
+        site["exposed_ports"],
+        serde_json::json!([{"protocol": "tcp", "port": 2222, "container_port": 22},
+                           {"protocol": "udp", "port": 5353, "container_port": 5353}])
+    );
+    // Its edit form shows them as they were written.
+    open(
+        &client,
+        &panel,
+        &format!("/sites/{}/edit", site["id"].as_str().unwrap()),
+    )
+    .await;
+    let shown = client
+        .find(Locator::Id("exposed_ports"))
+        .await
+        .expect("field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(shown.as_deref(), Some("tcp 2222:22\nudp 5353"));
     assert!(
         !client
             .source()
@@ -212,6 +243,62 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         1,
         "nothing saved"
     );
+    // Port 443 belongs to the ingress: said next to the ports, nothing saved.
+    open(&client, &panel, "/sites/new").await;
+    fill(&client, "primary_domain", "ports.example.org").await;
+    fill(&client, "image", "registry.example.org/coop/site:1").await;
+    fill(&client, "exposed_ports", "tcp 443").await;
+    click(&client, "save").await;
+    text_when(&client, "p.error[data-field='exposed_ports']", |t| {
+        t.contains("443")
+    })
+    .await;
+    assert_eq!(panel.store.counts().await.expect("counts").sites, 1);
+
+    // An address moves to another node from the addresses page: it waits for the old node.
+    let (_, view) = panel.get(&format!("/api/v1/nodes/{node}")).await;
+    let (status, other) = panel
+        .post(
+            "/api/v1/nodes",
+            serde_json::json!({
+                "provider_id": view["provider_id"], "name": "node-2", "public_addresses": ["192.0.2.11"],
+                "capacity": {"cpu_millis": 1000, "memory_bytes": 1u64 << 30, "disk_bytes": 10u64 << 30}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let (_, pool) = panel
+        .post(
+            "/api/v1/ip-pools",
+            serde_json::json!({"provider_id": view["provider_id"], "prefix": "203.0.113.0/29"}),
+        )
+        .await;
+    let (status, _) = panel
+        .post(
+            &format!(
+                "/api/v1/ip-pools/{}/allocations",
+                pool["id"].as_str().unwrap()
+            ),
+            serde_json::json!({"node_id": node}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    open(&client, &panel, "/addresses").await;
+    client
+        .find(Locator::Css(
+            "tr[data-address='203.0.113.1'] form.move button",
+        ))
+        .await
+        .expect("the move button")
+        .click()
+        .await
+        .expect("move");
+    text_when(&client, "tr[data-address='203.0.113.1'] td.moving", |t| {
+        t.contains("node-2") && t.contains("old node")
+    })
+    .await;
+    let (_, moves) = panel.get("/api/v1/address-moves").await;
+    assert_eq!(moves[0]["to_node"], other["id"], "{moves}");
 
     // A node's page offers to enrol its agent: the command comes with a one-time token.
     open(&client, &panel, &format!("/nodes/{node}")).await;

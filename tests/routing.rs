@@ -124,6 +124,7 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         generation: 1,
         sites: sites.to_vec(),
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
         .iter()
@@ -469,6 +470,7 @@ mod properties {
                 generation: 1,
                 sites: specs,
                 purge_volumes: vec![],
+                addresses: vec![],
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());
             let batch = render::full(&plan.shape, plan.elements.values());

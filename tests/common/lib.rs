@@ -219,6 +219,8 @@ pub struct TestPanel {
     pub notary: alveole_panel::audit::Notary,
     /// The panel's clock for sessions and sign-in links: `advance` it to test expiries.
     pub clock: Arc<alveole_panel::ShiftedClock>,
+    /// Stands in for the providers' APIs that route failover addresses.
+    pub provider: Arc<alveole_panel::failover::RecordingProvider>,
     config: PanelConfig,
     tls_dir: std::path::PathBuf,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -279,11 +281,13 @@ impl TestPanel {
             .await
             .expect("publish the audit key");
         let clock = Arc::new(alveole_panel::ShiftedClock::default());
+        let provider = Arc::new(alveole_panel::failover::RecordingProvider::default());
         let config = PanelConfig {
             agent_tls: Some(tls.clone()),
             notary: Some(notary.clone()),
             clock: clock.clone(),
             oidc: oidc(&base),
+            provider_routing: provider.clone(),
             ..PanelConfig::default()
         };
         let (servers, shutdown) = serve_until_stopped(store.clone(), &config, people, agents);
@@ -296,6 +300,7 @@ impl TestPanel {
             tls,
             notary,
             clock,
+            provider,
             config,
             tls_dir,
             servers,

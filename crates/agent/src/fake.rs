@@ -160,6 +160,7 @@ mod tests {
             generation: 1,
             sites: vec![spec],
             purge_volumes: vec![],
+            addresses: vec![],
         };
         let reconciler = Reconciler::new(FakeRuntime::default(), naming);
         let first = reconciler.reconcile(&desired).await.unwrap();

@@ -146,6 +146,7 @@ mod tests {
             generation,
             sites: vec![],
             purge_volumes: vec![],
+            addresses: vec![],
         }
     }
 

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod routing;
 pub mod runtime;
+pub mod uplink;
 
 pub use ledger::{Ledger, LedgerError, Verdict};
 pub use reconcile::{Reconciler, Report};

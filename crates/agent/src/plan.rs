@@ -115,6 +115,7 @@ mod tests {
             generation: 1,
             sites: specs,
             purge_volumes: vec![],
+            addresses: vec![],
         };
         (
             naming,

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use crate::plan::plan;
 use crate::routing::{Drift, Outcome, Routing, RoutingPlan, Shape};
 use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
+use crate::uplink::{Uplink, UplinkReport};
 
 /// How many actions of one phase run at once (the engine serialises some work itself).
 const PARALLEL_ACTIONS: usize = 8;
@@ -32,6 +33,9 @@ pub struct Report {
     pub routing_error: Option<String>,
     /// Entries of the desired state that collide with others (not routed).
     pub routing_conflicts: Vec<String>,
+    /// The public addresses on the node's uplink after the pass, and what went wrong there,
+    /// when the agent manages them.
+    pub uplink: Option<UplinkReport>,
 }
 
 impl Report {
@@ -46,6 +50,7 @@ pub struct Reconciler<R> {
     naming: Naming,
     traffic: Arc<dyn Traffic>,
     routing: Option<Arc<dyn Routing>>,
+    uplink: Option<Arc<Uplink>>,
 }
 
 impl<R> std::fmt::Debug for Reconciler<R> {
@@ -82,6 +87,7 @@ impl<R: Runtime> Reconciler<R> {
             naming,
             traffic: Arc::new(NoTraffic),
             routing: None,
+            uplink: None,
         }
     }
 
@@ -94,6 +100,36 @@ impl<R: Runtime> Reconciler<R> {
 
     pub fn set_routing(&mut self, routing: Arc<dyn Routing>) {
         self.routing = Some(routing);
+    }
+
+    /// Holds the node's public addresses on its uplink.
+    pub fn set_uplink(&mut self, uplink: Arc<Uplink>) {
+        self.uplink = Some(uplink);
+    }
+
+    /// Runs one step on the uplink away from the async workers (it runs programs).
+    async fn on_uplink(
+        &self,
+        step: fn(&Uplink, &[IpAddr]) -> UplinkReport,
+        wanted: &[IpAddr],
+    ) -> Option<UplinkReport> {
+        let uplink = self.uplink.clone()?;
+        let wanted = wanted.to_vec();
+        let wanted_again = wanted.clone();
+        Some(
+            tokio::task::spawn_blocking(move || step(&uplink, &wanted))
+                .await
+                .unwrap_or_else(|error| UplinkReport {
+                    held: wanted_again,
+                    problems: vec![format!("the uplink step stopped: {error}")],
+                }),
+        )
+    }
+
+    /// Puts the uplink's addresses in place without the rest of a pass (the engine is away):
+    /// addresses do not depend on it.
+    pub async fn converge_uplink(&self, desired: &DesiredState) -> Option<UplinkReport> {
+        self.on_uplink(Uplink::converge, &desired.addresses).await
     }
 
     /// Holds and repoints requests through `traffic` when a site's container is replaced.
@@ -171,7 +207,11 @@ impl<R: Runtime> Reconciler<R> {
             routing_error: None,
             routing_conflicts: Vec::new(),
             addresses,
+            uplink: None,
         };
+        // Addresses taken away go before the table changes, new ones come after it: the old
+        // node stops answering first, and a new address answers only once it is routed.
+        let released = self.on_uplink(Uplink::release, &desired.addresses).await;
         if let Some(routing) = &self.routing
             && observed.network
         {
@@ -193,6 +233,12 @@ impl<R: Runtime> Reconciler<R> {
                     report.routing_error = Some(error);
                 }
             }
+        }
+        if let Some(mut taken) = self.on_uplink(Uplink::take, &desired.addresses).await {
+            let mut problems = released.map(|r| r.problems).unwrap_or_default();
+            problems.append(&mut taken.problems);
+            taken.problems = problems;
+            report.uplink = Some(taken);
         }
         Ok(report)
     }

@@ -125,6 +125,22 @@ impl<R: Runtime> Agent<R> {
         self
     }
 
+    /// Keeps the node's table through `routing` (another namespace's `nft`, in tests).
+    pub fn with_routing(mut self, routing: Arc<dyn crate::routing::Routing>) -> Self {
+        self.reconciler.set_routing(routing);
+        self.isolated = true;
+        self
+    }
+
+    /// Holds the node's public addresses on `interface` (its uplink): adds, announces and
+    /// removes them as the desired state says, and reports them.
+    pub fn with_uplink(mut self, interface: Box<dyn crate::uplink::Interface>) -> Self {
+        let state_dir = self.ledger.path().parent().unwrap_or(self.ledger.path());
+        let uplink = crate::uplink::Uplink::new(interface, state_dir);
+        self.reconciler.set_uplink(Arc::new(uplink));
+        self
+    }
+
     /// Measures the volumes when the last measurement is older than the interval.
     async fn refresh_usage(&mut self) {
         if self
@@ -260,6 +276,13 @@ impl<R: Runtime> Agent<R> {
                 );
             }
         }
+        let uplink = match &outcome {
+            Ok(pass) => pass.uplink.clone(),
+            Err(_) => self.reconciler.converge_uplink(held).await,
+        };
+        if let Some(uplink) = &uplink {
+            warnings.extend(uplink.problems.iter().map(|p| format!("uplink: {p}")));
+        }
         let report = NodeReport {
             generation: Some(held.generation),
             sites,
@@ -271,6 +294,7 @@ impl<R: Runtime> Agent<R> {
                 .inventory_sent
                 .is_none_or(|at| at.elapsed() >= INVENTORY_EVERY)
                 .then(|| crate::inventory::collect(self.reconciler.runtime().engine_version())),
+            addresses: uplink.map(|u| u.held),
         };
         match self.panel.report(&report).await {
             Ok(()) => {

@@ -42,11 +42,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         metrics,
     ));
     // Ports 80 (and, once the ingress serves TLS, 443) of dedicated addresses lead here.
-    let agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress)
+    let mut agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress)
         .with_ingress_ports(alveole_agent::routing::IngressPorts {
             http: args.ingress_listen.port(),
             https: None,
         });
+    if let Some(device) = &args.uplink {
+        let interface = alveole_agent::uplink::IpInterface::new(device, None)
+            .with_context(|| format!("{device} is not an interface name"))?;
+        agent = agent.with_uplink(Box::new(interface));
+    }
     let timing = Timing {
         pass: Duration::from_secs(args.pass_seconds.max(1)),
     };

@@ -446,6 +446,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         generation: 1,
         sites: specs.clone(),
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let started = Instant::now();
     let report = reconciler.reconcile(&desired).await;

@@ -68,6 +68,7 @@ fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
         generation: 1,
         sites: sites.iter().map(|(s, _)| s.clone()).collect(),
         purge_volumes: vec![],
+        addresses: vec![],
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();
     RoutingPlan::new(shape.clone(), &desired, &containers)

@@ -240,6 +240,12 @@ pub struct AgentArgs {
     /// Seconds between two passes (ask the panel, then reconcile).
     #[arg(long, env = "ALVEOLE_PASS_SECONDS", default_value_t = 5)]
     pub pass_seconds: u64,
+    /// The interface that carries the node's public addresses (eth0): the agent then adds
+    /// the addresses the panel gives the node there, announces them (gratuitous ARP,
+    /// unsolicited neighbour advertisements) and removes those moved away. Without it the
+    /// node's addresses are configured by hand.
+    #[arg(long, env = "ALVEOLE_UPLINK", value_parser = uplink_name)]
+    pub uplink: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,6 +401,14 @@ pub fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
         "{text:?}: a break-glass session lasts between 1 second and 12 hours"
     );
     Ok(duration)
+}
+
+fn uplink_name(text: &str) -> Result<String, String> {
+    if alveole_agent::uplink::valid_interface_name(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("not a network interface name (at most 15 letters, digits, '.', '-', '_')".into())
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             session_idle: std::time::Duration::from_secs(args.session_idle_minutes.max(1) * 60),
             clock: std::sync::Arc::new(alveole_panel::SystemClock),
             oidc,
+            provider_routing: std::sync::Arc::new(alveole_panel::failover::SharedSegment),
         },
     )?;
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {

@@ -204,6 +204,44 @@ pub struct IpAllocation {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An address on its way from one node to another (failover). While it moves, neither node
+/// holds it: the old node lets it go first, and the new one takes it only once the old one's
+/// report shows it gone, so the two never answer for it at the same moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AddressMove {
+    pub address: IpAddr,
+    pub from_node: crate::NodeId,
+    pub to_node: crate::NodeId,
+    /// The old node's desired-state generation without the address: its report for this
+    /// generation or a later one tells whether it let the address go.
+    pub release_generation: u64,
+    /// Taken over without waiting for the old node (gone, unreachable): the provider's
+    /// routing alone keeps traffic from it.
+    pub forced: bool,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Why the last attempt to finish the move failed (the provider refused, ...), if it did.
+    pub last_error: Option<String>,
+}
+
+impl AddressMove {
+    /// Whether the old node has let the address go, by its report: it applied the desired
+    /// state without the address and its uplink no longer shows it. A forced move does not
+    /// wait for the old node.
+    pub fn released_by(&self, report: &crate::NodeReport) -> bool {
+        if self.forced {
+            return true;
+        }
+        let applied = report
+            .generation
+            .is_some_and(|generation| generation >= self.release_generation);
+        let still_held = report
+            .addresses
+            .as_ref()
+            .is_some_and(|held| held.contains(&self.address));
+        applied && !still_held
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +293,47 @@ mod tests {
                 .to_string(),
             "2001:db8:1::/48"
         );
+    }
+
+    #[test]
+    fn a_move_waits_for_the_old_node_to_apply_and_let_go() {
+        let moving = AddressMove {
+            address: "203.0.113.10".parse().unwrap(),
+            from_node: crate::NodeId(uuid::Uuid::nil()),
+            to_node: crate::NodeId(uuid::Uuid::max()),
+            release_generation: 7,
+            forced: false,
+            started_at: chrono::Utc::now(),
+            last_error: None,
+        };
+        let report = |generation: Option<u64>, held: Option<Vec<&str>>| crate::NodeReport {
+            generation,
+            sites: vec![],
+            resources: crate::NodeResources::default(),
+            agent_version: "test".into(),
+            warnings: vec![],
+            events: vec![],
+            inventory: None,
+            addresses: held.map(|h| h.iter().map(|a| a.parse().unwrap()).collect()),
+        };
+        assert!(!moving.released_by(&report(None, None)), "nothing applied");
+        assert!(
+            !moving.released_by(&report(Some(6), Some(vec![]))),
+            "an older generation"
+        );
+        assert!(
+            !moving.released_by(&report(Some(7), Some(vec!["203.0.113.10"]))),
+            "applied, but the uplink still shows it"
+        );
+        assert!(moving.released_by(&report(Some(7), Some(vec!["203.0.113.11"]))));
+        assert!(
+            moving.released_by(&report(Some(8), None)),
+            "an agent that does not manage addresses: the generation says it"
+        );
+        let forced = AddressMove {
+            forced: true,
+            ..moving
+        };
+        assert!(forced.released_by(&report(None, None)));
     }
 }

@@ -26,6 +26,11 @@ pub struct DesiredState {
     /// Sites whose volumes must go (deleted and purged): removed once no container uses them.
     #[serde(default)]
     pub purge_volumes: Vec<SiteId>,
+    /// Every public address the node answers on (its own and its sites' dedicated ones): the
+    /// agent holds them on its uplink and announces them. An address moving to another node
+    /// is in no node's list until the old node has let it go.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
 }
 
 /// One site as a node runs it.

@@ -16,7 +16,7 @@ pub mod resources;
 pub mod status;
 pub mod text;
 
-pub use addresses::{IpAllocation, IpPool, Prefix};
+pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use desired::{DesiredState, SiteSpec, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};

@@ -25,6 +25,10 @@ pub struct NodeReport {
     /// What the node is made of, sent at the agent's start and then hourly (not every pass).
     #[serde(default)]
     pub inventory: Option<NodeInventory>,
+    /// The public addresses the node answers on now, as its uplink shows them; absent when
+    /// the agent does not manage addresses (no uplink configured).
+    #[serde(default)]
+    pub addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 /// A node's software, for the platform inventory an outside audit asks for.

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The panel cannot do this as configured or right now (503).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// A service the panel relies on (a provider's API) refused (502).
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", vec![]),
             ApiError::Conflict { errors, .. } => ("conflict", errors.clone()),
             ApiError::Unavailable(_) => ("unavailable", vec![]),
+            ApiError::Upstream(_) => ("upstream", vec![]),
             ApiError::Internal(_) => ("internal", vec![]),
         };
         let detail = match self {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod failover;
 pub mod i18n;
 pub mod inventory;
 pub mod metrics;
@@ -54,6 +55,8 @@ pub struct PanelConfig {
     pub clock: std::sync::Arc<dyn Clock>,
     /// The co-op's identity provider, when members sign in through one.
     pub oidc: Option<std::sync::Arc<oidc::Oidc>>,
+    /// Tells providers where to deliver a failover address.
+    pub provider_routing: std::sync::Arc<dyn failover::ProviderRouting>,
 }
 
 /// The time, behind a trait so tests can move it.
@@ -108,6 +111,7 @@ impl Default for PanelConfig {
             session_idle: std::time::Duration::from_secs(2 * 3600),
             clock: std::sync::Arc::new(SystemClock),
             oidc: None,
+            provider_routing: std::sync::Arc::new(failover::SharedSegment),
         }
     }
 }

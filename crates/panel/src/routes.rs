@@ -638,6 +638,26 @@ pub fn routes() -> Vec<Route> {
         post(pages::addresses::release),
     );
     b.add(
+        Method::POST,
+        "/addresses/allocations/{address}/move",
+        "page_addresses_move",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::addresses::move_address),
+    );
+    b.add(
+        Method::POST,
+        "/addresses/allocations/{address}/cancel-move",
+        "page_addresses_cancel_move",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::addresses::cancel_move),
+    );
+    b.add(
         Method::GET,
         "/inventory",
         "page_inventory",
@@ -761,6 +781,45 @@ fn address_routes(b: &mut Builder) {
         Access::Admin,
         doc(None, (204, None), &[400, 401, 403, 404]),
         delete(addresses::release),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/ip-allocations/{address}/move",
+        "move_ip",
+        "Moves an address to another node: the old node lets it go, the provider routes it, \
+         then the new node announces it (force: without waiting for the old node)",
+        Surface::Api,
+        Access::Admin,
+        doc(
+            Some(schema::<addresses::MoveRequest>),
+            (202, Some(schema::<alveole_model::AddressMove>)),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(addresses::move_address),
+    );
+    b.add(
+        Method::DELETE,
+        "/api/v1/ip-allocations/{address}/move",
+        "cancel_ip_move",
+        "Gives a moving address back to its old node",
+        Surface::Api,
+        Access::Admin,
+        doc(None, (204, None), &[400, 401, 403, 404]),
+        delete(addresses::cancel_move),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/address-moves",
+        "list_address_moves",
+        "Addresses on their way to another node, with why a move is not finished",
+        Surface::Api,
+        Access::Read,
+        doc(
+            None,
+            (200, Some(schema::<Vec<alveole_model::AddressMove>>)),
+            &[401, 403],
+        ),
+        get(addresses::moves),
     );
 }
 

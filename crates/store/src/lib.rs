@@ -360,6 +360,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ip_allocations(&self) -> StoreResult<Vec<alveole_model::IpAllocation>>;
     /// Releases an address (audited).
     async fn release_ip(&self, ctx: &AuditContext, address: std::net::IpAddr) -> StoreResult<()>;
+    /// Starts moving an allocated address to another node (audited): the old node's desired
+    /// state loses it at once; the new node's gains it when [`Store::complete_address_move`]
+    /// runs. A site's dedicated address moves only to the node its site runs on.
+    async fn start_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+        to: alveole_model::NodeId,
+        forced: bool,
+    ) -> StoreResult<alveole_model::AddressMove>;
+    async fn address_moves(&self) -> StoreResult<Vec<alveole_model::AddressMove>>;
+    /// Gives the moving address to its new node (audited with how long the move took).
+    async fn complete_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+    ) -> StoreResult<alveole_model::IpAllocation>;
+    /// Keeps why the last attempt to finish a move failed, for the page and the API.
+    async fn note_address_move_error(
+        &self,
+        address: std::net::IpAddr,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// Gives a moving address back to its old node (audited).
+    async fn cancel_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+    ) -> StoreResult<()>;
     /// Keeps a sign-in in progress at the identity provider (not audited: nothing changes yet).
     async fn start_oidc_login(
         &self,
@@ -482,6 +511,8 @@ pub struct NodeDesired {
     pub sites: Vec<Site>,
     /// The addresses allocated to each site alone.
     pub dedicated: std::collections::BTreeMap<alveole_model::SiteId, Vec<std::net::IpAddr>>,
+    /// Every address the node answers on (its own and its sites'), none that is moving.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 impl NodeDesired {

@@ -4,9 +4,9 @@
 
 use alveole_audit::{AuditKey, ChainHead, Checkpoint, EventFields};
 use alveole_model::{
-    FieldError, Hostname, IpAllocation, IpPool, Member, MemberId, Meta, NewMember, NewNode,
-    NewProvider, NewSite, Node, NodeId, NodeReport, Prefix, Provider, ProviderId, Site, SiteId,
-    SitePhase, choose_node,
+    AddressMove, FieldError, Hostname, IpAllocation, IpPool, Member, MemberId, Meta, NewMember,
+    NewNode, NewProvider, NewSite, Node, NodeId, NodeReport, Prefix, Provider, ProviderId, Site,
+    SiteId, SitePhase, choose_node,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -720,6 +720,15 @@ async fn bump_generation(tx: &mut WriteTx, node: Option<NodeId>) -> StoreResult<
     Ok(())
 }
 
+/// An address as the database keeps it (canonical text).
+fn parse_address(text: &str) -> StoreResult<std::net::IpAddr> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        kind: "ip allocation",
+        id: text.to_owned(),
+        reason: "not an address".into(),
+    })
+}
+
 async fn delete_row(tx: &mut WriteTx, sql: &'static str, id: Uuid) -> StoreResult<()> {
     sqlx::query(sql).bind(id).execute(tx.conn()).await?;
     Ok(())
@@ -1232,9 +1241,11 @@ impl Store for SqlStore {
             QueryBuilder::<Db>::new(format!("SELECT {SITE_COLUMNS} FROM sites WHERE node_id = "));
         q.push_bind(node.0).push(" ORDER BY id");
         let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&mut *tx).await?;
-        let allocated: Vec<(String, Uuid)> = sqlx::query_as(
-            "SELECT address, site_id FROM ip_allocations \
-             WHERE node_id = $1 AND site_id IS NOT NULL ORDER BY address",
+        // A moving address is in no node's state until its move completes.
+        let allocated: Vec<(String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT address, site_id FROM ip_allocations a WHERE node_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM address_moves m WHERE m.address = a.address) \
+             ORDER BY address",
         )
         .bind(node.0)
         .fetch_all(&mut *tx)
@@ -1245,18 +1256,19 @@ impl Store for SqlStore {
             .map(TryInto::try_into)
             .collect::<StoreResult<Vec<Site>>>()?;
         let mut dedicated: BTreeMap<SiteId, Vec<std::net::IpAddr>> = BTreeMap::new();
+        let mut addresses = Vec::with_capacity(allocated.len());
         for (address, site) in allocated {
-            let parsed = address.parse().map_err(|_| StoreError::Corrupt {
-                kind: "ip allocation",
-                id: address.clone(),
-                reason: "not an address".into(),
-            })?;
-            dedicated.entry(SiteId(site)).or_default().push(parsed);
+            let parsed = parse_address(&address)?;
+            if let Some(site) = site {
+                dedicated.entry(SiteId(site)).or_default().push(parsed);
+            }
+            addresses.push(parsed);
         }
         Ok(NodeDesired {
             generation: u64::try_from(generation).unwrap_or_default(),
             sites,
             dedicated,
+            addresses,
         })
     }
 
@@ -1791,11 +1803,7 @@ impl Store for SqlStore {
         rows.into_iter()
             .map(|(address, pool_id, node, site, created_at)| {
                 Ok(IpAllocation {
-                    address: address.parse().map_err(|_| StoreError::Corrupt {
-                        kind: "ip allocation",
-                        id: address.clone(),
-                        reason: "not an address".into(),
-                    })?,
+                    address: parse_address(&address)?,
                     pool_id,
                     node_id: NodeId(node),
                     site_id: site.map(SiteId),
@@ -1825,6 +1833,215 @@ impl Store for SqlStore {
             target_id: address.to_string(),
             before: None,
             after: None,
+        };
+        tx.commit(ctx, change).await
+    }
+
+    async fn start_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+        to: NodeId,
+        forced: bool,
+    ) -> StoreResult<AddressMove> {
+        let mut tx = self.begin_write().await?;
+        lock_site_writes(tx.conn()).await?;
+        let held: Option<(Uuid, Option<Uuid>)> =
+            sqlx::query_as("SELECT node_id, site_id FROM ip_allocations WHERE address = $1")
+                .bind(address.to_string())
+                .fetch_optional(tx.conn())
+                .await?;
+        let (from, site) = held.ok_or(StoreError::NotFound {
+            kind: "ip allocation",
+        })?;
+        let from = NodeId(from);
+        fetch_node(tx.conn(), to).await?;
+        if from == to {
+            return Err(StoreError::Conflict {
+                message: format!("{address} is already on this node"),
+                errors: vec![FieldError::new(
+                    "to_node",
+                    "address.same_node",
+                    "the address is already on this node",
+                )],
+            });
+        }
+        if let Some(site) = site
+            && fetch_site(tx.conn(), SiteId(site)).await?.node_id != Some(to)
+        {
+            return Err(StoreError::Conflict {
+                message: format!("{address} is dedicated to a site that does not run on that node"),
+                errors: vec![FieldError::new(
+                    "to_node",
+                    "address.site_elsewhere",
+                    "a site's dedicated address moves with its site: move the site first",
+                )],
+            });
+        }
+        let moving: Option<Uuid> =
+            sqlx::query_scalar("SELECT to_node FROM address_moves WHERE address = $1")
+                .bind(address.to_string())
+                .fetch_optional(tx.conn())
+                .await?;
+        if moving.is_some() {
+            return Err(StoreError::Conflict {
+                message: format!("{address} is already moving: finish or cancel that move first"),
+                errors: vec![],
+            });
+        }
+        // The old node lets the address go in its next desired state.
+        bump_generation(&mut tx, Some(from)).await?;
+        let release_generation: i64 =
+            sqlx::query_scalar("SELECT desired_generation FROM nodes WHERE id = $1")
+                .bind(from.0)
+                .fetch_one(tx.conn())
+                .await?;
+        let movement = AddressMove {
+            address,
+            from_node: from,
+            to_node: to,
+            release_generation: u64::try_from(release_generation).unwrap_or_default(),
+            forced,
+            started_at: now(),
+            last_error: None,
+        };
+        sqlx::query(
+            "INSERT INTO address_moves \
+             (address, from_node, to_node, release_generation, forced, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(address.to_string())
+        .bind(from.0)
+        .bind(to.0)
+        .bind(release_generation)
+        .bind(forced)
+        .bind(movement.started_at)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of(
+            "ip.move.start",
+            "ip_address",
+            address,
+            None,
+            Some(&movement),
+        );
+        tx.commit(ctx, change).await?;
+        Ok(movement)
+    }
+
+    async fn address_moves(&self) -> StoreResult<Vec<AddressMove>> {
+        type Row = (String, Uuid, Uuid, i64, bool, DateTime<Utc>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT address, from_node, to_node, release_generation, forced, started_at, \
+             last_error FROM address_moves ORDER BY started_at, address",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(address, from, to, generation, forced, started_at, last_error)| {
+                    Ok(AddressMove {
+                        address: parse_address(&address)?,
+                        from_node: NodeId(from),
+                        to_node: NodeId(to),
+                        release_generation: u64::try_from(generation).unwrap_or_default(),
+                        forced,
+                        started_at,
+                        last_error,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn complete_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+    ) -> StoreResult<IpAllocation> {
+        let mut tx = self.begin_write().await?;
+        let moving: Option<(Uuid, Uuid, bool, DateTime<Utc>)> = sqlx::query_as(
+            "DELETE FROM address_moves WHERE address = $1 \
+             RETURNING from_node, to_node, forced, started_at",
+        )
+        .bind(address.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+        let (from, to, forced, started_at) = moving.ok_or(StoreError::NotFound {
+            kind: "address move",
+        })?;
+        let row: (Uuid, Option<Uuid>, DateTime<Utc>) = sqlx::query_as(
+            "UPDATE ip_allocations SET node_id = $1 WHERE address = $2 \
+             RETURNING pool_id, site_id, created_at",
+        )
+        .bind(to)
+        .bind(address.to_string())
+        .fetch_one(tx.conn())
+        .await?;
+        // The new node takes the address in its next desired state.
+        bump_generation(&mut tx, Some(NodeId(to))).await?;
+        let completed_at = now();
+        let change = Change {
+            action: "ip.move.complete",
+            target_kind: "ip_address",
+            target_id: address.to_string(),
+            before: Some(serde_json::json!({"node_id": from})),
+            after: Some(serde_json::json!({
+                "node_id": to,
+                "forced": forced,
+                "started_at": started_at,
+                "took_ms": (completed_at - started_at).num_milliseconds(),
+            })),
+        };
+        tx.commit(ctx, change).await?;
+        Ok(IpAllocation {
+            address,
+            pool_id: row.0,
+            node_id: NodeId(to),
+            site_id: row.1.map(SiteId),
+            created_at: row.2,
+        })
+    }
+
+    async fn note_address_move_error(
+        &self,
+        address: std::net::IpAddr,
+        error: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE address_moves SET last_error = $1 WHERE address = $2")
+            .bind(error)
+            .bind(address.to_string())
+            .execute(tx.conn())
+            .await?;
+        // A note on work in progress, not a change: nothing to audit.
+        tx.commit_all(&AuditContext::new("system:failover", "-"), Vec::new())
+            .await
+    }
+
+    async fn cancel_address_move(
+        &self,
+        ctx: &AuditContext,
+        address: std::net::IpAddr,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let moving: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "DELETE FROM address_moves WHERE address = $1 RETURNING from_node, to_node",
+        )
+        .bind(address.to_string())
+        .fetch_optional(tx.conn())
+        .await?;
+        let (from, to) = moving.ok_or(StoreError::NotFound {
+            kind: "address move",
+        })?;
+        // The old node takes the address back.
+        bump_generation(&mut tx, Some(NodeId(from))).await?;
+        let change = Change {
+            action: "ip.move.cancel",
+            target_kind: "ip_address",
+            target_id: address.to_string(),
+            before: Some(serde_json::json!({"moving_to": to})),
+            after: Some(serde_json::json!({"node_id": from})),
         };
         tx.commit(ctx, change).await
     }

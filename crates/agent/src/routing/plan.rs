@@ -255,6 +255,7 @@ mod tests {
             generation: 1,
             sites,
             purge_volumes: vec![],
+            addresses: vec![],
         }
     }
 

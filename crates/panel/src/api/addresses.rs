@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use alveole_model::{IpAllocation, IpPool, NodeId, Prefix, ProviderId, SiteId};
+use alveole_model::{AddressMove, IpAllocation, IpPool, NodeId, Prefix, ProviderId, SiteId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -124,12 +124,82 @@ pub async fn release(
     headers: HeaderMap,
     Path(address): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))?;
+    let address = parse_address(&address)?;
     state
         .store()
         .release_ip(&audit_context(&caller, &headers), address)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where an address goes, and whether without waiting for its old node.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    pub to_node: NodeId,
+    /// Take the address over without waiting for the old node to let it go: only when that
+    /// node is gone or cut off, since the provider's routing alone then keeps the two apart.
+    #[serde(default)]
+    pub force: bool,
+}
+
+pub(crate) fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))
+}
+
+/// Starts moving an address; a forced move is finished at once. The move as it stands.
+pub(crate) async fn start_move(
+    state: &AppState,
+    ctx: &alveole_store::AuditContext,
+    address: IpAddr,
+    request: &MoveRequest,
+) -> ApiResult<AddressMove> {
+    let moving = state
+        .store()
+        .start_address_move(ctx, address, request.to_node, request.force)
+        .await?;
+    if moving.forced {
+        // The provider's refusal is kept on the move, which stays pending: not an error here.
+        let _ = crate::failover::finish(state, ctx, &moving).await;
+    }
+    Ok(state
+        .store()
+        .address_moves()
+        .await?
+        .into_iter()
+        .find(|m| m.address == address)
+        .unwrap_or(moving))
+}
+
+pub async fn move_address(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    ApiJson(request): ApiJson<MoveRequest>,
+) -> ApiResult<(StatusCode, Json<AddressMove>)> {
+    let address = parse_address(&address)?;
+    let ctx = audit_context(&caller, &headers);
+    let moving = start_move(&state, &ctx, address, &request).await?;
+    Ok((StatusCode::ACCEPTED, Json(moving)))
+}
+
+/// Addresses on their way to another node: those not yet let go by their old node, or whose
+/// provider has not routed them yet (with why).
+pub async fn moves(State(state): State<AppState>) -> ApiResult<Json<Vec<AddressMove>>> {
+    Ok(Json(state.store().address_moves().await?))
+}
+
+pub async fn cancel_move(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .store()
+        .cancel_address_move(&audit_context(&caller, &headers), parse_address(&address)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

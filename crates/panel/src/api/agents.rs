@@ -213,6 +213,7 @@ pub async fn desired_state(
         generation: desired.generation,
         sites: desired.specs(),
         purge_volumes,
+        addresses: desired.addresses,
     }))
 }
 
@@ -232,6 +233,8 @@ pub async fn report(
         .store()
         .record_node_report(&ctx, node, &report, Utc::now())
         .await?;
+    // An address this node was told to let go may now go to its new node.
+    crate::failover::advance(&state, node, &report).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

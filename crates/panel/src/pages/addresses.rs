@@ -30,7 +30,17 @@ pub async fn page(
             .into_iter()
             .map(|(pool, used)| crate::api::addresses::view(pool, used))
             .collect();
-        let allocations = store.ip_allocations().await?;
+        let moves = store.address_moves().await?;
+        // Each allocation with its move, if it is moving.
+        let allocations: Vec<_> = store
+            .ip_allocations()
+            .await?
+            .into_iter()
+            .map(|a| {
+                let moving = moves.iter().find(|m| m.address == a.address);
+                json!({"allocation": a, "moving": moving})
+            })
+            .collect();
         let all = alveole_store::PageRequest {
             after: None,
             limit: 500,
@@ -49,7 +59,12 @@ pub async fn page(
             .into_iter()
             .map(|n| json!({"id": n.id, "name": n.name}))
             .collect();
+        let node_names: serde_json::Map<String, serde_json::Value> = nodes
+            .iter()
+            .filter_map(|n| Some((n["id"].as_str()?.to_owned(), n["name"].clone())))
+            .collect();
         let mut context = tera::Context::new();
+        context.insert("node_names", &node_names);
         context.insert("pools", &pools);
         context.insert("allocations", &allocations);
         context.insert("providers", &providers);
@@ -131,12 +146,57 @@ pub async fn release(
 ) -> Response {
     let result = async {
         csrf_checked(&caller, &form)?;
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))?;
+        let address = crate::api::addresses::parse_address(&address)?;
         state
             .store()
             .release_ip(&audit_context(&caller, &headers), address)
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    done(&state, &headers, &caller, result)
+}
+
+pub async fn move_address(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let address = crate::api::addresses::parse_address(&address)?;
+        let request = crate::api::addresses::MoveRequest {
+            to_node: parse_id(field(&form, "to_node").unwrap_or(""))?,
+            force: field(&form, "force").is_some(),
+        };
+        crate::api::addresses::start_move(
+            &state,
+            &audit_context(&caller, &headers),
+            address,
+            &request,
+        )
+        .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    done(&state, &headers, &caller, result)
+}
+
+pub async fn cancel_move(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let address = crate::api::addresses::parse_address(&address)?;
+        state
+            .store()
+            .cancel_address_move(&audit_context(&caller, &headers), address)
             .await?;
         Ok::<_, ApiError>(())
     }

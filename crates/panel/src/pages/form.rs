@@ -16,6 +16,8 @@ pub enum Options {
     Providers,
     /// Nodes, with "chosen by the panel" as the empty choice.
     NodesOrAutomatic,
+    /// The limit tiers of the node's packet filter.
+    LimitTiers,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub enum Kind {
     Ratio,
     /// A checkbox: `true` when the browser sends the field, `false` when it does not.
     Checkbox,
+    /// Exposed ports, one per line: `tcp 2222` (the same port in the container) or
+    /// `udp 5353:53` (public port, then the container's).
+    Ports,
     /// `NAME=value` lines into the `env` array; secret ones keep their value when left empty.
     Env {
         secret: bool,
@@ -117,6 +122,9 @@ pub fn to_json(
                 json!(text)
             }),
             Kind::Checkbox => Some(json!(form.contains_key(field.input_name()))),
+            Kind::Ports => port_lines(text)
+                .map_err(|e| errors.push(e.at(field.name)))
+                .ok(),
         };
         if let Some(value) = value {
             *path_entry(&mut root, field.name) = value;
@@ -150,6 +158,42 @@ fn env_lines(text: &str, secret: bool) -> Result<Vec<Value>, FieldError> {
             )),
         })
         .collect()
+}
+
+/// `tcp 2222` or `udp 5353:53` lines as exposed ports.
+fn port_lines(text: &str) -> Result<Value, FieldError> {
+    let bad = |line: &str| {
+        FieldError::new(
+            "",
+            "ports.line",
+            format!("{line:?}: write a protocol and a port, such as tcp 2222 or udp 5353:53"),
+        )
+    };
+    let port = |text: &str, line: &str| text.trim().parse::<u16>().map_err(|_| bad(line));
+    lines(text)
+        .map(|line| {
+            let (protocol, ports) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad(line))?;
+            let protocol = protocol.to_ascii_lowercase();
+            if protocol != "tcp" && protocol != "udp" {
+                return Err(bad(line));
+            }
+            let (public, container) = match ports.trim().split_once(':') {
+                Some((public, container)) => (port(public, line)?, port(container, line)?),
+                None => {
+                    let both = port(ports, line)?;
+                    (both, both)
+                }
+            };
+            Ok(json!({
+                "protocol": protocol,
+                "port": public,
+                "container_port": container,
+            }))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
 }
 
 /// The slot at a dotted path, created as needed.
@@ -195,6 +239,24 @@ pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
                         String::new()
                     }
                 }
+                Kind::Ports => value
+                    .as_array()
+                    .map(|ports| {
+                        ports
+                            .iter()
+                            .map(|p| {
+                                let (public, container) = (&p["port"], &p["container_port"]);
+                                let protocol = p["protocol"].as_str().unwrap_or("");
+                                if public == container {
+                                    format!("{protocol} {public}")
+                                } else {
+                                    format!("{protocol} {public}:{container}")
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default(),
                 Kind::Cpu => value
                     .as_u64()
                     .map(|m| format!("{}", m as f64 / 1000.0))
@@ -307,6 +369,42 @@ mod tests {
             text["secret_env"], "DB_PASSWORD\nKEPT",
             "secret values are never shown"
         );
+    }
+
+    #[test]
+    fn exposed_ports_are_lines_of_protocol_and_ports_and_back() {
+        let fields = [Field {
+            name: "exposed_ports",
+            kind: Kind::Ports,
+        }];
+        let form = BTreeMap::from([(
+            "exposed_ports".to_owned(),
+            "tcp 2222:22\n\n  UDP 5353 \n".to_owned(),
+        )]);
+        let input = to_json(&fields, &form).unwrap();
+        assert_eq!(
+            input["exposed_ports"],
+            json!([{"protocol": "tcp", "port": 2222, "container_port": 22},
+                   {"protocol": "udp", "port": 5353, "container_port": 5353}])
+        );
+        assert_eq!(
+            to_text(&fields, &input)["exposed_ports"],
+            "tcp 2222:22\nudp 5353"
+        );
+        for bad in [
+            "tcp",
+            "tcp x",
+            "tcp 70000",
+            "sctp 1",
+            "tcp 1:",
+            "tcp; drop 1",
+            "tcp 22:x",
+        ] {
+            let form = BTreeMap::from([("exposed_ports".to_owned(), bad.to_owned())]);
+            let errors = to_json(&fields, &form).unwrap_err();
+            assert_eq!(errors.0[0].field, "exposed_ports", "{bad}");
+            assert_eq!(errors.0[0].code, "ports.line", "{bad}");
+        }
     }
 
     #[test]

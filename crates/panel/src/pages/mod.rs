@@ -930,7 +930,7 @@ async fn render_form<R: PageResource>(
             let name = field.input_name();
             let value = page.values.get(name).cloned().unwrap_or_default();
             let kind = match field.kind {
-                Kind::Textarea | Kind::Lines | Kind::Env { .. } => "textarea",
+                Kind::Textarea | Kind::Lines | Kind::Env { .. } | Kind::Ports => "textarea",
                 Kind::Select(_) => "select",
                 Kind::Email => "email",
                 Kind::Checkbox => "checkbox",

@@ -217,6 +217,8 @@ impl PageResource for Sites {
         field("volume.mount_path", Kind::Text),
         field("security.read_only_root", Kind::Checkbox),
         field("security.user", Kind::Text),
+        field("exposed_ports", Kind::Ports),
+        field("limit_tier", Kind::Select(Options::LimitTiers)),
         field("node_id", Kind::Select(Options::NodesOrAutomatic)),
         field("phase", Kind::Select(Options::Phases)),
     ];
@@ -289,6 +291,18 @@ pub async fn select_options(
             Options::Roles => Role::ALL
                 .iter()
                 .map(|r| (r.as_str().to_owned(), r.as_str().to_owned()))
+                .collect(),
+            Options::LimitTiers => alveole_model::LimitTier::ALL
+                .iter()
+                .map(|t| {
+                    let label = format!(
+                        "{} — {}/s, {}",
+                        t.as_str(),
+                        t.new_connections_per_second(),
+                        t.max_connections()
+                    );
+                    (t.as_str().to_owned(), label)
+                })
                 .collect(),
             Options::Phases => [SitePhase::Running, SitePhase::Stopped]
                 .iter()
