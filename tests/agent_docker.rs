@@ -119,6 +119,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         sites: vec![alpha],
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let site = desired.sites[0].site_id;
 
@@ -278,6 +279,7 @@ async fn docker_sites_cannot_reach_each_other() {
         sites: vec![spec("a"), spec("b")],
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let (a, b) = (desired.sites[0].site_id, desired.sites[1].site_id);
@@ -779,6 +781,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         sites: vec![greedy.clone(), neighbour.clone()],
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let neighbour_address = report.addresses[&neighbour.site_id];
@@ -857,6 +860,7 @@ async fn docker_forty_sites_share_one_node_network() {
         sites: sites.clone(),
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -920,6 +924,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         sites: vec![spec("a")],
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let a = naming.container(desired.sites[0].site_id);
@@ -1623,6 +1628,7 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         sites: vec![site.clone()],
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     // The container first, with Docker's rules for it; then alveole's table.
     reconciler.reconcile(&desired).await.unwrap();

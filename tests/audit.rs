@@ -904,6 +904,83 @@ async fn every_state_changing_route_records_its_events() {
         "/api/v1/ip-allocations/{address}",
         [(admin, "ip.release", "198.51.100.1".to_owned())]
     );
+    // An address moved to another node: forced (finished at once), then started and cancelled.
+    let (status, _) = panel
+        .post(
+            &format!("/api/v1/ip-pools/{pool_id}/allocations"),
+            json!({"node_id": node_id, "address": "198.51.100.2"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    expect!(
+        "POST",
+        "/api/v1/ip-pools/{id}/allocations",
+        [(admin, "ip.allocate", "198.51.100.2".to_owned())]
+    );
+    let (status, other) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": ids["provider"], "name": "walk-2", "public_addresses": ["192.0.2.31"],
+                   "capacity": {"cpu_millis": 1000, "memory_bytes": 1073741824u64, "disk_bytes": 10737418240u64}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let other_node = other["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/nodes",
+        [(admin, "node.create", other_node.clone())]
+    );
+    let address = "198.51.100.2".to_owned();
+    let (status, _) = panel
+        .post(
+            "/api/v1/ip-allocations/198.51.100.2/move",
+            json!({"to_node": other_node, "force": true}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    expect!(
+        "POST",
+        "/api/v1/ip-allocations/{address}/move",
+        [
+            (admin, "ip.move.start", address.clone()),
+            (admin, "ip.move.complete", address.clone())
+        ]
+    );
+    let (status, _) = panel
+        .post(
+            "/api/v1/ip-allocations/198.51.100.2/move",
+            json!({"to_node": node_id}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    expect!(
+        "POST",
+        "/api/v1/ip-allocations/{address}/move",
+        [(admin, "ip.move.start", address.clone())]
+    );
+    let (status, _) = panel
+        .call(
+            Method::DELETE,
+            "/api/v1/ip-allocations/198.51.100.2/move",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/ip-allocations/{address}/move",
+        [(admin, "ip.move.cancel", address.clone())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, "/api/v1/ip-allocations/198.51.100.2", None)
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/ip-allocations/{address}",
+        [(admin, "ip.release", address.clone())]
+    );
     let (status, _) = panel
         .call(Method::DELETE, &format!("/api/v1/ip-pools/{pool_id}"), None)
         .await;
@@ -953,6 +1030,7 @@ async fn every_state_changing_route_records_its_events() {
     for (plural, kind, id) in [
         ("sites", "site", site_id.clone()),
         ("nodes", "node", node_id.clone()),
+        ("nodes", "node", other_node.clone()),
         ("members", "member", ids["member"].clone()),
         ("providers", "provider", ids["provider"].clone()),
     ] {
@@ -1112,6 +1190,48 @@ async fn every_state_changing_route_records_its_events() {
         "POST",
         "/addresses/allocations",
         [(admin, "ip.allocate", "198.51.100.17".to_owned())]
+    );
+    let (status, spare) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": provider, "name": "page-spare", "public_addresses": ["192.0.2.32"],
+                   "capacity": {"cpu_millis": 1000, "memory_bytes": 1073741824u64, "disk_bytes": 10737418240u64}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{spare}");
+    let spare = spare["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/nodes",
+        [(admin, "node.create", spare.clone())]
+    );
+    browser
+        .submit(
+            "/addresses/allocations/198.51.100.17/move",
+            &[("to_node", &spare)],
+        )
+        .await;
+    expect!(
+        "POST",
+        "/addresses/allocations/{address}/move",
+        [(admin, "ip.move.start", "198.51.100.17".to_owned())]
+    );
+    browser
+        .submit("/addresses/allocations/198.51.100.17/cancel-move", &[])
+        .await;
+    expect!(
+        "POST",
+        "/addresses/allocations/{address}/cancel-move",
+        [(admin, "ip.move.cancel", "198.51.100.17".to_owned())]
+    );
+    let (status, _) = panel
+        .call(Method::DELETE, &format!("/api/v1/nodes/{spare}"), None)
+        .await;
+    assert_eq!(status, 204);
+    expect!(
+        "DELETE",
+        "/api/v1/nodes/{id}",
+        [(admin, "node.delete", spare)]
     );
     browser
         .submit("/addresses/allocations/198.51.100.17/release", &[])

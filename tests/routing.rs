@@ -125,6 +125,7 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         sites: sites.to_vec(),
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
         .iter()
@@ -254,6 +255,152 @@ fn adding_or_removing_a_site_changes_only_elements() {
         Default::default(),
         "a second pass changes nothing"
     );
+}
+
+/// The opt-in input filter: the host's own services answer only the allowed networks; the
+/// ingress answers everyone; the node's own connections out still get their replies; taking
+/// the filter away opens the services again.
+#[test]
+fn the_input_filter_lets_only_allowed_networks_reach_the_hosts_own_services() {
+    let Some(lab) = Lab::new() else { return };
+    // A second client, on an allowed network.
+    let trusted = Netns::new("t");
+    link(&trusted, "t0", &lab.node, "n2");
+    trusted.ip(&["addr", "add", "203.0.113.2/24", "dev", "t0"]);
+    trusted.ip(&["route", "add", "198.51.100.0/24", "via", "203.0.113.1"]);
+    lab.node.ip(&["addr", "add", "203.0.113.1/24", "dev", "n2"]);
+    let allowed = |networks: &[&str]| alveole_model::InputFilter {
+        allowed: networks
+            .iter()
+            .map(|n| alveole_model::Prefix::parse_or_host(n).unwrap())
+            .collect(),
+    };
+    let mut router = lab.router();
+    let site = the_site();
+    let running = [(site.site_id, CONTAINER)];
+    let open = plan(&lab.shape, std::slice::from_ref(&site), &running);
+    router.ensure(&open).unwrap();
+    assert_eq!(
+        ask_tcp(&lab.client, "198.51.100.1", 2223).unwrap(),
+        format!("host {CLIENT}"),
+        "no filter: the host's service answers anyone"
+    );
+
+    // An address inside an allowed network, and IPv6: overlapping entries are fine.
+    let filter = allowed(&["203.0.113.0/24", "203.0.113.9", "2001:db8::/32"]);
+    let mut filtered = open.clone();
+    filtered.shape = lab.shape.clone().with_input_filter(Some(&filter));
+    let outcome = router.ensure(&filtered).unwrap();
+    assert!(outcome.replaced, "the filter changes the table's shape");
+    assert!(
+        dropped(ask_tcp(&lab.client, "198.51.100.1", 2223)),
+        "a stranger does not reach the host's service"
+    );
+    assert_eq!(
+        ask_tcp(&trusted, "198.51.100.1", 2223).unwrap(),
+        "host 203.0.113.2",
+        "an allowed network does"
+    );
+    assert_eq!(
+        ask_tcp(&lab.client, "198.51.100.1", INGRESS_PORT).unwrap(),
+        format!("ingress {CLIENT}"),
+        "the ingress answers everyone"
+    );
+    assert_eq!(
+        ask_tcp(&lab.client, DEDICATED, 2222).unwrap(),
+        format!("backend {CLIENT}"),
+        "sites' exposed ports too"
+    );
+    assert_eq!(
+        ask_tcp(&lab.node, CLIENT, 9000).unwrap(),
+        "outside 198.51.100.1",
+        "the node's own connections get their replies"
+    );
+    assert_eq!(
+        router.ensure(&filtered).unwrap(),
+        Default::default(),
+        "a second pass changes nothing (no drift found in the filter's rules)"
+    );
+
+    // Taken away: open again.
+    router.ensure(&open).unwrap();
+    assert_eq!(
+        ask_tcp(&lab.client, "198.51.100.1", 2223).unwrap(),
+        format!("host {CLIENT}")
+    );
+}
+
+/// Small transactions go through one running `nft -j -i`: a refused batch changes nothing and
+/// says why, and the session goes on serving the next batches.
+#[test]
+fn the_running_nft_session_applies_small_batches_whole_or_not_at_all() {
+    if !alveole_tests::netns::available() {
+        return;
+    }
+    let ns = Netns::new("session");
+    let nft = NftCommand::in_netns(&ns.name);
+    nft.apply(
+        r#"{"nftables":[{"add":{"table":{"family":"inet","name":"probe"}}},{"add":{"set":{"family":"inet","table":"probe","name":"s","type":"ipv4_addr"}}}]}"#,
+    )
+    .unwrap();
+    let element = |verb: &str, address: &str| {
+        format!(
+            r#"{{"nftables":[{{"{verb}":{{"element":{{"family":"inet","table":"probe","name":"s","elem":["{address}"]}}}}}}]}}"#
+        )
+    };
+    let elements = || {
+        let listing = nft.list_table("probe", true).unwrap().unwrap();
+        let root: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        root["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|item| item["set"]["elem"].as_array().cloned())
+            .flatten()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for round in 0..50 {
+        nft.apply(&element("add", "192.0.2.1")).unwrap();
+        nft.apply(&element("delete", "192.0.2.1")).unwrap();
+        assert!(elements().is_empty(), "round {round}");
+    }
+    nft.apply(&element("add", "192.0.2.1")).unwrap();
+    // One good element and one for a set that does not exist, in one batch: neither lands.
+    let refused = nft
+        .apply(
+            r#"{"nftables":[{"add":{"element":{"family":"inet","table":"probe","name":"s","elem":["192.0.2.2"]}}},{"add":{"element":{"family":"inet","table":"probe","name":"missing","elem":["192.0.2.3"]}}}]}"#,
+        )
+        .unwrap_err();
+    assert!(refused.to_string().contains("No such file"), "{refused}");
+    assert_eq!(elements(), ["192.0.2.1"]);
+    nft.apply(&element("add", "192.0.2.4")).unwrap();
+    assert_eq!(
+        elements(),
+        ["192.0.2.1", "192.0.2.4"],
+        "the session still works"
+    );
+    // A clone shares the session; batches may come from several threads.
+    let threads: Vec<_> = (5..9)
+        .map(|i| {
+            let (nft, batch) = (nft.clone(), element("add", &format!("192.0.2.{i}")));
+            std::thread::spawn(move || nft.apply(&batch))
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap().unwrap();
+    }
+    assert_eq!(elements().len(), 6);
+
+    // The session's nft killed: the next batch still lands (nft run once), then a new
+    // session serves.
+    let first = nft.session_pid().expect("a running session");
+    alveole_tests::netns::sh("kill", &["-9", &first.to_string()]);
+    nft.apply(&element("add", "192.0.2.20")).unwrap();
+    nft.apply(&element("add", "192.0.2.21")).unwrap();
+    assert_eq!(elements().len(), 8);
+    let second = nft.session_pid().expect("a new session");
+    assert_ne!(first, second);
 }
 
 #[test]
@@ -429,6 +576,37 @@ mod properties {
         prop::collection::vec(site, 0..12)
     }
 
+    fn prefix() -> impl Strategy<Value = alveole_model::Prefix> {
+        (address(), any::<u8>()).prop_map(|(address, length)| {
+            let bits = if address.is_ipv4() { 33 } else { 129 };
+            let text = format!("{address}/{}", length % bits);
+            // Host bits set: the network of that prefix instead.
+            alveole_model::Prefix::parse(&text).unwrap_or_else(|e| {
+                let canonical = e.message.rsplit(' ').next().unwrap_or_default().to_owned();
+                alveole_model::Prefix::parse(&canonical).unwrap()
+            })
+        })
+    }
+
+    /// What `nft -c` (check only) says against `batch` in `scratch`, if it refuses it.
+    fn nft_refuses(scratch: &Netns, batch: String) -> Option<String> {
+        let checked = scratch.within(move || {
+            let mut child = std::process::Command::new("nft")
+                .args(["-c", "-j", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), batch.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        });
+        (!checked.status.success()).then(|| String::from_utf8_lossy(&checked.stderr).into_owned())
+    }
+
+    fn parsed(batch: &str) -> serde_json::Value {
+        serde_json::from_str(batch).expect("the batch is JSON")
+    }
+
     fn rules_of(batch: &serde_json::Value) -> Vec<String> {
         batch["nftables"]
             .as_array()
@@ -454,7 +632,7 @@ mod properties {
                 https: Some(8443),
             },
         );
-        let rules_without_sites = rules_of(&render::full(&shape, std::iter::empty()));
+        let rules_without_sites = rules_of(&parsed(&render::full(&shape, std::iter::empty())));
         let config = ProptestConfig {
             cases: 48,
             ..ProptestConfig::default()
@@ -471,28 +649,50 @@ mod properties {
                 sites: specs,
                 purge_volumes: vec![],
                 addresses: vec![],
+                input_filter: None,
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());
-            let batch = render::full(&plan.shape, plan.elements.values());
+            let text = render::full(&plan.shape, plan.elements.values());
+            let batch = parsed(&text);
             // The rules are the same whatever the sites: inputs only ever become elements.
             prop_assert_eq!(rules_of(&batch), rules_without_sites.clone());
-            let text = batch.to_string();
-            let checked = scratch.within(move || {
-                let mut child = std::process::Command::new("nft")
-                    .args(["-c", "-j", "-f", "-"])
-                    .stdin(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes())
-                    .unwrap();
-                child.wait_with_output().unwrap()
-            });
-            prop_assert!(
-                checked.status.success(),
-                "nft -c refused: {}",
-                String::from_utf8_lossy(&checked.stderr)
-            );
+            let refused = nft_refuses(&scratch, text);
+            prop_assert!(refused.is_none(), "nft -c refused: {:?}", refused);
+        });
+    }
+
+    /// Whatever the admins list (overlapping networks, single addresses, /0, both families),
+    /// the filter renders to a table nft accepts, and the allow list adds at most one rule
+    /// per family.
+    #[test]
+    fn any_allow_list_renders_an_input_filter_nft_accepts() {
+        if !alveole_tests::netns::available() {
+            return;
+        }
+        let scratch = Netns::new("f");
+        let shape = Shape::of(
+            &Naming {
+                node_id: NodeId::generate(),
+            },
+            IngressPorts {
+                http: INGRESS_PORT,
+                https: Some(8443),
+            },
+        );
+        let unfiltered = rules_of(&parsed(&render::full(&shape, std::iter::empty()))).len();
+        let config = ProptestConfig {
+            cases: 32,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(allowed in prop::collection::vec(prefix(), 1..24))| {
+            let filter = alveole_model::InputFilter { allowed };
+            let filtered = shape.clone().with_input_filter(Some(&filter));
+            let text = render::full(&filtered, std::iter::empty());
+            let batch = parsed(&text);
+            let added = rules_of(&batch).len() - unfiltered;
+            prop_assert!((7..=10).contains(&added), "{added} rules");
+            let refused = nft_refuses(&scratch, text);
+            prop_assert!(refused.is_none(), "nft -c refused: {:?}", refused);
         });
     }
 

@@ -161,6 +161,7 @@ mod tests {
             sites: vec![spec],
             purge_volumes: vec![],
             addresses: vec![],
+            input_filter: None,
         };
         let reconciler = Reconciler::new(FakeRuntime::default(), naming);
         let first = reconciler.reconcile(&desired).await.unwrap();

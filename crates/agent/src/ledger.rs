@@ -147,6 +147,7 @@ mod tests {
             sites: vec![],
             purge_volumes: vec![],
             addresses: vec![],
+            input_filter: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! the node match it (`plan`, pure), and applies them through a narrow runtime trait
 //! (`runtime`) implemented for Docker (`docker`) and in memory for tests (`fake`).
 
+pub mod confirm;
 pub mod docker;
 pub mod fake;
 pub mod identity;

@@ -116,6 +116,7 @@ mod tests {
             sites: specs,
             purge_volumes: vec![],
             addresses: vec![],
+            input_filter: None,
         };
         (
             naming,

@@ -147,6 +147,17 @@ impl<R: Runtime> Reconciler<R> {
     }
 
     pub async fn reconcile(&self, desired: &DesiredState) -> Result<Report, RuntimeError> {
+        self.reconcile_with(desired, desired.input_filter.as_ref())
+            .await
+    }
+
+    /// A pass with `input_filter` in force instead of the desired one (the agent keeps the
+    /// last confirmed filter while a new one is on trial or was rolled back).
+    pub async fn reconcile_with(
+        &self,
+        desired: &DesiredState,
+        input_filter: Option<&alveole_model::InputFilter>,
+    ) -> Result<Report, RuntimeError> {
         let observed = self.runtime.observe(&self.naming).await?;
         let actions = plan(&self.naming, desired, &observed);
         // The network first, then volumes, then containers, then purged volumes (no container
@@ -215,7 +226,7 @@ impl<R: Runtime> Reconciler<R> {
         if let Some(routing) = &self.routing
             && observed.network
         {
-            let shape = Shape::of(&self.naming, routing.ingress());
+            let shape = Shape::of(&self.naming, routing.ingress()).with_input_filter(input_filter);
             let plan = RoutingPlan::new(shape, desired, &report.addresses);
             for conflict in &plan.conflicts {
                 tracing::warn!(%conflict, "not routed");

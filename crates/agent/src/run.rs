@@ -52,6 +52,8 @@ pub struct Agent<R> {
     applied: Option<u64>,
     /// When the panel last took the node's inventory (sent at start, then hourly).
     inventory_sent: Option<tokio::time::Instant>,
+    /// Applies the node's input filter commit-confirmed.
+    input_filter: crate::confirm::InputFilterGuard,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -112,7 +114,23 @@ impl<R: Runtime> Agent<R> {
             outbox: crate::outbox::Outbox::open(state_dir),
             applied: None,
             inventory_sent: None,
+            input_filter: crate::confirm::InputFilterGuard::load(
+                state_dir,
+                crate::confirm::DEFAULT_WINDOW,
+            ),
         }
+    }
+
+    /// How long a new input filter may go without the panel being reached before the agent
+    /// rolls it back.
+    pub fn with_input_filter_window(mut self, window: Duration) -> Self {
+        self.input_filter = crate::confirm::InputFilterGuard::load(self.state_dir(), window);
+        self
+    }
+
+    /// Where the agent keeps its state (the held desired state's directory).
+    fn state_dir(&self) -> &Path {
+        self.ledger.path().parent().unwrap_or(self.ledger.path())
     }
 
     /// Where ports 80 and 443 of dedicated addresses lead: the ports this agent's ingress
@@ -135,8 +153,7 @@ impl<R: Runtime> Agent<R> {
     /// Holds the node's public addresses on `interface` (its uplink): adds, announces and
     /// removes them as the desired state says, and reports them.
     pub fn with_uplink(mut self, interface: Box<dyn crate::uplink::Interface>) -> Self {
-        let state_dir = self.ledger.path().parent().unwrap_or(self.ledger.path());
-        let uplink = crate::uplink::Uplink::new(interface, state_dir);
+        let uplink = crate::uplink::Uplink::new(interface, self.state_dir());
         self.reconciler.set_uplink(Arc::new(uplink));
         self
     }
@@ -226,7 +243,25 @@ impl<R: Runtime> Agent<R> {
                 tracing::warn!(%error, generation = ?self.held_generation(), "panel unreachable; serving from the held desired state")
             }
         }
-        let outcome = self.reconciler.reconcile(self.held.as_ref()?).await;
+        let filter = self.input_filter.decide(
+            self.held.as_ref()?.input_filter.as_ref(),
+            chrono::Utc::now(),
+        );
+        if let Some(detail) = &filter.rolled_back {
+            tracing::warn!(%detail, "input filter rolled back");
+            let event = (
+                alveole_model::AgentEventKind::InputFilterRolledBack,
+                None,
+                detail.clone(),
+            );
+            if let Err(error) = self.outbox.push(vec![event], chrono::Utc::now()) {
+                tracing::warn!(%error, "could not record the rollback");
+            }
+        }
+        let outcome = self
+            .reconciler
+            .reconcile_with(self.held.as_ref()?, filter.filter.as_ref())
+            .await;
         if let Ok(report) = &outcome {
             self.record_events(report);
             self.refresh_usage().await;
@@ -251,7 +286,13 @@ impl<R: Runtime> Agent<R> {
                     .collect()
             }
         };
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = filter.warning.into_iter().collect();
+        if let Ok(pass) = &outcome
+            && pass.routing_error.is_some()
+            && filter.filter.is_some()
+        {
+            warnings.push("the input filter is not in place: the node's table is not".to_owned());
+        }
         if !self.isolated {
             warnings.push(
                 "nft is not installed: no dedicated address is routed, and sites can reach this host's own services"
@@ -298,6 +339,14 @@ impl<R: Runtime> Agent<R> {
         };
         match self.panel.report(&report).await {
             Ok(()) => {
+                // Only a pass whose table is in place vouches for its filter.
+                if outcome.as_ref().is_ok_and(|p| p.routing_error.is_none())
+                    && self.input_filter.panel_reached()
+                {
+                    tracing::info!(
+                        "the input filter is confirmed: the panel answers with it in place"
+                    );
+                }
                 if report.inventory.is_some() {
                     self.inventory_sent = Some(tokio::time::Instant::now());
                 }

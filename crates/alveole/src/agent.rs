@@ -46,7 +46,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_ingress_ports(alveole_agent::routing::IngressPorts {
             http: args.ingress_listen.port(),
             https: None,
-        });
+        })
+        .with_input_filter_window(Duration::from_secs(
+            args.input_filter_confirm_seconds.max(5),
+        ));
     if let Some(device) = &args.uplink {
         let interface = alveole_agent::uplink::IpInterface::new(device, None)
             .with_context(|| format!("{device} is not an interface name"))?;

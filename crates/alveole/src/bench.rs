@@ -72,6 +72,27 @@ pub enum BenchCommand {
         #[arg(long, hide = true)]
         inside: bool,
     },
+    /// What a new connection pays to cross a node: alveole's table for N sites against
+    /// iptables-legacy with one DNAT rule per site, and against no rule (in scratch network
+    /// namespaces; needs root, nft and iptables-legacy).
+    Packets {
+        /// Site counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,10000")]
+        sites: Vec<usize>,
+        /// Connections per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        connections: usize,
+        /// Interleaved rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The part this process plays in the namespaces the benchmark made.
+        #[arg(long, hide = true)]
+        role: Option<PacketsRole>,
+        #[arg(long, hide = true)]
+        target: Option<std::net::SocketAddr>,
+        #[arg(long, hide = true, default_value_t = 0)]
+        first_source: u32,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -86,6 +107,13 @@ pub enum BenchCommand {
         #[arg(long, default_value = "bench.example.org")]
         host: String,
     },
+}
+
+/// The parts `bench packets` runs in its namespaces.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PacketsRole {
+    Client,
+    Backend,
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -113,6 +141,21 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             runs,
             inside: true,
         } => crate::bench_routing::measure(sites, runs),
+        BenchCommand::Packets {
+            sites,
+            connections,
+            runs,
+            role,
+            target,
+            first_source,
+        } => match (role, target) {
+            (None, _) => crate::bench_packets::run(&sites, connections, runs),
+            (Some(PacketsRole::Backend), _) => crate::bench_packets::backend().await,
+            (Some(PacketsRole::Client), Some(target)) => {
+                crate::bench_packets::client(target, connections, first_source).await
+            }
+            (Some(PacketsRole::Client), None) => anyhow::bail!("the client needs --target"),
+        },
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,
@@ -200,6 +243,8 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             cpu: 16.0,
             memory: 1.0,
         },
+        input_filter: false,
+        input_allowed: vec![],
     };
     let node = store.create_node(&ctx, node.validate()?).await?;
     let member = MemberInput {
@@ -447,6 +492,7 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         sites: specs.clone(),
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let started = Instant::now();
     let report = reconciler.reconcile(&desired).await;
@@ -597,6 +643,8 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
             disk_bytes: 1 << 40,
         },
         overcommit: Overcommit::default(),
+        input_filter: false,
+        input_allowed: vec![],
     };
     let node = store.create_node(&ctx, node.validate()?).await?;
     let member = MemberInput {

@@ -16,7 +16,26 @@ use anyhow::Context;
 use crate::bench::percentiles;
 
 /// A scratch namespace, deleted on drop.
-struct Scratch(String);
+pub(crate) struct Scratch(pub(crate) String);
+
+impl Scratch {
+    /// A new namespace named `<prefix>-<random>`.
+    pub(crate) fn create(prefix: &str) -> anyhow::Result<Self> {
+        let scratch = Self(format!(
+            "{prefix}-{}",
+            &uuid::Uuid::now_v7().simple().to_string()[26..]
+        ));
+        let created = Command::new("ip")
+            .args(["netns", "add", &scratch.0])
+            .output()
+            .context("ip netns add")?;
+        anyhow::ensure!(
+            created.status.success(),
+            "cannot create a network namespace (root is needed)"
+        );
+        Ok(scratch)
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -48,7 +67,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
 }
 
 /// Site `i`: an address of the benchmarking range (198.18.0.0/15), one exposed port, a tier.
-fn site(i: usize, template: &SiteSpec) -> (SiteSpec, IpAddr) {
+pub(crate) fn site(i: usize, template: &SiteSpec) -> (SiteSpec, IpAddr) {
     let n = u32::try_from(i).unwrap_or(0);
     let mut spec = template.clone();
     spec.site_id = SiteId::generate();
@@ -62,13 +81,14 @@ fn site(i: usize, template: &SiteSpec) -> (SiteSpec, IpAddr) {
     (spec, IpAddr::V4(Ipv4Addr::from(0x0A64_0000 + n + 2)))
 }
 
-fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
+pub(crate) fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
     let desired = DesiredState {
         node_id: NodeId::generate(),
         generation: 1,
         sites: sites.iter().map(|(s, _)| s.clone()).collect(),
         purge_volumes: vec![],
         addresses: vec![],
+        input_filter: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();
     RoutingPlan::new(shape.clone(), &desired, &containers)
@@ -94,18 +114,7 @@ fn raw_nft(args: &[&str], input: Option<&str>) -> anyhow::Result<()> {
 
 /// Creates the scratch namespace and runs the measurement there.
 pub fn run(count: usize, runs: usize) -> anyhow::Result<()> {
-    let scratch = Scratch(format!(
-        "alvb-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[26..]
-    ));
-    let created = Command::new("ip")
-        .args(["netns", "add", &scratch.0])
-        .output()
-        .context("ip netns add")?;
-    anyhow::ensure!(
-        created.status.success(),
-        "cannot create a network namespace (root is needed)"
-    );
+    let scratch = Scratch::create("alvb")?;
     let status = Command::new("ip")
         .args(["netns", "exec", &scratch.0])
         .arg(std::env::current_exe()?)
@@ -134,10 +143,12 @@ pub fn measure(count: usize, runs: usize) -> anyhow::Result<()> {
 
     // Whole apply, rendering included, as the agent does it at start and after drift.
     let mut whole = Vec::new();
+    let mut rendering = Vec::new();
     let mut whole_with_readback = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let batch = render::full(&shape, full_plan.elements.values()).to_string();
+        let batch = render::full(&shape, full_plan.elements.values());
+        rendering.push(started.elapsed());
         nft.apply(&batch)?;
         whole.push(started.elapsed());
         let mut router = Router::new(NftCommand::host());
@@ -197,6 +208,10 @@ pub fn measure(count: usize, runs: usize) -> anyhow::Result<()> {
         full_plan.elements.len()
     );
     println!("  whole apply, rendering included (nft -j -f):   {whole:?}");
+    println!(
+        "    of which rendering the JSON batch:           {:?}",
+        median(rendering)
+    );
     println!("  the same, plus reading it back (agent start):  {readback:?}");
     println!("  raw nft -f of nft's own text of the table:     {raw:?}");
     println!(

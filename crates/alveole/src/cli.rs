@@ -246,6 +246,14 @@ pub struct AgentArgs {
     /// node's addresses are configured by hand.
     #[arg(long, env = "ALVEOLE_UPLINK", value_parser = uplink_name)]
     pub uplink: Option<String>,
+    /// Seconds a new input filter may go without the agent reaching the panel before the
+    /// agent rolls it back to the previous one (commit-confirmed).
+    #[arg(
+        long,
+        env = "ALVEOLE_INPUT_FILTER_CONFIRM_SECONDS",
+        default_value_t = 60
+    )]
+    pub input_filter_confirm_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod audit;
 pub mod bench;
 mod bench_audit;
+mod bench_packets;
 mod bench_routing;
 pub mod cli;
 pub mod client;

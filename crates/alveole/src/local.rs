@@ -169,6 +169,8 @@ async fn ensure_local_node(store: &dyn Store) -> anyhow::Result<NodeId> {
             disk_bytes: LOCAL_DISK_BYTES,
         },
         overcommit: Overcommit::default(),
+        input_filter: false,
+        input_allowed: vec![],
     };
     Ok(store.create_node(&ctx, input.validate()?).await?.id)
 }

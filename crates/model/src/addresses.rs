@@ -86,6 +86,22 @@ impl Prefix {
         }
     }
 
+    /// The prefix of one address (/32, /128).
+    pub fn host(address: IpAddr) -> Self {
+        Self {
+            network: address,
+            length: Self::bits_of(address),
+        }
+    }
+
+    /// A prefix, or one address standing for its own /32 or /128.
+    pub fn parse_or_host(text: &str) -> Result<Self, FieldError> {
+        match text.trim().parse::<IpAddr>() {
+            Ok(address) => Ok(Self::host(address)),
+            Err(_) => Self::parse(text),
+        }
+    }
+
     /// The prefix's first address (host bits zero).
     pub fn network(&self) -> IpAddr {
         self.network

@@ -31,6 +31,19 @@ pub struct DesiredState {
     /// is in no node's list until the old node has let it go.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
+    /// The node's input filter, when its admins opted in.
+    #[serde(default)]
+    pub input_filter: Option<InputFilter>,
+}
+
+/// The host's own services (SSH, the agent's ports) answer only these networks: the admins'
+/// allow list and the co-op's other nodes. The ingress stays open to all. The agent applies a
+/// new filter "commit-confirmed": unless it reaches the panel after applying it, it goes back
+/// to the filter it had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InputFilter {
+    /// Sorted, each once.
+    pub allowed: Vec<crate::Prefix>,
 }
 
 /// One site as a node runs it.

@@ -18,7 +18,7 @@ pub mod text;
 
 pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
-pub use desired::{DesiredState, SiteSpec, WireEnv};
+pub use desired::{DesiredState, InputFilter, SiteSpec, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};

@@ -159,7 +159,17 @@ pub struct NodeInput {
     pub capacity: Capacity,
     #[serde(default)]
     pub overcommit: Overcommit,
+    /// Opt in to the node's input filter: the host's own services (SSH, the agent's ports)
+    /// answer only `input_allowed` and the co-op's other nodes; the ingress stays public.
+    #[serde(default)]
+    pub input_filter: bool,
+    /// Networks or addresses admins reach the node from (`198.51.100.0/24`, `2001:db8::7`).
+    #[serde(default)]
+    pub input_allowed: Vec<String>,
 }
+
+/// The most networks an input filter's allow list holds.
+pub const MAX_INPUT_ALLOWED: usize = 256;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewNode {
@@ -168,6 +178,8 @@ pub struct NewNode {
     pub public_addresses: Vec<IpAddr>,
     pub capacity: Capacity,
     pub overcommit: Overcommit,
+    pub input_filter: bool,
+    pub input_allowed: Vec<crate::Prefix>,
 }
 
 impl NodeInput {
@@ -212,6 +224,29 @@ impl NodeInput {
                 errors.push(FieldError::new(field, "range", "a ratio between 1 and 16"));
             }
         }
+        let mut allowed = BTreeSet::new();
+        for (i, raw) in self.input_allowed.iter().enumerate() {
+            if let Some(prefix) = errors.check(
+                &format!("input_allowed[{i}]"),
+                crate::Prefix::parse_or_host(raw),
+            ) {
+                allowed.insert(prefix);
+            }
+        }
+        if self.input_allowed.len() > MAX_INPUT_ALLOWED {
+            errors.push(FieldError::new(
+                "input_allowed",
+                "input_allowed.too_many",
+                format!("at most {MAX_INPUT_ALLOWED} networks"),
+            ));
+        }
+        if self.input_filter && self.input_allowed.is_empty() {
+            errors.push(FieldError::new(
+                "input_allowed",
+                "input_allowed.empty",
+                "list the networks admins reach the node from, or the filter shuts them out",
+            ));
+        }
         errors.finish(|| {
             Some(NewNode {
                 provider_id: self.provider_id,
@@ -219,6 +254,8 @@ impl NodeInput {
                 public_addresses: addresses.into_iter().collect(),
                 capacity: cap,
                 overcommit: self.overcommit,
+                input_filter: self.input_filter,
+                input_allowed: allowed.into_iter().collect(),
             })
         })
     }
@@ -250,6 +287,10 @@ pub struct Node {
     pub public_addresses: Vec<IpAddr>,
     pub capacity: Capacity,
     pub overcommit: Overcommit,
+    #[serde(default)]
+    pub input_filter: bool,
+    #[serde(default)]
+    pub input_allowed: Vec<crate::Prefix>,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -266,6 +307,8 @@ impl Node {
                 .collect(),
             capacity: self.capacity,
             overcommit: self.overcommit,
+            input_filter: self.input_filter,
+            input_allowed: self.input_allowed.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -79,6 +79,9 @@ pub enum AgentEventKind {
     DriftRepaired,
     /// Events were dropped because the outbox was full (the panel was away too long).
     EventsLost,
+    /// A new input filter went back to the previous one: the panel was not reached in time
+    /// after it was applied (commit-confirmed).
+    InputFilterRolledBack,
 }
 
 impl AgentEventKind {
@@ -88,6 +91,7 @@ impl AgentEventKind {
             AgentEventKind::Applied => "agent.applied",
             AgentEventKind::DriftRepaired => "agent.drift_repaired",
             AgentEventKind::EventsLost => "agent.events_lost",
+            AgentEventKind::InputFilterRolledBack => "agent.input_filter_rolled_back",
         }
     }
 }

@@ -513,6 +513,8 @@ pub struct NodeDesired {
     pub dedicated: std::collections::BTreeMap<alveole_model::SiteId, Vec<std::net::IpAddr>>,
     /// Every address the node answers on (its own and its sites'), none that is moving.
     pub addresses: Vec<std::net::IpAddr>,
+    /// Its input filter, when opted in: its admins' networks and the other nodes' addresses.
+    pub input_filter: Option<alveole_model::InputFilter>,
 }
 
 impl NodeDesired {

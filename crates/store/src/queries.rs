@@ -288,7 +288,8 @@ fn in_use(kind: &str, code: &str, what: &str, names: &[String]) -> StoreError {
 const PROVIDER_COLUMNS: &str =
     "id, name, contact, contract_end, country, notes, version, created_at, updated_at";
 const NODE_COLUMNS: &str = "id, provider_id, name, public_addresses, cpu_millis, memory_bytes, \
-     disk_bytes, overcommit_cpu, overcommit_memory, version, created_at, updated_at";
+     disk_bytes, overcommit_cpu, overcommit_memory, input_filter, input_allowed, version, \
+     created_at, updated_at";
 /// An API token as stored.
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -622,6 +623,13 @@ fn bind_node(q: &mut QueryBuilder<Db>, n: &Node) {
         .push_bind(int(n.capacity.disk_bytes))
         .push_bind(n.overcommit.cpu)
         .push_bind(n.overcommit.memory)
+        .push_bind(n.input_filter)
+        .push_bind(Json(
+            n.input_allowed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        ))
         .push_bind(n.meta.version)
         .push_bind(n.meta.created_at)
         .push_bind(n.meta.updated_at);
@@ -717,6 +725,15 @@ async fn bump_generation(tx: &mut WriteTx, node: Option<NodeId>) -> StoreResult<
             .execute(tx.conn())
             .await?;
     }
+    Ok(())
+}
+
+/// Every node with an input filter hears of a change to the co-op's nodes: their addresses
+/// are in its allow list.
+async fn bump_filtering_nodes(tx: &mut WriteTx) -> StoreResult<()> {
+    sqlx::query("UPDATE nodes SET desired_generation = desired_generation + 1 WHERE input_filter")
+        .execute(tx.conn())
+        .await?;
     Ok(())
 }
 
@@ -883,12 +900,15 @@ impl Store for SqlStore {
             public_addresses: new.public_addresses,
             capacity: new.capacity,
             overcommit: new.overcommit,
+            input_filter: new.input_filter,
+            input_allowed: new.input_allowed,
             meta: fresh_meta(),
         };
         write_row(&mut tx, "nodes", NODE_COLUMNS, Write::Insert, |q| {
             bind_node(q, &node)
         })
         .await?;
+        bump_filtering_nodes(&mut tx).await?;
         tx.commit(
             ctx,
             Change::of("node.create", "node", node.id, None, Some(&node)),
@@ -918,6 +938,8 @@ impl Store for SqlStore {
             public_addresses: new.public_addresses,
             capacity: new.capacity,
             overcommit: new.overcommit,
+            input_filter: new.input_filter,
+            input_allowed: new.input_allowed,
             meta: next_meta(&before.meta),
         };
         let usage = fetch_node_usage(tx.conn()).await?;
@@ -938,6 +960,9 @@ impl Store for SqlStore {
             |q| bind_node(q, &after),
         )
         .await?;
+        // Its input filter may have changed, and its addresses are its peers' filters' too.
+        bump_generation(&mut tx, Some(id)).await?;
+        bump_filtering_nodes(&mut tx).await?;
         tx.commit(
             ctx,
             Change::of("node.update", "node", id, Some(&before), Some(&after)),
@@ -966,6 +991,7 @@ impl Store for SqlStore {
             return Err(in_use("node", "node.has_sites", "sites", &sites));
         }
         delete_row(&mut tx, "DELETE FROM nodes WHERE id = $1", id.0).await?;
+        bump_filtering_nodes(&mut tx).await?;
         tx.commit(
             ctx,
             Change::of("node.delete", "node", id, Some(&before), None),
@@ -1242,6 +1268,16 @@ impl Store for SqlStore {
         q.push_bind(node.0).push(" ORDER BY id");
         let rows: Vec<SiteRow> = q.build_query_as().fetch_all(&mut *tx).await?;
         // A moving address is in no node's state until its move completes.
+        let filter: (bool, Json<Vec<String>>) =
+            sqlx::query_as("SELECT input_filter, input_allowed FROM nodes WHERE id = $1")
+                .bind(node.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        let peers: Vec<Json<Vec<String>>> =
+            sqlx::query_scalar("SELECT public_addresses FROM nodes WHERE id <> $1 ORDER BY id")
+                .bind(node.0)
+                .fetch_all(&mut *tx)
+                .await?;
         let allocated: Vec<(String, Option<Uuid>)> = sqlx::query_as(
             "SELECT address, site_id FROM ip_allocations a WHERE node_id = $1 \
              AND NOT EXISTS (SELECT 1 FROM address_moves m WHERE m.address = a.address) \
@@ -1264,11 +1300,26 @@ impl Store for SqlStore {
             }
             addresses.push(parsed);
         }
+        let input_filter = filter.0.then(|| {
+            // The admins' networks and the co-op's other nodes; a value that does not read
+            // is left out (it cannot have been stored through validation).
+            let allowed: std::collections::BTreeSet<Prefix> = filter
+                .1
+                .0
+                .iter()
+                .chain(peers.iter().flat_map(|p| p.0.iter()))
+                .filter_map(|text| Prefix::parse_or_host(text).ok())
+                .collect();
+            alveole_model::InputFilter {
+                allowed: allowed.into_iter().collect(),
+            }
+        });
         Ok(NodeDesired {
             generation: u64::try_from(generation).unwrap_or_default(),
             sites,
             dedicated,
             addresses,
+            input_filter,
         })
     }
 

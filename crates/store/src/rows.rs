@@ -83,6 +83,8 @@ pub(crate) struct NodeRow {
     disk_bytes: i64,
     overcommit_cpu: f64,
     overcommit_memory: f64,
+    input_filter: bool,
+    input_allowed: Json<Vec<String>>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -114,6 +116,16 @@ impl TryFrom<NodeRow> for Node {
                 cpu: r.overcommit_cpu,
                 memory: r.overcommit_memory,
             },
+            input_filter: r.input_filter,
+            input_allowed: r
+                .input_allowed
+                .0
+                .iter()
+                .map(|p| {
+                    alveole_model::Prefix::parse(p)
+                        .map_err(|_| corrupt("node", r.id, format!("bad network {p:?}")))
+                })
+                .collect::<Result<_, _>>()?,
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }

@@ -13,6 +13,7 @@ pub mod nft;
 pub mod plan;
 pub mod render;
 pub mod router;
+mod session;
 
 use std::sync::{Arc, Mutex};
 

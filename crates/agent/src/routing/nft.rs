@@ -3,6 +3,9 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::session::{NftSession, SessionError};
 
 /// The three things the router asks of nftables.
 pub trait Nft: Send + Sync {
@@ -26,21 +29,64 @@ pub enum NftError {
     Unreadable(String),
 }
 
+/// Batches up to this size go through the running session; larger ones (whole tables) to a
+/// new `nft -f`, whose cost they dwarf anyway.
+const SESSION_BATCH_MAX: usize = 64 * 1024;
+
 /// The `nft` program.
 #[derive(Clone, Debug, Default)]
 pub struct NftCommand {
     /// A network namespace to work in (`ip netns exec`), or the agent's own.
     netns: Option<String>,
+    /// The running `nft -j -i` for small transactions, started at the first one.
+    session: Arc<Mutex<Option<NftSession>>>,
 }
 
 impl NftCommand {
     pub fn host() -> Self {
-        Self { netns: None }
+        Self::default()
     }
 
     pub fn in_netns(name: &str) -> Self {
         Self {
             netns: Some(name.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    fn program(&self) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, "nft"]);
+                c
+            }
+            None => Command::new("nft"),
+        }
+    }
+
+    /// The process id of the running `nft -j -i`, if one runs.
+    pub fn session_pid(&self) -> Option<u32> {
+        self.session.lock().ok()?.as_ref().map(NftSession::pid)
+    }
+
+    /// A small batch through the running session (started if need be). `None` when the
+    /// session cannot be used: the caller runs nft once instead.
+    fn apply_in_session(&self, batch: &str) -> Option<Result<(), NftError>> {
+        let mut session = self.session.lock().ok()?;
+        if session.is_none() {
+            *session = NftSession::start(self.program())
+                .map_err(|error| tracing::debug!(%error, "no nft session"))
+                .ok();
+        }
+        match session.as_mut()?.apply(batch) {
+            Ok(()) => Some(Ok(())),
+            Err(SessionError::Refused(message)) => Some(Err(NftError::Refused(message))),
+            Err(SessionError::Broken(reason)) => {
+                tracing::debug!(%reason, "the nft session ended; running nft once");
+                *session = None;
+                None
+            }
         }
     }
 
@@ -50,15 +96,8 @@ impl NftCommand {
     }
 
     fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<String, NftError> {
-        let mut command = match &self.netns {
-            Some(netns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", netns, "nft"]);
-                c
-            }
-            None => Command::new("nft"),
-        };
-        let mut child = command
+        let mut child = self
+            .program()
             .args(args)
             .stdin(if input.is_some() {
                 Stdio::piped()
@@ -85,6 +124,11 @@ impl NftCommand {
 
 impl Nft for NftCommand {
     fn apply(&self, batch: &str) -> Result<(), NftError> {
+        if batch.len() <= SESSION_BATCH_MAX
+            && let Some(result) = self.apply_in_session(batch)
+        {
+            return result;
+        }
         self.run(&["-j", "-f", "-"], Some(batch.as_bytes()))
             .map(|_| ())
     }

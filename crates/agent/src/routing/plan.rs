@@ -22,6 +22,8 @@ pub struct Shape {
     pub bridge: String,
     /// Where TCP 80 and 443 of a dedicated address go: ports of the node's ingress.
     pub ingress: IngressPorts,
+    /// The host's own services answer only these networks, when the node opted in.
+    pub input_filter: Option<alveole_model::InputFilter>,
 }
 
 /// The node's ingress listeners that ports 80 and 443 of dedicated addresses lead to.
@@ -38,7 +40,14 @@ impl Shape {
             table: format!("alveole_{}", naming.bridge().trim_start_matches("alv-")),
             bridge: naming.bridge(),
             ingress,
+            input_filter: None,
         }
+    }
+
+    /// The same shape with the node's input filter (or none).
+    pub fn with_input_filter(mut self, filter: Option<&alveole_model::InputFilter>) -> Self {
+        self.input_filter = filter.cloned();
+        self
     }
 }
 
@@ -256,6 +265,7 @@ mod tests {
             sites,
             purge_volumes: vec![],
             addresses: vec![],
+            input_filter: None,
         }
     }
 

@@ -208,6 +208,58 @@ impl Table<'_> {
         self.object("rule", json!({"chain": chain, "expr": expr}))
     }
 
+    /// The opt-in input filter, after the rules above: what they accepted stays accepted.
+    /// Replies, loopback, ICMP (neighbour discovery among it) and what was translated to the
+    /// ingress enter; the ingress's ports are open to all; the rest only from the allowed
+    /// networks.
+    fn input_filter(&self, filter: &alveole_model::InputFilter, commands: &mut Vec<Value>) {
+        let accept = || json!({"accept": null});
+        commands.push(self.rule("input", vec![is(meta("iifname"), json!("lo")), accept()]));
+        commands.push(self.rule(
+            "input",
+            vec![
+                json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}),
+                accept(),
+            ],
+        ));
+        commands.push(self.rule(
+            "input",
+            vec![
+                json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+                accept(),
+            ],
+        ));
+        for family in Family::BOTH {
+            commands.push(self.rule(
+                "input",
+                vec![is(meta("l4proto"), json!(family.icmp())), accept()],
+            ));
+        }
+        let mut public = vec![json!(self.shape.ingress.http)];
+        public.extend(self.shape.ingress.https.map(|https| json!(https)));
+        commands.push(self.rule(
+            "input",
+            vec![is(tcp_dport(), json!({"set": public})), accept()],
+        ));
+        for family in Family::BOTH {
+            let allowed: Vec<Value> = outermost(&filter.allowed)
+                .into_iter()
+                .filter(|p| Family::of(p.network()) == family)
+                .map(|p| json!({"prefix": {"addr": p.network().to_string(), "len": p.length()}}))
+                .collect();
+            if !allowed.is_empty() {
+                commands.push(self.rule(
+                    "input",
+                    vec![
+                        is(address(family, "saddr"), json!({"set": allowed})),
+                        accept(),
+                    ],
+                ));
+            }
+        }
+        commands.push(self.rule("input", vec![counter(), json!({"drop": null})]));
+    }
+
     /// Sets, maps, chains and rules: everything but the per-site elements.
     fn skeleton(&self) -> Vec<Value> {
         let mut commands = Vec::new();
@@ -359,6 +411,10 @@ impl Table<'_> {
             ));
         }
 
+        if let Some(filter) = &self.shape.input_filter {
+            self.input_filter(filter, &mut commands);
+        }
+
         // A site's connections leave from its dedicated address.
         commands.push(self.base_chain("postrouting", "nat", "postrouting", 99));
         for family in Family::BOTH {
@@ -372,6 +428,21 @@ impl Table<'_> {
         }
         commands
     }
+}
+
+/// The prefixes no other one of the list holds: an interval set refuses overlaps.
+fn outermost(prefixes: &[alveole_model::Prefix]) -> Vec<alveole_model::Prefix> {
+    prefixes
+        .iter()
+        .filter(|p| {
+            !prefixes
+                .iter()
+                .any(|q| q != *p && q.contains(p.network()) && q.length() < p.length())
+        })
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// The key of an element in its set or map, and the set's name.
@@ -445,22 +516,169 @@ fn element_commands(
 }
 
 /// The whole table, replacing whatever holds its name, in one transaction: `add` (so the
-/// delete cannot fail), `delete`, then everything again.
-pub fn full<'a>(shape: &Shape, elements: impl Iterator<Item = &'a Element>) -> Value {
+/// delete cannot fail), `delete`, then everything again. Returned as the batch's text: the
+/// elements are written straight into it, since building a `Value` per element cost more
+/// than nft's own parsing at 40,000 elements.
+pub fn full<'a>(shape: &Shape, elements: impl Iterator<Item = &'a Element>) -> String {
     let table = Table { shape };
     let name = json!({"family": "inet", "name": shape.table});
-    let mut commands = vec![
+    let mut head = vec![
         json!({"add": {"table": name}}),
         json!({"delete": {"table": name}}),
         json!({"add": {"table": name}}),
     ];
-    commands.extend(table.skeleton());
-    commands.extend(element_commands(
-        shape,
-        "add",
-        elements.flat_map(entries_of),
-    ));
-    json!({"nftables": commands})
+    head.extend(table.skeleton());
+    let mut by_set: std::collections::BTreeMap<&'static str, Vec<Entry>> = Default::default();
+    for element in elements {
+        for (set, entry) in entries(element) {
+            by_set.entry(set).or_default().push(entry);
+        }
+    }
+    let mut batch = Vec::with_capacity(64 * by_set.values().map(Vec::len).sum::<usize>() + 4096);
+    batch.extend_from_slice(b"{\"nftables\":[");
+    for (i, command) in head.iter().enumerate() {
+        if i > 0 {
+            batch.push(b',');
+        }
+        write_json(&mut batch, command);
+    }
+    for (set, entries) in &by_set {
+        batch.extend_from_slice(b",{\"add\":{\"element\":{\"family\":\"inet\",\"table\":");
+        write_json(&mut batch, &shape.table);
+        batch.extend_from_slice(b",\"name\":");
+        write_json(&mut batch, set);
+        batch.extend_from_slice(b",\"elem\":");
+        write_json(&mut batch, entries);
+        batch.extend_from_slice(b"}}}");
+    }
+    batch.extend_from_slice(b"]}");
+    // Only JSON was written, which is UTF-8.
+    String::from_utf8(batch).unwrap_or_default()
+}
+
+/// Appends `value` as JSON (it cannot fail on these types: no map with non-string keys).
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    if let Err(error) = serde_json::to_writer(&mut *out, value) {
+        tracing::error!(%error, "could not write part of the table's batch");
+    }
+}
+
+/// One entry of a set or map, as the batch writes it.
+enum Entry {
+    /// A set's key: `"192.0.2.1"`.
+    Address(IpAddr),
+    /// `[key, value]`.
+    Mapped(Key, Mapped),
+}
+
+enum Key {
+    Address(IpAddr),
+    /// `{"concat": ["192.0.2.1", "tcp", 2222]}`.
+    Exposed(IpAddr, Transport, u16),
+}
+
+enum Mapped {
+    Address(IpAddr),
+    Port(u16),
+    /// `{"jump": {"target": "tier_small"}}`.
+    Jump(LimitTier),
+}
+
+/// An address written through its `Display`, without a `String` in between.
+struct Shown(IpAddr);
+
+impl serde::Serialize for Shown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match *self {
+            Key::Address(address) => Shown(address).serialize(s),
+            Key::Exposed(address, protocol, port) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("concat", &(Shown(address), protocol_name(protocol), port))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Mapped {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Mapped::Address(address) => Shown(address).serialize(s),
+            Mapped::Port(port) => s.serialize_u16(port),
+            Mapped::Jump(tier) => json!({"jump": {"target": tier_chain(tier)}}).serialize(s),
+        }
+    }
+}
+
+impl serde::Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Entry::Address(address) => Shown(*address).serialize(s),
+            Entry::Mapped(key, value) => (key, value).serialize(s),
+        }
+    }
+}
+
+/// The entries one element adds, with the set or map each goes in (the same as
+/// [`entries_of`], typed).
+fn entries(element: &Element) -> Vec<(&'static str, Entry)> {
+    let set = |base: &'static str, family: Family| -> &'static str {
+        match (base, family) {
+            ("dedicated", Family::V4) => "dedicated4",
+            ("dedicated", Family::V6) => "dedicated6",
+            ("exposed_addr", Family::V4) => "exposed_addr4",
+            ("exposed_addr", Family::V6) => "exposed_addr6",
+            ("exposed_port", Family::V4) => "exposed_port4",
+            ("exposed_port", Family::V6) => "exposed_port6",
+            ("egress", Family::V4) => "egress4",
+            ("egress", Family::V6) => "egress6",
+            (_, Family::V4) => "tier4",
+            (_, Family::V6) => "tier6",
+        }
+    };
+    match *element {
+        Element::Dedicated(a) => vec![(set("dedicated", Family::of(a)), Entry::Address(a))],
+        Element::Exposed {
+            address,
+            protocol,
+            port,
+            container,
+            container_port,
+        } => {
+            let family = Family::of(address);
+            vec![
+                (
+                    set("exposed_addr", family),
+                    Entry::Mapped(
+                        Key::Exposed(address, protocol, port),
+                        Mapped::Address(container),
+                    ),
+                ),
+                (
+                    set("exposed_port", family),
+                    Entry::Mapped(
+                        Key::Exposed(address, protocol, port),
+                        Mapped::Port(container_port),
+                    ),
+                ),
+            ]
+        }
+        Element::Egress { container, address } => vec![(
+            set("egress", Family::of(container)),
+            Entry::Mapped(Key::Address(container), Mapped::Address(address)),
+        )],
+        Element::Tier { address, tier } => vec![(
+            set("tier", Family::of(address)),
+            Entry::Mapped(Key::Address(address), Mapped::Jump(tier)),
+        )],
+    }
 }
 
 /// Removes `removed` and adds `added`, in one transaction (a changed element is both).
@@ -478,4 +696,58 @@ pub fn changes(shape: &Shape, removed: &[Element], added: &[Element]) -> Value {
 pub fn delete(table: &str) -> Value {
     let name = json!({"family": "inet", "name": table});
     json!({"nftables": [{"add": {"table": name}}, {"delete": {"table": name}}]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Naming;
+    use alveole_model::NodeId;
+
+    /// The streamed batch holds exactly the element commands the `Value` path would build
+    /// (the one `changes` still uses), for every kind of element in both families.
+    #[test]
+    fn the_streamed_batch_says_what_the_value_path_says() {
+        let shape = Shape::of(
+            &Naming {
+                node_id: NodeId::generate(),
+            },
+            super::super::plan::IngressPorts {
+                http: 8080,
+                https: Some(8443),
+            },
+        );
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let mut elements = Vec::new();
+        for (public, container) in [("192.0.2.7", "10.1.0.2"), ("2001:db8::7", "fd00::2")] {
+            elements.push(Element::Dedicated(ip(public)));
+            elements.push(Element::Exposed {
+                address: ip(public),
+                protocol: Transport::Udp,
+                port: 5353,
+                container: ip(container),
+                container_port: 53,
+            });
+            elements.push(Element::Egress {
+                container: ip(container),
+                address: ip(public),
+            });
+            elements.push(Element::Tier {
+                address: ip(public),
+                tier: LimitTier::Large,
+            });
+        }
+        let batch: Value = serde_json::from_str(&full(&shape, elements.iter())).unwrap();
+        let commands = batch["nftables"].as_array().unwrap();
+        let streamed: Vec<&Value> = commands
+            .iter()
+            .filter(|c| c["add"].get("element").is_some())
+            .collect();
+        let expected = element_commands(&shape, "add", elements.iter().flat_map(entries_of));
+        assert_eq!(streamed.len(), 10, "each set and map of both families");
+        assert_eq!(streamed, expected.iter().collect::<Vec<_>>());
+        // The skeleton comes first, whole.
+        let table = Table { shape: &shape };
+        assert_eq!(commands.len(), 3 + table.skeleton().len() + expected.len());
+    }
 }

@@ -149,7 +149,7 @@ impl<N: Nft> Router<N> {
     fn replace(&mut self, plan: &RoutingPlan) -> Result<(), RoutingError> {
         self.applied = None;
         let batch = render::full(&plan.shape, plan.elements.values());
-        self.nft.apply(&batch.to_string())?;
+        self.nft.apply(&batch)?;
         let listing = self
             .nft
             .list_table(&plan.shape.table, false)?

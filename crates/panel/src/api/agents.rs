@@ -214,6 +214,7 @@ pub async fn desired_state(
         sites: desired.specs(),
         purge_volumes,
         addresses: desired.addresses,
+        input_filter: desired.input_filter,
     }))
 }
 

@@ -116,6 +116,8 @@ pub fn to_json(
                 }
                 None
             }
+            // Left empty, a tier is not given (the default, or what is stored, applies).
+            Kind::Select(Options::LimitTiers) if text.is_empty() => None,
             Kind::Select(_) => Some(if text.is_empty() {
                 Value::Null
             } else {

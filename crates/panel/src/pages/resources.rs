@@ -88,6 +88,8 @@ impl PageResource for Nodes {
         field("capacity.disk_bytes", Kind::Bytes),
         field("overcommit.cpu", Kind::Ratio),
         field("overcommit.memory", Kind::Ratio),
+        field("input_filter", Kind::Checkbox),
+        field("input_allowed", Kind::Lines),
     ];
     fn cells(n: &Node) -> Vec<String> {
         vec![
