@@ -320,6 +320,14 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         t.contains("lettres, des chiffres et des tirets")
     })
     .await;
+    fill(&client, "primary_domain", "ports.example.org").await;
+    fill(&client, "image", "registry.example.org/coop/site:1").await;
+    fill(&client, "exposed_ports", "tcp 443").await;
+    click(&client, "save").await;
+    text_when(&client, "p.error[data-field='exposed_ports']", |t| {
+        t.contains("passent par l'ingress")
+    })
+    .await;
 
     client.close().await.expect("close");
     db.drop_db().await;
