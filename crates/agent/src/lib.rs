@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod routing;
 pub mod runtime;
 pub mod uplink;
+pub mod volume_sync;
 
 pub use ledger::{Ledger, LedgerError, Verdict};
 pub use reconcile::{Reconciler, Report};

@@ -93,6 +93,17 @@ pub enum BenchCommand {
         #[arg(long, hide = true, default_value_t = 0)]
         first_source: u32,
     },
+    /// The passes that copy a site's volume during a move against `rsync -a` on the same
+    /// trees: the first pass, a pass after a few files changed, a pass when nothing did.
+    VolumeSync {
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        #[arg(long, default_value_t = 4_096)]
+        bytes_per_file: usize,
+        /// Files changed between the first pass and the second.
+        #[arg(long, default_value_t = 100)]
+        changed: usize,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -156,6 +167,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             (Some(PacketsRole::Client), None) => anyhow::bail!("the client needs --target"),
         },
+        BenchCommand::VolumeSync {
+            files,
+            bytes_per_file,
+            changed,
+        } => crate::bench_volume::run(files, bytes_per_file, changed),
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,

@@ -7,6 +7,7 @@ pub mod bench;
 mod bench_audit;
 mod bench_packets;
 mod bench_routing;
+mod bench_volume;
 pub mod cli;
 pub mod client;
 pub mod local;
