@@ -437,11 +437,20 @@ async fn an_address_moves_to_its_new_node_only_once_the_old_one_lets_it_go() {
         assert_eq!(events[2]["after"]["node_id"], new.as_str(), "{backend}");
         assert!(events[2]["after"]["took_ms"].is_i64(), "{backend}");
 
-        // Forced back (the new node is gone): finished at once, the provider told.
+        // Forced back (the new node is gone): finished at once when the provider routes it.
+        // It refuses at first: the move waits, and any node's next report tries again.
+        panel.provider.refuse(Some("api down"));
         let (status, forced) = panel
             .post(move_path, json!({"to_node": old, "force": true}))
             .await;
         assert_eq!(status, 202, "{backend}: {forced}");
+        assert!(
+            forced["last_error"].as_str().unwrap().contains("api down"),
+            "{backend}: {forced}"
+        );
+        assert_eq!(panel.provider.calls().len(), 1, "{backend}");
+        panel.provider.refuse(None);
+        send(report(release.generation, &["192.0.2.10"])).await;
         assert_eq!(panel.provider.calls().len(), 2, "{backend}");
         assert_eq!(
             panel.store.desired_state(old_id).await.unwrap().addresses,

@@ -164,7 +164,8 @@ pub async fn finish(
     }
 }
 
-/// Finishes every move away from `node` that its report shows released. Returns how many
+/// Finishes every move away from `node` that its report shows released, and retries forced
+/// moves whose provider refused (their old node, gone, sends no reports). Returns how many
 /// finished; a move that cannot finish yet stays pending.
 pub async fn advance(state: &AppState, node: NodeId, report: &NodeReport) -> usize {
     let moves = match state.store().address_moves().await {
@@ -178,7 +179,7 @@ pub async fn advance(state: &AppState, node: NodeId, report: &NodeReport) -> usi
     let mut finished = 0;
     for moving in moves
         .iter()
-        .filter(|m| m.from_node == node && m.released_by(report))
+        .filter(|m| (m.forced || m.from_node == node) && m.released_by(report))
     {
         if finish(state, &ctx, moving).await.is_ok() {
             finished += 1;
