@@ -496,8 +496,18 @@ mod tests {
             std::fs::write(path, bytes).unwrap();
         }
 
+        /// Whether owners can be set (the agent runs as root). Under CI the tests must run
+        /// as root; elsewhere the owner checks are skipped, loudly.
         fn is_root(dir: &Path) -> bool {
-            std::fs::metadata(dir).unwrap().uid() == 0
+            let root = std::fs::metadata(dir).unwrap().uid() == 0;
+            if !root {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "the volume copy tests run as root under CI (owners are copied)"
+                );
+                eprintln!("SKIPPED: copying owners is not tested (not running as root)");
+            }
+            root
         }
 
         /// A site's volume: nested directories, files of many sizes and modes, symlinks that
