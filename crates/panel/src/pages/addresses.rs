@@ -2,7 +2,6 @@
 //! admins) the forms that add a pool, allocate an address and release one.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use alveole_model::{IpPool, Prefix};
 use axum::Extension;
@@ -122,10 +121,7 @@ pub async fn allocate(
         let node = parse_id(field(&form, "node_id").unwrap_or(""))?;
         let site = field(&form, "site_id").map(parse_id).transpose()?;
         let address = field(&form, "address")
-            .map(|a| {
-                a.parse::<IpAddr>()
-                    .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))
-            })
+            .map(crate::api::addresses::parse_address)
             .transpose()?;
         state
             .store()
