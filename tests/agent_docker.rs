@@ -1706,3 +1706,95 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         "alveole changed nothing in Docker's tables"
     );
 }
+
+/// With no registry, an agent ships a site's image to another as `docker save` writes it,
+/// and the other loads it: the same image, by id. Something else than an archive is refused.
+#[tokio::test]
+async fn docker_an_image_saved_on_one_node_loads_on_another() {
+    use futures::TryStreamExt;
+
+    alveole_tests::init();
+    if !ensure_test_image() {
+        return;
+    }
+    let runtime = DockerRuntime::connect().await.expect("connect to Docker");
+    let tag = format!(
+        "alveole-test/ship-{}:1",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    docker(&["tag", TEST_IMAGE, &tag]);
+    let id = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    let archive: Vec<_> = runtime
+        .save_image(&ImageRef::parse(&tag).unwrap())
+        .try_collect()
+        .await
+        .unwrap();
+    let size: usize = archive.iter().map(|chunk| chunk.len()).sum();
+    assert!(size > 100_000, "an archive of {size} bytes");
+    // The tag goes (the test image keeps the layers), as on a node that never had it.
+    docker(&["rmi", &tag]);
+    assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), "");
+
+    let truncated = futures::stream::iter([Ok::<_, std::io::Error>(archive[0].slice(..512))]);
+    assert!(
+        runtime.load_image(truncated).await.is_err(),
+        "not a whole archive"
+    );
+    assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), "");
+
+    let shipped = futures::stream::iter(archive.into_iter().map(Ok::<_, std::io::Error>));
+    runtime.load_image(shipped).await.unwrap();
+    assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), id);
+    docker(&["rmi", &tag]);
+}
+
+/// A paused site's requests wait instead of failing, and are answered once it is unpaused:
+/// what a move's freeze relies on.
+#[tokio::test]
+async fn docker_a_paused_site_holds_its_requests_until_unpaused() {
+    alveole_tests::init();
+    let Some((reconciler, naming, _cleanup)) = setup().await else {
+        return;
+    };
+    let desired = DesiredState {
+        node_id: naming.node_id,
+        generation: 1,
+        sites: vec![spec("frozen")],
+        purge_volumes: vec![],
+        addresses: vec![],
+        input_filter: None,
+    };
+    let site = desired.sites[0].site_id;
+    let report = reconciler.reconcile(&desired).await.unwrap();
+    let address = report.addresses[&site];
+    assert_eq!(get(address).await.unwrap().trim(), "hello from frozen");
+    let container = naming.container(site);
+
+    reconciler.runtime().pause(&container).await.unwrap();
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Paused}}", &container]),
+        "true"
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut pending = tokio::spawn(async move {
+        client
+            .get(format!("http://{address}:8080/"))
+            .send()
+            .await?
+            .text()
+            .await
+    });
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut pending).await;
+    assert!(early.is_err(), "no answer while paused: {early:?}");
+    // A pass while paused changes nothing: a paused container is not drift.
+    let during = reconciler.reconcile(&desired).await.unwrap();
+    assert_eq!(during.actions, []);
+
+    reconciler.runtime().unpause(&container).await.unwrap();
+    let answer = pending.await.unwrap().unwrap();
+    assert_eq!(answer.trim(), "hello from frozen", "held, not failed");
+}

@@ -74,6 +74,51 @@ impl DockerRuntime {
         Ok(Self { docker, version })
     }
 
+    /// The image as `docker save` writes it (a tar archive of its layers and configuration),
+    /// streamed: what one agent ships to another when there is no registry.
+    pub fn save_image(
+        &self,
+        image: &alveole_model::ImageRef,
+    ) -> impl futures::Stream<Item = Result<bytes::Bytes, RuntimeError>> + use<> {
+        self.docker
+            .export_image(&image.to_string())
+            .map(|chunk| chunk.map_err(engine))
+    }
+
+    /// Loads an archive made by [`DockerRuntime::save_image`] (`docker load`).
+    pub async fn load_image<S, E>(&self, archive: S) -> Result<(), RuntimeError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let options = bollard::query_parameters::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let mut progress = self.docker.import_image_stream(options, archive, None);
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(engine)?;
+            if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
+                return Err(RuntimeError::Engine(format!(
+                    "the image did not load: {error}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes a container's processes (their connections wait; nothing is lost).
+    pub async fn pause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker.pause_container(container).await.map_err(engine)
+    }
+
+    pub async fn unpause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .unpause_container(container)
+            .await
+            .map_err(engine)
+    }
+
     /// The volumes labelled for this node.
     async fn node_volumes(
         &self,
@@ -133,7 +178,12 @@ impl Runtime for DockerRuntime {
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 let site_id: SiteId = labels.get(labels::SITE)?.parse().ok()?;
-                let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+                // A paused container (a move's freeze) is running, frozen on purpose: not drift
+                // to repair.
+                let running = matches!(
+                    c.state,
+                    Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::PAUSED)
+                );
                 let address = c
                     .network_settings
                     .and_then(|n| n.networks)
