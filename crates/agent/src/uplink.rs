@@ -116,6 +116,16 @@ impl Uplink {
             })
     }
 
+    /// The addresses on the interface now, whatever their state.
+    fn present(&self) -> Result<BTreeSet<IpAddr>, UplinkError> {
+        Ok(self
+            .interface
+            .addresses()?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
+    }
+
     /// Removes the addresses alveole added that are no longer wanted, and forgets their
     /// connections.
     pub fn release(&self, wanted: &[IpAddr]) -> UplinkReport {
@@ -128,12 +138,7 @@ impl Uplink {
 
     fn release_unwanted(&self, wanted: &[IpAddr]) -> Result<(), UplinkError> {
         let mut added = self.added()?;
-        let present: BTreeSet<IpAddr> = self
-            .interface
-            .addresses()?
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect();
+        let present = self.present()?;
         let unwanted: Vec<IpAddr> = added
             .iter()
             .filter(|a| !wanted.contains(a))
@@ -174,12 +179,7 @@ impl Uplink {
         wanted: &[IpAddr],
         problems: &mut Vec<String>,
     ) -> Result<(), UplinkError> {
-        let present: BTreeSet<IpAddr> = self
-            .interface
-            .addresses()?
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect();
+        let present = self.present()?;
         let missing: Vec<IpAddr> = wanted
             .iter()
             .filter(|a| !present.contains(a))

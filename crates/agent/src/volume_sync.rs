@@ -117,6 +117,11 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Sy
     .map_err(io(rel))
 }
 
+/// A directory of the tree, opened as [`open_beneath`] does.
+fn open_dir_beneath(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, SyncError> {
+    open_beneath(root, rel, OFlags::DIRECTORY | OFlags::RDONLY)
+}
+
 fn open_root(path: &Path) -> Result<OwnedFd, SyncError> {
     rustix::fs::open(
         path,
@@ -159,7 +164,7 @@ pub fn scan(root: &Path) -> Result<Scan, SyncError> {
     let mut scan = Scan::default();
     let mut pending = vec![PathBuf::new()];
     while let Some(dir) = pending.pop() {
-        let dir_fd = open_beneath(&root_fd, &dir, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let dir_fd = open_dir_beneath(&root_fd, &dir)?;
         let listing = rustix::fs::Dir::read_from(&dir_fd).map_err(io(&dir))?;
         for item in listing {
             let item = item.map_err(io(&dir))?;
@@ -256,7 +261,7 @@ pub fn sync_pass(source: &Path, target: &Path) -> Result<PassReport, SyncError> 
     };
     for path in target_scan.partial.iter().chain(&delta.remove) {
         let (parent, name) = split(path);
-        let parent_fd = open_beneath(&target_fd, parent, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let parent_fd = open_dir_beneath(&target_fd, parent)?;
         let is_dir = matches!(target_scan.entries.get(path), Some(Entry::Dir { .. }));
         let flags = if is_dir {
             AtFlags::REMOVEDIR
@@ -271,12 +276,12 @@ pub fn sync_pass(source: &Path, target: &Path) -> Result<PassReport, SyncError> 
             continue;
         };
         let (parent, name) = split(path);
-        let parent_fd = open_beneath(&target_fd, parent, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let parent_fd = open_dir_beneath(&target_fd, parent)?;
         match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o700)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(errno) => return Err(io(path)(errno)),
         }
-        let dir_fd = open_beneath(&target_fd, path, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let dir_fd = open_dir_beneath(&target_fd, path)?;
         let (user, group) = owner(*uid, *gid);
         rustix::fs::fchown(&dir_fd, user, group).map_err(io(path))?;
         rustix::fs::fchmod(&dir_fd, Mode::from_raw_mode(*mode)).map_err(io(path))?;
@@ -286,7 +291,7 @@ pub fn sync_pass(source: &Path, target: &Path) -> Result<PassReport, SyncError> 
             continue;
         };
         let (parent, name) = split(path);
-        let parent_fd = open_beneath(&target_fd, parent, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let parent_fd = open_dir_beneath(&target_fd, parent)?;
         match rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(errno) => return Err(io(path)(errno)),
@@ -345,7 +350,7 @@ fn copy_file(
         return Ok(None);
     }
     let (parent, name) = split(path);
-    let parent_fd = open_beneath(target_fd, parent, OFlags::DIRECTORY | OFlags::RDONLY)?;
+    let parent_fd = open_dir_beneath(target_fd, parent)?;
     let mut temporary = OsStr::new(PARTIAL).to_os_string();
     temporary.push(name);
     let written = rustix::fs::openat(

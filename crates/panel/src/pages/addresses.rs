@@ -140,17 +140,18 @@ pub async fn release(
     Path(address): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        csrf_checked(&caller, &form)?;
-        let address = crate::api::addresses::parse_address(&address)?;
-        state
-            .store()
-            .release_ip(&audit_context(&caller, &headers), address)
-            .await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    done(&state, &headers, &caller, result)
+    on_address(
+        &state,
+        &caller,
+        &headers,
+        &address,
+        &form,
+        |ctx, address| {
+            let state = state.clone();
+            async move { Ok(state.store().release_ip(&ctx, address).await?) }
+        },
+    )
+    .await
 }
 
 pub async fn move_address(
@@ -160,24 +161,27 @@ pub async fn move_address(
     Path(address): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        csrf_checked(&caller, &form)?;
-        let address = crate::api::addresses::parse_address(&address)?;
-        let request = crate::api::addresses::MoveRequest {
-            to_node: parse_id(field(&form, "to_node").unwrap_or(""))?,
+    let request = parse_id(field(&form, "to_node").unwrap_or("")).map(|to_node| {
+        crate::api::addresses::MoveRequest {
+            to_node,
             force: field(&form, "force").is_some(),
-        };
-        crate::api::addresses::start_move(
-            &state,
-            &audit_context(&caller, &headers),
-            address,
-            &request,
-        )
-        .await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    done(&state, &headers, &caller, result)
+        }
+    });
+    on_address(
+        &state,
+        &caller,
+        &headers,
+        &address,
+        &form,
+        |ctx, address| {
+            let state = state.clone();
+            async move {
+                crate::api::addresses::start_move(&state, &ctx, address, &request?).await?;
+                Ok(())
+            }
+        },
+    )
+    .await
 }
 
 pub async fn cancel_move(
@@ -187,17 +191,41 @@ pub async fn cancel_move(
     Path(address): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
+    on_address(
+        &state,
+        &caller,
+        &headers,
+        &address,
+        &form,
+        |ctx, address| {
+            let state = state.clone();
+            async move { Ok(state.store().cancel_address_move(&ctx, address).await?) }
+        },
+    )
+    .await
+}
+
+/// A form's action on the address of the path: checked (CSRF, the address), done with the
+/// caller's audit context, then back to the page (or the error).
+async fn on_address<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    address: &str,
+    form: &BTreeMap<String, String>,
+    action: F,
+) -> Response
+where
+    F: FnOnce(alveole_store::AuditContext, std::net::IpAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
     let result = async {
-        csrf_checked(&caller, &form)?;
-        let address = crate::api::addresses::parse_address(&address)?;
-        state
-            .store()
-            .cancel_address_move(&audit_context(&caller, &headers), address)
-            .await?;
-        Ok::<_, ApiError>(())
+        csrf_checked(caller, form)?;
+        let address = crate::api::addresses::parse_address(address)?;
+        action(audit_context(caller, headers), address).await
     }
     .await;
-    done(&state, &headers, &caller, result)
+    done(state, headers, caller, result)
 }
 
 fn done(
