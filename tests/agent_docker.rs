@@ -9,7 +9,7 @@ use std::process::Command;
 
 use alveole_agent::docker::DockerRuntime;
 use alveole_agent::routing::{IngressPorts, NftCommand, NftRouting, Shape};
-use alveole_agent::{Action, Naming, Reconciler};
+use alveole_agent::{Action, Naming, Reconciler, Runtime};
 use alveole_model::{
     DesiredState, Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard, WireEnv,
 };
@@ -120,6 +120,8 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let site = desired.sites[0].site_id;
 
@@ -280,6 +282,8 @@ async fn docker_sites_cannot_reach_each_other() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let (a, b) = (desired.sites[0].site_id, desired.sites[1].site_id);
@@ -782,6 +786,8 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let neighbour_address = report.addresses[&neighbour.site_id];
@@ -861,6 +867,8 @@ async fn docker_forty_sites_share_one_node_network() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -925,6 +933,8 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let a = naming.container(desired.sites[0].site_id);
@@ -1629,6 +1639,8 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     // The container first, with Docker's rules for it; then alveole's table.
     reconciler.reconcile(&desired).await.unwrap();
@@ -1738,13 +1750,13 @@ async fn docker_an_image_saved_on_one_node_loads_on_another() {
 
     let truncated = futures::stream::iter([Ok::<_, std::io::Error>(archive[0].slice(..512))]);
     assert!(
-        runtime.load_image(truncated).await.is_err(),
+        runtime.load_image(Box::pin(truncated)).await.is_err(),
         "not a whole archive"
     );
     assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), "");
 
     let shipped = futures::stream::iter(archive.into_iter().map(Ok::<_, std::io::Error>));
-    runtime.load_image(shipped).await.unwrap();
+    runtime.load_image(Box::pin(shipped)).await.unwrap();
     assert_eq!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), id);
     docker(&["rmi", &tag]);
 }
@@ -1764,6 +1776,8 @@ async fn docker_a_paused_site_holds_its_requests_until_unpaused() {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let site = desired.sites[0].site_id;
     let report = reconciler.reconcile(&desired).await.unwrap();

@@ -804,6 +804,7 @@ async fn every_state_changing_route_records_its_events() {
         }],
         inventory: None,
         addresses: None,
+        endpoints: None,
     };
     agent.report(&report).await.unwrap();
     expect!(

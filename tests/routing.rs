@@ -126,6 +126,8 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
         .iter()
@@ -650,6 +652,8 @@ mod properties {
                 purge_volumes: vec![],
                 addresses: vec![],
                 input_filter: None,
+                moves_out: vec![],
+                moves_in: vec![],
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());
             let text = render::full(&plan.shape, plan.elements.values());

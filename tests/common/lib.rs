@@ -360,6 +360,13 @@ impl TestPanel {
         }
     }
 
+    /// Changes the panel's configuration: it stops, then serves again with it.
+    pub async fn configure(&mut self, change: impl FnOnce(&mut PanelConfig)) {
+        self.stop().await;
+        change(&mut self.config);
+        self.resume().await;
+    }
+
     /// Serves again from the same database, on the same addresses.
     pub async fn resume(&mut self) {
         let rebind = |url: &str| {

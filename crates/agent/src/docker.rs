@@ -74,51 +74,6 @@ impl DockerRuntime {
         Ok(Self { docker, version })
     }
 
-    /// The image as `docker save` writes it (a tar archive of its layers and configuration),
-    /// streamed: what one agent ships to another when there is no registry.
-    pub fn save_image(
-        &self,
-        image: &alveole_model::ImageRef,
-    ) -> impl futures::Stream<Item = Result<bytes::Bytes, RuntimeError>> + use<> {
-        self.docker
-            .export_image(&image.to_string())
-            .map(|chunk| chunk.map_err(engine))
-    }
-
-    /// Loads an archive made by [`DockerRuntime::save_image`] (`docker load`).
-    pub async fn load_image<S, E>(&self, archive: S) -> Result<(), RuntimeError>
-    where
-        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
-    {
-        let options = bollard::query_parameters::ImportImageOptions {
-            quiet: true,
-            ..Default::default()
-        };
-        let mut progress = self.docker.import_image_stream(options, archive, None);
-        while let Some(step) = progress.next().await {
-            let step = step.map_err(engine)?;
-            if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
-                return Err(RuntimeError::Engine(format!(
-                    "the image did not load: {error}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Freezes a container's processes (their connections wait; nothing is lost).
-    pub async fn pause(&self, container: &str) -> Result<(), RuntimeError> {
-        self.docker.pause_container(container).await.map_err(engine)
-    }
-
-    pub async fn unpause(&self, container: &str) -> Result<(), RuntimeError> {
-        self.docker
-            .unpause_container(container)
-            .await
-            .map_err(engine)
-    }
-
     /// The volumes labelled for this node.
     async fn node_volumes(
         &self,
@@ -399,6 +354,81 @@ impl Runtime for DockerRuntime {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }))
+    }
+
+    async fn pause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker.pause_container(container).await.map_err(engine)
+    }
+
+    async fn unpause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .unpause_container(container)
+            .await
+            .map_err(engine)
+    }
+
+    async fn volume_path(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        // Made with the site's labels when missing, as the reconciler would make it.
+        let name = naming.volume(site);
+        let inspected = match self.docker.inspect_volume(&name).await {
+            Ok(volume) => volume,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                self.create_volume(naming, site).await?;
+                self.docker.inspect_volume(&name).await.map_err(engine)?
+            }
+            Err(other) => return Err(engine(other)),
+        };
+        Ok(inspected.mountpoint.into())
+    }
+
+    async fn has_image(&self, image: &alveole_model::ImageRef) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(&image.to_string()).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(other) => Err(engine(other)),
+        }
+    }
+
+    /// The image as `docker save` writes it (a tar archive of its layers and configuration),
+    /// streamed: what one agent ships to another when there is no registry.
+    fn save_image(
+        &self,
+        image: &alveole_model::ImageRef,
+    ) -> crate::runtime::ByteStream<RuntimeError> {
+        Box::pin(
+            self.docker
+                .export_image(&image.to_string())
+                .map(|chunk| chunk.map_err(engine)),
+        )
+    }
+
+    /// Loads an archive made by `save_image` (`docker load`).
+    async fn load_image(
+        &self,
+        archive: crate::runtime::ByteStream<std::io::Error>,
+    ) -> Result<(), RuntimeError> {
+        let options = bollard::query_parameters::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let mut progress = self.docker.import_image_stream(options, archive, None);
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(engine)?;
+            if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
+                return Err(RuntimeError::Engine(format!(
+                    "the image did not load: {error}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {

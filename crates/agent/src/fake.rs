@@ -162,6 +162,8 @@ mod tests {
             purge_volumes: vec![],
             addresses: vec![],
             input_filter: None,
+            moves_out: vec![],
+            moves_in: vec![],
         };
         let reconciler = Reconciler::new(FakeRuntime::default(), naming);
         let first = reconciler.reconcile(&desired).await.unwrap();

@@ -100,6 +100,24 @@ impl Credential {
         }
     }
 
+    /// The certificate and key as rustls uses them (the peer endpoint serves with them).
+    pub fn tls_material(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ),
+        rustls::pki_types::pem::Error,
+    > {
+        use rustls::pki_types::pem::PemObject;
+        let certificates =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.certificate_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())?;
+        Ok((certificates, key))
+    }
+
     /// Certificate and key in one PEM buffer, as a TLS client identity.
     pub fn identity_pem(&self) -> String {
         format!("{}{}", self.certificate_pem, self.key_pem)

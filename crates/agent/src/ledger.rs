@@ -109,30 +109,34 @@ impl Ledger {
     }
 
     fn write(&self, state: &DesiredState) -> Result<(), LedgerError> {
-        let io = |source| LedgerError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io)?;
-        let temporary = self.path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(state).map_err(|source| LedgerError::Corrupt {
             path: self.path.clone(),
             source,
         })?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io)?;
-        file.write_all(&text).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        fs::rename(&temporary, &self.path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+        write_atomically(&self.path, &text).map_err(|source| LedgerError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never half of
+/// one: a temporary file (mode 0600), fsync, rename, then fsync of the directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]
@@ -148,6 +152,8 @@ mod tests {
             purge_volumes: vec![],
             addresses: vec![],
             input_filter: None,
+            moves_out: vec![],
+            moves_in: vec![],
         }
     }
 

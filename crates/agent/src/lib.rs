@@ -8,6 +8,7 @@ pub mod fake;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod moves;
 pub mod outbox;
 pub mod panel_client;
 pub mod plan;

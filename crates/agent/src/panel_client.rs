@@ -108,6 +108,11 @@ impl PanelClient {
         Ok(())
     }
 
+    /// The panel's CA, when pinned: agents trust each other's certificates through it.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
     fn http(&self) -> reqwest::Client {
         self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -178,6 +183,42 @@ impl PanelClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         self.checked(response).await.map(|_| ())
+    }
+
+    /// Tells the panel how a move this node drives is going (telemetry).
+    pub async fn move_progress(
+        &self,
+        id: alveole_model::SiteMoveId,
+        progress: &alveole_model::MoveProgress,
+    ) -> Result<(), AgentError> {
+        let response = self
+            .http()
+            .post(format!(
+                "{}/api/v1/agent/site-moves/{id}/progress",
+                self.base
+            ))
+            .json(progress)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.checked(response).await.map(|_| ())
+    }
+
+    /// Asks for a move's switch (`switch`) or reports its rollback (`fail`).
+    pub async fn move_outcome(
+        &self,
+        id: alveole_model::SiteMoveId,
+        verb: &str,
+        outcome: &alveole_model::MoveOutcome,
+    ) -> Result<alveole_model::SiteMove, AgentError> {
+        let response = self
+            .http()
+            .post(format!("{}/api/v1/agent/site-moves/{id}/{verb}", self.base))
+            .json(outcome)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(response).await
     }
 
     pub async fn desired_state(&self) -> Result<DesiredState, AgentError> {

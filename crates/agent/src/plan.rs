@@ -51,7 +51,13 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             (Some(_), _) => {}
         }
     }
-    let wanted: BTreeSet<_> = desired.sites.iter().map(|s| s.site_id).collect();
+    // A site moving here is the move's until its switch: neither made nor removed by passes.
+    let wanted: BTreeSet<_> = desired
+        .sites
+        .iter()
+        .map(|s| s.site_id)
+        .chain(desired.moves_in.iter().map(|m| m.site.site_id))
+        .collect();
     for container in observed
         .containers
         .iter()
@@ -117,6 +123,8 @@ mod tests {
             purge_volumes: vec![],
             addresses: vec![],
             input_filter: None,
+            moves_out: vec![],
+            moves_in: vec![],
         };
         (
             naming,

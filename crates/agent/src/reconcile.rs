@@ -46,7 +46,7 @@ impl Report {
 }
 
 pub struct Reconciler<R> {
-    runtime: R,
+    runtime: Arc<R>,
     naming: Naming,
     traffic: Arc<dyn Traffic>,
     routing: Option<Arc<dyn Routing>>,
@@ -62,28 +62,13 @@ impl<R> std::fmt::Debug for Reconciler<R> {
 }
 
 impl<R: Runtime> Reconciler<R> {
-    /// Creates the site's container and, if it should run, starts it and waits (bounded) until
-    /// it accepts connections, so no request is routed to a server not yet listening: its
-    /// address, or `None` for a site that does not run.
     async fn create(&self, spec: &SiteSpec) -> Result<Option<SocketAddr>, RuntimeError> {
-        let id = self.runtime.create_container(&self.naming, spec).await?;
-        if !spec.run {
-            return Ok(None);
-        }
-        self.runtime.start(&id).await?;
-        let Some(ip) = self.runtime.address(&self.naming, &id).await? else {
-            return Err(RuntimeError::Engine(format!(
-                "container {id} has no address on the node network"
-            )));
-        };
-        let address = SocketAddr::new(ip, spec.http_port);
-        self.runtime.ready(address).await?;
-        Ok(Some(address))
+        crate::runtime::launch(self.runtime.as_ref(), &self.naming, spec).await
     }
 
     pub fn new(runtime: R, naming: Naming) -> Self {
         Self {
-            runtime,
+            runtime: Arc::new(runtime),
             naming,
             traffic: Arc::new(NoTraffic),
             routing: None,
@@ -140,6 +125,11 @@ impl<R: Runtime> Reconciler<R> {
 
     pub fn runtime(&self) -> &R {
         &self.runtime
+    }
+
+    /// The runtime, shared (moves use it beside the reconciler).
+    pub fn shared_runtime(&self) -> Arc<R> {
+        self.runtime.clone()
     }
 
     pub fn naming(&self) -> &Naming {

@@ -54,6 +54,30 @@ pub struct Agent<R> {
     inventory_sent: Option<tokio::time::Instant>,
     /// Applies the node's input filter commit-confirmed.
     input_filter: crate::confirm::InputFilterGuard,
+    /// Site moves, when the agent listens for other agents.
+    moves: Option<Moves<R>>,
+}
+
+/// What an agent that takes part in moves holds.
+struct Moves<R> {
+    board: Arc<crate::moves::Board>,
+    source: Arc<crate::moves::source::Source<R>>,
+    identity: crate::moves::peer::PeerIdentity,
+    endpoints: alveole_model::AgentEndpoints,
+    drivers: std::collections::BTreeMap<
+        alveole_model::SiteMoveId,
+        (alveole_model::SiteId, tokio::task::JoinHandle<()>),
+    >,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl<R> Drop for Moves<R> {
+    fn drop(&mut self) {
+        self.server.abort();
+        for (_, driver) in self.drivers.values() {
+            driver.abort();
+        }
+    }
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -65,7 +89,7 @@ impl<R> std::fmt::Debug for Agent<R> {
     }
 }
 
-impl<R: Runtime> Agent<R> {
+impl<R: Runtime + 'static> Agent<R> {
     /// Loads the held document. An unreadable one is reported and treated as "nothing known
     /// yet": the agent then changes nothing until the panel sends a document.
     pub fn new(
@@ -118,6 +142,7 @@ impl<R: Runtime> Agent<R> {
                 state_dir,
                 crate::confirm::DEFAULT_WINDOW,
             ),
+            moves: None,
         }
     }
 
@@ -156,6 +181,124 @@ impl<R: Runtime> Agent<R> {
         let uplink = crate::uplink::Uplink::new(interface, self.state_dir());
         self.reconciler.set_uplink(Arc::new(uplink));
         self
+    }
+
+    /// Takes part in site moves: serves other agents on `listener` (mutual TLS with the
+    /// panel's CA) and tells the panel `endpoints`, where other agents reach this one. Needs
+    /// the panel's CA pinned (an agent enrolled with `--panel-ca-sha256`).
+    pub fn with_moves(
+        mut self,
+        listener: tokio::net::TcpListener,
+        endpoints: alveole_model::AgentEndpoints,
+    ) -> Result<Self, AgentError> {
+        let ca_pem = self.panel.ca_pem().ok_or_else(|| AgentError::Refused {
+            status: 0,
+            detail: "moves need the panel's CA: enrol with --panel-ca-sha256".into(),
+        })?;
+        let identity =
+            crate::moves::peer::PeerIdentity::new(self.credential.clone(), ca_pem.to_owned());
+        let board = Arc::new(crate::moves::Board::open(self.state_dir()));
+        let runtime = self.reconciler.shared_runtime();
+        let naming = self.reconciler.naming().clone();
+        let target = crate::moves::target::Target::new(
+            runtime.clone(),
+            naming.clone(),
+            board.clone(),
+            self.ingress.clone(),
+        );
+        let server = tokio::spawn(crate::moves::peer::serve(
+            listener,
+            identity.clone(),
+            Arc::new(target),
+        ));
+        let source = Arc::new(crate::moves::source::Source {
+            runtime,
+            naming,
+            ingress: self.ingress.clone(),
+            panel: self.panel.clone(),
+            identity: identity.clone(),
+            board: board.clone(),
+        });
+        self.moves = Some(Moves {
+            board,
+            source,
+            identity,
+            endpoints,
+            drivers: Default::default(),
+            server,
+        });
+        Ok(self)
+    }
+
+    /// Tells the panel of rollbacks it has not heard of. False while one is unheard: the
+    /// agent then keeps its held document, which still has the site (a newer one might not,
+    /// if the panel had switched it, and the site would go).
+    async fn report_rollbacks(&self) -> bool {
+        let Some(moves) = &self.moves else {
+            return true;
+        };
+        let mut all_heard = true;
+        for (id, outcome) in moves.board.unreported() {
+            if let Err(error) = self.panel.move_outcome(id, "fail", &outcome).await {
+                tracing::warn!(%error, move_id = %id, "the panel has not heard of a rollback yet");
+                all_heard = false;
+            }
+        }
+        all_heard
+    }
+
+    /// Follows the held document's moves: ends forwardings, starts drivers for new moves,
+    /// stops those of moves the panel cancelled.
+    fn follow_moves(&mut self) {
+        let (Some(moves), Some(held)) = (self.moves.as_mut(), self.held.as_ref()) else {
+            return;
+        };
+        for site in moves.board.follow(held) {
+            tracing::info!(%site, "a moved site's forwarding is over");
+            self.ingress.stop_forwarding(site);
+        }
+        let mut stopped = Vec::new();
+        moves.drivers.retain(|id, (site, driver)| {
+            let listed = held.moves_out.iter().any(|m| m.id == *id);
+            if !listed {
+                driver.abort();
+                stopped.push((*id, *site));
+            }
+            listed && !driver.is_finished()
+        });
+        for (id, site) in stopped {
+            if moves.board.is_switched(id) {
+                continue;
+            }
+            // Cancelled, maybe during a freeze: the site must not stay paused.
+            let (runtime, container) = (
+                moves.source.runtime.clone(),
+                moves.source.naming.container(site),
+            );
+            tokio::spawn(async move {
+                let _ = runtime.unpause(&container).await;
+            });
+        }
+        for movement in &held.moves_out {
+            let driven = moves.drivers.contains_key(&movement.id)
+                || moves.board.is_switched(movement.id)
+                || moves.board.is_rolled_back(movement.id);
+            if movement.phase != alveole_model::MovePhase::Copying || driven {
+                continue;
+            }
+            let Some(spec) = held.sites.iter().find(|s| s.site_id == movement.site_id) else {
+                continue;
+            };
+            tracing::info!(move_id = %movement.id, site = %movement.site_id, to = %movement.to_node, "moving a site away");
+            let driver = tokio::spawn(moves.source.clone().drive(
+                movement.clone(),
+                spec.clone(),
+                held.generation,
+            ));
+            moves
+                .drivers
+                .insert(movement.id, (movement.site_id, driver));
+        }
     }
 
     /// Measures the volumes when the last measurement is older than the interval.
@@ -215,6 +358,9 @@ impl<R: Runtime> Agent<R> {
         let renewed = self.credential.renewed(issued);
         renewed.save(&self.credential_path)?;
         self.panel.authenticate(&renewed)?;
+        if let Some(moves) = &self.moves {
+            moves.identity.update(renewed.clone());
+        }
         self.credential = renewed;
         Ok(())
     }
@@ -226,7 +372,15 @@ impl<R: Runtime> Agent<R> {
     /// One pass: ask the panel (if it answers), then reconcile from the held document.
     pub async fn pass(&mut self) -> Option<Report> {
         self.renew_certificate_if_due().await;
-        match self.panel.desired_state().await {
+        let fetched = if self.report_rollbacks().await {
+            self.panel.desired_state().await
+        } else {
+            Err(AgentError::Refused {
+                status: 0,
+                detail: "a rollback must reach the panel before a newer desired state".into(),
+            })
+        };
+        match fetched {
             Ok(offered) => match self.ledger.offer(self.held.as_ref(), &offered) {
                 Ok(Verdict::Accepted) => {
                     tracing::info!(
@@ -243,6 +397,7 @@ impl<R: Runtime> Agent<R> {
                 tracing::warn!(%error, generation = ?self.held_generation(), "panel unreachable; serving from the held desired state")
             }
         }
+        self.follow_moves();
         let filter = self.input_filter.decide(
             self.held.as_ref()?.input_filter.as_ref(),
             chrono::Utc::now(),
@@ -269,7 +424,11 @@ impl<R: Runtime> Agent<R> {
         let held = self.held.as_ref()?;
         let sites = match &outcome {
             Ok(report) => {
-                self.ingress.set_routes(routes_of(held, report));
+                let mut routes = routes_of(held, report);
+                if let Some(moves) = &self.moves {
+                    moves.board.add_routes(&mut routes, held);
+                }
+                self.ingress.set_routes(routes);
                 site_reports(held, report, &self.usage)
             }
             Err(error) => {
@@ -336,6 +495,7 @@ impl<R: Runtime> Agent<R> {
                 .is_none_or(|at| at.elapsed() >= INVENTORY_EVERY)
                 .then(|| crate::inventory::collect(self.reconciler.runtime().engine_version())),
             addresses: uplink.map(|u| u.held),
+            endpoints: self.moves.as_ref().map(|m| m.endpoints),
         };
         match self.panel.report(&report).await {
             Ok(()) => {

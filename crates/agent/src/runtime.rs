@@ -44,9 +44,10 @@ impl Naming {
         format!("alveole-{}-{}", site.0.simple(), self.node_short())
     }
 
-    /// Volumes outlive containers and are removed only when a site is purged.
+    /// Volumes outlive containers and are removed only when a site is purged. Named per node
+    /// too: a move's target makes its own copy, even on an engine two nodes share.
     pub fn volume(&self, site: SiteId) -> String {
-        format!("alveole-{}-data", site.0.simple())
+        format!("alveole-{}-{}-data", site.0.simple(), self.node_short())
     }
 
     pub fn labels(&self, site: Option<SiteId>) -> BTreeMap<String, String> {
@@ -163,6 +164,67 @@ pub trait Runtime: Send + Sync {
     async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError> {
         wait_until_accepting(address).await
     }
+
+    // --- what moves need (an engine that cannot do them cannot move sites) ---------------
+
+    /// Freezes a container's processes (their connections wait; nothing is lost).
+    async fn pause(&self, _container: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("pausing a container"))
+    }
+    async fn unpause(&self, _container: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("unpausing a container"))
+    }
+    /// The directory on this host that holds the site's volume, made if missing.
+    async fn volume_path(
+        &self,
+        _naming: &Naming,
+        _site: SiteId,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        Err(unsupported("reaching a volume's files"))
+    }
+    async fn has_image(&self, _image: &alveole_model::ImageRef) -> Result<bool, RuntimeError> {
+        Err(unsupported("inspecting images"))
+    }
+    /// The image as `docker save` writes it, streamed.
+    fn save_image(&self, _image: &alveole_model::ImageRef) -> ByteStream<RuntimeError> {
+        Box::pin(futures::stream::once(async {
+            Err(unsupported("saving an image"))
+        }))
+    }
+    /// Loads what [`Runtime::save_image`] wrote (`docker load`).
+    async fn load_image(&self, _archive: ByteStream<std::io::Error>) -> Result<(), RuntimeError> {
+        Err(unsupported("loading an image"))
+    }
+}
+
+/// A stream of bytes from or to the engine.
+pub type ByteStream<E> = futures::stream::BoxStream<'static, Result<bytes::Bytes, E>>;
+
+fn unsupported(what: &str) -> RuntimeError {
+    RuntimeError::Engine(format!("this container runtime does not support {what}"))
+}
+
+/// Creates the site's container and, if it should run, starts it and waits (bounded) until it
+/// accepts connections, so no request is routed to a server not yet listening: its address,
+/// or `None` for a site that does not run.
+pub async fn launch<R: Runtime + ?Sized>(
+    runtime: &R,
+    naming: &Naming,
+    spec: &SiteSpec,
+) -> Result<Option<SocketAddr>, RuntimeError> {
+    let id = runtime.create_container(naming, spec).await?;
+    if !spec.run {
+        return Ok(None);
+    }
+    runtime.start(&id).await?;
+    let Some(ip) = runtime.address(naming, &id).await? else {
+        return Err(RuntimeError::Engine(format!(
+            "container {id} has no address on the node network"
+        )));
+    };
+    let address = SocketAddr::new(ip, spec.http_port);
+    runtime.ready(address).await?;
+    Ok(Some(address))
 }
 
 /// How long a new container may take to accept connections before its replacement fails.

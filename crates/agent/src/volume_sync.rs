@@ -254,136 +254,253 @@ fn owner(uid: u32, gid: u32) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid
 pub fn sync_pass(source: &Path, target: &Path) -> Result<PassReport, SyncError> {
     let (source_scan, target_scan) = (scan(source)?, scan(target)?);
     let delta = plan(&source_scan.entries, &target_scan.entries);
-    let (source_fd, target_fd) = (open_root(source)?, open_root(target)?);
+    let source_tree = SourceTree::open(source)?;
+    let writer = TreeWriter::open(target)?;
     let mut report = PassReport {
         special: source_scan.special,
         ..PassReport::default()
     };
-    for path in target_scan.partial.iter().chain(&delta.remove) {
-        let (parent, name) = split(path);
-        let parent_fd = open_dir_beneath(&target_fd, parent)?;
-        let is_dir = matches!(target_scan.entries.get(path), Some(Entry::Dir { .. }));
-        let flags = if is_dir {
-            AtFlags::REMOVEDIR
-        } else {
-            AtFlags::empty()
-        };
-        rustix::fs::unlinkat(&parent_fd, name, flags).map_err(io(path))?;
+    for path in &target_scan.partial {
+        writer.remove(path, false)?;
         report.removed += 1;
     }
-    for path in &delta.dirs {
-        let Some(Entry::Dir { mode, uid, gid }) = source_scan.entries.get(path) else {
-            continue;
-        };
-        let (parent, name) = split(path);
-        let parent_fd = open_dir_beneath(&target_fd, parent)?;
-        match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(errno) => return Err(io(path)(errno)),
-        }
-        let dir_fd = open_dir_beneath(&target_fd, path)?;
-        let (user, group) = owner(*uid, *gid);
-        rustix::fs::fchown(&dir_fd, user, group).map_err(io(path))?;
-        rustix::fs::fchmod(&dir_fd, Mode::from_raw_mode(*mode)).map_err(io(path))?;
+    for path in &delta.remove {
+        let is_dir = matches!(target_scan.entries.get(path), Some(Entry::Dir { .. }));
+        writer.remove(path, is_dir)?;
+        report.removed += 1;
     }
-    for path in &delta.symlinks {
-        let Some(Entry::Symlink { target, uid, gid }) = source_scan.entries.get(path) else {
-            continue;
-        };
-        let (parent, name) = split(path);
-        let parent_fd = open_dir_beneath(&target_fd, parent)?;
-        match rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(errno) => return Err(io(path)(errno)),
+    for path in delta.dirs.iter().chain(&delta.symlinks) {
+        if let Some(entry) = source_scan.entries.get(path) {
+            writer.put(path, entry)?;
         }
-        rustix::fs::symlinkat(target.as_path(), &parent_fd, name).map_err(io(path))?;
-        let (user, group) = owner(*uid, *gid);
-        rustix::fs::chownat(&parent_fd, name, user, group, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io(path))?;
     }
     for path in &delta.files {
         let Some(entry) = source_scan.entries.get(path) else {
             continue;
         };
-        if let Some(bytes) = copy_file(&source_fd, &target_fd, path, entry)? {
-            report.files += 1;
-            report.bytes += bytes.copied;
-            report.unstable += usize::from(!bytes.stable);
-        }
+        let Some(mut reading) = source_tree.read(path, entry)? else {
+            continue;
+        };
+        let mut partial = writer.begin_file(path)?;
+        let copied = std::io::copy(reading.file(), partial.file()).map_err(std_io(path))?;
+        let stable = reading.stable()?;
+        partial.finish(entry, stable)?;
+        report.files += 1;
+        report.bytes += copied;
+        report.unstable += usize::from(!stable);
     }
     Ok(report)
 }
 
-struct Copied {
-    copied: u64,
-    /// The source did not change while it was read.
-    stable: bool,
+/// The tree a pass copies from; files are opened beneath its root.
+#[derive(Debug)]
+pub struct SourceTree {
+    root: OwnedFd,
 }
 
-/// Copies one file under a temporary name, gives it the source's metadata, then renames it
-/// into place. `None` when the source is no longer a regular file (gone or swapped).
-fn copy_file(
-    source_fd: &OwnedFd,
-    target_fd: &OwnedFd,
-    path: &Path,
-    entry: &Entry,
-) -> Result<Option<Copied>, SyncError> {
-    let Entry::File {
-        size,
-        modified,
-        mode,
-        uid,
-        gid,
-    } = *entry
-    else {
-        return Ok(None);
-    };
-    // Unchanged since the scan: same size and modification time.
-    let as_scanned = |stat: &rustix::fs::Stat| matches!(entry_of(stat, None), Some(Entry::File { size: s, modified: m, .. }) if s == size && m == modified);
-    let source = match open_beneath(source_fd, path, OFlags::RDONLY) {
-        Ok(fd) => fd,
-        // Gone since the scan, or swapped for a symlink or a directory: the next pass sees.
-        Err(_) => return Ok(None),
-    };
-    let before = rustix::fs::fstat(&source).map_err(io(path))?;
-    if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
-        return Ok(None);
+/// A source file being read, and what the scan saw of it.
+#[derive(Debug)]
+pub struct SourceFile {
+    file: std::fs::File,
+    path: PathBuf,
+    size: u64,
+    modified: (i64, i64),
+    before: rustix::fs::Stat,
+}
+
+impl SourceTree {
+    pub fn open(root: &Path) -> Result<Self, SyncError> {
+        Ok(Self {
+            root: open_root(root)?,
+        })
     }
-    let (parent, name) = split(path);
-    let parent_fd = open_dir_beneath(target_fd, parent)?;
-    let mut temporary = OsStr::new(PARTIAL).to_os_string();
-    temporary.push(name);
-    let written = rustix::fs::openat(
-        &parent_fd,
-        temporary.as_os_str(),
-        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(io(path))?;
-    let mut reader = std::fs::File::from(source);
-    let mut writer = std::fs::File::from(written);
-    let copied = std::io::copy(&mut reader, &mut writer).map_err(std_io(path))?;
-    let after = rustix::fs::fstat(&reader).map_err(io(path))?;
-    let stable = as_scanned(&before) && as_scanned(&after);
-    let (user, group) = owner(uid, gid);
-    rustix::fs::fchown(&writer, user, group).map_err(io(path))?;
-    rustix::fs::fchmod(&writer, Mode::from_raw_mode(mode)).map_err(io(path))?;
-    // A file that changed while read keeps the epoch: the next pass copies it again.
-    let (seconds, nanoseconds) = if stable { modified } else { (0, 0) };
-    let time = Timespec {
-        tv_sec: seconds,
-        tv_nsec: nanoseconds,
-    };
-    rustix::fs::futimens(
-        &writer,
-        &Timestamps {
-            last_access: time,
-            last_modification: time,
-        },
-    )
-    .map_err(io(path))?;
-    rustix::fs::renameat(&parent_fd, temporary.as_os_str(), &parent_fd, name).map_err(io(path))?;
-    Ok(Some(Copied { copied, stable }))
+
+    /// Opens the file the scan saw as `entry`; `None` when it is no longer a regular file
+    /// (gone or swapped since the scan: the next pass sees).
+    pub fn read(&self, path: &Path, entry: &Entry) -> Result<Option<SourceFile>, SyncError> {
+        let Entry::File { size, modified, .. } = *entry else {
+            return Ok(None);
+        };
+        let Ok(fd) = open_beneath(&self.root, path, OFlags::RDONLY) else {
+            return Ok(None);
+        };
+        let before = rustix::fs::fstat(&fd).map_err(io(path))?;
+        if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
+            return Ok(None);
+        }
+        Ok(Some(SourceFile {
+            file: std::fs::File::from(fd),
+            path: path.to_owned(),
+            size,
+            modified,
+            before,
+        }))
+    }
+}
+
+impl SourceFile {
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Whether the file was as scanned before and after it was read (same size and
+    /// modification time): otherwise its copy must be made again by the next pass.
+    pub fn stable(&self) -> Result<bool, SyncError> {
+        let as_scanned = |stat: &rustix::fs::Stat| {
+            matches!(entry_of(stat, None), Some(Entry::File { size, modified, .. })
+                if size == self.size && modified == self.modified)
+        };
+        let after = rustix::fs::fstat(&self.file).map_err(io(&self.path))?;
+        Ok(as_scanned(&self.before) && as_scanned(&after))
+    }
+}
+
+/// Writes into the tree a pass copies to. Every path is opened beneath its root, and files
+/// are written under a temporary name, then renamed into place with their metadata.
+#[derive(Debug)]
+pub struct TreeWriter {
+    root: OwnedFd,
+}
+
+/// A file being written under its temporary name.
+#[derive(Debug)]
+pub struct PartialFile {
+    parent: OwnedFd,
+    temporary: std::ffi::OsString,
+    name: std::ffi::OsString,
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl TreeWriter {
+    pub fn open(root: &Path) -> Result<Self, SyncError> {
+        Ok(Self {
+            root: open_root(root)?,
+        })
+    }
+
+    /// Removes a file, a symlink or an (empty) directory; one already gone is fine.
+    pub fn remove(&self, path: &Path, is_dir: bool) -> Result<(), SyncError> {
+        let (parent, name) = split(path);
+        let parent_fd = open_dir_beneath(&self.root, parent)?;
+        let flags = if is_dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match rustix::fs::unlinkat(&parent_fd, name, flags) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(errno) => Err(io(path)(errno)),
+        }
+    }
+
+    /// Makes a directory or a symlink as `entry` says (files go through `begin_file`).
+    pub fn put(&self, path: &Path, entry: &Entry) -> Result<(), SyncError> {
+        let (parent, name) = split(path);
+        let parent_fd = open_dir_beneath(&self.root, parent)?;
+        match entry {
+            Entry::Dir { mode, uid, gid } => {
+                match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(errno) => return Err(io(path)(errno)),
+                }
+                let dir_fd = open_dir_beneath(&self.root, path)?;
+                let (user, group) = owner(*uid, *gid);
+                rustix::fs::fchown(&dir_fd, user, group).map_err(io(path))?;
+                rustix::fs::fchmod(&dir_fd, Mode::from_raw_mode(*mode)).map_err(io(path))?;
+            }
+            Entry::Symlink { target, uid, gid } => {
+                match rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(errno) => return Err(io(path)(errno)),
+                }
+                rustix::fs::symlinkat(target.as_path(), &parent_fd, name).map_err(io(path))?;
+                let (user, group) = owner(*uid, *gid);
+                rustix::fs::chownat(&parent_fd, name, user, group, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(io(path))?;
+            }
+            Entry::File { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Starts writing `path` under its temporary name (a stale temporary is replaced).
+    pub fn begin_file(&self, path: &Path) -> Result<PartialFile, SyncError> {
+        let (parent, name) = split(path);
+        let parent_fd = open_dir_beneath(&self.root, parent)?;
+        let mut temporary = OsStr::new(PARTIAL).to_os_string();
+        temporary.push(name);
+        match rustix::fs::unlinkat(&parent_fd, temporary.as_os_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(errno) => return Err(io(path)(errno)),
+        }
+        let written = rustix::fs::openat(
+            &parent_fd,
+            temporary.as_os_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io(path))?;
+        Ok(PartialFile {
+            parent: parent_fd,
+            temporary,
+            name: name.to_os_string(),
+            path: path.to_owned(),
+            file: std::fs::File::from(written),
+        })
+    }
+}
+
+impl PartialFile {
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Gives the file `entry`'s owner, mode and modification time (the epoch when the source
+    /// changed while it was read, so the next pass copies it again), then renames it into
+    /// place.
+    pub fn finish(self, entry: &Entry, stable: bool) -> Result<(), SyncError> {
+        let Entry::File {
+            modified,
+            mode,
+            uid,
+            gid,
+            ..
+        } = *entry
+        else {
+            return Ok(());
+        };
+        let path = &self.path;
+        let (user, group) = owner(uid, gid);
+        rustix::fs::fchown(&self.file, user, group).map_err(io(path))?;
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(io(path))?;
+        let (seconds, nanoseconds) = if stable { modified } else { (0, 0) };
+        let time = Timespec {
+            tv_sec: seconds,
+            tv_nsec: nanoseconds,
+        };
+        rustix::fs::futimens(
+            &self.file,
+            &Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+        )
+        .map_err(io(path))?;
+        rustix::fs::renameat(
+            &self.parent,
+            self.temporary.as_os_str(),
+            &self.parent,
+            self.name.as_os_str(),
+        )
+        .map_err(io(path))?;
+        Ok(())
+    }
+
+    /// Gives up the file: its temporary goes.
+    pub fn discard(self) {
+        let _ = rustix::fs::unlinkat(&self.parent, self.temporary.as_os_str(), AtFlags::empty());
+    }
 }
 
 /// A SHA-256 of the whole tree: each entry's path, kind, mode, owner, and a file's contents
@@ -648,15 +765,17 @@ mod tests {
             let entry = &scanned.entries[Path::new("log.txt")];
             // The site appends between the scan and the copy.
             write(source, "log.txt", b"1\n2\n");
-            let copied = copy_file(
-                &open_root(source).unwrap(),
-                &open_root(target).unwrap(),
-                Path::new("log.txt"),
-                entry,
-            )
-            .unwrap()
-            .unwrap();
-            assert!(!copied.stable);
+            let path = Path::new("log.txt");
+            let mut reading = SourceTree::open(source)
+                .unwrap()
+                .read(path, entry)
+                .unwrap()
+                .unwrap();
+            let mut partial = TreeWriter::open(target).unwrap().begin_file(path).unwrap();
+            std::io::copy(reading.file(), partial.file()).unwrap();
+            let stable = reading.stable().unwrap();
+            assert!(!stable);
+            partial.finish(entry, stable).unwrap();
             let kept = std::fs::metadata(target.join("log.txt"))
                 .unwrap()
                 .modified()

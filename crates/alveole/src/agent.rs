@@ -55,6 +55,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{device} is not an interface name"))?;
         agent = agent.with_uplink(Box::new(interface));
     }
+    let ingress_address = args.ingress_advertise.unwrap_or(args.ingress_listen);
+    // Without --peer-listen the node can send sites away but not receive them: the panel
+    // refuses it as a move's target. It still reports its ingress, where forwards go.
+    agent = match args.peer_listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen} for other agents"))?;
+            let endpoints = alveole_model::AgentEndpoints {
+                peer: Some(args.peer_advertise.unwrap_or(listener.local_addr()?)),
+                ingress: Some(ingress_address),
+            };
+            agent
+                .with_moves(listener, endpoints)
+                .context("serving other agents")?
+        }
+        None => agent,
+    };
     let timing = Timing {
         pass: Duration::from_secs(args.pass_seconds.max(1)),
     };

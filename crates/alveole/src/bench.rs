@@ -509,6 +509,8 @@ async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let started = Instant::now();
     let report = reconciler.reconcile(&desired).await;

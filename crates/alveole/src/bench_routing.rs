@@ -89,6 +89,8 @@ pub(crate) fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
         purge_volumes: vec![],
         addresses: vec![],
         input_filter: None,
+        moves_out: vec![],
+        moves_in: vec![],
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();
     RoutingPlan::new(shape.clone(), &desired, &containers)

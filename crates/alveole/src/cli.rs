@@ -198,6 +198,18 @@ pub struct ServeArgs {
     /// Seconds without a report after which a node is shown unreachable.
     #[arg(long, env = "ALVEOLE_NODE_UNREACHABLE_AFTER", default_value_t = 60)]
     pub node_unreachable_after: u64,
+    /// Seconds a moved site's old node forwards its requests to the new one (at least twice
+    /// the DNS TTL of the site's names; an admin can end it earlier).
+    #[arg(long, env = "ALVEOLE_MOVE_FORWARD_SECONDS", default_value_t = 600)]
+    pub move_forward_seconds: u64,
+    /// Milliseconds a move may keep a site frozen before its old node rolls back and serves it
+    /// again by itself.
+    #[arg(
+        long,
+        env = "ALVEOLE_MOVE_FREEZE_DEADLINE_MS",
+        default_value_t = 10_000
+    )]
+    pub move_freeze_deadline_ms: u64,
     /// Also run an agent for this machine when it has a Docker engine (all-in-one).
     #[arg(long, env = "ALVEOLE_LOCAL_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_agent: bool,
@@ -254,6 +266,18 @@ pub struct AgentArgs {
         default_value_t = 60
     )]
     pub input_filter_confirm_seconds: u64,
+    /// Where the agent listens for other agents (site moves, mutual TLS with the panel's CA),
+    /// e.g. 0.0.0.0:8444. Without it, the node takes no part in moves (neither way).
+    #[arg(long, env = "ALVEOLE_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The address other agents reach the peer listener at, when not the listening address
+    /// (behind NAT, or listening on 0.0.0.0).
+    #[arg(long, env = "ALVEOLE_PEER_ADVERTISE")]
+    pub peer_advertise: Option<SocketAddr>,
+    /// The address other nodes reach this node's ingress at (a moved site's old node forwards
+    /// its requests there), when not the listening address.
+    #[arg(long, env = "ALVEOLE_INGRESS_ADVERTISE")]
+    pub ingress_advertise: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -343,6 +367,19 @@ pub enum ResourceAction {
     },
     /// Nodes: a one-time join token, and the command that enrols the node's agent with it.
     JoinToken { id: String },
+    /// Sites: move one (by id or host name) to another node, with a progress bar until its
+    /// switch. Its requests are held, not failed, during the freeze.
+    Move {
+        id: String,
+        /// The node (id or name) the site moves to.
+        #[arg(long)]
+        to: String,
+        /// Return once the move started, without following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Sites: the site's moves, newest first.
+    Moves { id: String },
 }
 
 /// The README's configuration table, generated from the definitions above.

@@ -17,6 +17,18 @@ pub const SITES: Kind = Kind {
     plural: "sites",
     columns: &["id", "primary_domain", "image", "phase", "node_id"],
 };
+pub const MOVES: Kind = Kind {
+    plural: "site-moves",
+    columns: &[
+        "id",
+        "phase",
+        "from_node",
+        "to_node",
+        "started_at",
+        "progress.freeze_ms",
+        "progress.passes",
+    ],
+};
 pub const NODES: Kind = Kind {
     plural: "nodes",
     columns: &[
@@ -124,6 +136,94 @@ impl Api {
             .cloned()
             .with_context(|| format!("no site answers for {key}"))
     }
+}
+
+impl Api {
+    /// A node's id, from its id or its name.
+    async fn node_by_id_or_name(&self, key: &str) -> anyhow::Result<String> {
+        if uuid::Uuid::parse_str(key).is_ok() {
+            return Ok(key.to_owned());
+        }
+        let page = self
+            .call(reqwest::Method::GET, "/api/v1/nodes?limit=500", None)
+            .await?
+            .context("empty answer")?;
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|node| node["name"] == key)
+            .and_then(|node| node["id"].as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("no node is named {key}"))
+    }
+
+    /// Shows a move's progress (a bar on a terminal) until it is no longer copying; the move
+    /// as it ended. Bounded: gives up after an hour of no change.
+    async fn follow_move(&self, id: &str, quiet: bool) -> anyhow::Result<Value> {
+        let mut last_change = std::time::Instant::now();
+        let mut last = Value::Null;
+        loop {
+            let movement = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/site-moves/{id}"),
+                    None,
+                )
+                .await?
+                .context("empty answer")?;
+            if movement["progress"] != last["progress"] || movement["phase"] != last["phase"] {
+                last_change = std::time::Instant::now();
+                if !quiet {
+                    eprint!("\r{}", progress_line(&movement));
+                }
+            }
+            if movement["phase"] != "copying" {
+                if !quiet {
+                    eprintln!();
+                }
+                return Ok(movement);
+            }
+            anyhow::ensure!(
+                last_change.elapsed() < std::time::Duration::from_secs(3600),
+                "the move {id} has shown no progress for an hour"
+            );
+            last = movement;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// `[#######·············]  35%  copying, pass 2, 70 MB of 200 MB` and, once switched, the
+/// freeze window.
+pub fn progress_line(movement: &Value) -> String {
+    let progress = &movement["progress"];
+    let number = |key: &str| progress[key].as_u64().unwrap_or(0);
+    let (sent, total) = (
+        number("bytes_sent") + number("bytes_already_there"),
+        number("volume_bytes"),
+    );
+    let step = progress["step"].as_str().unwrap_or("waiting");
+    let done = match movement["phase"].as_str() {
+        Some("copying") if total > 0 => ((sent as f64 / total as f64).min(0.99) * 100.0) as u64,
+        Some("copying") => 0,
+        _ => 100,
+    };
+    let filled = (done / 5) as usize;
+    let bar = format!("{}{}", "#".repeat(filled), "·".repeat(20 - filled));
+    let mut line = format!(
+        "[{bar}] {done:>3}%  {step}, pass {}, {} of {}",
+        number("passes"),
+        alveole_model::quantity::format_bytes(sent.min(total.max(sent))),
+        alveole_model::quantity::format_bytes(total)
+    );
+    if let Some(freeze) = progress["freeze_ms"].as_u64() {
+        line.push_str(&format!(", frozen {freeze} ms"));
+    }
+    if let Some(error) = progress["last_error"].as_str() {
+        line.push_str(&format!(" (retrying: {error})"));
+    }
+    line
 }
 
 fn urlencode(text: &str) -> String {
@@ -264,6 +364,53 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
                     token["command"].as_str().unwrap_or("")
                 );
             }
+        }
+        ResourceAction::Move { id, to, no_wait } => {
+            anyhow::ensure!(
+                kind.plural == "sites",
+                "only sites move: alveole site move SITE --to NODE"
+            );
+            let site = api.resolve(kind, &id).await?;
+            let site_id = site["id"].as_str().context("no id")?;
+            let node = api.node_by_id_or_name(&to).await?;
+            let started = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/sites/{site_id}/move"),
+                    Some(&json!({"to_node": node})),
+                )
+                .await?
+                .context("empty answer")?;
+            if no_wait {
+                print_one(&started, json_out);
+            } else {
+                let id = started["id"].as_str().context("no move id")?;
+                let ended = api.follow_move(id, json_out).await?;
+                print_one(&ended, json_out);
+                anyhow::ensure!(
+                    ended["phase"] != "failed" && ended["phase"] != "cancelled",
+                    "the move did not happen: {}",
+                    ended["error"].as_str().unwrap_or("no reason given")
+                );
+            }
+        }
+        ResourceAction::Moves { id } => {
+            anyhow::ensure!(kind.plural == "sites", "only sites have moves");
+            let site = api.resolve(kind, &id).await?;
+            let site_id = site["id"].as_str().context("no id")?;
+            let moves = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/sites/{site_id}/moves"),
+                    None,
+                )
+                .await?
+                .context("empty answer")?;
+            print_items(
+                MOVES,
+                moves.as_array().map(Vec::as_slice).unwrap_or(&[]),
+                json_out,
+            );
         }
         ResourceAction::Delete { id, purge } => {
             let current = api.resolve(kind, &id).await?;

@@ -89,6 +89,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         PanelConfig {
             secure_cookies: args.secure_cookies,
             node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
+            moves: alveole_store::MoveTiming {
+                forward_seconds: args.move_forward_seconds,
+                freeze_deadline_ms: args.move_freeze_deadline_ms.max(100),
+            },
             agent_url,
             agent_tls: agent_tls.clone(),
             notary: Some(notary),

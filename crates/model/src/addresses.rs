@@ -331,6 +331,7 @@ mod tests {
             events: vec![],
             inventory: None,
             addresses: held.map(|h| h.iter().map(|a| a.parse().unwrap()).collect()),
+            endpoints: None,
         };
         assert!(!moving.released_by(&report(None, None)), "nothing applied");
         assert!(

@@ -34,6 +34,13 @@ pub struct DesiredState {
     /// The node's input filter, when its admins opted in.
     #[serde(default)]
     pub input_filter: Option<InputFilter>,
+    /// Sites this node moves away (it copies them out, then forwards their requests).
+    #[serde(default)]
+    pub moves_out: Vec<crate::site_move::OutgoingMove>,
+    /// Sites moving here: their containers are the move's, not the reconciler's, until the
+    /// switch makes them this node's sites.
+    #[serde(default)]
+    pub moves_in: Vec<crate::site_move::IncomingMove>,
 }
 
 /// The host's own services (SSH, the agent's ports) answer only these networks: the admins'

@@ -56,3 +56,7 @@ typed_id!(
     /// A member's web site.
     SiteId
 );
+typed_id!(
+    /// One move of a site from a node to another.
+    SiteMoveId
+);

@@ -13,6 +13,7 @@ pub mod image;
 pub mod phase;
 pub mod quantity;
 pub mod resources;
+pub mod site_move;
 pub mod status;
 pub mod text;
 
@@ -23,10 +24,14 @@ pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};
 pub use hostname::{Hostname, Wildcard};
-pub use ids::{MemberId, NodeId, ProviderId, SiteId};
+pub use ids::{MemberId, NodeId, ProviderId, SiteId, SiteMoveId};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;
+pub use site_move::{
+    AgentEndpoints, FreezeStep, IncomingMove, MoveOutcome, MovePhase, MoveProgress, MoveStep,
+    OutgoingMove, SiteMove,
+};
 pub use status::{
     AgentEvent, AgentEventKind, NodeInventory, NodeReport, NodeResources, Package, SiteReport,
     SiteState,

@@ -29,6 +29,9 @@ pub struct NodeReport {
     /// the agent does not manage addresses (no uplink configured).
     #[serde(default)]
     pub addresses: Option<Vec<std::net::IpAddr>>,
+    /// Where other agents reach this one (moves), when it listens for them.
+    #[serde(default)]
+    pub endpoints: Option<crate::site_move::AgentEndpoints>,
 }
 
 /// A node's software, for the platform inventory an outside audit asks for.

@@ -16,6 +16,7 @@ mod ops;
 pub mod pages;
 pub mod ratelimit;
 pub mod routes;
+pub mod site_moves;
 pub mod tls;
 
 use std::sync::Arc;
@@ -57,7 +58,16 @@ pub struct PanelConfig {
     pub oidc: Option<std::sync::Arc<oidc::Oidc>>,
     /// Tells providers where to deliver a failover address.
     pub provider_routing: std::sync::Arc<dyn failover::ProviderRouting>,
+    /// How long a move may freeze a site, and how long its old node forwards afterwards.
+    pub moves: alveole_store::MoveTiming,
 }
+
+/// A move's source forwards for 10 minutes (twice a 5-minute DNS TTL), and gives up a freeze
+/// after 10 seconds.
+pub const DEFAULT_MOVE_TIMING: alveole_store::MoveTiming = alveole_store::MoveTiming {
+    forward_seconds: 600,
+    freeze_deadline_ms: 10_000,
+};
 
 /// The time, behind a trait so tests can move it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -112,6 +122,7 @@ impl Default for PanelConfig {
             clock: std::sync::Arc::new(SystemClock),
             oidc: None,
             provider_routing: std::sync::Arc::new(failover::SharedSegment),
+            moves: DEFAULT_MOVE_TIMING,
         }
     }
 }

@@ -462,6 +462,7 @@ pub fn routes() -> Vec<Route> {
     audit_routes(&mut b);
     token_routes(&mut b);
     address_routes(&mut b);
+    site_move_routes(&mut b);
 
     b.add(
         Method::GET,
@@ -820,6 +821,127 @@ fn address_routes(b: &mut Builder) {
             &[401, 403],
         ),
         get(addresses::moves),
+    );
+}
+
+fn site_move_routes(b: &mut Builder) {
+    use crate::api::site_moves;
+    let doc = |request: Option<SchemaFn>, success: (u16, Option<SchemaFn>), errors: &[u16]| {
+        Some(ApiDoc {
+            query: vec![],
+            request,
+            success,
+            errors: errors.to_vec(),
+        })
+    };
+    let one = || Some(schema::<alveole_model::SiteMove> as SchemaFn);
+    let many = || Some(schema::<Vec<alveole_model::SiteMove>> as SchemaFn);
+    b.add(
+        Method::POST,
+        "/api/v1/sites/{id}/move",
+        "move_site",
+        "Moves a site to another node: its volume is copied while it serves, then it is frozen \
+         for a last copy and switched; its old node forwards its requests for a while",
+        Surface::Api,
+        Access::Admin,
+        doc(
+            Some(schema::<site_moves::MoveRequest>),
+            (202, one()),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(site_moves::start),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/sites/{id}/moves",
+        "list_site_moves",
+        "A site's moves, newest first (its history), with each one's progress and freeze window",
+        Surface::Api,
+        Access::Read,
+        doc(None, (200, many()), &[400, 401, 403, 404]),
+        get(site_moves::of_site),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/site-moves",
+        "list_all_site_moves",
+        "Every site move, newest first",
+        Surface::Api,
+        Access::Read,
+        doc(None, (200, many()), &[401, 403]),
+        get(site_moves::list),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/site-moves/{id}",
+        "get_site_move",
+        "One site move, with its progress",
+        Surface::Api,
+        Access::Read,
+        doc(None, (200, one()), &[400, 401, 403, 404]),
+        get(site_moves::get),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/site-moves/{id}/cancel",
+        "cancel_site_move",
+        "Cancels a move before its switch: the site stays on its node",
+        Surface::Api,
+        Access::Admin,
+        doc(None, (200, one()), &[400, 401, 403, 404, 409]),
+        post(site_moves::cancel),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/site-moves/{id}/finish",
+        "finish_site_move",
+        "Ends a switched move's forwarding early: the old node stops forwarding and drops its copy",
+        Surface::Api,
+        Access::Admin,
+        doc(None, (200, one()), &[400, 401, 403, 404, 409]),
+        post(site_moves::finish),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/site-moves/{id}/progress",
+        "agent_site_move_progress",
+        "The source node's progress on a move (agents only)",
+        Surface::Api,
+        Access::Agent,
+        doc(
+            Some(schema::<alveole_model::MoveProgress>),
+            (204, None),
+            &[400, 401, 403, 404],
+        ),
+        post(site_moves::agent_progress),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/site-moves/{id}/switch",
+        "agent_site_move_switch",
+        "The source asks for the switch: the site becomes the target's (agents only)",
+        Surface::Api,
+        Access::Agent,
+        doc(
+            Some(schema::<alveole_model::MoveOutcome>),
+            (200, one()),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(site_moves::agent_switch),
+    );
+    b.add(
+        Method::POST,
+        "/api/v1/agent/site-moves/{id}/fail",
+        "agent_site_move_fail",
+        "The source rolled back: the site stays its (agents only)",
+        Surface::Api,
+        Access::Agent,
+        doc(
+            Some(schema::<alveole_model::MoveOutcome>),
+            (200, one()),
+            &[400, 401, 403, 404, 409],
+        ),
+        post(site_moves::agent_fail),
     );
 }
 

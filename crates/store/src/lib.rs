@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use alveole_model::{
     Member, MemberId, NewMember, NewNode, NewProvider, NewSite, Node, NodeId, NodeLoad, NodeReport,
-    Provider, ProviderId, Role, Site, SiteId, SitePhase, Slug,
+    Provider, ProviderId, Role, Site, SiteId, SiteMoveId, SitePhase, Slug,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -389,6 +389,55 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ctx: &AuditContext,
         address: std::net::IpAddr,
     ) -> StoreResult<()>;
+    /// Starts moving `site` to the node `to`: checks the target's room (its sites and the
+    /// sites already moving there), records the move (`copying`) and tells both nodes.
+    async fn start_site_move(
+        &self,
+        ctx: &AuditContext,
+        site: SiteId,
+        to: NodeId,
+        timing: MoveTiming,
+    ) -> StoreResult<alveole_model::SiteMove>;
+    async fn get_site_move(&self, id: SiteMoveId) -> StoreResult<alveole_model::SiteMove>;
+    /// Moves, newest first: of one site (its history), or all.
+    async fn site_moves(&self, site: Option<SiteId>) -> StoreResult<Vec<alveole_model::SiteMove>>;
+    /// Keeps what the source agent reports (telemetry: not audited).
+    async fn note_site_move_progress(
+        &self,
+        id: SiteMoveId,
+        progress: &alveole_model::MoveProgress,
+    ) -> StoreResult<()>;
+    /// The point of no return: the site becomes the target's, the source forwards its
+    /// requests until `forward_until`. Asking again answers the same (the source may not have
+    /// heard the first answer); a move no longer copying is refused.
+    async fn switch_site_move(
+        &self,
+        ctx: &AuditContext,
+        id: SiteMoveId,
+        progress: &alveole_model::MoveProgress,
+    ) -> StoreResult<alveole_model::SiteMove>;
+    /// The source rolled back: the site stays (or is again) on the source. A switch the
+    /// source never heard of is undone: nothing was sent to the target yet.
+    async fn fail_site_move(
+        &self,
+        ctx: &AuditContext,
+        id: SiteMoveId,
+        reason: &str,
+        progress: &alveole_model::MoveProgress,
+    ) -> StoreResult<alveole_model::SiteMove>;
+    /// An admin stops a move before its switch.
+    async fn cancel_site_move(
+        &self,
+        ctx: &AuditContext,
+        id: SiteMoveId,
+    ) -> StoreResult<alveole_model::SiteMove>;
+    /// Ends the forwarding (its period is over, or an admin ends it early): the source drops
+    /// its copy.
+    async fn finish_site_move(
+        &self,
+        ctx: &AuditContext,
+        id: SiteMoveId,
+    ) -> StoreResult<alveole_model::SiteMove>;
     /// Keeps a sign-in in progress at the identity provider (not audited: nothing changes yet).
     async fn start_oidc_login(
         &self,
@@ -515,6 +564,16 @@ pub struct NodeDesired {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its input filter, when opted in: its admins' networks and the other nodes' addresses.
     pub input_filter: Option<alveole_model::InputFilter>,
+    /// Every move from or to the node, oldest first (terminal ones too: they say which
+    /// copies the node may drop).
+    pub moves: Vec<alveole_model::SiteMove>,
+}
+
+/// How long a move's switch may keep a site frozen, and how long its source forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoveTiming {
+    pub forward_seconds: u64,
+    pub freeze_deadline_ms: u64,
 }
 
 impl NodeDesired {

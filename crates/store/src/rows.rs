@@ -377,3 +377,53 @@ impl From<SessionRow> for crate::Session {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SiteMoveRow {
+    id: Uuid,
+    site_id: Uuid,
+    from_node: Uuid,
+    to_node: Uuid,
+    phase: String,
+    started_at: DateTime<Utc>,
+    switched_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    forward_until: Option<DateTime<Utc>>,
+    forward_seconds: i64,
+    freeze_deadline_ms: i64,
+    progress: Json<alveole_model::MoveProgress>,
+    error: Option<String>,
+}
+
+/// The columns of `site_moves` in [`SiteMoveRow`]'s order, as a literal for `concat!` (sqlx
+/// takes only static SQL text).
+macro_rules! site_move_columns {
+    () => {
+        "id, site_id, from_node, to_node, phase, started_at, switched_at, finished_at, \
+         forward_until, forward_seconds, freeze_deadline_ms, progress, error"
+    };
+}
+pub(crate) use site_move_columns;
+
+impl TryFrom<SiteMoveRow> for alveole_model::SiteMove {
+    type Error = StoreError;
+    fn try_from(row: SiteMoveRow) -> Result<Self, StoreError> {
+        let kind = "site move";
+        Ok(alveole_model::SiteMove {
+            id: alveole_model::SiteMoveId(row.id),
+            site_id: SiteId(row.site_id),
+            from_node: NodeId(row.from_node),
+            to_node: NodeId(row.to_node),
+            phase: alveole_model::MovePhase::parse(&row.phase)
+                .ok_or_else(|| corrupt(kind, row.id, format!("unknown phase {}", row.phase)))?,
+            started_at: row.started_at,
+            switched_at: row.switched_at,
+            finished_at: row.finished_at,
+            forward_until: row.forward_until,
+            forward_seconds: unsigned(kind, row.id, row.forward_seconds)?,
+            freeze_deadline_ms: unsigned(kind, row.id, row.freeze_deadline_ms)?,
+            progress: row.progress.0,
+            error: row.error,
+        })
+    }
+}

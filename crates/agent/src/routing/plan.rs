@@ -266,6 +266,8 @@ mod tests {
             purge_volumes: vec![],
             addresses: vec![],
             input_filter: None,
+            moves_out: vec![],
+            moves_in: vec![],
         }
     }
 

@@ -207,7 +207,11 @@ pub async fn desired_state(
             (tokio::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
         let _ = tokio::time::timeout_at(recheck, changed).await;
     };
-    let purge_volumes = state.store().volume_purges(node).await?;
+    let mut purge_volumes = state.store().volume_purges(node).await?;
+    let moves = crate::site_moves::for_node(&state, node, &desired).await?;
+    purge_volumes.extend(moves.drop_volumes);
+    purge_volumes.sort();
+    purge_volumes.dedup();
     Ok(Json(DesiredState {
         node_id: node,
         generation: desired.generation,
@@ -215,6 +219,8 @@ pub async fn desired_state(
         purge_volumes,
         addresses: desired.addresses,
         input_filter: desired.input_filter,
+        moves_out: moves.outgoing,
+        moves_in: moves.incoming,
     }))
 }
 
@@ -236,6 +242,8 @@ pub async fn report(
         .await?;
     // An address this node was told to let go may now go to its new node.
     crate::failover::advance(&state, node, &report).await;
+    // Forwarding periods end on the clock; reports come every few seconds.
+    crate::site_moves::finish_expired(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod audit;
 pub mod offboarding;
 mod resources;
+pub mod site_moves;
 pub mod tokens;
 
 use std::collections::BTreeMap;

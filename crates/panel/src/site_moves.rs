@@ -1,0 +1,113 @@
+//! The panel's side of site moves: what each node's desired state says about them, and the end
+//! of forwarding periods. The source agent drives a move (copy, freeze, switch); the panel
+//! records its phases and tells both nodes.
+
+use std::collections::BTreeMap;
+
+use alveole_model::{
+    AgentEndpoints, IncomingMove, MovePhase, NodeId, OutgoingMove, SiteId, SiteMove,
+};
+use alveole_store::{NodeDesired, StoreError};
+
+use crate::AppState;
+
+/// The moves part of one node's desired state.
+#[derive(Debug, Default)]
+pub struct NodeMoves {
+    pub outgoing: Vec<OutgoingMove>,
+    pub incoming: Vec<IncomingMove>,
+    /// Copies this node may drop: a site that moved away (forwarding over), or a copy of a
+    /// move that did not switch.
+    pub drop_volumes: Vec<SiteId>,
+}
+
+/// What `node`'s desired state says about the moves in `desired`. A move whose target has not
+/// reported where other agents reach it waits (it is left out).
+pub async fn for_node(
+    state: &AppState,
+    node: NodeId,
+    desired: &NodeDesired,
+) -> Result<NodeMoves, StoreError> {
+    let mut parts = NodeMoves::default();
+    if desired.moves.is_empty() {
+        return Ok(parts);
+    }
+    let endpoints: BTreeMap<NodeId, AgentEndpoints> = state
+        .store()
+        .node_statuses()
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.node_id, s.report.endpoints?)))
+        .collect();
+    // The latest move of each site decides what this node keeps of it.
+    let mut latest: BTreeMap<SiteId, &SiteMove> = BTreeMap::new();
+    for movement in &desired.moves {
+        latest.insert(movement.site_id, movement);
+    }
+    let here: std::collections::BTreeSet<SiteId> = desired.sites.iter().map(|s| s.id).collect();
+    for movement in latest.values() {
+        let outgoing = movement.from_node == node;
+        match movement.phase {
+            MovePhase::Copying | MovePhase::Forwarding if outgoing => {
+                let target = endpoints.get(&movement.to_node);
+                let (Some(peer), Some(ingress)) =
+                    (target.and_then(|e| e.peer), target.and_then(|e| e.ingress))
+                else {
+                    continue;
+                };
+                let site = state.store().get_site(movement.site_id).await?;
+                parts.outgoing.push(OutgoingMove {
+                    id: movement.id,
+                    site_id: movement.site_id,
+                    to_node: movement.to_node,
+                    phase: movement.phase,
+                    target_peer: peer,
+                    target_ingress: ingress,
+                    hostnames: site.to_spec().hostnames,
+                    freeze_deadline_ms: movement.freeze_deadline_ms,
+                    forward_until: movement.forward_until,
+                });
+            }
+            MovePhase::Copying => {
+                let site = state.store().get_site(movement.site_id).await?;
+                parts.incoming.push(IncomingMove {
+                    id: movement.id,
+                    from_node: movement.from_node,
+                    site: site.to_spec(),
+                });
+            }
+            MovePhase::Done if outgoing && !here.contains(&movement.site_id) => {
+                parts.drop_volumes.push(movement.site_id);
+            }
+            MovePhase::Failed | MovePhase::Cancelled
+                if !outgoing && !here.contains(&movement.site_id) =>
+            {
+                parts.drop_volumes.push(movement.site_id);
+            }
+            _ => {}
+        }
+    }
+    Ok(parts)
+}
+
+/// Ends the forwarding of moves whose period is over (called on agents' reports, which come
+/// every few seconds). Failures are logged: the next report tries again.
+pub async fn finish_expired(state: &AppState) {
+    let now = state.config().clock.now();
+    let moves = match state.store().site_moves(None).await {
+        Ok(moves) => moves,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the site moves");
+            return;
+        }
+    };
+    for movement in moves.iter().filter(|m| {
+        m.phase == MovePhase::Forwarding && m.forward_until.is_some_and(|until| until <= now)
+    }) {
+        let ctx = alveole_store::AuditContext::new("system:moves", "-");
+        match state.store().finish_site_move(&ctx, movement.id).await {
+            Ok(_) => state.changed().notify_waiters(),
+            Err(error) => tracing::warn!(%error, id = %movement.id, "could not end a forwarding"),
+        }
+    }
+}
