@@ -275,14 +275,17 @@ fn node_of(certificate: &[u8]) -> Option<NodeId> {
         })
 }
 
-/// Serves other agents on `listener` until it fails: mutual TLS, then `handler`.
+/// Serves other agents on `listener` until it fails: mutual TLS, then `handler`. Its
+/// connections are its own tasks: stopping it stops them too.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     identity: PeerIdentity,
     handler: Arc<dyn PeerHandler>,
 ) -> std::io::Result<()> {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, from) = listener.accept().await?;
+        while connections.try_join_next().is_some() {}
         let config = match identity.server_config() {
             Ok(config) => config,
             Err(error) => {
@@ -291,7 +294,7 @@ pub async fn serve(
             }
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             let stream = match tokio::time::timeout(
                 Duration::from_secs(10),

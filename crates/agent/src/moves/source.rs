@@ -73,6 +73,7 @@ impl<R: Runtime + 'static> Source<R> {
     /// panel cancels the move). `generation` is the desired state that listed it.
     pub async fn drive(self: Arc<Self>, movement: OutgoingMove, spec: SiteSpec, generation: u64) {
         let mut progress = MoveProgress::default();
+        let report = self.reporter(movement.id);
         // A freeze cut short by a restart may have left the site paused.
         let _ = self
             .runtime
@@ -81,7 +82,7 @@ impl<R: Runtime + 'static> Source<R> {
         let mut pause = Duration::from_secs(1);
         loop {
             progress.attempts += 1;
-            match self.attempt(&movement, &spec, &mut progress).await {
+            match self.attempt(&movement, &spec, &mut progress, &report).await {
                 Ok(Freeze::Switched) => {
                     tracing::info!(move_id = %movement.id, freeze_ms = ?progress.freeze_ms, "switched");
                     self.board.switched(
@@ -94,11 +95,12 @@ impl<R: Runtime + 'static> Source<R> {
                         },
                     );
                     // The freeze's figures; the panel keeps them on the move.
-                    self.deliver_progress(movement.id, progress).await;
+                    report.send_replace(progress);
                     return;
                 }
                 Ok(Freeze::RolledBack(reason)) => {
                     tracing::warn!(move_id = %movement.id, %reason, "the freeze rolled back; serving the site here");
+                    report.send_replace(progress.clone());
                     let outcome = MoveOutcome {
                         progress,
                         reason: Some(reason),
@@ -117,7 +119,7 @@ impl<R: Runtime + 'static> Source<R> {
                 Err(error) => {
                     tracing::warn!(move_id = %movement.id, %error, "a move's copy failed; trying again");
                     progress.last_error = Some(error.to_string());
-                    self.report(movement.id, &progress);
+                    report.send_replace(progress.clone());
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
@@ -125,27 +127,32 @@ impl<R: Runtime + 'static> Source<R> {
         }
     }
 
-    /// Sends progress in the background: the move never waits for the panel.
-    fn report(&self, id: SiteMoveId, progress: &MoveProgress) {
-        let (panel, progress) = (self.panel.clone(), progress.clone());
-        tokio::spawn(async move {
-            if let Err(error) = panel.move_progress(id, &progress).await {
-                tracing::debug!(%error, "could not send a move's progress");
-            }
-        });
-    }
-
-    /// Sends the final progress, retrying for a while (the freeze's figures matter).
-    async fn deliver_progress(&self, id: SiteMoveId, progress: MoveProgress) {
+    /// Sends the latest progress in the background, in order: the move never waits for the
+    /// panel, and the panel ends with the latest figures even if it was away for a while.
+    fn reporter(&self, id: SiteMoveId) -> tokio::sync::watch::Sender<MoveProgress> {
+        let (sender, mut latest) = tokio::sync::watch::channel(MoveProgress::default());
         let panel = self.panel.clone();
         tokio::spawn(async move {
-            for _ in 0..60 {
-                if panel.move_progress(id, &progress).await.is_ok() {
+            let mut sent = MoveProgress::default();
+            loop {
+                let progress = latest.borrow_and_update().clone();
+                // Retried (the latest each time) for as long as there is something new.
+                while progress != sent {
+                    match panel.move_progress(id, &progress).await {
+                        Ok(()) => sent = progress.clone(),
+                        Err(error) => {
+                            tracing::debug!(%error, "could not send a move's progress");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            break;
+                        }
+                    }
+                }
+                if progress == sent && latest.changed().await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
+        sender
     }
 
     async fn attempt(
@@ -153,30 +160,34 @@ impl<R: Runtime + 'static> Source<R> {
         movement: &OutgoingMove,
         spec: &SiteSpec,
         progress: &mut MoveProgress,
+        report: &tokio::sync::watch::Sender<MoveProgress>,
     ) -> Result<Freeze, MoveError> {
         let peer = self
             .identity
             .client(movement.to_node, movement.target_peer)?;
         if !peer.has_image(movement.id).await? {
             progress.step = MoveStep::ShippingImage;
-            self.report(movement.id, progress);
+            report.send_replace(progress.clone());
             let archive = self.runtime.save_image(&spec.image);
             peer.send_image(movement.id, reqwest::Body::wrap_stream(archive))
                 .await?;
         }
         progress.step = MoveStep::Copying;
-        self.report(movement.id, progress);
+        report.send_replace(progress.clone());
         let volume = self
             .runtime
             .volume_path(&self.naming, movement.site_id)
             .await?;
         for pass in 0..MAX_PASSES_WHILE_SERVING {
             let sent = send_pass(&peer, movement.id, &volume, progress, pass == 0).await?;
-            self.report(movement.id, progress);
+            report.send_replace(progress.clone());
             if sent.bytes <= SMALL_PASS_BYTES && sent.files <= SMALL_PASS_FILES {
                 break;
             }
         }
+        progress.step = MoveStep::Freezing;
+        progress.freeze_steps.clear();
+        report.send_replace(progress.clone());
         Ok(self.freeze(&peer, movement, &volume, progress).await)
     }
 
@@ -187,9 +198,6 @@ impl<R: Runtime + 'static> Source<R> {
         volume: &Path,
         progress: &mut MoveProgress,
     ) -> Freeze {
-        progress.step = MoveStep::Freezing;
-        progress.freeze_steps.clear();
-        self.report(movement.id, progress);
         let started = Instant::now();
         let deadline = started + Duration::from_millis(movement.freeze_deadline_ms);
         let container = self.naming.container(movement.site_id);
