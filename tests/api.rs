@@ -928,3 +928,178 @@ async fn agent_certificates_are_short_lived_renewed_revocable_and_the_only_agent
         db.drop_db().await;
     }
 }
+
+/// A node whose agent reported where other agents reach it, with `cpu_millis` of room.
+async fn node_with_agent(
+    panel: &TestPanel,
+    provider: &Value,
+    name: &str,
+    cpu_millis: u32,
+) -> (String, alveole_agent::run::PanelClient) {
+    let (status, node) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": provider, "name": name, "public_addresses": [],
+                   "capacity": {"cpu_millis": cpu_millis, "memory_bytes": 17179869184u64, "disk_bytes": 536870912000u64}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node}");
+    let id = node["id"].as_str().unwrap().to_owned();
+    let agent = panel.agent_client();
+    agent.authenticate(&panel.enrol(&id).await).unwrap();
+    let report: alveole_model::NodeReport = serde_json::from_value(json!({
+        "generation": null, "sites": [], "agent_version": "test",
+        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
+        "endpoints": {"peer": "127.0.0.1:9", "ingress": "127.0.0.1:10"}
+    }))
+    .unwrap();
+    agent.report(&report).await.unwrap();
+    (id, agent)
+}
+
+#[tokio::test]
+async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let backend = db.backend();
+        let (node_a, member) = panel.seed().await;
+        let (_, site) = panel
+            .post("/api/v1/sites", site(&member, "moving.example.org"))
+            .await;
+        let site = site["id"].as_str().unwrap().to_owned();
+        let (_, provider) = panel.get(&format!("/api/v1/nodes/{node_a}")).await;
+        let provider = provider["provider_id"].clone();
+        let moved = |to: &str| json!({"to_node": to});
+        let path = format!("/api/v1/sites/{site}/move");
+
+        // Refused, naming why, with nothing recorded.
+        let (status, silent) = panel
+            .post(
+                "/api/v1/nodes",
+                json!({"provider_id": provider, "name": "silent", "public_addresses": [],
+                       "capacity": {"cpu_millis": 8000, "memory_bytes": 17179869184u64, "disk_bytes": 536870912000u64}}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let (status, refused) = panel
+            .post(&path, moved(silent["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(status, 400, "{backend}: {refused}");
+        assert_eq!(refused["errors"][0]["code"], "move.target_unreachable");
+        let (node_a_agent_id, agent_a) = (node_a.clone(), panel.agent_client());
+        agent_a
+            .authenticate(&panel.enrol(&node_a_agent_id).await)
+            .unwrap();
+        let (tiny, _) = node_with_agent(&panel, &provider, "tiny", 1).await;
+        let (status, refused) = panel.post(&path, moved(&tiny)).await;
+        assert_eq!(status, 409, "{backend}: no room: {refused}");
+        let (node_b, agent_b) = node_with_agent(&panel, &provider, "roomy", 8000).await;
+        let (status, refused) = panel.post(&path, moved(&node_a)).await;
+        assert_eq!(status, 400, "{backend}: {refused}");
+        let (status, _) = panel
+            .post(&path, moved(&uuid::Uuid::now_v7().to_string()))
+            .await;
+        assert_eq!(status, 404);
+        let (_, history) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
+        assert_eq!(history, json!([]), "{backend}");
+
+        // Started: both nodes hear of it; one move at a time.
+        let (status, started) = panel.post(&path, moved(&node_b)).await;
+        assert_eq!(status, 202, "{backend}: {started}");
+        assert_eq!(started["phase"], "copying");
+        let move_id = started["id"].as_str().unwrap().to_owned();
+        let (status, again) = panel.post(&path, moved(&node_b)).await;
+        assert_eq!(status, 409, "{backend}: {again}");
+        let source = agent_a.desired_state().await.unwrap();
+        assert_eq!(source.moves_out.len(), 1, "{backend}");
+        assert_eq!(source.moves_out[0].target_peer.to_string(), "127.0.0.1:9");
+        assert_eq!(
+            source.moves_out[0].target_ingress.to_string(),
+            "127.0.0.1:10"
+        );
+        assert!(source.sites.iter().any(|s| s.site_id.to_string() == site));
+        let target = agent_b.desired_state().await.unwrap();
+        assert_eq!(target.moves_in.len(), 1, "{backend}");
+        assert_eq!(target.moves_in[0].site.site_id.to_string(), site);
+        assert!(
+            target.sites.is_empty(),
+            "not the target's before the switch"
+        );
+
+        // Only the source's agent reports on it.
+        let refused = agent_b
+            .move_outcome(move_id.parse().unwrap(), "switch", &Default::default())
+            .await;
+        assert!(refused.is_err(), "{backend}: the target cannot switch");
+        let (_, listed) = panel.get("/api/v1/site-moves").await;
+        assert_eq!(listed[0]["id"], json!(move_id));
+
+        // Cancelled: the site stays, both nodes hear of it, the target may drop its copy.
+        let (status, cancelled) = panel
+            .post(&format!("/api/v1/site-moves/{move_id}/cancel"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{backend}: {cancelled}");
+        assert_eq!(cancelled["phase"], "cancelled");
+        let (status, _) = panel
+            .post(&format!("/api/v1/site-moves/{move_id}/cancel"), json!({}))
+            .await;
+        assert_eq!(status, 409);
+        let (status, _) = panel
+            .post(&format!("/api/v1/site-moves/{move_id}/finish"), json!({}))
+            .await;
+        assert_eq!(status, 409, "only a switched move has a forwarding to end");
+        let target = agent_b.desired_state().await.unwrap();
+        assert!(target.moves_in.is_empty());
+        assert_eq!(target.purge_volumes.len(), 1, "{backend}: its copy goes");
+        assert!(agent_a.desired_state().await.unwrap().moves_out.is_empty());
+        let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
+        assert_eq!(shown["node_id"], json!(node_a));
+
+        // Switched: the site is the target's, its source forwards; a repeated switch is
+        // answered the same.
+        let (_, started) = panel.post(&path, moved(&node_b)).await;
+        let move_id: alveole_model::SiteMoveId = started["id"].as_str().unwrap().parse().unwrap();
+        let switched = agent_a
+            .move_outcome(move_id, "switch", &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(switched.phase, alveole_model::MovePhase::Forwarding);
+        let again = agent_a
+            .move_outcome(move_id, "switch", &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(again.forward_until, switched.forward_until, "{backend}");
+        let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
+        assert_eq!(shown["node_id"], json!(node_b));
+        let source = agent_a.desired_state().await.unwrap();
+        assert!(source.sites.is_empty());
+        assert_eq!(
+            source.moves_out[0].phase,
+            alveole_model::MovePhase::Forwarding
+        );
+        assert_eq!(
+            source.moves_out[0].hostnames[0].to_string(),
+            "moving.example.org"
+        );
+        // A rollback the panel hears after switching (its answer was lost) undoes the switch.
+        let failed = agent_a
+            .move_outcome(
+                move_id,
+                "fail",
+                &alveole_model::MoveOutcome {
+                    progress: Default::default(),
+                    reason: Some("the freeze outlived its deadline".into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.phase, alveole_model::MovePhase::Failed);
+        let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
+        assert_eq!(shown["node_id"], json!(node_a), "{backend}");
+        let (_, history) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
+        assert_eq!(history.as_array().unwrap().len(), 2);
+        assert_eq!(history[0]["error"], "the freeze outlived its deadline");
+        db.drop_db().await;
+    }
+}

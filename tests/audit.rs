@@ -815,6 +815,132 @@ async fn every_state_changing_route_records_its_events() {
             (&*node_actor, "site.phase", site_id.clone())
         ]
     );
+    // --- site moves: a second node whose agent says where agents reach it ------------------
+    let (status, node_b) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": ids["provider"], "name": "walk-moves", "public_addresses": ["192.0.2.40"],
+                   "capacity": {"cpu_millis": 8000, "memory_bytes": 17179869184u64, "disk_bytes": 536870912000u64}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node_b}");
+    let node_b = node_b["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/nodes",
+        [(admin, "node.create", node_b.clone())]
+    );
+    let agent_b = panel.agent_client();
+    agent_b.authenticate(&panel.enrol(&node_b).await).unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/enroll",
+        [
+            (admin, "node.join_token", node_b.clone()),
+            ("agent:enrolment", "node.enroll", node_b.clone())
+        ]
+    );
+    let node_b_actor = format!("node:{node_b}");
+    let endpoints = Some(alveole_model::AgentEndpoints {
+        peer: Some("127.0.0.1:9".parse().unwrap()),
+        ingress: Some("127.0.0.1:9".parse().unwrap()),
+    });
+    for client in [&agent, &agent_b] {
+        let quiet = alveole_model::NodeReport {
+            sites: vec![],
+            events: vec![],
+            endpoints,
+            ..report.clone()
+        };
+        client.report(&quiet).await.unwrap();
+    }
+    expect!(
+        "POST",
+        "/api/v1/agent/status",
+        Vec::<(&str, &str, String)>::new()
+    );
+    let start_move = async |to: &str| -> alveole_model::SiteMoveId {
+        let (status, started) = panel
+            .post(
+                &format!("/api/v1/sites/{site_id}/move"),
+                json!({"to_node": to}),
+            )
+            .await;
+        assert_eq!(status, 202, "{started}");
+        started["id"].as_str().unwrap().parse().unwrap()
+    };
+    let no_progress = alveole_model::MoveOutcome {
+        progress: Default::default(),
+        reason: Some("walk".into()),
+    };
+    // Rolled back by its source.
+    let rolled_back = start_move(&node_b).await;
+    expect!(
+        "POST",
+        "/api/v1/sites/{id}/move",
+        [(admin, "site.move.start", site_id.clone())]
+    );
+    agent
+        .move_progress(rolled_back, &Default::default())
+        .await
+        .unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/site-moves/{id}/progress",
+        Vec::<(&str, &str, String)>::new()
+    );
+    agent
+        .move_outcome(rolled_back, "fail", &no_progress)
+        .await
+        .unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/site-moves/{id}/fail",
+        [(&*node_actor, "site.move.fail", site_id.clone())]
+    );
+    // Cancelled by an admin.
+    let cancelled = start_move(&node_b).await;
+    let (status, _) = panel
+        .post(&format!("/api/v1/site-moves/{cancelled}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    expect!(
+        "POST",
+        "/api/v1/site-moves/{id}/cancel",
+        [
+            (admin, "site.move.start", site_id.clone()),
+            (admin, "site.move.cancel", site_id.clone())
+        ]
+    );
+    // Switched, its forwarding ended early; then back the same way.
+    for (source, target, source_actor) in [
+        (&agent, &node_b, &node_actor),
+        (&agent_b, &node_id, &node_b_actor),
+    ] {
+        let moved = start_move(target).await;
+        source
+            .move_outcome(moved, "switch", &no_progress)
+            .await
+            .unwrap();
+        expect!(
+            "POST",
+            "/api/v1/agent/site-moves/{id}/switch",
+            [
+                (admin, "site.move.start", site_id.clone()),
+                (&**source_actor, "site.move.switch", site_id.clone())
+            ]
+        );
+        let (status, _) = panel
+            .post(&format!("/api/v1/site-moves/{moved}/finish"), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        expect!(
+            "POST",
+            "/api/v1/site-moves/{id}/finish",
+            [(admin, "site.move.finish", site_id.clone())]
+        );
+    }
+
     agent
         .renew(&credential.signing_request().unwrap())
         .await
@@ -1032,6 +1158,7 @@ async fn every_state_changing_route_records_its_events() {
         ("sites", "site", site_id.clone()),
         ("nodes", "node", node_id.clone()),
         ("nodes", "node", other_node.clone()),
+        ("nodes", "node", node_b.clone()),
         ("members", "member", ids["member"].clone()),
         ("providers", "provider", ids["provider"].clone()),
     ] {

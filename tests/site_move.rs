@@ -334,10 +334,16 @@ fn spawn_traffic(
 
 /// Waits until `node`'s agent has told the panel where other agents reach it.
 async fn reported(panel: &TestPanel, node: NodeId) {
-    wait_for("the node's first report", Duration::from_secs(30), async || {
-        let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
-        status["report"]["endpoints"]["peer"].is_string().then_some(())
-    })
+    wait_for(
+        "the node's first report",
+        Duration::from_secs(30),
+        async || {
+            let (_, status) = panel.get(&format!("/api/v1/nodes/{node}/status")).await;
+            status["report"]["endpoints"]["peer"]
+                .is_string()
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -532,10 +538,16 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
         .await;
     assert_eq!(status, 200, "{finished}");
     assert_eq!(finished["phase"], "done");
-    wait_for("node A to drop the site", Duration::from_secs(30), async || {
-        let gone = get_through(agent_a.ingress, HOST, "/").await.is_some_and(|r| r.0 == 404);
-        (gone && !source_dir.exists()).then_some(())
-    })
+    wait_for(
+        "node A to drop the site",
+        Duration::from_secs(30),
+        async || {
+            let gone = get_through(agent_a.ingress, HOST, "/")
+                .await
+                .is_some_and(|r| r.0 == 404);
+            (gone && !source_dir.exists()).then_some(())
+        },
+    )
     .await;
 
     // Node A's agent dies after the switch: node B serves the site.
@@ -569,7 +581,10 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     fill_volume(&source_dir, 2_000, 200 << 20);
     reported(&panel, b.id).await;
     let (status, started) = panel
-        .post(&format!("/api/v1/sites/{site}/move"), json!({"to_node": b.id}))
+        .post(
+            &format!("/api/v1/sites/{site}/move"),
+            json!({"to_node": b.id}),
+        )
         .await;
     assert_eq!(status, 202, "{started}");
     let move_id = started["id"].as_str().unwrap().to_owned();
@@ -596,12 +611,21 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     agent_b.kill();
     let had = arrived(&target_dir);
     assert!(had < 2_000, "killed mid-copy ({had} files there)");
-    let failed = wait_for("the source to see the copy fail", Duration::from_secs(30), async || {
-        let movement = the_move(&panel, &move_id).await;
-        movement["progress"]["last_error"].is_string().then_some(movement)
-    })
+    let failed = wait_for(
+        "the source to see the copy fail",
+        Duration::from_secs(30),
+        async || {
+            let movement = the_move(&panel, &move_id).await;
+            movement["progress"]["last_error"]
+                .is_string()
+                .then_some(movement)
+        },
+    )
     .await;
-    assert_eq!(failed["phase"], "copying", "a failed copy is tried again, not given up: {failed}");
+    assert_eq!(
+        failed["phase"], "copying",
+        "a failed copy is tried again, not given up: {failed}"
+    );
 
     // Back on the same addresses: the move resumes and completes.
     let _agent_b = start_agent(&panel, &b, ingress, peer).await;
@@ -659,17 +683,24 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
     })
     .await;
     fill_volume(&source_dir, 200, 20 << 20);
-    wait_for("the site to serve on node A", Duration::from_secs(60), async || {
-        (get_through(agent_a.ingress, HOST, "/").await == Some((200, "hello\n".into())))
-            .then_some(())
-    })
+    wait_for(
+        "the site to serve on node A",
+        Duration::from_secs(60),
+        async || {
+            (get_through(agent_a.ingress, HOST, "/").await == Some((200, "hello\n".into())))
+                .then_some(())
+        },
+    )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = Arc::new(Mutex::new(Traffic::default()));
     let clients = spawn_traffic(agent_a.ingress, HOST, stop.clone(), traffic.clone());
     reported(&panel, b.id).await;
     let (status, started) = panel
-        .post(&format!("/api/v1/sites/{site}/move"), json!({"to_node": b.id}))
+        .post(
+            &format!("/api/v1/sites/{site}/move"),
+            json!({"to_node": b.id}),
+        )
         .await;
     assert_eq!(status, 202, "{started}");
     let move_id = started["id"].as_str().unwrap().to_owned();
@@ -686,10 +717,22 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
     panel.stop().await;
 
     // Without the panel's switch the source rolls back by itself and serves again.
-    wait_for("the site to serve from node A again", deadline * 3, async || {
-        let served = traffic.lock().unwrap().requests.iter().rev().take(20).filter(|r| r.2).count();
-        (served == 20).then_some(())
-    })
+    wait_for(
+        "the site to serve from node A again",
+        deadline * 3,
+        async || {
+            let served = traffic
+                .lock()
+                .unwrap()
+                .requests
+                .iter()
+                .rev()
+                .take(20)
+                .filter(|r| r.2)
+                .count();
+            (served == 20).then_some(())
+        },
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -701,7 +744,11 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
         traffic.requests.len(),
         traffic.longest_gap()
     );
-    assert_eq!(traffic.failures(), Vec::<String>::new(), "held, then served by the source");
+    assert_eq!(
+        traffic.failures(),
+        Vec::<String>::new(),
+        "held, then served by the source"
+    );
     assert!(
         traffic.longest_gap() <= deadline,
         "served again within the freeze deadline: {:?}",
@@ -725,12 +772,19 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
 
     // The panel comes back and hears of the rollback: the move failed, the site stayed.
     panel.resume().await;
-    let failed = wait_for("the panel to hear of the rollback", Duration::from_secs(60), async || {
-        let movement = the_move(&panel, &move_id).await;
-        (movement["phase"] == "failed").then_some(movement)
-    })
+    let failed = wait_for(
+        "the panel to hear of the rollback",
+        Duration::from_secs(60),
+        async || {
+            let movement = the_move(&panel, &move_id).await;
+            (movement["phase"] == "failed").then_some(movement)
+        },
+    )
     .await;
-    assert!(failed["error"].as_str().is_some_and(|e| !e.is_empty()), "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
     let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
     assert_eq!(shown["node_id"], json!(a.id));
     assert_eq!(

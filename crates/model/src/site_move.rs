@@ -175,7 +175,7 @@ pub struct AgentEndpoints {
 }
 
 /// How the source asks the panel to switch, or says it rolled back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveOutcome {
     pub progress: MoveProgress,
