@@ -104,6 +104,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         changed: usize,
     },
+    /// A site moved between two nodes while a client requests it: the freeze window, the
+    /// whole move, passes and bytes, against a cold copy of the same volume (`rsync -a`).
+    SiteMove {
+        #[arg(long, default_value = "alveole-test/busybox:2")]
+        image: String,
+        /// Sites to move: 100M (1,000 files), 10k-files (4 KB each), 1G (1,000 files, with
+        /// 2 MiB/s written during the move).
+        #[arg(long, value_delimiter = ',', default_value = "100M,10k-files,1G")]
+        scenarios: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -172,6 +184,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             bytes_per_file,
             changed,
         } => crate::bench_volume::run(files, bytes_per_file, changed),
+        BenchCommand::SiteMove {
+            image,
+            scenarios,
+            runs,
+        } => crate::bench_move::run(&image, &scenarios, runs).await,
         BenchCommand::Backend { listen } => backend(listen).await,
         BenchCommand::IngressProxy {
             listen,
@@ -617,7 +634,7 @@ pub(crate) fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 }
 
 /// Polls `url` with `Host: host` until it answers 200 (bounded).
-async fn first_200(http: &reqwest::Client, url: &str, host: &str) -> anyhow::Result<()> {
+pub(crate) async fn first_200(http: &reqwest::Client, url: &str, host: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(response) = http.get(url).header("host", host).send().await
@@ -631,98 +648,11 @@ async fn first_200(http: &reqwest::Client, url: &str, host: &str) -> anyhow::Res
 }
 
 async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
-    use alveole_agent::docker::DockerRuntime;
-    use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, PanelClient, Timing, credential};
-
-    let dir = std::env::temp_dir().join(format!("alveole-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let store =
-        alveole_store::connect(&format!("sqlite://{}", dir.join("panel.db").display())).await?;
-    let ctx = AuditContext::new("system:bench", "bench");
-    let token = alveole_panel::auth::reset_bootstrap_token(store.as_ref(), &ctx).await?;
-    let provider = store
-        .create_provider(
-            &ctx,
-            ProviderInput {
-                name: "Bench".into(),
-                ..Default::default()
-            }
-            .validate()?,
-        )
-        .await?;
-    let node = NodeInput {
-        provider_id: provider.id,
-        name: "bench".into(),
-        public_addresses: vec![],
-        capacity: Capacity {
-            cpu_millis: 64_000,
-            memory_bytes: 64 << 30,
-            disk_bytes: 1 << 40,
-        },
-        overcommit: Overcommit::default(),
-        input_filter: false,
-        input_allowed: vec![],
-    };
-    let node = store.create_node(&ctx, node.validate()?).await?;
-    let member = MemberInput {
-        display_name: "Bench".into(),
-        email: "bench@example.org".into(),
-        role: Role::Member,
-    };
-    let member = store.create_member(&ctx, member.validate()?).await?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let panel_url = format!("http://{}", listener.local_addr()?);
-    let tls = alveole_panel::tls::load_or_create(
-        &dir.join("tls"),
-        &[],
-        alveole_panel::tls::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
-    )?;
-    let config = PanelConfig {
-        agent_tls: Some(tls.clone()),
-        ..Default::default()
-    };
-    let state = alveole_panel::AppState::new(store.clone(), config)?;
-    let agents = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let agents_url = format!("https://{}", agents.local_addr()?);
-    tokio::spawn(alveole_panel::tls::serve(
-        alveole_panel::app(state.clone()),
-        agents,
-        tls.server.clone(),
-        std::future::pending(),
-    ));
-    let panel = tokio::spawn(crate::serve::serve(state, listener));
-    let join = alveole_panel::auth::new_token("alj_");
-    let expires = chrono::Utc::now() + chrono::Duration::minutes(5);
-    store
-        .create_join_token(
-            &ctx,
-            node.id,
-            &alveole_panel::auth::hash_token(&join),
-            expires,
-        )
-        .await?;
-    let client = PanelClient::with_ca(&agents_url, &tls.ca.ca_pem)?;
-    let credential = credential(&client, &dir.join("agent"), Some(&join)).await?;
-    let ingress = std::sync::Arc::new(Ingress::new());
-    let ingress_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ingress_url = format!("http://{}/", ingress_listener.local_addr()?);
-    let serving = tokio::spawn(ingress.clone().serve(ingress_listener));
-    let agent = Agent::new(
-        credential,
-        client,
-        &dir.join("agent"),
-        DockerRuntime::connect().await?,
-        ingress,
-    );
-    let running = tokio::spawn(agent.run(
-        Timing {
-            pass: Duration::from_secs(30),
-        },
-        std::future::pending(),
-    ));
-
+    let mut panel = crate::bench_harness::BenchPanel::start(PanelConfig::default()).await?;
+    let node = panel.node("bench").await?;
+    let member = panel.member().await?;
+    let agent = panel.agent(node, Duration::from_secs(30), false).await?;
+    let ingress_url = format!("http://{}/", agent.ingress);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -730,12 +660,12 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
     for i in 0..count {
         let host = format!("s{i}.bench.example.org");
         let body = serde_json::json!({
-            "owner_id": member.id, "primary_domain": host, "image": image,
+            "owner_id": member, "primary_domain": host, "image": image,
             "command": ["/bin/sh", "-c", HELLO], "limits": {"cpu_millis": 100, "memory_bytes": 33554432, "pids": 32}
         });
         let started = Instant::now();
-        http.post(format!("{panel_url}/api/v1/sites"))
-            .bearer_auth(&token)
+        http.post(format!("{}/api/v1/sites", panel.url))
+            .bearer_auth(&panel.token)
             .json(&body)
             .send()
             .await?
@@ -743,10 +673,8 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
         first_200(&http, &ingress_url, &host).await?;
         alveole.push(started.elapsed());
     }
-    running.abort();
-    serving.abort();
-    panel.abort();
-    remove_node(&alveole_agent::Naming { node_id: node.id });
+    drop(agent);
+    drop(panel);
 
     // Baseline: `docker run -d`, then poll the container directly until it answers 200.
     let label = format!("alveole-bench={}", uuid::Uuid::now_v7().simple());
@@ -777,7 +705,6 @@ async fn create_site(count: usize, image: &str) -> anyhow::Result<()> {
         baseline.push(started.elapsed());
     }
     remove_labelled(&label);
-    let _ = std::fs::remove_dir_all(&dir);
 
     let ((a50, a99), (b50, b99)) = (percentiles(alveole), percentiles(baseline));
     let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
@@ -829,7 +756,7 @@ fn remove_labelled(label: &str) {
 }
 
 /// Removes everything a benchmark node left: containers, volumes, network, isolation table.
-fn remove_node(naming: &alveole_agent::Naming) {
+pub(crate) fn remove_node(naming: &alveole_agent::Naming) {
     remove_labelled(&format!("coop.alveole.node={}", naming.node_id));
     let _ = docker(&["network", "rm", &naming.network()]);
     alveole_agent::routing::remove_node_table(&alveole_agent::routing::NftCommand::host(), naming);

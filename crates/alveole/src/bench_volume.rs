@@ -19,7 +19,7 @@ impl Drop for Scratch {
     }
 }
 
-fn rsync(source: &Path, target: &Path) -> anyhow::Result<Duration> {
+pub(crate) fn rsync(source: &Path, target: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let status = Command::new("rsync")
         .arg("-a")

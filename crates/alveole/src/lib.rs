@@ -5,6 +5,8 @@ pub mod agent;
 pub mod audit;
 pub mod bench;
 mod bench_audit;
+mod bench_harness;
+mod bench_move;
 mod bench_packets;
 mod bench_routing;
 mod bench_volume;
