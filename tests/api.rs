@@ -1100,6 +1100,54 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
         let (_, history) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
         assert_eq!(history.as_array().unwrap().len(), 2);
         assert_eq!(history[0]["error"], "the freeze outlived its deadline");
+
+        // A site's dedicated address stays on the old node while it forwards, and follows the
+        // site when the forwarding ends.
+        let (status, pool) = panel
+            .post(
+                "/api/v1/ip-pools",
+                json!({"provider_id": provider, "prefix": "203.0.113.0/29"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {pool}");
+        let (status, allocated) = panel
+            .post(
+                &format!(
+                    "/api/v1/ip-pools/{}/allocations",
+                    pool["id"].as_str().unwrap()
+                ),
+                json!({"node_id": node_a, "site_id": site}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {allocated}");
+        let (_, started) = panel.post(&path, moved(&node_b)).await;
+        let move_id: alveole_model::SiteMoveId = started["id"].as_str().unwrap().parse().unwrap();
+        agent_a
+            .move_outcome(move_id, "switch", &Default::default())
+            .await
+            .unwrap();
+        let address: std::net::IpAddr = allocated["address"].as_str().unwrap().parse().unwrap();
+        assert!(
+            agent_a
+                .desired_state()
+                .await
+                .unwrap()
+                .addresses
+                .contains(&address)
+        );
+        let (_, moving) = panel.get("/api/v1/address-moves").await;
+        assert_eq!(moving, json!([]), "not while the old node forwards");
+        let (status, _) = panel
+            .post(&format!("/api/v1/site-moves/{move_id}/finish"), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        let (_, moving) = panel.get("/api/v1/address-moves").await;
+        assert_eq!(
+            moving[0]["address"],
+            json!(address.to_string()),
+            "{backend}: {moving}"
+        );
+        assert_eq!(moving[0]["to_node"], json!(node_b));
         db.drop_db().await;
     }
 }

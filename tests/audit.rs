@@ -941,6 +941,69 @@ async fn every_state_changing_route_records_its_events() {
         );
     }
 
+    // The site page's forms.
+    let (browser, _) = Browser::sign_in(&panel).await;
+    let session = store
+        .audit_records(&ExportFilter::default(), seen, 1000)
+        .await
+        .unwrap()[0]
+        .event
+        .target_id
+        .clone();
+    expect!("POST", "/login", [(admin, "session.create", session)]);
+    let site_key: alveole_model::SiteId = site_id.parse().unwrap();
+    let latest_move = async || store.site_moves(Some(site_key)).await.unwrap()[0].id;
+    browser
+        .submit(&format!("/sites/{site_id}/move"), &[("to_node", &node_b)])
+        .await;
+    expect!(
+        "POST",
+        "/sites/{id}/move",
+        [(admin, "site.move.start", site_id.clone())]
+    );
+    browser
+        .submit(&format!("/site-moves/{}/cancel", latest_move().await), &[])
+        .await;
+    expect!(
+        "POST",
+        "/site-moves/{id}/cancel",
+        [(admin, "site.move.cancel", site_id.clone())]
+    );
+    browser
+        .submit(&format!("/sites/{site_id}/move"), &[("to_node", &node_b)])
+        .await;
+    let moved = latest_move().await;
+    agent
+        .move_outcome(moved, "switch", &no_progress)
+        .await
+        .unwrap();
+    browser
+        .submit(&format!("/site-moves/{moved}/finish"), &[])
+        .await;
+    expect!(
+        "POST",
+        "/site-moves/{id}/finish",
+        [
+            (admin, "site.move.start", site_id.clone()),
+            (&*node_actor, "site.move.switch", site_id.clone()),
+            (admin, "site.move.finish", site_id.clone())
+        ]
+    );
+    // Back to the first node, for the rest of the walk.
+    let back = start_move(&node_id).await;
+    agent_b
+        .move_outcome(back, "switch", &no_progress)
+        .await
+        .unwrap();
+    expect!(
+        "POST",
+        "/api/v1/agent/site-moves/{id}/switch",
+        [
+            (admin, "site.move.start", site_id.clone()),
+            (&*node_b_actor, "site.move.switch", site_id.clone())
+        ]
+    );
+
     agent
         .renew(&credential.signing_request().unwrap())
         .await

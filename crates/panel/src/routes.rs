@@ -658,6 +658,34 @@ pub fn routes() -> Vec<Route> {
         None,
         post(pages::addresses::cancel_move),
     );
+    for (path, operation, handler) in [
+        (
+            "/sites/{id}/move",
+            "page_site_move",
+            post(pages::site_moves::move_site),
+        ),
+        (
+            "/site-moves/{id}/cancel",
+            "page_site_move_cancel",
+            post(pages::site_moves::cancel),
+        ),
+        (
+            "/site-moves/{id}/finish",
+            "page_site_move_finish",
+            post(pages::site_moves::finish),
+        ),
+    ] {
+        b.add(
+            Method::POST,
+            path,
+            operation,
+            "",
+            Surface::Page,
+            Access::Admin,
+            None,
+            handler,
+        );
+    }
     b.add(
         Method::GET,
         "/inventory",

@@ -105,9 +105,40 @@ pub async fn finish_expired(state: &AppState) {
         m.phase == MovePhase::Forwarding && m.forward_until.is_some_and(|until| until <= now)
     }) {
         let ctx = alveole_store::AuditContext::new("system:moves", "-");
-        match state.store().finish_site_move(&ctx, movement.id).await {
+        match finish(state, &ctx, movement.id).await {
             Ok(_) => state.changed().notify_waiters(),
             Err(error) => tracing::warn!(%error, id = %movement.id, "could not end a forwarding"),
         }
     }
+}
+
+/// Ends a move's forwarding; the site's dedicated addresses, still on the old node, then move
+/// to the new one as any address does (the old node lets them go, the provider routes them,
+/// the new node takes them). A refused address move is logged and shown on the addresses
+/// page; the site's move is done anyway.
+pub async fn finish(
+    state: &AppState,
+    ctx: &alveole_store::AuditContext,
+    id: alveole_model::SiteMoveId,
+) -> Result<SiteMove, crate::error::ApiError> {
+    let finished = state.store().finish_site_move(ctx, id).await?;
+    let dedicated: Vec<_> = state
+        .store()
+        .ip_allocations()
+        .await?
+        .into_iter()
+        .filter(|a| a.site_id == Some(finished.site_id) && a.node_id == finished.from_node)
+        .collect();
+    for allocation in dedicated {
+        let request = crate::api::addresses::MoveRequest {
+            to_node: finished.to_node,
+            force: false,
+        };
+        if let Err(error) =
+            crate::api::addresses::start_move(state, ctx, allocation.address, &request).await
+        {
+            tracing::warn!(%error, address = %allocation.address, "a moved site's address did not follow it");
+        }
+    }
+    Ok(finished)
 }

@@ -2197,18 +2197,8 @@ impl Store for SqlStore {
                 format!("the site is already moving (move {active}): let it finish or cancel it"),
             ));
         }
-        let dedicated: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM ip_allocations WHERE site_id = $1")
-                .bind(site.0)
-                .fetch_one(tx.conn())
-                .await?;
-        if dedicated > 0 {
-            return Err(refused(
-                "move.dedicated_addresses",
-                "the site has dedicated addresses, which do not move with it yet: release them first"
-                    .into(),
-            ));
-        }
+        // A dedicated address stays on the old node while it forwards, and follows the site
+        // when the forwarding ends (the panel moves it then).
         // The target's room: its sites, and the sites already on their way there.
         let mut load = fetch_node_usage(tx.conn())
             .await?

@@ -44,6 +44,10 @@ struct Kept {
     switched: BTreeMap<SiteMoveId, Switched>,
     /// Rollbacks to report; the move is not tried again while listed.
     rolled_back: BTreeMap<SiteMoveId, MoveOutcome>,
+    /// Moves whose switch was asked and not yet answered: after a restart, whether the panel
+    /// switched is unknown, so the move is rolled back (which undoes a switch).
+    #[serde(default)]
+    switching: std::collections::BTreeSet<SiteMoveId>,
 }
 
 /// Shared by the agent loop, the move drivers and the peer server.
@@ -107,10 +111,11 @@ impl Board {
             keep
         });
         // A rollback the panel recorded: the move is failed, hence no longer listed.
-        let before = kept.rolled_back.len();
-        kept.rolled_back
-            .retain(|id, _| desired.moves_out.iter().any(|m| m.id == *id));
-        if !ended.is_empty() || kept.rolled_back.len() != before {
+        let before = kept.rolled_back.len() + kept.switching.len();
+        let listed = |id: &SiteMoveId| desired.moves_out.iter().any(|m| m.id == *id);
+        kept.rolled_back.retain(|id, _| listed(id));
+        kept.switching.retain(|id| listed(id));
+        if !ended.is_empty() || kept.rolled_back.len() + kept.switching.len() != before {
             self.save(&kept);
         }
         ended
@@ -130,8 +135,21 @@ impl Board {
 
     pub fn switched(&self, id: SiteMoveId, switched: Switched) {
         let mut kept = lock(&self.kept);
+        kept.switching.remove(&id);
         kept.switched.insert(id, switched);
         self.save(&kept);
+    }
+
+    /// Kept before the switch is asked.
+    pub fn switching(&self, id: SiteMoveId) {
+        let mut kept = lock(&self.kept);
+        kept.switching.insert(id);
+        self.save(&kept);
+    }
+
+    /// Whether a switch was asked and its answer never arrived (the agent restarted).
+    pub fn was_switching(&self, id: SiteMoveId) -> bool {
+        lock(&self.kept).switching.contains(&id)
     }
 
     pub fn is_switched(&self, id: SiteMoveId) -> bool {
@@ -140,6 +158,7 @@ impl Board {
 
     pub fn rolled_back(&self, id: SiteMoveId, outcome: MoveOutcome) {
         let mut kept = lock(&self.kept);
+        kept.switching.remove(&id);
         kept.rolled_back.insert(id, outcome);
         self.save(&kept);
     }

@@ -82,7 +82,15 @@ impl<R: Runtime + 'static> Source<R> {
         let mut pause = Duration::from_secs(1);
         loop {
             progress.attempts += 1;
-            match self.attempt(&movement, &spec, &mut progress, &report).await {
+            let attempt = if self.board.was_switching(movement.id) {
+                Ok(Freeze::RolledBack(
+                    "the agent restarted while the switch was asked: rolled back, which undoes a switch the panel made"
+                        .into(),
+                ))
+            } else {
+                self.attempt(&movement, &spec, &mut progress, &report).await
+            };
+            match attempt {
                 Ok(Freeze::Switched) => {
                     tracing::info!(move_id = %movement.id, freeze_ms = ?progress.freeze_ms, "switched");
                     self.board.switched(
@@ -233,6 +241,7 @@ impl<R: Runtime + 'static> Source<R> {
                 },
                 reason: None,
             };
+            self.board.switching(movement.id);
             self.panel
                 .move_outcome(movement.id, "switch", &asked)
                 .await?;

@@ -30,14 +30,25 @@ pub async fn start(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<MoveRequest>,
 ) -> ApiResult<(StatusCode, Json<SiteMove>)> {
-    let site: SiteId = parse_id(&id)?;
-    state.store().get_node(request.to_node).await?;
+    let ctx = audit_context(&caller, &headers);
+    let started = start_move(&state, &ctx, parse_id(&id)?, request.to_node).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Starts moving `site` to `to` (the API and the site's page).
+pub(crate) async fn start_move(
+    state: &AppState,
+    ctx: &alveole_store::AuditContext,
+    site: SiteId,
+    to: NodeId,
+) -> ApiResult<SiteMove> {
+    state.store().get_node(to).await?;
     let reachable = state
         .store()
         .node_statuses()
         .await?
         .into_iter()
-        .find(|s| s.node_id == request.to_node)
+        .find(|s| s.node_id == to)
         .and_then(|s| s.report.endpoints)
         .is_some_and(|e| e.peer.is_some() && e.ingress.is_some());
     if !reachable {
@@ -47,16 +58,10 @@ pub async fn start(
             "the target node's agent has not said where other agents reach it: run it with --peer-listen",
         ));
     }
-    let started = state
+    Ok(state
         .store()
-        .start_site_move(
-            &audit_context(&caller, &headers),
-            site,
-            request.to_node,
-            state.config().moves,
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(started)))
+        .start_site_move(ctx, site, to, state.config().moves)
+        .await?)
 }
 
 /// A site's moves, newest first: its history.
@@ -103,7 +108,7 @@ pub async fn finish(
 ) -> ApiResult<Json<SiteMove>> {
     let ctx = audit_context(&caller, &headers);
     Ok(Json(
-        state.store().finish_site_move(&ctx, parse_id(&id)?).await?,
+        crate::site_moves::finish(&state, &ctx, parse_id(&id)?).await?,
     ))
 }
 

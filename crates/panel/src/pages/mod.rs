@@ -5,6 +5,7 @@ pub mod addresses;
 pub mod audit;
 mod form;
 mod resources;
+pub mod site_moves;
 
 use std::collections::BTreeMap;
 
@@ -672,12 +673,19 @@ pub async fn show<R: PageResource>(
         Ok(status) => rows.extend(status),
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     }
+    let moves = match R::moves(&state, &caller, &item).await {
+        Ok(moves) => moves,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
     let actions: Vec<Value> = R::actions(&item)
         .into_iter()
         .map(|(url, label)| json!({"url": url, "label_key": label}))
         .collect();
     let mut context = tera::Context::new();
     context.insert("actions", &actions);
+    if let Some(moves) = &moves {
+        context.insert("moves", moves);
+    }
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);
     context.insert("title", &R::title(&item));

@@ -32,6 +32,14 @@ pub trait PageResource: Resource {
     fn actions(_item: &Self::Item) -> Vec<(String, &'static str)> {
         vec![]
     }
+    /// The detail page's moves section (sites): history, progress, and for admins the forms.
+    fn moves<'a>(
+        _state: &'a AppState,
+        _caller: &'a crate::auth::Caller,
+        _item: &'a Self::Item,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 fn bytes_of(used: Option<u64>, quota: u64) -> String {
@@ -258,6 +266,71 @@ impl PageResource for Sites {
                 bytes_of(report.volume_bytes, site.volume.quota_bytes),
             ));
             Ok(rows)
+        })
+    }
+    fn moves<'a>(
+        state: &'a AppState,
+        caller: &'a crate::auth::Caller,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async move {
+            let nodes = state
+                .store()
+                .list_nodes(
+                    &Default::default(),
+                    &PageRequest {
+                        after: None,
+                        limit: 500,
+                    },
+                )
+                .await?
+                .items;
+            let name_of = |id: alveole_model::NodeId| {
+                nodes
+                    .iter()
+                    .find(|n| n.id == id)
+                    .map_or_else(|| id.to_string(), |n| n.name.to_string())
+            };
+            let history = state.store().site_moves(Some(site.id)).await?;
+            let rows: Vec<Value> = history
+                .iter()
+                .map(|m| {
+                    let p = &m.progress;
+                    let sent = p.bytes_sent + p.bytes_already_there;
+                    let percent = match m.phase {
+                        alveole_model::MovePhase::Copying if p.volume_bytes > 0 => {
+                            (sent as f64 / p.volume_bytes as f64 * 100.0).min(99.0) as u64
+                        }
+                        alveole_model::MovePhase::Copying => 0,
+                        _ => 100,
+                    };
+                    json!({
+                        "id": m.id,
+                        "phase": m.phase.as_str(),
+                        "from": name_of(m.from_node),
+                        "to": name_of(m.to_node),
+                        "started_at": m.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        "percent": percent,
+                        "step": serde_json::to_value(p.step).ok().and_then(|v| v.as_str().map(str::to_owned)),
+                        "passes": p.passes,
+                        "sent": format_bytes(p.bytes_sent),
+                        "freeze": p.freeze_ms.map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms")),
+                        "error": m.error.clone().or_else(|| p.last_error.clone()),
+                    })
+                })
+                .collect();
+            let targets: Vec<Value> = nodes
+                .iter()
+                .filter(|n| Some(n.id) != site.node_id)
+                .map(|n| json!({"id": n.id, "name": n.name.to_string()}))
+                .collect();
+            Ok(Some(json!({
+                "history": rows,
+                "nodes": targets,
+                "active": history.iter().any(|m| m.phase == alveole_model::MovePhase::Copying),
+                "can_move": caller.role == alveole_model::Role::Admin && !caller.read_only
+                    && site.node_id.is_some() && !targets.is_empty(),
+            })))
         })
     }
     fn blank_input() -> Value {

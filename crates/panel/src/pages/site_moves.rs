@@ -1,0 +1,80 @@
+//! The site page's move forms: move the site, cancel a move before its switch, end a
+//! forwarding. Each goes back to the site's page, where the move's progress shows.
+
+use std::collections::BTreeMap;
+
+use alveole_model::{NodeId, SiteId, SiteMove, SiteMoveId};
+use axum::Extension;
+use axum::extract::{Form, Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::{csrf_checked, error_page};
+use crate::AppState;
+use crate::api::{audit_context, parse_id};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+pub async fn move_site(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let site: SiteId = parse_id(&id)?;
+        let to: NodeId = parse_id(form.get("to_node").map_or("", String::as_str))?;
+        let ctx = audit_context(&caller, &headers);
+        crate::api::site_moves::start_move(&state, &ctx, site, to).await
+    }
+    .await;
+    back_to_site(&state, &headers, &caller, result)
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let id: SiteMoveId = parse_id(&id)?;
+        let ctx = audit_context(&caller, &headers);
+        Ok(state.store().cancel_site_move(&ctx, id).await?)
+    }
+    .await;
+    back_to_site(&state, &headers, &caller, result)
+}
+
+pub async fn finish(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let id: SiteMoveId = parse_id(&id)?;
+        let ctx = audit_context(&caller, &headers);
+        crate::site_moves::finish(&state, &ctx, id).await
+    }
+    .await;
+    back_to_site(&state, &headers, &caller, result)
+}
+
+fn back_to_site(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    result: Result<SiteMove, ApiError>,
+) -> Response {
+    match result {
+        Ok(movement) => Redirect::to(&format!("/sites/{}", movement.site_id)).into_response(),
+        Err(error) => error_page(state, headers, Some(caller), error),
+    }
+}
