@@ -531,6 +531,15 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
         );
     }
 
+    // The site's page shows the move, its freeze window, and the form that ends forwarding.
+    let page = panel.page(&format!("/sites/{site}")).await;
+    assert!(page.contains(r#"data-phase="forwarding""#), "{page}");
+    assert!(
+        page.contains(&format!("{} ms", freeze.as_millis())),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="finish-move""#));
+
     // An admin ends the forwarding early: node A stops answering for the site and drops its
     // copy.
     let (status, finished) = panel

@@ -516,6 +516,30 @@ mod tests {
     }
 
     #[test]
+    fn a_move_shows_a_bar_while_copying_and_its_freeze_once_switched() {
+        let copying = json!({"phase": "copying", "progress": {
+            "step": "copying", "passes": 1, "bytes_sent": 50u64 << 20,
+            "bytes_already_there": 0, "volume_bytes": 200u64 << 20}});
+        let line = progress_line(&copying);
+        assert!(
+            line.starts_with("[#####···············]  25%  copying, pass 1"),
+            "{line}"
+        );
+        let retrying = json!({"phase": "copying", "progress": {
+            "step": "copying", "volume_bytes": 0, "last_error": "the target is away"}});
+        assert!(progress_line(&retrying).contains("(retrying: the target is away)"));
+        let switched = json!({"phase": "forwarding", "progress": {
+            "step": "switched", "passes": 3, "bytes_sent": 200u64 << 20,
+            "volume_bytes": 200u64 << 20, "freeze_ms": 412}});
+        let line = progress_line(&switched);
+        assert!(
+            line.starts_with("[####################] 100%  switched, pass 3"),
+            "{line}"
+        );
+        assert!(line.ends_with("frozen 412 ms"), "{line}");
+    }
+
+    #[test]
     fn tables_align_columns() {
         let items = vec![
             json!({"id": "1", "name": "a", "email": "x@y.org", "role": "admin", "display_name": "Ana"}),

@@ -195,6 +195,50 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     );
     assert_eq!(json_of(&updated)["limits"]["pids"], 128);
 
+    // Moves: the history is empty; a move to a node whose agent never said where other
+    // agents reach it is refused, naming why, and nothing is recorded.
+    let moves = alveole(&server, &["site", "moves", "cli.exemple.org", "--json"]);
+    assert_eq!(json_of(&moves), serde_json::json!([]));
+    alveole(
+        &server,
+        &[
+            "node",
+            "create",
+            "--set",
+            &format!("provider_id={provider_id}"),
+            "--set",
+            "name=par-2",
+            "--set",
+            "capacity.cpu_millis=4000",
+            "--set",
+            "capacity.memory_bytes=8589934592",
+            "--set",
+            "capacity.disk_bytes=107374182400",
+        ],
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["site", "move", "cli.exemple.org", "--to", "par-2"])
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("--peer-listen"), "{why}");
+    let unknown = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["site", "move", "cli.exemple.org", "--to", "nowhere"])
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no node is named nowhere"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let moves = alveole(&server, &["site", "moves", "cli.exemple.org", "--json"]);
+    assert_eq!(json_of(&moves), serde_json::json!([]));
+
     // A refused change says why, and exits non-zero.
     let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
         .args(["node", "delete", json_of(&node)["id"].as_str().unwrap()])
