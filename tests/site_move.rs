@@ -358,6 +358,27 @@ async fn create_site(panel: &TestPanel, member: &str, node: NodeId, host: &str) 
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// Waits for the site's volume on `node`, fills it (`files` files, `bytes` in all), and waits
+/// until the site serves its page through `ingress`: the volume's directory.
+async fn filled_and_serving(
+    site: &str,
+    node: NodeId,
+    ingress: SocketAddr,
+    host: &str,
+    (files, bytes): (usize, usize),
+) -> PathBuf {
+    let volume = wait_for("the site's volume", Duration::from_secs(60), async || {
+        Some(volume_dir(node, site)).filter(|dir| dir.is_dir())
+    })
+    .await;
+    fill_volume(&volume, files, bytes);
+    wait_for("the site to serve", Duration::from_secs(60), async || {
+        (get_through(ingress, host, "/").await == Some((200, "hello\n".into()))).then_some(())
+    })
+    .await;
+    volume
+}
+
 async fn the_move(panel: &TestPanel, id: &str) -> Value {
     let (status, movement) = panel.get(&format!("/api/v1/site-moves/{id}")).await;
     assert_eq!(status, 200, "{movement}");
@@ -380,23 +401,9 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
 
     const HOST: &str = "moving.example.org";
     let site = create_site(&panel, &member, a.id, HOST).await;
-    let source_dir = wait_for(
-        "the site's volume on node A",
-        Duration::from_secs(60),
-        async || Some(volume_dir(a.id, &site)).filter(|dir| dir.is_dir()),
-    )
-    .await;
     // About 200 MB in 2,000 files.
-    fill_volume(&source_dir, 2_000, 200 << 20);
-    wait_for(
-        "the site to serve on node A",
-        Duration::from_secs(60),
-        async || {
-            (get_through(agent_a.ingress, HOST, "/").await == Some((200, "hello\n".into())))
-                .then_some(())
-        },
-    )
-    .await;
+    let source_dir =
+        filled_and_serving(&site, a.id, agent_a.ingress, HOST, (2_000, 200 << 20)).await;
     assert_eq!(
         get_through(agent_a.ingress, HOST, "/cgi-bin/append?0").await,
         Some((200, "ok 0\n".into()))
@@ -579,15 +586,12 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     let (a, b, member) = two_nodes(&panel).await;
     let _cleanup = NodeCleanup(vec![a.id, b.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let _agent_a = start_agent(&panel, &a, any, any).await;
+    let agent_a = start_agent(&panel, &a, any, any).await;
     let mut agent_b = start_agent(&panel, &b, any, any).await;
     const HOST: &str = "resumed.example.org";
     let site = create_site(&panel, &member, a.id, HOST).await;
-    let source_dir = wait_for("the site's volume", Duration::from_secs(60), async || {
-        Some(volume_dir(a.id, &site)).filter(|dir| dir.is_dir())
-    })
-    .await;
-    fill_volume(&source_dir, 2_000, 200 << 20);
+    let source_dir =
+        filled_and_serving(&site, a.id, agent_a.ingress, HOST, (2_000, 200 << 20)).await;
     reported(&panel, b.id).await;
     let (status, started) = panel
         .post(
@@ -687,20 +691,7 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
     let (status, created) = panel.post("/api/v1/sites", site).await;
     assert_eq!(status, 201, "{created}");
     let site = created["id"].as_str().unwrap().to_owned();
-    let source_dir = wait_for("the site's volume", Duration::from_secs(60), async || {
-        Some(volume_dir(a.id, &site)).filter(|dir| dir.is_dir())
-    })
-    .await;
-    fill_volume(&source_dir, 200, 20 << 20);
-    wait_for(
-        "the site to serve on node A",
-        Duration::from_secs(60),
-        async || {
-            (get_through(agent_a.ingress, HOST, "/").await == Some((200, "hello\n".into())))
-                .then_some(())
-        },
-    )
-    .await;
+    let source_dir = filled_and_serving(&site, a.id, agent_a.ingress, HOST, (200, 20 << 20)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = Arc::new(Mutex::new(Traffic::default()));
     let clients = spawn_traffic(agent_a.ingress, HOST, stop.clone(), traffic.clone());

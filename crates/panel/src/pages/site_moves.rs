@@ -40,14 +40,11 @@ pub async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        csrf_checked(&caller, &form)?;
-        let id: SiteMoveId = parse_id(&id)?;
-        let ctx = audit_context(&caller, &headers);
-        Ok(state.store().cancel_site_move(&ctx, id).await?)
-    }
-    .await;
-    back_to_site(&state, &headers, &caller, result)
+    on_move(&state, &caller, &headers, &id, &form, |ctx, id| {
+        let state = state.clone();
+        async move { Ok(state.store().cancel_site_move(&ctx, id).await?) }
+    })
+    .await
 }
 
 pub async fn finish(
@@ -57,14 +54,34 @@ pub async fn finish(
     Path(id): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
+    on_move(&state, &caller, &headers, &id, &form, |ctx, id| {
+        let state = state.clone();
+        async move { crate::site_moves::finish(&state, &ctx, id).await }
+    })
+    .await
+}
+
+/// A form's action on the move of the path: checked (CSRF, the id), done with the caller's
+/// audit context, then back to the site's page (or the error).
+async fn on_move<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    form: &BTreeMap<String, String>,
+    action: F,
+) -> Response
+where
+    F: FnOnce(alveole_store::AuditContext, SiteMoveId) -> Fut,
+    Fut: std::future::Future<Output = Result<SiteMove, ApiError>>,
+{
     let result = async {
-        csrf_checked(&caller, &form)?;
-        let id: SiteMoveId = parse_id(&id)?;
-        let ctx = audit_context(&caller, &headers);
-        crate::site_moves::finish(&state, &ctx, id).await
+        csrf_checked(caller, form)?;
+        let id: SiteMoveId = parse_id(id)?;
+        action(audit_context(caller, headers), id).await
     }
     .await;
-    back_to_site(&state, &headers, &caller, result)
+    back_to_site(state, headers, caller, result)
 }
 
 fn back_to_site(
