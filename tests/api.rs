@@ -961,7 +961,7 @@ async fn node_with_agent(
 #[tokio::test]
 async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
     for db in TestDb::all().await {
-        let panel = TestPanel::start(&db).await;
+        let mut panel = TestPanel::start(&db).await;
         let backend = db.backend();
         let (node_a, member) = panel.seed().await;
         let (_, site) = panel
@@ -1148,6 +1148,29 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
             "{backend}: {moving}"
         );
         assert_eq!(moving[0]["to_node"], json!(node_b));
+
+        // A forwarding ends by itself once its period is over (seen at any node's report).
+        panel
+            .configure(|config| config.moves.forward_seconds = 0)
+            .await;
+        let report: alveole_model::NodeReport = serde_json::from_value(json!({
+            "generation": null, "sites": [], "agent_version": "test",
+            "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+                          "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
+            "endpoints": {"peer": "127.0.0.1:11", "ingress": "127.0.0.1:12"}
+        }))
+        .unwrap();
+        agent_a.report(&report).await.unwrap();
+        let (_, started) = panel.post(&path, moved(&node_a)).await;
+        let back: alveole_model::SiteMoveId = started["id"].as_str().unwrap().parse().unwrap();
+        agent_b
+            .move_outcome(back, "switch", &Default::default())
+            .await
+            .unwrap();
+        agent_a.report(&report).await.unwrap();
+        let (_, ended) = panel.get(&format!("/api/v1/site-moves/{back}")).await;
+        assert_eq!(ended["phase"], "done", "{backend}: {ended}");
+        assert!(ended["finished_at"].is_string());
         db.drop_db().await;
     }
 }

@@ -29,21 +29,26 @@ pub async fn for_node(
     desired: &NodeDesired,
 ) -> Result<NodeMoves, StoreError> {
     let mut parts = NodeMoves::default();
-    if desired.moves.is_empty() {
-        return Ok(parts);
-    }
-    let endpoints: BTreeMap<NodeId, AgentEndpoints> = state
-        .store()
-        .node_statuses()
-        .await?
-        .into_iter()
-        .filter_map(|s| Some((s.node_id, s.report.endpoints?)))
-        .collect();
     // The latest move of each site decides what this node keeps of it.
     let mut latest: BTreeMap<SiteId, &SiteMove> = BTreeMap::new();
     for movement in &desired.moves {
         latest.insert(movement.site_id, movement);
     }
+    // Only a move under way needs the nodes' endpoints (read from their last reports).
+    let endpoints: BTreeMap<NodeId, AgentEndpoints> = if latest
+        .values()
+        .any(|m| m.phase.is_active() && m.from_node == node)
+    {
+        state
+            .store()
+            .node_statuses()
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.node_id, s.report.endpoints?)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let here: std::collections::BTreeSet<SiteId> = desired.sites.iter().map(|s| s.id).collect();
     for movement in latest.values() {
         let outgoing = movement.from_node == node;
@@ -94,16 +99,14 @@ pub async fn for_node(
 /// every few seconds). Failures are logged: the next report tries again.
 pub async fn finish_expired(state: &AppState) {
     let now = state.config().clock.now();
-    let moves = match state.store().site_moves(None).await {
+    let expired = match state.store().forwardings_over(now).await {
         Ok(moves) => moves,
         Err(error) => {
             tracing::warn!(%error, "could not read the site moves");
             return;
         }
     };
-    for movement in moves.iter().filter(|m| {
-        m.phase == MovePhase::Forwarding && m.forward_until.is_some_and(|until| until <= now)
-    }) {
+    for movement in &expired {
         let ctx = alveole_store::AuditContext::new("system:moves", "-");
         match finish(state, &ctx, movement.id).await {
             Ok(_) => state.changed().notify_waiters(),

@@ -401,6 +401,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_site_move(&self, id: SiteMoveId) -> StoreResult<alveole_model::SiteMove>;
     /// Moves, newest first: of one site (its history), or all.
     async fn site_moves(&self, site: Option<SiteId>) -> StoreResult<Vec<alveole_model::SiteMove>>;
+    /// Moves still forwarding whose forwarding period is over at `now`.
+    async fn forwardings_over(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<alveole_model::SiteMove>>;
     /// Keeps what the source agent reports (telemetry: not audited).
     async fn note_site_move_progress(
         &self,

@@ -2279,6 +2279,18 @@ impl Store for SqlStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn forwardings_over(&self, now: DateTime<Utc>) -> StoreResult<Vec<SiteMove>> {
+        let rows: Vec<SiteMoveRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            site_move_columns!(),
+            " FROM site_moves WHERE phase = 'forwarding' AND forward_until <= $1 ORDER BY started_at"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn note_site_move_progress(
         &self,
         id: SiteMoveId,
