@@ -1011,6 +1011,28 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
         let move_id = started["id"].as_str().unwrap().to_owned();
         let (status, again) = panel.post(&path, moved(&node_b)).await;
         assert_eq!(status, 409, "{backend}: {again}");
+        // The move holds its room on the target: 256 MiB of its 16 GiB of memory.
+        let mut crowding = self::site(&member, "crowding.example.org");
+        crowding["node_id"] = json!(node_b);
+        let left = (16u64 << 30) - (256 << 20);
+        crowding["limits"] = json!({"cpu_millis": 500, "memory_bytes": left + 1, "pids": 64});
+        let (status, refused) = panel.post("/api/v1/sites", crowding.clone()).await;
+        assert_eq!(status, 409, "{backend}: {refused}");
+        crowding["limits"]["memory_bytes"] = json!(left);
+        let (status, fits) = panel.post("/api/v1/sites", crowding).await;
+        assert_eq!(status, 201, "{backend}: {fits}");
+        let (status, _) = panel
+            .call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/sites/{}?version={}",
+                    fits["id"].as_str().unwrap(),
+                    fits["version"]
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
         let source = agent_a.desired_state().await.unwrap();
         assert_eq!(source.moves_out.len(), 1, "{backend}");
         assert_eq!(source.moves_out[0].target_peer.to_string(), "127.0.0.1:9");

@@ -406,8 +406,11 @@ async fn fetch_node_usage<'e>(ex: impl Executor<'e, Database = Db>) -> StoreResu
                 CAST(COALESCE(SUM(s.cpu_millis), 0) AS BIGINT) AS reserved_cpu, \
                 CAST(COALESCE(SUM(s.memory_bytes), 0) AS BIGINT) AS reserved_memory, \
                 CAST(COALESCE(SUM(s.volume_quota), 0) AS BIGINT) AS reserved_disk, \
-                COUNT(s.id) AS sites \
+                CAST(COALESCE(SUM(CASE WHEN s.node_id = n.id THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                    AS sites \
          FROM nodes n LEFT JOIN sites s ON s.node_id = n.id \
+              OR EXISTS (SELECT 1 FROM site_moves m WHERE m.site_id = s.id \
+                         AND m.to_node = n.id AND m.phase = 'copying') \
          GROUP BY n.id, n.name, n.cpu_millis, n.memory_bytes, n.disk_bytes, n.overcommit_cpu, \
                   n.overcommit_memory \
          ORDER BY n.name",
@@ -2199,25 +2202,14 @@ impl Store for SqlStore {
         }
         // A dedicated address stays on the old node while it forwards, and follows the site
         // when the forwarding ends (the panel moves it then).
-        // The target's room: its sites, and the sites already on their way there.
-        let mut load = fetch_node_usage(tx.conn())
+        // The target's room: its sites, and the sites already on their way there (a move
+        // reserves its room on the target until it ends).
+        let load = fetch_node_usage(tx.conn())
             .await?
             .into_iter()
             .map(|u| u.load)
             .find(|l| l.node_id == to)
             .ok_or(StoreError::NotFound { kind: "node" })?;
-        let incoming: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT site_id FROM site_moves WHERE to_node = $1 AND phase = 'copying'",
-        )
-        .bind(to.0)
-        .fetch_all(tx.conn())
-        .await?;
-        for other in incoming {
-            let reserved = fetch_site(tx.conn(), SiteId(other)).await?.reservation();
-            load.reserved.cpu_millis += reserved.cpu_millis;
-            load.reserved.memory_bytes += reserved.memory_bytes;
-            load.reserved.disk_bytes += reserved.disk_bytes;
-        }
         load.check_fits(moved.reservation())?;
         let movement = SiteMove {
             id: SiteMoveId::generate(),
