@@ -300,6 +300,38 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     let (_, moves) = panel.get("/api/v1/address-moves").await;
     assert_eq!(moves[0]["to_node"], other["id"], "{moves}");
 
+    // A site's page shows its moves and moves it: refused while the target's agent has not
+    // said where agents reach it, then started, and cancelled from the same page.
+    let (_, sites) = panel.get("/api/v1/sites").await;
+    let site_id = sites["items"][0]["id"].as_str().unwrap().to_owned();
+    open(&client, &panel, &format!("/sites/{site_id}")).await;
+    text_when(&client, "#no-moves", |t| t.contains("not moved yet")).await;
+    click(&client, "move").await;
+    text_when(&client, "body", |t| t.contains("--peer-listen")).await;
+    let target = panel.agent_client();
+    target
+        .authenticate(&panel.enrol(other["id"].as_str().unwrap()).await)
+        .unwrap();
+    let report: alveole_model::NodeReport = serde_json::from_value(serde_json::json!({
+        "generation": null, "sites": [], "agent_version": "test",
+        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
+        "endpoints": {"peer": "127.0.0.1:9", "ingress": "127.0.0.1:10"}
+    }))
+    .unwrap();
+    target.report(&report).await.unwrap();
+    open(&client, &panel, &format!("/sites/{site_id}")).await;
+    click(&client, "move").await;
+    text_when(&client, "tr.move[data-phase='copying']", |t| {
+        t.contains("node-1 → node-2") && t.contains("copying")
+    })
+    .await;
+    click(&client, "cancel-move").await;
+    text_when(&client, "tr.move[data-phase='cancelled']", |t| {
+        t.contains("cancelled")
+    })
+    .await;
+
     // A node's page offers to enrol its agent: the command comes with a one-time token.
     open(&client, &panel, &format!("/nodes/{node}")).await;
     click(&client, "action-1").await;
@@ -326,6 +358,13 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     click(&client, "save").await;
     text_when(&client, "p.error[data-field='exposed_ports']", |t| {
         t.contains("passent par l'ingress")
+    })
+    .await;
+
+    open(&client, &panel, &format!("/sites/{site_id}")).await;
+    text_when(&client, "#moves h2", |t| t == "Déménagements").await;
+    text_when(&client, "tr.move[data-phase='cancelled']", |t| {
+        t.contains("annulé")
     })
     .await;
 
