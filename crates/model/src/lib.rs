@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod desired;
 pub mod env;
 pub mod error;
+pub mod evacuation;
 pub mod exposure;
 pub mod hostname;
 pub mod ids;
