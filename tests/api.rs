@@ -1196,3 +1196,96 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn an_evacuation_plan_never_overfills_a_node_and_says_when_a_deadline_cannot_hold() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let backend = db.backend();
+        let (_, member) = panel.seed().await;
+        let provider = |name: &str| {
+            let body = json!({"name": name});
+            let panel = &panel;
+            async move {
+                let (status, created) = panel.post("/api/v1/providers", body).await;
+                assert_eq!(status, 201, "{created}");
+                created["id"].as_str().unwrap().to_owned()
+            }
+        };
+        let (leaving, staying) = (provider("Leaving").await, provider("Staying").await);
+        let node = |provider: String, name: &'static str, memory_gib: u64| {
+            let panel = &panel;
+            async move {
+                let (status, created) = panel
+                    .post(
+                        "/api/v1/nodes",
+                        json!({"provider_id": provider, "name": name, "public_addresses": [],
+                               "overcommit": {"cpu": 1.0, "memory": 1.0},
+                               "capacity": {"cpu_millis": 8000, "memory_bytes": memory_gib << 30,
+                                            "disk_bytes": 500u64 << 30}}),
+                    )
+                    .await;
+                assert_eq!(status, 201, "{created}");
+                created["id"].as_str().unwrap().to_owned()
+            }
+        };
+        let old = node(leaving.clone(), "old", 16).await;
+        let (big, small) = (
+            node(staying.clone(), "big", 4).await,
+            node(staying.clone(), "small", 3).await,
+        );
+        for i in 0..3 {
+            let mut body = site(&member, &format!("s{i}.example.org"));
+            body["node_id"] = json!(old);
+            body["limits"] = json!({"cpu_millis": 500, "memory_bytes": 2u64 << 30, "pids": 64});
+            let (status, created) = panel.post("/api/v1/sites", body).await;
+            assert_eq!(status, 201, "{created}");
+        }
+
+        // A naive placement (each site where most room is left at the start) would put all
+        // three on "big": 6 GiB on 4.
+        let (status, plan) = panel
+            .get(&format!("/api/v1/evacuation-plan?provider_id={leaving}"))
+            .await;
+        assert_eq!(status, 200, "{backend}: {plan}");
+        let placements = plan["placements"].as_array().unwrap();
+        assert_eq!(placements.len(), 3, "{backend}: {plan}");
+        let on = |node: &str| placements.iter().filter(|p| p["to_node"] == node).count() as u64;
+        assert!(
+            on(&big) * 2 <= 4 && on(&small) * 2 <= 3,
+            "{backend}: {plan}"
+        );
+        assert_eq!(plan["verdict"], "no_deadline");
+        assert_eq!(plan["throughput"]["measured"], false);
+
+        // One second is too short for any move: impossible, and why.
+        let deadline = (chrono::Utc::now() + chrono::Duration::seconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (status, plan) = panel
+            .get(&format!(
+                "/api/v1/evacuation-plan?node_id={old}&deadline={deadline}&parallelism=8"
+            ))
+            .await;
+        assert_eq!(status, 200, "{backend}: {plan}");
+        assert_eq!(plan["verdict"], "impossible", "{backend}: {plan}");
+        assert!(
+            plan["statement"]
+                .as_str()
+                .unwrap()
+                .contains("one move alone outlasts"),
+            "{plan}"
+        );
+        assert!(
+            plan["suggestions"][0]
+                .as_str()
+                .unwrap()
+                .contains("alone takes about"),
+            "{plan}"
+        );
+
+        // Neither a node nor a provider: said so.
+        let (status, refused) = panel.get("/api/v1/evacuation-plan").await;
+        assert_eq!(status, 400, "{refused}");
+        db.drop_db().await;
+    }
+}

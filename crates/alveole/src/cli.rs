@@ -34,6 +34,9 @@ pub enum Command {
     Provider(ResourceArgs),
     /// Manage members through the API.
     Member(ResourceArgs),
+    /// Empty a node or a whole provider: where each site would go, how long it would take,
+    /// and whether a deadline holds (`--dry-run`).
+    Evacuate(EvacuateArgs),
     /// The audit record: check it, sign a checkpoint, rotate the signing key, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -326,6 +329,51 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["node", "provider"])))]
+pub struct EvacuateArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The node to empty (id or name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Or every node of this provider (id or name).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// By when: RFC 3339 (2026-11-29T20:00:00Z) or from now (+60h, +90m).
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Moves at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: u32,
+    /// Show the plan without moving anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A deadline as people type it: RFC 3339, or `+60h` / `+90m` from `now`.
+pub fn parse_deadline(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Some(relative) = text.strip_prefix('+') {
+        let (number, unit) = relative.split_at(relative.len().saturating_sub(1));
+        let amount: i64 = number
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{text}: a number of hours or minutes, like +60h"))?;
+        return match unit {
+            "h" => Ok(now + chrono::Duration::hours(amount)),
+            "m" => Ok(now + chrono::Duration::minutes(amount)),
+            _ => anyhow::bail!("{text}: hours (h) or minutes (m), like +60h or +90m"),
+        };
+    }
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| {
+            anyhow::anyhow!("{text}: not a date and time like 2026-11-29T20:00:00Z ({e})")
+        })?
+        .with_timezone(&chrono::Utc))
+}
+
+#[derive(Debug, Args)]
 pub struct ResourceArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -458,6 +506,30 @@ fn uplink_name(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::parse_deadline;
+
+    #[test]
+    fn deadlines_are_dates_or_hours_and_minutes_from_now() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            parse_deadline("+60h", now).unwrap(),
+            now + chrono::Duration::hours(60)
+        );
+        assert_eq!(
+            parse_deadline("+90m", now).unwrap(),
+            now + chrono::Duration::minutes(90)
+        );
+        assert_eq!(
+            parse_deadline("2026-11-29T20:00:00+01:00", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-29T19:00:00+00:00"
+        );
+        for bad in ["+60", "+h", "+3d", "sunday", ""] {
+            assert!(parse_deadline(bad, now).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn durations_read_as_an_admin_writes_them() {
         assert_eq!(

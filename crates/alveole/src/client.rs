@@ -29,6 +29,16 @@ pub const MOVES: Kind = Kind {
         "progress.passes",
     ],
 };
+pub const PLACEMENTS: Kind = Kind {
+    plural: "placements",
+    columns: &[
+        "name",
+        "to_name",
+        "volume_bytes",
+        "seconds",
+        "done_after_seconds",
+    ],
+};
 pub const NODES: Kind = Kind {
     plural: "nodes",
     columns: &[
@@ -138,24 +148,94 @@ impl Api {
     }
 }
 
+/// `alveole evacuate`: the plan, in words and as a table (JSON with `--json`).
+pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.dry_run,
+        "only --dry-run for now: running an evacuation comes with durable jobs (issue 8); move \
+         sites one by one with `alveole site move` meanwhile"
+    );
+    let api = Api::new(&args.client)?;
+    let mut query = vec![format!("parallelism={}", args.parallelism)];
+    if let Some(node) = &args.node {
+        query.push(format!("node_id={}", api.node_by_id_or_name(node).await?));
+    }
+    if let Some(provider) = &args.provider {
+        query.push(format!(
+            "provider_id={}",
+            api.provider_by_id_or_name(provider).await?
+        ));
+    }
+    if let Some(deadline) = &args.deadline {
+        let at = crate::cli::parse_deadline(deadline, chrono::Utc::now())?;
+        query.push(format!("deadline={}", urlencode(&at.to_rfc3339())));
+    }
+    let plan = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/evacuation-plan?{}", query.join("&")),
+            None,
+        )
+        .await?
+        .context("empty answer")?;
+    if args.client.json {
+        println!("{plan}");
+        return Ok(());
+    }
+    println!("{}", plan["statement"].as_str().unwrap_or(""));
+    for suggestion in plan["suggestions"].as_array().into_iter().flatten() {
+        println!("  - {}", suggestion.as_str().unwrap_or(""));
+    }
+    println!();
+    print_items(
+        PLACEMENTS,
+        plan["placements"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+        false,
+    );
+    for unplaced in plan["unplaced"].as_array().into_iter().flatten() {
+        println!(
+            "no place for {}: {}",
+            unplaced["name"].as_str().unwrap_or("?"),
+            unplaced["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 impl Api {
+    /// A provider's id, from its id or its name.
+    async fn provider_by_id_or_name(&self, key: &str) -> anyhow::Result<String> {
+        self.id_by_id_or_name("providers", key).await
+    }
+
     /// A node's id, from its id or its name.
     async fn node_by_id_or_name(&self, key: &str) -> anyhow::Result<String> {
+        self.id_by_id_or_name("nodes", key).await
+    }
+
+    async fn id_by_id_or_name(&self, plural: &str, key: &str) -> anyhow::Result<String> {
         if uuid::Uuid::parse_str(key).is_ok() {
             return Ok(key.to_owned());
         }
         let page = self
-            .call(reqwest::Method::GET, "/api/v1/nodes?limit=500", None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/{plural}?limit=500"),
+                None,
+            )
             .await?
             .context("empty answer")?;
         page["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|node| node["name"] == key)
-            .and_then(|node| node["id"].as_str())
+            .find(|item| item["name"] == key)
+            .and_then(|item| item["id"].as_str())
             .map(str::to_owned)
-            .with_context(|| format!("no node is named {key}"))
+            .with_context(|| format!("no {} is named {key}", plural.trim_end_matches('s')))
     }
 
     /// Shows a move's progress (a bar on a terminal) until it is no longer copying; the move

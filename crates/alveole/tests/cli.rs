@@ -239,6 +239,36 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     let moves = alveole(&server, &["site", "moves", "cli.exemple.org", "--json"]);
     assert_eq!(json_of(&moves), serde_json::json!([]));
 
+    // Emptying par-1 by a deadline: the plan, in words and as a table.
+    let plan = alveole(
+        &server,
+        &[
+            "evacuate",
+            "--node",
+            "par-1",
+            "--deadline",
+            "+60h",
+            "--dry-run",
+        ],
+    );
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    assert!(
+        plan.starts_with("The deadline holds: 1 sites moved"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("cli.exemple.org") && plan.contains("par-2"),
+        "{plan}"
+    );
+    let not_yet = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["evacuate", "--node", "par-1"])
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(!not_yet.status.success());
+    assert!(String::from_utf8_lossy(&not_yet.stderr).contains("--dry-run"));
+
     // A refused change says why, and exits non-zero.
     let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
         .args(["node", "delete", json_of(&node)["id"].as_str().unwrap()])

@@ -281,8 +281,8 @@ pub fn plan(
                 format_bytes(throughput.bytes_per_second)
             ));
         } else if total > window {
-            let needed = (parallelism..=MAX_PARALLELISM)
-                .find(|p| schedule(&durations, *p).1 <= window);
+            let needed =
+                (parallelism..=MAX_PARALLELISM).find(|p| schedule(&durations, *p).1 <= window);
             match needed {
                 Some(p) => suggestions.push(format!(
                     "run {p} moves at once instead of {parallelism}: about {}",
@@ -442,8 +442,17 @@ mod tests {
         let (leaving, staying) = (ProviderId::generate(), ProviderId::generate());
         let same = destination("same", leaving, 64);
         let other = destination("other", staying, 4);
-        let sites: Vec<_> = (0..3).map(|i| site(&format!("s{i}"), leaving, 2, 0)).collect();
-        let plan = plan(sites, vec![same.clone(), other.clone()], FAST, 1, Utc::now(), None);
+        let sites: Vec<_> = (0..3)
+            .map(|i| site(&format!("s{i}"), leaving, 2, 0))
+            .collect();
+        let plan = plan(
+            sites,
+            vec![same.clone(), other.clone()],
+            FAST,
+            1,
+            Utc::now(),
+            None,
+        );
         let to = |node: NodeId| plan.placements.iter().filter(|p| p.to_node == node).count();
         assert_eq!((to(other.load.node_id), to(same.load.node_id)), (2, 1));
     }
@@ -461,8 +470,16 @@ mod tests {
         );
         assert_eq!(plan.verdict, Verdict::Impossible);
         assert_eq!(plan.unplaced.len(), 1);
-        assert!(plan.unplaced[0].reason.contains("memory"), "{:?}", plan.unplaced);
-        assert!(plan.statement.contains("fit on no other node"), "{}", plan.statement);
+        assert!(
+            plan.unplaced[0].reason.contains("memory"),
+            "{:?}",
+            plan.unplaced
+        );
+        assert!(
+            plan.statement.contains("fit on no other node"),
+            "{}",
+            plan.statement
+        );
         assert!(
             plan.suggestions[0].contains("huge") && plan.suggestions[0].contains("8G"),
             "{:?}",
@@ -505,11 +522,19 @@ mod tests {
             "{:?}",
             late.suggestions
         );
-        assert!(late.suggestions[1].contains("4 of 10 sites"), "{:?}", late.suggestions);
+        assert!(
+            late.suggestions[1].contains("4 of 10 sites"),
+            "{:?}",
+            late.suggestions
+        );
 
         let impossible = within(10, 32);
         assert_eq!(impossible.verdict, Verdict::Impossible);
-        assert!(impossible.suggestions[0].contains("alone takes about 14 s"), "{:?}", impossible.suggestions);
+        assert!(
+            impossible.suggestions[0].contains("alone takes about 14 s"),
+            "{:?}",
+            impossible.suggestions
+        );
     }
 
     #[test]

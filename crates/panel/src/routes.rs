@@ -891,6 +891,30 @@ fn site_move_routes(b: &mut Builder) {
     );
     b.add(
         Method::GET,
+        "/api/v1/evacuation-plan",
+        "plan_evacuation",
+        "Where every site of a node or a provider would go, how long moving them would take at \
+         the measured throughput, and whether a deadline holds (and if not, what would make it)",
+        Surface::Api,
+        Access::Read,
+        Some(ApiDoc {
+            query: vec![
+                ("node_id", "the node to empty"),
+                ("provider_id", "or every node of this provider"),
+                ("deadline", "RFC 3339: by when"),
+                ("parallelism", "moves at once, 1 to 32 (4 by default)"),
+            ],
+            request: None,
+            success: (
+                200,
+                Some(schema::<alveole_model::evacuation::EvacuationPlan>),
+            ),
+            errors: vec![400, 401, 403, 404],
+        }),
+        get(crate::api::evacuations::plan),
+    );
+    b.add(
+        Method::GET,
         "/api/v1/site-moves",
         "list_all_site_moves",
         "Every site move, newest first",

@@ -4,6 +4,7 @@
 pub mod addresses;
 pub mod agents;
 pub mod audit;
+pub mod evacuations;
 pub mod offboarding;
 mod resources;
 pub mod site_moves;

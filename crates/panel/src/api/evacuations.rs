@@ -1,0 +1,158 @@
+//! Evacuation plans: where every site of a node, or of a provider's nodes, would go, how long
+//! moving them would take at the throughput measured between nodes, and whether a deadline
+//! holds (`GET /api/v1/evacuation-plan`, `alveole evacuate --dry-run`).
+
+use std::collections::BTreeMap;
+
+use alveole_model::evacuation::{self, Destination, EvacuationPlan, SiteToMove, Throughput};
+use alveole_model::{MovePhase, NodeId, ProviderId};
+use alveole_store::{PageRequest, SiteFilter};
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// What to empty, by when, how many moves at once.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanQuery {
+    pub node_id: Option<NodeId>,
+    pub provider_id: Option<ProviderId>,
+    /// RFC 3339, e.g. 2026-11-29T20:00:00Z.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Moves at once (1 to 32; 4 by default).
+    pub parallelism: Option<u32>,
+}
+
+/// The throughput assumed when no move was measured yet: 50 MiB/s.
+const ASSUMED_BYTES_PER_SECOND: u64 = 50 << 20;
+/// How many recent moves the measured throughput is the median of.
+const MEASURED_MOVES: usize = 20;
+
+pub async fn plan(
+    State(state): State<AppState>,
+    Query(query): Query<PlanQuery>,
+) -> ApiResult<Json<EvacuationPlan>> {
+    let store = state.store();
+    let nodes = store
+        .list_nodes(
+            &Default::default(),
+            &PageRequest {
+                after: None,
+                limit: 500,
+            },
+        )
+        .await?
+        .items;
+    let leaving: Vec<NodeId> = match (query.node_id, query.provider_id) {
+        (Some(node), None) => {
+            store.get_node(node).await?;
+            vec![node]
+        }
+        (None, Some(provider)) => {
+            store.get_provider(provider).await?;
+            nodes
+                .iter()
+                .filter(|n| n.provider_id == provider)
+                .map(|n| n.id)
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::field(
+                "node_id",
+                "evacuation.scope",
+                "give either node_id or provider_id",
+            ));
+        }
+    };
+    let provider_of: BTreeMap<NodeId, ProviderId> =
+        nodes.iter().map(|n| (n.id, n.provider_id)).collect();
+    let measured: BTreeMap<_, _> = store
+        .node_statuses()
+        .await?
+        .into_iter()
+        .flat_map(|s| s.report.sites)
+        .filter_map(|r| Some((r.site_id, r.volume_bytes?)))
+        .collect();
+    let mut sites = Vec::new();
+    for node in &leaving {
+        let filter = SiteFilter {
+            node_id: Some(*node),
+            ..Default::default()
+        };
+        let page = PageRequest {
+            after: None,
+            limit: 500,
+        };
+        for site in store.list_sites(&filter, &page).await?.items {
+            sites.push(SiteToMove {
+                site_id: site.id,
+                name: site.primary_domain.to_unicode(),
+                from_node: *node,
+                from_provider: provider_of
+                    .get(node)
+                    .copied()
+                    .unwrap_or(ProviderId(uuid::Uuid::nil())),
+                reservation: site.reservation(),
+                volume_bytes: measured
+                    .get(&site.id)
+                    .copied()
+                    .unwrap_or(site.volume.quota_bytes),
+            });
+        }
+    }
+    let destinations: Vec<Destination> = store
+        .node_usage()
+        .await?
+        .into_iter()
+        .filter(|u| !leaving.contains(&u.load.node_id))
+        .filter_map(|u| {
+            Some(Destination {
+                provider: *provider_of.get(&u.load.node_id)?,
+                name: u.name.to_string(),
+                load: u.load,
+            })
+        })
+        .collect();
+    let throughput = measured_throughput(&state).await?;
+    Ok(Json(evacuation::plan(
+        sites,
+        destinations,
+        throughput,
+        query.parallelism.unwrap_or(4),
+        state.config().clock.now(),
+        query.deadline,
+    )))
+}
+
+/// The median throughput of the latest moves (bytes sent over the time from start to switch),
+/// or an assumption when none was made.
+async fn measured_throughput(state: &AppState) -> Result<Throughput, ApiError> {
+    let mut rates: Vec<u64> = state
+        .store()
+        .site_moves(None)
+        .await?
+        .into_iter()
+        .filter(|m| matches!(m.phase, MovePhase::Forwarding | MovePhase::Done))
+        .filter_map(|m| {
+            let took = (m.switched_at? - m.started_at).num_milliseconds();
+            (took > 0 && m.progress.bytes_sent > 0)
+                .then(|| m.progress.bytes_sent.saturating_mul(1000) / took as u64)
+        })
+        .take(MEASURED_MOVES)
+        .collect();
+    rates.sort_unstable();
+    Ok(match rates.get(rates.len() / 2) {
+        Some(rate) => Throughput {
+            bytes_per_second: *rate,
+            measured: true,
+        },
+        None => Throughput {
+            bytes_per_second: ASSUMED_BYTES_PER_SECOND,
+            measured: false,
+        },
+    })
+}
