@@ -1289,3 +1289,123 @@ async fn an_evacuation_plan_never_overfills_a_node_and_says_when_a_deadline_cann
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed_after_a_restart() {
+    for db in TestDb::all().await {
+        let mut panel = TestPanel::start(&db).await;
+        let backend = db.backend();
+        let fast = alveole_panel::jobs::JobsConfig {
+            run: true,
+            lease: std::time::Duration::from_secs(2),
+            every: std::time::Duration::from_millis(100),
+        };
+        panel.configure(|config| config.jobs = fast).await;
+        let (old, member) = panel.seed().await;
+        let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
+        let old_agent = panel.agent_client();
+        old_agent.authenticate(&panel.enrol(&old).await).unwrap();
+        let (status, staying) = panel
+            .post("/api/v1/providers", json!({"name": "Staying"}))
+            .await;
+        assert_eq!(status, 201);
+        let (big, _) = node_with_agent(&panel, &staying["id"], "big", 8000).await;
+        let (small, _) = node_with_agent(&panel, &staying["id"], "small", 8000).await;
+        let mut sites = Vec::new();
+        for i in 0..6 {
+            let mut body = site(&member, &format!("e{i}.example.org"));
+            body["node_id"] = json!(old);
+            let (status, created) = panel.post("/api/v1/sites", body).await;
+            assert_eq!(status, 201, "{created}");
+            sites.push(created["id"].as_str().unwrap().to_owned());
+        }
+        // A second panel process on the same database, running jobs too.
+        let other = alveole_panel::AppState::new(
+            alveole_store::connect(&db.url).await.unwrap(),
+            alveole_panel::PanelConfig {
+                jobs: fast,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let other_runner = alveole_panel::jobs::spawn(other, "the-other-process".into());
+
+        let (status, started) = panel
+            .post(
+                "/api/v1/evacuations",
+                json!({"provider_id": view["provider_id"], "parallelism": 2}),
+            )
+            .await;
+        assert_eq!(status, 202, "{backend}: {started}");
+        let job = started["id"].as_str().unwrap().to_owned();
+        assert_eq!(started["items"].as_array().unwrap().len(), 6);
+
+        // The old node's agent switches each move it is given; the panel restarts halfway.
+        let mut switched = BTreeSet::new();
+        let mut restarted = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        let finished = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend}: the evacuation never ended"
+            );
+            let (_, evacuation) = panel.get(&format!("/api/v1/evacuations/{job}")).await;
+            if evacuation["state"] == "done" {
+                break evacuation;
+            }
+            let items = evacuation["items"].as_array().unwrap();
+            let moving: Vec<&Value> = items.iter().filter(|i| i["state"] == "moving").collect();
+            assert!(
+                moving.len() <= 2,
+                "{backend}: at most 2 at once: {evacuation}"
+            );
+            for item in moving {
+                let move_id: alveole_model::SiteMoveId =
+                    item["move_id"].as_str().unwrap().parse().unwrap();
+                if switched.insert(move_id) {
+                    old_agent
+                        .move_outcome(move_id, "switch", &Default::default())
+                        .await
+                        .unwrap();
+                }
+            }
+            let done = items.iter().filter(|i| i["state"] == "done").count();
+            if done >= 3 && !restarted {
+                panel.stop().await;
+                panel.resume().await;
+                restarted = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        other_runner.abort();
+        assert!(restarted);
+        let items = finished["items"].as_array().unwrap();
+        assert!(
+            items.iter().all(|i| i["state"] == "done"),
+            "{backend}: {finished}"
+        );
+        // Every site is on its planned node, moved exactly once.
+        for item in items {
+            let site = item["site_id"].as_str().unwrap();
+            let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
+            assert_eq!(shown["node_id"], item["to_node"], "{backend}");
+            assert!(item["to_node"] == json!(big) || item["to_node"] == json!(small));
+            let (_, moves) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
+            assert_eq!(
+                moves.as_array().unwrap().len(),
+                1,
+                "{backend}: moved once: {moves}"
+            );
+        }
+        let finish = panel
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.action == "evacuation.finish")
+            .expect("the evacuation's end is in the audit record");
+        assert!(finish.after.unwrap()["took_seconds"].is_number());
+        db.drop_db().await;
+    }
+}

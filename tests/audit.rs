@@ -635,7 +635,9 @@ async fn every_state_changing_route_records_its_events() {
     use std::collections::BTreeSet;
 
     let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
+    let mut panel = TestPanel::start(&db).await;
+    // Jobs would add their events whenever they run: none run here.
+    panel.configure(|config| config.jobs.run = false).await;
     let store = panel.store.clone();
     let mut covered: BTreeSet<(String, String)> = BTreeSet::new();
     let mut seen = store.audit_head().await.unwrap().length;
@@ -1003,6 +1005,33 @@ async fn every_state_changing_route_records_its_events() {
             (&*node_b_actor, "site.move.switch", site_id.clone())
         ]
     );
+
+    // --- evacuations -----------------------------------------------------------------------
+    let (status, evacuation) = panel
+        .post("/api/v1/evacuations", json!({"node_id": node_b}))
+        .await;
+    assert_eq!(status, 202, "{evacuation}");
+    let job = evacuation["id"].as_str().unwrap().to_owned();
+    expect!(
+        "POST",
+        "/api/v1/evacuations",
+        [(admin, "evacuation.start", job.clone())]
+    );
+    for (verb, action) in [
+        ("pause", "evacuation.pause"),
+        ("resume", "evacuation.resume"),
+        ("cancel", "evacuation.cancel"),
+    ] {
+        let (status, body) = panel
+            .post(&format!("/api/v1/evacuations/{job}/{verb}"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{verb}: {body}");
+        expect!(
+            "POST",
+            format!("/api/v1/evacuations/{{id}}/{verb}"),
+            [(admin, action, job.clone())]
+        );
+    }
 
     agent
         .renew(&credential.signing_request().unwrap())

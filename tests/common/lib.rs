@@ -512,7 +512,7 @@ fn serve_until_stopped(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let app = alveole_panel::app(state);
+    let app = alveole_panel::app(state.clone());
     let for_people = tokio::spawn({
         let (app, stopped) = (app.clone(), stopped());
         async move {
@@ -528,7 +528,20 @@ fn serve_until_stopped(
             let _ = alveole_panel::tls::serve(app, agents, server, stopped).await;
         }
     });
-    (vec![for_people, for_agents], shutdown)
+    // Durable jobs, as `alveole serve` runs them: a new owner at each start, as a restarted
+    // process would be.
+    let jobs = tokio::spawn({
+        let stopped = stopped();
+        async move {
+            if !state.config().jobs.run {
+                return;
+            }
+            let runner = alveole_panel::jobs::spawn(state, alveole_panel::jobs::owner_name());
+            stopped.await;
+            runner.abort();
+        }
+    });
+    (vec![for_people, for_agents, jobs], shutdown)
 }
 
 /// The test image, built locally (no registry is reachable): Debian's static busybox in an

@@ -345,7 +345,7 @@ pub struct EvacuateArgs {
     /// Moves at once.
     #[arg(long, default_value_t = 4)]
     pub parallelism: u32,
-    /// Show the plan without moving anything.
+    /// Show the plan without moving anything (without it: run it, with a progress bar).
     #[arg(long)]
     pub dry_run: bool,
 }

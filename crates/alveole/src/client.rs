@@ -150,26 +150,33 @@ impl Api {
 
 /// `alveole evacuate`: the plan, in words and as a table (JSON with `--json`).
 pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.dry_run,
-        "only --dry-run for now: running an evacuation comes with durable jobs (issue 8); move \
-         sites one by one with `alveole site move` meanwhile"
-    );
     let api = Api::new(&args.client)?;
-    let mut query = vec![format!("parallelism={}", args.parallelism)];
+    // One request, as the plan route's query and as the start route's body.
+    let mut request = serde_json::Map::new();
+    request.insert("parallelism".into(), json!(args.parallelism));
     if let Some(node) = &args.node {
-        query.push(format!("node_id={}", api.node_by_id_or_name(node).await?));
+        request.insert("node_id".into(), json!(api.node_by_id_or_name(node).await?));
     }
     if let Some(provider) = &args.provider {
-        query.push(format!(
-            "provider_id={}",
-            api.provider_by_id_or_name(provider).await?
-        ));
+        let id = api.provider_by_id_or_name(provider).await?;
+        request.insert("provider_id".into(), json!(id));
     }
     if let Some(deadline) = &args.deadline {
         let at = crate::cli::parse_deadline(deadline, chrono::Utc::now())?;
-        query.push(format!("deadline={}", urlencode(&at.to_rfc3339())));
+        request.insert("deadline".into(), json!(at.to_rfc3339()));
     }
+    if !args.dry_run {
+        return run_evacuation(&api, request, args.client.json).await;
+    }
+    let query: Vec<String> = request
+        .iter()
+        .map(|(key, value)| {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            format!("{key}={}", urlencode(&text))
+        })
+        .collect();
     let plan = api
         .call(
             reqwest::Method::GET,
@@ -203,6 +210,91 @@ pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Starts the evacuation (the same request as the plan's) and follows it to its end with a
+/// progress line.
+async fn run_evacuation(
+    api: &Api,
+    request: serde_json::Map<String, Value>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let started = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/evacuations",
+            Some(&Value::Object(request)),
+        )
+        .await?
+        .context("empty answer")?;
+    let id = started["id"]
+        .as_str()
+        .context("no evacuation id")?
+        .to_owned();
+    if !quiet {
+        eprintln!("{}", started["spec"]["statement"].as_str().unwrap_or(""));
+    }
+    let since = std::time::Instant::now();
+    let ended = loop {
+        let evacuation = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/evacuations/{id}"),
+                None,
+            )
+            .await?
+            .context("empty answer")?;
+        if !quiet {
+            eprint!("\r{}", evacuation_line(&evacuation, since.elapsed()));
+        }
+        if evacuation["state"] == "done" {
+            break evacuation;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    if !quiet {
+        eprintln!();
+    }
+    for item in ended["items"].as_array().into_iter().flatten() {
+        if item["state"] == "failed" {
+            println!(
+                "not moved: {}: {}",
+                item["site_id"].as_str().unwrap_or("?"),
+                item["error"].as_str().unwrap_or("")
+            );
+        }
+    }
+    print_one(&ended, quiet);
+    Ok(())
+}
+
+/// `[##########··········]  3/6 done, 2 moving, 0 failed, 14 s (predicted 23 s)`
+pub fn evacuation_line(evacuation: &Value, elapsed: std::time::Duration) -> String {
+    let items = evacuation["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let count = |state: &str| items.iter().filter(|i| i["state"] == state).count();
+    let ended = count("done") + count("failed") + count("skipped");
+    let filled = (ended * 20).checked_div(items.len()).unwrap_or(20);
+    format!(
+        "[{}{}] {ended}/{} ended: {} done, {} moving, {} failed, {} s (predicted {} s){}",
+        "#".repeat(filled),
+        "·".repeat(20 - filled),
+        items.len(),
+        count("done"),
+        count("moving"),
+        count("failed"),
+        elapsed.as_secs(),
+        evacuation["spec"]["predicted_seconds"]
+            .as_u64()
+            .unwrap_or(0),
+        match evacuation["state"].as_str() {
+            Some("paused") => ", paused",
+            Some("cancelled") => ", cancelled",
+            _ => "",
+        }
+    )
 }
 
 impl Api {
@@ -617,6 +709,16 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("frozen 412 ms"), "{line}");
+    }
+
+    #[test]
+    fn an_evacuation_shows_its_sites_ended_over_all() {
+        let evacuation = json!({"state": "running", "spec": {"predicted_seconds": 23},
+            "items": [{"state": "done"}, {"state": "moving"}, {"state": "failed"}, {"state": "pending"}]});
+        assert_eq!(
+            evacuation_line(&evacuation, std::time::Duration::from_secs(14)),
+            "[##########··········] 2/4 ended: 1 done, 1 moving, 1 failed, 14 s (predicted 23 s)"
+        );
     }
 
     #[test]

@@ -100,8 +100,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             clock: std::sync::Arc::new(alveole_panel::SystemClock),
             oidc,
             provider_routing: std::sync::Arc::new(alveole_panel::failover::SharedSegment),
+            jobs: alveole_panel::jobs::JobsConfig::default(),
         },
     )?;
+    // Durable jobs (evacuations): this process runs those whose lease it holds.
+    let _jobs = alveole_panel::jobs::spawn(state.clone(), alveole_panel::jobs::owner_name());
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {
         println!("First start: the bootstrap admin token is\n\n    {token}\n");
         println!(

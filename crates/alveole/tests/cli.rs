@@ -260,14 +260,22 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         plan.contains("cli.exemple.org") && plan.contains("par-2"),
         "{plan}"
     );
-    let not_yet = Command::new(env!("CARGO_BIN_EXE_alveole"))
-        .args(["evacuate", "--node", "par-1"])
-        .env("ALVEOLE_URL", &server.url)
-        .env("ALVEOLE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(!not_yet.status.success());
-    assert!(String::from_utf8_lossy(&not_yet.stderr).contains("--dry-run"));
+    // Run, it follows the job to its end: the site could not move (par-2's agent does not
+    // listen for other agents), said with the reason; the others would have gone on.
+    let ran = alveole(&server, &["evacuate", "--node", "par-1", "--json"]);
+    let ran = String::from_utf8(ran.stdout).unwrap();
+    assert!(ran.starts_with("not moved: "), "{ran}");
+    let ended: serde_json::Value =
+        serde_json::from_str(ran.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(ended["state"], "done", "{ended}");
+    assert_eq!(ended["items"][0]["state"], "failed");
+    assert!(
+        ended["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--peer-listen"),
+        "{ended}"
+    );
 
     // A refused change says why, and exits non-zero.
     let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))

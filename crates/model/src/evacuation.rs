@@ -11,6 +11,8 @@
 //!   measured throughput. Moves run `parallelism` at a time, longest first, which keeps the
 //!   whole evacuation short (the classic longest-processing-time schedule).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -102,6 +104,129 @@ pub struct EvacuationPlan {
     pub statement: String,
     /// What would make the deadline hold.
     pub suggestions: Vec<String>,
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    /// No new move starts; those under way finish.
+    Paused,
+    /// Stopped for good: no new move starts; those under way finish.
+    Cancelled,
+    Done,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Cancelled => "cancelled",
+            JobState::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            JobState::Running,
+            JobState::Paused,
+            JobState::Cancelled,
+            JobState::Done,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Where one site of an evacuation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Pending,
+    /// Its move is under way.
+    Moving,
+    /// Switched to its new node.
+    Done,
+    /// Its move did not happen (the reason says why); the site stayed where it was.
+    Failed,
+    /// Not moved: the evacuation was cancelled first.
+    Skipped,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "pending",
+            ItemState::Moving => "moving",
+            ItemState::Done => "done",
+            ItemState::Failed => "failed",
+            ItemState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            ItemState::Pending,
+            ItemState::Moving,
+            ItemState::Done,
+            ItemState::Failed,
+            ItemState::Skipped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// What an evacuation was asked to do, and what its plan said.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EvacuationSpec {
+    pub node_id: Option<NodeId>,
+    pub provider_id: Option<ProviderId>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub parallelism: u32,
+    pub predicted_seconds: u64,
+    pub statement: String,
+    /// Sites the plan found no place for: not moved.
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// One site of an evacuation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EvacuationItem {
+    pub site_id: SiteId,
+    pub position: u32,
+    pub to_node: NodeId,
+    pub state: ItemState,
+    pub move_id: Option<crate::ids::SiteMoveId>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// An evacuation as a durable job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Evacuation {
+    pub id: crate::ids::JobId,
+    pub state: JobState,
+    pub spec: EvacuationSpec,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The panel process running it now, if any.
+    pub lease_owner: Option<String>,
+    pub items: Vec<EvacuationItem>,
+}
+
+impl Evacuation {
+    /// Items in each state, in [`ItemState`] order.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for item in &self.items {
+            *counts.entry(item.state.as_str()).or_default() += 1;
+        }
+        counts
+    }
 }
 
 /// One move's estimated duration.

@@ -60,3 +60,7 @@ typed_id!(
     /// One move of a site from a node to another.
     SiteMoveId
 );
+typed_id!(
+    /// A durable job (an evacuation, for now).
+    JobId
+);

@@ -25,7 +25,7 @@ pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};
 pub use hostname::{Hostname, Wildcard};
-pub use ids::{MemberId, NodeId, ProviderId, SiteId, SiteMoveId};
+pub use ids::{JobId, MemberId, NodeId, ProviderId, SiteId, SiteMoveId};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;

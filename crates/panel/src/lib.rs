@@ -9,6 +9,7 @@ pub mod error;
 pub mod failover;
 pub mod i18n;
 pub mod inventory;
+pub mod jobs;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
@@ -60,6 +61,8 @@ pub struct PanelConfig {
     pub provider_routing: std::sync::Arc<dyn failover::ProviderRouting>,
     /// How long a move may freeze a site, and how long its old node forwards afterwards.
     pub moves: alveole_store::MoveTiming,
+    /// Whether and how this process runs durable jobs.
+    pub jobs: jobs::JobsConfig,
 }
 
 /// A move's source forwards for 10 minutes (twice a 5-minute DNS TTL), and gives up a freeze
@@ -123,6 +126,7 @@ impl Default for PanelConfig {
             oidc: None,
             provider_routing: std::sync::Arc::new(failover::SharedSegment),
             moves: DEFAULT_MOVE_TIMING,
+            jobs: jobs::JobsConfig::default(),
         }
     }
 }

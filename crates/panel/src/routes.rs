@@ -913,6 +913,80 @@ fn site_move_routes(b: &mut Builder) {
         }),
         get(crate::api::evacuations::plan),
     );
+    let evacuation = || Some(schema::<alveole_model::evacuation::Evacuation> as SchemaFn);
+    b.add(
+        Method::POST,
+        "/api/v1/evacuations",
+        "start_evacuation",
+        "Plans an evacuation (as the plan route does) and runs it as a durable job: moves in the \
+         plan's order, `parallelism` at a time; a failed site does not stop the others",
+        Surface::Api,
+        Access::Admin,
+        doc(
+            Some(schema::<crate::api::evacuations::PlanQuery>),
+            (202, evacuation()),
+            &[400, 401, 403, 404],
+        ),
+        post(crate::api::evacuations::start),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/evacuations",
+        "list_evacuations",
+        "Evacuations, newest first, each site with where its move stands",
+        Surface::Api,
+        Access::Read,
+        doc(
+            None,
+            (
+                200,
+                Some(schema::<Vec<alveole_model::evacuation::Evacuation>>),
+            ),
+            &[401, 403],
+        ),
+        get(crate::api::evacuations::list),
+    );
+    b.add(
+        Method::GET,
+        "/api/v1/evacuations/{id}",
+        "get_evacuation",
+        "One evacuation, each site with where its move stands",
+        Surface::Api,
+        Access::Read,
+        doc(None, (200, evacuation()), &[400, 401, 403, 404]),
+        get(crate::api::evacuations::get),
+    );
+    for (verb, operation, summary, handler) in [
+        (
+            "pause",
+            "pause_evacuation",
+            "Pauses an evacuation: no new move starts; those under way finish",
+            post(crate::api::evacuations::pause),
+        ),
+        (
+            "resume",
+            "resume_evacuation",
+            "Resumes a paused evacuation",
+            post(crate::api::evacuations::resume),
+        ),
+        (
+            "cancel",
+            "cancel_evacuation",
+            "Cancels an evacuation: the sites not started stay; moves under way finish",
+            post(crate::api::evacuations::cancel),
+        ),
+    ] {
+        b.add(
+            Method::POST,
+            format!("/api/v1/evacuations/{{id}}/{verb}"),
+            operation,
+            summary,
+            Surface::Api,
+            Access::Admin,
+            doc(None, (200, evacuation()), &[400, 401, 403, 404, 409]),
+            handler,
+        );
+    }
     b.add(
         Method::GET,
         "/api/v1/site-moves",

@@ -406,6 +406,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Vec<alveole_model::SiteMove>>;
+    /// Records an evacuation (running) with its sites in the order they move (audited).
+    async fn create_evacuation(
+        &self,
+        ctx: &AuditContext,
+        spec: &alveole_model::evacuation::EvacuationSpec,
+        items: &[(SiteId, NodeId)],
+    ) -> StoreResult<alveole_model::evacuation::Evacuation>;
+    async fn get_evacuation(
+        &self,
+        id: alveole_model::JobId,
+    ) -> StoreResult<alveole_model::evacuation::Evacuation>;
+    /// Newest first.
+    async fn evacuations(&self) -> StoreResult<Vec<alveole_model::evacuation::Evacuation>>;
+    /// Pauses, resumes or cancels an unfinished evacuation (audited); cancelling skips the
+    /// sites not started yet.
+    async fn set_evacuation_state(
+        &self,
+        ctx: &AuditContext,
+        id: alveole_model::JobId,
+        state: alveole_model::evacuation::JobState,
+    ) -> StoreResult<alveole_model::evacuation::Evacuation>;
+    /// Takes, or keeps, the lease of unfinished jobs for `owner` until `until`: those with no
+    /// lease, an expired one, or `owner`'s own. On PostgreSQL, rows another process is
+    /// claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`).
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<alveole_model::JobId>>;
+    /// Starts the move of one pending site of an evacuation, in the same transaction as the
+    /// item becomes `moving` with the move's id; `None` when the item is no longer pending
+    /// (another process started it): a site is never moved twice.
+    async fn start_evacuation_item(
+        &self,
+        ctx: &AuditContext,
+        job: alveole_model::JobId,
+        site: SiteId,
+        timing: MoveTiming,
+    ) -> StoreResult<Option<alveole_model::SiteMove>>;
+    /// An item's move ended (done) or did not happen (failed, with why).
+    async fn settle_evacuation_item(
+        &self,
+        job: alveole_model::JobId,
+        site: SiteId,
+        state: alveole_model::evacuation::ItemState,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Marks an evacuation done once no site is pending or moving (audited, with the predicted
+    /// and the actual duration).
+    async fn finish_evacuation(
+        &self,
+        ctx: &AuditContext,
+        id: alveole_model::JobId,
+    ) -> StoreResult<alveole_model::evacuation::Evacuation>;
     /// Keeps what the source agent reports (telemetry: not audited).
     async fn note_site_move_progress(
         &self,

@@ -1,18 +1,23 @@
-//! Evacuation plans: where every site of a node, or of a provider's nodes, would go, how long
-//! moving them would take at the throughput measured between nodes, and whether a deadline
-//! holds (`GET /api/v1/evacuation-plan`, `alveole evacuate --dry-run`).
+//! Evacuations: the plan (where every site of a node, or of a provider's nodes, would go, how
+//! long moving them would take at the throughput measured between nodes, and whether a
+//! deadline holds), and running it as a durable job (`crate::jobs`).
 
 use std::collections::BTreeMap;
 
-use alveole_model::evacuation::{self, Destination, EvacuationPlan, SiteToMove, Throughput};
+use alveole_model::evacuation::{
+    self, Destination, Evacuation, EvacuationPlan, EvacuationSpec, JobState, SiteToMove, Throughput,
+};
 use alveole_model::{MovePhase, NodeId, ProviderId};
 use alveole_store::{PageRequest, SiteFilter};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::{ApiJson, audit_context, parse_id};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// What to empty, by when, how many moves at once.
@@ -36,6 +41,96 @@ pub async fn plan(
     State(state): State<AppState>,
     Query(query): Query<PlanQuery>,
 ) -> ApiResult<Json<EvacuationPlan>> {
+    Ok(Json(compute_plan(&state, &query).await?))
+}
+
+/// Plans the evacuation, then runs it as a durable job: moves start in the plan's order,
+/// `parallelism` at a time, in whichever panel process holds the job's lease.
+pub async fn start(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PlanQuery>,
+) -> ApiResult<(StatusCode, Json<Evacuation>)> {
+    let plan = compute_plan(&state, &request).await?;
+    let spec = EvacuationSpec {
+        node_id: request.node_id,
+        provider_id: request.provider_id,
+        deadline: request.deadline,
+        parallelism: plan.parallelism,
+        predicted_seconds: plan.estimated_seconds,
+        statement: plan.statement.clone(),
+        unplaced: plan.unplaced.clone(),
+    };
+    let items: Vec<_> = plan
+        .placements
+        .iter()
+        .map(|p| (p.site_id, p.to_node))
+        .collect();
+    let evacuation = state
+        .store()
+        .create_evacuation(&audit_context(&caller, &headers), &spec, &items)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(evacuation)))
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Evacuation>>> {
+    Ok(Json(state.store().evacuations().await?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Evacuation>> {
+    Ok(Json(state.store().get_evacuation(parse_id(&id)?).await?))
+}
+
+async fn set_state(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    to: JobState,
+) -> ApiResult<Json<Evacuation>> {
+    let ctx = audit_context(caller, headers);
+    Ok(Json(
+        state
+            .store()
+            .set_evacuation_state(&ctx, parse_id(id)?, to)
+            .await?,
+    ))
+}
+
+/// No new move starts; those under way finish.
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Evacuation>> {
+    set_state(&state, &caller, &headers, &id, JobState::Paused).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Evacuation>> {
+    set_state(&state, &caller, &headers, &id, JobState::Running).await
+}
+
+/// Stops for good: the sites not started stay; moves under way finish.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Evacuation>> {
+    set_state(&state, &caller, &headers, &id, JobState::Cancelled).await
+}
+
+async fn compute_plan(state: &AppState, query: &PlanQuery) -> ApiResult<EvacuationPlan> {
     let store = state.store();
     let nodes = store
         .list_nodes(
@@ -117,15 +212,15 @@ pub async fn plan(
             })
         })
         .collect();
-    let throughput = measured_throughput(&state).await?;
-    Ok(Json(evacuation::plan(
+    let throughput = measured_throughput(state).await?;
+    Ok(evacuation::plan(
         sites,
         destinations,
         throughput,
         query.parallelism.unwrap_or(4),
         state.config().clock.now(),
         query.deadline,
-    )))
+    ))
 }
 
 /// The median throughput of the latest moves (bytes sent over the time from start to switch),

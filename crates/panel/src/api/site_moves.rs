@@ -42,6 +42,15 @@ pub(crate) async fn start_move(
     site: SiteId,
     to: NodeId,
 ) -> ApiResult<SiteMove> {
+    check_target(state, to).await?;
+    Ok(state
+        .store()
+        .start_site_move(ctx, site, to, state.config().moves)
+        .await?)
+}
+
+/// A node can receive a site once its agent has said where other agents reach it.
+pub(crate) async fn check_target(state: &AppState, to: NodeId) -> ApiResult<()> {
     state.store().get_node(to).await?;
     let reachable = state
         .store()
@@ -58,10 +67,7 @@ pub(crate) async fn start_move(
             "the target node's agent has not said where other agents reach it: run it with --peer-listen",
         ));
     }
-    Ok(state
-        .store()
-        .start_site_move(ctx, site, to, state.config().moves)
-        .await?)
+    Ok(())
 }
 
 /// A site's moves, newest first: its history.
