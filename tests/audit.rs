@@ -1032,6 +1032,27 @@ async fn every_state_changing_route_records_its_events() {
             [(admin, action, job.clone())]
         );
     }
+    // The evacuations page's forms.
+    browser
+        .submit(
+            "/evacuations/start",
+            &[("scope", &format!("node:{node_b}")), ("parallelism", "2")],
+        )
+        .await;
+    let job = store.evacuations().await.unwrap()[0].id.to_string();
+    expect!(
+        "POST",
+        "/evacuations/start",
+        [(admin, "evacuation.start", job.clone())]
+    );
+    browser
+        .submit(&format!("/evacuations/{job}/cancel"), &[])
+        .await;
+    expect!(
+        "POST",
+        "/evacuations/{id}/{verb}",
+        [(admin, "evacuation.cancel", job)]
+    );
 
     agent
         .renew(&credential.signing_request().unwrap())

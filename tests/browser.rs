@@ -332,6 +332,48 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     })
     .await;
 
+    // The evacuations page plans emptying node-1, then starts it.
+    open(&client, &panel, "/evacuations").await;
+    client
+        .find(Locator::Id("scope"))
+        .await
+        .expect("the scope")
+        .select_by_value(&format!("node:{node}"))
+        .await
+        .expect("choose node-1");
+    click(&client, "plan").await;
+    text_when(&client, "#plan-result .statement", |t| {
+        t.contains("1 sites moved")
+    })
+    .await;
+    click(&client, "start-evacuation").await;
+    text_when(&client, "tr.evacuation", |t| t.contains("node-1")).await;
+    let (_, evacuations) = panel.get("/api/v1/evacuations").await;
+    assert_eq!(evacuations[0]["items"][0]["to_node"], other["id"]);
+    // No agent moves it here: its move is cancelled, and the evacuation ends without it.
+    let job = evacuations[0]["id"].as_str().unwrap().to_owned();
+    let mut ended = false;
+    for _ in 0..200 {
+        let (_, evacuation) = panel.get(&format!("/api/v1/evacuations/{job}")).await;
+        if let Some(move_id) = evacuation["items"][0]["move_id"].as_str()
+            && evacuation["items"][0]["state"] == "moving"
+        {
+            panel
+                .post(
+                    &format!("/api/v1/site-moves/{move_id}/cancel"),
+                    serde_json::json!({}),
+                )
+                .await;
+        }
+        if evacuation["state"] == "done" {
+            assert_eq!(evacuation["items"][0]["state"], "failed", "{evacuation}");
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the evacuation ended");
+
     // A node's page offers to enrol its agent: the command comes with a one-time token.
     open(&client, &panel, &format!("/nodes/{node}")).await;
     click(&client, "action-1").await;
@@ -367,6 +409,9 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         t.contains("annulé")
     })
     .await;
+    open(&client, &panel, "/evacuations").await;
+    text_when(&client, "h1", |t| t == "Évacuations").await;
+    text_when(&client, "tr.evacuation", |t| t.contains("terminée")).await;
 
     client.close().await.expect("close");
     db.drop_db().await;

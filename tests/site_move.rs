@@ -904,5 +904,8 @@ async fn docker_twenty_sites_are_evacuated_to_two_nodes_and_serve_from_there() {
         .find(|e| e.action == "evacuation.finish")
         .expect("the evacuation's end is audited");
     let after = finish.after.unwrap();
-    assert!(after["predicted_seconds"].is_u64() && after["took_seconds"].is_i64(), "{after}");
+    assert!(
+        after["predicted_seconds"].is_u64() && after["took_seconds"].is_i64(),
+        "{after}"
+    );
 }

@@ -658,6 +658,36 @@ pub fn routes() -> Vec<Route> {
         None,
         post(pages::addresses::cancel_move),
     );
+    b.add(
+        Method::GET,
+        "/evacuations",
+        "page_evacuations",
+        "",
+        Surface::Page,
+        Access::Read,
+        None,
+        get(pages::evacuations::page),
+    );
+    b.add(
+        Method::POST,
+        "/evacuations/start",
+        "page_evacuation_start",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::evacuations::start),
+    );
+    b.add(
+        Method::POST,
+        "/evacuations/{id}/{verb}",
+        "page_evacuation_change",
+        "",
+        Surface::Page,
+        Access::Admin,
+        None,
+        post(pages::evacuations::change),
+    );
     for (path, operation, handler) in [
         (
             "/sites/{id}/move",

@@ -52,7 +52,18 @@ pub async fn start(
     headers: HeaderMap,
     ApiJson(request): ApiJson<PlanQuery>,
 ) -> ApiResult<(StatusCode, Json<Evacuation>)> {
-    let plan = compute_plan(&state, &request).await?;
+    let ctx = audit_context(&caller, &headers);
+    let evacuation = start_job(&state, &ctx, &request).await?;
+    Ok((StatusCode::ACCEPTED, Json(evacuation)))
+}
+
+/// Plans, then records the evacuation as a job (the API and the page).
+pub(crate) async fn start_job(
+    state: &AppState,
+    ctx: &alveole_store::AuditContext,
+    request: &PlanQuery,
+) -> ApiResult<Evacuation> {
+    let plan = compute_plan(state, request).await?;
     let spec = EvacuationSpec {
         node_id: request.node_id,
         provider_id: request.provider_id,
@@ -67,11 +78,7 @@ pub async fn start(
         .iter()
         .map(|p| (p.site_id, p.to_node))
         .collect();
-    let evacuation = state
-        .store()
-        .create_evacuation(&audit_context(&caller, &headers), &spec, &items)
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(evacuation)))
+    Ok(state.store().create_evacuation(ctx, &spec, &items).await?)
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Evacuation>>> {
@@ -130,7 +137,7 @@ pub async fn cancel(
     set_state(&state, &caller, &headers, &id, JobState::Cancelled).await
 }
 
-async fn compute_plan(state: &AppState, query: &PlanQuery) -> ApiResult<EvacuationPlan> {
+pub(crate) async fn compute_plan(state: &AppState, query: &PlanQuery) -> ApiResult<EvacuationPlan> {
     let store = state.store();
     let nodes = store
         .list_nodes(

@@ -3,6 +3,7 @@
 
 pub mod addresses;
 pub mod audit;
+pub mod evacuations;
 mod form;
 mod resources;
 pub mod site_moves;
@@ -36,6 +37,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "addresses.html",
         include_str!("../../../../templates/addresses.html"),
+    ),
+    (
+        "evacuations.html",
+        include_str!("../../../../templates/evacuations.html"),
     ),
     (
         "inventory.html",

@@ -1,0 +1,207 @@
+//! The evacuations page: plan emptying a node or a provider by a deadline (the plan shows
+//! where each site would go and whether the deadline holds), start it, and follow the
+//! evacuations under way with their progress; admins pause, resume or cancel them.
+
+use std::collections::BTreeMap;
+
+use alveole_model::evacuation::JobState;
+use alveole_model::{JobId, NodeId, ProviderId};
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use super::{csrf_checked, error_page, render};
+use crate::AppState;
+use crate::api::evacuations::PlanQuery;
+use crate::api::{audit_context, parse_id};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// The form's fields as a plan request. A deadline comes from a `datetime-local` input
+/// (`2026-11-29T20:00`, read as UTC) or as RFC 3339.
+fn plan_request(fields: &BTreeMap<String, String>) -> Result<Option<PlanQuery>, ApiError> {
+    let field = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let scope = field("scope");
+    let (node_id, provider_id) = match scope.and_then(|s| s.split_once(':')) {
+        Some(("node", id)) => (Some(parse_id::<NodeId>(id)?), None),
+        Some(("provider", id)) => (None, Some(parse_id::<ProviderId>(id)?)),
+        _ => return Ok(None),
+    };
+    let deadline = field("deadline")
+        .map(|text| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+                .map(|local| local.and_utc())
+                .or_else(|_| {
+                    chrono::DateTime::parse_from_rfc3339(text)
+                        .map(|d| d.with_timezone(&chrono::Utc))
+                })
+                .map_err(|_| {
+                    ApiError::field(
+                        "deadline",
+                        "deadline.invalid",
+                        "a date and time, like 2026-11-29T20:00",
+                    )
+                })
+        })
+        .transpose()?;
+    let parallelism = field("parallelism")
+        .map(|text| {
+            text.parse::<u32>().map_err(|_| {
+                ApiError::field(
+                    "parallelism",
+                    "parallelism.invalid",
+                    "a number of moves, 1 to 32",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Some(PlanQuery {
+        node_id,
+        provider_id,
+        deadline,
+        parallelism,
+    }))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Query(fields): Query<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let store = state.store();
+        let all = alveole_store::PageRequest {
+            after: None,
+            limit: 500,
+        };
+        let nodes = store.list_nodes(&Default::default(), &all).await?.items;
+        let providers = store.list_providers(&Default::default(), &all).await?.items;
+        let name_of = |id: &alveole_model::NodeId| {
+            nodes
+                .iter()
+                .find(|n| n.id == *id)
+                .map_or_else(|| id.to_string(), |n| n.name.to_string())
+        };
+        let plan = match plan_request(&fields)? {
+            Some(request) => Some(crate::api::evacuations::compute_plan(&state, &request).await?),
+            None => None,
+        };
+        let evacuations: Vec<_> = store
+            .evacuations()
+            .await?
+            .into_iter()
+            .map(|e| {
+                let counts = e.counts();
+                let ended = ["done", "failed", "skipped"]
+                    .iter()
+                    .map(|s| counts.get(s).copied().unwrap_or(0))
+                    .sum::<usize>();
+                let scope = e
+                    .spec
+                    .node_id
+                    .map(|n| name_of(&n))
+                    .or_else(|| {
+                        e.spec.provider_id.map(|p| {
+                            providers
+                                .iter()
+                                .find(|x| x.id == p)
+                                .map_or_else(|| p.to_string(), |x| x.name.to_string())
+                        })
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "id": e.id,
+                    "scope": scope,
+                    "state": e.state.as_str(),
+                    "created_at": e.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    "total": e.items.len(),
+                    "ended": ended,
+                    "done": counts.get("done").copied().unwrap_or(0),
+                    "moving": counts.get("moving").copied().unwrap_or(0),
+                    "failed": counts.get("failed").copied().unwrap_or(0),
+                    "predicted": e.spec.predicted_seconds,
+                    "took": e.finished_at.map(|f| (f - e.created_at).num_seconds()),
+                })
+            })
+            .collect();
+        let mut context = tera::Context::new();
+        context.insert(
+            "scopes",
+            &nodes
+                .iter()
+                .map(|n| json!({"value": format!("node:{}", n.id), "label": n.name.to_string()}))
+                .chain(providers.iter().map(|p| {
+                    json!({"value": format!("provider:{}", p.id), "label": format!("{} (provider)", p.name)})
+                }))
+                .collect::<Vec<_>>(),
+        );
+        context.insert("fields", &fields);
+        context.insert("plan", &plan);
+        context.insert("evacuations", &evacuations);
+        context.insert(
+            "active",
+            &evacuations.iter().any(|e| e["state"] == "running"),
+        );
+        context.insert("admin", &(caller.role == alveole_model::Role::Admin && !caller.read_only));
+        Ok::<_, ApiError>(context)
+    }
+    .await;
+    match result {
+        Ok(context) => render(&state, &headers, Some(&caller), "evacuations.html", context),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+/// Starts the evacuation the plan form described.
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let request = plan_request(&form)?.ok_or_else(|| {
+            ApiError::field("scope", "evacuation.scope", "choose a node or a provider")
+        })?;
+        crate::api::evacuations::start_job(&state, &audit_context(&caller, &headers), &request)
+            .await
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/evacuations").into_response(),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
+
+/// Pauses, resumes or cancels one (`verb` from the path).
+pub async fn change(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path((id, verb)): Path<(String, String)>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        csrf_checked(&caller, &form)?;
+        let to = match verb.as_str() {
+            "pause" => JobState::Paused,
+            "resume" => JobState::Running,
+            "cancel" => JobState::Cancelled,
+            _ => return Err(ApiError::NotFound("no such action")),
+        };
+        let id: JobId = parse_id(&id)?;
+        Ok(state
+            .store()
+            .set_evacuation_state(&audit_context(&caller, &headers), id, to)
+            .await?)
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/evacuations").into_response(),
+        Err(error) => error_page(&state, &headers, Some(&caller), error),
+    }
+}
