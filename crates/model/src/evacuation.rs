@@ -420,10 +420,23 @@ pub fn plan(
                 )),
             }
             let in_time = ends.iter().filter(|end| **end <= window).count();
+            let late: Vec<&str> = placements
+                .iter()
+                .filter(|p| p.done_after_seconds as f64 > window)
+                .map(|p| p.name.as_str())
+                .collect();
+            let shown = late.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+            let more = late.len().saturating_sub(10);
             suggestions.push(format!(
-                "as planned, {in_time} of {} sites are moved before the deadline; move first \
-                 the sites that matter most",
-                placements.len()
+                "as planned, {in_time} of {} sites are moved before the deadline; these would \
+                 be late: {shown}{}. Move first the sites that matter most, or these on another \
+                 route",
+                placements.len(),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ));
         }
     }

@@ -219,7 +219,7 @@ pub(crate) async fn compute_plan(state: &AppState, query: &PlanQuery) -> ApiResu
             })
         })
         .collect();
-    let throughput = measured_throughput(state).await?;
+    let throughput = measured_throughput(state, &leaving).await?;
     Ok(evacuation::plan(
         sites,
         destinations,
@@ -230,26 +230,35 @@ pub(crate) async fn compute_plan(state: &AppState, query: &PlanQuery) -> ApiResu
     ))
 }
 
-/// The median throughput of the latest moves (bytes sent over the time from start to switch),
-/// or an assumption when none was made.
-async fn measured_throughput(state: &AppState) -> Result<Throughput, ApiError> {
-    let mut rates: Vec<u64> = state
-        .store()
-        .site_moves(None)
-        .await?
-        .into_iter()
-        .filter(|m| matches!(m.phase, MovePhase::Forwarding | MovePhase::Done))
-        .filter_map(|m| {
-            let took = (m.switched_at? - m.started_at).num_milliseconds();
-            (took > 0 && m.progress.bytes_sent > 0)
-                .then(|| m.progress.bytes_sent.saturating_mul(1000) / took as u64)
-        })
+/// The median throughput (bytes sent over the time from start to switch) of the latest moves
+/// away from the nodes being emptied, else of the co-op's latest moves; an assumption when
+/// there were none.
+async fn measured_throughput(state: &AppState, leaving: &[NodeId]) -> Result<Throughput, ApiError> {
+    let moves = state.store().site_moves(None).await?;
+    let rate_of = |m: &alveole_model::SiteMove| {
+        let took = (m.switched_at? - m.started_at).num_milliseconds();
+        let switched = matches!(m.phase, MovePhase::Forwarding | MovePhase::Done);
+        (switched && took > 0 && m.progress.bytes_sent > 0)
+            .then(|| m.progress.bytes_sent.saturating_mul(1000) / took as u64)
+    };
+    let median = |mut rates: Vec<u64>| {
+        rates.sort_unstable();
+        rates.get(rates.len() / 2).copied()
+    };
+    let from_here: Vec<u64> = moves
+        .iter()
+        .filter(|m| leaving.contains(&m.from_node))
+        .filter_map(rate_of)
         .take(MEASURED_MOVES)
         .collect();
-    rates.sort_unstable();
-    Ok(match rates.get(rates.len() / 2) {
+    let anywhere: Vec<u64> = moves
+        .iter()
+        .filter_map(rate_of)
+        .take(MEASURED_MOVES)
+        .collect();
+    Ok(match median(from_here).or_else(|| median(anywhere)) {
         Some(rate) => Throughput {
-            bytes_per_second: *rate,
+            bytes_per_second: rate,
             measured: true,
         },
         None => Throughput {
