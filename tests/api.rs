@@ -1409,3 +1409,72 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_evacuation_skips_what_did_not_start_and_ends_once_its_moves_have() {
+    for db in TestDb::all().await {
+        let mut panel = TestPanel::start(&db).await;
+        let backend = db.backend();
+        panel
+            .configure(|config| config.jobs.every = std::time::Duration::from_millis(100))
+            .await;
+        let (old, member) = panel.seed().await;
+        let old_agent = panel.agent_client();
+        old_agent.authenticate(&panel.enrol(&old).await).unwrap();
+        let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
+        let (_, staying) = panel
+            .post("/api/v1/providers", json!({"name": "Staying"}))
+            .await;
+        node_with_agent(&panel, &staying["id"], "target", 8000).await;
+        for i in 0..3 {
+            let mut body = site(&member, &format!("c{i}.example.org"));
+            body["node_id"] = json!(old);
+            assert_eq!(panel.post("/api/v1/sites", body).await.0, 201);
+        }
+        let (_, started) = panel
+            .post(
+                "/api/v1/evacuations",
+                json!({"provider_id": view["provider_id"], "parallelism": 1}),
+            )
+            .await;
+        let job = started["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/evacuations/{job}");
+        let mut moving = None;
+        for _ in 0..200 {
+            let (_, evacuation) = panel.get(&path).await;
+            if let Some(id) = evacuation["items"][0]["move_id"].as_str() {
+                moving = Some(id.parse::<alveole_model::SiteMoveId>().unwrap());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let moving = moving.expect("the first site's move started");
+        let (status, cancelled) = panel.post(&format!("{path}/cancel"), json!({})).await;
+        assert_eq!(status, 200, "{backend}: {cancelled}");
+        let states: Vec<&str> = cancelled["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["moving", "skipped", "skipped"], "{backend}");
+        let (status, _) = panel.post(&format!("{path}/resume"), json!({})).await;
+        assert_eq!(status, 409, "a cancelled evacuation stays cancelled");
+        old_agent
+            .move_outcome(moving, "switch", &Default::default())
+            .await
+            .unwrap();
+        let mut ended = Value::Null;
+        for _ in 0..200 {
+            let (_, evacuation) = panel.get(&path).await;
+            if evacuation["finished_at"].is_string() {
+                ended = evacuation;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(ended["state"], "cancelled", "{backend}: {ended}");
+        assert_eq!(ended["items"][0]["state"], "done");
+        db.drop_db().await;
+    }
+}

@@ -572,7 +572,6 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
         get_through(agent_b.ingress, HOST, "/").await,
         Some((200, "hello\n".into()))
     );
-    let _ = agent_b.peer;
 }
 
 #[tokio::test]

@@ -247,7 +247,7 @@ async fn run_evacuation(
         if !quiet {
             eprint!("\r{}", evacuation_line(&evacuation, since.elapsed()));
         }
-        if evacuation["state"] == "done" {
+        if evacuation["finished_at"].is_string() {
             break evacuation;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

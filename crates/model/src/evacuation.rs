@@ -113,7 +113,8 @@ pub enum JobState {
     Running,
     /// No new move starts; those under way finish.
     Paused,
-    /// Stopped for good: no new move starts; those under way finish.
+    /// Stopped for good: no new move starts; those under way finish (then `finished_at` is
+    /// set, and it stays cancelled).
     Cancelled,
     Done,
 }

@@ -119,6 +119,7 @@ async fn advance(state: &AppState, id: JobId) -> Result<(), ApiError> {
         .iter()
         .any(|i| matches!(i.state, ItemState::Pending | ItemState::Moving));
     if !open && matches!(evacuation.state, JobState::Running | JobState::Cancelled) {
+        // Finished: done, or still cancelled (the moves under way have ended).
         let done = store.finish_evacuation(&ctx, id).await?;
         tracing::info!(job = %id, items = ?done.counts(), "evacuation finished");
         state.changed().notify_waiters();

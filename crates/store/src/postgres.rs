@@ -30,7 +30,7 @@ async fn lock_site_writes(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Err
 
 /// Unfinished jobs whose lease is free, expired or the caller's; rows another process is
 /// locking are skipped, so two processes never take the same job.
-const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE state IN ('running', 'paused') \
+const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE finished_at IS NULL \
      AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $2) \
      ORDER BY created_at LIMIT 16 FOR UPDATE SKIP LOCKED";
 

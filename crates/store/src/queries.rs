@@ -2575,18 +2575,27 @@ impl Store for SqlStore {
             .items
             .iter()
             .any(|i| matches!(i.state, ItemState::Pending | ItemState::Moving));
-        if unfinished || before.state == JobState::Done {
+        if unfinished || before.finished_at.is_some() {
             return Err(StoreError::Conflict {
                 message: "the evacuation still has sites to move".into(),
                 errors: vec![],
             });
         }
         let finished_at = now();
-        sqlx::query("UPDATE jobs SET state = 'done', finished_at = $1, lease_owner = NULL, lease_until = NULL WHERE id = $2")
-            .bind(finished_at)
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
+        // A cancelled evacuation stays cancelled once its last moves have ended.
+        let state = match before.state {
+            JobState::Cancelled => JobState::Cancelled,
+            _ => JobState::Done,
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3",
+        )
+        .bind(state.as_str())
+        .bind(finished_at)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
         let after = fetch_evacuation(tx.conn(), id).await?;
         let change = Change {
             action: "evacuation.finish",

@@ -23,7 +23,7 @@ async fn lock_site_writes(_conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx
 
 /// Unfinished jobs whose lease is free, expired or the caller's (the write transaction is
 /// already exclusive).
-const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE state IN ('running', 'paused') \
+const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE finished_at IS NULL \
      AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $2) \
      ORDER BY created_at LIMIT 16";
 
