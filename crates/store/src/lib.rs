@@ -624,8 +624,8 @@ pub struct NodeDesired {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its input filter, when opted in: its admins' networks and the other nodes' addresses.
     pub input_filter: Option<alveole_model::InputFilter>,
-    /// Every move from or to the node, oldest first (terminal ones too: they say which
-    /// copies the node may drop).
+    /// Each site's latest move, when it is from or to the node, oldest first (an ended one
+    /// says which copies the node may drop).
     pub moves: Vec<alveole_model::SiteMove>,
 }
 

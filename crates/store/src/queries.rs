@@ -1506,7 +1506,10 @@ impl Store for SqlStore {
         let moves: Vec<SiteMoveRow> = sqlx::query_as(concat!(
             "SELECT ",
             site_move_columns!(),
-            " FROM site_moves WHERE from_node = $1 OR to_node = $1 ORDER BY started_at, id"
+            " FROM site_moves WHERE (from_node = $1 OR to_node = $1) \
+              AND started_at = (SELECT MAX(started_at) FROM site_moves latest \
+                                WHERE latest.site_id = site_moves.site_id) \
+              ORDER BY started_at, id"
         ))
         .bind(node.0)
         .fetch_all(&mut *tx)

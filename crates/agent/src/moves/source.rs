@@ -136,24 +136,32 @@ impl<R: Runtime + 'static> Source<R> {
     }
 
     /// Sends the latest progress in the background, in order: the move never waits for the
-    /// panel, and the panel ends with the latest figures even if it was away for a while.
+    /// panel, and the panel ends with the latest figures even if it was away for a while (up
+    /// to an hour of retries: telemetry, not state).
     fn reporter(&self, id: SiteMoveId) -> tokio::sync::watch::Sender<MoveProgress> {
+        const GIVE_UP_AFTER: u32 = 1_800;
         let (sender, mut latest) = tokio::sync::watch::channel(MoveProgress::default());
         let panel = self.panel.clone();
         tokio::spawn(async move {
             let mut sent = MoveProgress::default();
+            let mut failures = 0u32;
             loop {
                 let progress = latest.borrow_and_update().clone();
                 // Retried (the latest each time) for as long as there is something new.
-                while progress != sent {
+                while progress != sent && failures < GIVE_UP_AFTER {
                     match panel.move_progress(id, &progress).await {
                         Ok(()) => sent = progress.clone(),
                         Err(error) => {
+                            failures += 1;
                             tracing::debug!(%error, "could not send a move's progress");
                             tokio::time::sleep(Duration::from_secs(2)).await;
                             break;
                         }
                     }
+                }
+                if failures >= GIVE_UP_AFTER {
+                    tracing::warn!(move_id = %id, "gave up sending a move's progress: the panel was away for an hour");
+                    return;
                 }
                 if progress == sent && latest.changed().await.is_err() {
                     return;
