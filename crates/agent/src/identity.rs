@@ -2,8 +2,6 @@
 //! certificate for that key from the panel's CA. The certificate authenticates the agent to
 //! the panel (and, for site moves, to other agents); the agent renews it at half its life.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use alveole_model::NodeId;
@@ -130,31 +128,11 @@ impl Credential {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let text = serde_json::to_vec(self).map_err(|source| AgentError::Credential {
             path: path.to_owned(),
             source,
         })?;
-        let temporary = path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io)?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&temporary, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        crate::ledger::write_atomically(path, &text).map_err(io)
     }
 
     /// The credential at `path`, if there is one.

@@ -2,8 +2,6 @@
 //! kept on disk until the panel has acknowledged it, so that events made while the panel is
 //! away reach the audit record later, in order, across agent restarts too.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use alveole_model::{AgentEvent, AgentEventKind, SiteId};
@@ -106,18 +104,7 @@ impl Outbox {
             source,
         };
         let text = serde_json::to_vec(&self.contents).unwrap_or_default();
-        let temporary = self.path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io)?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&temporary, &self.path).map_err(io)
+        crate::ledger::write_atomically(&self.path, &text).map_err(io)
     }
 }
 

@@ -107,13 +107,12 @@ impl Uplink {
 
     fn keep_added(&self, added: &BTreeSet<IpAddr>) -> Result<(), UplinkError> {
         let text: String = added.iter().map(|a| format!("{a}\n")).collect();
-        let temporary = self.added_path.with_extension("new");
-        std::fs::write(&temporary, text)
-            .and_then(|()| std::fs::rename(&temporary, &self.added_path))
-            .map_err(|error| UplinkError::Ledger {
+        crate::ledger::write_atomically(&self.added_path, text.as_bytes()).map_err(|error| {
+            UplinkError::Ledger {
                 path: self.added_path.clone(),
                 error,
-            })
+            }
+        })
     }
 
     /// The addresses on the interface now, whatever their state.

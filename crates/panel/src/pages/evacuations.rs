@@ -171,10 +171,7 @@ pub async fn start(
             .await
     }
     .await;
-    match result {
-        Ok(_) => Redirect::to("/evacuations").into_response(),
-        Err(error) => error_page(&state, &headers, Some(&caller), error),
-    }
+    back_to_page(&state, &headers, &caller, result)
 }
 
 /// Pauses, resumes or cancels one (`verb` from the path).
@@ -200,8 +197,18 @@ pub async fn change(
             .await?)
     }
     .await;
+    back_to_page(&state, &headers, &caller, result)
+}
+
+/// After a form: back to the page, or the error.
+fn back_to_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    result: Result<alveole_model::evacuation::Evacuation, ApiError>,
+) -> Response {
     match result {
         Ok(_) => Redirect::to("/evacuations").into_response(),
-        Err(error) => error_page(&state, &headers, Some(&caller), error),
+        Err(error) => error_page(state, headers, Some(caller), error),
     }
 }
