@@ -15,4 +15,4 @@ test:
 
 # The list benchmark of docs/BENCHMARKS.md, on SQLite; set BENCH_DB=postgres://... for PostgreSQL.
 bench:
-	cargo run --release -- bench list-sites --database-url "$${BENCH_DB:-sqlite://alveole-bench.db}"
+	cargo run --release -p alveole-bench -- list-sites --database-url "$${BENCH_DB:-sqlite://alveole-bench.db}"

@@ -2,10 +2,11 @@
 # alveole's ingress against nginx (Debian's), proxying to the same keep-alive backend, loaded by
 # the same wrk, on the same cores: the proxy under test alone on CPU 0, wrk and the backend on
 # CPU 1. Prints requests/s, p99 and CPU seconds per 100k requests for both, and the ratios.
-# Needs: a release build (cargo build --release), wrk, nginx. Bounded: DURATION per run.
+# Needs: a release build of the benchmarks (cargo build --release -p alveole-bench), wrk, nginx.
+# Bounded: DURATION per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${BIN:-target/release/alveole}"
+bin="${BIN:-target/release/alveole-bench}"
 duration="${DURATION:-10s}"
 connections="${CONNECTIONS:-32}"
 host="bench.example.org"
@@ -26,8 +27,8 @@ ticks() {
 }
 
 backend_port="$(free_port)"; alveole_port="$(free_port)"; nginx_port="$(free_port)"
-taskset -c 1 "${bin}" bench backend --listen "127.0.0.1:${backend_port}" >/dev/null & pids+=($!)
-taskset -c 0 "${bin}" bench ingress-proxy --listen "127.0.0.1:${alveole_port}" \
+taskset -c 1 "${bin}" backend --listen "127.0.0.1:${backend_port}" >/dev/null & pids+=($!)
+taskset -c 0 "${bin}" ingress-proxy --listen "127.0.0.1:${alveole_port}" \
     --upstream "127.0.0.1:${backend_port}" --host "${host}" >/dev/null & alveole=$!; pids+=($alveole)
 cat > "${work}/nginx.conf" <<CONF
 worker_processes 1;

@@ -639,7 +639,7 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
         pass: std::time::Duration::from_millis(200),
     };
     let local = start(
-        panel.store.clone(),
+        panel.service(),
         &panel.agent_base,
         &panel.tls.ca.ca_pem,
         config,

@@ -340,7 +340,7 @@ async fn every_change_writes_one_audit_event_and_secrets_stay_out() {
             );
         }
         // The secret was kept for the node all the same.
-        let stored = panel.store.get_site(id.parse().unwrap()).await.unwrap();
+        let stored = panel.store.sites().get(id.parse().unwrap()).await.unwrap();
         assert_eq!(stored.env[0].expose(), "s3cr3t-value-xyz");
         db.drop_db().await;
     }
@@ -1171,7 +1171,8 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
         );
         assert_eq!(moving[0]["to_node"], json!(node_b));
 
-        // A forwarding ends by itself once its period is over (seen at any node's report).
+        // A forwarding ends by itself once its period is over (a node's report pokes the task
+        // that ends it).
         panel
             .configure(|config| config.moves.forward_seconds = 0)
             .await;
@@ -1190,7 +1191,14 @@ async fn a_site_move_is_checked_recorded_told_to_both_nodes_and_cancellable() {
             .await
             .unwrap();
         agent_a.report(&report).await.unwrap();
-        let (_, ended) = panel.get(&format!("/api/v1/site-moves/{back}")).await;
+        let mut ended = json!(null);
+        for _ in 0..100 {
+            ended = panel.get(&format!("/api/v1/site-moves/{back}")).await.1;
+            if ended["phase"] == "done" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert_eq!(ended["phase"], "done", "{backend}: {ended}");
         assert!(ended["finished_at"].is_string());
         db.drop_db().await;
@@ -1295,12 +1303,12 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
     for db in TestDb::all().await {
         let mut panel = TestPanel::start(&db).await;
         let backend = db.backend();
-        let fast = alveole_panel::jobs::JobsConfig {
-            run: true,
-            lease: std::time::Duration::from_secs(2),
-            every: std::time::Duration::from_millis(100),
+        let fast = alveole_panel::background::BackgroundConfig {
+            job_lease: std::time::Duration::from_secs(2),
+            jobs_every: std::time::Duration::from_millis(100),
+            ..Default::default()
         };
-        panel.configure(|config| config.jobs = fast).await;
+        panel.configure(|config| config.background = fast).await;
         let (old, member) = panel.seed().await;
         let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
         let old_agent = panel.agent_client();
@@ -1323,12 +1331,13 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
         let other = alveole_panel::AppState::new(
             alveole_store::connect(&db.url).await.unwrap(),
             alveole_panel::PanelConfig {
-                jobs: fast,
+                background: fast,
                 ..Default::default()
             },
         )
         .unwrap();
-        let other_runner = alveole_panel::jobs::spawn(other, "the-other-process".into());
+        let other_runner =
+            alveole_panel::background::start(other.service(), "the-other-process".into());
 
         let (status, started) = panel
             .post(
@@ -1377,7 +1386,7 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
-        other_runner.abort();
+        drop(other_runner);
         assert!(restarted);
         let items = finished["items"].as_array().unwrap();
         assert!(
@@ -1416,7 +1425,9 @@ async fn a_cancelled_evacuation_skips_what_did_not_start_and_ends_once_its_moves
         let mut panel = TestPanel::start(&db).await;
         let backend = db.backend();
         panel
-            .configure(|config| config.jobs.every = std::time::Duration::from_millis(100))
+            .configure(|config| {
+                config.background.jobs_every = std::time::Duration::from_millis(100)
+            })
             .await;
         let (old, member) = panel.seed().await;
         let old_agent = panel.agent_client();

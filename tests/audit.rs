@@ -636,8 +636,11 @@ async fn every_state_changing_route_records_its_events() {
 
     let db = TestDb::sqlite().await;
     let mut panel = TestPanel::start(&db).await;
-    // Jobs would add their events whenever they run: none run here.
-    panel.configure(|config| config.jobs.run = false).await;
+    // Background tasks (jobs, checkpoints) would add their events whenever they run: none
+    // run here.
+    panel
+        .configure(|config| config.background.run = false)
+        .await;
     let store = panel.store.clone();
     let mut covered: BTreeSet<(String, String)> = BTreeSet::new();
     let mut seen = store.audit_head().await.unwrap().length;
@@ -1525,6 +1528,7 @@ async fn every_state_changing_route_records_its_events() {
         store.as_ref(),
         &panel.base,
         chrono::Duration::minutes(10),
+        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -1608,13 +1612,119 @@ async fn each_checkpoint_is_sent_to_the_webhook() {
     )
     .unwrap();
     let public = key.public();
-    let notary = alveole_panel::audit::Notary::new(key, Some(url));
+    let notary = alveole_panel::notary::Notary::new(key, Some(url));
     notary.publish_key(panel.store.as_ref()).await.unwrap();
     let ctx = alveole_store::AuditContext::new("system:test", "webhook");
-    let signed = notary.checkpoint(panel.store.as_ref(), &ctx).await.unwrap();
+    let signed = notary
+        .checkpoint(panel.store.as_ref(), &ctx, chrono::Utc::now())
+        .await
+        .unwrap();
     let archived: Checkpoint = serde_json::from_value(received.recv().await.unwrap()).unwrap();
     assert_eq!(archived, signed);
     archived.verify(&[public]).unwrap();
     server.abort();
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_check_goes_on_from_where_the_last_stopped_and_the_page_shows_the_last_one() {
+    for db in TestDb::all().await {
+        let backend = db.backend();
+        let panel = panel_with_providers(&db, 3).await;
+        let service = panel.service();
+        let first = service.verify_audit(true).await.unwrap();
+        assert!(
+            first.full && first.verification.intact,
+            "{backend}: {first:?}"
+        );
+
+        // New events after the last check: the next check reads those only, and finds an
+        // edit among them.
+        let more = panel_with_more_events(&panel, 2).await;
+        let edited = more - 1;
+        let actor = actor_of(panel.store.as_ref(), edited).await;
+        db.execute(&format!(
+            "UPDATE audit_events SET actor = 'mallory' WHERE chain_index = {edited}"
+        ))
+        .await;
+        let next = service.verify_audit(false).await.unwrap();
+        assert!(!next.full, "{backend}: from the last check's head");
+        assert_eq!(
+            next.verification.first_break.map(|b| b.index),
+            Some(edited),
+            "{backend}"
+        );
+        db.execute(&format!(
+            "UPDATE audit_events SET actor = '{actor}' WHERE chain_index = {edited}"
+        ))
+        .await;
+        // After a broken check, the next one reads everything again: a repair is seen.
+        let repaired = service.verify_audit(false).await.unwrap();
+        assert!(repaired.full && repaired.verification.intact, "{backend}");
+        assert_eq!(repaired.verification.head.length, more, "{backend}");
+
+        // An edit of an event checked before is beyond a check from the last head (the
+        // documented limit), and found by a whole check, which the page then shows.
+        let second = actor_of(panel.store.as_ref(), 2).await;
+        db.execute("UPDATE audit_events SET actor = 'mallory' WHERE chain_index = 2")
+            .await;
+        let onwards = service.verify_audit(false).await.unwrap();
+        assert!(onwards.verification.intact && !onwards.full, "{backend}");
+        let whole = service.verify_audit(true).await.unwrap();
+        assert_eq!(
+            whole.verification.first_break.map(|b| b.index),
+            Some(2),
+            "{backend}"
+        );
+        let page = panel.page("/audit").await;
+        assert!(
+            page.contains("The audit chain is broken at event 2"),
+            "{backend}: {page}"
+        );
+
+        // The background task checks on its own when poked (its first pass is whole).
+        db.execute(&format!(
+            "UPDATE audit_events SET actor = '{second}' WHERE chain_index = 2"
+        ))
+        .await;
+        let before = panel.store.last_verification().await.unwrap().unwrap().at;
+        service.poke(alveole_panel::background::Task::AuditVerification);
+        let mut checked = None;
+        for _ in 0..100 {
+            let last = panel.store.last_verification().await.unwrap().unwrap();
+            if last.at > before {
+                checked = Some(last);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let checked = checked.expect("the task ran within 5 seconds");
+        assert!(
+            checked.full && checked.verification.intact,
+            "{backend}: {checked:?}"
+        );
+        db.drop_db().await;
+    }
+}
+
+/// The actor the chained event at `index` was recorded with.
+async fn actor_of(store: &dyn Store, index: u64) -> String {
+    links(store)
+        .await
+        .into_iter()
+        .find(|l| l.index == index)
+        .and_then(|l| alveole_audit::chain::parse(&l.canonical))
+        .map(|p| p.fields.actor)
+        .expect("the event")
+}
+
+/// Adds `n` events (providers); returns the chain's length after them.
+async fn panel_with_more_events(panel: &TestPanel, n: usize) -> u64 {
+    for i in 0..n {
+        let (status, body) = panel
+            .post("/api/v1/providers", json!({"name": format!("More {i}")}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    panel.store.audit_head().await.unwrap().length
 }

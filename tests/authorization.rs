@@ -602,3 +602,122 @@ async fn pages_answer_members_and_auditors_by_their_role() {
         db.drop_db().await;
     }
 }
+
+/// A signed-in admin's page session: its cookie and the CSRF token its forms carry.
+async fn admin_page_session(panel: &TestPanel, browser: &reqwest::Client) -> (String, String) {
+    let login = browser
+        .post(format!("{}/login", panel.base))
+        .form(&[("token", panel.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let home = browser
+        .get(format!("{}/", panel.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (cookie, alveole_tests::csrf_of(&home))
+}
+
+#[tokio::test]
+async fn every_state_changing_page_form_refuses_a_missing_or_wrong_csrf_token_and_changes_nothing()
+{
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let site = site(&panel, &member, "csrf.example.org").await;
+    let (_, node_view) = panel.get(&format!("/api/v1/nodes/{node}")).await;
+    let provider = node_view["provider_id"].as_str().unwrap().to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, csrf) = admin_page_session(&panel, &browser).await;
+    let head = panel.store.audit_head().await.unwrap();
+
+    // Real ids, and fields that would succeed: only the token stands between each form and
+    // its change.
+    let forms: Vec<_> = routes()
+        .into_iter()
+        .filter(|r| r.surface == Surface::Page && r.mutates && r.access != Access::Public)
+        .collect();
+    assert!(forms.len() >= 20, "the table has the panel's forms");
+    for route in &forms {
+        let id = match route.path.split('/').nth(1) {
+            Some("providers") => &provider,
+            Some("nodes") => &node,
+            Some("members") => &member,
+            _ => &site,
+        };
+        let path = route
+            .path
+            .replace("{id}", id)
+            .replace("{address}", "192.0.2.10")
+            .replace("{verb}", "cancel");
+        let fields = [
+            ("name", "Renamed"),
+            ("display_name", "Renamed"),
+            ("email", "renamed@example.org"),
+            ("role", "member"),
+            ("version", "1"),
+            ("to_node", node.as_str()),
+        ];
+        for csrf in [None, Some("not-the-session-token")] {
+            let mut form: Vec<(&str, &str)> = fields.to_vec();
+            form.extend(csrf.map(|token| ("csrf", token)));
+            let response = browser
+                .post(format!("{}{path}", panel.base))
+                .header("cookie", &cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, 400, "POST {path} with csrf {csrf:?}: {body}");
+            assert!(body.contains("expired"), "POST {path}: {body}");
+        }
+    }
+    assert_eq!(
+        panel.store.audit_head().await.unwrap(),
+        head,
+        "nothing was recorded, so nothing changed"
+    );
+
+    // The session's own token opens the same door.
+    let (status, spare) = panel
+        .post("/api/v1/providers", json!({"name": "Spare"}))
+        .await;
+    assert_eq!(status, 201);
+    let delete = browser
+        .post(format!(
+            "{}/providers/{}/delete",
+            panel.base,
+            spare["id"].as_str().unwrap()
+        ))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 303);
+    let (status, _) = panel
+        .get(&format!(
+            "/api/v1/providers/{}",
+            spare["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 404, "deleted");
+    db.drop_db().await;
+}

@@ -473,7 +473,7 @@ async fn browser_a_member_signs_in_at_the_identity_provider_and_out_again() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        panel.store.get_member(member).await.unwrap().role,
+        panel.store.members().get(member).await.unwrap().role,
         alveole_model::Role::Admin
     );
 

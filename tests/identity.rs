@@ -77,6 +77,7 @@ async fn a_break_glass_link_opens_one_admin_session_of_limited_life_and_is_recor
         panel.store.as_ref(),
         &panel.base,
         chrono::Duration::minutes(30),
+        alveole_model::Clock::now(panel.clock.as_ref()),
     )
     .await
     .unwrap();
@@ -142,6 +143,7 @@ async fn a_break_glass_link_opens_one_admin_session_of_limited_life_and_is_recor
         panel.store.as_ref(),
         &panel.base,
         chrono::Duration::minutes(30),
+        alveole_model::Clock::now(panel.clock.as_ref()),
     )
     .await
     .unwrap();
@@ -298,5 +300,114 @@ async fn over_https_the_session_cookie_is_a_host_cookie() {
     }
     assert!(!set_cookie.contains("Domain"), "{set_cookie}");
     server.abort();
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn join_tokens_expire_and_agent_certificates_are_dated_by_the_panels_clock() {
+    use alveole_model::Clock;
+
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, _) = panel.seed().await;
+    let (status, join) = panel
+        .post(
+            &format!("/api/v1/nodes/{node}/join-token"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{join}");
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(join["expires_at"].clone()).unwrap();
+    let lifetime = expires - panel.clock.now();
+    assert!(lifetime <= chrono::Duration::hours(24) && lifetime > chrono::Duration::hours(23));
+
+    // A day later by the panel's clock, the token opens nothing, and the clean-up forgets it.
+    panel.clock.advance(chrono::Duration::hours(25));
+    let key = alveole_agent::identity::NewKey::generate().unwrap();
+    let refused = panel
+        .agent_client()
+        .enroll(join["join_token"].as_str().unwrap(), &key.csr_pem)
+        .await;
+    assert!(refused.is_err(), "an expired join token enrols nobody");
+    assert_eq!(
+        panel
+            .store
+            .remove_expired_join_tokens(panel.clock.now())
+            .await
+            .unwrap(),
+        1
+    );
+
+    // A fresh token enrols; the certificate counts its day from the panel's now.
+    let credential = panel.enrol(&node).await;
+    let lasts = credential.not_after - panel.clock.now();
+    assert!(
+        lasts > chrono::Duration::hours(23) && lasts <= chrono::Duration::hours(24),
+        "{lasts}"
+    );
+    assert!(credential.not_before > chrono::Utc::now() + chrono::Duration::hours(24));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_clean_up_forgets_sessions_sign_ins_and_links_that_can_no_longer_be_used() {
+    use alveole_model::Clock;
+
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let store = panel.store.as_ref();
+    let ctx = alveole_store::AuditContext::new("test", "clean-up");
+    let now = panel.clock.now();
+    let idle = chrono::Duration::hours(2);
+    // One session used now, one whose end has come, one idle for too long.
+    for (hash, created, ends) in [
+        ("fresh", now, now + chrono::Duration::hours(12)),
+        (
+            "ended",
+            now - chrono::Duration::hours(13),
+            now - chrono::Duration::hours(1),
+        ),
+        (
+            "idle",
+            now - chrono::Duration::hours(3),
+            now + chrono::Duration::hours(9),
+        ),
+    ] {
+        let session = alveole_store::Session {
+            token_hash: hash.into(),
+            actor: "bootstrap-admin".into(),
+            member_id: None,
+            csrf_token: "c".into(),
+            created_at: created,
+            expires_at: ends,
+        };
+        store.create_session(&ctx, &session).await.unwrap();
+    }
+    store
+        .start_oidc_login("abandoned", "n", "v", now - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    store
+        .create_break_glass(&ctx, "stale", now - chrono::Duration::minutes(1), 600)
+        .await
+        .unwrap();
+    let expired = store.remove_expired(now, idle).await.unwrap();
+    assert_eq!(
+        (expired.sessions, expired.sign_ins, expired.break_glass),
+        (2, 1, 1)
+    );
+    assert!(
+        store
+            .find_session("fresh", now, idle)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.remove_expired(now, idle).await.unwrap(),
+        alveole_store::Expired::default(),
+        "a second pass finds nothing"
+    );
     db.drop_db().await;
 }

@@ -801,7 +801,7 @@ async fn docker_twenty_sites_are_evacuated_to_two_nodes_and_serve_from_there() {
     let db = TestDb::sqlite().await;
     let mut panel = TestPanel::start(&db).await;
     panel
-        .configure(|config| config.jobs.every = Duration::from_millis(200))
+        .configure(|config| config.background.jobs_every = Duration::from_millis(200))
         .await;
     let (a, b, member) = two_nodes(&panel).await;
     let (status, third) = panel

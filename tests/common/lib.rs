@@ -216,12 +216,14 @@ pub struct TestPanel {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub tls: alveole_panel::tls::PanelTls,
-    pub notary: alveole_panel::audit::Notary,
+    pub notary: alveole_panel::notary::Notary,
     /// The panel's clock for sessions and sign-in links: `advance` it to test expiries.
-    pub clock: Arc<alveole_panel::ShiftedClock>,
+    pub clock: Arc<alveole_model::ShiftedClock>,
     /// Stands in for the providers' APIs that route failover addresses.
     pub provider: Arc<alveole_panel::failover::RecordingProvider>,
     config: PanelConfig,
+    /// What the running panel serves from (its rules, which tests poke).
+    state: AppState,
     tls_dir: std::path::PathBuf,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -251,7 +253,10 @@ impl TestPanel {
         oidc: impl FnOnce(&str) -> Option<Arc<alveole_panel::oidc::Oidc>>,
     ) -> TestPanel {
         init();
-        let store = alveole_store::connect(&db.url).await.expect("open store");
+        let clock = Arc::new(alveole_model::ShiftedClock::default());
+        let store = alveole_store::connect_with_clock(&db.url, clock.clone())
+            .await
+            .expect("open store");
         let token = alveole_panel::auth::ensure_bootstrap_token(store.as_ref())
             .await
             .expect("token")
@@ -271,7 +276,7 @@ impl TestPanel {
         let base = format!("http://{}", people.local_addr().expect("address"));
         let agent_base = format!("https://{}", agents.local_addr().expect("address"));
         // The panel's audit key, published as `alveole serve` does.
-        let notary = alveole_panel::audit::Notary::new(
+        let notary = alveole_panel::notary::Notary::new(
             alveole_audit::SigningKey::load_or_create(&tls_dir.join("audit.key"))
                 .expect("the audit key"),
             None,
@@ -280,7 +285,6 @@ impl TestPanel {
             .publish_key(store.as_ref())
             .await
             .expect("publish the audit key");
-        let clock = Arc::new(alveole_panel::ShiftedClock::default());
         let provider = Arc::new(alveole_panel::failover::RecordingProvider::default());
         let config = PanelConfig {
             agent_tls: Some(tls.clone()),
@@ -290,7 +294,8 @@ impl TestPanel {
             provider_routing: provider.clone(),
             ..PanelConfig::default()
         };
-        let (servers, shutdown) = serve_until_stopped(store.clone(), &config, people, agents);
+        let (servers, shutdown, state) =
+            serve_until_stopped(store.clone(), &config, people, agents);
         TestPanel {
             base,
             agent_base,
@@ -302,10 +307,16 @@ impl TestPanel {
             clock,
             provider,
             config,
+            state,
             tls_dir,
             servers,
             shutdown: Some(shutdown),
         }
+    }
+
+    /// The running panel's rules (to poke a background task, say).
+    pub fn service(&self) -> &alveole_panel::Service {
+        self.state.service()
     }
 
     /// A client for the agent routes, trusting the panel's CA (not yet enrolled).
@@ -381,8 +392,9 @@ impl TestPanel {
             }
         };
         let (people, agents) = (rebind(&self.base).await, rebind(&self.agent_base).await);
-        let (servers, shutdown) =
+        let (servers, shutdown, state) =
             serve_until_stopped(self.store.clone(), &self.config, people, agents);
+        self.state = state;
         self.servers = servers;
         self.shutdown = Some(shutdown);
     }
@@ -499,6 +511,7 @@ fn serve_until_stopped(
 ) -> (
     Vec<tokio::task::JoinHandle<()>>,
     tokio::sync::watch::Sender<bool>,
+    AppState,
 ) {
     let tls = config
         .agent_tls
@@ -528,20 +541,19 @@ fn serve_until_stopped(
             let _ = alveole_panel::tls::serve(app, agents, server, stopped).await;
         }
     });
-    // Durable jobs, as `alveole serve` runs them: a new owner at each start, as a restarted
-    // process would be.
-    let jobs = tokio::spawn({
-        let stopped = stopped();
+    // Background tasks, as `alveole serve` runs them: a new owner of job leases at each start,
+    // as a restarted process would be.
+    let background = tokio::spawn({
+        let (state, stopped) = (state.clone(), stopped());
         async move {
-            if !state.config().jobs.run {
-                return;
-            }
-            let runner = alveole_panel::jobs::spawn(state, alveole_panel::jobs::owner_name());
+            let _running = alveole_panel::background::start(
+                state.service(),
+                alveole_panel::background::owner_name(),
+            );
             stopped.await;
-            runner.abort();
         }
     });
-    (vec![for_people, for_agents, jobs], shutdown)
+    (vec![for_people, for_agents, background], shutdown, state)
 }
 
 /// The test image, built locally (no registry is reachable): Debian's static busybox in an

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use alveole_audit::{AuditKey, Checkpoint, SigningKey};
-use alveole_panel::audit::Notary;
+use alveole_panel::notary::Notary;
 use anyhow::{Context, bail};
 
 use crate::cli::AuditCommand;
@@ -50,7 +50,9 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let notary = Notary::new(signing_key(&key.audit_key_file)?, None);
             notary.publish_key(store.as_ref()).await?;
             let ctx = alveole_store::AuditContext::new("system:admin-cli", "audit-checkpoint");
-            let checkpoint = notary.checkpoint(store.as_ref(), &ctx).await?;
+            let checkpoint = notary
+                .checkpoint(store.as_ref(), &ctx, chrono::Utc::now())
+                .await?;
             println!("{}", serde_json::to_string_pretty(&checkpoint)?);
             Ok(())
         }
@@ -62,7 +64,9 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let notary = Notary::new(rotated, None);
             notary.publish_key(store.as_ref()).await?;
             let ctx = alveole_store::AuditContext::new("system:admin-cli", "audit-rotate-key");
-            let checkpoint = notary.checkpoint(store.as_ref(), &ctx).await?;
+            let checkpoint = notary
+                .checkpoint(store.as_ref(), &ctx, chrono::Utc::now())
+                .await?;
             println!(
                 "new signing key {key_id}; checkpoint of length {} signed with it",
                 checkpoint.length

@@ -40,9 +40,6 @@ pub enum Command {
     /// The audit record: check it, sign a checkpoint, rotate the signing key, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Measure the panel (see docs/BENCHMARKS.md).
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]

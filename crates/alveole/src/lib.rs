@@ -3,13 +3,6 @@
 
 pub mod agent;
 pub mod audit;
-pub mod bench;
-mod bench_audit;
-mod bench_harness;
-mod bench_move;
-mod bench_packets;
-mod bench_routing;
-mod bench_volume;
 pub mod cli;
 pub mod client;
 pub mod local;

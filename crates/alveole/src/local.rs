@@ -11,10 +11,9 @@ use alveole_agent::docker::DockerRuntime;
 use alveole_agent::ingress::Ingress;
 use alveole_agent::run::{Agent, PanelClient, Timing, credential};
 use alveole_model::{Capacity, NodeId, NodeInput, Overcommit, ProviderInput};
-use alveole_panel::auth;
+use alveole_panel::Service;
 use alveole_store::{AuditContext, NodeFilter, PageRequest, ProviderFilter, Store};
 use anyhow::Context;
-use chrono::{Duration as Days, Utc};
 
 /// The node this machine is, in the panel.
 pub const LOCAL_NODE: &str = "local";
@@ -47,7 +46,7 @@ impl Drop for LocalAgent {
 
 /// Starts the local agent, or returns `None` (and says why) when no Docker engine answers.
 pub async fn start(
-    store: Arc<dyn Store>,
+    service: &Service,
     panel_url: &str,
     panel_ca_pem: &str,
     config: LocalAgentConfig,
@@ -59,7 +58,7 @@ pub async fn start(
             return Ok(None);
         }
     };
-    let node_id = ensure_local_node(store.as_ref()).await?;
+    let node_id = ensure_local_node(service.store()).await?;
     // The panel's CA is known here first-hand: nothing to pin.
     let client = PanelClient::with_ca(panel_url, panel_ca_pem)?;
     // A credential left by another database (another node) or CA, or by an older version,
@@ -69,7 +68,7 @@ pub async fn start(
         let stale = match alveole_agent::identity::Credential::load(&path) {
             Ok(Some(credential)) => {
                 credential.node_id != node_id
-                    || credential.not_after <= Utc::now()
+                    || credential.not_after <= service.now()
                     || !alveole_panel::tls::issued_by(&credential.certificate_pem, panel_ca_pem)
             }
             _ => true,
@@ -82,17 +81,9 @@ pub async fn start(
     let join_token = if path.exists() {
         None
     } else {
-        let token = auth::new_token("alj_");
         let ctx = AuditContext::new("system:local-agent", "local-agent");
-        store
-            .create_join_token(
-                &ctx,
-                node_id,
-                &auth::hash_token(&token),
-                Utc::now() + Days::minutes(5),
-            )
-            .await?;
-        Some(token)
+        let issued = service.issue_join_token(&ctx, node_id, None).await?;
+        Some(issued.join_token)
     };
     let credential = credential(&client, &config.state_dir, join_token.as_deref())
         .await
@@ -135,13 +126,14 @@ async fn ensure_local_node(store: &dyn Store) -> anyhow::Result<NodeId> {
         after: None,
         limit: 500,
     };
-    let nodes = store.list_nodes(&NodeFilter::default(), &all).await?;
+    let nodes = store.nodes().list(&NodeFilter::default(), &all).await?;
     if let Some(node) = nodes.items.iter().find(|n| n.name.as_str() == LOCAL_NODE) {
         return Ok(node.id);
     }
     let ctx = AuditContext::new("system:local-agent", "local-agent");
     let providers = store
-        .list_providers(&ProviderFilter::default(), &all)
+        .providers()
+        .list(&ProviderFilter::default(), &all)
         .await?;
     let provider = match providers
         .items
@@ -155,7 +147,7 @@ async fn ensure_local_node(store: &dyn Store) -> anyhow::Result<NodeId> {
                 notes: Some("Created by alveole serve for its local agent.".into()),
                 ..Default::default()
             };
-            store.create_provider(&ctx, input.validate()?).await?
+            store.providers().create(&ctx, input.validate()?).await?
         }
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -172,7 +164,7 @@ async fn ensure_local_node(store: &dyn Store) -> anyhow::Result<NodeId> {
         input_filter: false,
         input_allowed: vec![],
     };
-    Ok(store.create_node(&ctx, input.validate()?).await?.id)
+    Ok(store.nodes().create(&ctx, input.validate()?).await?.id)
 }
 
 /// MemTotal from /proc/meminfo.

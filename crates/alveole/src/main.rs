@@ -1,7 +1,7 @@
 //! The `alveole` binary: parses the command line and hands over to the library.
 
 use alveole::cli::{AdminCommand, Cli, Command};
-use alveole::{agent, audit, bench, client, serve};
+use alveole::{agent, audit, client, serve};
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
                 store.as_ref(),
                 &panel_url,
                 alveole::cli::parse_duration(&duration)?,
+                chrono::Utc::now(),
             )
             .await?;
             println!("{link}");
@@ -62,6 +63,5 @@ async fn main() -> anyhow::Result<()> {
         Command::Member(args) => client::run(client::MEMBERS, args).await,
         Command::Evacuate(args) => client::evacuate(args).await,
         Command::Audit(command) => audit::run(command).await,
-        Command::Bench(command) => bench::run(command).await,
     }
 }

@@ -8,7 +8,9 @@ use crate::cli::ServeArgs;
 use crate::local::{self, LocalAgentConfig};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = alveole_store::connect(&args.database.database_url)
+    let clock: std::sync::Arc<dyn alveole_model::Clock> =
+        std::sync::Arc::new(alveole_model::SystemClock);
+    let store = alveole_store::connect_with_clock(&args.database.database_url, clock.clone())
         .await
         .with_context(|| {
             format!(
@@ -48,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         format!("https://{host}:{}", listen.port())
     });
     // The audit chain's checkpoints are signed with the panel's own key.
-    let notary = alveole_panel::audit::Notary::new(
+    let notary = alveole_panel::notary::Notary::new(
         alveole_audit::SigningKey::load_or_create(&args.audit_key.audit_key_file).with_context(
             || {
                 format!(
@@ -60,10 +62,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.audit_webhook.clone(),
     );
     notary.publish_key(store.as_ref()).await?;
-    tokio::spawn(notary.clone().run(
-        store.clone(),
-        std::time::Duration::from_secs(args.audit_checkpoint_minutes.max(1) * 60),
-    ));
     let oidc = match &args.oidc_issuer {
         Some(issuer) => {
             let public = args
@@ -97,14 +95,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             agent_tls: agent_tls.clone(),
             notary: Some(notary),
             session_idle: std::time::Duration::from_secs(args.session_idle_minutes.max(1) * 60),
-            clock: std::sync::Arc::new(alveole_panel::SystemClock),
+            clock,
             oidc,
             provider_routing: std::sync::Arc::new(alveole_panel::failover::SharedSegment),
-            jobs: alveole_panel::jobs::JobsConfig::default(),
+            background: alveole_panel::background::BackgroundConfig {
+                checkpoints_every: std::time::Duration::from_secs(
+                    args.audit_checkpoint_minutes.max(1) * 60,
+                ),
+                ..Default::default()
+            },
         },
     )?;
-    // Durable jobs (evacuations): this process runs those whose lease it holds.
-    let _jobs = alveole_panel::jobs::spawn(state.clone(), alveole_panel::jobs::owner_name());
+    // Expired forwardings, durable jobs (those whose lease this process holds), clean-ups,
+    // checkpoints and checks of the audit chain.
+    let _background =
+        alveole_panel::background::start(state.service(), alveole_panel::background::owner_name());
     if let Some(token) = auth::ensure_bootstrap_token(store.as_ref()).await? {
         println!("First start: the bootstrap admin token is\n\n    {token}\n");
         println!(
@@ -140,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let service = state.service().clone();
     let panel = tokio::spawn(serve(state, listener));
     let _local = match (args.local_agent, agents_address, &agent_tls) {
         (true, Some(agents), Some(tls)) => {
@@ -154,7 +160,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 agents.ip()
             };
             let panel_url = format!("https://{}", std::net::SocketAddr::new(host, agents.port()));
-            let local = local::start(store, &panel_url, &tls.ca.ca_pem, config).await?;
+            let local = local::start(&service, &panel_url, &tls.ca.ca_pem, config).await?;
             match &local {
                 Some(local) => println!(
                     "This machine is node `{}`: its sites are served on http://<site>.localhost:{}/ (--local-agent false turns this off).",

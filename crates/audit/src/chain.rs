@@ -61,7 +61,9 @@ pub struct Link {
 }
 
 /// Where and why a chain stops being trustworthy.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[error("the audit chain is broken at event {index}: {reason}")]
 pub struct ChainBreak {
     pub index: u64,

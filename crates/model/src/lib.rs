@@ -3,6 +3,7 @@
 
 pub mod addresses;
 pub mod capacity;
+pub mod clock;
 pub mod desired;
 pub mod env;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod text;
 
 pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
+pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use desired::{DesiredState, InputFilter, SiteSpec, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};

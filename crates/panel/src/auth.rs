@@ -1,7 +1,7 @@
 //! Who is calling. The JSON API takes bearer tokens only (so it needs no CSRF defence); pages
 //! take a server-side session cookie, and every state-changing form carries the session's CSRF
-//! token. Until identity (OpenID Connect) lands, the one credential is the bootstrap admin token
-//! that `alveole serve` prints once and stores hashed.
+//! token (checked by the middleware). The bootstrap admin token, which `alveole serve` prints
+//! once and stores hashed, is how the first admin gets in.
 
 use alveole_model::Role;
 use alveole_store::{AuditContext, Session, Store, StoreResult};
@@ -263,11 +263,13 @@ pub async fn open_member_session(
 /// How long a break-glass link can be used.
 const BREAK_GLASS_LINK_MINUTES: i64 = 15;
 
-/// Issues a one-time break-glass link for an admin session of `lifetime` (recorded).
+/// Issues a one-time break-glass link, usable for 15 minutes from `now`, for an admin
+/// session of `lifetime` (recorded).
 pub async fn issue_break_glass(
     store: &dyn Store,
     panel_url: &str,
     lifetime: Duration,
+    now: chrono::DateTime<Utc>,
 ) -> StoreResult<String> {
     let token = new_token("alb_");
     let ctx = AuditContext::new("system:admin-cli", "break-glass");
@@ -275,7 +277,7 @@ pub async fn issue_break_glass(
         .create_break_glass(
             &ctx,
             &hash_token(&token),
-            Utc::now() + Duration::minutes(BREAK_GLASS_LINK_MINUTES),
+            now + Duration::minutes(BREAK_GLASS_LINK_MINUTES),
             lifetime.num_seconds(),
         )
         .await?;

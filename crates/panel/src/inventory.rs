@@ -29,7 +29,7 @@ pub struct Inventory {
     pub alveole_version: String,
     pub providers: Vec<ProviderEntry>,
     /// The address pools at each provider, with their use.
-    pub address_pools: Vec<crate::api::addresses::PoolView>,
+    pub address_pools: Vec<crate::service::addresses::PoolView>,
     /// Every allocated address: its node and dedicated site.
     pub address_allocations: Vec<alveole_model::IpAllocation>,
     pub components: Components,
@@ -76,17 +76,18 @@ pub fn components() -> Components {
 }
 
 /// Everything, from the store and the build.
-pub async fn collect(store: &dyn Store) -> StoreResult<Inventory> {
+pub async fn collect(store: &dyn Store, now: DateTime<Utc>) -> StoreResult<Inventory> {
     let providers = crate::api::every(|page| {
         Box::pin(async move {
             store
-                .list_providers(&ProviderFilter::default(), &page)
+                .providers()
+                .list(&ProviderFilter::default(), &page)
                 .await
         })
     })
     .await?;
     let nodes = crate::api::every(|page| {
-        Box::pin(async move { store.list_nodes(&NodeFilter::default(), &page).await })
+        Box::pin(async move { store.nodes().list(&NodeFilter::default(), &page).await })
     })
     .await?;
     let sites: BTreeMap<String, i64> = store
@@ -121,14 +122,14 @@ pub async fn collect(store: &dyn Store) -> StoreResult<Inventory> {
         })
         .collect();
     Ok(Inventory {
-        generated_at: Utc::now(),
+        generated_at: now,
         alveole_version: env!("CARGO_PKG_VERSION").to_owned(),
         providers: entries,
         address_pools: store
             .ip_pools()
             .await?
             .into_iter()
-            .map(|(pool, used)| crate::api::addresses::view(pool, used))
+            .map(|(pool, used)| crate::service::addresses::PoolView::of(pool, used))
             .collect(),
         address_allocations: store.ip_allocations().await?,
         components: components(),

@@ -27,12 +27,18 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             .set(count);
     }
     // Volume usage as the agents last measured it, beside each quota.
-    for status in state.store().node_statuses().await? {
-        let sites = state.store().desired_state(status.node_id).await?.sites;
+    let store = state.store();
+    let sites = crate::api::every(|page| {
+        Box::pin(async move { store.sites().list(&Default::default(), &page).await })
+    })
+    .await?;
+    for status in store.node_statuses().await? {
         for observed in &status.report.sites {
             let (Some(used), Some(site)) = (
                 observed.volume_bytes,
-                sites.iter().find(|s| s.id == observed.site_id),
+                sites
+                    .iter()
+                    .find(|s| s.id == observed.site_id && s.node_id == Some(status.node_id)),
             ) else {
                 continue;
             };

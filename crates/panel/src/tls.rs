@@ -127,14 +127,14 @@ impl AgentIssuer {
         self.lifetime
     }
 
-    /// A certificate for `node`'s agent, valid from a few minutes ago (clocks differ) for the
-    /// configured lifetime.
+    /// A certificate for `node`'s agent, valid from a few minutes before `now` (clocks
+    /// differ) for the configured lifetime.
     pub fn issue(
         &self,
         node: NodeId,
         request: &SigningRequest,
+        now: DateTime<Utc>,
     ) -> Result<AgentCertificate, TlsError> {
-        let now = Utc::now();
         self.issue_between(
             node,
             request,
@@ -441,7 +441,7 @@ mod tests {
         let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
         let request = SigningRequest::parse(&csr).unwrap();
         let node = NodeId::generate();
-        let issued = tls.issuer.issue(node, &request).unwrap();
+        let issued = tls.issuer.issue(node, &request, Utc::now()).unwrap();
         let der = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes()).unwrap();
         assert_eq!(
             certificate_key_hash(&der).as_deref(),

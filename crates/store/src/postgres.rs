@@ -34,10 +34,13 @@ const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE finished_at IS NULL \
      AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $2) \
      ORDER BY created_at LIMIT 16 FOR UPDATE SKIP LOCKED";
 
-#[path = "queries.rs"]
+#[path = "queries/mod.rs"]
 mod queries;
 
-pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
+pub(crate) async fn connect(
+    url: &str,
+    clock: std::sync::Arc<dyn alveole_model::Clock>,
+) -> StoreResult<queries::SqlStore> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(30))
@@ -46,5 +49,5 @@ pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
     sqlx::migrate!("../../migrations/postgres")
         .run(&pool)
         .await?;
-    Ok(queries::SqlStore::new(pool))
+    Ok(queries::SqlStore::new(pool, clock))
 }

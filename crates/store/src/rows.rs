@@ -174,6 +174,12 @@ impl StoredEnvVar {
     }
 }
 
+/// Every column of `sites`, in the order its writes bind them.
+pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
+     env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
+     read_only_root, run_as_user, exposed_ports, limit_tier, node_id, phase, version, \
+     created_at, updated_at";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
     id: Uuid,

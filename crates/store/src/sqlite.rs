@@ -27,10 +27,13 @@ const CLAIMABLE_JOBS: &str = "SELECT id FROM jobs WHERE finished_at IS NULL \
      AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $2) \
      ORDER BY created_at LIMIT 16";
 
-#[path = "queries.rs"]
+#[path = "queries/mod.rs"]
 mod queries;
 
-pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
+pub(crate) async fn connect(
+    url: &str,
+    clock: std::sync::Arc<dyn alveole_model::Clock>,
+) -> StoreResult<queries::SqlStore> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -44,5 +47,5 @@ pub(crate) async fn connect(url: &str) -> StoreResult<queries::SqlStore> {
         .connect_with(options)
         .await?;
     sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
-    Ok(queries::SqlStore::new(pool))
+    Ok(queries::SqlStore::new(pool, clock))
 }

@@ -1,19 +1,20 @@
 //! The co-op's addresses through the API: pools of prefixes at providers, with what is free
-//! and used, and the addresses allocated from them to nodes and sites.
+//! and used, the addresses allocated from them to nodes and sites, and their moves.
 
 use std::net::IpAddr;
 
-use alveole_model::{AddressMove, IpAllocation, IpPool, NodeId, Prefix, ProviderId, SiteId};
+use alveole_model::{AddressMove, IpAllocation, NodeId, ProviderId, SiteId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ApiJson, audit_context, parse_id};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::service::addresses::{MoveRequest, PoolView, parse_address};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -23,32 +24,18 @@ pub struct NewPool {
     pub prefix: String,
 }
 
-/// A pool with its use.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct PoolView {
-    #[serde(flatten)]
-    pub pool: IpPool,
-    /// Addresses nodes and sites may use (IPv4: without network and broadcast).
-    pub usable: u64,
-    pub used: u64,
-    pub free: u64,
-}
-
-pub(crate) fn view(pool: IpPool, used: u64) -> PoolView {
-    let usable = u64::try_from(pool.prefix.usable().count()).unwrap_or(u64::MAX);
-    PoolView {
-        pool,
-        usable,
-        used,
-        free: usable.saturating_sub(used),
-    }
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAllocation {
+    pub node_id: NodeId,
+    /// A site of that node the address is dedicated to.
+    pub site_id: Option<SiteId>,
+    /// This address of the pool; without it, the first free one.
+    pub address: Option<IpAddr>,
 }
 
 pub async fn pools(State(state): State<AppState>) -> ApiResult<Json<Vec<PoolView>>> {
-    let pools = state.store().ip_pools().await?;
-    Ok(Json(
-        pools.into_iter().map(|(p, used)| view(p, used)).collect(),
-    ))
+    Ok(Json(state.service().address_pools().await?))
 }
 
 pub async fn create_pool(
@@ -57,18 +44,12 @@ pub async fn create_pool(
     headers: HeaderMap,
     ApiJson(request): ApiJson<NewPool>,
 ) -> ApiResult<(StatusCode, Json<PoolView>)> {
-    let prefix = Prefix::parse(&request.prefix).map_err(|e| ApiError::Validation(e.into()))?;
-    let pool = IpPool {
-        id: uuid::Uuid::now_v7(),
-        provider_id: request.provider_id,
-        prefix,
-        created_at: state.config().clock.now(),
-    };
-    state
-        .store()
-        .create_ip_pool(&audit_context(&caller, &headers), &pool)
+    let ctx = audit_context(&caller, &headers);
+    let pool = state
+        .service()
+        .create_address_pool(&ctx, request.provider_id, &request.prefix)
         .await?;
-    Ok((StatusCode::CREATED, Json(view(pool, 0))))
+    Ok((StatusCode::CREATED, Json(pool)))
 }
 
 pub async fn delete_pool(
@@ -82,16 +63,6 @@ pub async fn delete_pool(
         .delete_ip_pool(&audit_context(&caller, &headers), parse_id(&id)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewAllocation {
-    pub node_id: NodeId,
-    /// A site of that node the address is dedicated to.
-    pub site_id: Option<SiteId>,
-    /// This address of the pool; without it, the first free one.
-    pub address: Option<IpAddr>,
 }
 
 pub async fn allocations(State(state): State<AppState>) -> ApiResult<Json<Vec<IpAllocation>>> {
@@ -132,46 +103,6 @@ pub async fn release(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Where an address goes, and whether without waiting for its old node.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MoveRequest {
-    pub to_node: NodeId,
-    /// Take the address over without waiting for the old node to let it go: only when that
-    /// node is gone or cut off, since the provider's routing alone then keeps the two apart.
-    #[serde(default)]
-    pub force: bool,
-}
-
-pub(crate) fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::field("address", "address.invalid", "an IP address"))
-}
-
-/// Starts moving an address; a forced move is finished at once. The move as it stands.
-pub(crate) async fn start_move(
-    state: &AppState,
-    ctx: &alveole_store::AuditContext,
-    address: IpAddr,
-    request: &MoveRequest,
-) -> ApiResult<AddressMove> {
-    let moving = state
-        .store()
-        .start_address_move(ctx, address, request.to_node, request.force)
-        .await?;
-    if moving.forced {
-        // The provider's refusal is kept on the move, which stays pending: not an error here.
-        let _ = crate::failover::finish(state, ctx, &moving).await;
-    }
-    Ok(state
-        .store()
-        .address_moves()
-        .await?
-        .into_iter()
-        .find(|m| m.address == address)
-        .unwrap_or(moving))
-}
-
 pub async fn move_address(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,
@@ -181,7 +112,10 @@ pub async fn move_address(
 ) -> ApiResult<(StatusCode, Json<AddressMove>)> {
     let address = parse_address(&address)?;
     let ctx = audit_context(&caller, &headers);
-    let moving = start_move(&state, &ctx, address, &request).await?;
+    let moving = state
+        .service()
+        .start_address_move(&ctx, address, &request)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(moving)))
 }
 

@@ -21,8 +21,6 @@ pub struct MoveRequest {
     pub to_node: NodeId,
 }
 
-/// Starts moving a site. Its target must have reported where other agents reach it (its
-/// agent runs with `--peer-listen`), and have room for the site.
 pub async fn start(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,
@@ -31,43 +29,11 @@ pub async fn start(
     ApiJson(request): ApiJson<MoveRequest>,
 ) -> ApiResult<(StatusCode, Json<SiteMove>)> {
     let ctx = audit_context(&caller, &headers);
-    let started = start_move(&state, &ctx, parse_id(&id)?, request.to_node).await?;
+    let started = state
+        .service()
+        .start_site_move(&ctx, parse_id(&id)?, request.to_node)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(started)))
-}
-
-/// Starts moving `site` to `to` (the API and the site's page).
-pub(crate) async fn start_move(
-    state: &AppState,
-    ctx: &alveole_store::AuditContext,
-    site: SiteId,
-    to: NodeId,
-) -> ApiResult<SiteMove> {
-    check_target(state, to).await?;
-    Ok(state
-        .store()
-        .start_site_move(ctx, site, to, state.config().moves)
-        .await?)
-}
-
-/// A node can receive a site once its agent has said where other agents reach it.
-pub(crate) async fn check_target(state: &AppState, to: NodeId) -> ApiResult<()> {
-    state.store().get_node(to).await?;
-    let reachable = state
-        .store()
-        .node_statuses()
-        .await?
-        .into_iter()
-        .find(|s| s.node_id == to)
-        .and_then(|s| s.report.endpoints)
-        .is_some_and(|e| e.peer.is_some() && e.ingress.is_some());
-    if !reachable {
-        return Err(ApiError::field(
-            "to_node",
-            "move.target_unreachable",
-            "the target node's agent has not said where other agents reach it: run it with --peer-listen",
-        ));
-    }
-    Ok(())
 }
 
 /// A site's moves, newest first: its history.
@@ -76,7 +42,7 @@ pub async fn of_site(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<SiteMove>>> {
     let site: SiteId = parse_id(&id)?;
-    state.store().get_site(site).await?;
+    state.store().sites().get(site).await?;
     Ok(Json(state.store().site_moves(Some(site)).await?))
 }
 
@@ -92,7 +58,6 @@ pub async fn get(
     Ok(Json(state.store().get_site_move(parse_id(&id)?).await?))
 }
 
-/// Stops a move before its switch: the site stays where it is.
 pub async fn cancel(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,
@@ -101,7 +66,10 @@ pub async fn cancel(
 ) -> ApiResult<Json<SiteMove>> {
     let ctx = audit_context(&caller, &headers);
     Ok(Json(
-        state.store().cancel_site_move(&ctx, parse_id(&id)?).await?,
+        state
+            .service()
+            .cancel_site_move(&ctx, parse_id(&id)?)
+            .await?,
     ))
 }
 
@@ -114,25 +82,19 @@ pub async fn finish(
 ) -> ApiResult<Json<SiteMove>> {
     let ctx = audit_context(&caller, &headers);
     Ok(Json(
-        crate::site_moves::finish(&state, &ctx, parse_id(&id)?).await?,
+        state
+            .service()
+            .finish_site_move(&ctx, parse_id(&id)?)
+            .await?,
     ))
 }
 
-/// The move `id`, if the calling agent is its source.
-async fn move_of_source(state: &AppState, caller: &Caller, id: &str) -> ApiResult<SiteMove> {
+/// The calling source node and the move of the path.
+fn source_and_move(caller: &Caller, id: &str) -> ApiResult<(NodeId, SiteMoveId)> {
     let node = caller.node.ok_or(ApiError::Forbidden(
         "only the source node's agent reports on a move",
     ))?;
-    let movement = state
-        .store()
-        .get_site_move(parse_id::<SiteMoveId>(id)?)
-        .await?;
-    if movement.from_node != node {
-        return Err(ApiError::Forbidden(
-            "only the source node's agent reports on a move",
-        ));
-    }
-    Ok(movement)
+    Ok((node, parse_id(id)?))
 }
 
 pub async fn agent_progress(
@@ -141,10 +103,10 @@ pub async fn agent_progress(
     Path(id): Path<String>,
     ApiJson(progress): ApiJson<MoveProgress>,
 ) -> ApiResult<StatusCode> {
-    let movement = move_of_source(&state, &caller, &id).await?;
+    let (node, id) = source_and_move(&caller, &id)?;
     state
-        .store()
-        .note_site_move_progress(movement.id, &progress)
+        .service()
+        .note_move_progress(node, id, &progress)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,12 +119,12 @@ pub async fn agent_switch(
     Path(id): Path<String>,
     ApiJson(outcome): ApiJson<MoveOutcome>,
 ) -> ApiResult<Json<SiteMove>> {
-    let movement = move_of_source(&state, &caller, &id).await?;
+    let (node, id) = source_and_move(&caller, &id)?;
     let ctx = audit_context(&caller, &headers);
     Ok(Json(
         state
-            .store()
-            .switch_site_move(&ctx, movement.id, &outcome.progress)
+            .service()
+            .switch_site_move(&ctx, node, id, &outcome.progress)
             .await?,
     ))
 }
@@ -175,16 +137,12 @@ pub async fn agent_fail(
     Path(id): Path<String>,
     ApiJson(outcome): ApiJson<MoveOutcome>,
 ) -> ApiResult<Json<SiteMove>> {
-    let movement = move_of_source(&state, &caller, &id).await?;
+    let (node, id) = source_and_move(&caller, &id)?;
     let ctx = audit_context(&caller, &headers);
-    let reason = outcome
-        .reason
-        .as_deref()
-        .unwrap_or("the source rolled back");
     Ok(Json(
         state
-            .store()
-            .fail_site_move(&ctx, movement.id, reason, &outcome.progress)
+            .service()
+            .fail_site_move(&ctx, node, id, outcome.reason.as_deref(), &outcome.progress)
             .await?,
     ))
 }

@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use alveole_model::{IpPool, Prefix};
 use axum::Extension;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::{csrf_checked, error_page, render};
+use super::{error_page, render};
 use crate::AppState;
 use crate::api::{audit_context, parse_id};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::service::addresses::{MoveRequest, parse_address};
 
 pub async fn page(
     State(state): State<AppState>,
@@ -23,12 +23,7 @@ pub async fn page(
 ) -> Response {
     let result = async {
         let store = state.store();
-        let pools: Vec<_> = store
-            .ip_pools()
-            .await?
-            .into_iter()
-            .map(|(pool, used)| crate::api::addresses::view(pool, used))
-            .collect();
+        let pools = state.service().address_pools().await?;
         let moves = store.address_moves().await?;
         // Each allocation with its move, if it is moving.
         let allocations: Vec<_> = store
@@ -45,14 +40,16 @@ pub async fn page(
             limit: 500,
         };
         let providers: Vec<_> = store
-            .list_providers(&Default::default(), &all)
+            .providers()
+            .list(&Default::default(), &all)
             .await?
             .items
             .into_iter()
             .map(|p| json!({"id": p.id, "name": p.name}))
             .collect();
         let nodes: Vec<_> = store
-            .list_nodes(&Default::default(), &all)
+            .nodes()
+            .list(&Default::default(), &all)
             .await?
             .items
             .into_iter()
@@ -89,19 +86,12 @@ pub async fn create_pool(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let result = async {
-        csrf_checked(&caller, &form)?;
         let provider = parse_id(field(&form, "provider_id").unwrap_or(""))?;
-        let prefix = Prefix::parse(field(&form, "prefix").unwrap_or(""))
-            .map_err(|e| ApiError::Validation(e.into()))?;
-        let pool = IpPool {
-            id: uuid::Uuid::now_v7(),
-            provider_id: provider,
-            prefix,
-            created_at: state.config().clock.now(),
-        };
+        let prefix = field(&form, "prefix").unwrap_or("");
+        let ctx = audit_context(&caller, &headers);
         state
-            .store()
-            .create_ip_pool(&audit_context(&caller, &headers), &pool)
+            .service()
+            .create_address_pool(&ctx, provider, prefix)
             .await?;
         Ok::<_, ApiError>(())
     }
@@ -116,13 +106,10 @@ pub async fn allocate(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let result = async {
-        csrf_checked(&caller, &form)?;
         let pool = parse_id(field(&form, "pool_id").unwrap_or(""))?;
         let node = parse_id(field(&form, "node_id").unwrap_or(""))?;
         let site = field(&form, "site_id").map(parse_id).transpose()?;
-        let address = field(&form, "address")
-            .map(crate::api::addresses::parse_address)
-            .transpose()?;
+        let address = field(&form, "address").map(parse_address).transpose()?;
         state
             .store()
             .allocate_ip(&audit_context(&caller, &headers), pool, node, site, address)
@@ -138,19 +125,11 @@ pub async fn release(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(address): Path<String>,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    on_address(
-        &state,
-        &caller,
-        &headers,
-        &address,
-        &form,
-        |ctx, address| {
-            let state = state.clone();
-            async move { Ok(state.store().release_ip(&ctx, address).await?) }
-        },
-    )
+    on_address(&state, &caller, &headers, &address, |ctx, address| {
+        let state = state.clone();
+        async move { Ok(state.store().release_ip(&ctx, address).await?) }
+    })
     .await
 }
 
@@ -161,26 +140,20 @@ pub async fn move_address(
     Path(address): Path<String>,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let request = parse_id(field(&form, "to_node").unwrap_or("")).map(|to_node| {
-        crate::api::addresses::MoveRequest {
-            to_node,
-            force: field(&form, "force").is_some(),
-        }
+    let request = parse_id(field(&form, "to_node").unwrap_or("")).map(|to_node| MoveRequest {
+        to_node,
+        force: field(&form, "force").is_some(),
     });
-    on_address(
-        &state,
-        &caller,
-        &headers,
-        &address,
-        &form,
-        |ctx, address| {
-            let state = state.clone();
-            async move {
-                crate::api::addresses::start_move(&state, &ctx, address, &request?).await?;
-                Ok(())
-            }
-        },
-    )
+    on_address(&state, &caller, &headers, &address, |ctx, address| {
+        let state = state.clone();
+        async move {
+            state
+                .service()
+                .start_address_move(&ctx, address, &request?)
+                .await?;
+            Ok(())
+        }
+    })
     .await
 }
 
@@ -189,30 +162,21 @@ pub async fn cancel_move(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(address): Path<String>,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    on_address(
-        &state,
-        &caller,
-        &headers,
-        &address,
-        &form,
-        |ctx, address| {
-            let state = state.clone();
-            async move { Ok(state.store().cancel_address_move(&ctx, address).await?) }
-        },
-    )
+    on_address(&state, &caller, &headers, &address, |ctx, address| {
+        let state = state.clone();
+        async move { Ok(state.store().cancel_address_move(&ctx, address).await?) }
+    })
     .await
 }
 
-/// A form's action on the address of the path: checked (CSRF, the address), done with the
-/// caller's audit context, then back to the page (or the error).
+/// A form's action on the address of the path, done with the caller's audit context, then
+/// back to the page (or the error).
 async fn on_address<F, Fut>(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     address: &str,
-    form: &BTreeMap<String, String>,
     action: F,
 ) -> Response
 where
@@ -220,8 +184,7 @@ where
     Fut: std::future::Future<Output = Result<(), ApiError>>,
 {
     let result = async {
-        csrf_checked(caller, form)?;
-        let address = crate::api::addresses::parse_address(address)?;
+        let address = parse_address(address)?;
         action(audit_context(caller, headers), address).await
     }
     .await;

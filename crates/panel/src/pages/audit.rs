@@ -6,20 +6,19 @@ use std::collections::BTreeMap;
 
 use alveole_audit::report::Report;
 use axum::Extension;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 
-use super::{csrf_checked, error_page, render};
+use super::{error_page, render};
 use crate::AppState;
-use crate::api::audit::{all_records, parse_filter};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::service::audit::{all_records, parse_filter};
 
 /// How many events the record page shows (the exports hold them all).
-const SHOWN: usize = 200;
+const SHOWN: u32 = 200;
 
 #[derive(Serialize)]
 struct Row {
@@ -61,12 +60,11 @@ pub async fn record(
     let result = async {
         let filter = parse_filter(&params, &[])?;
         let store = state.store();
-        let records = all_records(store, &filter).await?;
-        let total = records.len();
+        // The newest events and how many match: the page's cost does not grow with the chain.
+        let records = store.newest_audit_records(&filter, SHOWN).await?;
+        let total = store.count_audit_records(&filter).await?;
         let rows: Vec<Row> = records
             .iter()
-            .rev()
-            .take(SHOWN)
             .map(|r| Row {
                 index: r.event.chain_index,
                 at: r.event.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -83,7 +81,7 @@ pub async fn record(
                     .collect(),
             })
             .collect();
-        let verification = alveole_store::verify_audit(store, &[], None).await?;
+        let checked = state.service().last_audit_verification().await?;
         let latest = store.checkpoints(1).await?.into_iter().next();
         let mut context = tera::Context::new();
         context.insert("rows", &rows);
@@ -91,7 +89,11 @@ pub async fn record(
         context.insert("shown", &rows.len());
         context.insert("filter", &params);
         context.insert("query", &query_of(&params));
-        context.insert("verification", &verification);
+        context.insert("verification", &checked.verification);
+        context.insert(
+            "checked_at",
+            &checked.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        );
         context.insert("checkpoint", &latest);
         context.insert("can_sign", &state.config().notary.is_some());
         Ok::<_, ApiError>(context)
@@ -122,17 +124,25 @@ pub async fn report(
                 .collect::<Vec<_>>()
                 .iter(),
         );
-        let verification = alveole_store::verify_audit(store, &[], None).await?;
+        let checked = state.service().last_audit_verification().await?;
         // The newest checkpoint covers the whole period: it signs everything before it.
         let checkpoint = store.checkpoints(1).await?.into_iter().next();
         let mut context = tera::Context::new();
         context.insert("report", &report);
         context.insert("filter", &params);
-        context.insert("verification", &verification);
+        context.insert("verification", &checked.verification);
+        context.insert(
+            "checked_at",
+            &checked.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        );
         context.insert("checkpoint", &checkpoint);
         context.insert(
             "generated_at",
-            &chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            &state
+                .service()
+                .now()
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string(),
         );
         Ok::<_, ApiError>(context)
     }
@@ -154,22 +164,11 @@ pub async fn sign_checkpoint(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let result = async {
-        csrf_checked(&caller, &form)?;
-        let notary = state
-            .config()
-            .notary
-            .clone()
-            .ok_or(ApiError::Unavailable("this panel has no audit signing key"))?;
-        let ctx = crate::api::audit_context(&caller, &headers);
-        notary.checkpoint(state.store(), &ctx).await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
+    let ctx = crate::api::audit_context(&caller, &headers);
+    let result = state.service().sign_checkpoint(&ctx).await;
     match result {
-        Ok(()) => (StatusCode::SEE_OTHER, Redirect::to("/audit")).into_response(),
+        Ok(_) => (StatusCode::SEE_OTHER, Redirect::to("/audit")).into_response(),
         Err(error) => error_page(&state, &headers, Some(&caller), error),
     }
 }
@@ -180,7 +179,7 @@ pub async fn inventory(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
-    match crate::inventory::collect(state.store()).await {
+    match crate::inventory::collect(state.store(), state.service().now()).await {
         Ok(inventory) => {
             let mut context = tera::Context::new();
             context.insert(

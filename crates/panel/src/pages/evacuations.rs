@@ -12,12 +12,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::{csrf_checked, error_page, render};
+use super::{error_page, render};
 use crate::AppState;
-use crate::api::evacuations::PlanQuery;
 use crate::api::{audit_context, parse_id};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::service::evacuations::PlanQuery;
 
 /// The form's fields as a plan request. A deadline comes from a `datetime-local` input
 /// (`2026-11-29T20:00`, read as UTC) or as RFC 3339.
@@ -77,8 +77,8 @@ pub async fn page(
             after: None,
             limit: 500,
         };
-        let nodes = store.list_nodes(&Default::default(), &all).await?.items;
-        let providers = store.list_providers(&Default::default(), &all).await?.items;
+        let nodes = store.nodes().list(&Default::default(), &all).await?.items;
+        let providers = store.providers().list(&Default::default(), &all).await?.items;
         let name_of = |id: &alveole_model::NodeId| {
             nodes
                 .iter()
@@ -86,7 +86,7 @@ pub async fn page(
                 .map_or_else(|| id.to_string(), |n| n.name.to_string())
         };
         let plan = match plan_request(&fields)? {
-            Some(request) => Some(crate::api::evacuations::compute_plan(&state, &request).await?),
+            Some(request) => Some(state.service().plan_evacuation(&request).await?),
             None => None,
         };
         let evacuations: Vec<_> = store
@@ -163,12 +163,11 @@ pub async fn start(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let result = async {
-        csrf_checked(&caller, &form)?;
         let request = plan_request(&form)?.ok_or_else(|| {
             ApiError::field("scope", "evacuation.scope", "choose a node or a provider")
         })?;
-        crate::api::evacuations::start_job(&state, &audit_context(&caller, &headers), &request)
-            .await
+        let ctx = audit_context(&caller, &headers);
+        state.service().start_evacuation(&ctx, &request).await
     }
     .await;
     back_to_page(&state, &headers, &caller, result)
@@ -180,10 +179,8 @@ pub async fn change(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let result = async {
-        csrf_checked(&caller, &form)?;
         let to = match verb.as_str() {
             "pause" => JobState::Paused,
             "resume" => JobState::Running,
@@ -191,10 +188,8 @@ pub async fn change(
             _ => return Err(ApiError::NotFound("no such action")),
         };
         let id: JobId = parse_id(&id)?;
-        Ok(state
-            .store()
-            .set_evacuation_state(&audit_context(&caller, &headers), id, to)
-            .await?)
+        let ctx = audit_context(&caller, &headers);
+        state.service().set_evacuation_state(&ctx, id, to).await
     }
     .await;
     back_to_page(&state, &headers, &caller, result)

@@ -9,34 +9,35 @@ use serde_json::{Value, json};
 
 use super::form::{Field, Kind, Options};
 use crate::AppState;
-use crate::api::{BoxFuture, Members, Nodes, Providers, Resource, Sites};
+use crate::api::BoxFuture;
 use crate::error::ApiError;
+use crate::service::Resource;
 
 /// A resource with pages.
 pub trait PageResource: Resource {
     /// Label keys of the list's columns (`field.<name>` in the catalogues).
     const COLUMNS: &'static [&'static str];
     const FIELDS: &'static [Field];
-    fn cells(item: &Self::Item) -> Vec<String>;
-    fn title(item: &Self::Item) -> String;
+    fn cells(item: &Self) -> Vec<String>;
+    fn title(item: &Self) -> String;
     /// What a new form starts with.
     fn blank_input() -> Value;
     /// Rows of live status for the detail page (label key, text), from the nodes' reports.
     fn status_rows<'a>(
         _state: &'a AppState,
-        _item: &'a Self::Item,
+        _item: &'a Self,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, ApiError>> {
         Box::pin(async { Ok(vec![]) })
     }
     /// Extra buttons of the detail page: (form action, label key).
-    fn actions(_item: &Self::Item) -> Vec<(String, &'static str)> {
+    fn actions(_item: &Self) -> Vec<(String, &'static str)> {
         vec![]
     }
     /// The detail page's moves section (sites): history, progress, and for admins the forms.
     fn moves<'a>(
         _state: &'a AppState,
         _caller: &'a crate::auth::Caller,
-        _item: &'a Self::Item,
+        _item: &'a Self,
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
@@ -53,7 +54,7 @@ const fn field(name: &'static str, kind: Kind) -> Field {
     Field { name, kind }
 }
 
-impl PageResource for Providers {
+impl PageResource for Provider {
     const COLUMNS: &'static [&'static str] = &["name", "country", "contract_end"];
     const FIELDS: &'static [Field] = &[
         field("name", Kind::Text),
@@ -80,7 +81,7 @@ impl PageResource for Providers {
     }
 }
 
-impl PageResource for Nodes {
+impl PageResource for Node {
     const COLUMNS: &'static [&'static str] = &[
         "name",
         "public_addresses",
@@ -127,9 +128,9 @@ impl PageResource for Nodes {
                 return Ok(vec![("status.agent".to_owned(), "—".to_owned())]);
             };
             let r = &status.report.resources;
-            let reachable = crate::api::agents::reachable(
+            let reachable = crate::service::agents::reachable(
                 Some(status.reported_at),
-                chrono::Utc::now(),
+                state.service().now(),
                 state.config().node_unreachable_after,
             );
             let mut rows = vec![
@@ -187,7 +188,7 @@ impl PageResource for Nodes {
     }
 }
 
-impl PageResource for Members {
+impl PageResource for Member {
     const COLUMNS: &'static [&'static str] = &["display_name", "email", "role"];
     const FIELDS: &'static [Field] = &[
         field("display_name", Kind::Text),
@@ -209,7 +210,7 @@ impl PageResource for Members {
     }
 }
 
-impl PageResource for Sites {
+impl PageResource for Site {
     const COLUMNS: &'static [&'static str] = &["primary_domain", "image", "phase"];
     const FIELDS: &'static [Field] = &[
         field("primary_domain", Kind::Text),
@@ -276,7 +277,8 @@ impl PageResource for Sites {
         Box::pin(async move {
             let nodes = state
                 .store()
-                .list_nodes(
+                .nodes()
+                .list(
                     &Default::default(),
                     &PageRequest {
                         after: None,
@@ -384,7 +386,8 @@ pub async fn select_options(
                 .map(|p| (p.as_str().to_owned(), p.as_str().to_owned()))
                 .collect(),
             Options::Members => store
-                .list_members(&MemberFilter::default(), &all)
+                .members()
+                .list(&MemberFilter::default(), &all)
                 .await?
                 .items
                 .into_iter()
@@ -397,7 +400,8 @@ pub async fn select_options(
                 })
                 .collect(),
             Options::Providers => store
-                .list_providers(&ProviderFilter::default(), &all)
+                .providers()
+                .list(&ProviderFilter::default(), &all)
                 .await?
                 .items
                 .into_iter()
@@ -409,7 +413,8 @@ pub async fn select_options(
             Options::NodesOrAutomatic => std::iter::once((String::new(), "—".to_owned()))
                 .chain(
                     store
-                        .list_nodes(&NodeFilter::default(), &all)
+                        .nodes()
+                        .list(&NodeFilter::default(), &all)
                         .await?
                         .items
                         .into_iter()

@@ -9,7 +9,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::{csrf_checked, error_page};
+use super::error_page;
 use crate::AppState;
 use crate::api::{audit_context, parse_id};
 use crate::auth::Caller;
@@ -23,11 +23,10 @@ pub async fn move_site(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let result = async {
-        csrf_checked(&caller, &form)?;
         let site: SiteId = parse_id(&id)?;
         let to: NodeId = parse_id(form.get("to_node").map_or("", String::as_str))?;
         let ctx = audit_context(&caller, &headers);
-        crate::api::site_moves::start_move(&state, &ctx, site, to).await
+        state.service().start_site_move(&ctx, site, to).await
     }
     .await;
     back_to_site(&state, &headers, &caller, result)
@@ -38,11 +37,10 @@ pub async fn cancel(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    on_move(&state, &caller, &headers, &id, &form, |ctx, id| {
+    on_move(&state, &caller, &headers, &id, |ctx, id| {
         let state = state.clone();
-        async move { Ok(state.store().cancel_site_move(&ctx, id).await?) }
+        async move { state.service().cancel_site_move(&ctx, id).await }
     })
     .await
 }
@@ -52,23 +50,21 @@ pub async fn finish(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
-    on_move(&state, &caller, &headers, &id, &form, |ctx, id| {
+    on_move(&state, &caller, &headers, &id, |ctx, id| {
         let state = state.clone();
-        async move { crate::site_moves::finish(&state, &ctx, id).await }
+        async move { state.service().finish_site_move(&ctx, id).await }
     })
     .await
 }
 
-/// A form's action on the move of the path: checked (CSRF, the id), done with the caller's
-/// audit context, then back to the site's page (or the error).
+/// A form's action on the move of the path, done with the caller's audit context, then back
+/// to the site's page (or the error).
 async fn on_move<F, Fut>(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     id: &str,
-    form: &BTreeMap<String, String>,
     action: F,
 ) -> Response
 where
@@ -76,7 +72,6 @@ where
     Fut: std::future::Future<Output = Result<SiteMove, ApiError>>,
 {
     let result = async {
-        csrf_checked(caller, form)?;
         let id: SiteMoveId = parse_id(id)?;
         action(audit_context(caller, headers), id).await
     }

@@ -1,0 +1,218 @@
+//! `alveole-bench`: the measurements `docs/BENCHMARKS.md` reports, each against a baseline
+//! measured in the same run. Kept out of the product binary: one module per benchmark.
+
+mod audit;
+mod docker;
+mod harness;
+mod ingress;
+mod list_sites;
+mod measure;
+mod packets;
+mod reconcile;
+mod routing;
+mod site_move;
+mod volume;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// alveole's benchmarks (docs/BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "alveole-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// GET /api/v1/sites over many sites: first and deep page through the API, and the deep page
+    /// by keyset (what the API does) against LIMIT/OFFSET (the naive baseline).
+    ListSites {
+        /// A database to fill (sites are added until there are this many).
+        #[arg(long, default_value = "sqlite://alveole-bench.db")]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000)]
+        sites: usize,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Reconcile N sites onto an empty node with the real Docker engine, against a naive
+    /// baseline: the same containers started one `docker run -d` at a time.
+    Reconcile {
+        #[arg(long, default_value_t = 100)]
+        sites: usize,
+        /// An image present on this engine that serves HTTP on port 8080 with this command.
+        #[arg(long, default_value = "alveole-test/busybox:2")]
+        image: String,
+    },
+    /// From `POST /api/v1/sites` to the site's first 200 through the node's ingress (panel,
+    /// agent and ingress in this process, the real Docker engine), against `docker run -d`
+    /// waited on until it answers 200.
+    CreateSite {
+        #[arg(long, default_value_t = 20)]
+        sites: usize,
+        #[arg(long, default_value = "alveole-test/busybox:2")]
+        image: String,
+    },
+    /// `alveole audit verify` over a large record (chained events added to an SQLite
+    /// database), against reading the same rows unchecked.
+    AuditVerify {
+        #[arg(long, default_value = "sqlite://alveole-audit-bench.db")]
+        database_url: String,
+        /// Events to add before verifying.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
+    /// The node's nftables table for N sites, applied whole against a raw `nft -f` of the
+    /// same table, and one site's change (in a scratch network namespace; needs root).
+    Routing {
+        #[arg(long, default_value_t = 10_000)]
+        sites: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Measure in this process's own namespace (set when the benchmark runs itself in
+        /// its scratch namespace).
+        #[arg(long, hide = true)]
+        inside: bool,
+    },
+    /// What a new connection pays to cross a node: alveole's table for N sites against
+    /// iptables-legacy with one DNAT rule per site, and against no rule (in scratch network
+    /// namespaces; needs root, nft and iptables-legacy).
+    Packets {
+        /// Site counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,10000")]
+        sites: Vec<usize>,
+        /// Connections per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        connections: usize,
+        /// Interleaved rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The part this process plays in the namespaces the benchmark made.
+        #[arg(long, hide = true)]
+        role: Option<PacketsRole>,
+        #[arg(long, hide = true)]
+        target: Option<std::net::SocketAddr>,
+        #[arg(long, hide = true, default_value_t = 0)]
+        first_source: u32,
+    },
+    /// The passes that copy a site's volume during a move against `rsync -a` on the same
+    /// trees: the first pass, a pass after a few files changed, a pass when nothing did.
+    VolumeSync {
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        #[arg(long, default_value_t = 4_096)]
+        bytes_per_file: usize,
+        /// Files changed between the first pass and the second.
+        #[arg(long, default_value_t = 100)]
+        changed: usize,
+    },
+    /// A site moved between two nodes while a client requests it: the freeze window, the
+    /// whole move, passes and bytes, against a cold copy of the same volume (`rsync -a`).
+    SiteMove {
+        #[arg(long, default_value = "alveole-test/busybox:2")]
+        image: String,
+        /// Sites to move: 100M (1,000 files), 10k-files (4 KB each), 1G (1,000 files, with
+        /// 2 MiB/s written during the move).
+        #[arg(long, value_delimiter = ',', default_value = "100M,10k-files,1G")]
+        scenarios: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
+    Backend {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// alveole's ingress with one route, `--host` → `--upstream` (for bench/ingress.sh).
+    IngressProxy {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        #[arg(long, default_value = "bench.example.org")]
+        host: String,
+    },
+}
+
+/// The parts `bench packets` runs in its namespaces.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PacketsRole {
+    Client,
+    Backend,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new("warn").context("log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    // One TLS provider for every HTTPS client in the process (ring: no cmake or clang needed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        BenchCommand::ListSites {
+            database_url,
+            sites,
+            page_size,
+            requests,
+            concurrency,
+        } => list_sites::run(&database_url, sites, page_size, requests, concurrency).await,
+        BenchCommand::Reconcile { sites, image } => reconcile::reconcile(sites, &image).await,
+        BenchCommand::CreateSite { sites, image } => reconcile::create_site(sites, &image).await,
+        BenchCommand::AuditVerify {
+            database_url,
+            events,
+        } => audit::verify(&database_url, events).await,
+        BenchCommand::Routing {
+            sites,
+            runs,
+            inside: false,
+        } => routing::run(sites, runs),
+        BenchCommand::Routing {
+            sites,
+            runs,
+            inside: true,
+        } => routing::measure(sites, runs),
+        BenchCommand::Packets {
+            sites,
+            connections,
+            runs,
+            role,
+            target,
+            first_source,
+        } => match (role, target) {
+            (None, _) => packets::run(&sites, connections, runs),
+            (Some(PacketsRole::Backend), _) => packets::backend().await,
+            (Some(PacketsRole::Client), Some(target)) => {
+                packets::client(target, connections, first_source).await
+            }
+            (Some(PacketsRole::Client), None) => anyhow::bail!("the client needs --target"),
+        },
+        BenchCommand::VolumeSync {
+            files,
+            bytes_per_file,
+            changed,
+        } => volume::run(files, bytes_per_file, changed),
+        BenchCommand::SiteMove {
+            image,
+            scenarios,
+            runs,
+        } => site_move::run(&image, &scenarios, runs).await,
+        BenchCommand::Backend { listen } => ingress::backend(listen).await,
+        BenchCommand::IngressProxy {
+            listen,
+            upstream,
+            host,
+        } => ingress::proxy(listen, upstream, &host).await,
+    }
+}

@@ -1,0 +1,63 @@
+//! The panel's settings that do not come from the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alveole_model::{Clock, SystemClock};
+use alveole_store::MoveTiming;
+
+use crate::{background, failover, notary, oidc, tls};
+
+/// Settings of the panel that do not come from the database.
+#[derive(Clone, Debug)]
+pub struct PanelConfig {
+    /// Mark cookies `Secure` (the panel is served over HTTPS).
+    pub secure_cookies: bool,
+    /// A node silent for longer is shown unreachable.
+    pub node_unreachable_after: Duration,
+    /// How agents reach the panel (`https://panel.example.org:8443`), for join commands.
+    pub agent_url: Option<String>,
+    /// The CA agents pin and the issuer of their certificates, when the panel serves agents
+    /// (over TLS, on a listener of its own).
+    pub agent_tls: Option<tls::PanelTls>,
+    /// Signs audit checkpoints; without it the panel records the chain but signs nothing.
+    pub notary: Option<notary::Notary>,
+    /// A session unused for this long ends (it ends 12 hours after sign-in in any case).
+    pub session_idle: Duration,
+    /// What "now" is wherever time decides something (tests move it). The store writes its
+    /// times from the same clock.
+    pub clock: Arc<dyn Clock>,
+    /// The co-op's identity provider, when members sign in through one.
+    pub oidc: Option<Arc<oidc::Oidc>>,
+    /// Tells providers where to deliver a failover address.
+    pub provider_routing: Arc<dyn failover::ProviderRouting>,
+    /// How long a move may freeze a site, and how long its old node forwards afterwards.
+    pub moves: MoveTiming,
+    /// Whether and how this process runs its background tasks.
+    pub background: background::BackgroundConfig,
+}
+
+/// A move's source forwards for 10 minutes (twice a 5-minute DNS TTL), and gives up a freeze
+/// after 10 seconds.
+pub const DEFAULT_MOVE_TIMING: MoveTiming = MoveTiming {
+    forward_seconds: 600,
+    freeze_deadline_ms: 10_000,
+};
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            node_unreachable_after: Duration::from_secs(60),
+            agent_url: None,
+            agent_tls: None,
+            notary: None,
+            session_idle: Duration::from_secs(2 * 3600),
+            clock: Arc::new(SystemClock),
+            oidc: None,
+            provider_routing: Arc::new(failover::SharedSegment),
+            moves: DEFAULT_MOVE_TIMING,
+            background: background::BackgroundConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Node agents: join tokens (issued here only), enrolment and renewal of their certificates,
+//! each node's desired state, and what their reports change.
+
+use alveole_model::{DesiredState, NodeId, NodeReport, Site};
+use alveole_store::{AuditContext, Change, NodeDesired, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::Service;
+use crate::auth;
+use crate::background::Task;
+use crate::error::{ApiError, ApiResult};
+use crate::tls::{AgentCertificate, AgentIssuer, SigningRequest};
+
+/// How long a join token can be used.
+const JOIN_TOKEN_LIFETIME: Duration = Duration::hours(24);
+
+/// The longest an agent may wait for a newer desired state.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// A one-time token to enrol a node's agent, and the command to run on the node.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct JoinToken {
+    pub join_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub command: String,
+}
+
+/// A node as its agent last described it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NodeStatusView {
+    /// False once the last report is older than the panel's `node-unreachable-after` delay.
+    pub reachable: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub report: Option<NodeReport>,
+    /// What needs someone's attention (a volume over its quota, ...).
+    pub alerts: Vec<Alert>,
+}
+
+/// Something about a site that needs attention.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Alert {
+    pub site_id: alveole_model::SiteId,
+    /// `volume_over_quota`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// Sites of the report whose measured volume exceeds their quota.
+pub fn volume_alerts(report: &NodeReport, sites: &[Site]) -> Vec<Alert> {
+    report
+        .sites
+        .iter()
+        .filter_map(|observed| {
+            let used = observed.volume_bytes?;
+            let site = sites.iter().find(|s| s.id == observed.site_id)?;
+            (used > site.volume.quota_bytes).then(|| Alert {
+                site_id: site.id,
+                kind: "volume_over_quota".into(),
+                message: format!(
+                    "{} uses {} of its {} volume",
+                    site.primary_domain,
+                    alveole_model::quantity::format_bytes(used),
+                    alveole_model::quantity::format_bytes(site.volume.quota_bytes)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Whether a node last seen at `last_seen` still counts as reachable at `now`.
+pub fn reachable(
+    last_seen: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    after: std::time::Duration,
+) -> bool {
+    let after = Duration::from_std(after).unwrap_or(Duration::MAX);
+    last_seen.is_some_and(|seen| now.signed_duration_since(seen) <= after)
+}
+
+/// The whole document a node's agent applies: its sites, addresses, filter, moves and the
+/// volumes it may remove, from one read of the store.
+pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
+    let moves = super::site_moves::moves_for(node, desired);
+    let mut purge_volumes = desired.purges.clone();
+    purge_volumes.extend(moves.drop_volumes);
+    purge_volumes.sort();
+    purge_volumes.dedup();
+    DesiredState {
+        node_id: node,
+        generation: desired.generation,
+        sites: desired.specs(),
+        purge_volumes,
+        addresses: desired.addresses.clone(),
+        input_filter: desired.input_filter.clone(),
+        moves_out: moves.outgoing,
+        moves_in: moves.incoming,
+    }
+}
+
+impl Service {
+    /// A one-time join token for `node`'s agent, and the command that enrols it: the agents'
+    /// address (or `https://<host>`, the address the admin reached the panel at) and the CA's
+    /// fingerprint to pin.
+    pub async fn issue_join_token(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        host: Option<&str>,
+    ) -> ApiResult<JoinToken> {
+        let token = auth::new_token("alj_");
+        let expires_at = self.now() + JOIN_TOKEN_LIFETIME;
+        self.store()
+            .create_join_token(ctx, node, &auth::hash_token(&token), expires_at)
+            .await?;
+        let config = self.config();
+        let url = config
+            .agent_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", host.unwrap_or("PANEL")));
+        let pin = config
+            .agent_tls
+            .as_ref()
+            .map(|tls| format!(" --panel-ca-sha256 {}", tls.ca.fingerprint))
+            .unwrap_or_default();
+        let command = format!(
+            "alveole agent --panel-url {url}{pin} --join-token {token} --state-dir /var/lib/alveole"
+        );
+        Ok(JoinToken {
+            join_token: token,
+            expires_at,
+            command,
+        })
+    }
+
+    /// The issuer of agents' certificates: without an agent listener, the panel enrols nobody.
+    fn agent_issuer(&self) -> ApiResult<&AgentIssuer> {
+        self.config()
+            .agent_tls
+            .as_ref()
+            .map(|tls| tls.issuer.as_ref())
+            .ok_or(ApiError::Unavailable(
+                "this panel serves no agents: start it with --agent-listen",
+            ))
+    }
+
+    fn issue(&self, node: NodeId, request: &SigningRequest) -> ApiResult<AgentCertificate> {
+        self.agent_issuer()?
+            .issue(node, request, self.now())
+            .map_err(|error| {
+                tracing::error!(%error, %node, "could not sign an agent certificate");
+                ApiError::Unavailable("the panel could not sign the certificate")
+            })
+    }
+
+    /// Trades a join token and a signing request for the node's first certificate.
+    pub async fn enroll(
+        &self,
+        request_id: &str,
+        join_token: &str,
+        csr_pem: &str,
+    ) -> ApiResult<AgentCertificate> {
+        self.agent_issuer()?;
+        let signing = signing_request(csr_pem)?;
+        let ctx = AuditContext::new("agent:enrolment", request_id);
+        let node = self
+            .store()
+            .enroll_agent(
+                &ctx,
+                &auth::hash_token(join_token.trim()),
+                signing.key_hash(),
+                self.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => ApiError::Unauthorized,
+                other => other.into(),
+            })?;
+        self.issue(node, &signing)
+    }
+
+    /// A fresh certificate for the calling agent's key (the one on record). A new key means a
+    /// new enrolment, so that a stolen certificate cannot become a lasting credential for
+    /// another key.
+    pub async fn renew(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        csr_pem: &str,
+    ) -> ApiResult<AgentCertificate> {
+        self.agent_issuer()?;
+        let signing = signing_request(csr_pem)?;
+        if self.store().node_for_agent_key(signing.key_hash()).await? != Some(node) {
+            return Err(ApiError::field(
+                "csr_pem",
+                "other_key",
+                "the request is for another key than this node's: enrol again to change keys",
+            ));
+        }
+        let certificate = self.issue(node, &signing)?;
+        let change = Change {
+            action: "node.certificate_renew",
+            target_kind: "node",
+            target_id: node.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"not_after": certificate.not_after})),
+        };
+        self.store().record_action(ctx, change).await?;
+        Ok(certificate)
+    }
+
+    /// The node's desired state, secrets included (only its own agent gets it). With `after`,
+    /// answers as soon as the generation is newer, or after `wait` (long poll). Changes made
+    /// through this process wake the wait at once; others (another panel process, the command
+    /// line on the database) are seen within a second.
+    pub async fn desired_state(
+        &self,
+        node: NodeId,
+        after: Option<u64>,
+        wait: std::time::Duration,
+    ) -> ApiResult<DesiredState> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let desired = self.store().desired_state(node).await?;
+            let newer = after.is_none_or(|after| desired.generation > after);
+            if newer || tokio::time::Instant::now() >= deadline {
+                return Ok(assemble(node, &desired));
+            }
+            let recheck =
+                (tokio::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
+            let _ = tokio::time::timeout_at(recheck, changed).await;
+        }
+    }
+
+    /// A node's report after a pass: site phases move as it says (audited), the rest is kept
+    /// as the node's last status. An address it was told to let go may now go to its new
+    /// node; a forwarding period may have ended.
+    pub async fn report(
+        &self,
+        ctx: &AuditContext,
+        node: NodeId,
+        report: &NodeReport,
+    ) -> ApiResult<()> {
+        self.store()
+            .record_node_report(ctx, node, report, self.now())
+            .await?;
+        self.advance_address_moves(node, report).await;
+        self.poke(Task::Forwardings);
+        Ok(())
+    }
+
+    /// What the node's agent last reported, and whether the node is reachable.
+    pub async fn node_status(&self, node: NodeId) -> ApiResult<NodeStatusView> {
+        self.store().nodes().get(node).await?;
+        let status = self
+            .store()
+            .node_statuses()
+            .await?
+            .into_iter()
+            .find(|s| s.node_id == node);
+        let last_seen = status.as_ref().map(|s| s.reported_at);
+        let alerts = match &status {
+            Some(status) => volume_alerts(
+                &status.report,
+                &self.store().desired_state(node).await?.sites,
+            ),
+            None => vec![],
+        };
+        Ok(NodeStatusView {
+            reachable: reachable(last_seen, self.now(), self.config().node_unreachable_after),
+            last_seen,
+            report: status.map(|s| s.report),
+            alerts,
+        })
+    }
+}
+
+fn signing_request(pem: &str) -> ApiResult<SigningRequest> {
+    SigningRequest::parse(pem)
+        .map_err(|e| ApiError::field("csr_pem", "certificate_request", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_unreachable_once_silent_longer_than_the_delay() {
+        let now = Utc::now();
+        let minute = std::time::Duration::from_secs(60);
+        assert!(reachable(Some(now - Duration::seconds(59)), now, minute));
+        assert!(!reachable(Some(now - Duration::seconds(61)), now, minute));
+        assert!(!reachable(None, now, minute), "never seen");
+    }
+}

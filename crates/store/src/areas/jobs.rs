@@ -1,0 +1,62 @@
+//! Durable jobs (evacuations): recorded with their sites in plan order, leased by one panel
+//! process at a time, moved forward a step at a time.
+
+use alveole_model::JobId;
+use alveole_model::evacuation::{Evacuation, EvacuationSpec, ItemState, JobState};
+use alveole_model::{NodeId, SiteId, SiteMove};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{AuditContext, MoveTiming, StoreResult};
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Records an evacuation (running) with its sites in the order they move (audited).
+    async fn create_evacuation(
+        &self,
+        ctx: &AuditContext,
+        spec: &EvacuationSpec,
+        items: &[(SiteId, NodeId)],
+    ) -> StoreResult<Evacuation>;
+    async fn get_evacuation(&self, id: JobId) -> StoreResult<Evacuation>;
+    /// Newest first.
+    async fn evacuations(&self) -> StoreResult<Vec<Evacuation>>;
+    /// Pauses, resumes or cancels an unfinished evacuation (audited); cancelling skips the
+    /// sites not started yet.
+    async fn set_evacuation_state(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        state: JobState,
+    ) -> StoreResult<Evacuation>;
+    /// Takes, or keeps, the lease of unfinished jobs for `owner` until `until`: those with no
+    /// lease, an expired one, or `owner`'s own. On PostgreSQL, rows another process is
+    /// claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`).
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobId>>;
+    /// Starts the move of one pending site of an evacuation, in the same transaction as the
+    /// item becomes `moving` with the move's id; `None` when the item is no longer pending
+    /// (another process started it): a site is never moved twice.
+    async fn start_evacuation_item(
+        &self,
+        ctx: &AuditContext,
+        job: JobId,
+        site: SiteId,
+        timing: MoveTiming,
+    ) -> StoreResult<Option<SiteMove>>;
+    /// An item's move ended (done) or did not happen (failed, with why).
+    async fn settle_evacuation_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        state: ItemState,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Marks an evacuation done once no site is pending or moving (audited, with the predicted
+    /// and the actual duration).
+    async fn finish_evacuation(&self, ctx: &AuditContext, id: JobId) -> StoreResult<Evacuation>;
+}

@@ -1,0 +1,328 @@
+//! Durable jobs (evacuations): their items in plan order, leases, and each item's move
+//! started in the same transaction as the item.
+
+use alveole_model::JobId;
+use alveole_model::evacuation::{Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState};
+use alveole_model::{NodeId, SiteId, SiteMove, SiteMoveId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::super::{CLAIMABLE_JOBS, Db};
+use super::SqlStore;
+use super::moves::insert_site_move;
+use crate::{AuditContext, Change, JobStore, MoveTiming, StoreError, StoreResult};
+
+async fn fetch_evacuation(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: JobId,
+) -> StoreResult<Evacuation> {
+    type JobRow = (
+        String,
+        Json<EvacuationSpec>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
+    let job: Option<JobRow> = sqlx::query_as(
+        "SELECT state, spec, created_at, finished_at, lease_owner FROM jobs \
+         WHERE id = $1 AND kind = 'evacuation'",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (state, spec, created_at, finished_at, lease_owner) =
+        job.ok_or(StoreError::NotFound { kind: "evacuation" })?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        kind: "evacuation",
+        id: id.to_string(),
+        reason,
+    };
+    type ItemRow = (
+        Uuid,
+        i64,
+        Uuid,
+        String,
+        Option<Uuid>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<ItemRow> = sqlx::query_as(
+        "SELECT site_id, position, to_node, state, move_id, error, started_at, finished_at \
+         FROM evacuation_items WHERE job_id = $1 ORDER BY position",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(
+            |(site, position, to, state, move_id, error, started_at, finished_at)| {
+                Ok(EvacuationItem {
+                    site_id: SiteId(site),
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                    to_node: NodeId(to),
+                    state: ItemState::parse(&state)
+                        .ok_or_else(|| corrupt(format!("unknown item state {state}")))?,
+                    move_id: move_id.map(SiteMoveId),
+                    error,
+                    started_at,
+                    finished_at,
+                })
+            },
+        )
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Evacuation {
+        id,
+        state: JobState::parse(&state).ok_or_else(|| corrupt(format!("unknown state {state}")))?,
+        spec: spec.0,
+        created_at,
+        finished_at,
+        lease_owner,
+        items,
+    })
+}
+
+#[async_trait]
+impl JobStore for SqlStore {
+    async fn create_evacuation(
+        &self,
+        ctx: &AuditContext,
+        spec: &EvacuationSpec,
+        items: &[(SiteId, NodeId)],
+    ) -> StoreResult<Evacuation> {
+        let mut tx = self.begin_write().await?;
+        let id = JobId::generate();
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, state, spec, created_at) \
+             VALUES ($1, 'evacuation', 'running', $2, $3)",
+        )
+        .bind(id.0)
+        .bind(Json(spec))
+        .bind(tx.now)
+        .execute(tx.conn())
+        .await?;
+        for (position, (site, to)) in items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO evacuation_items (job_id, site_id, position, to_node, state) \
+                 VALUES ($1, $2, $3, $4, 'pending')",
+            )
+            .bind(id.0)
+            .bind(site.0)
+            .bind(position as i64)
+            .bind(to.0)
+            .execute(tx.conn())
+            .await?;
+        }
+        let evacuation = fetch_evacuation(tx.conn(), id).await?;
+        let change = Change::of("evacuation.start", "job", id, None, Some(&evacuation));
+        tx.commit(ctx, change).await?;
+        Ok(evacuation)
+    }
+
+    async fn get_evacuation(&self, id: JobId) -> StoreResult<Evacuation> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_evacuation(&mut conn, id).await
+    }
+
+    async fn evacuations(&self) -> StoreResult<Vec<Evacuation>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE kind = 'evacuation' ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut all = Vec::with_capacity(ids.len());
+        for id in ids {
+            all.push(fetch_evacuation(&mut conn, JobId(id)).await?);
+        }
+        Ok(all)
+    }
+
+    async fn set_evacuation_state(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        state: JobState,
+    ) -> StoreResult<Evacuation> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_evacuation(tx.conn(), id).await?;
+        let allowed = matches!(
+            (before.state, state),
+            (JobState::Running, JobState::Paused)
+                | (JobState::Paused, JobState::Running)
+                | (JobState::Running | JobState::Paused, JobState::Cancelled)
+        );
+        if !allowed {
+            return Err(StoreError::Conflict {
+                message: format!(
+                    "the evacuation is {}: it cannot become {}",
+                    before.state.as_str(),
+                    state.as_str()
+                ),
+                errors: vec![],
+            });
+        }
+        sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        if state == JobState::Cancelled {
+            sqlx::query(
+                "UPDATE evacuation_items SET state = 'skipped' WHERE job_id = $1 AND state = 'pending'",
+            )
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        }
+        let after = fetch_evacuation(tx.conn(), id).await?;
+        let action = match state {
+            JobState::Paused => "evacuation.pause",
+            JobState::Running => "evacuation.resume",
+            _ => "evacuation.cancel",
+        };
+        let change = Change {
+            action,
+            target_kind: "job",
+            target_id: id.to_string(),
+            before: Some(serde_json::json!({"state": before.state.as_str()})),
+            after: Some(serde_json::json!({"state": state.as_str(), "items": after.counts()})),
+        };
+        tx.commit(ctx, change).await?;
+        Ok(after)
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobId>> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(CLAIMABLE_JOBS)
+            .bind(owner)
+            .bind(now)
+            .fetch_all(tx.conn())
+            .await?;
+        for id in &ids {
+            sqlx::query("UPDATE jobs SET lease_owner = $1, lease_until = $2 WHERE id = $3")
+                .bind(owner)
+                .bind(until)
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+        }
+        // A lease is bookkeeping, not a change anyone made: nothing to audit.
+        tx.commit_bookkeeping().await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn start_evacuation_item(
+        &self,
+        ctx: &AuditContext,
+        job: JobId,
+        site: SiteId,
+        timing: MoveTiming,
+    ) -> StoreResult<Option<SiteMove>> {
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE evacuation_items SET state = 'moving', started_at = $1 \
+             WHERE job_id = $2 AND site_id = $3 AND state = 'pending'",
+        )
+        .bind(tx.now)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let to: Uuid = sqlx::query_scalar(
+            "SELECT to_node FROM evacuation_items WHERE job_id = $1 AND site_id = $2",
+        )
+        .bind(job.0)
+        .bind(site.0)
+        .fetch_one(tx.conn())
+        .await?;
+        let movement = insert_site_move(&mut tx, site, NodeId(to), timing).await?;
+        sqlx::query("UPDATE evacuation_items SET move_id = $1 WHERE job_id = $2 AND site_id = $3")
+            .bind(movement.id.0)
+            .bind(job.0)
+            .bind(site.0)
+            .execute(tx.conn())
+            .await?;
+        let change = Change::of("site.move.start", "site", site, None, Some(&movement));
+        tx.commit(ctx, change).await?;
+        Ok(Some(movement))
+    }
+
+    async fn settle_evacuation_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        state: ItemState,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE evacuation_items SET state = $1, error = $2, finished_at = $3 \
+             WHERE job_id = $4 AND site_id = $5",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(tx.now)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        // The site's move records its own events; this is the job's bookkeeping.
+        tx.commit_bookkeeping().await
+    }
+
+    async fn finish_evacuation(&self, ctx: &AuditContext, id: JobId) -> StoreResult<Evacuation> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch_evacuation(tx.conn(), id).await?;
+        let unfinished = before
+            .items
+            .iter()
+            .any(|i| matches!(i.state, ItemState::Pending | ItemState::Moving));
+        if unfinished || before.finished_at.is_some() {
+            return Err(StoreError::Conflict {
+                message: "the evacuation still has sites to move".into(),
+                errors: vec![],
+            });
+        }
+        let finished_at = tx.now;
+        // A cancelled evacuation stays cancelled once its last moves have ended.
+        let state = match before.state {
+            JobState::Cancelled => JobState::Cancelled,
+            _ => JobState::Done,
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3",
+        )
+        .bind(state.as_str())
+        .bind(finished_at)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
+        let after = fetch_evacuation(tx.conn(), id).await?;
+        let change = Change {
+            action: "evacuation.finish",
+            target_kind: "job",
+            target_id: id.to_string(),
+            before: Some(serde_json::json!({"state": before.state.as_str()})),
+            after: Some(serde_json::json!({
+                "items": after.counts(),
+                "predicted_seconds": after.spec.predicted_seconds,
+                "took_seconds": (finished_at - after.created_at).num_seconds(),
+            })),
+        };
+        tx.commit(ctx, change).await?;
+        Ok(after)
+    }
+}
