@@ -7,8 +7,8 @@
 
 use std::process::Command;
 
-use alveole_agent::docker::DockerRuntime;
-use alveole_agent::routing::{IngressPorts, NftCommand, NftRouting, Shape};
+use alveole_agent::engine::docker::DockerRuntime;
+use alveole_agent::net::routing::{IngressPorts, NftCommand, NftRouting, Shape};
 use alveole_agent::{Action, Naming, Reconciler, Runtime};
 use alveole_model::{
     DesiredState, Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard, WireEnv,
@@ -69,7 +69,7 @@ impl Drop for NodeCleanup {
             docker(&["volume", "rm", "-f", volume]);
         }
         docker(&["network", "rm", &self.1.network()]);
-        alveole_agent::routing::remove_node_table(&NftCommand::host(), &self.1);
+        alveole_agent::net::routing::remove_node_table(&NftCommand::host(), &self.1);
     }
 }
 
@@ -348,8 +348,8 @@ async fn through_ingress(ingress: std::net::SocketAddr, host: &str) -> (u16, Str
 
 #[tokio::test]
 async fn docker_panel_and_agent_serve_a_site_end_to_end() {
+    use alveole_agent::agent::{Agent, credential};
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, credential};
     use alveole_tests::{TestDb, TestPanel};
     use serde_json::json;
     use std::sync::Arc;
@@ -380,7 +380,9 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
         .agent_client()
         .enroll(
             join["join_token"].as_str().unwrap(),
-            &alveole_agent::identity::NewKey::generate().unwrap().csr_pem,
+            &alveole_agent::control::identity::NewKey::generate()
+                .unwrap()
+                .csr_pem,
         )
         .await;
     assert!(reused.is_err(), "a join token works once");
@@ -689,8 +691,8 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
 
 #[tokio::test]
 async fn docker_drift_is_repaired_on_engine_events_without_waiting_for_the_timer() {
+    use alveole_agent::agent::{Agent, Timing};
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, Timing};
     use serde_json::json;
     use std::sync::Arc;
 
@@ -1000,7 +1002,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
     );
 
     // Someone deletes the table: the next pass puts it back.
-    alveole_agent::routing::remove_node_table(&NftCommand::host(), &naming);
+    alveole_agent::net::routing::remove_node_table(&NftCommand::host(), &naming);
     let table_listed = || {
         Command::new("nft")
             .args([
@@ -1036,8 +1038,8 @@ async fn enroll(
     panel: &alveole_tests::TestPanel,
     node: &str,
 ) -> (
-    alveole_agent::run::Credential,
-    alveole_agent::run::PanelClient,
+    alveole_agent::agent::Credential,
+    alveole_agent::agent::PanelClient,
     std::path::PathBuf,
 ) {
     let (status, join) = panel
@@ -1051,7 +1053,7 @@ async fn enroll(
         std::env::temp_dir().join(format!("alveole-agent-{}", uuid::Uuid::now_v7().simple()));
     let client = panel.agent_client();
     let credential =
-        alveole_agent::run::credential(&client, &state_dir, join["join_token"].as_str())
+        alveole_agent::agent::credential(&client, &state_dir, join["join_token"].as_str())
             .await
             .unwrap();
     (credential, client, state_dir)
@@ -1059,8 +1061,8 @@ async fn enroll(
 
 #[tokio::test]
 async fn docker_a_volume_over_its_quota_raises_an_alert() {
+    use alveole_agent::agent::Agent;
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::Agent;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -1143,8 +1145,8 @@ async fn docker_a_volume_over_its_quota_raises_an_alert() {
 
 #[tokio::test]
 async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
+    use alveole_agent::agent::{Agent, Timing};
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::{Agent, Timing};
     use serde_json::json;
     use std::sync::Arc;
 
@@ -1207,8 +1209,8 @@ async fn docker_a_new_site_is_served_without_waiting_for_the_timer() {
 
 #[tokio::test]
 async fn docker_a_corrupt_state_file_stops_nothing() {
+    use alveole_agent::agent::Agent;
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::Agent;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -1288,8 +1290,8 @@ struct Fixture {
     node: String,
     node_id: NodeId,
     member: String,
-    credential: alveole_agent::run::Credential,
-    client: alveole_agent::run::PanelClient,
+    credential: alveole_agent::agent::Credential,
+    client: alveole_agent::agent::PanelClient,
     state_dir: std::path::PathBuf,
     cleanup: NodeCleanup,
 }
@@ -1322,9 +1324,9 @@ impl Fixture {
 
 #[tokio::test]
 async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_disk() {
-    use alveole_agent::identity::{Credential, credential_path};
+    use alveole_agent::agent::Agent;
+    use alveole_agent::control::identity::{Credential, credential_path};
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::Agent;
     use std::sync::Arc;
 
     let Some(fixture) = Fixture::start().await else {
@@ -1374,8 +1376,8 @@ async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_dis
 
 #[tokio::test]
 async fn docker_drift_repairs_reach_the_audit_record_in_order_after_the_panel_was_away() {
+    use alveole_agent::agent::Agent;
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::Agent;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -1476,8 +1478,8 @@ async fn docker_drift_repairs_reach_the_audit_record_in_order_after_the_panel_wa
 
 #[tokio::test]
 async fn docker_the_platform_inventory_shows_each_node_s_software_and_the_licences() {
+    use alveole_agent::agent::Agent;
     use alveole_agent::ingress::Ingress;
-    use alveole_agent::run::Agent;
     use std::sync::Arc;
 
     let Some(fixture) = Fixture::start().await else {

@@ -728,7 +728,7 @@ async fn an_agents_long_poll_answers_when_its_node_changes() {
 
 #[tokio::test]
 async fn agents_reach_the_panel_over_tls_pinned_by_their_join_command() {
-    use alveole_agent::run::{PanelClient, credential};
+    use alveole_agent::agent::{PanelClient, credential};
 
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
@@ -786,7 +786,7 @@ async fn agents_reach_the_panel_over_tls_pinned_by_their_join_command() {
 
 #[tokio::test]
 async fn agent_certificates_are_short_lived_renewed_revocable_and_the_only_agent_credential() {
-    use alveole_agent::identity::NewKey;
+    use alveole_agent::control::identity::NewKey;
     use alveole_panel::tls::SigningRequest;
 
     for db in TestDb::all().await {
@@ -899,7 +899,7 @@ async fn agent_certificates_are_short_lived_renewed_revocable_and_the_only_agent
         assert!(
             matches!(
                 other_key,
-                Err(alveole_agent::run::AgentError::Refused { status: 400, .. })
+                Err(alveole_agent::agent::AgentError::Refused { status: 400, .. })
             ),
             "{other_key:?}"
         );
@@ -922,7 +922,7 @@ async fn agent_certificates_are_short_lived_renewed_revocable_and_the_only_agent
         );
         assert!(matches!(
             client.renew(&credential.signing_request().unwrap()).await,
-            Err(alveole_agent::run::AgentError::Refused { status: 401, .. })
+            Err(alveole_agent::agent::AgentError::Refused { status: 401, .. })
         ));
         other_db.drop_db().await;
         db.drop_db().await;
@@ -935,7 +935,7 @@ async fn node_with_agent(
     provider: &Value,
     name: &str,
     cpu_millis: u32,
-) -> (String, alveole_agent::run::PanelClient) {
+) -> (String, alveole_agent::agent::PanelClient) {
     let (status, node) = panel
         .post(
             "/api/v1/nodes",

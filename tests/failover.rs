@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alveole_agent::fake::FakeRuntime;
+use alveole_agent::agent::{Agent, Timing, credential};
+use alveole_agent::engine::fake::FakeRuntime;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::routing::{IngressPorts, NftCommand, NftRouting};
-use alveole_agent::run::{Agent, Timing, credential};
-use alveole_agent::uplink::IpInterface;
+use alveole_agent::net::routing::{IngressPorts, NftCommand, NftRouting};
+use alveole_agent::net::uplink::IpInterface;
 use alveole_tests::netns::{Netns, link};
 use alveole_tests::{TestDb, TestPanel, skip_or_fail};
 use serde_json::json;

@@ -324,7 +324,7 @@ async fn join_tokens_expire_and_agent_certificates_are_dated_by_the_panels_clock
 
     // A day later by the panel's clock, the token opens nothing, and the clean-up forgets it.
     panel.clock.advance(chrono::Duration::hours(25));
-    let key = alveole_agent::identity::NewKey::generate().unwrap();
+    let key = alveole_agent::control::identity::NewKey::generate().unwrap();
     let refused = panel
         .agent_client()
         .enroll(join["join_token"].as_str().unwrap(), &key.csr_pem)

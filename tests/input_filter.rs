@@ -13,10 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alveole_agent::fake::FakeRuntime;
+use alveole_agent::agent::{Agent, credential};
+use alveole_agent::engine::fake::FakeRuntime;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::routing::{IngressPorts, NftCommand, NftRouting};
-use alveole_agent::run::{Agent, credential};
+use alveole_agent::net::routing::{IngressPorts, NftCommand, NftRouting};
 use alveole_tests::netns::{Netns, ask_tcp, dropped, link, serve_tcp};
 use alveole_tests::{TestDb, TestPanel};
 use reqwest::Method;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use alveole_agent::routing::{
+use alveole_agent::engine::runtime::Naming;
+use alveole_agent::net::routing::{
     IngressPorts, Nft, NftCommand, Router, RoutingPlan, Shape, listing::Listing,
 };
-use alveole_agent::runtime::Naming;
 use alveole_model::{DesiredState, ExposedPort, LimitTier, NodeId, SiteId, SiteSpec, Transport};
 use alveole_tests::netns::{Netns, ask_tcp, ask_udp, dropped, link, serve_tcp, serve_udp};
 
@@ -529,7 +529,7 @@ fn limit_tiers_drop_new_connections_beyond_the_tiers_rate() {
 
 mod properties {
     use super::*;
-    use alveole_agent::routing::render;
+    use alveole_agent::net::routing::render;
     use proptest::prelude::*;
 
     fn address() -> impl Strategy<Value = IpAddr> {

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alveole_agent::docker::DockerRuntime;
+use alveole_agent::agent::{Agent, Timing};
+use alveole_agent::engine::docker::DockerRuntime;
+use alveole_agent::engine::runtime::Naming;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::run::{Agent, Timing};
-use alveole_agent::runtime::Naming;
 use alveole_model::{AgentEndpoints, NodeId};
 use alveole_tests::{TEST_IMAGE, TestDb, TestPanel, ensure_test_image};
 use serde_json::{Value, json};
@@ -80,7 +80,7 @@ impl Drop for RunningAgent {
 
 struct NodeSetup {
     id: NodeId,
-    credential: alveole_agent::identity::Credential,
+    credential: alveole_agent::control::identity::Credential,
     state_dir: PathBuf,
 }
 
@@ -493,8 +493,8 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
         "the target volume is another volume"
     );
     let (source_digest, target_digest) = (
-        alveole_agent::volume_sync::tree_digest(&source_dir.join("files")).unwrap(),
-        alveole_agent::volume_sync::tree_digest(&target_dir.join("files")).unwrap(),
+        alveole_agent::moves::volume_sync::tree_digest(&source_dir.join("files")).unwrap(),
+        alveole_agent::moves::volume_sync::tree_digest(&target_dir.join("files")).unwrap(),
     );
     assert_eq!(source_digest, target_digest, "the data arrived whole");
     // Every acknowledged write is on the target, and the source's log (frozen at the switch)
@@ -657,8 +657,8 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
         "the resumed copy sent again less than the whole volume: {progress}"
     );
     assert_eq!(
-        alveole_agent::volume_sync::tree_digest(&source_dir.join("files")).unwrap(),
-        alveole_agent::volume_sync::tree_digest(&target_dir.join("files")).unwrap()
+        alveole_agent::moves::volume_sync::tree_digest(&source_dir.join("files")).unwrap(),
+        alveole_agent::moves::volume_sync::tree_digest(&target_dir.join("files")).unwrap()
     );
 }
 

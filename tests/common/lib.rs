@@ -320,14 +320,17 @@ impl TestPanel {
     }
 
     /// A client for the agent routes, trusting the panel's CA (not yet enrolled).
-    pub fn agent_client(&self) -> alveole_agent::run::PanelClient {
-        alveole_agent::run::PanelClient::with_ca(&self.agent_base, &self.tls.ca.ca_pem)
+    pub fn agent_client(&self) -> alveole_agent::agent::PanelClient {
+        alveole_agent::agent::PanelClient::with_ca(&self.agent_base, &self.tls.ca.ca_pem)
             .expect("agent client")
     }
 
     /// An HTTP client for the agent listener that trusts the panel's CA and presents
     /// `credential`'s certificate.
-    pub fn agent_http(&self, credential: &alveole_agent::identity::Credential) -> reqwest::Client {
+    pub fn agent_http(
+        &self,
+        credential: &alveole_agent::control::identity::Credential,
+    ) -> reqwest::Client {
         reqwest::Client::builder()
             .tls_certs_only([
                 reqwest::Certificate::from_pem(self.tls.ca.ca_pem.as_bytes()).expect("CA"),
@@ -342,12 +345,12 @@ impl TestPanel {
 
     /// Enrols a new agent key for `node` with a fresh join token, through the API: the
     /// credential (key and certificate), as the agent would keep it.
-    pub async fn enrol(&self, node: &str) -> alveole_agent::identity::Credential {
+    pub async fn enrol(&self, node: &str) -> alveole_agent::control::identity::Credential {
         let (status, join) = self
             .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
             .await;
         assert_eq!(status, 201, "{join}");
-        let key = alveole_agent::identity::NewKey::generate().expect("key");
+        let key = alveole_agent::control::identity::NewKey::generate().expect("key");
         let issued = self
             .agent_client()
             .enroll(

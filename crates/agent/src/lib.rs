@@ -1,26 +1,21 @@
-//! alveole's node agent: holds the node's desired state (`ledger`), plans the changes that make
-//! the node match it (`plan`, pure), and applies them through a narrow runtime trait
-//! (`runtime`) implemented for Docker (`docker`) and in memory for tests (`fake`).
+//! alveole's node agent, by concern:
+//! - `control/`: talking to the panel: the held desired state (ledger), the client, the
+//!   agent's credential, the outbox of its own actions, the reports;
+//! - `engine/`: the container engine: the runtime traits, Docker, a fake, the planner (pure)
+//!   and the reconciler that applies its plan;
+//! - `net/`: the node's network: the nftables table (routing), the public addresses on the
+//!   uplink, the input filter applied commit-confirmed;
+//! - `ingress/`: the HTTP ingress every site's requests go through, and its metrics;
+//! - `moves/`: moving a site to another node (the volume copy, the agents' protocol);
+//! - `agent.rs`, `tasks/`: the agent itself, as tasks joined by channels.
 
-pub mod confirm;
-pub mod docker;
-pub mod fake;
-pub mod identity;
-pub mod ledger;
-pub mod metrics;
-pub mod moves;
-pub mod outbox;
-pub mod panel_client;
-pub mod plan;
-pub mod reconcile;
-pub mod routing;
-pub mod runtime;
-pub mod uplink;
-pub mod volume_sync;
-
-pub use ledger::{Ledger, LedgerError, Verdict};
-pub use reconcile::{Reconciler, Report};
-pub use runtime::{Action, Naming, Observed, Runtime, RuntimeError};
+pub mod agent;
+pub mod control;
+pub mod engine;
 pub mod ingress;
-pub mod inventory;
-pub mod run;
+pub mod moves;
+pub mod net;
+
+pub use control::ledger::{Ledger, LedgerError, Verdict};
+pub use engine::reconcile::{Reconciler, Report};
+pub use engine::runtime::{Action, Naming, Observed, Runtime, RuntimeError};

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_agent::docker::DockerRuntime;
+use alveole_agent::agent::{Agent, PanelClient, Timing, credential};
+use alveole_agent::engine::docker::DockerRuntime;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::run::{Agent, PanelClient, Timing, credential};
 use anyhow::Context;
 
 use crate::cli::AgentArgs;
@@ -43,7 +43,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     ));
     // Ports 80 (and, once the ingress serves TLS, 443) of dedicated addresses lead here.
     let mut agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress)
-        .with_ingress_ports(alveole_agent::routing::IngressPorts {
+        .with_ingress_ports(alveole_agent::net::routing::IngressPorts {
             http: args.ingress_listen.port(),
             https: None,
         })
@@ -51,7 +51,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.input_filter_confirm_seconds.max(5),
         ));
     if let Some(device) = &args.uplink {
-        let interface = alveole_agent::uplink::IpInterface::new(device, None)
+        let interface = alveole_agent::net::uplink::IpInterface::new(device, None)
             .with_context(|| format!("{device} is not an interface name"))?;
         agent = agent.with_uplink(Box::new(interface));
     }

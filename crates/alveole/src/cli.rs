@@ -494,7 +494,7 @@ pub fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
 }
 
 fn uplink_name(text: &str) -> Result<String, String> {
-    if alveole_agent::uplink::valid_interface_name(text) {
+    if alveole_agent::net::uplink::valid_interface_name(text) {
         Ok(text.to_owned())
     } else {
         Err("not a network interface name (at most 15 letters, digits, '.', '-', '_')".into())

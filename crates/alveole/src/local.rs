@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_agent::docker::DockerRuntime;
+use alveole_agent::agent::{Agent, PanelClient, Timing, credential};
+use alveole_agent::engine::docker::DockerRuntime;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::run::{Agent, PanelClient, Timing, credential};
 use alveole_model::{Capacity, NodeId, NodeInput, Overcommit, ProviderInput};
 use alveole_panel::Service;
 use alveole_store::{AuditContext, NodeFilter, PageRequest, ProviderFilter, Store};
@@ -63,9 +63,9 @@ pub async fn start(
     let client = PanelClient::with_ca(panel_url, panel_ca_pem)?;
     // A credential left by another database (another node) or CA, or by an older version,
     // is useless: enrol again.
-    let path = alveole_agent::identity::credential_path(&config.state_dir);
+    let path = alveole_agent::control::identity::credential_path(&config.state_dir);
     if path.exists() {
-        let stale = match alveole_agent::identity::Credential::load(&path) {
+        let stale = match alveole_agent::control::identity::Credential::load(&path) {
             Ok(Some(credential)) => {
                 credential.node_id != node_id
                     || credential.not_after <= service.now()
@@ -108,7 +108,7 @@ pub async fn start(
         }
     });
     let agent = Agent::new(credential, client, &config.state_dir, runtime, ingress)
-        .with_ingress_ports(alveole_agent::routing::IngressPorts {
+        .with_ingress_ports(alveole_agent::net::routing::IngressPorts {
             http: ingress_address.port(),
             https: None,
         });

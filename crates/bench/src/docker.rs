@@ -32,5 +32,8 @@ pub(crate) fn remove_labelled(label: &str) {
 pub(crate) fn remove_node(naming: &alveole_agent::Naming) {
     remove_labelled(&format!("coop.alveole.node={}", naming.node_id));
     let _ = docker(&["network", "rm", &naming.network()]);
-    alveole_agent::routing::remove_node_table(&alveole_agent::routing::NftCommand::host(), naming);
+    alveole_agent::net::routing::remove_node_table(
+        &alveole_agent::net::routing::NftCommand::host(),
+        naming,
+    );
 }

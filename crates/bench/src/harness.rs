@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_agent::docker::DockerRuntime;
+use alveole_agent::agent::{Agent, PanelClient, Timing, credential};
+use alveole_agent::engine::docker::DockerRuntime;
 use alveole_agent::ingress::Ingress;
-use alveole_agent::run::{Agent, PanelClient, Timing, credential};
 use alveole_model::{
     Capacity, MemberInput, NodeId, NodeInput, Overcommit, ProviderId, ProviderInput, Role,
 };

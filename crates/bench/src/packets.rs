@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alveole_agent::routing::{IngressPorts, NftCommand, Router, Shape};
-use alveole_agent::runtime::Naming;
+use alveole_agent::engine::runtime::Naming;
+use alveole_agent::net::routing::{IngressPorts, NftCommand, Router, Shape};
 use alveole_model::NodeId;
 use anyhow::Context;
 

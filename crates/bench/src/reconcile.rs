@@ -12,7 +12,7 @@ use crate::measure::{first_200, percentiles};
 const HELLO: &str = "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && exec /bin/httpd -f -p 8080 -h /tmp/www";
 
 pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
-    use alveole_agent::docker::DockerRuntime;
+    use alveole_agent::engine::docker::DockerRuntime;
     use alveole_agent::{Naming, Reconciler};
     use alveole_model::{DesiredState, Hostname, ImageRef, NodeId, SiteId, SiteSpec, Wildcard};
 

@@ -8,8 +8,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alveole_agent::routing::{IngressPorts, Nft, NftCommand, Router, RoutingPlan, Shape, render};
-use alveole_agent::runtime::Naming;
+use alveole_agent::engine::runtime::Naming;
+use alveole_agent::net::routing::{
+    IngressPorts, Nft, NftCommand, Router, RoutingPlan, Shape, render,
+};
 use alveole_model::{DesiredState, ExposedPort, LimitTier, NodeId, SiteId, SiteSpec, Transport};
 use anyhow::Context;
 
@@ -186,7 +188,7 @@ pub fn measure(count: usize, runs: usize) -> anyhow::Result<()> {
         one_site.push(started.elapsed());
         anyhow::ensure!(!outcome.replaced, "a one-site change replaced the table");
         // The same change without the drift check that precedes it in a pass.
-        let (removed, added) = alveole_agent::routing::plan::element_changes(
+        let (removed, added) = alveole_agent::net::routing::plan::element_changes(
             &target.elements,
             if i % 2 == 0 {
                 &full_plan.elements

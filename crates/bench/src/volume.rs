@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alveole_agent::volume_sync::{sync_pass, tree_digest};
+use alveole_agent::moves::volume_sync::{sync_pass, tree_digest};
 use anyhow::Context;
 
 /// Removes the benchmark's trees, however it ends.

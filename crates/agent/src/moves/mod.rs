@@ -13,6 +13,7 @@
 pub mod peer;
 pub mod source;
 pub mod target;
+pub mod volume_sync;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ impl Board {
     fn save(&self, kept: &Kept) {
         let written = serde_json::to_vec(kept)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::ledger::write_atomically(&self.path, &bytes));
+            .and_then(|bytes| crate::control::ledger::write_atomically(&self.path, &bytes));
         if let Err(error) = written {
             tracing::error!(%error, path = %self.path.display(), "could not keep the moves file");
         }

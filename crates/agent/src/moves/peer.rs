@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::identity::Credential;
-use crate::volume_sync::{Manifest, PassReport};
+use crate::control::identity::Credential;
+use crate::moves::volume_sync::{Manifest, PassReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {

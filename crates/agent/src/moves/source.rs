@@ -24,10 +24,10 @@ use tokio::time::Instant;
 
 use super::peer::{PeerClient, PeerError, PeerIdentity};
 use super::{Board, Switched};
+use crate::control::panel::PanelClient;
+use crate::engine::runtime::{Naming, Runtime, RuntimeError, Traffic};
 use crate::ingress::Ingress;
-use crate::panel_client::PanelClient;
-use crate::runtime::{Naming, Runtime, RuntimeError, Traffic};
-use crate::volume_sync::{PassReport, SourceTree, plan, scan};
+use crate::moves::volume_sync::{PassReport, SourceTree, plan, scan};
 
 /// Copying while the site serves stops after this many passes, or once a pass is this small:
 /// the freeze then sends about as little.
@@ -42,11 +42,11 @@ pub enum MoveError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
-    Tree(#[from] crate::volume_sync::SyncError),
+    Tree(#[from] crate::moves::volume_sync::SyncError),
     #[error(transparent)]
     Wire(#[from] super::wire::WireError),
     #[error("the panel: {0}")]
-    Panel(#[from] crate::panel_client::AgentError),
+    Panel(#[from] crate::control::panel::AgentError),
     #[error("a copy task stopped: {0}")]
     Task(String),
 }
@@ -320,7 +320,7 @@ async fn send_pass(
             .entries
             .values()
             .map(|e| match e {
-                crate::volume_sync::Entry::File { size, .. } => *size,
+                crate::moves::volume_sync::Entry::File { size, .. } => *size,
                 _ => 0,
             })
             .sum();

@@ -15,9 +15,9 @@ use hyper::{Method, Request, StatusCode};
 
 use super::Board;
 use super::peer::{AppliedPass, PeerHandler, PeerResponse, answer, body_stream};
+use crate::engine::runtime::{Naming, Runtime, launch};
 use crate::ingress::Ingress;
-use crate::runtime::{Naming, Runtime, launch};
-use crate::volume_sync::{TreeWriter, scan};
+use crate::moves::volume_sync::{TreeWriter, scan};
 
 /// How long a started site may take to answer its first HTTP request.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
@@ -57,7 +57,7 @@ impl<R: Runtime + 'static> Target<R> {
             for partial in &scanned.partial {
                 writer.remove(partial, false)?;
             }
-            Ok::<_, crate::volume_sync::SyncError>(scanned)
+            Ok::<_, crate::moves::volume_sync::SyncError>(scanned)
         })
         .await
         .map_err(|e| answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -101,7 +101,7 @@ impl<R: Runtime + 'static> Target<R> {
         movement: &IncomingMove,
         request: Request<Incoming>,
     ) -> Result<PeerResponse, PeerResponse> {
-        let failed = |e: crate::runtime::RuntimeError| {
+        let failed = |e: crate::engine::runtime::RuntimeError| {
             answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         };
         if request.method() == Method::GET {

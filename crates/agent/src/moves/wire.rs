@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::volume_sync::{Delta, Entry, Manifest, PassReport, Scan, SourceTree, TreeWriter};
+use crate::moves::volume_sync::{Delta, Entry, Manifest, PassReport, Scan, SourceTree, TreeWriter};
 
 /// The longest path a frame may carry (Linux's PATH_MAX).
 const MAX_PATH: usize = 4096;
@@ -29,7 +29,7 @@ pub enum WireError {
     #[error("{path}: the contents received differ from those sent (digest mismatch)")]
     Digest { path: PathBuf },
     #[error(transparent)]
-    Tree(#[from] crate::volume_sync::SyncError),
+    Tree(#[from] crate::moves::volume_sync::SyncError),
 }
 
 fn malformed(what: impl Into<String>) -> WireError {

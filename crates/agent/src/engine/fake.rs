@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use alveole_model::{SiteId, SiteSpec};
 use async_trait::async_trait;
 
-use crate::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError};
+use crate::engine::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError};
 
 #[derive(Debug, Default)]
 pub struct FakeRuntime {
@@ -132,7 +132,7 @@ impl Runtime for FakeRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::Reconciler;
+    use crate::engine::reconcile::Reconciler;
     use alveole_model::{DesiredState, Hostname, ImageRef, Limits, NodeId, Volume, Wildcard};
 
     #[tokio::test]

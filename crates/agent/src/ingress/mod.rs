@@ -6,6 +6,8 @@
 //! in time and number, and the hold begins once the requests in flight have finished. The
 //! common path (no hold) costs two atomic operations per request.
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,8 +26,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::metrics::{IngressMetrics, SiteMetrics};
-use crate::runtime::Traffic;
+use crate::engine::runtime::Traffic;
+use crate::ingress::metrics::{IngressMetrics, SiteMetrics};
 
 /// What the ingress answers with: a site's response, its request counted in flight until the
 /// body ends, or one of alveole's own pages. A concrete type, not a box: no allocation.

@@ -25,13 +25,13 @@ pub use router::{Drift, Outcome, Router, RoutingError};
 
 /// Deletes the table that alveole versions before routing kept (`alveole_isolation_<node>`):
 /// the node's table holds its rules now. Absent, it is not an error.
-pub fn remove_legacy_table(nft: &impl Nft, naming: &crate::runtime::Naming) {
+pub fn remove_legacy_table(nft: &impl Nft, naming: &crate::engine::runtime::Naming) {
     let node = naming.bridge().trim_start_matches("alv-").to_owned();
     delete_table(nft, &format!("alveole_isolation_{node}"));
 }
 
 /// Deletes the node's table (a retired node, benchmarks, tests). Absent, it is not an error.
-pub fn remove_node_table(nft: &impl Nft, naming: &crate::runtime::Naming) {
+pub fn remove_node_table(nft: &impl Nft, naming: &crate::engine::runtime::Naming) {
     let any_ports = IngressPorts {
         http: 80,
         https: None,

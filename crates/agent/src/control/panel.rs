@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alveole_model::{DesiredState, NodeReport};
 
-use crate::identity::{Credential, IssuedCertificate};
+use crate::control::identity::{Credential, IssuedCertificate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -82,7 +82,7 @@ impl InputFilterGuard {
     fn save(&self) {
         let write = serde_json::to_vec(&self.state)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::ledger::write_atomically(&self.path, &bytes));
+            .and_then(|bytes| crate::control::ledger::write_atomically(&self.path, &bytes));
         if let Err(error) = write {
             tracing::warn!(%error, "could not keep the input filter's state");
         }

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use alveole_model::{DesiredState, NodeReport, NodeResources, SiteReport, SiteState};
 
-pub use crate::identity::{Credential, credential};
+pub use crate::control::identity::{Credential, credential};
+use crate::control::ledger::{Ledger, Verdict};
+pub use crate::control::panel::{AgentError, PanelClient};
+use crate::engine::reconcile::{Reconciler, Report};
+use crate::engine::runtime::Action;
+use crate::engine::runtime::{Naming, Runtime};
 use crate::ingress::{Ingress, Routes, Upstream};
-use crate::ledger::{Ledger, Verdict};
-pub use crate::panel_client::{AgentError, PanelClient};
-use crate::reconcile::{Reconciler, Report};
-use crate::routing::{IngressPorts, NftCommand, NftRouting};
-use crate::runtime::Action;
-use crate::runtime::{Naming, Runtime};
+use crate::net::routing::{IngressPorts, NftCommand, NftRouting};
 
 /// Until told otherwise, dedicated addresses' port 80 stays port 80 (an ingress listening
 /// there), and 443 is closed.
@@ -46,14 +46,14 @@ pub struct Agent<R> {
     /// Whether the node's isolation from the host can be put in place (nft is there).
     isolated: bool,
     /// What the agent did on its own, until the panel has it.
-    outbox: crate::outbox::Outbox,
+    outbox: crate::control::outbox::Outbox,
     /// The generation the last successful pass applied: actions taken for the same
     /// generation are drift repairs.
     applied: Option<u64>,
     /// When the panel last took the node's inventory (sent at start, then hourly).
     inventory_sent: Option<tokio::time::Instant>,
     /// Applies the node's input filter commit-confirmed.
-    input_filter: crate::confirm::InputFilterGuard,
+    input_filter: crate::net::confirm::InputFilterGuard,
     /// Site moves, when the agent listens for other agents.
     moves: Option<Moves<R>>,
 }
@@ -108,7 +108,7 @@ impl<R: Runtime + 'static> Agent<R> {
             }
         };
         // Replacements hold and repoint the site's requests in this agent's ingress.
-        let traffic: Arc<dyn crate::runtime::Traffic> = Arc::new(ingress.clone());
+        let traffic: Arc<dyn crate::engine::runtime::Traffic> = Arc::new(ingress.clone());
         let naming = Naming {
             node_id: credential.node_id,
         };
@@ -116,7 +116,7 @@ impl<R: Runtime + 'static> Agent<R> {
         let nft = NftCommand::host();
         let isolated = nft.available();
         if isolated {
-            crate::routing::remove_legacy_table(&nft, &naming);
+            crate::net::routing::remove_legacy_table(&nft, &naming);
             reconciler.set_routing(Arc::new(NftRouting::new(nft, DEFAULT_INGRESS_PORTS)));
         } else {
             tracing::error!(
@@ -125,7 +125,7 @@ impl<R: Runtime + 'static> Agent<R> {
         }
         Self {
             credential,
-            credential_path: crate::identity::credential_path(state_dir),
+            credential_path: crate::control::identity::credential_path(state_dir),
             panel,
             ledger,
             reconciler,
@@ -135,12 +135,12 @@ impl<R: Runtime + 'static> Agent<R> {
             usage_measured: None,
             usage_every: Duration::from_secs(60),
             isolated,
-            outbox: crate::outbox::Outbox::open(state_dir),
+            outbox: crate::control::outbox::Outbox::open(state_dir),
             applied: None,
             inventory_sent: None,
-            input_filter: crate::confirm::InputFilterGuard::load(
+            input_filter: crate::net::confirm::InputFilterGuard::load(
                 state_dir,
-                crate::confirm::DEFAULT_WINDOW,
+                crate::net::confirm::DEFAULT_WINDOW,
             ),
             moves: None,
         }
@@ -149,7 +149,7 @@ impl<R: Runtime + 'static> Agent<R> {
     /// How long a new input filter may go without the panel being reached before the agent
     /// rolls it back.
     pub fn with_input_filter_window(mut self, window: Duration) -> Self {
-        self.input_filter = crate::confirm::InputFilterGuard::load(self.state_dir(), window);
+        self.input_filter = crate::net::confirm::InputFilterGuard::load(self.state_dir(), window);
         self
     }
 
@@ -169,7 +169,7 @@ impl<R: Runtime + 'static> Agent<R> {
     }
 
     /// Keeps the node's table through `routing` (another namespace's `nft`, in tests).
-    pub fn with_routing(mut self, routing: Arc<dyn crate::routing::Routing>) -> Self {
+    pub fn with_routing(mut self, routing: Arc<dyn crate::net::routing::Routing>) -> Self {
         self.reconciler.set_routing(routing);
         self.isolated = true;
         self
@@ -177,8 +177,8 @@ impl<R: Runtime + 'static> Agent<R> {
 
     /// Holds the node's public addresses on `interface` (its uplink): adds, announces and
     /// removes them as the desired state says, and reports them.
-    pub fn with_uplink(mut self, interface: Box<dyn crate::uplink::Interface>) -> Self {
-        let uplink = crate::uplink::Uplink::new(interface, self.state_dir());
+    pub fn with_uplink(mut self, interface: Box<dyn crate::net::uplink::Interface>) -> Self {
+        let uplink = crate::net::uplink::Uplink::new(interface, self.state_dir());
         self.reconciler.set_uplink(Arc::new(uplink));
         self
     }
@@ -493,7 +493,9 @@ impl<R: Runtime + 'static> Agent<R> {
             inventory: self
                 .inventory_sent
                 .is_none_or(|at| at.elapsed() >= INVENTORY_EVERY)
-                .then(|| crate::inventory::collect(self.reconciler.runtime().engine_version())),
+                .then(|| {
+                    crate::control::inventory::collect(self.reconciler.runtime().engine_version())
+                }),
             addresses: uplink.map(|u| u.held),
             endpoints: self.moves.as_ref().map(|m| m.endpoints),
         };
@@ -626,7 +628,7 @@ async fn listen_for_changes(
 /// How many lines of a table's drift an event keeps (a flushed table lists every rule).
 const DRIFT_LINES_KEPT: usize = 40;
 
-fn describe_table_drift(drift: &crate::routing::Drift) -> String {
+fn describe_table_drift(drift: &crate::net::routing::Drift) -> String {
     let mut detail =
         String::from("the node's nftables table differed from alveole's: replaced whole.");
     for line in drift.lines.iter().take(DRIFT_LINES_KEPT) {

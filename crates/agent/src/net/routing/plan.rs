@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use alveole_model::{DesiredState, LimitTier, SiteId, Transport};
 
-use crate::runtime::Naming;
+use crate::engine::runtime::Naming;
 
 /// The node-wide part of the table: when it changes, the table is rendered whole again.
 #[derive(Clone, Debug, PartialEq, Eq)]

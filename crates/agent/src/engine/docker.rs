@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
-use crate::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels};
+use crate::engine::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels};
 
 /// The oldest engine API alveole drives: Docker Engine 20.10 (API 1.41), Debian 12's engine.
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
@@ -402,7 +402,7 @@ impl Runtime for DockerRuntime {
     fn save_image(
         &self,
         image: &alveole_model::ImageRef,
-    ) -> crate::runtime::ByteStream<RuntimeError> {
+    ) -> crate::engine::runtime::ByteStream<RuntimeError> {
         Box::pin(
             self.docker
                 .export_image(&image.to_string())
@@ -413,7 +413,7 @@ impl Runtime for DockerRuntime {
     /// Loads an archive made by `save_image` (`docker load`).
     async fn load_image(
         &self,
-        archive: crate::runtime::ByteStream<std::io::Error>,
+        archive: crate::engine::runtime::ByteStream<std::io::Error>,
     ) -> Result<(), RuntimeError> {
         let options = bollard::query_parameters::ImportImageOptions {
             quiet: true,

@@ -10,10 +10,10 @@ use alveole_model::{DesiredState, SiteId, SiteSpec};
 
 use futures::StreamExt;
 
-use crate::plan::plan;
-use crate::routing::{Drift, Outcome, Routing, RoutingPlan, Shape};
-use crate::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
-use crate::uplink::{Uplink, UplinkReport};
+use crate::engine::plan::plan;
+use crate::engine::runtime::{Action, Naming, NoTraffic, Runtime, RuntimeError, Traffic};
+use crate::net::routing::{Drift, Outcome, Routing, RoutingPlan, Shape};
+use crate::net::uplink::{Uplink, UplinkReport};
 
 /// How many actions of one phase run at once (the engine serialises some work itself).
 const PARALLEL_ACTIONS: usize = 8;
@@ -63,7 +63,7 @@ impl<R> std::fmt::Debug for Reconciler<R> {
 
 impl<R: Runtime> Reconciler<R> {
     async fn create(&self, spec: &SiteSpec) -> Result<Option<SocketAddr>, RuntimeError> {
-        crate::runtime::launch(self.runtime.as_ref(), &self.naming, spec).await
+        crate::engine::runtime::launch(self.runtime.as_ref(), &self.naming, spec).await
     }
 
     pub fn new(runtime: R, naming: Naming) -> Self {

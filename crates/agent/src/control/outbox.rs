@@ -104,7 +104,7 @@ impl Outbox {
             source,
         };
         let text = serde_json::to_vec(&self.contents).unwrap_or_default();
-        crate::ledger::write_atomically(&self.path, &text).map_err(io)
+        crate::control::ledger::write_atomically(&self.path, &text).map_err(io)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use alveole_model::DesiredState;
 
-use crate::runtime::{Action, Naming, Observed};
+use crate::engine::runtime::{Action, Naming, Observed};
 
 pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -80,7 +80,7 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ObservedContainer;
+    use crate::engine::runtime::ObservedContainer;
     use alveole_model::{Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard};
 
     fn spec(run: bool) -> SiteSpec {

@@ -8,7 +8,7 @@ use alveole_model::NodeId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::panel_client::{AgentError, PanelClient};
+use crate::control::panel::{AgentError, PanelClient};
 
 /// What the panel answers to an enrolment or a renewal.
 #[derive(Clone, Debug, Deserialize)]
@@ -132,7 +132,7 @@ impl Credential {
             path: path.to_owned(),
             source,
         })?;
-        crate::ledger::write_atomically(path, &text).map_err(io)
+        crate::control::ledger::write_atomically(path, &text).map_err(io)
     }
 
     /// The credential at `path`, if there is one.

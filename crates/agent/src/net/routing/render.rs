@@ -701,7 +701,7 @@ pub fn delete(table: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Naming;
+    use crate::engine::runtime::Naming;
     use alveole_model::NodeId;
 
     /// The streamed batch holds exactly the element commands the `Value` path would build

@@ -107,12 +107,12 @@ impl Uplink {
 
     fn keep_added(&self, added: &BTreeSet<IpAddr>) -> Result<(), UplinkError> {
         let text: String = added.iter().map(|a| format!("{a}\n")).collect();
-        crate::ledger::write_atomically(&self.added_path, text.as_bytes()).map_err(|error| {
-            UplinkError::Ledger {
+        crate::control::ledger::write_atomically(&self.added_path, text.as_bytes()).map_err(
+            |error| UplinkError::Ledger {
                 path: self.added_path.clone(),
                 error,
-            }
-        })
+            },
+        )
     }
 
     /// The addresses on the interface now, whatever their state.
