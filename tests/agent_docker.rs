@@ -7,9 +7,11 @@
 
 use std::process::Command;
 
+use alveole_agent::control::panel::Control;
 use alveole_agent::engine::docker::DockerRuntime;
+use alveole_agent::engine::runtime::MoveRuntime;
 use alveole_agent::net::routing::{IngressPorts, NftCommand, NftRouting, Shape};
-use alveole_agent::{Action, Naming, Reconciler, Runtime};
+use alveole_agent::{Action, Naming, Reconciler};
 use alveole_model::{
     DesiredState, Hostname, ImageRef, Limits, NodeId, SiteId, SiteSpec, Volume, Wildcard, WireEnv,
 };
@@ -1325,7 +1327,8 @@ impl Fixture {
 #[tokio::test]
 async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_disk() {
     use alveole_agent::agent::Agent;
-    use alveole_agent::control::identity::{Credential, credential_path};
+    use alveole_agent::control::files::StateDir;
+    use alveole_agent::control::identity::Credential;
     use alveole_agent::ingress::Ingress;
     use std::sync::Arc;
 
@@ -1357,7 +1360,7 @@ async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_dis
     let renewed = agent.credential().clone();
     assert_ne!(renewed.certificate_pem, before, "renewed during the pass");
     assert!(!renewed.renewal_due(chrono::Utc::now()));
-    let on_disk = Credential::load(&credential_path(&state_dir))
+    let on_disk = Credential::load(&StateDir::new(&state_dir))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -1365,7 +1368,12 @@ async fn docker_an_agent_renews_its_certificate_at_half_life_and_keeps_it_on_dis
         "kept for restarts"
     );
     // The client now presents the renewed certificate, and the panel takes it.
-    assert!(client.desired_state().await.is_ok());
+    assert!(
+        client
+            .desired_state_after(None, std::time::Duration::ZERO)
+            .await
+            .is_ok()
+    );
     let (_, status) = panel
         .get(&format!("/api/v1/nodes/{}/status", renewed.node_id))
         .await;

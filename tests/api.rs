@@ -3,6 +3,7 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use alveole_agent::control::panel::Control;
 use std::collections::BTreeSet;
 
 use alveole_panel::routes::{Surface, routes};
@@ -760,7 +761,12 @@ async fn agents_reach_the_panel_over_tls_pinned_by_their_join_command() {
         .await
         .unwrap();
     assert_eq!(enrolled.node_id.to_string(), node);
-    assert!(client.desired_state().await.is_ok());
+    assert!(
+        client
+            .desired_state_after(None, std::time::Duration::ZERO)
+            .await
+            .is_ok()
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(state_dir.join("credential.json"))
             .unwrap()

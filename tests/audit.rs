@@ -5,6 +5,7 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use alveole_agent::control::panel::Control;
 use std::collections::BTreeMap;
 
 use alveole_audit::{ChainHead, EventFields, Link, seal};

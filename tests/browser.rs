@@ -3,6 +3,7 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use alveole_agent::control::panel::Control;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

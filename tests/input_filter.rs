@@ -62,7 +62,7 @@ impl Lab {
 }
 
 /// Runs passes until `done` holds (bounded).
-async fn passes_until<R: alveole_agent::Runtime + 'static>(
+async fn passes_until<R: alveole_agent::engine::runtime::MoveRuntime + 'static>(
     agent: &mut Agent<R>,
     what: &str,
     mut done: impl FnMut() -> bool,

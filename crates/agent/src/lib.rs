@@ -17,5 +17,18 @@ pub mod moves;
 pub mod net;
 
 pub use control::ledger::{Ledger, LedgerError, Verdict};
+
+/// An error and its causes on one line (`a: b: c`): what reports and logs show, since each
+/// error's own text leaves its source out.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 pub use engine::reconcile::{Reconciler, Report};
 pub use engine::runtime::{Action, Naming, Observed, Runtime, RuntimeError};

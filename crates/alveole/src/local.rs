@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alveole_agent::agent::{Agent, PanelClient, Timing, credential};
+use alveole_agent::agent::{Agent, Credential, PanelClient, Timing, credential};
+use alveole_agent::control::files::{StateDir, StateFiles};
 use alveole_agent::engine::docker::DockerRuntime;
 use alveole_agent::ingress::Ingress;
 use alveole_model::{Capacity, NodeId, NodeInput, Overcommit, ProviderInput};
@@ -63,22 +64,23 @@ pub async fn start(
     let client = PanelClient::with_ca(panel_url, panel_ca_pem)?;
     // A credential left by another database (another node) or CA, or by an older version,
     // is useless: enrol again.
-    let path = alveole_agent::control::identity::credential_path(&config.state_dir);
-    if path.exists() {
-        let stale = match alveole_agent::control::identity::Credential::load(&path) {
-            Ok(Some(credential)) => {
-                credential.node_id != node_id
-                    || credential.not_after <= service.now()
-                    || !alveole_panel::tls::issued_by(&credential.certificate_pem, panel_ca_pem)
-            }
-            _ => true,
-        };
-        if stale {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            let _ = std::fs::remove_file(config.state_dir.join("desired-state.json"));
+    let files = StateDir::new(&config.state_dir);
+    let kept = match Credential::load(&files) {
+        Ok(Some(credential))
+            if credential.node_id == node_id
+                && credential.not_after > service.now()
+                && alveole_panel::tls::issued_by(&credential.certificate_pem, panel_ca_pem) =>
+        {
+            true
         }
-    }
-    let join_token = if path.exists() {
+        Ok(None) => false,
+        _ => {
+            Credential::forget(&files).context("forgetting a stale local credential")?;
+            let _ = files.remove("desired-state.json");
+            false
+        }
+    };
+    let join_token = if kept {
         None
     } else {
         let ctx = AuditContext::new("system:local-agent", "local-agent");

@@ -2,12 +2,13 @@
 //! certificate for that key from the panel's CA. The certificate authenticates the agent to
 //! the panel (and, for site moves, to other agents); the agent renews it at half its life.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use alveole_model::NodeId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::control::files::{StateDir, StateFiles};
 use crate::control::panel::{AgentError, PanelClient};
 
 /// What the panel answers to an enrolment or a renewal.
@@ -121,44 +122,46 @@ impl Credential {
         format!("{}{}", self.certificate_pem, self.key_pem)
     }
 
-    /// Writes the credential to `path` atomically (temporary file, fsync, rename; mode 0600):
-    /// a crash leaves the old credential or the new one, never half of one.
-    pub fn save(&self, path: &Path) -> Result<(), AgentError> {
-        let io = |source| AgentError::Io {
-            path: path.to_owned(),
-            source,
-        };
+    /// Keeps the credential in the state directory (`credential.json`, replaced whole, mode
+    /// 0600): a crash leaves the old credential or the new one, never half of one.
+    pub fn save(&self, files: &dyn StateFiles) -> Result<(), AgentError> {
         let text = serde_json::to_vec(self).map_err(|source| AgentError::Credential {
-            path: path.to_owned(),
+            path: files.locate(FILE),
             source,
         })?;
-        crate::control::ledger::write_atomically(path, &text).map_err(io)
+        files.write(FILE, &text).map_err(|source| AgentError::Io {
+            path: files.locate(FILE),
+            source,
+        })
     }
 
-    /// The credential at `path`, if there is one.
-    pub fn load(path: &Path) -> Result<Option<Credential>, AgentError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                serde_json::from_str(&text)
-                    .map(Some)
-                    .map_err(|source| AgentError::Credential {
-                        path: path.to_owned(),
-                        source,
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(AgentError::Io {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+    /// The credential kept in the state directory, if there is one.
+    pub fn load(files: &dyn StateFiles) -> Result<Option<Credential>, AgentError> {
+        let bytes = files.read(FILE).map_err(|source| AgentError::Io {
+            path: files.locate(FILE),
+            source,
+        })?;
+        bytes
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|source| AgentError::Credential {
+                    path: files.locate(FILE),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Forgets the kept credential (it belongs to another node or CA): the agent enrols again.
+    pub fn forget(files: &dyn StateFiles) -> Result<(), AgentError> {
+        files.remove(FILE).map_err(|source| AgentError::Io {
+            path: files.locate(FILE),
+            source,
+        })
     }
 }
 
-/// Where an agent keeps its credential in its state directory.
-pub fn credential_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("credential.json")
-}
+/// Where the state directory keeps the credential.
+const FILE: &str = "credential.json";
 
 /// The credential in `state_dir`, enrolling with `join_token` when there is none yet; the
 /// client presents it from then on.
@@ -167,20 +170,17 @@ pub async fn credential(
     state_dir: &Path,
     join_token: Option<&str>,
 ) -> Result<Credential, AgentError> {
-    let path = credential_path(state_dir);
-    let credential = match Credential::load(&path)? {
+    let files = StateDir::new(state_dir);
+    let credential = match Credential::load(&files)? {
         Some(credential) => credential,
         None => {
             let Some(join_token) = join_token else {
-                return Err(AgentError::Refused {
-                    status: 0,
-                    detail: "not enrolled yet: pass --join-token".into(),
-                });
+                return Err(AgentError::NotEnrolled);
             };
             let key = NewKey::generate()?;
             let issued = panel.enroll(join_token, &key.csr_pem).await?;
             let credential = key.certified(issued);
-            credential.save(&path)?;
+            credential.save(&files)?;
             credential
         }
     };
@@ -211,33 +211,21 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_saved_privately_atomically_and_never_printed() {
-        let dir = std::env::temp_dir().join(format!(
-            "alveole-identity-{}",
-            uuid::Uuid::now_v7().simple()
-        ));
-        let path = credential_path(&dir);
+    fn the_credential_is_kept_and_read_back_and_its_key_never_printed() {
+        let files = crate::control::files::MemoryFiles::default();
+        assert!(Credential::load(&files).unwrap().is_none());
         let c = credential(Utc::now(), Utc::now() + chrono::Duration::hours(1));
-        c.save(&path).unwrap();
-        c.save(&path).unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&path).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-        let loaded = Credential::load(&path).unwrap().unwrap();
+        c.save(&files).unwrap();
+        let loaded = Credential::load(&files).unwrap().unwrap();
         assert_eq!(loaded.key_pem, c.key_pem);
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
         assert!(c.signing_request().unwrap().contains("CERTIFICATE REQUEST"));
-        assert!(
-            Credential::load(&dir.join("absent.json"))
-                .unwrap()
-                .is_none()
-        );
-        std::fs::write(&path, b"{\"node_id\": 3}").unwrap();
+        files.write(FILE, b"{\"node_id\": 3}").unwrap();
         assert!(matches!(
-            Credential::load(&path),
+            Credential::load(&files),
             Err(AgentError::Credential { .. })
         ));
-        let _ = std::fs::remove_dir_all(&dir);
+        Credential::forget(&files).unwrap();
+        assert!(Credential::load(&files).unwrap().is_none());
     }
 }

@@ -1,13 +1,16 @@
-//! The desired state the agent accepted last, on disk. Written atomically (temporary file,
-//! fsync, rename, fsync of the directory) with mode 0600, since it carries secret values. An
-//! unreadable file is an error, never "nothing is desired": the agent then keeps what runs.
+//! The desired state the agent accepted last, kept in the state directory (`desired-state.json`,
+//! replaced whole, mode 0600, since it carries secret values). Only a newer generation is
+//! accepted; the same generation with other content is refused. An unreadable file is an
+//! error, never "nothing is desired": the agent then keeps what runs until the panel answers.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use alveole_model::{DesiredState, NodeId};
+
+use super::files::StateFiles;
+
+const FILE: &str = "desired-state.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -36,57 +39,65 @@ pub enum Verdict {
     Rejected(String),
 }
 
+/// The held desired state and the file that keeps it.
 #[derive(Debug)]
 pub struct Ledger {
     node_id: NodeId,
-    path: PathBuf,
+    files: Arc<dyn StateFiles>,
+    held: Option<DesiredState>,
 }
 
 impl Ledger {
-    pub fn new(node_id: NodeId, state_dir: &Path) -> Self {
-        Self {
+    /// The ledger of `node_id` in `files`, holding what was accepted last. An unreadable
+    /// document is reported and held as nothing: the agent changes nothing until the panel
+    /// sends one.
+    pub fn open(node_id: NodeId, files: Arc<dyn StateFiles>) -> Self {
+        let mut ledger = Self {
             node_id,
-            path: state_dir.join("desired-state.json"),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The held document, `None` when there has never been one.
-    pub fn load(&self) -> Result<Option<DesiredState>, LedgerError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(LedgerError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+            files,
+            held: None,
         };
-        serde_json::from_str(&text)
+        match ledger.load() {
+            Ok(held) => ledger.held = held,
+            Err(error) => {
+                tracing::error!(%error, "the held desired state is unreadable; keeping what runs until the panel answers");
+            }
+        }
+        ledger
+    }
+
+    pub fn held(&self) -> Option<&DesiredState> {
+        self.held.as_ref()
+    }
+
+    /// The held document as stored, `None` when there has never been one.
+    fn load(&self) -> Result<Option<DesiredState>, LedgerError> {
+        let path = || self.files.locate(FILE);
+        let Some(bytes) = self.files.read(FILE).map_err(|source| LedgerError::Io {
+            path: path(),
+            source,
+        })?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| LedgerError::Corrupt {
-                path: self.path.clone(),
+                path: path(),
                 source,
             })
     }
 
-    /// Decides on `offered` against `held`, persisting it when accepted.
-    pub fn offer(
-        &self,
-        held: Option<&DesiredState>,
-        offered: &DesiredState,
-    ) -> Result<Verdict, LedgerError> {
+    /// Decides on `offered` against the held document; an accepted one is persisted, then
+    /// held.
+    pub fn offer(&mut self, offered: DesiredState) -> Result<Verdict, LedgerError> {
         if offered.node_id != self.node_id {
             return Ok(Verdict::Rejected(format!(
                 "document for node {}, this is {}",
                 offered.node_id, self.node_id
             )));
         }
-        if let Some(held) = held {
+        if let Some(held) = &self.held {
             if offered.generation < held.generation {
                 return Ok(Verdict::Rejected(format!(
                     "generation {} is older than the held {}",
@@ -104,45 +115,26 @@ impl Ledger {
                 });
             }
         }
-        self.write(offered)?;
-        Ok(Verdict::Accepted)
-    }
-
-    fn write(&self, state: &DesiredState) -> Result<(), LedgerError> {
-        let text = serde_json::to_vec_pretty(state).map_err(|source| LedgerError::Corrupt {
-            path: self.path.clone(),
+        let path = || self.files.locate(FILE);
+        let text = serde_json::to_vec_pretty(&offered).map_err(|source| LedgerError::Corrupt {
+            path: path(),
             source,
         })?;
-        write_atomically(&self.path, &text).map_err(|source| LedgerError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.files
+            .write(FILE, &text)
+            .map_err(|source| LedgerError::Io {
+                path: path(),
+                source,
+            })?;
+        self.held = Some(offered);
+        Ok(Verdict::Accepted)
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never half of
-/// one: a temporary file (mode 0600), fsync, rename, then fsync of the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)?;
-    File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::control::files::MemoryFiles;
 
     fn doc(node: NodeId, generation: u64) -> DesiredState {
         DesiredState {
@@ -158,26 +150,23 @@ mod tests {
     }
 
     #[test]
-    fn only_newer_generations_are_accepted_and_persisted_privately() {
-        let dir = tempfile::tempdir().unwrap();
+    fn only_newer_generations_are_accepted_and_persisted() {
+        let files = Arc::new(MemoryFiles::default());
         let node = NodeId::generate();
-        let ledger = Ledger::new(node, dir.path());
-        assert_eq!(ledger.load().unwrap(), None);
-        assert_eq!(
-            ledger.offer(None, &doc(node, 3)).unwrap(),
-            Verdict::Accepted
-        );
-        let held = ledger.load().unwrap().unwrap();
+        let mut ledger = Ledger::open(node, files.clone());
+        assert_eq!(ledger.held(), None);
+        assert_eq!(ledger.offer(doc(node, 3)).unwrap(), Verdict::Accepted);
+        let held = ledger.held().unwrap().clone();
         assert_eq!(held.generation, 3);
-        let mode = fs::metadata(ledger.path()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-
         assert_eq!(
-            ledger.offer(Some(&held), &doc(node, 3)).unwrap(),
-            Verdict::Unchanged
+            Ledger::open(node, files.clone()).held(),
+            Some(&held),
+            "kept for the next start"
         );
+
+        assert_eq!(ledger.offer(doc(node, 3)).unwrap(), Verdict::Unchanged);
         assert!(matches!(
-            ledger.offer(Some(&held), &doc(node, 2)).unwrap(),
+            ledger.offer(doc(node, 2)).unwrap(),
             Verdict::Rejected(_)
         ));
         let mut different = doc(node, 3);
@@ -191,27 +180,40 @@ mod tests {
             .unwrap(),
         );
         assert!(matches!(
-            ledger.offer(Some(&held), &different).unwrap(),
+            ledger.offer(different).unwrap(),
             Verdict::Rejected(_)
         ));
         assert!(matches!(
-            ledger
-                .offer(Some(&held), &doc(NodeId::generate(), 9))
-                .unwrap(),
+            ledger.offer(doc(NodeId::generate(), 9)).unwrap(),
             Verdict::Rejected(_)
         ));
+        assert_eq!(ledger.held(), Some(&held), "refusals change nothing");
         assert_eq!(
-            ledger.load().unwrap().unwrap(),
-            held,
-            "refusals change nothing"
+            Ledger::open(node, files).held(),
+            Some(&held),
+            "nor what is kept"
         );
     }
 
     #[test]
     fn a_corrupt_file_is_an_error_not_an_empty_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::new(NodeId::generate(), dir.path());
-        fs::write(ledger.path(), "{ not json").unwrap();
+        let files = Arc::new(MemoryFiles::default());
+        files.write(FILE, b"{ not json").unwrap();
+        let ledger = Ledger::open(NodeId::generate(), files);
         assert!(matches!(ledger.load(), Err(LedgerError::Corrupt { .. })));
+        assert_eq!(ledger.held(), None);
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_kept_is_not_held() {
+        let files = Arc::new(MemoryFiles::default());
+        let node = NodeId::generate();
+        let mut ledger = Ledger::open(node, files.clone());
+        files.fail(FILE);
+        assert!(matches!(
+            ledger.offer(doc(node, 1)),
+            Err(LedgerError::Io { .. })
+        ));
+        assert_eq!(ledger.held(), None);
     }
 }

@@ -2,11 +2,16 @@
 //! kept on disk until the panel has acknowledged it, so that events made while the panel is
 //! away reach the audit record later, in order, across agent restarts too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use alveole_model::{AgentEvent, AgentEventKind, SiteId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::files::StateFiles;
+
+const FILE: &str = "outbox.json";
 
 /// Events kept at most; beyond, the oldest go and an `events_lost` event says how many.
 const CAPACITY: usize = 10_000;
@@ -27,24 +32,23 @@ struct Contents {
 /// Numbered events not yet acknowledged, in `outbox.json` of the state directory.
 #[derive(Debug)]
 pub struct Outbox {
-    path: PathBuf,
+    files: Arc<dyn StateFiles>,
     contents: Contents,
 }
 
 impl Outbox {
-    /// The outbox in `state_dir`; an unreadable one is set aside (and said), not fatal: the
+    /// The outbox in `files`; an unreadable one is set aside (and said), not fatal: the
     /// agent's work matters more than its account of it.
-    pub fn open(state_dir: &Path) -> Self {
-        let path = state_dir.join("outbox.json");
-        let contents = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|error| {
-                tracing::error!(%error, path = %path.display(), "the outbox is unreadable; starting a new one");
-                let _ = std::fs::rename(&path, path.with_extension("json.unreadable"));
+    pub fn open(files: Arc<dyn StateFiles>) -> Self {
+        let contents = match files.read(FILE) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::error!(%error, path = %files.locate(FILE).display(), "the outbox is unreadable; starting a new one");
+                let _ = files.set_aside(FILE, "outbox.json.unreadable");
                 Contents::default()
             }),
-            Err(_) => Contents::default(),
+            Ok(None) | Err(_) => Contents::default(),
         };
-        Self { path, contents }
+        Self { files, contents }
     }
 
     /// Adds events, numbered after the last one, and keeps them on disk.
@@ -97,64 +101,57 @@ impl Outbox {
         self.save()
     }
 
-    /// Temporary file, fsync, rename (mode 0600): a crash leaves the old outbox or the new.
+    /// Replaces the file whole: a crash leaves the old outbox or the new.
     fn save(&self) -> Result<(), OutboxError> {
-        let io = |source| OutboxError {
-            path: self.path.clone(),
-            source,
-        };
         let text = serde_json::to_vec(&self.contents).unwrap_or_default();
-        crate::control::ledger::write_atomically(&self.path, &text).map_err(io)
+        self.files.write(FILE, &text).map_err(|source| OutboxError {
+            path: self.files.locate(FILE),
+            source,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dir() -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("alveole-outbox-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::control::files::MemoryFiles;
 
     #[test]
     fn events_are_numbered_kept_across_restarts_and_dropped_once_acknowledged() {
-        let dir = dir();
-        let mut outbox = Outbox::open(&dir);
+        let files = Arc::new(MemoryFiles::default());
+        let mut outbox = Outbox::open(files.clone());
         let drift = |n: u32| (AgentEventKind::DriftRepaired, None, format!("repair {n}"));
         outbox.push([drift(1), drift(2)], Utc::now()).unwrap();
-        let reopened = Outbox::open(&dir);
+        let reopened = Outbox::open(files.clone());
         let seqs: Vec<u64> = reopened.pending().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2]);
         let mut outbox = reopened;
         outbox.acknowledge(1).unwrap();
         outbox.push([drift(3)], Utc::now()).unwrap();
-        let seqs: Vec<u64> = Outbox::open(&dir).pending().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = Outbox::open(files)
+            .pending()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [2, 3], "numbers go on after an acknowledgement");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_full_outbox_drops_the_oldest_and_says_so() {
-        let dir = dir();
-        let mut outbox = Outbox::open(&dir);
+        let mut outbox = Outbox::open(Arc::new(MemoryFiles::default()));
         let events = (0..CAPACITY + 5).map(|n| (AgentEventKind::Applied, None, n.to_string()));
         outbox.push(events, Utc::now()).unwrap();
         assert_eq!(outbox.pending().len(), CAPACITY);
         let last = outbox.pending().last().unwrap();
         assert_eq!(last.kind, AgentEventKind::EventsLost);
         assert!(last.detail.starts_with("6 older events"), "{}", last.detail);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn an_unreadable_outbox_is_set_aside() {
-        let dir = dir();
-        std::fs::write(dir.join("outbox.json"), b"{not json").unwrap();
-        assert!(Outbox::open(&dir).pending().is_empty());
-        assert!(dir.join("outbox.json.unreadable").exists());
-        let _ = std::fs::remove_dir_all(dir);
+        let files = Arc::new(MemoryFiles::default());
+        files.write(FILE, b"{not json").unwrap();
+        assert!(Outbox::open(files.clone()).pending().is_empty());
+        assert!(files.contents("outbox.json.unreadable").is_some());
     }
 }

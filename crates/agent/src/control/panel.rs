@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use alveole_model::{DesiredState, NodeReport};
+use alveole_model::{DesiredState, MoveOutcome, MoveProgress, NodeReport, SiteMove, SiteMoveId};
 
 use crate::control::identity::{Credential, IssuedCertificate};
 
@@ -32,6 +32,48 @@ pub enum AgentError {
     Key(#[from] rcgen::Error),
     #[error("the agent's certificate and key are not a usable TLS identity")]
     Identity(#[source] reqwest::Error),
+    #[error("not enrolled yet: pass --join-token")]
+    NotEnrolled,
+    #[error("moves need the panel's CA: enrol with --panel-ca-sha256")]
+    NoPinnedCa,
+    #[error("a rollback must reach the panel before a newer desired state")]
+    RollbackUnheard,
+    #[error("the panel sent no CA certificate")]
+    NoCa,
+    #[error(
+        "the panel's CA has fingerprint {found}, not the {pinned} of the join command: not trusting it"
+    )]
+    OtherCa { found: String, pinned: String },
+}
+
+/// The panel as the agent's tasks call it: a narrow trait, so that the agent is tested with
+/// a fake panel (`control::fake`).
+#[async_trait::async_trait]
+pub trait Control: Send + Sync + std::fmt::Debug {
+    /// Waits (up to `wait`) for a desired state newer than generation `after`; the held one
+    /// when none came.
+    async fn desired_state_after(
+        &self,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<DesiredState, AgentError>;
+    /// Sends the node's report after a pass.
+    async fn report(&self, report: &NodeReport) -> Result<(), AgentError>;
+    /// Tells the panel how a move this node drives is going (telemetry).
+    async fn move_progress(
+        &self,
+        id: SiteMoveId,
+        progress: &MoveProgress,
+    ) -> Result<(), AgentError>;
+    /// Asks for a move's switch (`switch`) or reports its rollback (`fail`).
+    async fn move_outcome(
+        &self,
+        id: SiteMoveId,
+        verb: &str,
+        outcome: &MoveOutcome,
+    ) -> Result<SiteMove, AgentError>;
+    /// A fresh certificate for the credential's key, presented from the next call on.
+    async fn renewed(&self, credential: &Credential) -> Result<Credential, AgentError>;
 }
 
 /// How long one call to the panel may take (long polls included).
@@ -161,6 +203,11 @@ impl PanelClient {
         self.decode(response).await
     }
 
+    /// The node's desired state now.
+    pub async fn desired_state(&self) -> Result<DesiredState, AgentError> {
+        self.desired_state_after(None, Duration::ZERO).await
+    }
+
     /// A fresh certificate for the key of the certificate presented.
     pub async fn renew(&self, csr_pem: &str) -> Result<IssuedCertificate, AgentError> {
         let response = self
@@ -172,9 +219,12 @@ impl PanelClient {
             .map_err(|e| self.unreachable(e))?;
         self.decode(response).await
     }
+}
 
+#[async_trait::async_trait]
+impl Control for PanelClient {
     /// Sends the node's report after a pass.
-    pub async fn report(&self, report: &NodeReport) -> Result<(), AgentError> {
+    async fn report(&self, report: &NodeReport) -> Result<(), AgentError> {
         let response = self
             .http()
             .post(format!("{}/api/v1/agent/status", self.base))
@@ -186,10 +236,10 @@ impl PanelClient {
     }
 
     /// Tells the panel how a move this node drives is going (telemetry).
-    pub async fn move_progress(
+    async fn move_progress(
         &self,
-        id: alveole_model::SiteMoveId,
-        progress: &alveole_model::MoveProgress,
+        id: SiteMoveId,
+        progress: &MoveProgress,
     ) -> Result<(), AgentError> {
         let response = self
             .http()
@@ -205,12 +255,12 @@ impl PanelClient {
     }
 
     /// Asks for a move's switch (`switch`) or reports its rollback (`fail`).
-    pub async fn move_outcome(
+    async fn move_outcome(
         &self,
-        id: alveole_model::SiteMoveId,
+        id: SiteMoveId,
         verb: &str,
-        outcome: &alveole_model::MoveOutcome,
-    ) -> Result<alveole_model::SiteMove, AgentError> {
+        outcome: &MoveOutcome,
+    ) -> Result<SiteMove, AgentError> {
         let response = self
             .http()
             .post(format!("{}/api/v1/agent/site-moves/{id}/{verb}", self.base))
@@ -221,12 +271,8 @@ impl PanelClient {
         self.decode(response).await
     }
 
-    pub async fn desired_state(&self) -> Result<DesiredState, AgentError> {
-        self.desired_state_after(None, Duration::ZERO).await
-    }
-
     /// Waits (up to `wait`) for a desired state newer than generation `after`.
-    pub async fn desired_state_after(
+    async fn desired_state_after(
         &self,
         after: Option<u64>,
         wait: Duration,
@@ -246,6 +292,13 @@ impl PanelClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         self.decode(response).await
+    }
+
+    async fn renewed(&self, credential: &Credential) -> Result<Credential, AgentError> {
+        let issued = self.renew(&credential.signing_request()?).await?;
+        let renewed = credential.renewed(issued);
+        self.authenticate(&renewed)?;
+        Ok(renewed)
     }
 }
 
@@ -295,17 +348,16 @@ async fn fetch_pinned_ca(base: &str, pin: &str) -> Result<String, AgentError> {
         .await
         .map_err(unreachable)?;
     let pem = answer["ca_pem"].as_str().unwrap_or_default().to_owned();
-    let refused = |detail: String| AgentError::Refused { status: 0, detail };
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| refused("the panel sent no CA certificate".into()))?;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| AgentError::NoCa)?;
     let fingerprint: String = sha2::Sha256::digest(der.as_ref())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     if fingerprint != pin.trim().to_ascii_lowercase() {
-        return Err(refused(format!(
-            "the panel's CA has fingerprint {fingerprint}, not the {pin} of the join command: not trusting it"
-        )));
+        return Err(AgentError::OtherCa {
+            found: fingerprint,
+            pinned: pin.to_owned(),
+        });
     }
     Ok(pem)
 }

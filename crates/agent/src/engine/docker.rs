@@ -19,7 +19,9 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
-use crate::engine::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels};
+use crate::engine::runtime::{
+    MoveRuntime, Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels,
+};
 
 /// The oldest engine API alveole drives: Docker Engine 20.10 (API 1.41), Debian 12's engine.
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
@@ -37,7 +39,7 @@ fn engine(error: BollardError) -> RuntimeError {
             status_code: 404,
             message,
         } if message.contains("No such image") => RuntimeError::ImageMissing(message),
-        other => RuntimeError::Engine(other.to_string()),
+        other => RuntimeError::Engine(Box::new(other)),
     }
 }
 
@@ -61,10 +63,10 @@ impl DockerRuntime {
             .and_then(parse_api_version)
             .unwrap_or((0, 0));
         if api < MIN_API_VERSION {
-            return Err(RuntimeError::Engine(format!(
-                "the Docker engine speaks API {}.{}; alveole needs {}.{} (Docker Engine 20.10) or newer",
-                api.0, api.1, MIN_API_VERSION.0, MIN_API_VERSION.1
-            )));
+            return Err(RuntimeError::EngineTooOld {
+                found: format!("{}.{}", api.0, api.1),
+                needed: format!("{}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1),
+            });
         }
         let version = format!(
             "Docker Engine {} (API {})",
@@ -101,6 +103,10 @@ impl DockerRuntime {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
+    async fn ready(&self, address: std::net::SocketAddr) -> Result<(), RuntimeError> {
+        crate::engine::runtime::wait_until_accepting(address).await
+    }
+
     fn engine_version(&self) -> Option<String> {
         Some(self.version.clone())
     }
@@ -316,7 +322,7 @@ impl Runtime for DockerRuntime {
                 .collect()
         })
         .await
-        .map_err(|e| RuntimeError::Engine(format!("measuring volumes failed: {e}")))
+        .map_err(RuntimeError::Task)
     }
 
     fn watch(
@@ -356,6 +362,56 @@ impl Runtime for DockerRuntime {
         }))
     }
 
+    async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .remove_volume(
+                &naming.volume(site),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            other => other.map_err(engine),
+        }
+    }
+
+    async fn address(
+        &self,
+        naming: &Naming,
+        container: &str,
+    ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        let inspected = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(engine)?;
+        Ok(inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&naming.network()))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse().ok()))
+    }
+
+    async fn remove(&self, container: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(container, Some(options)).await {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            other => other.map_err(engine),
+        }
+    }
+}
+
+#[async_trait]
+impl MoveRuntime for DockerRuntime {
     async fn pause(&self, container: &str) -> Result<(), RuntimeError> {
         self.docker.pause_container(container).await.map_err(engine)
     }
@@ -423,59 +479,10 @@ impl Runtime for DockerRuntime {
         while let Some(step) = progress.next().await {
             let step = step.map_err(engine)?;
             if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
-                return Err(RuntimeError::Engine(format!(
-                    "the image did not load: {error}"
-                )));
+                return Err(RuntimeError::ImageLoad(error));
             }
         }
         Ok(())
-    }
-
-    async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
-        match self
-            .docker
-            .remove_volume(
-                &naming.volume(site),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-        {
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            other => other.map_err(engine),
-        }
-    }
-
-    async fn address(
-        &self,
-        naming: &Naming,
-        container: &str,
-    ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
-        let inspected = self
-            .docker
-            .inspect_container(container, None)
-            .await
-            .map_err(engine)?;
-        Ok(inspected
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|mut n| n.remove(&naming.network()))
-            .and_then(|e| e.ip_address)
-            .and_then(|ip| ip.parse().ok()))
-    }
-
-    async fn remove(&self, container: &str) -> Result<(), RuntimeError> {
-        let options = RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        match self.docker.remove_container(container, Some(options)).await {
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            other => other.map_err(engine),
-        }
     }
 }
 

@@ -1,80 +1,136 @@
-//! A runtime in memory that records every changing call, for tests of the reconciler and of
-//! the panel without an engine.
+//! A container engine in memory that records every changing call and can be told to fail, for
+//! tests of the reconciler, the agent and the panel without an engine.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use alveole_model::{SiteId, SiteSpec};
+use alveole_model::{ImageRef, SiteId, SiteSpec};
 use async_trait::async_trait;
+use futures::StreamExt;
 
-use crate::engine::runtime::{Naming, Observed, ObservedContainer, Runtime, RuntimeError};
+use crate::engine::runtime::{
+    ByteStream, MoveRuntime, Naming, Observed, ObservedContainer, Runtime, RuntimeError,
+};
+
+#[derive(Debug, Default)]
+struct State {
+    observed: Observed,
+    calls: Vec<String>,
+    created: u32,
+    /// Calls told to fail (`create_container`, `start`, ...), and how many more times.
+    failing: BTreeMap<String, u32>,
+    paused: BTreeSet<String>,
+    images: BTreeSet<String>,
+    /// Whether the engine answers at all.
+    away: bool,
+}
 
 #[derive(Debug, Default)]
 pub struct FakeRuntime {
-    state: Mutex<(Observed, Vec<String>, u32)>,
+    state: Mutex<State>,
 }
 
 impl FakeRuntime {
     /// The changing calls made so far (`create_container <site>`, `stop <id>`, ...).
     pub fn calls(&self) -> Vec<String> {
-        self.lock().1.clone()
+        self.lock().calls.clone()
     }
 
     pub fn observed(&self) -> Observed {
-        self.lock().0.clone()
+        self.lock().observed.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Observed, Vec<String>, u32)> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The next `times` calls of `call` (a method's name) fail.
+    pub fn fail(&self, call: &str, times: u32) {
+        self.lock().failing.insert(call.to_owned(), times);
     }
 
-    fn record(&self, call: String) {
-        self.lock().1.push(call);
+    /// The engine stops answering (every call fails) until `back`.
+    pub fn go_away(&self) {
+        self.lock().away = true;
     }
 
-    fn with_container(
+    pub fn back(&self) {
+        self.lock().away = false;
+    }
+
+    /// Removes a container behind the agent's back (drift).
+    pub fn lose_container(&self, site: SiteId) {
+        self.lock()
+            .observed
+            .containers
+            .retain(|c| c.site_id != site);
+    }
+
+    pub fn is_paused(&self, container: &str) -> bool {
+        self.lock().paused.contains(container)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a changing call, or fails it when told to.
+    fn call(
         &self,
-        id: &str,
-        f: impl FnOnce(&mut ObservedContainer),
-    ) -> Result<(), RuntimeError> {
+        name: &str,
+        detail: impl std::fmt::Display,
+    ) -> Result<MutexGuard<'_, State>, RuntimeError> {
         let mut state = self.lock();
-        let container = state
-            .0
+        Self::answer(&mut state, name)?;
+        state.calls.push(format!("{name} {detail}"));
+        Ok(state)
+    }
+
+    fn answer(state: &mut State, name: &str) -> Result<(), RuntimeError> {
+        if state.away {
+            return Err(RuntimeError::Fake("the fake engine is away".into()));
+        }
+        if let Some(left) = state.failing.get_mut(name).filter(|left| **left > 0) {
+            *left -= 1;
+            return Err(RuntimeError::Fake(format!("{name} was told to fail")));
+        }
+        Ok(())
+    }
+
+    fn container<'a>(
+        state: &'a mut State,
+        id: &str,
+    ) -> Result<&'a mut ObservedContainer, RuntimeError> {
+        state
+            .observed
             .containers
             .iter_mut()
             .find(|c| c.id == id)
-            .ok_or_else(|| RuntimeError::Engine(format!("no container {id}")))?;
-        f(container);
-        Ok(())
+            .ok_or_else(|| RuntimeError::NoSuchContainer(id.to_owned()))
     }
 }
 
 #[async_trait]
 impl Runtime for FakeRuntime {
     async fn observe(&self, _: &Naming) -> Result<Observed, RuntimeError> {
-        Ok(self.observed())
+        let mut state = self.lock();
+        Self::answer(&mut state, "observe")?;
+        Ok(state.observed.clone())
     }
 
     async fn create_network(&self, _: &Naming) -> Result<(), RuntimeError> {
-        self.record("create_network".into());
-        self.lock().0.network = true;
+        self.call("create_network", "")?.observed.network = true;
         Ok(())
     }
 
     async fn create_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
-        self.record(format!("create_volume {site}"));
-        self.lock().0.volumes.push(naming.volume(site));
+        let mut state = self.call("create_volume", site)?;
+        state.observed.volumes.push(naming.volume(site));
         Ok(())
     }
 
     async fn create_container(&self, _: &Naming, spec: &SiteSpec) -> Result<String, RuntimeError> {
-        self.record(format!("create_container {}", spec.site_id));
-        let mut state = self.lock();
-        state.2 += 1;
-        let id = format!("c{}", state.2);
-        state.0.containers.push(ObservedContainer {
+        let mut state = self.call("create_container", spec.site_id)?;
+        state.created += 1;
+        let id = format!("c{}", state.created);
+        state.observed.containers.push(ObservedContainer {
             id: id.clone(),
             site_id: spec.site_id,
             digest: spec.container_digest(),
@@ -85,47 +141,129 @@ impl Runtime for FakeRuntime {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.record(format!("start {id}"));
-        let octet = u8::try_from(self.lock().2 % 250).unwrap_or(1) + 2;
-        self.with_container(id, |c| {
-            c.running = true;
-            c.address = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)));
-        })
+        let mut state = self.call("start", id)?;
+        let octet = u8::try_from(state.created % 250).unwrap_or(1) + 2;
+        let container = Self::container(&mut state, id)?;
+        container.running = true;
+        container.address = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)));
+        Ok(())
     }
 
     async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
-        self.record(format!("stop {id}"));
-        self.with_container(id, |c| {
-            c.running = false;
-            c.address = None;
-        })
+        let mut state = self.call("stop", id)?;
+        let container = Self::container(&mut state, id)?;
+        container.running = false;
+        container.address = None;
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        self.record(format!("remove {id}"));
-        self.lock().0.containers.retain(|c| c.id != id);
+        self.call("remove", id)?
+            .observed
+            .containers
+            .retain(|c| c.id != id);
         Ok(())
     }
 
     async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
-        self.record(format!("remove_volume {site}"));
         let name = naming.volume(site);
-        self.lock().0.volumes.retain(|v| *v != name);
-        Ok(())
-    }
-
-    async fn ready(&self, _: std::net::SocketAddr) -> Result<(), RuntimeError> {
+        self.call("remove_volume", site)?
+            .observed
+            .volumes
+            .retain(|v| *v != name);
         Ok(())
     }
 
     async fn address(&self, _: &Naming, id: &str) -> Result<Option<IpAddr>, RuntimeError> {
-        Ok(self
-            .lock()
-            .0
+        let mut state = self.lock();
+        Self::answer(&mut state, "address")?;
+        Ok(Self::container(&mut state, id)?.address)
+    }
+
+    async fn ready(&self, _: SocketAddr) -> Result<(), RuntimeError> {
+        Self::answer(&mut self.lock(), "ready")
+    }
+
+    async fn volume_usage(&self, naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError> {
+        let mut state = self.lock();
+        Self::answer(&mut state, "volume_usage")?;
+        // Every volume of a site holds one page.
+        Ok(state
+            .observed
             .containers
             .iter()
-            .find(|c| c.id == id)
-            .and_then(|c| c.address))
+            .filter(|c| state.observed.volumes.contains(&naming.volume(c.site_id)))
+            .map(|c| (c.site_id, 4096))
+            .collect())
+    }
+
+    fn watch(
+        &self,
+        _: &Naming,
+        _: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+
+    fn engine_version(&self) -> Option<String> {
+        Some("fake engine".into())
+    }
+}
+
+#[async_trait]
+impl MoveRuntime for FakeRuntime {
+    async fn pause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.call("pause", container)?
+            .paused
+            .insert(container.to_owned());
+        Ok(())
+    }
+
+    async fn unpause(&self, container: &str) -> Result<(), RuntimeError> {
+        self.call("unpause", container)?.paused.remove(container);
+        Ok(())
+    }
+
+    /// A directory of its own under the system's temporary directory.
+    async fn volume_path(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        Self::answer(&mut self.lock(), "volume_path")?;
+        let path = std::env::temp_dir().join(naming.volume(site));
+        std::fs::create_dir_all(&path).map_err(|e| RuntimeError::Engine(Box::new(e)))?;
+        Ok(path)
+    }
+
+    async fn has_image(&self, image: &ImageRef) -> Result<bool, RuntimeError> {
+        let mut state = self.lock();
+        Self::answer(&mut state, "has_image")?;
+        Ok(state.images.contains(image.as_str()))
+    }
+
+    /// The archive of a fake image is its name.
+    fn save_image(&self, image: &ImageRef) -> ByteStream<RuntimeError> {
+        let known = self.lock().images.contains(image.as_str());
+        let answer = if known {
+            Ok(bytes::Bytes::from(image.as_str().to_owned()))
+        } else {
+            Err(RuntimeError::ImageMissing(image.to_string()))
+        };
+        Box::pin(futures::stream::once(async move { answer }))
+    }
+
+    async fn load_image(
+        &self,
+        mut archive: ByteStream<std::io::Error>,
+    ) -> Result<(), RuntimeError> {
+        let mut name = Vec::new();
+        while let Some(chunk) = archive.next().await {
+            name.extend_from_slice(&chunk.map_err(|e| RuntimeError::Engine(Box::new(e)))?);
+        }
+        let name = String::from_utf8_lossy(&name).into_owned();
+        self.call("load_image", &name)?.images.insert(name);
+        Ok(())
     }
 }
 
@@ -133,13 +271,9 @@ impl Runtime for FakeRuntime {
 mod tests {
     use super::*;
     use crate::engine::reconcile::Reconciler;
-    use alveole_model::{DesiredState, Hostname, ImageRef, Limits, NodeId, Volume, Wildcard};
+    use alveole_model::{DesiredState, Hostname, Limits, NodeId, Volume, Wildcard};
 
-    #[tokio::test]
-    async fn a_second_pass_with_nothing_changed_changes_nothing() {
-        let naming = Naming {
-            node_id: NodeId::generate(),
-        };
+    fn desired(naming: &Naming) -> DesiredState {
         let spec = SiteSpec {
             site_id: SiteId::generate(),
             hostnames: vec![Hostname::parse("a.example.org", Wildcard::Refused).unwrap()],
@@ -155,7 +289,7 @@ mod tests {
             exposed_ports: vec![],
             limit_tier: Default::default(),
         };
-        let desired = DesiredState {
+        DesiredState {
             node_id: naming.node_id,
             generation: 1,
             sites: vec![spec],
@@ -164,7 +298,15 @@ mod tests {
             input_filter: None,
             moves_out: vec![],
             moves_in: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_pass_with_nothing_changed_changes_nothing() {
+        let naming = Naming {
+            node_id: NodeId::generate(),
         };
+        let desired = desired(&naming);
         let reconciler = Reconciler::new(FakeRuntime::default(), naming);
         let first = reconciler.reconcile(&desired).await.unwrap();
         assert_eq!(first.actions.len(), 3);
@@ -177,5 +319,21 @@ mod tests {
             calls,
             "zero changing calls"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_told_to_fail_fails_that_many_times_and_an_absent_engine_answers_nothing() {
+        let naming = Naming {
+            node_id: NodeId::generate(),
+        };
+        let fake = FakeRuntime::default();
+        fake.fail("create_network", 1);
+        assert!(fake.create_network(&naming).await.is_err());
+        fake.create_network(&naming).await.unwrap();
+        assert_eq!(fake.calls(), ["create_network "]);
+        fake.go_away();
+        assert!(fake.observe(&naming).await.is_err());
+        fake.back();
+        assert!(fake.observe(&naming).await.unwrap().network);
     }
 }

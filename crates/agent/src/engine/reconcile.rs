@@ -87,6 +87,11 @@ impl<R: Runtime> Reconciler<R> {
         self.routing = Some(routing);
     }
 
+    /// Whether the node's table is kept.
+    pub fn has_routing(&self) -> bool {
+        self.routing.is_some()
+    }
+
     /// Holds the node's public addresses on its uplink.
     pub fn set_uplink(&mut self, uplink: Arc<Uplink>) {
         self.uplink = Some(uplink);
@@ -183,8 +188,9 @@ impl<R: Runtime> Reconciler<R> {
                 .await;
             for (action, result) in results {
                 if let Err(error) = result {
+                    let error = crate::describe(&error);
                     tracing::warn!(?action, %error, "reconcile action failed");
-                    failures.push((action.clone(), error.to_string()));
+                    failures.push((action.clone(), error));
                 }
             }
         }
@@ -230,6 +236,7 @@ impl<R: Runtime> Reconciler<R> {
                     report.routing = Some(outcome);
                 }
                 Err(error) => {
+                    let error = crate::describe(&error);
                     tracing::warn!(%error, "the node's table is not in place");
                     report.routing_error = Some(error);
                 }

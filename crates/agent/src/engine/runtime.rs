@@ -114,13 +114,34 @@ pub enum Action {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("the container engine refused: {0}")]
-    Engine(String),
+    /// What the engine answered, kept whole (its own error is the source).
+    #[error("the container engine refused")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the image {0} is not on this node")]
     ImageMissing(String),
+    #[error("the image did not load: {0}")]
+    ImageLoad(String),
+    #[error(
+        "the Docker engine speaks API {found}; alveole needs {needed} (Docker Engine 20.10) or newer"
+    )]
+    EngineTooOld { found: String, needed: String },
+    #[error("container {0} has no address on the node's network")]
+    NoAddress(String),
+    #[error("nothing accepts connections at {address} after {waited:?}")]
+    NotReady {
+        address: SocketAddr,
+        waited: std::time::Duration,
+    },
+    #[error("there is no container {0} on this node")]
+    NoSuchContainer(String),
+    #[error("the engine work stopped before it finished")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("{0}")]
+    Fake(String),
 }
 
-/// The engine operations the agent needs. `observe` reads; everything else changes the node.
+/// The engine operations the agent needs to run sites. `observe` reads; everything else
+/// changes the node.
 #[async_trait]
 pub trait Runtime: Send + Sync {
     async fn observe(&self, naming: &Naming) -> Result<Observed, RuntimeError>;
@@ -142,67 +163,43 @@ pub trait Runtime: Send + Sync {
         naming: &Naming,
         container: &str,
     ) -> Result<Option<IpAddr>, RuntimeError>;
+    /// Waits (bounded) until the site's server accepts connections at `address`.
+    async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError>;
+    /// Bytes each site's volume uses on the node (for quota alerts).
+    async fn volume_usage(&self, naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError>;
     /// Calls `poke` whenever the engine reports a change to this node's containers, for as
-    /// long as the agent runs. Engines without events rely on the agent's timer.
-    /// The returned task (if any) is aborted when the agent stops.
+    /// long as the returned task runs (the agent aborts it when it stops). `None`: the engine
+    /// tells nothing, and the agent's timer alone brings passes.
     fn watch(
         &self,
-        _naming: &Naming,
-        _poke: std::sync::Arc<tokio::sync::Notify>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        None
-    }
+        naming: &Naming,
+        poke: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>>;
     /// The engine's version, for the platform inventory.
-    fn engine_version(&self) -> Option<String> {
-        None
-    }
-    /// Bytes each site's volume uses on the node (for quota alerts).
-    async fn volume_usage(&self, _naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError> {
-        Ok(BTreeMap::new())
-    }
-    /// Waits (bounded) until the site's server accepts connections at `address`.
-    async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError> {
-        wait_until_accepting(address).await
-    }
+    fn engine_version(&self) -> Option<String>;
+}
 
-    // --- what moves need (an engine that cannot do them cannot move sites) ---------------
-
+/// What moving a site needs of the engine beyond running sites.
+#[async_trait]
+pub trait MoveRuntime: Runtime {
     /// Freezes a container's processes (their connections wait; nothing is lost).
-    async fn pause(&self, _container: &str) -> Result<(), RuntimeError> {
-        Err(unsupported("pausing a container"))
-    }
-    async fn unpause(&self, _container: &str) -> Result<(), RuntimeError> {
-        Err(unsupported("unpausing a container"))
-    }
+    async fn pause(&self, container: &str) -> Result<(), RuntimeError>;
+    async fn unpause(&self, container: &str) -> Result<(), RuntimeError>;
     /// The directory on this host that holds the site's volume, made if missing.
     async fn volume_path(
         &self,
-        _naming: &Naming,
-        _site: SiteId,
-    ) -> Result<std::path::PathBuf, RuntimeError> {
-        Err(unsupported("reaching a volume's files"))
-    }
-    async fn has_image(&self, _image: &alveole_model::ImageRef) -> Result<bool, RuntimeError> {
-        Err(unsupported("inspecting images"))
-    }
+        naming: &Naming,
+        site: SiteId,
+    ) -> Result<std::path::PathBuf, RuntimeError>;
+    async fn has_image(&self, image: &alveole_model::ImageRef) -> Result<bool, RuntimeError>;
     /// The image as `docker save` writes it, streamed.
-    fn save_image(&self, _image: &alveole_model::ImageRef) -> ByteStream<RuntimeError> {
-        Box::pin(futures::stream::once(async {
-            Err(unsupported("saving an image"))
-        }))
-    }
-    /// Loads what [`Runtime::save_image`] wrote (`docker load`).
-    async fn load_image(&self, _archive: ByteStream<std::io::Error>) -> Result<(), RuntimeError> {
-        Err(unsupported("loading an image"))
-    }
+    fn save_image(&self, image: &alveole_model::ImageRef) -> ByteStream<RuntimeError>;
+    /// Loads what [`MoveRuntime::save_image`] wrote (`docker load`).
+    async fn load_image(&self, archive: ByteStream<std::io::Error>) -> Result<(), RuntimeError>;
 }
 
 /// A stream of bytes from or to the engine.
 pub type ByteStream<E> = futures::stream::BoxStream<'static, Result<bytes::Bytes, E>>;
-
-fn unsupported(what: &str) -> RuntimeError {
-    RuntimeError::Engine(format!("this container runtime does not support {what}"))
-}
 
 /// Creates the site's container and, if it should run, starts it and waits (bounded) until it
 /// accepts connections, so no request is routed to a server not yet listening: its address,
@@ -218,9 +215,7 @@ pub async fn launch<R: Runtime + ?Sized>(
     }
     runtime.start(&id).await?;
     let Some(ip) = runtime.address(naming, &id).await? else {
-        return Err(RuntimeError::Engine(format!(
-            "container {id} has no address on the node network"
-        )));
+        return Err(RuntimeError::NoAddress(id));
     };
     let address = SocketAddr::new(ip, spec.http_port);
     runtime.ready(address).await?;
@@ -231,7 +226,7 @@ pub async fn launch<R: Runtime + ?Sized>(
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Waits until something accepts TCP connections at `address` (the site's server is up).
-async fn wait_until_accepting(address: SocketAddr) -> Result<(), RuntimeError> {
+pub async fn wait_until_accepting(address: SocketAddr) -> Result<(), RuntimeError> {
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
     let mut pause = std::time::Duration::from_millis(10);
     loop {
@@ -239,9 +234,10 @@ async fn wait_until_accepting(address: SocketAddr) -> Result<(), RuntimeError> {
             return Ok(());
         }
         if tokio::time::Instant::now() + pause > deadline {
-            return Err(RuntimeError::Engine(format!(
-                "nothing accepts connections at {address} after {READY_WITHIN:?}"
-            )));
+            return Err(RuntimeError::NotReady {
+                address,
+                waited: READY_WITHIN,
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));

@@ -18,15 +18,17 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use alveole_model::{
     DesiredState, Hostname, IncomingMove, MoveOutcome, MovePhase, SiteId, SiteMoveId,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::control::files::StateFiles;
 use crate::ingress::{Routes, Upstream};
+
+const FILE: &str = "moves.json";
 
 /// A site this node switched to another: its requests go to the target's ingress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,7 +56,7 @@ struct Kept {
 /// Shared by the agent loop, the move drivers and the peer server.
 #[derive(Debug)]
 pub struct Board {
-    path: PathBuf,
+    files: Arc<dyn StateFiles>,
     kept: Mutex<Kept>,
     incoming: Mutex<BTreeMap<SiteMoveId, IncomingMove>>,
     /// Sites a move started here before their switch, and where they answer.
@@ -68,19 +70,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Board {
-    /// The board kept in `state_dir` (`moves.json`); an unreadable file is reported and
-    /// read as empty.
-    pub fn open(state_dir: &Path) -> Self {
-        let path = state_dir.join("moves.json");
-        let kept = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-                tracing::error!(%error, path = %path.display(), "the moves file is unreadable; starting without it");
+    /// The board kept in `files` (`moves.json`); an unreadable file is reported and read as
+    /// empty.
+    pub fn open(files: Arc<dyn StateFiles>) -> Self {
+        let kept = match files.read(FILE) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::error!(%error, path = %files.locate(FILE).display(), "the moves file is unreadable; starting without it");
                 Kept::default()
             }),
-            Err(_) => Kept::default(),
+            Ok(None) | Err(_) => Kept::default(),
         };
         Self {
-            path,
+            files,
             kept: Mutex::new(kept),
             incoming: Mutex::new(BTreeMap::new()),
             started: Mutex::new(BTreeMap::new()),
@@ -90,9 +91,9 @@ impl Board {
     fn save(&self, kept: &Kept) {
         let written = serde_json::to_vec(kept)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::control::ledger::write_atomically(&self.path, &bytes));
+            .and_then(|bytes| self.files.write(FILE, &bytes));
         if let Err(error) = written {
-            tracing::error!(%error, path = %self.path.display(), "could not keep the moves file");
+            tracing::error!(%error, path = %self.files.locate(FILE).display(), "could not keep the moves file");
         }
     }
 

@@ -19,8 +19,14 @@ use crate::moves::volume_sync::{Manifest, PassReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    #[error("the agent's TLS material is unusable: {0}")]
-    Tls(String),
+    #[error("the agent's certificate or the panel's CA does not read")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("the agent's TLS configuration is refused")]
+    Tls(#[from] rustls::Error),
+    #[error("the CA cannot check peers' certificates")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("the agent's TLS client cannot be made")]
+    Client(#[source] reqwest::Error),
     #[error("cannot reach the peer agent at {at}: {source}")]
     Unreachable {
         at: SocketAddr,
@@ -72,32 +78,26 @@ impl PeerIdentity {
         let mut roots = rustls::RootCertStore::empty();
         for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes())
         {
-            let certificate = certificate.map_err(|e| PeerError::Tls(e.to_string()))?;
-            roots
-                .add(certificate)
-                .map_err(|e| PeerError::Tls(e.to_string()))?;
+            roots.add(certificate?)?;
         }
         Ok(roots)
     }
 
     /// The server side: this node's certificate, and only clients with one from the CA.
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PeerError> {
-        let tls = |e: &dyn std::fmt::Display| PeerError::Tls(e.to_string());
-        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(self.roots()?))
-            .build()
-            .map_err(|e| tls(&e))?;
-        let (certificates, key) = self.credential().tls_material().map_err(|e| tls(&e))?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder(Arc::new(self.roots()?)).build()?;
+        let (certificates, key) = self.credential().tls_material()?;
         let config = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
-            .with_single_cert(certificates, key)
-            .map_err(|e| tls(&e))?;
+            .with_single_cert(certificates, key)?;
         Ok(Arc::new(config))
     }
 
     /// A client for `node`'s agent at `at`: it must present `node`'s certificate.
     pub fn client(&self, node: NodeId, at: SocketAddr) -> Result<PeerClient, PeerError> {
         let name = node_name(node);
-        let tls = |e: reqwest::Error| PeerError::Tls(e.to_string());
+        let tls = PeerError::Client;
         let identity = reqwest::Identity::from_pem(self.credential().identity_pem().as_bytes())
             .map_err(tls)?;
         let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).map_err(tls)?;

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::peer::{PeerClient, PeerError, PeerIdentity};
 use super::{Board, Switched};
-use crate::control::panel::PanelClient;
-use crate::engine::runtime::{Naming, Runtime, RuntimeError, Traffic};
+use crate::control::panel::Control;
+use crate::engine::runtime::{MoveRuntime, Naming, RuntimeError, Traffic};
 use crate::ingress::Ingress;
 use crate::moves::volume_sync::{PassReport, SourceTree, plan, scan};
 
@@ -45,10 +45,10 @@ pub enum MoveError {
     Tree(#[from] crate::moves::volume_sync::SyncError),
     #[error(transparent)]
     Wire(#[from] super::wire::WireError),
-    #[error("the panel: {0}")]
+    #[error("the panel")]
     Panel(#[from] crate::control::panel::AgentError),
-    #[error("a copy task stopped: {0}")]
-    Task(String),
+    #[error("a copy task stopped")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Drives this node's outgoing moves.
@@ -57,7 +57,7 @@ pub struct Source<R> {
     pub runtime: Arc<R>,
     pub naming: Naming,
     pub ingress: Arc<Ingress>,
-    pub panel: PanelClient,
+    pub panel: Arc<dyn Control>,
     pub identity: PeerIdentity,
     pub board: Arc<Board>,
 }
@@ -68,7 +68,7 @@ enum Freeze {
     RolledBack(String),
 }
 
-impl<R: Runtime + 'static> Source<R> {
+impl<R: MoveRuntime + 'static> Source<R> {
     /// Runs the move until it switched or rolled back (the agent aborts the task if the
     /// panel cancels the move). `generation` is the desired state that listed it.
     pub async fn drive(self: Arc<Self>, movement: OutgoingMove, spec: SiteSpec, generation: u64) {
@@ -333,9 +333,7 @@ async fn send_pass(
         receiver.recv().await.map(|item| (item, receiver))
     });
     let applied = peer.pass(id, reqwest::Body::wrap_stream(body)).await;
-    let (sent, total) = producer
-        .await
-        .map_err(|e| MoveError::Task(e.to_string()))??;
+    let (sent, total) = producer.await??;
     applied?;
     progress.passes += 1;
     progress.bytes_sent += sent.bytes;

@@ -15,9 +15,22 @@ use hyper::{Method, Request, StatusCode};
 
 use super::Board;
 use super::peer::{AppliedPass, PeerHandler, PeerResponse, answer, body_stream};
-use crate::engine::runtime::{Naming, Runtime, launch};
+use crate::engine::runtime::{MoveRuntime, Naming, RuntimeError, launch};
 use crate::ingress::Ingress;
 use crate::moves::volume_sync::{TreeWriter, scan};
+
+/// Why a copied site could not be started here.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the site is stopped: nothing to start")]
+    Stopped,
+    #[error("cannot make an HTTP client to check the site")]
+    Client(#[source] reqwest::Error),
+    #[error("the started site failed its health check: {last}")]
+    Unhealthy { last: String },
+}
 
 /// How long a started site may take to answer its first HTTP request.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
@@ -31,7 +44,7 @@ pub struct Target<R> {
     ingress: Arc<Ingress>,
 }
 
-impl<R: Runtime + 'static> Target<R> {
+impl<R: MoveRuntime + 'static> Target<R> {
     pub fn new(runtime: Arc<R>, naming: Naming, board: Arc<Board>, ingress: Arc<Ingress>) -> Self {
         Self {
             runtime,
@@ -131,19 +144,10 @@ impl<R: Runtime + 'static> Target<R> {
     /// Starts the site from its copied volume, checks it answers HTTP, and routes its names
     /// here at once (forwarded requests may come before the next pass).
     async fn start(&self, movement: &IncomingMove) -> Result<PeerResponse, PeerResponse> {
-        let failed = |detail: String| answer(StatusCode::INTERNAL_SERVER_ERROR, detail);
-        self.remove_containers(movement).await.map_err(failed)?;
-        let address = launch(self.runtime.as_ref(), &self.naming, &movement.site)
+        let address = self
+            .launch_checked(movement)
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .ok_or_else(|| failed("the site is stopped: nothing to start".into()))?;
-        let host = movement
-            .site
-            .hostnames
-            .first()
-            .map(|h| h.to_string())
-            .unwrap_or_default();
-        healthy(address, &host).await.map_err(failed)?;
+            .map_err(|error| answer(StatusCode::INTERNAL_SERVER_ERROR, crate::describe(&error)))?;
         self.board.started(movement.id, address);
         let mut routes = (*self.ingress.routes()).clone();
         for hostname in &movement.site.hostnames {
@@ -159,21 +163,30 @@ impl<R: Runtime + 'static> Target<R> {
         Ok(answer(StatusCode::OK, address.to_string()))
     }
 
-    async fn remove_containers(&self, movement: &IncomingMove) -> Result<(), String> {
-        let observed = self
-            .runtime
-            .observe(&self.naming)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// Starts the site afresh from its copy and waits until it answers HTTP.
+    async fn launch_checked(&self, movement: &IncomingMove) -> Result<SocketAddr, StartError> {
+        self.remove_containers(movement).await?;
+        let address = launch(self.runtime.as_ref(), &self.naming, &movement.site)
+            .await?
+            .ok_or(StartError::Stopped)?;
+        let host = movement
+            .site
+            .hostnames
+            .first()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        healthy(address, &host).await?;
+        Ok(address)
+    }
+
+    async fn remove_containers(&self, movement: &IncomingMove) -> Result<(), RuntimeError> {
+        let observed = self.runtime.observe(&self.naming).await?;
         for container in observed
             .containers
             .iter()
             .filter(|c| c.site_id == movement.site.site_id)
         {
-            self.runtime
-                .remove(&container.id)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.runtime.remove(&container.id).await?;
         }
         Ok(())
     }
@@ -182,17 +195,17 @@ impl<R: Runtime + 'static> Target<R> {
         self.board.forget_started(movement.id);
         self.remove_containers(movement)
             .await
-            .map_err(|e| answer(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            .map_err(|error| answer(StatusCode::INTERNAL_SERVER_ERROR, crate::describe(&error)))?;
         Ok(answer(StatusCode::OK, ""))
     }
 }
 
 /// Any HTTP answer below 500 from the site's server, within [`HEALTHY_WITHIN`].
-async fn healthy(address: SocketAddr, host: &str) -> Result<(), String> {
+async fn healthy(address: SocketAddr, host: &str) -> Result<(), StartError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(StartError::Client)?;
     let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
@@ -208,11 +221,11 @@ async fn healthy(address: SocketAddr, host: &str) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(format!("the started site failed its health check: {last}"))
+    Err(StartError::Unhealthy { last })
 }
 
 #[async_trait::async_trait]
-impl<R: Runtime + 'static> PeerHandler for Target<R> {
+impl<R: MoveRuntime + 'static> PeerHandler for Target<R> {
     async fn handle(&self, peer: NodeId, request: Request<Incoming>) -> PeerResponse {
         let path: Vec<&str> = request.uri().path().split('/').skip(1).collect();
         let (id, what) = match path.as_slice() {

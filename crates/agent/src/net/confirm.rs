@@ -5,12 +5,16 @@
 //! shut anyone out. The state is kept in the state directory, so an agent restarted during a
 //! trial still rolls back at the deadline.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alveole_model::InputFilter;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::control::files::StateFiles;
+
+const FILE: &str = "input-filter.json";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct State {
@@ -33,6 +37,8 @@ struct Trial {
 /// What the guard decided for one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
+    /// The pass it was made for (a report of a later pass confirms a filter on trial).
+    pub pass: u64,
     /// The filter to put in place.
     pub filter: Option<InputFilter>,
     /// Why the desired filter is not in place (rolled back), for the report's warnings.
@@ -42,7 +48,7 @@ pub struct Decision {
 }
 
 pub struct InputFilterGuard {
-    path: PathBuf,
+    files: Arc<dyn StateFiles>,
     state: State,
     window: Duration,
     pass: u64,
@@ -60,19 +66,18 @@ impl std::fmt::Debug for InputFilterGuard {
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
 impl InputFilterGuard {
-    /// The guard kept in `state_dir`. An unreadable file counts as "no filter confirmed":
-    /// the next filter is then on trial, which errs on the side of rolling back.
-    pub fn load(state_dir: &Path, window: Duration) -> Self {
-        let path = state_dir.join("input-filter.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+    /// The guard kept in `files`. An unreadable file counts as "no filter confirmed": the
+    /// next filter is then on trial, which errs on the side of rolling back.
+    pub fn load(files: Arc<dyn StateFiles>, window: Duration) -> Self {
+        let state = match files.read(FILE) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
                 tracing::warn!(%error, "the input filter's state is unreadable; starting afresh");
                 State::default()
             }),
-            Err(_) => State::default(),
+            Ok(None) | Err(_) => State::default(),
         };
         Self {
-            path,
+            files,
             state,
             window,
             pass: 0,
@@ -82,7 +87,7 @@ impl InputFilterGuard {
     fn save(&self) {
         let write = serde_json::to_vec(&self.state)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::control::ledger::write_atomically(&self.path, &bytes));
+            .and_then(|bytes| self.files.write(FILE, &bytes));
         if let Err(error) = write {
             tracing::warn!(%error, "could not keep the input filter's state");
         }
@@ -92,7 +97,10 @@ impl InputFilterGuard {
     pub fn decide(&mut self, desired: Option<&InputFilter>, now: DateTime<Utc>) -> Decision {
         self.pass += 1;
         let before = self.state.clone();
-        let decision = self.next(desired, now);
+        let decision = Decision {
+            pass: self.pass,
+            ..self.next(desired, now)
+        };
         if self.state != before {
             self.save();
         }
@@ -121,7 +129,7 @@ impl InputFilterGuard {
                      reached after it was applied); the previous one stays until it changes"
                         .to_owned(),
                 ),
-                rolled_back: None,
+                ..Decision::default()
             };
         }
         match &state.trial {
@@ -148,6 +156,7 @@ impl InputFilterGuard {
                             None => "no filter".to_owned(),
                         }
                     )),
+                    ..Decision::default()
                 }
             }
             Some(trial) if &trial.filter == desired => Decision {
@@ -171,11 +180,11 @@ impl InputFilterGuard {
         }
     }
 
-    /// The panel answered this pass's report: a filter on trial since an earlier pass is
-    /// confirmed. Returns whether one was.
-    pub fn panel_reached(&mut self) -> bool {
+    /// The panel answered the report of pass `reported` (a [`Decision::pass`]): a filter on
+    /// trial since an earlier pass is confirmed. Returns whether one was.
+    pub fn panel_reached(&mut self, reported: u64) -> bool {
         let confirmed = match &self.state.trial {
-            Some(trial) if self.pass > trial.applied_in_pass => trial.filter.clone(),
+            Some(trial) if reported > trial.applied_in_pass => trial.filter.clone(),
             _ => return false,
         };
         self.state.confirmed = Some(confirmed);
@@ -188,6 +197,7 @@ impl InputFilterGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::files::MemoryFiles;
 
     fn filter(networks: &[&str]) -> InputFilter {
         InputFilter {
@@ -198,28 +208,24 @@ mod tests {
         }
     }
 
-    fn guard(dir: &Path) -> InputFilterGuard {
-        InputFilterGuard::load(dir, Duration::from_secs(60))
+    fn guard(files: &Arc<MemoryFiles>) -> InputFilterGuard {
+        InputFilterGuard::load(files.clone(), Duration::from_secs(60))
     }
 
     #[test]
     fn a_new_filter_is_confirmed_by_reaching_the_panel_in_a_later_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut guard = guard(dir.path());
+        let files = Arc::new(MemoryFiles::default());
+        let mut guard = guard(&files);
         let (now, office) = (Utc::now(), filter(&["198.51.100.0/24"]));
-        assert_eq!(
-            guard.decide(Some(&office), now).filter,
-            Some(office.clone())
-        );
+        let applied = guard.decide(Some(&office), now);
+        assert_eq!(applied.filter, Some(office.clone()));
+        let next = guard.decide(Some(&office), now);
         assert!(
-            !guard.panel_reached(),
-            "the pass that applied it does not count"
+            !guard.panel_reached(applied.pass),
+            "the report of the pass that applied it does not count, even when late"
         );
-        assert_eq!(
-            guard.decide(Some(&office), now).filter,
-            Some(office.clone())
-        );
-        assert!(guard.panel_reached());
+        assert_eq!(next.filter, Some(office.clone()));
+        assert!(guard.panel_reached(next.pass));
         let late = now + chrono::Duration::minutes(5);
         let decision = guard.decide(Some(&office), late);
         assert_eq!((decision.filter, decision.warning), (Some(office), None));
@@ -227,22 +233,22 @@ mod tests {
 
     #[test]
     fn a_filter_not_confirmed_in_time_goes_back_to_the_previous_one_even_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(MemoryFiles::default());
         let (now, office, typo) = (
             Utc::now(),
             filter(&["198.51.100.0/24"]),
             filter(&["198.51.10.0/24"]),
         );
-        let mut first = guard(dir.path());
+        let mut first = guard(&files);
         first.decide(Some(&office), now);
-        first.decide(Some(&office), now);
-        assert!(first.panel_reached());
+        let second = first.decide(Some(&office), now);
+        assert!(first.panel_reached(second.pass));
         // The new filter: applied, then the panel is never reached again.
         assert_eq!(first.decide(Some(&typo), now).filter, Some(typo.clone()));
         let soon = now + chrono::Duration::seconds(30);
         assert_eq!(first.decide(Some(&typo), soon).filter, Some(typo.clone()));
         // The agent restarts; the deadline still holds.
-        let mut restarted = guard(dir.path());
+        let mut restarted = guard(&files);
         let late = now + chrono::Duration::seconds(61);
         let decision = restarted.decide(Some(&typo), late);
         assert_eq!(
@@ -251,7 +257,10 @@ mod tests {
             "back to the confirmed one"
         );
         assert!(decision.rolled_back.unwrap().contains("rolled back"));
-        assert!(!restarted.panel_reached(), "nothing on trial any more");
+        assert!(
+            !restarted.panel_reached(decision.pass),
+            "nothing on trial any more"
+        );
         // Not tried again while the panel asks for it; a new one is.
         let decision = restarted.decide(Some(&typo), late);
         assert_eq!(decision.filter, Some(office.clone()));
@@ -262,8 +271,8 @@ mod tests {
 
     #[test]
     fn taking_the_filter_away_needs_no_trial_and_a_first_filter_rolls_back_to_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut guard = guard(dir.path());
+        let files = Arc::new(MemoryFiles::default());
+        let mut guard = guard(&files);
         let (now, office) = (Utc::now(), filter(&["198.51.100.0/24"]));
         guard.decide(Some(&office), now);
         let decision = guard.decide(Some(&office), now + chrono::Duration::seconds(60));

@@ -2,5 +2,6 @@
 //! uplink (`uplink`), and the input filter applied commit-confirmed (`confirm`).
 
 pub mod confirm;
+pub mod fake;
 pub mod routing;
 pub mod uplink;

@@ -11,6 +11,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+
+use crate::control::files::StateFiles;
 
 /// What the kernel says of an address on the uplink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,33 +76,36 @@ pub struct UplinkReport {
 /// The addresses alveole holds on one interface.
 pub struct Uplink {
     interface: Box<dyn Interface>,
-    /// The addresses alveole added, one per line: only those are ever removed.
-    added_path: PathBuf,
+    /// Keeps the addresses alveole added (`uplink-addresses`, one per line): only those are
+    /// ever removed.
+    files: Arc<dyn StateFiles>,
 }
+
+const ADDED: &str = "uplink-addresses";
 
 impl std::fmt::Debug for Uplink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uplink")
-            .field("added_path", &self.added_path)
+            .field("added", &self.files.locate(ADDED))
             .finish_non_exhaustive()
     }
 }
 
 impl Uplink {
-    pub fn new(interface: Box<dyn Interface>, state_dir: &std::path::Path) -> Self {
-        Self {
-            interface,
-            added_path: state_dir.join("uplink-addresses"),
-        }
+    pub fn new(interface: Box<dyn Interface>, files: Arc<dyn StateFiles>) -> Self {
+        Self { interface, files }
     }
 
     fn added(&self) -> Result<BTreeSet<IpAddr>, UplinkError> {
-        match std::fs::read_to_string(&self.added_path) {
+        match self.files.read(ADDED) {
             // A line that is not an address cannot be one alveole added.
-            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+            Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()),
+            Ok(None) => Ok(BTreeSet::new()),
             Err(error) => Err(UplinkError::Ledger {
-                path: self.added_path.clone(),
+                path: self.files.locate(ADDED),
                 error,
             }),
         }
@@ -107,12 +113,12 @@ impl Uplink {
 
     fn keep_added(&self, added: &BTreeSet<IpAddr>) -> Result<(), UplinkError> {
         let text: String = added.iter().map(|a| format!("{a}\n")).collect();
-        crate::control::ledger::write_atomically(&self.added_path, text.as_bytes()).map_err(
-            |error| UplinkError::Ledger {
-                path: self.added_path.clone(),
+        self.files
+            .write(ADDED, text.as_bytes())
+            .map_err(|error| UplinkError::Ledger {
+                path: self.files.locate(ADDED),
                 error,
-            },
-        )
+            })
     }
 
     /// The addresses on the interface now, whatever their state.
@@ -399,44 +405,8 @@ impl Interface for IpInterface {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// An interface in memory that records what was done to it.
-    #[derive(Default)]
-    struct Recorded {
-        present: Mutex<Vec<(IpAddr, AddressState)>>,
-        log: Mutex<Vec<String>>,
-    }
-
-    impl Interface for std::sync::Arc<Recorded> {
-        fn prepare(&self) -> Result<(), UplinkError> {
-            Ok(())
-        }
-        fn addresses(&self) -> Result<Vec<(IpAddr, AddressState)>, UplinkError> {
-            Ok(self.present.lock().unwrap().clone())
-        }
-        fn add(&self, address: IpAddr) -> Result<(), UplinkError> {
-            self.log.lock().unwrap().push(format!("add {address}"));
-            self.present
-                .lock()
-                .unwrap()
-                .push((address, AddressState::Ready));
-            Ok(())
-        }
-        fn remove(&self, address: IpAddr) -> Result<(), UplinkError> {
-            self.log.lock().unwrap().push(format!("remove {address}"));
-            self.present.lock().unwrap().retain(|(a, _)| *a != address);
-            Ok(())
-        }
-        fn announce(&self, address: IpAddr) -> Result<(), UplinkError> {
-            self.log.lock().unwrap().push(format!("announce {address}"));
-            Ok(())
-        }
-        fn forget_connections(&self, address: IpAddr) -> Result<(), UplinkError> {
-            self.log.lock().unwrap().push(format!("forget {address}"));
-            Ok(())
-        }
-    }
+    use crate::control::files::MemoryFiles;
+    use crate::net::fake::FakeInterface;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -444,36 +414,30 @@ mod tests {
 
     #[test]
     fn only_added_addresses_are_removed_and_new_ones_are_announced_after_forgetting() {
-        let dir = tempfile::tempdir().unwrap();
-        let recorded = std::sync::Arc::new(Recorded::default());
+        let recorded = Arc::new(FakeInterface::default());
         // The node's own address, configured by its admin.
-        recorded
-            .present
-            .lock()
-            .unwrap()
-            .push((ip("198.51.100.2"), AddressState::Ready));
-        let uplink = Uplink::new(Box::new(recorded.clone()), dir.path());
+        recorded.configure(ip("198.51.100.2"), AddressState::Ready);
+        let uplink = Uplink::new(Box::new(recorded.clone()), Arc::new(MemoryFiles::default()));
         let wanted = [ip("203.0.113.10")];
         assert_eq!(uplink.release(&wanted).problems, Vec::<String>::new());
         let report = uplink.take(&wanted);
         assert_eq!(report.held, [ip("198.51.100.2"), ip("203.0.113.10")]);
         assert_eq!(
-            *recorded.log.lock().unwrap(),
+            recorded.take_log(),
             [
                 "forget 203.0.113.10",
                 "add 203.0.113.10",
                 "announce 203.0.113.10"
             ]
         );
-        recorded.log.lock().unwrap().clear();
         assert_eq!(uplink.take(&wanted), report, "nothing to do twice");
-        assert!(recorded.log.lock().unwrap().is_empty());
+        assert!(recorded.take_log().is_empty());
 
         // Let go: removed and forgotten; the admin's address stays, even when unwanted.
         let report = uplink.release(&[]);
         assert_eq!(report.held, [ip("198.51.100.2")]);
         assert_eq!(
-            *recorded.log.lock().unwrap(),
+            recorded.take_log(),
             ["remove 203.0.113.10", "forget 203.0.113.10"]
         );
         let report = uplink.release(&[]);
@@ -482,14 +446,10 @@ mod tests {
 
     #[test]
     fn an_address_another_host_answers_for_is_reported_not_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let recorded = std::sync::Arc::new(Recorded::default());
-        recorded
-            .present
-            .lock()
-            .unwrap()
-            .push((ip("2001:db8::10"), AddressState::Duplicate));
-        let report = Uplink::new(Box::new(recorded), dir.path()).take(&[ip("2001:db8::10")]);
+        let recorded = Arc::new(FakeInterface::default());
+        recorded.configure(ip("2001:db8::10"), AddressState::Duplicate);
+        let report = Uplink::new(Box::new(recorded), Arc::new(MemoryFiles::default()))
+            .take(&[ip("2001:db8::10")]);
         assert!(report.held.is_empty());
         assert!(report.problems[0].contains("2001:db8::10"), "{report:?}");
     }

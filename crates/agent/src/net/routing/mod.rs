@@ -48,9 +48,9 @@ fn delete_table(nft: &impl Nft, table: &str) {
 /// The node's table as the reconciler sees it: given a plan on every pass, it makes the table
 /// match (repairing drift) and says what it did.
 #[async_trait]
-pub trait Routing: Send + Sync {
+pub trait Routing: Send + Sync + std::fmt::Debug {
     fn ingress(&self) -> IngressPorts;
-    async fn ensure(&self, plan: RoutingPlan) -> Result<Outcome, String>;
+    async fn ensure(&self, plan: RoutingPlan) -> Result<Outcome, RoutingError>;
 }
 
 /// [`Routing`] through the `nft` program. The router runs on a blocking thread (nft is a
@@ -71,20 +71,18 @@ impl<N: Nft + 'static> NftRouting<N> {
 }
 
 #[async_trait]
-impl<N: Nft + 'static> Routing for NftRouting<N> {
+impl<N: Nft + std::fmt::Debug + 'static> Routing for NftRouting<N> {
     fn ingress(&self) -> IngressPorts {
         self.ingress
     }
 
-    async fn ensure(&self, plan: RoutingPlan) -> Result<Outcome, String> {
+    async fn ensure(&self, plan: RoutingPlan) -> Result<Outcome, RoutingError> {
         let router = self.router.clone();
         tokio::task::spawn_blocking(move || {
-            let mut router = router
-                .lock()
-                .map_err(|_| "the router panicked in an earlier pass".to_owned())?;
-            router.ensure(&plan).map_err(|e| e.to_string())
+            let mut router = router.lock().map_err(|_| RoutingError::Poisoned)?;
+            router.ensure(&plan)
         })
         .await
-        .map_err(|e| format!("the routing task failed: {e}"))?
+        .map_err(RoutingError::Task)?
     }
 }

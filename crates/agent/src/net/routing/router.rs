@@ -72,6 +72,10 @@ pub enum RoutingError {
     Nft(#[from] NftError),
     #[error(transparent)]
     Listing(#[from] super::listing::ListingError),
+    #[error("the router stopped in an earlier pass (a panic); the agent must restart")]
+    Poisoned,
+    #[error("the routing task stopped before it finished")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// The node's table and what alveole knows of it.

@@ -1,0 +1,144 @@
+//! The move handlers of an agent that takes part in moves: the server other agents call
+//! (this node as a move's target), and one driver per move away from this node (its source),
+//! started and stopped as the held desired state lists them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alveole_model::{DesiredState, MovePhase, SiteId, SiteMoveId};
+use tokio::task::JoinHandle;
+
+use crate::control::files::StateFiles;
+use crate::control::identity::Credential;
+use crate::control::panel::Control;
+use crate::engine::runtime::{MoveRuntime, Naming};
+use crate::ingress::{Ingress, Routes};
+use crate::moves::Board;
+use crate::moves::peer::PeerIdentity;
+use crate::moves::source::Source;
+use crate::moves::target::Target;
+
+/// What starting the handlers needs.
+pub(super) struct MoveSetup<R> {
+    pub listener: tokio::net::TcpListener,
+    pub credential: Credential,
+    pub ca_pem: String,
+    pub files: Arc<dyn StateFiles>,
+    pub runtime: Arc<R>,
+    pub naming: Naming,
+    pub ingress: Arc<Ingress>,
+    pub control: Arc<dyn Control>,
+}
+
+pub(super) struct MoveHandlers<R> {
+    board: Arc<Board>,
+    source: Arc<Source<R>>,
+    identity: PeerIdentity,
+    drivers: BTreeMap<SiteMoveId, (SiteId, JoinHandle<()>)>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl<R> Drop for MoveHandlers<R> {
+    fn drop(&mut self) {
+        self.server.abort();
+        for (_, driver) in self.drivers.values() {
+            driver.abort();
+        }
+    }
+}
+
+impl<R: MoveRuntime + 'static> MoveHandlers<R> {
+    /// Serves other agents on the setup's listener from now on.
+    pub(super) fn start(setup: MoveSetup<R>) -> Self {
+        let identity = PeerIdentity::new(setup.credential, setup.ca_pem);
+        let board = Arc::new(Board::open(setup.files));
+        let target = Target::new(
+            setup.runtime.clone(),
+            setup.naming.clone(),
+            board.clone(),
+            setup.ingress.clone(),
+        );
+        let server = tokio::spawn(crate::moves::peer::serve(
+            setup.listener,
+            identity.clone(),
+            Arc::new(target),
+        ));
+        let source = Arc::new(Source {
+            runtime: setup.runtime,
+            naming: setup.naming,
+            ingress: setup.ingress,
+            panel: setup.control,
+            identity: identity.clone(),
+            board: board.clone(),
+        });
+        Self {
+            board,
+            source,
+            identity,
+            drivers: BTreeMap::new(),
+            server,
+        }
+    }
+
+    pub(super) fn board(&self) -> Arc<Board> {
+        self.board.clone()
+    }
+
+    pub(super) fn identity(&self) -> PeerIdentity {
+        self.identity.clone()
+    }
+
+    /// Follows the held document's moves: ends forwardings, starts drivers for new moves,
+    /// stops those of moves the panel cancelled.
+    pub(super) fn follow(&mut self, held: &DesiredState, ingress: &Ingress) {
+        for site in self.board.follow(held) {
+            tracing::info!(%site, "a moved site's forwarding is over");
+            ingress.stop_forwarding(site);
+        }
+        let mut stopped = Vec::new();
+        self.drivers.retain(|id, (site, driver)| {
+            let listed = held.moves_out.iter().any(|m| m.id == *id);
+            if !listed {
+                driver.abort();
+                stopped.push((*id, *site));
+            }
+            listed && !driver.is_finished()
+        });
+        for (id, site) in stopped {
+            if self.board.is_switched(id) {
+                continue;
+            }
+            // Cancelled, maybe during a freeze: the site must not stay paused.
+            let (runtime, container) = (
+                self.source.runtime.clone(),
+                self.source.naming.container(site),
+            );
+            tokio::spawn(async move {
+                let _ = runtime.unpause(&container).await;
+            });
+        }
+        for movement in &held.moves_out {
+            let driven = self.drivers.contains_key(&movement.id)
+                || self.board.is_switched(movement.id)
+                || self.board.is_rolled_back(movement.id);
+            if movement.phase != MovePhase::Copying || driven {
+                continue;
+            }
+            let Some(spec) = held.sites.iter().find(|s| s.site_id == movement.site_id) else {
+                continue;
+            };
+            tracing::info!(move_id = %movement.id, site = %movement.site_id, to = %movement.to_node, "moving a site away");
+            let driver = tokio::spawn(self.source.clone().drive(
+                movement.clone(),
+                spec.clone(),
+                held.generation,
+            ));
+            self.drivers.insert(movement.id, (movement.site_id, driver));
+        }
+    }
+
+    /// Adds what moves route through this node's ingress.
+    pub(super) fn add_routes(&self, routes: &mut Routes, held: &DesiredState) {
+        self.board.add_routes(routes, held);
+    }
+}
