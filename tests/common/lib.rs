@@ -4,7 +4,10 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod docker;
 pub mod netns;
+
+pub use docker::{TEST_IMAGE, ensure_test_image, hello_command};
 
 use std::sync::Arc;
 
@@ -30,23 +33,34 @@ pub fn skip_or_fail(component: &str, why: &str) {
     );
 }
 
+/// A fresh directory under the system's temporary one, removed when dropped (from a failed
+/// test as well).
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory")
+}
+
 /// A fresh, empty database.
 #[derive(Debug)]
 pub struct TestDb {
     pub url: String,
     admin_url: Option<String>,
     name: String,
+    /// Whether `drop_db` has removed it already.
+    removed: bool,
 }
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
-        let dir = std::env::temp_dir().join("alveole-tests");
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let name = format!("t-{}.db", uuid::Uuid::now_v7().simple());
+        // Its files (with `-wal` and `-shm`) go with it: see `Drop`.
+        let name = format!("alveole-test-{}.db", uuid::Uuid::now_v7().simple());
         TestDb {
-            url: format!("sqlite://{}", dir.join(&name).display()),
+            url: format!("sqlite://{}", std::env::temp_dir().join(&name).display()),
             admin_url: None,
             name,
+            removed: false,
         }
     }
 
@@ -74,6 +88,7 @@ impl TestDb {
             url: format!("{base}/{name}"),
             admin_url: Some(admin_url),
             name,
+            removed: false,
         })
     }
 
@@ -111,26 +126,56 @@ impl TestDb {
         }
     }
 
-    /// Removes the database (call at the end of a passing test).
-    pub async fn drop_db(self) {
-        match &self.admin_url {
-            Some(admin_url) => {
-                if let Ok(mut admin) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await
-                {
-                    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut admin)
-                        .await;
-                }
-            }
-            None => {
-                let path = self.url.trim_start_matches("sqlite://");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
+    /// Removes the database now (dropping a `TestDb` removes it too, from a failed test as
+    /// well, but waits on its own runtime to do so).
+    pub async fn drop_db(mut self) {
+        remove_database(self.admin_url.clone(), &self.url, &self.name).await;
+        self.removed = true;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let Some(admin_url) = self.admin_url.clone() else {
+            remove_sqlite_files(&self.url);
+            return;
+        };
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Dropped inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(remove_database(Some(admin_url), &url, &name));
+        })
+        .join();
+    }
+}
+
+async fn remove_database(admin_url: Option<String>, url: &str, name: &str) {
+    match admin_url {
+        Some(admin_url) => {
+            if let Ok(mut admin) =
+                <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await
+            {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await;
             }
         }
+        None => remove_sqlite_files(url),
+    }
+}
+
+fn remove_sqlite_files(url: &str) {
+    let path = url.trim_start_matches("sqlite://");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
 }
 
@@ -557,70 +602,4 @@ fn serve_until_stopped(
         }
     });
     (vec![for_people, for_agents, background], shutdown, state)
-}
-
-/// The test image, built locally (no registry is reachable): Debian's static busybox in an
-/// otherwise empty root file system, imported with `docker import`. Built once per engine.
-pub const TEST_IMAGE: &str = "alveole-test/busybox:2";
-
-/// A site command that answers `hello from $SITE_NAME` on port 8080 and writes nothing but /tmp.
-pub fn hello_command() -> Vec<String> {
-    vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "mkdir -p /tmp/www && echo \"hello from $SITE_NAME\" > /tmp/www/index.html && exec /bin/httpd -f -p 8080 -h /tmp/www".into(),
-    ]
-}
-
-/// Makes sure the test image exists; false (after saying so) when Docker is unavailable outside CI.
-pub fn ensure_test_image() -> bool {
-    let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output();
-    match docker(&["version", "--format", "{{.Server.Version}}"]) {
-        Ok(out) if out.status.success() => {}
-        _ => {
-            skip_or_fail("Docker", "no Docker engine answers");
-            return false;
-        }
-    }
-    if docker(&["image", "inspect", TEST_IMAGE]).is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let Some(busybox) = busybox else {
-        skip_or_fail(
-            "busybox-static",
-            "Debian's busybox-static is not installed (.ci/run installs it)",
-        );
-        return false;
-    };
-    let root =
-        std::env::temp_dir().join(format!("alveole-rootfs-{}", uuid::Uuid::now_v7().simple()));
-    for dir in ["bin", "tmp", "data"] {
-        std::fs::create_dir_all(root.join(dir)).expect("rootfs dir");
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
-    // Like any Unix /tmp: writable by every user (sites may run as an unprivileged user).
-    std::fs::set_permissions(
-        root.join("tmp"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .expect("tmp mode");
-    for applet in [
-        "sh", "httpd", "echo", "cat", "mkdir", "sleep", "wget", "ls", "id",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
-    }
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -C '{}' -c . | docker import - {TEST_IMAGE}",
-            root.display()
-        ))
-        .status()
-        .expect("docker import");
-    let _ = std::fs::remove_dir_all(&root);
-    assert!(status.success(), "docker import of the test image failed");
-    true
 }

@@ -100,6 +100,32 @@ fn json_of(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Runs the CLI expecting it to refuse: its output.
+fn alveole_refused(server: &Server, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(args)
+        .env("ALVEOLE_URL", &server.url)
+        .env("ALVEOLE_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "alveole {args:?} succeeded");
+    output
+}
+
+/// `--set` arguments for a node at `provider` named `name`.
+fn node_fields(provider: &str, name: &str) -> Vec<String> {
+    [
+        format!("provider_id={provider}"),
+        format!("name={name}"),
+        "capacity.cpu_millis=4000".into(),
+        "capacity.memory_bytes=8589934592".into(),
+        "capacity.disk_bytes=107374182400".into(),
+    ]
+    .into_iter()
+    .flat_map(|field| ["--set".to_owned(), field])
+    .collect()
+}
+
 #[test]
 fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     let mut server = start_server();
@@ -116,36 +142,55 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         ],
     ));
     let provider_id = provider["id"].as_str().unwrap();
-    let node = alveole(
-        &server,
-        &[
-            "node",
-            "create",
-            "--json",
-            "--set",
-            &format!("provider_id={provider_id}"),
-            "--set",
-            "name=par-1",
-            "--set",
-            "capacity.cpu_millis=4000",
-            "--set",
-            "capacity.memory_bytes=8589934592",
-            "--set",
-            "capacity.disk_bytes=107374182400",
-        ],
-    );
-    assert_eq!(json_of(&node)["name"], "par-1");
-    let join = alveole(
-        &server,
-        &["node", "join-token", json_of(&node)["id"].as_str().unwrap()],
-    );
+    let mut args = vec!["node", "create", "--json"];
+    let fields = node_fields(provider_id, "par-1");
+    args.extend(fields.iter().map(String::as_str));
+    let node = json_of(&alveole(&server, &args));
+    assert_eq!(node["name"], "par-1");
+    let node_id = node["id"].as_str().unwrap();
+    let join = alveole(&server, &["node", "join-token", node_id]);
     let join = String::from_utf8(join.stdout).unwrap();
     assert!(
         join.contains("alveole agent --panel-url") && join.contains("--join-token alj_"),
         "{join}"
     );
+    let outputs = a_site_is_created_shown_listed_and_updated(&server);
+    moves_are_refused_naming_why(&server, provider_id);
+    an_evacuation_is_planned_then_followed_to_its_end(&server);
+
+    // A refused change says why, and exits non-zero.
+    let refused = alveole_refused(&server, &["node", "delete", node_id]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cli.exemple.org"),
+        "names the site"
+    );
+    alveole(&server, &["site", "delete", "cli.exemple.org", "--purge"]);
+    assert_eq!(
+        json_of(&alveole(&server, &["site", "list", "--json"])),
+        serde_json::json!([])
+    );
+
+    // The secret was in no output above, and is in no log line of the server.
+    for output in &outputs {
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(SECRET));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let logs = std::mem::replace(&mut server.logs, std::thread::spawn(String::new))
+        .join()
+        .unwrap();
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "logs were captured"
+    );
+    assert!(!logs.contains(SECRET), "a secret reached the logs");
+}
+
+/// A site with a secret, for a new member: created (its domain lowercased), shown without its
+/// secret, listed as a human table, updated. Returns the outputs that touched the secret.
+fn a_site_is_created_shown_listed_and_updated(server: &Server) -> Vec<Output> {
     let member = json_of(&alveole(
-        &server,
+        server,
         &[
             "member",
             "create",
@@ -158,7 +203,7 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     ));
     let env = format!(r#"env=[{{"name":"DB_PASSWORD","value":"{SECRET}","secret":true}}]"#);
     let created = alveole(
-        &server,
+        server,
         &[
             "site",
             "create",
@@ -174,16 +219,15 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         ],
     );
     assert_eq!(json_of(&created)["primary_domain"], "cli.exemple.org");
-
-    let shown = alveole(&server, &["site", "show", "cli.exemple.org", "--json"]);
+    let shown = alveole(server, &["site", "show", "cli.exemple.org", "--json"]);
     assert_eq!(json_of(&shown)["env"][0]["value"], serde_json::Value::Null);
-    let listed = String::from_utf8(alveole(&server, &["site", "list"]).stdout).unwrap();
+    let listed = String::from_utf8(alveole(server, &["site", "list"]).stdout).unwrap();
     assert!(
         listed.starts_with("ID ") && listed.contains("cli.exemple.org"),
         "a human table: {listed}"
     );
     let updated = alveole(
-        &server,
+        server,
         &[
             "site",
             "update",
@@ -194,54 +238,40 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         ],
     );
     assert_eq!(json_of(&updated)["limits"]["pids"], 128);
+    vec![created, shown, updated]
+}
 
-    // Moves: the history is empty; a move to a node whose agent never said where other
-    // agents reach it is refused, naming why, and nothing is recorded.
-    let moves = alveole(&server, &["site", "moves", "cli.exemple.org", "--json"]);
+/// The history is empty; a move to a node whose agent never said where other agents reach it
+/// is refused, naming why, and so is one to a node that does not exist; nothing is recorded.
+fn moves_are_refused_naming_why(server: &Server, provider_id: &str) {
+    let moves = alveole(server, &["site", "moves", "cli.exemple.org", "--json"]);
     assert_eq!(json_of(&moves), serde_json::json!([]));
-    alveole(
-        &server,
-        &[
-            "node",
-            "create",
-            "--set",
-            &format!("provider_id={provider_id}"),
-            "--set",
-            "name=par-2",
-            "--set",
-            "capacity.cpu_millis=4000",
-            "--set",
-            "capacity.memory_bytes=8589934592",
-            "--set",
-            "capacity.disk_bytes=107374182400",
-        ],
+    let mut args = vec!["node", "create"];
+    let fields = node_fields(provider_id, "par-2");
+    args.extend(fields.iter().map(String::as_str));
+    alveole(server, &args);
+    let refused = alveole_refused(
+        server,
+        &["site", "move", "cli.exemple.org", "--to", "par-2"],
     );
-    let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
-        .args(["site", "move", "cli.exemple.org", "--to", "par-2"])
-        .env("ALVEOLE_URL", &server.url)
-        .env("ALVEOLE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr);
     assert!(why.contains("--peer-listen"), "{why}");
-    let unknown = Command::new(env!("CARGO_BIN_EXE_alveole"))
-        .args(["site", "move", "cli.exemple.org", "--to", "nowhere"])
-        .env("ALVEOLE_URL", &server.url)
-        .env("ALVEOLE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("no node is named nowhere"),
-        "{}",
-        String::from_utf8_lossy(&unknown.stderr)
+    let unknown = alveole_refused(
+        server,
+        &["site", "move", "cli.exemple.org", "--to", "nowhere"],
     );
-    let moves = alveole(&server, &["site", "moves", "cli.exemple.org", "--json"]);
+    let why = String::from_utf8_lossy(&unknown.stderr);
+    assert!(why.contains("no node is named nowhere"), "{why}");
+    let moves = alveole(server, &["site", "moves", "cli.exemple.org", "--json"]);
     assert_eq!(json_of(&moves), serde_json::json!([]));
+}
 
-    // Emptying par-1 by a deadline: the plan, in words and as a table.
+/// Emptying par-1 by a deadline: the plan, in words and as a table. Run, the CLI follows the
+/// job to its end: the site could not move (par-2's agent does not listen for other agents),
+/// said with the reason.
+fn an_evacuation_is_planned_then_followed_to_its_end(server: &Server) {
     let plan = alveole(
-        &server,
+        server,
         &[
             "evacuate",
             "--node",
@@ -260,56 +290,15 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
         plan.contains("cli.exemple.org") && plan.contains("par-2"),
         "{plan}"
     );
-    // Run, it follows the job to its end: the site could not move (par-2's agent does not
-    // listen for other agents), said with the reason; the others would have gone on.
-    let ran = alveole(&server, &["evacuate", "--node", "par-1", "--json"]);
+    let ran = alveole(server, &["evacuate", "--node", "par-1", "--json"]);
     let ran = String::from_utf8(ran.stdout).unwrap();
     assert!(ran.starts_with("not moved: "), "{ran}");
     let ended: serde_json::Value =
         serde_json::from_str(ran.lines().last().unwrap_or_default()).unwrap();
     assert_eq!(ended["state"], "done", "{ended}");
     assert_eq!(ended["items"][0]["state"], "failed");
-    assert!(
-        ended["items"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("--peer-listen"),
-        "{ended}"
-    );
-
-    // A refused change says why, and exits non-zero.
-    let refused = Command::new(env!("CARGO_BIN_EXE_alveole"))
-        .args(["node", "delete", json_of(&node)["id"].as_str().unwrap()])
-        .env("ALVEOLE_URL", &server.url)
-        .env("ALVEOLE_TOKEN", &server.token)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("cli.exemple.org"),
-        "names the site"
-    );
-
-    alveole(&server, &["site", "delete", "cli.exemple.org", "--purge"]);
-    assert_eq!(
-        json_of(&alveole(&server, &["site", "list", "--json"])),
-        serde_json::json!([])
-    );
-
-    // The secret was in no output above, and is in no log line of the server.
-    for output in [&created, &shown, &updated] {
-        assert!(!String::from_utf8_lossy(&output.stdout).contains(SECRET));
-    }
-    let _ = server.child.kill();
-    let _ = server.child.wait();
-    let logs = std::mem::replace(&mut server.logs, std::thread::spawn(String::new))
-        .join()
-        .unwrap();
-    assert!(
-        logs.contains("DEBUG") || logs.contains("INFO"),
-        "logs were captured"
-    );
-    assert!(!logs.contains(SECRET), "a secret reached the logs");
+    let error = ended["items"][0]["error"].as_str().unwrap();
+    assert!(error.contains("--peer-listen"), "{ended}");
 }
 
 #[test]

@@ -212,16 +212,10 @@ pub fn checkpoint_digest(checkpoint: &Checkpoint) -> String {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "alveole-audit-{}/{name}",
-            uuid::Uuid::now_v7().simple()
-        ))
-    }
-
     #[test]
     fn a_checkpoint_verifies_with_its_key_and_nothing_else() {
-        let path = temp("signing.key");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/signing.key");
         let key = SigningKey::load_or_create(&path).unwrap();
         let again = SigningKey::load_or_create(&path).unwrap();
         assert_eq!(key.key_id(), again.key_id(), "the key is kept");
@@ -247,7 +241,7 @@ mod tests {
             longer.verify(&keys),
             Err(CheckpointError::BadSignature(_))
         ));
-        let other = SigningKey::load_or_create(&temp("other.key")).unwrap();
+        let other = SigningKey::load_or_create(&dir.path().join("other/other.key")).unwrap();
         assert!(matches!(
             checkpoint.verify(&[other.public()]),
             Err(CheckpointError::UnknownKey(_))
@@ -263,6 +257,5 @@ mod tests {
         checkpoint
             .verify(&[rotated.public(), key.public()])
             .unwrap();
-        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -319,8 +319,8 @@ mod tests {
 
     #[test]
     fn a_complete_export_verifies_on_its_own_and_reveals_truncation() {
-        let dir = std::env::temp_dir().join(format!("alveole-export-{}", uuid::Uuid::now_v7()));
-        let key = SigningKey::load_or_create(&dir.join("k")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(&dir.path().join("k")).unwrap();
         let all = links(&["a", "b", "c", "d"]);
         let text = export(&all, &ExportFilter::default(), &key, 4);
         let report = verify_export(&text, &[], None).unwrap();
@@ -342,13 +342,12 @@ mod tests {
             verify_export(&edited, &[], None),
             Err(VerifyError::Broken(chain::ChainBreak { index: 2, .. }))
         ));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_filtered_export_checks_each_event_and_its_neighbours() {
-        let dir = std::env::temp_dir().join(format!("alveole-export-{}", uuid::Uuid::now_v7()));
-        let key = SigningKey::load_or_create(&dir.join("k")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::load_or_create(&dir.path().join("k")).unwrap();
         let all = links(&["a", "b", "a", "a"]);
         let filter = ExportFilter {
             actor: Some("a".into()),
@@ -358,7 +357,6 @@ mod tests {
         let report = verify_export(&export(&only_a, &filter, &key, 4), &[], None).unwrap();
         assert!(!report.complete);
         assert_eq!(report.events, 3);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

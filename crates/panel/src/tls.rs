@@ -399,22 +399,26 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    fn temp_dir() -> PathBuf {
-        std::env::temp_dir().join(format!("alveole-tls-{}", uuid::Uuid::now_v7().simple()))
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("alveole-tls-")
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn the_material_is_made_once_with_private_keys() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = temp_dir();
+        let scratch = temp_dir();
+        let dir = scratch.path();
         let lifetime = DEFAULT_AGENT_CERTIFICATE_LIFETIME;
-        let first = load_or_create(&dir, &["panel.example.org".into()], lifetime).unwrap();
+        let first = load_or_create(dir, &["panel.example.org".into()], lifetime).unwrap();
         let server = std::fs::read(dir.join("server.pem")).unwrap();
-        let again = load_or_create(&dir, &["panel.example.org".into()], lifetime).unwrap();
+        let again = load_or_create(dir, &["panel.example.org".into()], lifetime).unwrap();
         assert_eq!(first.ca.fingerprint, again.ca.fingerprint, "the CA is kept");
         assert_eq!(first.ca.fingerprint.len(), 64);
         assert_eq!(server, std::fs::read(dir.join("server.pem")).unwrap());
-        load_or_create(&dir, &["other.example.org".into()], lifetime).unwrap();
+        load_or_create(dir, &["other.example.org".into()], lifetime).unwrap();
         assert_ne!(
             server,
             std::fs::read(dir.join("server.pem")).unwrap(),
@@ -426,14 +430,14 @@ mod tests {
             );
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn an_agent_certificate_names_the_node_and_carries_the_requested_key_only() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = temp_dir();
-        let tls = load_or_create(&dir, &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
+        let scratch = temp_dir();
+        let dir = scratch.path();
+        let tls = load_or_create(dir, &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
         let key = KeyPair::generate().unwrap();
         // The requester asks to be a CA for another name: both are ignored.
         let mut asked = CertificateParams::new(vec!["panel.example.org".to_owned()]).unwrap();
@@ -457,7 +461,8 @@ mod tests {
             x509_parser::extensions::GeneralName::DNSName(&node_name(node))
         );
         assert!(issued_by(&issued.certificate_pem, &tls.ca.ca_pem));
-        let other = load_or_create(&temp_dir(), &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
+        let other =
+            load_or_create(temp_dir().path(), &[], DEFAULT_AGENT_CERTIFICATE_LIFETIME).unwrap();
         assert!(!issued_by(&issued.certificate_pem, &other.ca.ca_pem));
         let lasts = issued.not_after - issued.not_before;
         assert!(lasts <= chrono::Duration::hours(24) + chrono::Duration::minutes(5));
@@ -468,6 +473,5 @@ mod tests {
             .is_err()
         );
         assert!(SigningRequest::parse("not a request").is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,17 @@ struct State {
     images: BTreeSet<String>,
     /// Whether the engine answers at all.
     away: bool,
+    /// The volumes' directories it made (under the system's temporary directory).
+    volume_dirs: BTreeSet<std::path::PathBuf>,
+}
+
+impl Drop for State {
+    /// A fake leaves nothing on the machine.
+    fn drop(&mut self) {
+        for dir in &self.volume_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -230,9 +241,11 @@ impl MoveRuntime for FakeRuntime {
         naming: &Naming,
         site: SiteId,
     ) -> Result<std::path::PathBuf, RuntimeError> {
-        Self::answer(&mut self.lock(), "volume_path")?;
+        let mut state = self.lock();
+        Self::answer(&mut state, "volume_path")?;
         let path = std::env::temp_dir().join(naming.volume(site));
         std::fs::create_dir_all(&path).map_err(|e| RuntimeError::Engine(Box::new(e)))?;
+        state.volume_dirs.insert(path.clone());
         Ok(path)
     }
 

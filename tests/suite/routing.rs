@@ -2,8 +2,6 @@
 //! a client, a node (the table, its ingress, its own services) and a backend standing for a
 //! site's container. Public addresses are documentation ranges.
 
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;

@@ -1,9 +1,6 @@
 //! Sign-in doors that do not depend on an identity provider: who am I, token login with a
 //! per-address allowance, and break-glass links.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use alveole_tests::{TestDb, TestPanel};
 
 fn client_from(address: [u8; 4]) -> reqwest::Client {

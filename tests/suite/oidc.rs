@@ -1,9 +1,6 @@
 //! Signing in through a real OpenID Connect provider (oidc-provider-mock from PyPI, started
 //! on loopback), through its own login form and the panel's production callback.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use alveole_panel::oidc::{OidcConfig, parse_roles};
 use alveole_tests::{OidcProvider, TestDb, TestPanel};
 use serde_json::json;

@@ -4,9 +4,6 @@
 //! answer at the same moment, and traffic follows at once although the client's neighbour
 //! cache would otherwise keep sending to the old node for minutes.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +205,40 @@ async fn an_address_fails_over_under_traffic_and_the_two_nodes_never_answer_toge
 
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
+    let (node_a, node_b) = two_nodes(&panel).await;
+    let (v4, v6): (IpAddr, IpAddr) = (
+        "203.0.113.10".parse().unwrap(),
+        "2001:db8::10".parse().unwrap(),
+    );
+    allocate_to(
+        &panel,
+        &node_a,
+        &[("203.0.113.0/24", v4), ("2001:db8::/64", v6)],
+    )
+    .await;
+    let agents = RunningAgents::start(&panel, [(&node_a, &segment.a), (&node_b, &segment.b)]).await;
+
+    let (client, a) = (&segment.client, &segment.a);
+    wait_until(
+        "node A answers both addresses",
+        Duration::from_secs(30),
+        || {
+            ask(client, v4).as_deref() == Some("node-a")
+                && ask(client, v6).as_deref() == Some("node-a")
+        },
+    )
+    .await;
+    assert_eq!(neighbour(client, v4), Some(mac_of(a)));
+    for address in [v4, v6] {
+        fails_over_under_traffic(&panel, &segment, address, &node_b).await;
+    }
+    the_provider_was_told_and_b_holds_both(&panel, &node_b, [v4, v6]).await;
+    agents.stop().await;
+    db.drop_db().await;
+}
+
+/// The seeded node A and a node B at the same provider: their ids.
+async fn two_nodes(panel: &TestPanel) -> (String, String) {
     let (node_a, _) = panel.seed().await;
     let (_, view) = panel.get(&format!("/api/v1/nodes/{node_a}")).await;
     let (status, node_b) = panel
@@ -220,10 +251,13 @@ async fn an_address_fails_over_under_traffic_and_the_two_nodes_never_answer_toge
         )
         .await;
     assert_eq!(status, 201, "{node_b}");
-    let node_b = node_b["id"].as_str().unwrap().to_owned();
-    let v4: IpAddr = "203.0.113.10".parse().unwrap();
-    let v6: IpAddr = "2001:db8::10".parse().unwrap();
-    for (prefix, address) in [("203.0.113.0/24", v4), ("2001:db8::/64", v6)] {
+    (node_a, node_b["id"].as_str().unwrap().to_owned())
+}
+
+/// Each address allocated to `node` from a pool of its prefix, at the node's provider.
+async fn allocate_to(panel: &TestPanel, node: &str, addresses: &[(&str, IpAddr)]) {
+    let (_, view) = panel.get(&format!("/api/v1/nodes/{node}")).await;
+    for (prefix, address) in addresses {
         let (status, pool) = panel
             .post(
                 "/api/v1/ip-pools",
@@ -237,142 +271,169 @@ async fn an_address_fails_over_under_traffic_and_the_two_nodes_never_answer_toge
                     "/api/v1/ip-pools/{}/allocations",
                     pool["id"].as_str().unwrap()
                 ),
-                json!({"node_id": node_a, "address": address}),
+                json!({"node_id": node, "address": address}),
             )
             .await;
         assert_eq!(status, 201, "{allocated}");
     }
+}
 
-    // Two agents, each keeping its table and its uplink in its node's namespace.
-    let mut stops = Vec::new();
-    let mut runs = Vec::new();
-    let mut state_dirs = Vec::new();
-    for (node, ns) in [(&node_a, &segment.a), (&node_b, &segment.b)] {
-        let (status, join) = panel
-            .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
-            .await;
-        assert_eq!(status, 201, "{join}");
-        let state_dir = tempfile::tempdir().unwrap();
-        let client = panel.agent_client();
-        let credential = credential(&client, state_dir.path(), join["join_token"].as_str())
-            .await
-            .unwrap();
-        let routing = NftRouting::new(
-            NftCommand::in_netns(&ns.name),
-            IngressPorts {
-                http: 8080,
-                https: None,
-            },
-        );
-        let agent = Agent::new(
-            credential,
-            client,
-            state_dir.path(),
-            FakeRuntime::default(),
-            Arc::new(Ingress::new()),
-        )
-        .with_routing(Arc::new(routing))
-        .with_uplink(Box::new(IpInterface::new("eth0", Some(&ns.name)).unwrap()));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let timing = Timing {
-            pass: Duration::from_millis(300),
+/// Agents, each keeping its table and its uplink in its node's namespace.
+struct RunningAgents {
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    runs: Vec<tokio::task::JoinHandle<()>>,
+    _state_dirs: Vec<tempfile::TempDir>,
+}
+
+impl RunningAgents {
+    async fn start<'a>(
+        panel: &TestPanel,
+        nodes: impl IntoIterator<Item = (&'a String, &'a Netns)>,
+    ) -> RunningAgents {
+        let mut agents = RunningAgents {
+            stops: Vec::new(),
+            runs: Vec::new(),
+            _state_dirs: Vec::new(),
         };
-        runs.push(tokio::spawn(agent.run(timing, async move {
-            let _ = stopped.await;
-        })));
-        stops.push(stop);
-        state_dirs.push(state_dir);
-    }
-
-    let (client, a, b) = (&segment.client, &segment.a, &segment.b);
-    wait_until(
-        "node A answers both addresses",
-        Duration::from_secs(30),
-        || {
-            ask(client, v4).as_deref() == Some("node-a")
-                && ask(client, v6).as_deref() == Some("node-a")
-        },
-    )
-    .await;
-    assert_eq!(neighbour(client, v4), Some(mac_of(a)));
-
-    for address in [v4, v6] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(Mutex::new(Answers::default()));
-        let prober = probe(client, address, stop.clone(), answers.clone());
-        let answered_by = |name: &str| answers.lock().unwrap().by(name).len();
-        wait_until("probes answered by A", Duration::from_secs(10), || {
-            answered_by("node-a") >= 20
-        })
-        .await;
-        assert!(
-            tracked(a, address) > 0,
-            "{address}: A tracks the connections"
-        );
-        let (status, moving) = panel
-            .post(
-                &format!("/api/v1/ip-allocations/{address}/move"),
-                json!({"to_node": node_b}),
+        for (node, ns) in nodes {
+            let (status, join) = panel
+                .post(&format!("/api/v1/nodes/{node}/join-token"), json!({}))
+                .await;
+            assert_eq!(status, 201, "{join}");
+            let state_dir = alveole_tests::temp_dir("alveole-failover-");
+            let client = panel.agent_client();
+            let credential = credential(&client, state_dir.path(), join["join_token"].as_str())
+                .await
+                .unwrap();
+            let routing = NftRouting::new(
+                NftCommand::in_netns(&ns.name),
+                IngressPorts {
+                    http: 8080,
+                    https: None,
+                },
+            );
+            let agent = Agent::new(
+                credential,
+                client,
+                state_dir.path(),
+                FakeRuntime::default(),
+                Arc::new(Ingress::new()),
             )
-            .await;
-        assert_eq!(status, 202, "{moving}");
-        // Traffic follows: B answers, although the client's cache would have kept A's MAC.
-        wait_until("B answers", Duration::from_secs(30), || {
-            answered_by("node-b") >= 50
-        })
-        .await;
-        assert_eq!(neighbour(client, address), Some(mac_of(b)), "{address}");
-        stop.store(true, Ordering::Relaxed);
-        prober.join().unwrap();
-        let answers = std::mem::take(&mut *answers.lock().unwrap());
-        let (by_a, by_b) = (answers.by("node-a"), answers.by("node-b"));
-        assert!(
-            !by_a.is_empty() && !by_b.is_empty(),
-            "{address}: {answers:?}"
-        );
-        let last_a = *by_a.iter().max().unwrap();
-        let first_b = *by_b.iter().min().unwrap();
-        // Never both: every answer of A comes before every answer of B, and no probe got two.
-        assert!(
-            last_a < first_b,
-            "{address}: A answered probe {last_a} after B answered {first_b}"
-        );
-        let mut numbers: Vec<u64> = answers.0.iter().map(|(n, _)| *n).collect();
-        numbers.sort_unstable();
-        let count = numbers.len();
-        numbers.dedup();
-        assert_eq!(numbers.len(), count, "{address}: a probe answered twice");
-        eprintln!(
-            "{address}: {} probes answered by A, then {} unanswered, then {} by B ({} unanswered in all)",
-            by_a.len(),
-            first_b - last_a - 1,
-            by_b.len(),
-            answers.1
-        );
-        // The old node forgot the address's connections; the uplinks say who holds it.
-        assert_eq!(tracked(a, address), 0, "{address}: A's connections cleared");
-        assert!(
-            !a.ip(&["address", "show", "dev", "eth0"])
-                .contains(&format!("{address}/"))
-        );
-        assert!(
-            b.ip(&["address", "show", "dev", "eth0"])
-                .contains(&format!("{address}/"))
-        );
+            .with_routing(Arc::new(routing))
+            .with_uplink(Box::new(IpInterface::new("eth0", Some(&ns.name)).unwrap()));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let timing = Timing {
+                pass: Duration::from_millis(300),
+            };
+            agents.runs.push(tokio::spawn(agent.run(timing, async move {
+                let _ = stopped.await;
+            })));
+            agents.stops.push(stop);
+            agents._state_dirs.push(state_dir);
+        }
+        agents
     }
 
-    // The provider was told, once per address, to route it to B; each move audited.
+    async fn stop(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for run in self.runs {
+            let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+        }
+    }
+}
+
+/// Under continuous probes, `address` moves from A to B: traffic follows at once although the
+/// client's cache would have kept A's MAC, the two never answer together, and the old node
+/// forgets the address's connections.
+async fn fails_over_under_traffic(
+    panel: &TestPanel,
+    segment: &Segment,
+    address: IpAddr,
+    node_b: &str,
+) {
+    let (client, a, b) = (&segment.client, &segment.a, &segment.b);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(Mutex::new(Answers::default()));
+    let prober = probe(client, address, stop.clone(), answers.clone());
+    let answered_by = |name: &str| answers.lock().unwrap().by(name).len();
+    wait_until("probes answered by A", Duration::from_secs(10), || {
+        answered_by("node-a") >= 20
+    })
+    .await;
+    assert!(
+        tracked(a, address) > 0,
+        "{address}: A tracks the connections"
+    );
+    let (status, moving) = panel
+        .post(
+            &format!("/api/v1/ip-allocations/{address}/move"),
+            json!({"to_node": node_b}),
+        )
+        .await;
+    assert_eq!(status, 202, "{moving}");
+    wait_until("B answers", Duration::from_secs(30), || {
+        answered_by("node-b") >= 50
+    })
+    .await;
+    assert_eq!(neighbour(client, address), Some(mac_of(b)), "{address}");
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let (by_a, by_b) = (answers.by("node-a"), answers.by("node-b"));
+    assert!(
+        !by_a.is_empty() && !by_b.is_empty(),
+        "{address}: {answers:?}"
+    );
+    let last_a = *by_a.iter().max().unwrap();
+    let first_b = *by_b.iter().min().unwrap();
+    // Never both: every answer of A comes before every answer of B, and no probe got two.
+    assert!(
+        last_a < first_b,
+        "{address}: A answered probe {last_a} after B answered {first_b}"
+    );
+    let mut numbers: Vec<u64> = answers.0.iter().map(|(n, _)| *n).collect();
+    numbers.sort_unstable();
+    let count = numbers.len();
+    numbers.dedup();
+    assert_eq!(numbers.len(), count, "{address}: a probe answered twice");
+    eprintln!(
+        "{address}: {} probes answered by A, then {} unanswered, then {} by B ({} unanswered in all)",
+        by_a.len(),
+        first_b - last_a - 1,
+        by_b.len(),
+        answers.1
+    );
+    // The old node forgot the address's connections; the uplinks say who holds it.
+    assert_eq!(tracked(a, address), 0, "{address}: A's connections cleared");
+    assert!(
+        !a.ip(&["address", "show", "dev", "eth0"])
+            .contains(&format!("{address}/"))
+    );
+    assert!(
+        b.ip(&["address", "show", "dev", "eth0"])
+            .contains(&format!("{address}/"))
+    );
+}
+
+/// The provider was told, once per address, to route it to B; each move audited; B's report
+/// says it holds them.
+async fn the_provider_was_told_and_b_holds_both(
+    panel: &TestPanel,
+    node_b: &str,
+    addresses: [IpAddr; 2],
+) {
     let calls = panel.provider.calls();
     assert_eq!(
         calls.iter().map(|c| c.address).collect::<Vec<_>>(),
-        [v4, v6]
+        addresses
     );
     assert!(calls.iter().all(|c| c.node.to_string() == node_b));
     let (_, audit) = panel
         .get("/api/v1/audit/events?action=ip.move.complete")
         .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
-    // B's report says it holds both.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let statuses = panel.store.node_statuses().await.unwrap();
@@ -381,18 +442,10 @@ async fn an_address_fails_over_under_traffic_and_the_two_nodes_never_answer_toge
             .find(|s| s.node_id.to_string() == node_b)
             .and_then(|s| s.report.addresses.clone())
             .unwrap_or_default();
-        if held.contains(&v4) && held.contains(&v6) {
+        if addresses.iter().all(|address| held.contains(address)) {
             break;
         }
         assert!(Instant::now() < deadline, "B's report: {held:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    for run in runs {
-        let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
-    }
-    db.drop_db().await;
 }

@@ -1,9 +1,6 @@
 //! Who may call what: a matrix built from the route table (a new route is covered the day it
 //! is declared), and a member's reach limited to their own sites.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use alveole_panel::routes::{Access, Surface, routes};
 use alveole_tests::{TestDb, TestPanel};
 use reqwest::Method;

@@ -2,9 +2,6 @@
 //! providers (their own node ids, state directories, ingress and peer listeners; the copy goes
 //! over TCP with mutual TLS), one real Docker engine scoped by node id.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +13,7 @@ use alveole_agent::engine::docker::DockerRuntime;
 use alveole_agent::engine::runtime::Naming;
 use alveole_agent::ingress::Ingress;
 use alveole_model::{AgentEndpoints, NodeId};
+use alveole_tests::docker::{NodeCleanup, docker};
 use alveole_tests::{TEST_IMAGE, TestDb, TestPanel, ensure_test_image};
 use serde_json::{Value, json};
 
@@ -30,32 +28,6 @@ fn site_command() -> Vec<String> {
 }
 
 const APPEND_SCRIPT: &str = "#!/bin/sh\necho \"$QUERY_STRING\" >> /data/log.txt\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok %s\\n' \"$QUERY_STRING\"\n";
-
-fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Removes a node's containers and volumes when the test ends, however it ends.
-struct NodeCleanup(Vec<NodeId>);
-
-impl Drop for NodeCleanup {
-    fn drop(&mut self) {
-        for node in &self.0 {
-            let label = format!("label=coop.alveole.node={node}");
-            for id in docker(&["ps", "-aq", "--filter", &label]).lines() {
-                docker(&["rm", "-f", id]);
-            }
-            for volume in docker(&["volume", "ls", "-q", "--filter", &label]).lines() {
-                docker(&["volume", "rm", "-f", volume]);
-            }
-            docker(&["network", "rm", &Naming { node_id: *node }.network()]);
-        }
-    }
-}
 
 /// One node's agent, as a process would run it; `kill` stops it at once.
 struct RunningAgent {
@@ -81,7 +53,7 @@ impl Drop for RunningAgent {
 struct NodeSetup {
     id: NodeId,
     credential: alveole_agent::control::identity::Credential,
-    state_dir: PathBuf,
+    state_dir: tempfile::TempDir,
 }
 
 /// Starts `node`'s agent on the given addresses (port 0: any).
@@ -109,7 +81,7 @@ async fn start_agent(
     let agent = Agent::new(
         node.credential.clone(),
         client,
-        &node.state_dir,
+        node.state_dir.path(),
         DockerRuntime::connect().await.unwrap(),
         proxy,
     )
@@ -138,10 +110,7 @@ async fn enrolled(panel: &TestPanel, node: &str) -> NodeSetup {
     NodeSetup {
         id: node.parse().unwrap(),
         credential: panel.enrol(node).await,
-        state_dir: std::env::temp_dir().join(format!(
-            "alveole-move-agent-{}",
-            uuid::Uuid::now_v7().simple()
-        )),
+        state_dir: alveole_tests::temp_dir("alveole-move-agent-"),
     }
 }
 
@@ -394,7 +363,7 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
     let (a, b, member) = two_nodes(&panel).await;
-    let _cleanup = NodeCleanup(vec![a.id, b.id]);
+    let _cleanup = NodeCleanup::new([a.id, b.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut agent_a = start_agent(&panel, &a, any, any).await;
     let agent_b = start_agent(&panel, &b, any, any).await;
@@ -409,143 +378,11 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
         Some((200, "ok 0\n".into()))
     );
 
-    // A reader and a writer through node A's ingress for the whole move.
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = Arc::new(Mutex::new(Traffic::default()));
-    let clients = spawn_traffic(agent_a.ingress, HOST, stop.clone(), traffic.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // A target that has not said where agents reach it is refused; node B has.
-    let (status, refused) = panel
-        .post(
-            &format!("/api/v1/sites/{site}/move"),
-            json!({"to_node": a.id}),
-        )
-        .await;
-    assert_eq!(status, 409, "{refused}");
-    let (status, started) = panel
-        .post(
-            &format!("/api/v1/sites/{site}/move"),
-            json!({"to_node": b.id}),
-        )
-        .await;
-    assert_eq!(status, 202, "{started}");
-    let move_id = started["id"].as_str().unwrap().to_owned();
-    let (status, again) = panel
-        .post(
-            &format!("/api/v1/sites/{site}/move"),
-            json!({"to_node": b.id}),
-        )
-        .await;
-    assert_eq!(status, 409, "one move at a time: {again}");
-
-    let moved = wait_for("the switch", Duration::from_secs(180), async || {
-        let movement = the_move(&panel, &move_id).await;
-        assert_ne!(movement["phase"], "failed", "{movement}");
-        (movement["phase"] == "forwarding" && movement["progress"]["freeze_ms"].is_u64())
-            .then_some(movement)
-    })
-    .await;
-    // Some more traffic after the switch, through node A (forwarded) still.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-    let traffic = std::mem::take(&mut *traffic.lock().unwrap());
-    let progress = &moved["progress"];
-    let freeze = Duration::from_millis(progress["freeze_ms"].as_u64().unwrap());
-    println!(
-        "moved: {} requests, longest gap {:?}, freeze {:?}, {} passes, {} bytes sent, steps {}",
-        traffic.requests.len(),
-        traffic.longest_gap(),
-        freeze,
-        progress["passes"],
-        progress["bytes_sent"],
-        progress["freeze_steps"]
-    );
-    assert!(
-        traffic.requests.len() > 200,
-        "traffic ran: {}",
-        traffic.requests.len()
-    );
-    assert_eq!(traffic.failures(), Vec::<String>::new(), "held, not failed");
-    // The longest silence a client saw is the freeze, plus the one request's own time.
-    let one_request = Duration::from_millis(100);
-    assert!(
-        traffic.longest_gap() <= freeze + one_request,
-        "longest gap {:?} > freeze {:?}",
-        traffic.longest_gap(),
-        freeze
-    );
-    assert!(progress["passes"].as_u64().unwrap() >= 2, "{progress}");
-    assert!(
-        progress["bytes_sent"].as_u64().unwrap() >= 200 << 20,
-        "{progress}"
-    );
-
-    // The site is node B's now, in a volume of its own with the same data.
-    let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
-    assert_eq!(shown["node_id"], json!(b.id), "{shown}");
-    let target_dir = volume_dir(b.id, &site);
-    assert_ne!(
-        source_dir, target_dir,
-        "the target volume is another volume"
-    );
-    let (source_digest, target_digest) = (
-        alveole_agent::moves::volume_sync::tree_digest(&source_dir.join("files")).unwrap(),
-        alveole_agent::moves::volume_sync::tree_digest(&target_dir.join("files")).unwrap(),
-    );
-    assert_eq!(source_digest, target_digest, "the data arrived whole");
-    // Every acknowledged write is on the target, and the source's log (frozen at the switch)
-    // is where the target's began.
-    let target_log = std::fs::read_to_string(target_dir.join("log.txt")).unwrap();
-    let source_log = std::fs::read_to_string(source_dir.join("log.txt")).unwrap();
-    assert!(
-        target_log.starts_with(&source_log),
-        "no write lost or reordered"
-    );
-    let written: std::collections::BTreeSet<u64> =
-        target_log.lines().filter_map(|l| l.parse().ok()).collect();
-    let lost: Vec<u64> = traffic
-        .acknowledged
-        .iter()
-        .filter(|seq| !written.contains(seq))
-        .copied()
-        .collect();
-    assert!(traffic.acknowledged.len() > 50, "the writer ran");
-    assert_eq!(
-        lost,
-        Vec::<u64>::new(),
-        "acknowledged writes missing on the target"
-    );
-
-    // The move is in the site's history and in the audit record.
-    let (_, history) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
-    assert_eq!(history[0]["id"], json!(move_id), "{history}");
-    let actions: Vec<String> = panel
-        .store
-        .audit_events(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
-    for action in ["site.move.start", "site.move.switch"] {
-        assert!(
-            actions.iter().any(|a| a == action),
-            "{action} in {actions:?}"
-        );
-    }
-
-    // The site's page shows the move, its freeze window, and the form that ends forwarding.
-    let page = panel.page(&format!("/sites/{site}")).await;
-    assert!(page.contains(r#"data-phase="forwarding""#), "{page}");
-    assert!(
-        page.contains(&format!("{} ms", freeze.as_millis())),
-        "{page}"
-    );
-    assert!(page.contains(r#"id="finish-move""#));
+    let (move_id, moved, traffic) =
+        moved_under_traffic(&panel, &site, &a, &b, agent_a.ingress, HOST).await;
+    let freeze = no_request_failed_and_no_gap_outlasted_the_freeze(&traffic, &moved);
+    the_data_and_every_acknowledged_write_arrived(&panel, &site, &b, &source_dir, &traffic).await;
+    the_move_is_recorded_and_shown(&panel, &site, &move_id, freeze).await;
 
     // An admin ends the forwarding early: node A stops answering for the site and drops its
     // copy.
@@ -574,6 +411,173 @@ async fn docker_a_site_moves_while_requested_and_written_with_no_request_failed(
     );
 }
 
+/// Moves the site from A to B while a reader and a writer go through node A's ingress for the
+/// whole move (and for a while after the switch, forwarded): the move's id, its record at the
+/// switch, and the traffic.
+async fn moved_under_traffic(
+    panel: &TestPanel,
+    site: &str,
+    a: &NodeSetup,
+    b: &NodeSetup,
+    ingress: SocketAddr,
+    host: &'static str,
+) -> (String, Value, Traffic) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = Arc::new(Mutex::new(Traffic::default()));
+    let clients = spawn_traffic(ingress, host, stop.clone(), traffic.clone());
+    let answered = || traffic.lock().unwrap().requests.len();
+    wait_for("traffic under way", Duration::from_secs(30), async || {
+        (answered() >= 20).then_some(())
+    })
+    .await;
+
+    // A target that has not said where agents reach it is refused; node B has.
+    let path = format!("/api/v1/sites/{site}/move");
+    let (status, refused) = panel.post(&path, json!({"to_node": a.id})).await;
+    assert_eq!(status, 409, "{refused}");
+    let (status, started) = panel.post(&path, json!({"to_node": b.id})).await;
+    assert_eq!(status, 202, "{started}");
+    let move_id = started["id"].as_str().unwrap().to_owned();
+    let (status, again) = panel.post(&path, json!({"to_node": b.id})).await;
+    assert_eq!(status, 409, "one move at a time: {again}");
+
+    let moved = wait_for("the switch", Duration::from_secs(180), async || {
+        let movement = the_move(panel, &move_id).await;
+        assert_ne!(movement["phase"], "failed", "{movement}");
+        (movement["phase"] == "forwarding" && movement["progress"]["freeze_ms"].is_u64())
+            .then_some(movement)
+    })
+    .await;
+    // Some more traffic after the switch, through node A (forwarded) still.
+    let at_switch = answered();
+    wait_for(
+        "traffic after the switch",
+        Duration::from_secs(30),
+        async || (answered() >= at_switch + 50).then_some(()),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let traffic = std::mem::take(&mut *traffic.lock().unwrap());
+    (move_id, moved, traffic)
+}
+
+/// No request failed (they were held), and the longest silence a client saw is the freeze
+/// plus one request's own time. Returns the freeze.
+fn no_request_failed_and_no_gap_outlasted_the_freeze(traffic: &Traffic, moved: &Value) -> Duration {
+    let progress = &moved["progress"];
+    let freeze = Duration::from_millis(progress["freeze_ms"].as_u64().unwrap());
+    println!(
+        "moved: {} requests, longest gap {:?}, freeze {:?}, {} passes, {} bytes sent, steps {}",
+        traffic.requests.len(),
+        traffic.longest_gap(),
+        freeze,
+        progress["passes"],
+        progress["bytes_sent"],
+        progress["freeze_steps"]
+    );
+    assert!(
+        traffic.requests.len() > 200,
+        "traffic ran: {}",
+        traffic.requests.len()
+    );
+    assert_eq!(traffic.failures(), Vec::<String>::new(), "held, not failed");
+    let one_request = Duration::from_millis(100);
+    assert!(
+        traffic.longest_gap() <= freeze + one_request,
+        "longest gap {:?} > freeze {:?}",
+        traffic.longest_gap(),
+        freeze
+    );
+    assert!(progress["passes"].as_u64().unwrap() >= 2, "{progress}");
+    assert!(
+        progress["bytes_sent"].as_u64().unwrap() >= 200 << 20,
+        "{progress}"
+    );
+    freeze
+}
+
+/// The site is node B's now, in a volume of its own with the same data; every acknowledged
+/// write is on the target, and the source's log (frozen at the switch) is where the target's
+/// began.
+async fn the_data_and_every_acknowledged_write_arrived(
+    panel: &TestPanel,
+    site: &str,
+    b: &NodeSetup,
+    source_dir: &Path,
+    traffic: &Traffic,
+) {
+    let (_, shown) = panel.get(&format!("/api/v1/sites/{site}")).await;
+    assert_eq!(shown["node_id"], json!(b.id), "{shown}");
+    let target_dir = volume_dir(b.id, site);
+    assert_ne!(
+        source_dir, target_dir,
+        "the target volume is another volume"
+    );
+    let digest =
+        |dir: &Path| alveole_agent::moves::volume_sync::tree_digest(&dir.join("files")).unwrap();
+    assert_eq!(
+        digest(source_dir),
+        digest(&target_dir),
+        "the data arrived whole"
+    );
+    let target_log = std::fs::read_to_string(target_dir.join("log.txt")).unwrap();
+    let source_log = std::fs::read_to_string(source_dir.join("log.txt")).unwrap();
+    assert!(
+        target_log.starts_with(&source_log),
+        "no write lost or reordered"
+    );
+    let written: std::collections::BTreeSet<u64> =
+        target_log.lines().filter_map(|l| l.parse().ok()).collect();
+    let lost: Vec<u64> = traffic
+        .acknowledged
+        .iter()
+        .filter(|seq| !written.contains(seq))
+        .copied()
+        .collect();
+    assert!(traffic.acknowledged.len() > 50, "the writer ran");
+    assert_eq!(
+        lost,
+        Vec::<u64>::new(),
+        "acknowledged writes missing on the target"
+    );
+}
+
+/// The move is in the site's history and in the audit record; the site's page shows it, its
+/// freeze window, and the form that ends forwarding.
+async fn the_move_is_recorded_and_shown(
+    panel: &TestPanel,
+    site: &str,
+    move_id: &str,
+    freeze: Duration,
+) {
+    let (_, history) = panel.get(&format!("/api/v1/sites/{site}/moves")).await;
+    assert_eq!(history[0]["id"], json!(move_id), "{history}");
+    let actions: Vec<String> = panel
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in ["site.move.start", "site.move.switch"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+    let page = panel.page(&format!("/sites/{site}")).await;
+    assert!(page.contains(r#"data-phase="forwarding""#), "{page}");
+    assert!(
+        page.contains(&format!("{} ms", freeze.as_millis())),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="finish-move""#));
+}
+
 #[tokio::test]
 async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     alveole_tests::init();
@@ -583,7 +587,7 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     let db = TestDb::sqlite().await;
     let panel = TestPanel::start(&db).await;
     let (a, b, member) = two_nodes(&panel).await;
-    let _cleanup = NodeCleanup(vec![a.id, b.id]);
+    let _cleanup = NodeCleanup::new([a.id, b.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let agent_a = start_agent(&panel, &a, any, any).await;
     let mut agent_b = start_agent(&panel, &b, any, any).await;
@@ -675,7 +679,7 @@ async fn docker_when_the_panel_dies_during_the_freeze_the_source_serves_again() 
         .configure(|config| config.moves.freeze_deadline_ms = deadline.as_millis() as u64)
         .await;
     let (a, b, member) = two_nodes(&panel).await;
-    let _cleanup = NodeCleanup(vec![a.id, b.id]);
+    let _cleanup = NodeCleanup::new([a.id, b.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let agent_a = start_agent(&panel, &a, any, any).await;
     let agent_b = start_agent(&panel, &b, any, any).await;
@@ -816,7 +820,7 @@ async fn docker_twenty_sites_are_evacuated_to_two_nodes_and_serve_from_there() {
         .await;
     assert_eq!(status, 201, "{third}");
     let c = enrolled(&panel, third["id"].as_str().unwrap()).await;
-    let _cleanup = NodeCleanup(vec![a.id, b.id, c.id]);
+    let _cleanup = NodeCleanup::new([a.id, b.id, c.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let agent_a = start_agent(&panel, &a, any, any).await;
     let agents = [

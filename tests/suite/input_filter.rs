@@ -7,9 +7,6 @@
 //! which the node namespace's filter cannot cut. What is tested is the agent's side: a change
 //! it cannot confirm is undone by the deadline, one it confirmed stays.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,5 @@
 //! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use alveole_agent::control::panel::Control;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,10 +7,12 @@ use std::time::Duration;
 use alveole_tests::{TestDb, TestPanel, skip_or_fail};
 use fantoccini::{Client, ClientBuilder, Locator};
 
-/// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port, killed when dropped; it and its browsers keep their
+/// temporary files in a directory of their own, removed with it.
 struct Driver {
     child: Child,
     url: String,
+    _scratch: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -39,8 +38,10 @@ async fn start_driver() -> Option<Driver> {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    let scratch = alveole_tests::temp_dir("alveole-chromium-");
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
+        .env("TMPDIR", scratch.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -48,6 +49,7 @@ async fn start_driver() -> Option<Driver> {
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        _scratch: scratch,
     };
     // Wait for the driver to answer its status endpoint (bounded).
     for _ in 0..100 {
@@ -138,9 +140,21 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     let panel = TestPanel::start(&db).await;
     let (node, _) = panel.seed().await;
     let client = browser(&driver).await;
+    signs_in(&client, &panel).await;
+    let site_id = creates_a_site_and_reads_it_back(&client, &panel).await;
+    sees_field_errors_with_its_input_kept(&client, &panel).await;
+    let other = moves_an_address(&client, &panel, &node).await;
+    moves_a_site_then_cancels(&client, &panel, &site_id, &other).await;
+    plans_and_runs_an_evacuation(&client, &panel, &node, &other).await;
+    enrols_a_nodes_agent(&client, &panel, &node).await;
+    reads_it_all_in_french(&client, &panel, &site_id).await;
+    client.close().await.expect("close");
+    db.drop_db().await;
+}
 
-    // Not signed in: sent to the login page; a wrong token is refused.
-    open(&client, &panel, "/sites").await;
+/// Not signed in: sent to the login page; a wrong token is refused, the right one signs in.
+async fn signs_in(client: &Client, panel: &TestPanel) {
+    open(client, panel, "/sites").await;
     assert!(
         client
             .current_url()
@@ -149,21 +163,24 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
             .path()
             .ends_with("/login")
     );
-    fill(&client, "token", "alv_wrong").await;
-    click(&client, "login-submit").await;
-    text_when(&client, "#login-error", |t| !t.is_empty()).await;
+    fill(client, "token", "alv_wrong").await;
+    click(client, "login-submit").await;
+    text_when(client, "#login-error", |t| !t.is_empty()).await;
 
-    fill(&client, "token", &panel.token).await;
-    click(&client, "login-submit").await;
-    text_when(&client, "h1", |t| t == "Dashboard").await;
-    assert_eq!(text_of(&client, "#count-nodes").await, "1");
+    fill(client, "token", &panel.token).await;
+    click(client, "login-submit").await;
+    text_when(client, "h1", |t| t == "Dashboard").await;
+    assert_eq!(text_of(client, "#count-nodes").await, "1");
+}
 
-    // Create a site through the form; it is listed.
-    open(&client, &panel, "/sites/new").await;
-    fill(&client, "primary_domain", "Formulaire.Example.ORG").await;
-    fill(&client, "image", "registry.example.org/coop/site:1").await;
-    fill(&client, "secret_env", "DB_PASSWORD=browser-secret-123").await;
-    fill(&client, "exposed_ports", "tcp 2222:22\nudp 5353").await;
+/// A site made through the form (a tier, ports, a secret): listed, and its edit form shows
+/// what was written but not the secret. Returns its id.
+async fn creates_a_site_and_reads_it_back(client: &Client, panel: &TestPanel) -> String {
+    open(client, panel, "/sites/new").await;
+    fill(client, "primary_domain", "Formulaire.Example.ORG").await;
+    fill(client, "image", "registry.example.org/coop/site:1").await;
+    fill(client, "secret_env", "DB_PASSWORD=browser-secret-123").await;
+    fill(client, "exposed_ports", "tcp 2222:22\nudp 5353").await;
     client
         .find(Locator::Css("#limit_tier option[value='large']"))
         .await
@@ -171,10 +188,11 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         .click()
         .await
         .expect("choose it");
-    click(&client, "save").await;
-    text_when(&client, "h1", |t| t == "formulaire.example.org").await;
+    click(client, "save").await;
+    text_when(client, "h1", |t| t == "formulaire.example.org").await;
     let (_, sites) = panel.get("/api/v1/sites").await;
     let site = &sites["items"][0];
+    let site_id = site["id"].as_str().unwrap().to_owned();
     assert_eq!(site["limit_tier"], "large", "{site}");
     assert_eq!(
         site["exposed_ports"],
@@ -183,8 +201,8 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     );
     // Its edit form shows them as they were written.
     open(
-        &client,
-        &panel,
+        client,
+        panel,
         &format!("/sites/{}/edit", site["id"].as_str().unwrap()),
     )
     .await;
@@ -204,19 +222,22 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
             .contains("browser-secret-123"),
         "the secret is not shown"
     );
-    open(&client, &panel, "/sites").await;
+    open(client, panel, "/sites").await;
     assert!(
-        text_of(&client, "#list")
+        text_of(client, "#list")
             .await
             .contains("formulaire.example.org")
     );
+    site_id
+}
 
-    // An invalid domain: the message sits next to the field and the input is kept.
-    open(&client, &panel, "/sites/new").await;
-    fill(&client, "primary_domain", "bad;name.org").await;
-    fill(&client, "image", "registry.example.org/coop/site:1").await;
-    click(&client, "save").await;
-    text_when(&client, "p.error[data-field='primary_domain']", |t| {
+/// Bad input: the message sits next to its field, the input is kept, nothing is saved.
+async fn sees_field_errors_with_its_input_kept(client: &Client, panel: &TestPanel) {
+    open(client, panel, "/sites/new").await;
+    fill(client, "primary_domain", "bad;name.org").await;
+    fill(client, "image", "registry.example.org/coop/site:1").await;
+    click(client, "save").await;
+    text_when(client, "p.error[data-field='primary_domain']", |t| {
         t.contains("letters, digits and hyphens")
     })
     .await;
@@ -245,18 +266,21 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         "nothing saved"
     );
     // Port 443 belongs to the ingress: said next to the ports, nothing saved.
-    open(&client, &panel, "/sites/new").await;
-    fill(&client, "primary_domain", "ports.example.org").await;
-    fill(&client, "image", "registry.example.org/coop/site:1").await;
-    fill(&client, "exposed_ports", "tcp 443").await;
-    click(&client, "save").await;
-    text_when(&client, "p.error[data-field='exposed_ports']", |t| {
+    open(client, panel, "/sites/new").await;
+    fill(client, "primary_domain", "ports.example.org").await;
+    fill(client, "image", "registry.example.org/coop/site:1").await;
+    fill(client, "exposed_ports", "tcp 443").await;
+    click(client, "save").await;
+    text_when(client, "p.error[data-field='exposed_ports']", |t| {
         t.contains("443")
     })
     .await;
     assert_eq!(panel.store.counts().await.expect("counts").sites, 1);
+}
 
-    // An address moves to another node from the addresses page: it waits for the old node.
+/// An address moves to another node from the addresses page: it waits for the old node.
+/// Returns the other node.
+async fn moves_an_address(client: &Client, panel: &TestPanel, node: &str) -> serde_json::Value {
     let (_, view) = panel.get(&format!("/api/v1/nodes/{node}")).await;
     let (status, other) = panel
         .post(
@@ -284,7 +308,7 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         )
         .await;
     assert_eq!(status, 201);
-    open(&client, &panel, "/addresses").await;
+    open(client, panel, "/addresses").await;
     client
         .find(Locator::Css(
             "tr[data-address='203.0.113.1'] form.move button",
@@ -294,21 +318,27 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         .click()
         .await
         .expect("move");
-    text_when(&client, "tr[data-address='203.0.113.1'] td.moving", |t| {
+    text_when(client, "tr[data-address='203.0.113.1'] td.moving", |t| {
         t.contains("node-2") && t.contains("old node")
     })
     .await;
     let (_, moves) = panel.get("/api/v1/address-moves").await;
     assert_eq!(moves[0]["to_node"], other["id"], "{moves}");
+    other
+}
 
-    // A site's page shows its moves and moves it: refused while the target's agent has not
-    // said where agents reach it, then started, and cancelled from the same page.
-    let (_, sites) = panel.get("/api/v1/sites").await;
-    let site_id = sites["items"][0]["id"].as_str().unwrap().to_owned();
-    open(&client, &panel, &format!("/sites/{site_id}")).await;
-    text_when(&client, "#no-moves", |t| t.contains("not moved yet")).await;
-    click(&client, "move").await;
-    text_when(&client, "body", |t| t.contains("--peer-listen")).await;
+/// A site's page shows its moves and moves it: refused while the target's agent has not said
+/// where agents reach it, then started, and cancelled from the same page.
+async fn moves_a_site_then_cancels(
+    client: &Client,
+    panel: &TestPanel,
+    site_id: &str,
+    other: &serde_json::Value,
+) {
+    open(client, panel, &format!("/sites/{site_id}")).await;
+    text_when(client, "#no-moves", |t| t.contains("not moved yet")).await;
+    click(client, "move").await;
+    text_when(client, "body", |t| t.contains("--peer-listen")).await;
     let target = panel.agent_client();
     target
         .authenticate(&panel.enrol(other["id"].as_str().unwrap()).await)
@@ -321,20 +351,28 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
     }))
     .unwrap();
     target.report(&report).await.unwrap();
-    open(&client, &panel, &format!("/sites/{site_id}")).await;
-    click(&client, "move").await;
-    text_when(&client, "tr.move[data-phase='copying']", |t| {
+    open(client, panel, &format!("/sites/{site_id}")).await;
+    click(client, "move").await;
+    text_when(client, "tr.move[data-phase='copying']", |t| {
         t.contains("node-1 → node-2") && t.contains("copying")
     })
     .await;
-    click(&client, "cancel-move").await;
-    text_when(&client, "tr.move[data-phase='cancelled']", |t| {
+    click(client, "cancel-move").await;
+    text_when(client, "tr.move[data-phase='cancelled']", |t| {
         t.contains("cancelled")
     })
     .await;
+}
 
-    // The evacuations page plans emptying node-1, then starts it.
-    open(&client, &panel, "/evacuations").await;
+/// The evacuations page plans emptying node-1, then starts it; no agent moves the site here,
+/// so its move is cancelled and the evacuation ends without it.
+async fn plans_and_runs_an_evacuation(
+    client: &Client,
+    panel: &TestPanel,
+    node: &str,
+    other: &serde_json::Value,
+) {
+    open(client, panel, "/evacuations").await;
     client
         .find(Locator::Id("scope"))
         .await
@@ -342,13 +380,13 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         .select_by_value(&format!("node:{node}"))
         .await
         .expect("choose node-1");
-    click(&client, "plan").await;
-    text_when(&client, "#plan-result .statement", |t| {
+    click(client, "plan").await;
+    text_when(client, "#plan-result .statement", |t| {
         t.contains("1 sites moved")
     })
     .await;
-    click(&client, "start-evacuation").await;
-    text_when(&client, "tr.evacuation", |t| t.contains("node-1")).await;
+    click(client, "start-evacuation").await;
+    text_when(client, "tr.evacuation", |t| t.contains("node-1")).await;
     let (_, evacuations) = panel.get("/api/v1/evacuations").await;
     assert_eq!(evacuations[0]["items"][0]["to_node"], other["id"]);
     // No agent moves it here: its move is cancelled, and the evacuation ends without it.
@@ -374,48 +412,49 @@ async fn browser_admin_signs_in_creates_a_site_sees_errors_and_switches_to_frenc
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ended, "the evacuation ended");
+}
 
-    // A node's page offers to enrol its agent: the command comes with a one-time token.
-    open(&client, &panel, &format!("/nodes/{node}")).await;
-    click(&client, "action-1").await;
-    text_when(&client, "p.message", |t| {
+/// A node's page offers to enrol its agent: the command comes with a one-time token.
+async fn enrols_a_nodes_agent(client: &Client, panel: &TestPanel, node: &str) {
+    open(client, panel, &format!("/nodes/{node}")).await;
+    click(client, "action-1").await;
+    text_when(client, "p.message", |t| {
         t.contains("alveole agent --panel-url") && t.contains("--join-token alj_")
     })
     .await;
+}
 
-    // Switch to French: the page and the field message follow.
-    open(&client, &panel, "/sites/new").await;
-    click(&client, "lang-fr").await;
-    text_when(&client, "h1", |t| t == "Tableau de bord").await;
-    open(&client, &panel, "/sites/new").await;
-    text_when(&client, "h1", |t| t == "Nouveau site").await;
-    fill(&client, "primary_domain", "bad;name.org").await;
-    click(&client, "save").await;
-    text_when(&client, "p.error[data-field='primary_domain']", |t| {
+/// Switched to French: the pages and the field messages follow.
+async fn reads_it_all_in_french(client: &Client, panel: &TestPanel, site_id: &str) {
+    open(client, panel, "/sites/new").await;
+    click(client, "lang-fr").await;
+    text_when(client, "h1", |t| t == "Tableau de bord").await;
+    open(client, panel, "/sites/new").await;
+    text_when(client, "h1", |t| t == "Nouveau site").await;
+    fill(client, "primary_domain", "bad;name.org").await;
+    click(client, "save").await;
+    text_when(client, "p.error[data-field='primary_domain']", |t| {
         t.contains("lettres, des chiffres et des tirets")
     })
     .await;
-    fill(&client, "primary_domain", "ports.example.org").await;
-    fill(&client, "image", "registry.example.org/coop/site:1").await;
-    fill(&client, "exposed_ports", "tcp 443").await;
-    click(&client, "save").await;
-    text_when(&client, "p.error[data-field='exposed_ports']", |t| {
+    fill(client, "primary_domain", "ports.example.org").await;
+    fill(client, "image", "registry.example.org/coop/site:1").await;
+    fill(client, "exposed_ports", "tcp 443").await;
+    click(client, "save").await;
+    text_when(client, "p.error[data-field='exposed_ports']", |t| {
         t.contains("passent par l'ingress")
     })
     .await;
 
-    open(&client, &panel, &format!("/sites/{site_id}")).await;
-    text_when(&client, "#moves h2", |t| t == "Déménagements").await;
-    text_when(&client, "tr.move[data-phase='cancelled']", |t| {
+    open(client, panel, &format!("/sites/{site_id}")).await;
+    text_when(client, "#moves h2", |t| t == "Déménagements").await;
+    text_when(client, "tr.move[data-phase='cancelled']", |t| {
         t.contains("annulé")
     })
     .await;
-    open(&client, &panel, "/evacuations").await;
-    text_when(&client, "h1", |t| t == "Évacuations").await;
-    text_when(&client, "tr.evacuation", |t| t.contains("terminée")).await;
-
-    client.close().await.expect("close");
-    db.drop_db().await;
+    open(client, panel, "/evacuations").await;
+    text_when(client, "h1", |t| t == "Évacuations").await;
+    text_when(client, "tr.evacuation", |t| t.contains("terminée")).await;
 }
 
 #[tokio::test]

@@ -1,8 +1,5 @@
 //! The co-op's addresses: pools at providers, allocations to nodes and sites, never twice.
 
-// Test code: a failed expectation is the test failing, with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use alveole_tests::{TestDb, TestPanel};
 use reqwest::Method;
 use serde_json::json;
@@ -270,8 +267,36 @@ fn report(generation: u64, addresses: &[&str]) -> serde_json::Value {
 #[tokio::test]
 async fn an_address_moves_to_its_new_node_only_once_the_old_one_lets_it_go() {
     for db in TestDb::all().await {
-        let backend = db.backend();
         let panel = TestPanel::start(&db).await;
+        let scene = AddressScene::new(&panel, db.backend()).await;
+        refused_address_moves_change_nothing(&panel, &scene).await;
+        let release = the_old_node_lets_go_then_the_provider_routes_it(&panel, &scene).await;
+        the_move_is_audited_in_order(&panel, &scene).await;
+        a_forced_move_retries_and_a_cancelled_one_gives_back(&panel, &scene, release).await;
+        db.drop_db().await;
+    }
+}
+
+/// Two nodes; 203.0.113.1 allocated to the old one, whose agent the test plays.
+struct AddressScene {
+    backend: &'static str,
+    old: String,
+    new: String,
+    old_id: alveole_model::NodeId,
+    new_id: alveole_model::NodeId,
+    member: String,
+    /// The pool's allocations route.
+    allocations: String,
+    address: std::net::IpAddr,
+    /// The old node's agent, and where it reports.
+    agent: reqwest::Client,
+    status_url: String,
+}
+
+const MOVE_PATH: &str = "/api/v1/ip-allocations/203.0.113.1/move";
+
+impl AddressScene {
+    async fn new(panel: &TestPanel, backend: &'static str) -> AddressScene {
         let (old, member) = panel.seed().await;
         let (_, old_view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
         let (status, new) = panel
@@ -285,7 +310,6 @@ async fn an_address_moves_to_its_new_node_only_once_the_old_one_lets_it_go() {
             .await;
         assert_eq!(status, 201, "{backend}: {new}");
         let new = new["id"].as_str().unwrap().to_owned();
-        let (old_id, new_id) = (old.parse().unwrap(), new.parse().unwrap());
         let (_, pool) = panel
             .post(
                 "/api/v1/ip-pools",
@@ -296,184 +320,215 @@ async fn an_address_moves_to_its_new_node_only_once_the_old_one_lets_it_go() {
             "/api/v1/ip-pools/{}/allocations",
             pool["id"].as_str().unwrap()
         );
-        let (status, _) = panel
-            .post(
-                &allocations,
-                json!({"node_id": old, "address": "203.0.113.1"}),
-            )
-            .await;
+        let body = json!({"node_id": old, "address": "203.0.113.1"});
+        let (status, _) = panel.post(&allocations, body).await;
         assert_eq!(status, 201, "{backend}");
         let address: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+        let old_id = old.parse().unwrap();
         let held = panel.store.desired_state(old_id).await.unwrap();
         assert_eq!(held.addresses, [address], "{backend}");
-
-        // Refused: to its own node, to an unknown node, a bad address, a dedicated address
-        // whose site runs elsewhere. Nothing changes.
-        let move_path = "/api/v1/ip-allocations/203.0.113.1/move";
-        let (status, refused) = panel.post(move_path, json!({"to_node": old})).await;
-        assert_eq!(status, 409, "{backend}: {refused}");
-        assert_eq!(refused["errors"][0]["code"], "address.same_node");
-        let unknown = uuid::Uuid::now_v7();
-        let (status, _) = panel.post(move_path, json!({"to_node": unknown})).await;
-        assert_eq!(status, 404, "{backend}");
-        let (status, _) = panel
-            .post(
-                "/api/v1/ip-allocations/203.0.113.x/move",
-                json!({"to_node": new}),
-            )
-            .await;
-        assert_eq!(status, 400, "{backend}");
-        let (_, site) = panel
-            .post(
-                "/api/v1/sites",
-                json!({"owner_id": member, "primary_domain": "moving.example.org", "image": "registry.example.org/s:1", "node_id": old}),
-            )
-            .await;
-        let (status, dedicated) = panel
-            .post(
-                &allocations,
-                json!({"node_id": old, "site_id": site["id"], "address": "203.0.113.2"}),
-            )
-            .await;
-        assert_eq!(status, 201, "{backend}: {dedicated}");
-        let (status, refused) = panel
-            .post(
-                "/api/v1/ip-allocations/203.0.113.2/move",
-                json!({"to_node": new}),
-            )
-            .await;
-        assert_eq!(status, 409, "{backend}: {refused}");
-        assert_eq!(refused["errors"][0]["code"], "address.site_elsewhere");
-        assert!(panel.store.address_moves().await.unwrap().is_empty());
-
-        // The move: the old node loses the address at once, the new one does not have it yet.
-        let (status, moving) = panel.post(move_path, json!({"to_node": new})).await;
-        assert_eq!(status, 202, "{backend}: {moving}");
-        let (status, again) = panel.post(move_path, json!({"to_node": new})).await;
-        assert_eq!(status, 409, "{backend}: one move at a time: {again}");
-        let release = panel.store.desired_state(old_id).await.unwrap();
-        assert_eq!(moving["release_generation"], release.generation);
-        assert!(!release.addresses.contains(&address), "{backend}");
-        let before = panel.store.desired_state(new_id).await.unwrap();
-        assert!(before.addresses.is_empty(), "{backend}");
-
-        // The old node's agent reports; only a report that applied the release generation
-        // and no longer shows the address finishes the move.
-        let credential = panel.enrol(&old).await;
-        let agent = panel.agent_http(&credential);
-        let status_url = format!("{}/api/v1/agent/status", panel.agent_base);
-        let send = |body: serde_json::Value| {
-            let (agent, url) = (agent.clone(), status_url.clone());
-            async move {
-                let response = agent.post(url).json(&body).send().await.unwrap();
-                assert_eq!(response.status().as_u16(), 204);
-            }
-        };
-        send(report(
-            release.generation - 1,
-            &["192.0.2.10", "203.0.113.1"],
-        ))
-        .await;
-        send(report(release.generation, &["192.0.2.10", "203.0.113.1"])).await;
-        let (_, pending) = panel.get("/api/v1/address-moves").await;
-        assert_eq!(pending.as_array().unwrap().len(), 1, "{backend}: {pending}");
-        assert!(panel.provider.calls().is_empty(), "{backend}");
-
-        // The provider refuses at first: the move waits, with the reason shown.
-        panel.provider.refuse(Some("quota exceeded"));
-        send(report(release.generation, &["192.0.2.10"])).await;
-        let (_, pending) = panel.get("/api/v1/address-moves").await;
-        assert!(
-            pending[0]["last_error"]
-                .as_str()
-                .unwrap()
-                .contains("quota exceeded"),
-            "{backend}: {pending}"
-        );
-        let page = panel.page("/addresses").await;
-        assert!(
-            page.contains("quota exceeded"),
-            "{backend}: shown on the page"
-        );
-        panel.provider.refuse(None);
-        send(report(release.generation, &["192.0.2.10"])).await;
-        let (_, pending) = panel.get("/api/v1/address-moves").await;
-        assert_eq!(pending, json!([]), "{backend}");
-        let calls = panel.provider.calls();
-        assert_eq!(calls.len(), 1, "{backend}");
-        assert_eq!(
-            (calls[0].address, calls[0].node.to_string()),
-            (address, new.clone())
-        );
-        let after = panel.store.desired_state(new_id).await.unwrap();
-        assert!(after.generation > before.generation, "{backend}");
-        assert_eq!(after.addresses, [address], "{backend}");
-        let (_, listed) = panel.get("/api/v1/ip-allocations").await;
-        let moved = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["address"] == "203.0.113.1")
-            .unwrap();
-        assert_eq!(moved["node_id"], new.as_str(), "{backend}");
-
-        // Audited in order: started by the admin, then completed by the failover with how long
-        // it took.
-        let (_, audit) = panel
-            .get("/api/v1/audit/events?target_kind=ip_address&target_id=203.0.113.1")
-            .await;
-        let mut events: Vec<serde_json::Value> = audit["items"].as_array().unwrap().clone();
-        events.sort_by_key(|e| e["seq"].as_i64());
-        let actions: Vec<&str> = events
-            .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            actions,
-            ["ip.allocate", "ip.move.start", "ip.move.complete"],
-            "{backend}"
-        );
-        assert_eq!(events[2]["actor"], "system:failover", "{backend}");
-        assert_eq!(events[2]["after"]["node_id"], new.as_str(), "{backend}");
-        assert!(events[2]["after"]["took_ms"].is_i64(), "{backend}");
-
-        // Forced back (the new node is gone): finished at once when the provider routes it.
-        // It refuses at first: the move waits, and any node's next report tries again.
-        panel.provider.refuse(Some("api down"));
-        let (status, forced) = panel
-            .post(move_path, json!({"to_node": old, "force": true}))
-            .await;
-        assert_eq!(status, 202, "{backend}: {forced}");
-        assert!(
-            forced["last_error"].as_str().unwrap().contains("api down"),
-            "{backend}: {forced}"
-        );
-        assert_eq!(panel.provider.calls().len(), 1, "{backend}");
-        panel.provider.refuse(None);
-        send(report(release.generation, &["192.0.2.10"])).await;
-        assert_eq!(panel.provider.calls().len(), 2, "{backend}");
-        assert_eq!(
-            panel.store.desired_state(old_id).await.unwrap().addresses,
-            [address, "203.0.113.2".parse().unwrap()],
-            "{backend}"
-        );
-        // A move cancelled gives the address back to its old node.
-        let (status, _) = panel.post(move_path, json!({"to_node": new})).await;
-        assert_eq!(status, 202, "{backend}");
-        let (status, _) = panel.call(Method::DELETE, move_path, None).await;
-        assert_eq!(status, 204, "{backend}");
-        let (status, _) = panel.call(Method::DELETE, move_path, None).await;
-        assert_eq!(status, 404, "{backend}");
-        assert!(
-            panel
-                .store
-                .desired_state(old_id)
-                .await
-                .unwrap()
-                .addresses
-                .contains(&address),
-            "{backend}"
-        );
-        db.drop_db().await;
+        let agent = panel.agent_http(&panel.enrol(&old).await);
+        AddressScene {
+            backend,
+            new_id: new.parse().unwrap(),
+            old,
+            new,
+            old_id,
+            member,
+            allocations,
+            address,
+            agent,
+            status_url: format!("{}/api/v1/agent/status", panel.agent_base),
+        }
     }
+
+    /// The old node's agent reports the generation it applied and its uplink's addresses.
+    async fn report(&self, generation: u64, addresses: &[&str]) {
+        let response = self
+            .agent
+            .post(&self.status_url)
+            .json(&report(generation, addresses))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 204);
+    }
+}
+
+/// Refused: to its own node, to an unknown node, a bad address, a dedicated address whose
+/// site runs elsewhere. Nothing changes.
+async fn refused_address_moves_change_nothing(panel: &TestPanel, scene: &AddressScene) {
+    let AddressScene {
+        backend, old, new, ..
+    } = scene;
+    let (status, refused) = panel.post(MOVE_PATH, json!({"to_node": old})).await;
+    assert_eq!(status, 409, "{backend}: {refused}");
+    assert_eq!(refused["errors"][0]["code"], "address.same_node");
+    let unknown = uuid::Uuid::now_v7();
+    let (status, _) = panel.post(MOVE_PATH, json!({"to_node": unknown})).await;
+    assert_eq!(status, 404, "{backend}");
+    let (status, _) = panel
+        .post(
+            "/api/v1/ip-allocations/203.0.113.x/move",
+            json!({"to_node": new}),
+        )
+        .await;
+    assert_eq!(status, 400, "{backend}");
+    let (_, site) = panel
+        .post(
+            "/api/v1/sites",
+            json!({"owner_id": scene.member, "primary_domain": "moving.example.org", "image": "registry.example.org/s:1", "node_id": old}),
+        )
+        .await;
+    let (status, dedicated) = panel
+        .post(
+            &scene.allocations,
+            json!({"node_id": old, "site_id": site["id"], "address": "203.0.113.2"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{backend}: {dedicated}");
+    let (status, refused) = panel
+        .post(
+            "/api/v1/ip-allocations/203.0.113.2/move",
+            json!({"to_node": new}),
+        )
+        .await;
+    assert_eq!(status, 409, "{backend}: {refused}");
+    assert_eq!(refused["errors"][0]["code"], "address.site_elsewhere");
+    assert!(panel.store.address_moves().await.unwrap().is_empty());
+}
+
+/// The old node loses the address at once and the new one does not have it yet; only a
+/// report that applied the release generation and no longer shows the address finishes the
+/// move, and a provider that refuses at first keeps it waiting, with the reason shown.
+/// Returns the release generation.
+async fn the_old_node_lets_go_then_the_provider_routes_it(
+    panel: &TestPanel,
+    scene: &AddressScene,
+) -> u64 {
+    let AddressScene {
+        backend, address, ..
+    } = scene;
+    let new = &scene.new;
+    let (status, moving) = panel.post(MOVE_PATH, json!({"to_node": new})).await;
+    assert_eq!(status, 202, "{backend}: {moving}");
+    let (status, again) = panel.post(MOVE_PATH, json!({"to_node": new})).await;
+    assert_eq!(status, 409, "{backend}: one move at a time: {again}");
+    let release = panel.store.desired_state(scene.old_id).await.unwrap();
+    assert_eq!(moving["release_generation"], release.generation);
+    assert!(!release.addresses.contains(address), "{backend}");
+    let before = panel.store.desired_state(scene.new_id).await.unwrap();
+    assert!(before.addresses.is_empty(), "{backend}");
+
+    let generation = release.generation;
+    let still_held = ["192.0.2.10", "203.0.113.1"];
+    scene.report(generation - 1, &still_held).await;
+    scene.report(generation, &still_held).await;
+    let (_, pending) = panel.get("/api/v1/address-moves").await;
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{backend}: {pending}");
+    assert!(panel.provider.calls().is_empty(), "{backend}");
+
+    panel.provider.refuse(Some("quota exceeded"));
+    scene.report(generation, &["192.0.2.10"]).await;
+    let (_, pending) = panel.get("/api/v1/address-moves").await;
+    let reason = pending[0]["last_error"].as_str().unwrap();
+    assert!(reason.contains("quota exceeded"), "{backend}: {pending}");
+    let page = panel.page("/addresses").await;
+    assert!(
+        page.contains("quota exceeded"),
+        "{backend}: shown on the page"
+    );
+    panel.provider.refuse(None);
+    scene.report(generation, &["192.0.2.10"]).await;
+    let (_, pending) = panel.get("/api/v1/address-moves").await;
+    assert_eq!(pending, json!([]), "{backend}");
+    let calls = panel.provider.calls();
+    assert_eq!(calls.len(), 1, "{backend}");
+    assert_eq!(
+        (calls[0].address, calls[0].node.to_string()),
+        (*address, new.clone())
+    );
+    let after = panel.store.desired_state(scene.new_id).await.unwrap();
+    assert!(after.generation > before.generation, "{backend}");
+    assert_eq!(after.addresses, [*address], "{backend}");
+    let (_, listed) = panel.get("/api/v1/ip-allocations").await;
+    let moved = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "203.0.113.1")
+        .unwrap();
+    assert_eq!(moved["node_id"], new.as_str(), "{backend}");
+    generation
+}
+
+/// Audited in order: started by the admin, then completed by the failover with how long it
+/// took.
+async fn the_move_is_audited_in_order(panel: &TestPanel, scene: &AddressScene) {
+    let backend = scene.backend;
+    let (_, audit) = panel
+        .get("/api/v1/audit/events?target_kind=ip_address&target_id=203.0.113.1")
+        .await;
+    let mut events: Vec<serde_json::Value> = audit["items"].as_array().unwrap().clone();
+    events.sort_by_key(|e| e["seq"].as_i64());
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["ip.allocate", "ip.move.start", "ip.move.complete"],
+        "{backend}"
+    );
+    assert_eq!(events[2]["actor"], "system:failover", "{backend}");
+    assert_eq!(
+        events[2]["after"]["node_id"],
+        scene.new.as_str(),
+        "{backend}"
+    );
+    assert!(events[2]["after"]["took_ms"].is_i64(), "{backend}");
+}
+
+/// Forced back (the new node is gone): finished at once when the provider routes it. It
+/// refuses at first: the move waits, and any node's next report tries again. Then a move
+/// cancelled gives the address back to its old node.
+async fn a_forced_move_retries_and_a_cancelled_one_gives_back(
+    panel: &TestPanel,
+    scene: &AddressScene,
+    release: u64,
+) {
+    let AddressScene {
+        backend, address, ..
+    } = scene;
+    panel.provider.refuse(Some("api down"));
+    let (status, forced) = panel
+        .post(MOVE_PATH, json!({"to_node": scene.old, "force": true}))
+        .await;
+    assert_eq!(status, 202, "{backend}: {forced}");
+    assert!(
+        forced["last_error"].as_str().unwrap().contains("api down"),
+        "{backend}: {forced}"
+    );
+    assert_eq!(panel.provider.calls().len(), 1, "{backend}");
+    panel.provider.refuse(None);
+    scene.report(release, &["192.0.2.10"]).await;
+    assert_eq!(panel.provider.calls().len(), 2, "{backend}");
+    assert_eq!(
+        panel
+            .store
+            .desired_state(scene.old_id)
+            .await
+            .unwrap()
+            .addresses,
+        [*address, "203.0.113.2".parse().unwrap()],
+        "{backend}"
+    );
+    let (status, _) = panel.post(MOVE_PATH, json!({"to_node": scene.new})).await;
+    assert_eq!(status, 202, "{backend}");
+    let (status, _) = panel.call(Method::DELETE, MOVE_PATH, None).await;
+    assert_eq!(status, 204, "{backend}");
+    let (status, _) = panel.call(Method::DELETE, MOVE_PATH, None).await;
+    assert_eq!(status, 404, "{backend}");
+    let held = panel.store.desired_state(scene.old_id).await.unwrap();
+    assert!(held.addresses.contains(address), "{backend}");
 }
