@@ -1,0 +1,168 @@
+//! The ingress in process: routes, holds, pages.
+
+use super::pages::escape;
+use super::*;
+use alveole_model::{Hostname, Wildcard};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+#[test]
+fn hosts_match_exactly_then_by_one_wildcard_level() {
+    let upstream = |port| Upstream {
+        site: SiteId::generate(),
+        address: SocketAddr::from(([10, 0, 0, 2], port)),
+    };
+    let (a, wild) = (upstream(1), upstream(2));
+    let mut routes = Routes::default();
+    routes.insert(
+        &Hostname::parse("a.example.org", Wildcard::Refused).unwrap(),
+        a,
+    );
+    routes.insert(
+        &Hostname::parse("*.example.org", Wildcard::Allowed).unwrap(),
+        wild,
+    );
+    assert_eq!(routes.lookup("A.Example.ORG.:8080"), Some(&a));
+    assert_eq!(routes.lookup("b.example.org"), Some(&wild));
+    assert_eq!(routes.lookup("c.b.example.org"), None);
+    assert_eq!(routes.lookup("example.org"), None);
+    assert_eq!(routes.lookup("[::1]:80"), None);
+    assert_eq!(escape("<script>"), "&lt;script&gt;");
+}
+
+/// A server on loopback answering every request with `body` and the Host it was sent.
+async fn backend(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                        let header = |name| {
+                            request
+                                .headers()
+                                .get(name)
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let (host, forwarded) = (
+                            header(header::HOST),
+                            header(header::HeaderName::from_static("x-forwarded-for")),
+                        );
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                            "{body} for {host} from {forwarded}"
+                        )))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+async fn ingress_serving(routes: Routes) -> (Arc<Ingress>, SocketAddr) {
+    let ingress = Arc::new(Ingress::new());
+    ingress.set_routes(routes);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ingress.clone().serve(listener));
+    (ingress, address)
+}
+
+async fn get(ingress: SocketAddr, host: &str) -> (u16, String) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let request = Request::builder()
+        .uri(format!("http://{ingress}/"))
+        .header(header::HOST, host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_forwarded_site_is_served_by_the_other_nodes_ingress() {
+    let site = SiteId::generate();
+    let name = Hostname::parse("moved.example.org", Wildcard::Refused).unwrap();
+    // Node B runs the site now; node A still receives its traffic.
+    let on_b = backend("served on B").await;
+    let mut routes_b = Routes::default();
+    routes_b.insert(
+        &name,
+        Upstream {
+            site,
+            address: on_b,
+        },
+    );
+    let (_b, b_address) = ingress_serving(routes_b).await;
+    let mut routes_a = Routes::default();
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap(); // nothing listens
+    routes_a.insert(
+        &name,
+        Upstream {
+            site,
+            address: gone,
+        },
+    );
+    let (a, a_address) = ingress_serving(routes_a.clone()).await;
+    assert_eq!(
+        get(a_address, "moved.example.org").await.0,
+        502,
+        "A's own container is gone"
+    );
+
+    a.forward(site, b_address);
+    a.set_routes(routes_a); // a later route table keeps the forward
+    assert_eq!(
+        get(a_address, "moved.example.org").await,
+        (
+            200,
+            "served on B for moved.example.org from 127.0.0.1, 127.0.0.1".to_owned()
+        )
+    );
+
+    a.stop_forwarding(site);
+    assert_eq!(get(a_address, "moved.example.org").await.0, 502);
+}
+
+#[tokio::test]
+async fn a_hold_waits_for_requests_in_flight_and_blocks_new_ones() {
+    let ingress = Arc::new(Ingress::new());
+    let site = SiteId::generate();
+    let traffic = ingress.traffic_of(site);
+    let first = InFlight::enter(&traffic).expect("not held");
+    let holding = tokio::spawn({
+        let ingress = ingress.clone();
+        async move { ingress.hold(site).await }
+    });
+    // The hold has begun once `held` is set; new requests are refused entry from then on.
+    while !traffic.held.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        InFlight::enter(&traffic).is_none(),
+        "held: no new request enters"
+    );
+    assert!(
+        !holding.is_finished(),
+        "still draining the request in flight"
+    );
+    drop(first);
+    let hold = holding.await.unwrap();
+    assert_eq!(traffic.in_flight.load(Ordering::SeqCst), 0);
+    drop(hold);
+    assert!(InFlight::enter(&traffic).is_some(), "released");
+}
