@@ -74,7 +74,16 @@ impl Fetcher {
         loop {
             let held_generation = held.borrow().as_ref().map(|d| d.generation);
             let seen = held_generation.max(handed);
-            match self.fetch(seen, LONG_POLL).await {
+            let fetched = match &self.board {
+                // A rollback recorded during a long poll goes to the panel at once, not when
+                // the poll ends (up to 25 s later).
+                Some(board) => tokio::select! {
+                    fetched = self.fetch(seen, LONG_POLL) => fetched,
+                    () = board.rollback_recorded() => continue,
+                },
+                None => self.fetch(seen, LONG_POLL).await,
+            };
+            match fetched {
                 Ok(offered) if seen.is_none_or(|seen| offered.generation > seen) => {
                     handed = Some(offered.generation);
                     if ledger.send(offered).await.is_err() {
@@ -88,5 +97,59 @@ impl Fetcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::fake::FakePanel;
+    use crate::control::files::MemoryFiles;
+    use alveole_model::{MoveOutcome, NodeId, SiteMoveId};
+
+    fn document(generation: u64) -> DesiredState {
+        DesiredState {
+            node_id: NodeId::generate(),
+            generation,
+            sites: vec![],
+            purge_volumes: vec![],
+            addresses: vec![],
+            input_filter: None,
+            moves_out: vec![],
+            moves_in: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollback_recorded_during_a_long_poll_reaches_the_panel_at_once() {
+        let panel = Arc::new(FakePanel::default());
+        panel.publish(document(1));
+        let board = Arc::new(Board::open(Arc::new(MemoryFiles::default())));
+        let mut fetcher = Fetcher::new(panel.clone());
+        fetcher.set_board(board.clone());
+        // The node holds generation 1: the fetcher waits in a long poll for a newer one.
+        let (_held_tx, held) = watch::channel(Some(Arc::new(document(1))));
+        let (ledger, _offered) = mpsc::channel(4);
+        let fetching = tokio::spawn(fetcher.run(held, ledger, Duration::from_millis(100)));
+        while panel.polls() == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let id = SiteMoveId::generate();
+        let outcome = MoveOutcome {
+            progress: Default::default(),
+            reason: Some("the freeze outlived its deadline".into()),
+        };
+        board.rolled_back(id, outcome);
+        // Well before the long poll's 25 s are over.
+        let told = tokio::time::timeout(Duration::from_secs(5), async {
+            while !panel.outcomes().contains(&(id, "fail".to_owned())) {
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        fetching.abort();
+        assert!(told.is_ok(), "told: {:?}", panel.outcomes());
     }
 }

@@ -1,7 +1,7 @@
 //! A panel in memory, for tests of the agent without a network: it serves the desired state
 //! it was given, keeps every report, and can go away and come back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ pub struct FakePanel {
     outcomes: Mutex<Vec<(SiteMoveId, String)>>,
     away: AtomicBool,
     changed: Notify,
+    /// Long polls begun so far.
+    polls: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -34,6 +36,16 @@ impl FakePanel {
     /// Every report received, oldest first.
     pub fn reports(&self) -> Vec<NodeReport> {
         lock(&self.reports).clone()
+    }
+
+    /// How many long polls have begun.
+    pub fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    /// Every move outcome asked for (`switch`, `fail`), oldest first.
+    pub fn outcomes(&self) -> Vec<(SiteMoveId, String)> {
+        lock(&self.outcomes).clone()
     }
 
     /// The panel stops answering (or answers again).
@@ -60,6 +72,7 @@ impl Control for FakePanel {
         wait: Duration,
     ) -> Result<DesiredState, AgentError> {
         let deadline = tokio::time::Instant::now() + wait;
+        self.polls.fetch_add(1, Ordering::SeqCst);
         loop {
             self.answer()?;
             let changed = self.changed.notified();

@@ -61,6 +61,8 @@ pub struct Board {
     incoming: Mutex<BTreeMap<SiteMoveId, IncomingMove>>,
     /// Sites a move started here before their switch, and where they answer.
     started: Mutex<BTreeMap<SiteMoveId, SocketAddr>>,
+    /// Wakes whoever tells the panel of rollbacks (the fetch task) when one is recorded.
+    rollbacks: tokio::sync::Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +87,7 @@ impl Board {
             kept: Mutex::new(kept),
             incoming: Mutex::new(BTreeMap::new()),
             started: Mutex::new(BTreeMap::new()),
+            rollbacks: tokio::sync::Notify::new(),
         }
     }
 
@@ -163,6 +166,13 @@ impl Board {
         kept.switching.remove(&id);
         kept.rolled_back.insert(id, outcome);
         self.save(&kept);
+        // A permit is kept when nobody waits: the next wait sees it at once.
+        self.rollbacks.notify_one();
+    }
+
+    /// Resolves once a rollback is recorded (at once if one was since the last wait).
+    pub async fn rollback_recorded(&self) {
+        self.rollbacks.notified().await;
     }
 
     pub fn is_rolled_back(&self, id: SiteMoveId) -> bool {
