@@ -327,8 +327,8 @@ async fn moves_an_address(client: &Client, panel: &TestPanel, node: &str) -> ser
     other
 }
 
-/// A site's page shows its moves and moves it: refused while the target's agent has not said
-/// where agents reach it, then started, and cancelled from the same page.
+/// A site's page shows its moves and moves it: refused while the target's agent has never
+/// reported, then started, and cancelled from the same page.
 async fn moves_a_site_then_cancels(
     client: &Client,
     panel: &TestPanel,
@@ -338,7 +338,10 @@ async fn moves_a_site_then_cancels(
     open(client, panel, &format!("/sites/{site_id}")).await;
     text_when(client, "#no-moves", |t| t.contains("not moved yet")).await;
     click(client, "move").await;
-    text_when(client, "body", |t| t.contains("--peer-listen")).await;
+    text_when(client, "body", |t| {
+        t.contains("its agent has never reported")
+    })
+    .await;
     let target = panel.agent_client();
     target
         .authenticate(&panel.enrol(other["id"].as_str().unwrap()).await)
@@ -365,13 +368,16 @@ async fn moves_a_site_then_cancels(
 }
 
 /// The evacuations page plans emptying node-1, then starts it; no agent moves the site here,
-/// so its move is cancelled and the evacuation ends without it.
+/// so its move is cancelled and the evacuation ends incomplete, naming the site left.
 async fn plans_and_runs_an_evacuation(
     client: &Client,
     panel: &TestPanel,
     node: &str,
     other: &serde_json::Value,
 ) {
+    // The dashboard says whether each provider could be left within the notice.
+    open(client, panel, "/").await;
+    text_when(client, "#exit-readiness", |t| t.contains("Hébergeur")).await;
     open(client, panel, "/evacuations").await;
     client
         .find(Locator::Id("scope"))
@@ -404,7 +410,8 @@ async fn plans_and_runs_an_evacuation(
                 )
                 .await;
         }
-        if evacuation["state"] == "done" {
+        if evacuation["finished_at"].is_string() {
+            assert_eq!(evacuation["state"], "incomplete", "{evacuation}");
             assert_eq!(evacuation["items"][0]["state"], "failed", "{evacuation}");
             ended = true;
             break;
@@ -412,6 +419,12 @@ async fn plans_and_runs_an_evacuation(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ended, "the evacuation ended");
+    // The page says what is left, and why.
+    open(client, panel, "/evacuations").await;
+    text_when(client, "tr.remaining", |t| {
+        t.contains("Still on the nodes being emptied") && t.contains("its move was cancelled")
+    })
+    .await;
 }
 
 /// A node's page offers to enrol its agent: the command comes with a one-time token.
@@ -454,7 +467,7 @@ async fn reads_it_all_in_french(client: &Client, panel: &TestPanel, site_id: &st
     .await;
     open(client, panel, "/evacuations").await;
     text_when(client, "h1", |t| t == "Évacuations").await;
-    text_when(client, "tr.evacuation", |t| t.contains("terminée")).await;
+    text_when(client, "tr.evacuation", |t| t.contains("incomplète")).await;
 }
 
 #[tokio::test]

@@ -55,18 +55,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{device} is not an interface name"))?;
         agent = agent.with_uplink(Box::new(interface));
     }
-    let ingress_address = args.ingress_advertise.unwrap_or(args.ingress_listen);
-    // Without --peer-listen the node can send sites away but not receive them: the panel
-    // refuses it as a move's target. It still reports its ingress, where forwards go.
-    agent = match args.peer_listen {
+    // Peer listening is on by default: a node joined as told can send and receive moves.
+    // Other agents must be told where they reach it: a wildcard listening address says
+    // nothing, so the advertised one is needed then (the join command gives it).
+    agent = match args.peer_listen.0 {
         Some(listen) => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen} for other agents"))?;
+            let peer = args.peer_advertise.unwrap_or(listener.local_addr()?);
+            let ingress = args.ingress_advertise.unwrap_or(args.ingress_listen);
+            let told =
+                |address: std::net::SocketAddr| (!address.ip().is_unspecified()).then_some(address);
             let endpoints = alveole_model::AgentEndpoints {
-                peer: Some(args.peer_advertise.unwrap_or(listener.local_addr()?)),
-                ingress: Some(ingress_address),
+                peer: told(peer),
+                ingress: told(ingress),
             };
+            if endpoints.peer.is_none() || endpoints.ingress.is_none() {
+                tracing::warn!(%peer, %ingress, "other agents cannot be told where this node is: \
+                    give --peer-advertise and --ingress-advertise; until then no site moves here");
+            }
             agent
                 .with_moves(listener, endpoints)
                 .context("serving other agents")?

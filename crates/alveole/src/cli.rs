@@ -195,9 +195,14 @@ pub struct ServeArgs {
     /// for longer must enrol again).
     #[arg(long, env = "ALVEOLE_AGENT_CERTIFICATE_HOURS", default_value_t = 24)]
     pub agent_certificate_hours: u64,
-    /// Seconds without a report after which a node is shown unreachable.
+    /// Seconds without a report after which a node is shown unreachable (and receives no
+    /// moved site).
     #[arg(long, env = "ALVEOLE_NODE_UNREACHABLE_AFTER", default_value_t = 60)]
     pub node_unreachable_after: u64,
+    /// Hours of notice a provider is assumed to give before it stops: the dashboard shows,
+    /// for each provider, whether leaving it fits in that time.
+    #[arg(long, env = "ALVEOLE_EXIT_NOTICE_HOURS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub exit_notice_hours: u64,
     /// Seconds a moved site's old node forwards its requests to the new one (at least twice
     /// the DNS TTL of the site's names; an admin can end it earlier).
     #[arg(long, env = "ALVEOLE_MOVE_FORWARD_SECONDS", default_value_t = 600)]
@@ -220,6 +225,15 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     pub local_ingress_listen: SocketAddr,
+    /// Where the local agent listens for other agents on this machine, so that sites move
+    /// to and from it (port 0: any free port; `off`: it takes no part in moves).
+    #[arg(
+        long,
+        env = "ALVEOLE_LOCAL_PEER_LISTEN",
+        default_value = "127.0.0.1:0",
+        value_parser = listen_or_off
+    )]
+    pub local_peer_listen: Listen,
     /// Where the local agent keeps its credential and desired state.
     #[arg(
         long,
@@ -227,6 +241,20 @@ pub struct ServeArgs {
         default_value = ".alveole/agent"
     )]
     pub local_state_dir: PathBuf,
+}
+
+/// A listening address, or none (`off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+/// `0.0.0.0:8444`, or `off`.
+fn listen_or_off(text: &str) -> Result<Listen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|address| Listen(Some(address)))
+        .map_err(|_| format!("{text} is not an address and port (0.0.0.0:8444), nor `off`"))
 }
 
 #[derive(Debug, Args)]
@@ -266,12 +294,13 @@ pub struct AgentArgs {
         default_value_t = 60
     )]
     pub input_filter_confirm_seconds: u64,
-    /// Where the agent listens for other agents (site moves, mutual TLS with the panel's CA),
-    /// e.g. 0.0.0.0:8444. Without it, the node takes no part in moves (neither way).
-    #[arg(long, env = "ALVEOLE_PEER_LISTEN")]
-    pub peer_listen: Option<SocketAddr>,
+    /// Where the agent listens for other agents (site moves, mutual TLS with the panel's CA).
+    /// `off`: the node takes no part in moves (neither way).
+    #[arg(long, env = "ALVEOLE_PEER_LISTEN", default_value = "0.0.0.0:8444", value_parser = listen_or_off)]
+    pub peer_listen: Listen,
     /// The address other agents reach the peer listener at, when not the listening address
-    /// (behind NAT, or listening on 0.0.0.0).
+    /// (behind NAT, or listening on 0.0.0.0; the join command gives it from the node's
+    /// first public address).
     #[arg(long, env = "ALVEOLE_PEER_ADVERTISE")]
     pub peer_advertise: Option<SocketAddr>,
     /// The address other nodes reach this node's ingress at (a moved site's old node forwards

@@ -209,6 +209,17 @@ pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
             unplaced["reason"].as_str().unwrap_or("")
         );
     }
+    for excluded in plan["excluded"].as_array().into_iter().flatten() {
+        println!(
+            "not a target: {}: {}",
+            excluded["name"].as_str().unwrap_or("?"),
+            excluded["reason"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "durations: {}",
+        plan["cost"]["basis"].as_str().unwrap_or("unknown")
+    );
     Ok(())
 }
 
@@ -255,20 +266,26 @@ async fn run_evacuation(
     if !quiet {
         eprintln!();
     }
-    for item in ended["items"].as_array().into_iter().flatten() {
-        if item["state"] == "failed" {
-            println!(
-                "not moved: {}: {}",
-                item["site_id"].as_str().unwrap_or("?"),
-                item["error"].as_str().unwrap_or("")
-            );
-        }
+    // What is left on the nodes being emptied, each site with why.
+    for site in ended["remaining"].as_array().into_iter().flatten() {
+        println!(
+            "not moved: {}: {}",
+            site["name"].as_str().unwrap_or("?"),
+            site["reason"].as_str().unwrap_or("")
+        );
     }
     print_one(&ended, quiet);
-    Ok(())
+    match ended["state"].as_str() {
+        Some("done") => Ok(()),
+        state => anyhow::bail!(
+            "the evacuation ended {} with {} site(s) left on the nodes being emptied",
+            state.unwrap_or("?"),
+            ended["remaining"].as_array().map_or(0, Vec::len)
+        ),
+    }
 }
 
-/// `[##########··········]  3/6 done, 2 moving, 0 failed, 14 s (predicted 23 s)`
+/// `[##########··········] 3/6 ended: 3 done, 2 moving, 0 failed, 14 s (predicted 23 s, 9 s left)`
 pub fn evacuation_line(evacuation: &Value, elapsed: std::time::Duration) -> String {
     let items = evacuation["items"]
         .as_array()
@@ -278,7 +295,7 @@ pub fn evacuation_line(evacuation: &Value, elapsed: std::time::Duration) -> Stri
     let ended = count("done") + count("failed") + count("skipped");
     let filled = (ended * 20).checked_div(items.len()).unwrap_or(20);
     format!(
-        "[{}{}] {ended}/{} ended: {} done, {} moving, {} failed, {} s (predicted {} s){}",
+        "[{}{}] {ended}/{} ended: {} done, {} moving, {} failed, {} s (predicted {} s{}){}",
         "#".repeat(filled),
         "·".repeat(20 - filled),
         items.len(),
@@ -289,9 +306,13 @@ pub fn evacuation_line(evacuation: &Value, elapsed: std::time::Duration) -> Stri
         evacuation["spec"]["predicted_seconds"]
             .as_u64()
             .unwrap_or(0),
+        evacuation["estimate"]["remaining_seconds"]
+            .as_u64()
+            .map_or_else(String::new, |left| format!(", {left} s left")),
         match evacuation["state"].as_str() {
             Some("paused") => ", paused",
             Some("cancelled") => ", cancelled",
+            Some("incomplete") => ", incomplete",
             _ => "",
         }
     )
@@ -718,6 +739,13 @@ mod tests {
         assert_eq!(
             evacuation_line(&evacuation, std::time::Duration::from_secs(14)),
             "[##########··········] 2/4 ended: 1 done, 1 moving, 1 failed, 14 s (predicted 23 s)"
+        );
+        // The expected end, redone by the panel as moves finish.
+        let redone = json!({"state": "running", "spec": {"predicted_seconds": 23},
+            "estimate": {"remaining_seconds": 41}, "items": [{"state": "moving"}]});
+        assert!(
+            evacuation_line(&redone, std::time::Duration::from_secs(3))
+                .ends_with("3 s (predicted 23 s, 41 s left)")
         );
     }
 

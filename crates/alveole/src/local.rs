@@ -26,6 +26,9 @@ const LOCAL_DISK_BYTES: u64 = 100 << 30;
 pub struct LocalAgentConfig {
     pub state_dir: PathBuf,
     pub ingress_listen: SocketAddr,
+    /// Where it listens for other agents on this machine (moves to and from it); `None`: it
+    /// takes no part in moves.
+    pub peer_listen: Option<SocketAddr>,
     pub pass: Duration,
 }
 
@@ -109,11 +112,23 @@ pub async fn start(
             }
         }
     });
-    let agent = Agent::new(credential, client, &config.state_dir, runtime, ingress)
+    let mut agent = Agent::new(credential, client, &config.state_dir, runtime, ingress)
         .with_ingress_ports(alveole_agent::net::routing::IngressPorts {
             http: ingress_address.port(),
             https: None,
         });
+    if let Some(listen) = config.peer_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen} for other agents"))?;
+        let endpoints = alveole_model::AgentEndpoints {
+            peer: Some(listener.local_addr()?),
+            ingress: Some(ingress_address),
+        };
+        agent = agent
+            .with_moves(listener, endpoints)
+            .context("serving other agents")?;
+    }
     let running = tokio::spawn(agent.run(Timing { pass: config.pass }, std::future::pending()));
     Ok(Some(LocalAgent {
         node_id,

@@ -104,6 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ),
                 ..Default::default()
             },
+            exit_notice: std::time::Duration::from_secs(args.exit_notice_hours * 3600),
         },
     )?;
     // Expired forwardings, durable jobs (those whose lease this process holds), clean-ups,
@@ -152,6 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let config = LocalAgentConfig {
                 state_dir: args.local_state_dir.clone(),
                 ingress_listen: args.local_ingress_listen,
+                peer_listen: args.local_peer_listen.0,
                 pass: std::time::Duration::from_secs(2),
             };
             let host = if agents.ip().is_unspecified() {

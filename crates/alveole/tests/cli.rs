@@ -255,7 +255,7 @@ fn moves_are_refused_naming_why(server: &Server, provider_id: &str) {
         &["site", "move", "cli.exemple.org", "--to", "par-2"],
     );
     let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("--peer-listen"), "{why}");
+    assert!(why.contains("its agent has never reported"), "{why}");
     let unknown = alveole_refused(
         server,
         &["site", "move", "cli.exemple.org", "--to", "nowhere"],
@@ -266,9 +266,10 @@ fn moves_are_refused_naming_why(server: &Server, provider_id: &str) {
     assert_eq!(json_of(&moves), serde_json::json!([]));
 }
 
-/// Emptying par-1 by a deadline: the plan, in words and as a table. Run, the CLI follows the
-/// job to its end: the site could not move (par-2's agent does not listen for other agents),
-/// said with the reason.
+/// Emptying par-1 by a deadline: the plan, in words and as a table, says that par-2 cannot
+/// receive (its agent never reported) so the site has no place. Run anyway, the CLI follows
+/// the job to its end, which is `incomplete`, names the site left and why, and exits
+/// non-zero.
 fn an_evacuation_is_planned_then_followed_to_its_end(server: &Server) {
     let plan = alveole(
         server,
@@ -283,22 +284,29 @@ fn an_evacuation_is_planned_then_followed_to_its_end(server: &Server) {
     );
     let plan = String::from_utf8(plan.stdout).unwrap();
     assert!(
-        plan.starts_with("The deadline holds: 1 sites moved"),
+        plan.starts_with("Impossible as things stand: 1 site(s) fit on no other node."),
         "{plan}"
     );
     assert!(
-        plan.contains("cli.exemple.org") && plan.contains("par-2"),
+        plan.contains("not a target: par-2: its agent has never reported"),
         "{plan}"
     );
-    let ran = alveole(server, &["evacuate", "--node", "par-1", "--json"]);
-    let ran = String::from_utf8(ran.stdout).unwrap();
-    assert!(ran.starts_with("not moved: "), "{ran}");
+    assert!(plan.contains("durations: assumed"), "{plan}");
+    let ran = alveole_refused(server, &["evacuate", "--node", "par-1", "--json"]);
+    let out = String::from_utf8(ran.stdout).unwrap();
+    assert!(
+        out.starts_with("not moved: cli.exemple.org: no place for it: "),
+        "{out}"
+    );
     let ended: serde_json::Value =
-        serde_json::from_str(ran.lines().last().unwrap_or_default()).unwrap();
-    assert_eq!(ended["state"], "done", "{ended}");
-    assert_eq!(ended["items"][0]["state"], "failed");
-    let error = ended["items"][0]["error"].as_str().unwrap();
-    assert!(error.contains("--peer-listen"), "{ended}");
+        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(ended["state"], "incomplete", "{ended}");
+    assert_eq!(ended["remaining"][0]["name"], "cli.exemple.org");
+    let why = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        why.contains("the evacuation ended incomplete with 1 site(s) left"),
+        "{why}"
+    );
 }
 
 #[test]

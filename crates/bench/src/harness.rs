@@ -28,6 +28,8 @@ pub struct BenchPanel {
     provider: ProviderId,
     nodes: Vec<NodeId>,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// The panel's background tasks (durable jobs among them); they stop when dropped.
+    _background: alveole_panel::background::Background,
 }
 
 /// One node's running agent.
@@ -77,6 +79,7 @@ impl BenchPanel {
             ..config
         };
         let state = alveole_panel::AppState::new(store.clone(), config)?;
+        let background = alveole_panel::background::start(state.service(), "bench".into());
         let agents = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let agents_url = format!("https://{}", agents.local_addr()?);
         let for_agents = tokio::spawn(alveole_panel::tls::serve(
@@ -97,6 +100,7 @@ impl BenchPanel {
             provider: provider.id,
             nodes: Vec::new(),
             tasks: vec![for_agents.abort_handle(), for_people.abort_handle()],
+            _background: background,
         })
     }
 
@@ -146,6 +150,18 @@ impl BenchPanel {
         pass: Duration,
         moves: bool,
     ) -> anyhow::Result<BenchAgent> {
+        self.agent_measuring(node, pass, moves, Duration::from_secs(60))
+            .await
+    }
+
+    /// As [`Self::agent`], measuring its sites' volumes every `usage_every`.
+    pub async fn agent_measuring(
+        &self,
+        node: NodeId,
+        pass: Duration,
+        moves: bool,
+        usage_every: Duration,
+    ) -> anyhow::Result<BenchAgent> {
         let join = alveole_panel::auth::new_token("alj_");
         let expires = chrono::Utc::now() + chrono::Duration::minutes(5);
         self.store
@@ -169,7 +185,8 @@ impl BenchPanel {
             &state_dir,
             DockerRuntime::connect().await?,
             ingress,
-        );
+        )
+        .with_usage_interval(usage_every);
         if moves {
             let peers = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let endpoints = alveole_model::AgentEndpoints {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod docker;
+mod evacuate;
 mod harness;
 mod ingress;
 mod list_sites;
@@ -127,6 +128,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// An evacuation's estimate against what it took: a node emptied of sites of mixed sizes,
+    /// several times, after a history of tiny moves; the peer is the first model's estimate
+    /// (bytes over time of the same history).
+    Evacuate {
+        #[arg(long, default_value = "alveole-test/busybox:2")]
+        image: String,
+        /// Sites per run, of 1 to 160 MiB in turn.
+        #[arg(long, default_value_t = 5)]
+        sites: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -208,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             scenarios,
             runs,
         } => site_move::run(&image, &scenarios, runs).await,
+        BenchCommand::Evacuate { image, sites, runs } => evacuate::run(&image, sites, runs).await,
         BenchCommand::Backend { listen } => ingress::backend(listen).await,
         BenchCommand::IngressProxy {
             listen,

@@ -128,13 +128,14 @@ pub async fn run(image: &str, scenarios: &[String], runs: usize) -> anyhow::Resu
     Ok(())
 }
 
-struct Api<'a> {
-    http: reqwest::Client,
-    panel: &'a BenchPanel,
+/// The panel's API as the benchmarks call it.
+pub(crate) struct Api<'a> {
+    pub http: reqwest::Client,
+    pub panel: &'a BenchPanel,
 }
 
 impl Api<'_> {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -154,7 +155,7 @@ impl Api<'_> {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn wait_for_endpoints(&self, node: NodeId) -> anyhow::Result<()> {
+    pub(crate) async fn wait_for_endpoints(&self, node: NodeId) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let status = self
@@ -172,7 +173,7 @@ impl Api<'_> {
         }
     }
 
-    async fn create_site(
+    pub(crate) async fn create_site(
         &self,
         member: &str,
         node: NodeId,
@@ -195,7 +196,7 @@ impl Api<'_> {
     }
 }
 
-fn volume_dir(node: NodeId, site: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn volume_dir(node: NodeId, site: &str) -> anyhow::Result<PathBuf> {
     let name = alveole_agent::Naming { node_id: node }.volume(site.parse()?);
     let out = std::process::Command::new("docker")
         .args(["volume", "inspect", "-f", "{{.Mountpoint}}", &name])
@@ -203,7 +204,7 @@ fn volume_dir(node: NodeId, site: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn fill(root: &Path, files: usize, bytes: usize) -> anyhow::Result<()> {
+pub(crate) fn fill(root: &Path, files: usize, bytes: usize) -> anyhow::Result<()> {
     let each = bytes / files;
     for i in 0..files {
         let dir = root.join(format!("files/d{:03}", i % 100));

@@ -35,7 +35,13 @@ pub struct PanelConfig {
     pub moves: MoveTiming,
     /// Whether and how this process runs its background tasks.
     pub background: background::BackgroundConfig,
+    /// The notice a provider is assumed to give before it stops: exit readiness measures
+    /// leaving each provider against it.
+    pub exit_notice: Duration,
 }
+
+/// A provider's notice assumed by default: 60 hours (what one co-op was given).
+pub const DEFAULT_EXIT_NOTICE: Duration = Duration::from_secs(60 * 3600);
 
 /// A move's source forwards for 10 minutes (twice a 5-minute DNS TTL), and gives up a freeze
 /// after 10 seconds.
@@ -58,6 +64,7 @@ impl Default for PanelConfig {
             provider_routing: Arc::new(failover::SharedSegment),
             moves: DEFAULT_MOVE_TIMING,
             background: background::BackgroundConfig::default(),
+            exit_notice: DEFAULT_EXIT_NOTICE,
         }
     }
 }

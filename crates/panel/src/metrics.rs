@@ -34,6 +34,11 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -43,6 +48,10 @@ pub struct Metrics {
     /// Measured by the agents: alert on `volume_bytes > volume_quota_bytes`.
     pub volume_bytes: Family<SiteLabels, Gauge>,
     pub volume_quota_bytes: Family<SiteLabels, Gauge>,
+    /// Exit readiness: alert on `provider_exit_ready == 0`.
+    pub provider_exit_seconds: Family<ProviderLabels, Gauge>,
+    pub provider_exit_ready: Family<ProviderLabels, Gauge>,
+    pub exit_notice_seconds: Gauge,
 }
 
 impl Metrics {
@@ -54,6 +63,9 @@ impl Metrics {
         let sites = Family::<PhaseLabels, Gauge>::default();
         let volume_bytes = Family::<SiteLabels, Gauge>::default();
         let volume_quota_bytes = Family::<SiteLabels, Gauge>::default();
+        let provider_exit_seconds = Family::<ProviderLabels, Gauge>::default();
+        let provider_exit_ready = Family::<ProviderLabels, Gauge>::default();
+        let exit_notice_seconds = Gauge::default();
         let mut registry = Registry::with_prefix("alveole");
         registry.register(
             "http_requests",
@@ -76,6 +88,21 @@ impl Metrics {
             "A site's volume quota",
             volume_quota_bytes.clone(),
         );
+        registry.register(
+            "provider_exit_seconds",
+            "How long moving every site off a provider would take, planned now",
+            provider_exit_seconds.clone(),
+        );
+        registry.register(
+            "provider_exit_ready",
+            "1 when every site of a provider has a place elsewhere and moves within the notice",
+            provider_exit_ready.clone(),
+        );
+        registry.register(
+            "exit_notice_seconds",
+            "The notice a provider is assumed to give",
+            exit_notice_seconds.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -83,6 +110,9 @@ impl Metrics {
             sites,
             volume_bytes,
             volume_quota_bytes,
+            provider_exit_seconds,
+            provider_exit_ready,
+            exit_notice_seconds,
         }
     }
 

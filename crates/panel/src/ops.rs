@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::metrics::{PhaseLabels, SiteLabels};
+use crate::metrics::{PhaseLabels, ProviderLabels, SiteLabels};
 
 /// 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
@@ -56,6 +56,25 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                 .get_or_create(&labels)
                 .set(i64::try_from(site.volume.quota_bytes).unwrap_or(i64::MAX));
         }
+    }
+    // Exit readiness, planned now, for alerting on a provider that could not be left in time.
+    let readiness = state.service().exit_readiness().await?;
+    let metrics = state.metrics();
+    metrics
+        .exit_notice_seconds
+        .set(i64::try_from(readiness.notice_seconds).unwrap_or(i64::MAX));
+    for provider in readiness.providers {
+        let labels = ProviderLabels {
+            provider: provider.name,
+        };
+        metrics
+            .provider_exit_seconds
+            .get_or_create(&labels)
+            .set(i64::try_from(provider.estimated_seconds).unwrap_or(i64::MAX));
+        metrics
+            .provider_exit_ready
+            .get_or_create(&labels)
+            .set(i64::from(provider.ready));
     }
     Ok((
         StatusCode::OK,

@@ -63,6 +63,12 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str, &str)] = &[
         "primary_domain",
         "this host name is already used by a site",
     ),
+    (
+        "site_moves_one_copying",
+        "site_moves.site_id",
+        "to_node",
+        "the site is already moving: let its move finish or cancel it",
+    ),
 ];
 
 impl From<sqlx::Error> for StoreError {

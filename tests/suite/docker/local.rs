@@ -19,6 +19,7 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
     let config = LocalAgentConfig {
         state_dir: state_dir.clone(),
         ingress_listen: "127.0.0.1:0".parse().unwrap(),
+        peer_listen: Some("127.0.0.1:0".parse().unwrap()),
         pass: std::time::Duration::from_millis(200),
     };
     let local = start(
@@ -59,6 +60,21 @@ async fn docker_serve_runs_a_local_agent_for_this_machine() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(answer, (200, "hello from local\n".to_owned()));
+
+    // It listens for other agents by default, and said so: sites may move to it.
+    let mut receives = Err(String::new());
+    for _ in 0..100 {
+        receives = panel
+            .service()
+            .check_move_target(local.node_id)
+            .await
+            .map_err(|e| e.problem().detail);
+        if receives.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(receives, Ok(()));
 
     drop(local);
     db.drop_db().await;

@@ -10,7 +10,7 @@ use super::{ApiJson, audit_context, parse_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::service::evacuations::PlanQuery;
+use crate::service::evacuations::{ExitReadiness, PlanQuery};
 
 pub async fn plan(
     State(state): State<AppState>,
@@ -31,14 +31,18 @@ pub async fn start(
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Evacuation>>> {
-    Ok(Json(state.store().evacuations().await?))
+    Ok(Json(state.service().evacuations().await?))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Evacuation>> {
-    Ok(Json(state.store().get_evacuation(parse_id(&id)?).await?))
+    Ok(Json(state.service().evacuation(parse_id(&id)?).await?))
+}
+
+pub async fn readiness(State(state): State<AppState>) -> ApiResult<Json<ExitReadiness>> {
+    Ok(Json(state.service().exit_readiness().await?))
 }
 
 async fn set_state(

@@ -1,6 +1,8 @@
-//! The platform's dashboard: counts, sites by phase, and each node's load and state. A
-//! member's home is their sites instead.
+//! The platform's dashboard: counts, sites by phase, each node's load and state, and whether
+//! each provider could be left within the notice period. A member's home is their sites
+//! instead.
 
+use alveole_model::evacuation::duration_text;
 use alveole_model::quantity::format_bytes;
 use axum::Extension;
 use axum::extract::State;
@@ -59,7 +61,30 @@ pub async fn dashboard(
         .iter()
         .map(|(p, n)| json!({"phase": p.as_str(), "label_key": format!("phase.{}", p.as_str()), "count": n}))
         .collect();
+    // Exit readiness: how long leaving each provider would take now, against the notice.
+    let readiness = match state.service().exit_readiness().await {
+        Ok(readiness) => readiness,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
+    let exits: Vec<Value> = readiness
+        .providers
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "ready": p.ready,
+                "sites": p.sites,
+                "nodes": p.nodes,
+                "takes": duration_text(p.estimated_seconds as f64),
+                "statement": p.statement,
+                "blockers": p.blockers,
+                "basis": p.basis,
+            })
+        })
+        .collect();
     let mut context = tera::Context::new();
+    context.insert("exits", &exits);
+    context.insert("notice", &duration_text(readiness.notice_seconds as f64));
     context.insert("counts", &counts);
     context.insert("phases", &phases);
     context.insert("nodes", &nodes);

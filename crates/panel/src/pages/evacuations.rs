@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use alveole_model::evacuation::JobState;
+use alveole_model::evacuation::{JobState, duration_text};
 use alveole_model::{JobId, NodeId, ProviderId};
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -89,7 +89,8 @@ pub async fn page(
             Some(request) => Some(state.service().plan_evacuation(&request).await?),
             None => None,
         };
-        let evacuations: Vec<_> = store
+        let evacuations: Vec<_> = state
+            .service()
             .evacuations()
             .await?
             .into_iter()
@@ -122,8 +123,11 @@ pub async fn page(
                     "done": counts.get("done").copied().unwrap_or(0),
                     "moving": counts.get("moving").copied().unwrap_or(0),
                     "failed": counts.get("failed").copied().unwrap_or(0),
-                    "predicted": e.spec.predicted_seconds,
-                    "took": e.finished_at.map(|f| (f - e.created_at).num_seconds()),
+                    "predicted": duration_text(e.spec.predicted_seconds as f64),
+                    "took": e.finished_at.map(|f| duration_text((f - e.created_at).num_seconds() as f64)),
+                    "left": e.estimate.as_ref().map(|x| duration_text(x.remaining_seconds as f64)),
+                    "basis": e.estimate.as_ref().map(|x| x.basis.clone()),
+                    "remaining": e.remaining,
                 })
             })
             .collect();

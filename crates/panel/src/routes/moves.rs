@@ -7,7 +7,7 @@ use super::{Access, Get, Post, Table};
 use crate::api::evacuations;
 use crate::api::site_moves::{self, MoveRequest};
 use crate::pages;
-use crate::service::evacuations::PlanQuery;
+use crate::service::evacuations::{ExitReadiness, PlanQuery};
 
 pub(super) fn api(t: &mut Table) {
     t.api(Post, "/api/v1/sites/{id}/move", site_moves::start)
@@ -31,9 +31,10 @@ pub(super) fn api(t: &mut Table) {
     t.api(Get, "/api/v1/evacuation-plan", evacuations::plan)
         .named(
             "plan_evacuation",
-            "Where every site of a node or a provider would go, how long moving them would \
-             take at the measured throughput, and whether a deadline holds (and if not, what \
-             would make it)",
+            "Where every site of a node or a provider would go (only to nodes that can receive \
+             now; the others are listed with why), how long moving them would take at the cost \
+             learned from past moves, and whether a deadline holds (and if not, what would \
+             make it)",
         )
         .access(Access::Read)
         .query(&[
@@ -48,16 +49,27 @@ pub(super) fn api(t: &mut Table) {
         .named(
             "start_evacuation",
             "Plans an evacuation (as the plan route does) and runs it as a durable job: moves \
-             in the plan's order, `parallelism` at a time; a failed site does not stop the \
-             others",
+             in the plan's order, `parallelism` at a time, even when the deadline cannot hold; \
+             a failed site is tried again three times and does not stop the others. It ends \
+             `done`, or `incomplete` naming each site left and why",
         )
         .takes::<PlanQuery>()
         .returns::<Evacuation>(202)
         .errors(&[400, 401, 403, 404]);
+    t.api(Get, "/api/v1/exit-readiness", evacuations::readiness)
+        .named(
+            "get_exit_readiness",
+            "For each provider: how long leaving it would take right now, against the co-op's \
+             notice period, and what stands in the way",
+        )
+        .access(Access::Read)
+        .returns::<ExitReadiness>(200)
+        .errors(&[401, 403]);
     t.api(Get, "/api/v1/evacuations", evacuations::list)
         .named(
             "list_evacuations",
-            "Evacuations, newest first, each site with where its move stands",
+            "Evacuations, newest first, each site with where its move stands, those under way \
+             with their expected end",
         )
         .access(Access::Read)
         .returns::<Vec<Evacuation>>(200)

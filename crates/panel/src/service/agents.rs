@@ -19,6 +19,9 @@ const JOIN_TOKEN_LIFETIME: Duration = Duration::hours(24);
 /// The longest an agent may wait for a newer desired state.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
+/// The port agents listen on for other agents by default (the agent's `--peer-listen`).
+pub const PEER_PORT: u16 = 8444;
+
 /// A one-time token to enrol a node's agent, and the command to run on the node.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct JoinToken {
@@ -109,6 +112,7 @@ impl Service {
         node: NodeId,
         host: Option<&str>,
     ) -> ApiResult<JoinToken> {
+        let joining = self.store().nodes().get(node).await?;
         let token = auth::new_token("alj_");
         let expires_at = self.now() + JOIN_TOKEN_LIFETIME;
         self.store()
@@ -124,8 +128,24 @@ impl Service {
             .as_ref()
             .map(|tls| format!(" --panel-ca-sha256 {}", tls.ca.fingerprint))
             .unwrap_or_default();
+        // Everything the node needs to take part in moves: the agent listens for other
+        // agents by default; they are told where to reach it and its ingress.
+        let reached = joining
+            .public_addresses
+            .first()
+            .map(|ip| {
+                format!(
+                    " --peer-advertise {} --ingress-advertise {}",
+                    std::net::SocketAddr::new(*ip, PEER_PORT),
+                    std::net::SocketAddr::new(*ip, 80)
+                )
+            })
+            .unwrap_or_else(|| {
+                " --peer-advertise ADDRESS:8444 --ingress-advertise ADDRESS:80".to_owned()
+            });
         let command = format!(
-            "alveole agent --panel-url {url}{pin} --join-token {token} --state-dir /var/lib/alveole"
+            "alveole agent --panel-url {url}{pin} --join-token {token} --state-dir \
+             /var/lib/alveole --peer-listen 0.0.0.0:{PEER_PORT}{reached}"
         );
         Ok(JoinToken {
             join_token: token,

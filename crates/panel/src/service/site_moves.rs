@@ -38,7 +38,16 @@ pub fn moves_for(node: NodeId, desired: &NodeDesired) -> NodeMoves {
         let site = desired.moving_sites.get(&movement.site_id);
         match (movement.phase, site) {
             (MovePhase::Copying | MovePhase::Forwarding, Some(site)) if outgoing => {
-                let target = desired.endpoints.get(&movement.to_node);
+                // A site that moved on again since: forward straight to where it is now.
+                let now_on = match (movement.phase, site.node_id) {
+                    (MovePhase::Forwarding, Some(now_on))
+                        if now_on != node && desired.endpoints.contains_key(&now_on) =>
+                    {
+                        now_on
+                    }
+                    _ => movement.to_node,
+                };
+                let target = desired.endpoints.get(&now_on);
                 let (Some(peer), Some(ingress)) =
                     (target.and_then(|e| e.peer), target.and_then(|e| e.ingress))
                 else {
@@ -94,25 +103,25 @@ impl Service {
         Ok(started)
     }
 
-    /// A node can receive a site once its agent has said where other agents reach it.
+    /// A node can receive a site while its agent reports and has said where other agents
+    /// reach it (`--peer-listen`).
     pub async fn check_move_target(&self, to: NodeId) -> ApiResult<()> {
         self.store().nodes().get(to).await?;
-        let reachable = self
-            .store()
-            .node_statuses()
-            .await?
-            .into_iter()
-            .find(|s| s.node_id == to)
-            .and_then(|s| s.report.endpoints)
-            .is_some_and(|e| e.peer.is_some() && e.ingress.is_some());
-        if !reachable {
-            return Err(ApiError::field(
+        let statuses = self.store().node_statuses().await?;
+        let status = statuses.iter().find(|s| s.node_id == to);
+        let why_not = super::evacuations::cannot_receive(
+            status,
+            self.now(),
+            self.config().node_unreachable_after,
+        );
+        match why_not {
+            Some(why_not) => Err(ApiError::field(
                 "to_node",
                 "move.target_unreachable",
-                "the target node's agent has not said where other agents reach it: run it with --peer-listen",
-            ));
+                format!("the target node cannot receive the site: {why_not}"),
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Stops a move before its switch: the site stays where it is.
@@ -134,6 +143,15 @@ impl Service {
         id: SiteMoveId,
     ) -> ApiResult<SiteMove> {
         let finished = self.store().finish_site_move(ctx, id).await?;
+        // The addresses go where the site is now (it may have moved on again since).
+        let now_on = self
+            .store()
+            .sites()
+            .get(finished.site_id)
+            .await
+            .ok()
+            .and_then(|site| site.node_id)
+            .unwrap_or(finished.to_node);
         let dedicated: Vec<_> = self
             .store()
             .ip_allocations()
@@ -143,7 +161,7 @@ impl Service {
             .collect();
         for allocation in dedicated {
             let request = MoveRequest {
-                to_node: finished.to_node,
+                to_node: now_on,
                 force: false,
             };
             if let Err(error) = self

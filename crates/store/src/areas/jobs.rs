@@ -2,7 +2,7 @@
 //! process at a time, moved forward a step at a time.
 
 use alveole_model::JobId;
-use alveole_model::evacuation::{Evacuation, EvacuationSpec, ItemState, JobState};
+use alveole_model::evacuation::{Evacuation, EvacuationSpec, ItemState, JobState, Remaining};
 use alveole_model::{NodeId, SiteId, SiteMove};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -38,14 +38,16 @@ pub trait JobStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<JobId>>;
-    /// Starts the move of one pending site of an evacuation, in the same transaction as the
-    /// item becomes `moving` with the move's id; `None` when the item is no longer pending
+    /// Starts the move of one pending site of an evacuation to `to` (its planned node, or
+    /// another when that one can no longer receive), in the same transaction as the item
+    /// becomes `moving` with the move's id; `None` when the item is no longer pending
     /// (another process started it): a site is never moved twice.
     async fn start_evacuation_item(
         &self,
         ctx: &AuditContext,
         job: JobId,
         site: SiteId,
+        to: NodeId,
         timing: MoveTiming,
     ) -> StoreResult<Option<SiteMove>>;
     /// An item's move ended (done) or did not happen (failed, with why).
@@ -56,7 +58,24 @@ pub trait JobStore: Send + Sync {
         state: ItemState,
         error: Option<&str>,
     ) -> StoreResult<()>;
-    /// Marks an evacuation done once no site is pending or moving (audited, with the predicted
-    /// and the actual duration).
-    async fn finish_evacuation(&self, ctx: &AuditContext, id: JobId) -> StoreResult<Evacuation>;
+    /// A site's try failed and it will be tried again: pending again, not before `retry_at`,
+    /// with why its last try failed.
+    async fn retry_evacuation_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        error: &str,
+        attempts: u32,
+        retry_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Ends an evacuation once no site is pending or moving: done, or incomplete when
+    /// `remaining` names sites still on the nodes being emptied (a cancelled one stays
+    /// cancelled). Audited, with the state, what remains, the predicted and the actual
+    /// duration.
+    async fn finish_evacuation(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        remaining: &[Remaining],
+    ) -> StoreResult<Evacuation>;
 }

@@ -84,7 +84,7 @@ impl AgentStore for SqlStore {
         let input_filter = input_filter(&mut tx, node).await?;
         let moves = latest_moves(&mut tx, node).await?;
         let moving_sites = moving_sites(&mut tx, &moves).await?;
-        let endpoints = endpoints_of(&mut tx, node, &moves).await?;
+        let endpoints = endpoints_of(&mut tx, node, &moves, &moving_sites).await?;
         let purges = fetch_volume_purges(&mut *tx, node).await?;
         tx.commit().await?;
         Ok(NodeDesired {
@@ -367,7 +367,8 @@ async fn input_filter(
     }))
 }
 
-/// Each site's latest move, when it is from or to the node, oldest first.
+/// Each site's latest move from or to the node, oldest first. A site that moved on again
+/// keeps, here, the move that took it away (its forwarding goes on until its period ends).
 async fn latest_moves(
     tx: &mut Transaction<'static, Db>,
     node: NodeId,
@@ -377,7 +378,8 @@ async fn latest_moves(
         site_move_columns!(),
         " FROM site_moves WHERE (from_node = $1 OR to_node = $1) \
           AND started_at = (SELECT MAX(started_at) FROM site_moves latest \
-                            WHERE latest.site_id = site_moves.site_id) \
+                            WHERE latest.site_id = site_moves.site_id \
+                              AND (latest.from_node = $1 OR latest.to_node = $1)) \
           ORDER BY started_at, id"
     ))
     .bind(node.0)
@@ -412,17 +414,20 @@ async fn moving_sites(
     Ok(sites.into_iter().map(|s| (s.id, s)).collect())
 }
 
-/// Where the targets of the node's moves under way said other agents reach them (their last
-/// reports).
+/// Where the targets of the node's moves under way, and the nodes their sites are on now,
+/// said other agents reach them (their last reports).
 async fn endpoints_of(
     tx: &mut Transaction<'static, Db>,
     node: NodeId,
     moves: &[SiteMove],
+    moving_sites: &BTreeMap<SiteId, Site>,
 ) -> StoreResult<BTreeMap<NodeId, AgentEndpoints>> {
     let targets: BTreeSet<NodeId> = moves
         .iter()
         .filter(|m| m.phase.is_active() && m.from_node == node)
         .map(|m| m.to_node)
+        .chain(moving_sites.values().filter_map(|s| s.node_id))
+        .filter(|n| *n != node)
         .collect();
     let mut endpoints = BTreeMap::new();
     for target in targets {

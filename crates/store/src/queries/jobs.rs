@@ -2,7 +2,9 @@
 //! started in the same transaction as the item.
 
 use alveole_model::JobId;
-use alveole_model::evacuation::{Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState};
+use alveole_model::evacuation::{
+    Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState, Remaining,
+};
 use alveole_model::{NodeId, SiteId, SiteMove, SiteMoveId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,15 +26,16 @@ async fn fetch_evacuation(
         DateTime<Utc>,
         Option<DateTime<Utc>>,
         Option<String>,
+        Option<Json<Vec<Remaining>>>,
     );
     let job: Option<JobRow> = sqlx::query_as(
-        "SELECT state, spec, created_at, finished_at, lease_owner FROM jobs \
+        "SELECT state, spec, created_at, finished_at, lease_owner, remaining FROM jobs \
          WHERE id = $1 AND kind = 'evacuation'",
     )
     .bind(id.0)
     .fetch_optional(&mut *conn)
     .await?;
-    let (state, spec, created_at, finished_at, lease_owner) =
+    let (state, spec, created_at, finished_at, lease_owner, remaining) =
         job.ok_or(StoreError::NotFound { kind: "evacuation" })?;
     let corrupt = |reason: String| StoreError::Corrupt {
         kind: "evacuation",
@@ -48,10 +51,12 @@ async fn fetch_evacuation(
         Option<String>,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
+        i64,
+        Option<DateTime<Utc>>,
     );
     let rows: Vec<ItemRow> = sqlx::query_as(
-        "SELECT site_id, position, to_node, state, move_id, error, started_at, finished_at \
-         FROM evacuation_items WHERE job_id = $1 ORDER BY position",
+        "SELECT site_id, position, to_node, state, move_id, error, started_at, finished_at, \
+         attempts, retry_at FROM evacuation_items WHERE job_id = $1 ORDER BY position",
     )
     .bind(id.0)
     .fetch_all(&mut *conn)
@@ -59,7 +64,18 @@ async fn fetch_evacuation(
     let items = rows
         .into_iter()
         .map(
-            |(site, position, to, state, move_id, error, started_at, finished_at)| {
+            |(
+                site,
+                position,
+                to,
+                state,
+                move_id,
+                error,
+                started_at,
+                finished_at,
+                attempts,
+                retry_at,
+            )| {
                 Ok(EvacuationItem {
                     site_id: SiteId(site),
                     position: u32::try_from(position).unwrap_or(u32::MAX),
@@ -70,6 +86,8 @@ async fn fetch_evacuation(
                     error,
                     started_at,
                     finished_at,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    retry_at,
                 })
             },
         )
@@ -82,6 +100,8 @@ async fn fetch_evacuation(
         finished_at,
         lease_owner,
         items,
+        remaining: remaining.map(|r| r.0).unwrap_or_default(),
+        estimate: None,
     })
 }
 
@@ -225,14 +245,16 @@ impl JobStore for SqlStore {
         ctx: &AuditContext,
         job: JobId,
         site: SiteId,
+        to: NodeId,
         timing: MoveTiming,
     ) -> StoreResult<Option<SiteMove>> {
         let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
-            "UPDATE evacuation_items SET state = 'moving', started_at = $1 \
-             WHERE job_id = $2 AND site_id = $3 AND state = 'pending'",
+            "UPDATE evacuation_items SET state = 'moving', started_at = $1, to_node = $2, \
+             retry_at = NULL WHERE job_id = $3 AND site_id = $4 AND state = 'pending'",
         )
         .bind(tx.now)
+        .bind(to.0)
         .bind(job.0)
         .bind(site.0)
         .execute(tx.conn())
@@ -240,14 +262,7 @@ impl JobStore for SqlStore {
         if claimed.rows_affected() != 1 {
             return Ok(None);
         }
-        let to: Uuid = sqlx::query_scalar(
-            "SELECT to_node FROM evacuation_items WHERE job_id = $1 AND site_id = $2",
-        )
-        .bind(job.0)
-        .bind(site.0)
-        .fetch_one(tx.conn())
-        .await?;
-        let movement = insert_site_move(&mut tx, site, NodeId(to), timing).await?;
+        let movement = insert_site_move(&mut tx, site, to, timing).await?;
         sqlx::query("UPDATE evacuation_items SET move_id = $1 WHERE job_id = $2 AND site_id = $3")
             .bind(movement.id.0)
             .bind(job.0)
@@ -282,7 +297,36 @@ impl JobStore for SqlStore {
         tx.commit_bookkeeping().await
     }
 
-    async fn finish_evacuation(&self, ctx: &AuditContext, id: JobId) -> StoreResult<Evacuation> {
+    async fn retry_evacuation_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        error: &str,
+        attempts: u32,
+        retry_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE evacuation_items SET state = 'pending', error = $1, attempts = $2, \
+             retry_at = $3, move_id = NULL WHERE job_id = $4 AND site_id = $5",
+        )
+        .bind(error)
+        .bind(i64::from(attempts))
+        .bind(retry_at)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        // Bookkeeping too: the failed move recorded its own events.
+        tx.commit_bookkeeping().await
+    }
+
+    async fn finish_evacuation(
+        &self,
+        ctx: &AuditContext,
+        id: JobId,
+        remaining: &[Remaining],
+    ) -> StoreResult<Evacuation> {
         let mut tx = self.begin_write().await?;
         let before = fetch_evacuation(tx.conn(), id).await?;
         let unfinished = before
@@ -296,17 +340,20 @@ impl JobStore for SqlStore {
             });
         }
         let finished_at = tx.now;
-        // A cancelled evacuation stays cancelled once its last moves have ended.
+        // A cancelled evacuation stays cancelled once its last moves have ended; otherwise it
+        // is done only if nothing is left on the nodes being emptied.
         let state = match before.state {
             JobState::Cancelled => JobState::Cancelled,
+            _ if !remaining.is_empty() => JobState::Incomplete,
             _ => JobState::Done,
         };
         sqlx::query(
-            "UPDATE jobs SET state = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3",
+            "UPDATE jobs SET state = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL, \
+             remaining = $3 WHERE id = $4",
         )
         .bind(state.as_str())
         .bind(finished_at)
+        .bind(Json(remaining))
         .bind(id.0)
         .execute(tx.conn())
         .await?;
@@ -317,6 +364,8 @@ impl JobStore for SqlStore {
             target_id: id.to_string(),
             before: Some(serde_json::json!({"state": before.state.as_str()})),
             after: Some(serde_json::json!({
+                "state": state.as_str(),
+                "remaining": remaining,
                 "items": after.counts(),
                 "predicted_seconds": after.spec.predicted_seconds,
                 "took_seconds": (finished_at - after.created_at).num_seconds(),

@@ -43,12 +43,13 @@ pub(super) async fn insert_site_move(
             "the site already runs on this node".into(),
         ));
     }
-    let active: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM site_moves WHERE site_id = $1 AND phase IN ('copying', 'forwarding')",
-    )
-    .bind(site.0)
-    .fetch_optional(tx.conn())
-    .await?;
+    // A site may move again while its last move forwards: once it switches, the earlier
+    // source forwards to the new node (see the moves part of the desired state).
+    let active: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM site_moves WHERE site_id = $1 AND phase = 'copying'")
+            .bind(site.0)
+            .fetch_optional(tx.conn())
+            .await?;
     if let Some(active) = active {
         return Err(refused(
             "move.in_progress",
@@ -104,6 +105,21 @@ pub(super) async fn insert_site_move(
     bump_generation(tx, Some(from)).await?;
     bump_generation(tx, Some(to)).await?;
     Ok(movement)
+}
+
+/// Tells the nodes still forwarding the site from an earlier move that it is elsewhere now:
+/// they forward straight to its node (see the moves part of the desired state).
+async fn bump_earlier_forwarders(tx: &mut WriteTx, site: SiteId) -> StoreResult<()> {
+    let forwarders: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT from_node FROM site_moves WHERE site_id = $1 AND phase = 'forwarding'",
+    )
+    .bind(site.0)
+    .fetch_all(tx.conn())
+    .await?;
+    for node in forwarders {
+        bump_generation(tx, Some(NodeId(node))).await?;
+    }
+    Ok(())
 }
 
 async fn fetch_site_move<'e>(
@@ -257,6 +273,7 @@ impl MoveStore for SqlStore {
             .await?;
         bump_generation(&mut tx, Some(before.from_node)).await?;
         bump_generation(&mut tx, Some(before.to_node)).await?;
+        bump_earlier_forwarders(&mut tx, before.site_id).await?;
         let after = SiteMove {
             phase: MovePhase::Forwarding,
             switched_at: Some(switched_at),
@@ -315,6 +332,7 @@ impl MoveStore for SqlStore {
                 .bind(before.site_id.0)
                 .execute(tx.conn())
                 .await?;
+            bump_earlier_forwarders(&mut tx, before.site_id).await?;
         }
         let change = Change {
             action: "site.move.fail",

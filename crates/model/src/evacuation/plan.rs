@@ -1,17 +1,16 @@
 //! Planning an evacuation: where each site of the nodes being emptied goes, in which order,
 //! how long it will take, and whether a deadline holds (and if not, what would make it hold).
-//! Pure: the store reads the loads and sizes, the panel measures the throughput.
+//! Pure: the store reads the loads and sizes, the panel learns what moves cost
+//! ([`super::cost`]) and which nodes can take part.
 //!
 //! - **Placement** is capacity-aware: each site goes where it fits and leaves the most
 //!   headroom, counting the sites already placed by this plan, so no node is promised beyond
 //!   capacity × overcommit. Nodes at another provider than the site's are preferred (a
 //!   provider leaving takes all its nodes); the same provider is used only when no other has
 //!   room. Big sites are placed first, while room is left.
-//! - **Duration** of one move: a fixed cost (image, freeze, start) plus its volume at the
-//!   measured throughput. Moves run `parallelism` at a time, longest first, which keeps the
+//! - **Duration** of one move: a fixed part (image, freeze, start) plus its volume at a
+//!   rate, both learned from past moves between the same providers where there are some. Moves run `parallelism` at a time, longest first, which keeps the
 //!   whole evacuation short (the classic longest-processing-time schedule).
-
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -22,8 +21,8 @@ use crate::ids::{NodeId, ProviderId, SiteId};
 use crate::quantity::format_bytes;
 use crate::resources::Reservation;
 
-/// What a move costs besides copying its volume: the image, the freeze, the start (seconds).
-pub const MOVE_OVERHEAD_SECONDS: f64 = 3.0;
+use super::cost::{CostBook, MoveCost};
+
 /// The most moves an evacuation runs at once.
 pub const MAX_PARALLELISM: u32 = 32;
 
@@ -47,12 +46,12 @@ pub struct Destination {
     pub provider: ProviderId,
 }
 
-/// How fast volumes copy, and whether that was measured.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Throughput {
-    pub bytes_per_second: u64,
-    /// From moves already made between these nodes; otherwise an assumption.
-    pub measured: bool,
+/// A node left out of the plan as a destination, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExcludedNode {
+    pub node_id: NodeId,
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -94,8 +93,11 @@ pub enum Verdict {
 pub struct EvacuationPlan {
     pub placements: Vec<Placement>,
     pub unplaced: Vec<Unplaced>,
+    /// Nodes that cannot receive sites now, and why.
+    pub excluded: Vec<ExcludedNode>,
     pub parallelism: u32,
-    pub throughput: Throughput,
+    /// What a move costs across the co-op (pairs of providers with history have their own).
+    pub cost: MoveCost,
     /// For the placed sites, from the start.
     pub estimated_seconds: u64,
     pub deadline: Option<DateTime<Utc>>,
@@ -106,138 +108,9 @@ pub struct EvacuationPlan {
     pub suggestions: Vec<String>,
 }
 
-/// Where a job stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Running,
-    /// No new move starts; those under way finish.
-    Paused,
-    /// Stopped for good: no new move starts; those under way finish (then `finished_at` is
-    /// set, and it stays cancelled).
-    Cancelled,
-    Done,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Running => "running",
-            JobState::Paused => "paused",
-            JobState::Cancelled => "cancelled",
-            JobState::Done => "done",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            JobState::Running,
-            JobState::Paused,
-            JobState::Cancelled,
-            JobState::Done,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-}
-
-/// Where one site of an evacuation stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemState {
-    Pending,
-    /// Its move is under way.
-    Moving,
-    /// Switched to its new node.
-    Done,
-    /// Its move did not happen (the reason says why); the site stayed where it was.
-    Failed,
-    /// Not moved: the evacuation was cancelled first.
-    Skipped,
-}
-
-impl ItemState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemState::Pending => "pending",
-            ItemState::Moving => "moving",
-            ItemState::Done => "done",
-            ItemState::Failed => "failed",
-            ItemState::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            ItemState::Pending,
-            ItemState::Moving,
-            ItemState::Done,
-            ItemState::Failed,
-            ItemState::Skipped,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-}
-
-/// What an evacuation was asked to do, and what its plan said.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct EvacuationSpec {
-    pub node_id: Option<NodeId>,
-    pub provider_id: Option<ProviderId>,
-    pub deadline: Option<DateTime<Utc>>,
-    pub parallelism: u32,
-    pub predicted_seconds: u64,
-    pub statement: String,
-    /// Sites the plan found no place for: not moved.
-    pub unplaced: Vec<Unplaced>,
-}
-
-/// One site of an evacuation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct EvacuationItem {
-    pub site_id: SiteId,
-    pub position: u32,
-    pub to_node: NodeId,
-    pub state: ItemState,
-    pub move_id: Option<crate::ids::SiteMoveId>,
-    pub error: Option<String>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-/// An evacuation as a durable job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Evacuation {
-    pub id: crate::ids::JobId,
-    pub state: JobState,
-    pub spec: EvacuationSpec,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// The panel process running it now, if any.
-    pub lease_owner: Option<String>,
-    pub items: Vec<EvacuationItem>,
-}
-
-impl Evacuation {
-    /// Items in each state, in [`ItemState`] order.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::new();
-        for item in &self.items {
-            *counts.entry(item.state.as_str()).or_default() += 1;
-        }
-        counts
-    }
-}
-
-/// One move's estimated duration.
-fn seconds_for(volume_bytes: u64, throughput: Throughput) -> f64 {
-    MOVE_OVERHEAD_SECONDS + volume_bytes as f64 / throughput.bytes_per_second.max(1) as f64
-}
-
 /// When each of `durations` (in order) ends, `parallelism` at a time, each starting as soon as
 /// a lane is free; and when the last ends.
-fn schedule(durations: &[f64], parallelism: u32) -> (Vec<f64>, f64) {
+pub fn schedule(durations: &[f64], parallelism: u32) -> (Vec<f64>, f64) {
     let mut lanes = vec![0.0_f64; parallelism.clamp(1, MAX_PARALLELISM) as usize];
     let mut ends = Vec::with_capacity(durations.len());
     for duration in durations {
@@ -279,7 +152,8 @@ fn best_destination(
     pick(true).or_else(|| pick(false))
 }
 
-fn duration_text(seconds: f64) -> String {
+/// A duration in words a person reads at a glance: `45 s`, `12 min`, `3.5 h`.
+pub fn duration_text(seconds: f64) -> String {
     let seconds = seconds.ceil() as u64;
     match seconds {
         0..=119 => format!("{seconds} s"),
@@ -288,11 +162,12 @@ fn duration_text(seconds: f64) -> String {
     }
 }
 
-/// Plans moving `sites` to `destinations`.
+/// Plans moving `sites` to `destinations` (`excluded`: the nodes left out, said in the plan).
 pub fn plan(
     mut sites: Vec<SiteToMove>,
     mut destinations: Vec<Destination>,
-    throughput: Throughput,
+    excluded: Vec<ExcludedNode>,
+    costs: &CostBook,
     parallelism: u32,
     now: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
@@ -349,7 +224,11 @@ pub fn plan(
     });
     let durations: Vec<f64> = placed
         .iter()
-        .map(|(s, _)| seconds_for(s.volume_bytes, throughput))
+        .map(|(s, index)| {
+            costs
+                .between(s.from_provider, destinations[*index].provider)
+                .seconds(s.volume_bytes)
+        })
         .collect();
     let (ends, total) = schedule(&durations, parallelism);
     let placements: Vec<Placement> = placed
@@ -394,17 +273,18 @@ pub fn plan(
     };
     if let Some(window) = window {
         if longest > window {
-            let (site, _) = &placed[durations
+            let (site, index) = &placed[durations
                 .iter()
                 .position(|d| *d == longest)
                 .unwrap_or_default()];
+            let cost = costs.between(site.from_provider, destinations[*index].provider);
             suggestions.push(format!(
                 "{} alone takes about {} ({} at {}/s): only a faster link between the nodes, or \
-                 a later deadline, can make it",
+                 a later deadline, can make it; the other sites still move, in this order",
                 site.name,
                 duration_text(longest),
                 format_bytes(site.volume_bytes),
-                format_bytes(throughput.bytes_per_second)
+                format_bytes(cost.bytes_per_second)
             ));
         } else if total > window {
             let needed =
@@ -471,17 +351,30 @@ pub fn plan(
             parallelism
         ),
     };
-    if !throughput.measured {
+    if !excluded.is_empty() {
         suggestions.push(format!(
-            "the throughput ({}/s) is an assumption: no move between these nodes was measured yet",
-            format_bytes(throughput.bytes_per_second)
+            "{} node(s) cannot receive sites now: {}",
+            excluded.len(),
+            excluded
+                .iter()
+                .map(|e| format!("{} ({})", e.name, e.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    if !costs.fleet.rate_measured {
+        suggestions.push(format!(
+            "the rate ({}/s) is an assumption: no moves of different enough sizes were measured \
+             yet",
+            format_bytes(costs.fleet.bytes_per_second)
         ));
     }
     EvacuationPlan {
         placements,
         unplaced,
+        excluded,
         parallelism,
-        throughput,
+        cost: costs.fleet.clone(),
         estimated_seconds: total.ceil() as u64,
         deadline,
         verdict,
@@ -532,10 +425,19 @@ mod tests {
         }
     }
 
-    const FAST: Throughput = Throughput {
-        bytes_per_second: 100 << 20,
-        measured: true,
-    };
+    /// 3 s per move plus 100 MiB/s, measured.
+    fn fast() -> CostBook {
+        CostBook {
+            fleet: MoveCost {
+                fixed_seconds: 3.0,
+                bytes_per_second: 100 << 20,
+                moves: 20,
+                rate_measured: true,
+                basis: "measured".into(),
+            },
+            pairs: Default::default(),
+        }
+    }
 
     fn reserved_on(plan: &EvacuationPlan, sites: &[SiteToMove], node: NodeId) -> u64 {
         plan.placements
@@ -565,7 +467,8 @@ mod tests {
         let plan = plan(
             sites.clone(),
             vec![big.clone(), small.clone()],
-            FAST,
+            vec![],
+            &fast(),
             2,
             Utc::now(),
             None,
@@ -587,7 +490,8 @@ mod tests {
         let plan = plan(
             sites,
             vec![same.clone(), other.clone()],
-            FAST,
+            vec![],
+            &fast(),
             1,
             Utc::now(),
             None,
@@ -602,7 +506,8 @@ mod tests {
         let plan = plan(
             vec![site("huge", provider, 8, 0), site("fine", provider, 1, 0)],
             vec![destination("only", ProviderId::generate(), 4)],
-            FAST,
+            vec![],
+            &fast(),
             4,
             Utc::now(),
             Some(Utc::now() + chrono::Duration::hours(60)),
@@ -639,7 +544,8 @@ mod tests {
             plan(
                 sites.clone(),
                 destinations.clone(),
-                FAST,
+                vec![],
+                &fast(),
                 parallelism,
                 now,
                 Some(now + chrono::Duration::seconds(seconds)),
@@ -677,19 +583,54 @@ mod tests {
     }
 
     #[test]
-    fn an_assumed_throughput_is_said_to_be_one() {
-        let plan = plan(
-            vec![],
-            vec![],
-            Throughput {
-                bytes_per_second: 50 << 20,
-                measured: false,
-            },
-            4,
-            Utc::now(),
-            None,
-        );
+    fn an_assumed_rate_and_the_nodes_left_out_are_said() {
+        let unheard = ExcludedNode {
+            node_id: NodeId::generate(),
+            name: "hel-1".into(),
+            reason: "its agent has not reported for 10 min".into(),
+        };
+        let assumed = CostBook::learn(&[], |_| String::new());
+        let plan = plan(vec![], vec![], vec![unheard], &assumed, 4, Utc::now(), None);
         assert!(plan.suggestions.iter().any(|s| s.contains("assumption")));
+        assert!(
+            plan.suggestions
+                .iter()
+                .any(|s| s.contains("hel-1 (its agent has not reported for 10 min)")),
+            "{:?}",
+            plan.suggestions
+        );
+        assert_eq!(plan.excluded.len(), 1);
+    }
+
+    #[test]
+    fn each_move_costs_what_its_pair_of_providers_measured() {
+        let (leaving, slow, quick) = (
+            ProviderId::generate(),
+            ProviderId::generate(),
+            ProviderId::generate(),
+        );
+        let mut costs = fast();
+        costs.pairs.insert(
+            (leaving, slow),
+            MoveCost {
+                bytes_per_second: 1 << 20,
+                ..costs.fleet.clone()
+            },
+        );
+        let only = |provider| {
+            plan(
+                vec![site("s", leaving, 1, 100 << 20)],
+                vec![destination("d", provider, 64)],
+                vec![],
+                &costs,
+                1,
+                Utc::now(),
+                None,
+            )
+            .estimated_seconds
+        };
+        assert_eq!(only(slow), 103, "3 s plus 100 MiB at 1 MiB/s");
+        assert_eq!(only(quick), 4, "3 s plus 100 MiB at 100 MiB/s");
     }
 
     proptest::proptest! {
@@ -709,7 +650,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, r)| destination(&format!("d{i}"), ProviderId::generate(), *r))
                 .collect();
-            let plan = plan(sites.clone(), destinations.clone(), FAST, 4, Utc::now(), None);
+            let plan = plan(sites.clone(), destinations.clone(), vec![], &fast(), 4, Utc::now(), None);
             for d in &destinations {
                 proptest::prop_assert!(
                     reserved_on(&plan, &sites, d.load.node_id) <= d.load.capacity.memory_bytes
