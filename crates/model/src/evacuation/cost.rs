@@ -152,6 +152,10 @@ fn median(values: &mut [f64]) -> Option<f64> {
 pub struct CostBook {
     pub fleet: MoveCost,
     pub pairs: BTreeMap<(ProviderId, ProviderId), MoveCost>,
+    /// What the job adds to each move beyond its own start-to-switch time: a move that
+    /// switched is noticed, and the next one started, at the job's next step (half its
+    /// period, on average).
+    pub between_moves_seconds: f64,
 }
 
 impl CostBook {
@@ -175,7 +179,24 @@ impl CostBook {
                 ((from, to), MoveCost::learn(&samples, &fleet, &scope))
             })
             .collect();
-        CostBook { fleet, pairs }
+        CostBook {
+            fleet,
+            pairs,
+            between_moves_seconds: 0.0,
+        }
+    }
+
+    /// The same, for a job that steps every `period_seconds`.
+    pub fn with_job_step(self, period_seconds: f64) -> CostBook {
+        CostBook {
+            between_moves_seconds: period_seconds.max(0.0) / 2.0,
+            ..self
+        }
+    }
+
+    /// How long a move of `bytes` from a node of `from` to a node of `to` keeps its lane.
+    pub fn seconds(&self, from: ProviderId, to: ProviderId, bytes: u64) -> f64 {
+        self.between(from, to).seconds(bytes) + self.between_moves_seconds
     }
 
     /// The cost of a move from a node of `from` to a node of `to`.

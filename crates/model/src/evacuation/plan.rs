@@ -225,9 +225,11 @@ pub fn plan(
     let durations: Vec<f64> = placed
         .iter()
         .map(|(s, index)| {
-            costs
-                .between(s.from_provider, destinations[*index].provider)
-                .seconds(s.volume_bytes)
+            costs.seconds(
+                s.from_provider,
+                destinations[*index].provider,
+                s.volume_bytes,
+            )
         })
         .collect();
     let (ends, total) = schedule(&durations, parallelism);
@@ -436,6 +438,7 @@ mod tests {
                 basis: "measured".into(),
             },
             pairs: Default::default(),
+            between_moves_seconds: 0.0,
         }
     }
 

@@ -92,7 +92,7 @@ impl Service {
     /// evacuation's own finished moves included).
     async fn estimate(&self, fleet: &Fleet, evacuation: &Evacuation) -> ApiResult<Estimate> {
         let now = self.now();
-        let costs = fleet.costs();
+        let costs = fleet.costs(self.config().background.jobs_every);
         let ids: Vec<SiteId> = evacuation.items.iter().map(|i| i.site_id).collect();
         let leaving = fleet.scope(evacuation.spec.node_id, evacuation.spec.provider_id);
         let sites: BTreeMap<SiteId, _> = sites_on(self.store(), &leaving)
@@ -359,7 +359,15 @@ impl Service {
             .into_iter()
             .filter(|d| d.load.node_id != item.to_node)
             .collect();
-        let replaced = evacuation::plan(vec![wanted], others, vec![], &fleet.costs(), 1, now, None);
+        let replaced = evacuation::plan(
+            vec![wanted],
+            others,
+            vec![],
+            &fleet.costs(self.config().background.jobs_every),
+            1,
+            now,
+            None,
+        );
         if let Some(placement) = replaced.placements.first() {
             tracing::info!(site = %item.site_id, from = %item.to_node, to = %placement.to_node,
                 attempts = item.attempts, "an evacuation's site goes to another node");

@@ -205,8 +205,8 @@ impl Fleet {
     }
 
     /// What moves cost, learned from the moves that switched (start to switch), per pair of
-    /// providers where there is history.
-    pub fn costs(&self) -> CostBook {
+    /// providers where there is history, plus the wait for the job's next step.
+    pub fn costs(&self, job_step: std::time::Duration) -> CostBook {
         let samples: Vec<MoveSample> = self
             .moves
             .iter()
@@ -227,6 +227,7 @@ impl Fleet {
                 .cloned()
                 .unwrap_or_else(|| provider.to_string())
         })
+        .with_job_step(job_step.as_secs_f64())
     }
 
     /// A site to move, its volume as last measured (else its quota).
@@ -306,7 +307,7 @@ impl Service {
             sites,
             destinations,
             excluded,
-            &fleet.costs(),
+            &fleet.costs(self.config().background.jobs_every),
             query.parallelism.unwrap_or(4),
             now,
             deadline,
