@@ -12,13 +12,26 @@ use fantoccini::{Client, ClientBuilder, Locator};
 struct Driver {
     child: Child,
     url: String,
-    _scratch: tempfile::TempDir,
+    scratch: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A browser outlives its driver, still writing its profile into the scratch
+        // directory: stop the browsers that use it (bounded), so that it goes with them.
+        let path = self.scratch.path().display().to_string();
+        for _ in 0..50 {
+            let signalled = Command::new("pkill")
+                .args(["-f", &path])
+                .status()
+                .is_ok_and(|status| status.success());
+            if !signalled {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -49,7 +62,7 @@ async fn start_driver() -> Option<Driver> {
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
-        _scratch: scratch,
+        scratch,
     };
     // Wait for the driver to answer its status endpoint (bounded).
     for _ in 0..100 {

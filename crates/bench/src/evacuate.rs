@@ -156,13 +156,7 @@ async fn wait_for_usage(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let status = api
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/nodes/{node}/status"),
-                None,
-            )
-            .await?;
+        let status = api.node_status(node).await?;
         let reported: Vec<u64> = status["report"]["sites"]
             .as_array()
             .into_iter()

@@ -155,16 +155,20 @@ impl Api<'_> {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// What `node`'s agent last reported, as the API shows it.
+    pub(crate) async fn node_status(&self, node: NodeId) -> anyhow::Result<Value> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/nodes/{node}/status"),
+            None,
+        )
+        .await
+    }
+
     pub(crate) async fn wait_for_endpoints(&self, node: NodeId) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let status = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/nodes/{node}/status"),
-                    None,
-                )
-                .await?;
+            let status = self.node_status(node).await?;
             if status["report"]["endpoints"]["peer"].is_string() {
                 return Ok(());
             }

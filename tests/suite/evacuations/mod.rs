@@ -35,6 +35,23 @@ pub(crate) async fn report_endpoints(
     agent
 }
 
+/// A panel on `db` whose jobs step every 100 ms (and whose nodes stay heard from for
+/// `unreachable_after`), seeded: the panel, the seeded node and the member.
+pub(crate) async fn fast_panel(
+    db: &TestDb,
+    unreachable_after: std::time::Duration,
+) -> (TestPanel, String, String) {
+    let mut panel = TestPanel::start(db).await;
+    panel
+        .configure(|config| {
+            config.background.jobs_every = std::time::Duration::from_millis(100);
+            config.node_unreachable_after = unreachable_after;
+        })
+        .await;
+    let (node, member) = panel.seed().await;
+    (panel, node, member)
+}
+
 /// Polls an evacuation until `done(evacuation)` holds (at most 20 s); the last one read.
 pub(crate) async fn evacuation_when(
     panel: &TestPanel,
@@ -283,14 +300,8 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
 #[tokio::test]
 async fn a_cancelled_evacuation_skips_what_did_not_start_and_ends_once_its_moves_have() {
     for db in TestDb::all().await {
-        let mut panel = TestPanel::start(&db).await;
+        let (panel, old, member) = fast_panel(&db, std::time::Duration::from_secs(60)).await;
         let backend = db.backend();
-        panel
-            .configure(|config| {
-                config.background.jobs_every = std::time::Duration::from_millis(100)
-            })
-            .await;
-        let (old, member) = panel.seed().await;
         let old_agent = panel.agent_client();
         old_agent.authenticate(&panel.enrol(&old).await).unwrap();
         let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;

@@ -7,7 +7,7 @@ use alveole_model::{Clock, MoveOutcome, SiteMoveId};
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::{Value, json};
 
-use super::{evacuation_when, report_endpoints};
+use super::{evacuation_when, fast_panel, report_endpoints};
 use crate::records::site;
 
 /// The item of `site` in `evacuation`.
@@ -68,16 +68,9 @@ fn failure(reason: &str) -> MoveOutcome {
 #[tokio::test]
 async fn an_evacuation_that_leaves_sites_behind_ends_incomplete_naming_each_and_why() {
     for db in TestDb::all().await {
-        let mut panel = TestPanel::start(&db).await;
-        let backend = db.backend();
         // The targets stay heard from while the test moves the clock by minutes.
-        panel
-            .configure(|config| {
-                config.background.jobs_every = std::time::Duration::from_millis(100);
-                config.node_unreachable_after = std::time::Duration::from_secs(3600);
-            })
-            .await;
-        let (old, member) = panel.seed().await;
+        let (panel, old, member) = fast_panel(&db, std::time::Duration::from_secs(3600)).await;
+        let backend = db.backend();
         let old_agent = panel.agent_client();
         old_agent.authenticate(&panel.enrol(&old).await).unwrap();
         let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
@@ -208,14 +201,8 @@ async fn forwarded_to(agent: &alveole_agent::agent::PanelClient, site: &str) -> 
 #[tokio::test]
 async fn a_site_moving_is_waited_for_and_one_that_just_moved_moves_on_while_it_forwards() {
     for db in TestDb::all().await {
-        let mut panel = TestPanel::start(&db).await;
+        let (panel, old, member) = fast_panel(&db, std::time::Duration::from_secs(60)).await;
         let backend = db.backend();
-        panel
-            .configure(|config| {
-                config.background.jobs_every = std::time::Duration::from_millis(100)
-            })
-            .await;
-        let (old, member) = panel.seed().await;
         let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
         let (_, elsewhere) = panel
             .post("/api/v1/providers", json!({"name": "Elsewhere"}))
