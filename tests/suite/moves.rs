@@ -8,6 +8,45 @@ use serde_json::{Value, json};
 
 use crate::records::site;
 
+/// A node at `provider` with `cpu_millis` and `memory_gib` of room: its id.
+pub(crate) async fn create_node(
+    panel: &TestPanel,
+    provider: &Value,
+    name: &str,
+    (cpu_millis, memory_gib): (u32, u64),
+) -> String {
+    let (status, node) = panel
+        .post(
+            "/api/v1/nodes",
+            json!({"provider_id": provider, "name": name, "public_addresses": [],
+                   "capacity": {"cpu_millis": cpu_millis, "memory_bytes": memory_gib << 30,
+                                "disk_bytes": 500u64 << 30}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node}");
+    node["id"].as_str().unwrap().to_owned()
+}
+
+/// Enrols an agent for `node` and has it report that other agents reach it on
+/// 127.0.0.1:9 and its ingress on 127.0.0.1:`ingress_port`; the agent.
+pub(crate) async fn report_endpoints(
+    panel: &TestPanel,
+    node: &str,
+    ingress_port: u16,
+) -> alveole_agent::agent::PanelClient {
+    let agent = panel.agent_client();
+    agent.authenticate(&panel.enrol(node).await).unwrap();
+    let report: alveole_model::NodeReport = serde_json::from_value(json!({
+        "generation": null, "sites": [], "agent_version": "test",
+        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
+        "endpoints": {"peer": "127.0.0.1:9", "ingress": format!("127.0.0.1:{ingress_port}")}
+    }))
+    .unwrap();
+    agent.report(&report).await.unwrap();
+    agent
+}
+
 /// A node whose agent reported where other agents reach it, with `cpu_millis` of room.
 pub(crate) async fn node_with_agent(
     panel: &TestPanel,
@@ -15,25 +54,8 @@ pub(crate) async fn node_with_agent(
     name: &str,
     cpu_millis: u32,
 ) -> (String, alveole_agent::agent::PanelClient) {
-    let (status, node) = panel
-        .post(
-            "/api/v1/nodes",
-            json!({"provider_id": provider, "name": name, "public_addresses": [],
-                   "capacity": {"cpu_millis": cpu_millis, "memory_bytes": 17179869184u64, "disk_bytes": 536870912000u64}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{node}");
-    let id = node["id"].as_str().unwrap().to_owned();
-    let agent = panel.agent_client();
-    agent.authenticate(&panel.enrol(&id).await).unwrap();
-    let report: alveole_model::NodeReport = serde_json::from_value(json!({
-        "generation": null, "sites": [], "agent_version": "test",
-        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
-                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
-        "endpoints": {"peer": "127.0.0.1:9", "ingress": "127.0.0.1:10"}
-    }))
-    .unwrap();
-    agent.report(&report).await.unwrap();
+    let id = create_node(panel, provider, name, (cpu_millis, 16)).await;
+    let agent = report_endpoints(panel, &id, 10).await;
     (id, agent)
 }
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::harness::BenchPanel;
-use crate::site_move::{Api, fill, volume_dir};
+use crate::site_move::{Api, fill, wait_for_volume};
 
 /// Sizes of the sites each run moves, in MiB, in turn.
 const SIZES_MIB: [usize; 5] = [1, 16, 48, 96, 160];
@@ -129,22 +129,6 @@ fn bytes_of(movement: &Value) -> u64 {
     movement["progress"]["bytes_sent"]
         .as_u64()
         .unwrap_or_default()
-}
-
-/// The site's volume directory once its container runs.
-async fn wait_for_volume(node: NodeId, site: &str) -> anyhow::Result<std::path::PathBuf> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let dir = volume_dir(node, site)?;
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the site's volume never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until `node`'s agent reported `sites` volumes holding `bytes` in all (or nearly).

@@ -208,6 +208,22 @@ pub(crate) fn volume_dir(node: NodeId, site: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The site's volume directory once its container runs (at most a minute).
+pub(crate) async fn wait_for_volume(node: NodeId, site: &str) -> anyhow::Result<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dir = volume_dir(node, site)?;
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the site's volume never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) fn fill(root: &Path, files: usize, bytes: usize) -> anyhow::Result<()> {
     let each = bytes / files;
     for i in 0..files {
@@ -232,18 +248,7 @@ async fn move_once(
     b: NodeId,
     ingress: std::net::SocketAddr,
 ) -> anyhow::Result<Measured> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let source = loop {
-        let dir = volume_dir(a, site)?;
-        if dir.is_dir() {
-            break dir;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the site's volume never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let source = wait_for_volume(a, site).await?;
     fill(&source, scenario.files, scenario.bytes)?;
     crate::measure::first_200(&api.http, &format!("http://{ingress}/"), host).await?;
 

@@ -7,8 +7,7 @@ use alveole_model::{Clock, MoveOutcome, MoveProgress, SiteMoveId};
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::{Value, json};
 
-use super::report_endpoints;
-use crate::moves::node_with_agent;
+use crate::moves::{node_with_agent, report_endpoints};
 use crate::records::site;
 
 /// Moves a new site of `bytes` from `from` to `to`, switched `seconds` later by the panel's

@@ -12,28 +12,8 @@ use alveole_agent::control::panel::Control;
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::{Value, json};
 
-use crate::moves::node_with_agent;
+use crate::moves::{node_with_agent, report_endpoints};
 use crate::records::site;
-
-/// Enrols an agent for `node` and has it report that other agents reach it on
-/// 127.0.0.1:9 and its ingress on 127.0.0.1:`ingress_port`; the agent.
-pub(crate) async fn report_endpoints(
-    panel: &TestPanel,
-    node: &str,
-    ingress_port: u16,
-) -> alveole_agent::agent::PanelClient {
-    let agent = panel.agent_client();
-    agent.authenticate(&panel.enrol(node).await).unwrap();
-    let report: alveole_model::NodeReport = serde_json::from_value(json!({
-        "generation": null, "sites": [], "agent_version": "test",
-        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
-                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
-        "endpoints": {"peer": "127.0.0.1:9", "ingress": format!("127.0.0.1:{ingress_port}")}
-    }))
-    .unwrap();
-    agent.report(&report).await.unwrap();
-    agent
-}
 
 /// A panel on `db` whose jobs step every 100 ms (and whose nodes stay heard from for
 /// `unreachable_after`), seeded: the panel, the seeded node and the member.

@@ -7,7 +7,8 @@ use alveole_model::{Clock, MoveOutcome, SiteMoveId};
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::{Value, json};
 
-use super::{evacuation_when, fast_panel, report_endpoints};
+use super::{evacuation_when, fast_panel};
+use crate::moves::{create_node, report_endpoints};
 use crate::records::site;
 
 /// The item of `site` in `evacuation`.
@@ -44,16 +45,7 @@ async fn target(
     (cpu_millis, memory_gib): (u32, u64),
     ingress_port: u16,
 ) -> (String, alveole_agent::agent::PanelClient) {
-    let (status, node) = panel
-        .post(
-            "/api/v1/nodes",
-            json!({"provider_id": provider, "name": name, "public_addresses": [],
-                   "capacity": {"cpu_millis": cpu_millis, "memory_bytes": memory_gib << 30,
-                                "disk_bytes": 500u64 << 30}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{node}");
-    let id = node["id"].as_str().unwrap().to_owned();
+    let id = create_node(panel, provider, name, (cpu_millis, memory_gib)).await;
     let agent = report_endpoints(panel, &id, ingress_port).await;
     (id, agent)
 }

@@ -6,7 +6,7 @@ use alveole_agent::control::panel::Control;
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::{Value, json};
 
-use crate::moves::node_with_agent;
+use crate::moves::{create_node, node_with_agent};
 use crate::records::site;
 
 async fn readiness_of(panel: &TestPanel, provider: &str) -> Value {
@@ -20,18 +20,6 @@ async fn readiness_of(panel: &TestPanel, provider: &str) -> Value {
         .find(|p| p["name"] == provider)
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-async fn node(panel: &TestPanel, provider: &Value, name: &str) -> String {
-    let (status, node) = panel
-        .post(
-            "/api/v1/nodes",
-            json!({"provider_id": provider, "name": name, "public_addresses": [],
-                   "capacity": {"cpu_millis": 8000, "memory_bytes": 16u64 << 30, "disk_bytes": 500u64 << 30}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{node}");
-    node["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -58,8 +46,8 @@ async fn leaving_a_provider_is_ready_only_once_nodes_elsewhere_can_receive_its_s
         let (_, elsewhere) = panel
             .post("/api/v1/providers", json!({"name": "Elsewhere"}))
             .await;
-        node(&panel, &elsewhere["id"], "silent").await;
-        let deaf = node(&panel, &elsewhere["id"], "deaf").await;
+        create_node(&panel, &elsewhere["id"], "silent", (8000, 16)).await;
+        let deaf = create_node(&panel, &elsewhere["id"], "deaf", (8000, 16)).await;
         let deaf_agent = panel.agent_client();
         deaf_agent.authenticate(&panel.enrol(&deaf).await).unwrap();
         let report: alveole_model::NodeReport = serde_json::from_value(json!({

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use alveole_model::evacuation::{
-    self, Estimate, Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState, Remaining,
+    self, CostBook, Estimate, Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState,
+    Remaining,
 };
 use alveole_model::{JobId, MovePhase, NodeId, Reservation, Site, SiteId};
 use alveole_store::{AuditContext, StoreError};
@@ -251,6 +252,8 @@ impl Service {
         }
         let mut fleet = Fleet::read(self.store()).await?;
         let leaving = fleet.scope(evacuation.spec.node_id, evacuation.spec.provider_id);
+        // Learned once a step: re-placing a site compares nodes with it.
+        let costs = fleet.costs(self.config().background.jobs_every);
         // A site still copying to its last move's target is waited for; one forwarding from
         // its last move may move again (its earlier source then forwards to the new node).
         let busy: Vec<SiteId> = fleet
@@ -287,7 +290,7 @@ impl Service {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let started = match self.target_for(&fleet, &leaving, item, &site) {
+            let started = match self.target_for(&fleet, &costs, &leaving, item, &site) {
                 Ok((to, wanted)) => self
                     .store()
                     .start_evacuation_item(ctx, id, item.site_id, to, self.config().moves)
@@ -336,6 +339,7 @@ impl Service {
     fn target_for(
         &self,
         fleet: &Fleet,
+        costs: &CostBook,
         leaving: &[NodeId],
         item: &EvacuationItem,
         site: &Site,
@@ -359,15 +363,7 @@ impl Service {
             .into_iter()
             .filter(|d| d.load.node_id != item.to_node)
             .collect();
-        let replaced = evacuation::plan(
-            vec![wanted],
-            others,
-            vec![],
-            &fleet.costs(self.config().background.jobs_every),
-            1,
-            now,
-            None,
-        );
+        let replaced = evacuation::plan(vec![wanted], others, vec![], costs, 1, now, None);
         if let Some(placement) = replaced.placements.first() {
             tracing::info!(site = %item.site_id, from = %item.to_node, to = %placement.to_node,
                 attempts = item.attempts, "an evacuation's site goes to another node");
