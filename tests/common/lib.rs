@@ -359,6 +359,11 @@ impl TestPanel {
         }
     }
 
+    /// The running panel's state (to serve it on another listener, say).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The running panel's rules (to poke a background task, say).
     pub fn service(&self) -> &alveole_panel::Service {
         self.state.service()
@@ -577,16 +582,16 @@ fn serve_until_stopped(
     let for_people = tokio::spawn({
         let (app, stopped) = (app.clone(), stopped());
         async move {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let _ = axum::serve(people, app)
-                .with_graceful_shutdown(stopped)
-                .await;
+            let limits = alveole_listen::Limits::default();
+            let _ = alveole_panel::serving::serve(app, people, limits, stopped).await;
         }
     });
     let for_agents = tokio::spawn({
         let (server, stopped) = (tls.server.clone(), stopped());
         async move {
-            let _ = alveole_panel::tls::serve(app, agents, server, stopped).await;
+            let limits = alveole_listen::Limits::default();
+            let _ =
+                alveole_panel::serving::serve_agents(app, agents, server, limits, stopped).await;
         }
     });
     // Background tasks, as `alveole serve` runs them: a new owner of job leases at each start,

@@ -551,6 +551,7 @@ async fn pages_answer_members_and_auditors_by_their_role() {
                 ("limits.cpu_millis", "0.5".into()),
                 ("limits.memory_bytes", "268435456".into()),
                 ("limits.pids", "64".into()),
+                ("limits.request_body_bytes", "64M".into()),
                 ("volume.quota_bytes", "1073741824".into()),
                 ("volume.mount_path", "/data".into()),
                 ("phase", "running".into()),
@@ -558,6 +559,10 @@ async fn pages_answer_members_and_auditors_by_their_role() {
         )
         .await;
         assert_eq!(status, 400, "{page}");
+        assert!(
+            page.contains(r#"data-field="owner_id""#),
+            "refused for its owner: {page}"
+        );
 
         // Cleo, an auditor: reads everything, changes nothing.
         let as_cleo = member_session(&panel, &cleo).await;

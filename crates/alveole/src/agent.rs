@@ -24,7 +24,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("connecting to the Docker engine")?;
-    let ingress = Arc::new(Ingress::new());
+    let ingress = Arc::new(Ingress::new().with_listen_limits(args.connections.limits()));
     let listener = tokio::net::TcpListener::bind(args.ingress_listen)
         .await
         .with_context(|| format!("listening on {}", args.ingress_listen))?;

@@ -139,6 +139,16 @@ pub struct ServeArgs {
     /// Address and port the panel listens on.
     #[arg(long, env = "ALVEOLE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub connections: PanelConnectionArgs,
+    /// The Public Suffix List (Debian's `publicsuffix` package; it is updated with the
+    /// package): no site may take a wildcard directly under a public suffix.
+    #[arg(
+        long,
+        env = "ALVEOLE_PUBLIC_SUFFIX_LIST",
+        default_value = "/usr/share/publicsuffix/public_suffix_list.dat"
+    )]
+    pub public_suffix_list: PathBuf,
     /// Mark session cookies Secure and name them `__Host-…` (set this when the panel is served
     /// over HTTPS).
     #[arg(long, env = "ALVEOLE_SECURE_COOKIES", default_value_t = false)]
@@ -243,6 +253,84 @@ pub struct ServeArgs {
     pub local_state_dir: PathBuf,
 }
 
+/// How the panel's listeners (members' and agents') bound connections and bodies.
+#[derive(Debug, Args)]
+pub struct PanelConnectionArgs {
+    /// Connections the panel keeps open at once, per listener; near it, the longest idle
+    /// is closed (also bounded by the process's limit on open files).
+    #[arg(long, env = "ALVEOLE_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Connections one client address may have open that have not sent a whole request
+    /// head yet (only those: many users behind one address are fine).
+    #[arg(long, env = "ALVEOLE_MAX_UNFINISHED_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_unfinished_per_client: u64,
+    /// Seconds a client has to send a request's head (TLS handshake included).
+    #[arg(long, env = "ALVEOLE_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "ALVEOLE_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_seconds: u64,
+    /// The largest request body the panel reads (413 beyond).
+    #[arg(long, env = "ALVEOLE_MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    pub max_body_bytes: u64,
+}
+
+impl PanelConnectionArgs {
+    pub fn limits(&self) -> alveole_listen::Limits {
+        limits(
+            self.max_connections,
+            self.max_unfinished_per_client,
+            self.header_timeout_seconds,
+            self.idle_timeout_seconds,
+        )
+    }
+}
+
+/// How a node's ingress bounds connections (request bodies are bounded per site).
+#[derive(Debug, Args)]
+pub struct IngressConnectionArgs {
+    /// Connections the ingress keeps open at once; near it, the longest idle is closed (also
+    /// bounded by the process's limit on open files, two per proxied connection).
+    #[arg(long, env = "ALVEOLE_INGRESS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ingress_max_connections: u64,
+    /// Connections one client address may have open that have not sent a whole request
+    /// head yet (a school behind one address is many clients, not one).
+    #[arg(long, env = "ALVEOLE_INGRESS_MAX_UNFINISHED_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ingress_max_unfinished_per_client: u64,
+    /// Seconds a client has to send a request's head.
+    #[arg(long, env = "ALVEOLE_INGRESS_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ingress_header_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "ALVEOLE_INGRESS_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ingress_idle_timeout_seconds: u64,
+}
+
+impl IngressConnectionArgs {
+    pub fn limits(&self) -> alveole_listen::Limits {
+        limits(
+            self.ingress_max_connections,
+            self.ingress_max_unfinished_per_client,
+            self.ingress_header_timeout_seconds,
+            self.ingress_idle_timeout_seconds,
+        )
+    }
+}
+
+/// Limits from settings clap has already bounded (so the conversions cannot fail).
+fn limits(
+    max_connections: u64,
+    max_unfinished_per_client: u64,
+    header_timeout_seconds: u64,
+    idle_timeout_seconds: u64,
+) -> alveole_listen::Limits {
+    alveole_listen::Limits {
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_unfinished_per_client: usize::try_from(max_unfinished_per_client).unwrap_or(usize::MAX),
+        header_timeout: std::time::Duration::from_secs(header_timeout_seconds),
+        idle_timeout: std::time::Duration::from_secs(idle_timeout_seconds),
+    }
+}
+
 /// A listening address, or none (`off`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen(pub Option<SocketAddr>);
@@ -274,6 +362,8 @@ pub struct AgentArgs {
     /// Address and port of the node's HTTP ingress.
     #[arg(long, env = "ALVEOLE_INGRESS_LISTEN", default_value = "0.0.0.0:80")]
     pub ingress_listen: SocketAddr,
+    #[command(flatten)]
+    pub connections: IngressConnectionArgs,
     /// Where the agent serves its ingress's Prometheus metrics (`/metrics`).
     #[arg(long, env = "ALVEOLE_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
     pub metrics_listen: SocketAddr,

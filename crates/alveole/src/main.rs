@@ -22,8 +22,15 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     match cli.command {
-        Command::Serve(args) => serve::run(*args).await,
-        Command::Agent(args) => agent::run(args).await,
+        Command::Serve(args) => {
+            // Listeners bound their connections by the descriptors the process may open.
+            alveole_listen::raise_open_files_limit();
+            serve::run(*args).await
+        }
+        Command::Agent(args) => {
+            alveole_listen::raise_open_files_limit();
+            agent::run(args).await
+        }
         Command::Admin(AdminCommand::ResetToken { database }) => {
             let store = alveole_store::connect(&database.database_url).await?;
             let ctx = alveole_store::AuditContext::new("system:admin-cli", "reset-token");

@@ -105,6 +105,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             exit_notice: std::time::Duration::from_secs(args.exit_notice_hours * 3600),
+            max_body_bytes: usize::try_from(args.connections.max_body_bytes).unwrap_or(usize::MAX),
+            public_suffixes: std::sync::Arc::new(alveole_panel::suffixes::PublicSuffixes::load(
+                &args.public_suffix_list,
+            )),
         },
     )?;
     // Expired forwardings, durable jobs (those whose lease this process holds), clean-ups,
@@ -136,10 +140,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     tls.ca.fingerprint
                 );
             }
-            tokio::spawn(alveole_panel::tls::serve(
+            tokio::spawn(alveole_panel::serving::serve_agents(
                 alveole_panel::app(state.clone()),
                 agents,
                 tls.server.clone(),
+                args.connections.limits(),
                 shutdown_signal(),
             ));
             Some(address)
@@ -147,7 +152,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let service = state.service().clone();
-    let panel = tokio::spawn(serve(state, listener));
+    let panel = tokio::spawn(serve(state, listener, args.connections.limits()));
     let _local = match (args.local_agent, agents_address, &agent_tls) {
         (true, Some(agents), Some(tls)) => {
             let config = LocalAgentConfig {
@@ -179,13 +184,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the panel on `listener` until Ctrl-C or SIGTERM.
-pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
-    // The client's address reaches the handlers (sign-in attempts are counted per address).
-    let app =
-        alveole_panel::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    limits: alveole_listen::Limits,
+) -> anyhow::Result<()> {
+    alveole_panel::serving::serve(
+        alveole_panel::app(state),
+        listener,
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

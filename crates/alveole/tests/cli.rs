@@ -26,7 +26,23 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Stops the server: everything it logged.
+    fn stop_and_logs(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.logs, std::thread::spawn(String::new))
+            .join()
+            .unwrap()
+    }
+}
+
 fn start_server() -> Server {
+    start_server_with(&[], None)
+}
+
+/// `alveole serve` with more arguments, and under a limit on open files when given.
+fn start_server_with(args: &[&str], open_files: Option<u32>) -> Server {
     let dir = std::env::temp_dir().join(format!("alveole-cli-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,8 +50,20 @@ fn start_server() -> Server {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alveole"))
+    let mut command = match open_files {
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_alveole"));
+            shell
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_alveole")),
+    };
+    let mut child = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         // Its key files (.alveole/...) go to the test's own directory.
         .current_dir(&dir)
         .env(
@@ -128,7 +156,7 @@ fn node_fields(provider: &str, name: &str) -> Vec<String> {
 
 #[test]
 fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
-    let mut server = start_server();
+    let server = start_server();
     let provider = json_of(&alveole(
         &server,
         &[
@@ -174,11 +202,7 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     for output in &outputs {
         assert!(!String::from_utf8_lossy(&output.stdout).contains(SECRET));
     }
-    let _ = server.child.kill();
-    let _ = server.child.wait();
-    let logs = std::mem::replace(&mut server.logs, std::thread::spawn(String::new))
-        .join()
-        .unwrap();
+    let logs = server.stop_and_logs();
     assert!(
         logs.contains("DEBUG") || logs.contains("INFO"),
         "logs were captured"
@@ -638,4 +662,69 @@ fn the_cli_with_a_members_token_cannot_touch_another_members_site() {
     }
     let still = alveole(&server, &["site", "show", "ben.example.org", "--json"]);
     assert_eq!(json_of(&still)["http_port"], 8080, "untouched");
+}
+
+/// `GET /healthz` on a new connection: its status, if it was answered within 10 seconds.
+fn healthz(address: &str) -> Option<u16> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The reproduction of a slowloris attack that once took the panel down: 300 connections
+/// that send half a request's head, under a limit of 256 open files. The panel keeps
+/// answering (it closes the oldest half head to let a newcomer in) and closes every half
+/// head within its header timeout; it never runs out of descriptors.
+#[test]
+fn half_sent_requests_cannot_take_the_panels_descriptors() {
+    use std::io::Write;
+    let server = start_server_with(
+        &[
+            "--header-timeout-seconds",
+            "2",
+            "--max-unfinished-per-client",
+            "1000",
+        ],
+        Some(256),
+    );
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+            let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n");
+            held.push(stream);
+        }
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            healthz(&address),
+            Some(200),
+            "answered while the half heads are held"
+        );
+    }
+    for stream in &mut held {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a half head was not closed within the timeout: {other:?}"),
+        }
+    }
+    assert_eq!(healthz(&address), Some(200));
+    let logs = server.stop_and_logs();
+    assert!(
+        !logs.contains("Too many open files"),
+        "the panel ran out of descriptors:\n{logs}"
+    );
 }

@@ -82,13 +82,18 @@ impl BenchPanel {
         let background = alveole_panel::background::start(state.service(), "bench".into());
         let agents = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let agents_url = format!("https://{}", agents.local_addr()?);
-        let for_agents = tokio::spawn(alveole_panel::tls::serve(
+        let for_agents = tokio::spawn(alveole_panel::serving::serve_agents(
             alveole_panel::app(state.clone()),
             agents,
             tls.server.clone(),
+            alveole_listen::Limits::default(),
             std::future::pending(),
         ));
-        let for_people = tokio::spawn(alveole::serve::serve(state, listener));
+        let for_people = tokio::spawn(alveole::serve::serve(
+            state,
+            listener,
+            alveole_listen::Limits::default(),
+        ));
         Ok(Self {
             store,
             ctx,

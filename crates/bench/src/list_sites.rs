@@ -115,7 +115,11 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let state = alveole_panel::AppState::new(store.clone(), PanelConfig::default())?;
-    let server = tokio::spawn(alveole::serve::serve(state, listener));
+    let server = tokio::spawn(alveole::serve::serve(
+        state,
+        listener,
+        alveole_listen::Limits::default(),
+    ));
     let http = reqwest::Client::new();
 
     let api = |query: String| {

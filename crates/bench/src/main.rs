@@ -12,6 +12,7 @@ mod packets;
 mod reconcile;
 mod routing;
 mod site_move;
+mod slow_clients;
 mod volume;
 
 use anyhow::Context;
@@ -44,6 +45,24 @@ pub enum BenchCommand {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+    },
+    /// A normal client's latency at a node's ingress while idle kept-alive connections and
+    /// slowloris clients hold it (from several loopback addresses), against the ingress left
+    /// alone and a naive server under the same siege.
+    SlowClients {
+        #[arg(long, default_value_t = 2_000)]
+        idle: usize,
+        #[arg(long, default_value_t = 200)]
+        slowloris: usize,
+        /// Loopback addresses the siege comes from.
+        #[arg(long, default_value_t = 20)]
+        addresses: u8,
+        /// Requests of the normal client per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// The ingress's cap on connections (below the siege's size, so that it is reached).
+        #[arg(long, default_value_t = 1_000)]
+        max_connections: usize,
     },
     /// Reconcile N sites onto an empty node with the real Docker engine, against a naive
     /// baseline: the same containers started one `docker run -d` at a time.
@@ -180,6 +199,20 @@ async fn main() -> anyhow::Result<()> {
             requests,
             concurrency,
         } => list_sites::run(&database_url, sites, page_size, requests, concurrency).await,
+        BenchCommand::SlowClients {
+            idle,
+            slowloris,
+            addresses,
+            requests,
+            max_connections,
+        } => {
+            let plan = alveole_listen::siege::SiegePlan {
+                idle,
+                slowloris,
+                addresses,
+            };
+            slow_clients::run(plan, requests, max_connections).await
+        }
         BenchCommand::Reconcile { sites, image } => reconcile::reconcile(sites, &image).await,
         BenchCommand::CreateSite { sites, image } => reconcile::create_site(sites, &image).await,
         BenchCommand::AuditVerify {

@@ -34,6 +34,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                     cpu_millis: 50,
                     memory_bytes: 16 << 20,
                     pids: 16,
+                    ..Limits::default()
                 },
                 security: Default::default(),
                 run: true,

@@ -23,6 +23,22 @@ fn number_of(address: IpAddr) -> u128 {
     }
 }
 
+/// What makes `address` unfit for a pool, if anything. The ranges are wider than a /16 or a
+/// /32 or aligned to them, so checking a pool's first and last addresses is enough.
+fn special_kind(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(a) if a.is_unspecified() || a.octets()[0] == 0 => Some("unspecified"),
+        IpAddr::V4(a) if a.is_loopback() => Some("loopback"),
+        IpAddr::V4(a) if a.is_link_local() => Some("link-local"),
+        IpAddr::V4(a) if a.is_multicast() || a.is_broadcast() => Some("multicast"),
+        IpAddr::V6(a) if a.is_unspecified() => Some("unspecified"),
+        IpAddr::V6(a) if a.is_loopback() => Some("loopback"),
+        IpAddr::V6(a) if a.is_unicast_link_local() => Some("link-local"),
+        IpAddr::V6(a) if a.is_multicast() => Some("multicast"),
+        _ => None,
+    }
+}
+
 /// The most addresses a pool hands out one by one (a /64 of IPv6 has 2^64).
 const MAX_LISTED: u128 = 1 << 16;
 
@@ -55,6 +71,39 @@ impl Prefix {
             ));
         }
         Ok(prefix)
+    }
+
+    /// A prefix a pool may hold: public-looking (not loopback, link-local, multicast or
+    /// unspecified) and no wider than /16 (IPv4) or /32 (IPv6), which is more than any
+    /// provider rents.
+    pub fn parse_pool(text: &str) -> Result<Self, FieldError> {
+        let prefix = Self::parse(text)?;
+        let refused = |message: String| FieldError::new("prefix", "prefix.not_poolable", message);
+        let widest = match prefix.network {
+            IpAddr::V4(_) => 16,
+            IpAddr::V6(_) => 32,
+        };
+        if prefix.length < widest {
+            return Err(refused(format!(
+                "a pool is at most a /{widest} of this family"
+            )));
+        }
+        let last = prefix.address_of(
+            number_of(prefix.network) | !prefix.mask() & Self::all_bits(prefix.network),
+        );
+        for address in [prefix.network, last] {
+            if let Some(kind) = special_kind(address) {
+                return Err(refused(format!("{prefix} holds {kind} addresses")));
+            }
+        }
+        Ok(prefix)
+    }
+
+    fn all_bits(address: IpAddr) -> u128 {
+        match address {
+            IpAddr::V4(_) => u128::from(u32::MAX),
+            IpAddr::V6(_) => u128::MAX,
+        }
     }
 
     fn bits_of(address: IpAddr) -> u8 {
@@ -261,6 +310,37 @@ impl AddressMove {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_hold_public_prefixes_of_a_provider_size() {
+        for good in [
+            "192.0.2.0/24",
+            "198.51.0.0/16",
+            "203.0.113.7/32",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+        ] {
+            assert!(Prefix::parse_pool(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("::/0", "at most a /32"),
+            ("10.0.0.0/8", "at most a /16"),
+            ("127.0.0.0/8", "at most a /16"),
+            ("127.0.0.0/16", "loopback"),
+            ("0.0.0.0/24", "unspecified"),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("255.255.255.255/32", "multicast"),
+            ("::1/128", "loopback"),
+            ("::/128", "unspecified"),
+            ("fe80::/64", "link-local"),
+            ("ff02::/64", "multicast"),
+        ] {
+            let error = Prefix::parse_pool(bad).expect_err(bad);
+            assert!(error.message.contains(why), "{bad}: {}", error.message);
+            assert_eq!(error.field, "prefix");
+        }
+    }
 
     #[test]
     fn prefixes_are_canonical_and_know_their_addresses() {

@@ -155,6 +155,7 @@ impl JsonSchema for EnvVar {
 /// it had, so a form never has to show a secret to keep it. (`Site::to_input` leaves secret
 /// values out, so serialising an input built from a stored site reveals nothing.)
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct EnvVarInput {
     pub name: String,
     #[serde(default)]

@@ -40,6 +40,8 @@ impl fmt::Display for Transport {
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct ExposedPort {
     pub protocol: Transport,
     /// The port clients connect to on the dedicated address.

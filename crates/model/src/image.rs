@@ -67,6 +67,12 @@ impl ImageRef {
                 return Err(invalid("bad tag"));
             }
         }
+        // The distribution spec's bound on registry host and repository together.
+        if name.len() > 255 {
+            return Err(invalid(
+                "the registry and repository name are at most 255 characters",
+            ));
+        }
         let mut components: Vec<&str> = name.split('/').collect();
         if components.len() > 1 && looks_like_host(components[0]) {
             let host = components.remove(0);

@@ -17,6 +17,7 @@ pub mod quantity;
 pub mod resources;
 pub mod site_move;
 pub mod status;
+pub mod strict;
 pub mod text;
 
 pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};

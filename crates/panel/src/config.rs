@@ -6,6 +6,7 @@ use std::time::Duration;
 use alveole_model::{Clock, SystemClock};
 use alveole_store::MoveTiming;
 
+use crate::suffixes::PublicSuffixes;
 use crate::{background, failover, notary, oidc, tls};
 
 /// Settings of the panel that do not come from the database.
@@ -38,7 +39,25 @@ pub struct PanelConfig {
     /// The notice a provider is assumed to give before it stops: exit readiness measures
     /// leaving each provider against it.
     pub exit_notice: Duration,
+    /// The largest request body the panel reads (413 beyond).
+    pub max_body_bytes: usize,
+    /// No wildcard name directly under a public suffix.
+    pub public_suffixes: Arc<PublicSuffixes>,
 }
+
+/// Debian's list, read once per process.
+pub fn system_public_suffixes() -> Arc<PublicSuffixes> {
+    static LIST: std::sync::OnceLock<Arc<PublicSuffixes>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        Arc::new(PublicSuffixes::load(std::path::Path::new(
+            crate::suffixes::DEBIAN_LIST,
+        )))
+    })
+    .clone()
+}
+
+/// An API body or a form is small: 1 MiB is plenty.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A provider's notice assumed by default: 60 hours (what one co-op was given).
 pub const DEFAULT_EXIT_NOTICE: Duration = Duration::from_secs(60 * 3600);
@@ -65,6 +84,8 @@ impl Default for PanelConfig {
             moves: DEFAULT_MOVE_TIMING,
             background: background::BackgroundConfig::default(),
             exit_notice: DEFAULT_EXIT_NOTICE,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_suffixes: system_public_suffixes(),
         }
     }
 }

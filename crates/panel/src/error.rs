@@ -20,6 +20,15 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The route does not take this method (405).
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    /// The body is larger than the listener reads (413).
+    #[error("{0}")]
+    TooLarge(&'static str),
+    /// The body is not in a format the route reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
     #[error("{message}")]
     Conflict {
         message: String,
@@ -55,6 +64,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -83,6 +95,9 @@ impl ApiError {
             ApiError::Unauthorized => ("unauthorized", vec![]),
             ApiError::Forbidden(_) => ("forbidden", vec![]),
             ApiError::NotFound(_) => ("not-found", vec![]),
+            ApiError::MethodNotAllowed => ("method-not-allowed", vec![]),
+            ApiError::TooLarge(_) => ("too-large", vec![]),
+            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", vec![]),
             ApiError::Conflict { errors, .. } => ("conflict", errors.clone()),
             ApiError::Unavailable(_) => ("unavailable", vec![]),
             ApiError::Upstream(_) => ("upstream", vec![]),

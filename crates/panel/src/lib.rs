@@ -21,6 +21,8 @@ pub mod pages;
 pub mod ratelimit;
 pub mod routes;
 pub mod service;
+pub mod serving;
+pub mod suffixes;
 pub mod tls;
 
 use std::sync::Arc;
@@ -112,12 +114,20 @@ impl AppState {
     }
 }
 
+/// The largest body an agent sends (a report of a node with thousands of sites).
+const AGENT_MAX_BODY_BYTES: usize = 16 << 20;
+
 /// The whole panel as an axum application.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for route in routes::routes() {
         let rule = middleware::Rule::of(&route);
-        let guarded = route.handler.layer(axum_middleware::from_fn_with_state(
+        let mut handler = route.handler;
+        if route.path.starts_with("/api/v1/agent/") {
+            // A node's report lists every site it runs: larger than anything people send.
+            handler = handler.layer(axum::extract::DefaultBodyLimit::max(AGENT_MAX_BODY_BYTES));
+        }
+        let guarded = handler.layer(axum_middleware::from_fn_with_state(
             state.clone(),
             move |state: State<AppState>, request: Request, next: Next| {
                 middleware::guard(state, rule, request, next)
@@ -126,8 +136,11 @@ pub fn app(state: AppState) -> Router {
         router = router.route(&route.path, guarded);
     }
     let request_id = HeaderName::from_static("x-request-id");
+    let max_body_bytes = state.config().max_body_bytes;
     router
         .fallback(pages::not_found)
+        .method_not_allowed_fallback(pages::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(axum_middleware::from_fn_with_state(
             state.clone(),
             middleware::record_metrics,

@@ -32,7 +32,13 @@ pub fn document(routes: &[Route]) -> Value {
             success["content"] = json!({"application/json": {"schema": body(&mut generator)}});
         }
         responses.insert(status.to_string(), success);
-        for status in &doc.errors {
+        // Every route that reads a body refuses one too large (413) or not JSON (415).
+        let body_errors: &[u16] = if doc.request.is_some() {
+            &[413, 415]
+        } else {
+            &[]
+        };
+        for status in doc.errors.iter().chain(body_errors) {
             responses.insert(
                 status.to_string(),
                 json!({"description": "Problem", "content": {"application/problem+json": {"schema": problem_schema(&mut generator)}}}),

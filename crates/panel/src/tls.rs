@@ -24,7 +24,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 
 /// How long an agent's certificate is valid unless configured otherwise.
 pub const DEFAULT_AGENT_CERTIFICATE_LIFETIME: std::time::Duration =
@@ -335,64 +334,6 @@ pub fn load_or_create(
                 .unwrap_or(chrono::Duration::hours(24)),
         }),
     })
-}
-
-/// Serves `app` over TLS on `listener`, one task per connection, until `shutdown` resolves;
-/// then lets requests in progress finish (up to ten seconds) and closes every connection.
-/// Each request carries the client certificate's key hash ([`AgentPeer`]) when there is one.
-pub async fn serve(
-    app: axum::Router,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-            };
-            let agent = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|leaf| certificate_key_hash(leaf))
-                .map(AgentPeer);
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    if let Some(agent) = &agent {
-                        request.extensions_mut().insert(agent.clone());
-                    }
-                    request
-                        .extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    tower::ServiceExt::oneshot(app.clone(), request)
-                },
-            );
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "agent connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ pub(crate) struct MemberRow {
     display_name: String,
     email: String,
     role: String,
+    disabled_at: Option<DateTime<Utc>>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -151,6 +152,7 @@ impl TryFrom<MemberRow> for Member {
             display_name: DisplayName::parse(&r.display_name).map_err(bad)?,
             email: Email::parse(&r.email).map_err(bad)?,
             role: Role::parse(&r.role).ok_or_else(|| corrupt("member", r.id, "unknown role"))?,
+            disabled_at: r.disabled_at,
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }
@@ -177,7 +179,7 @@ impl StoredEnvVar {
 /// Every column of `sites`, in the order its writes bind them.
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
-     read_only_root, run_as_user, exposed_ports, limit_tier, node_id, phase, version, \
+     request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, phase, version, \
      created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -195,6 +197,7 @@ pub(crate) struct SiteRow {
     cpu_millis: i64,
     memory_bytes: i64,
     pids: i64,
+    request_body_bytes: i64,
     read_only_root: bool,
     run_as_user: Option<String>,
     exposed_ports: Json<Vec<alveole_model::ExposedPort>>,
@@ -241,6 +244,7 @@ impl TryFrom<SiteRow> for Site {
                 cpu_millis: unsigned("site", id, r.cpu_millis)?,
                 memory_bytes: unsigned("site", id, r.memory_bytes)?,
                 pids: unsigned("site", id, r.pids)?,
+                request_body_bytes: unsigned("site", id, r.request_body_bytes)?,
             },
             security: alveole_model::Security {
                 read_only_root: r.read_only_root,

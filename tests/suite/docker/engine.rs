@@ -265,6 +265,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         cpu_millis: 250,
         memory_bytes: 32 << 20,
         pids: 32,
+        ..Limits::default()
     };
     let neighbour = spec("neighbour");
     let desired = DesiredState {

@@ -45,6 +45,7 @@ fn spec(name: &str) -> SiteSpec {
             cpu_millis: 250,
             memory_bytes: 64 << 20,
             pids: 64,
+            ..Limits::default()
         },
         security: Default::default(),
         run: true,

@@ -79,6 +79,7 @@ async fn docker_forty_sites_share_one_node_network() {
                 cpu_millis: 50,
                 memory_bytes: 16 << 20,
                 pids: 16,
+                ..Limits::default()
             };
             s
         })

@@ -148,6 +148,12 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                 if let Some(moves) = &self.moves {
                     moves.add_routes(&mut routes, held);
                 }
+                self.ingress.set_body_limits(
+                    held.sites
+                        .iter()
+                        .map(|spec| (spec.site_id, spec.limits.request_body_bytes))
+                        .collect(),
+                );
                 self.ingress.set_routes(routes);
                 site_reports(held, report, &self.usage)
             }

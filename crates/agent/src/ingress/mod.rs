@@ -13,7 +13,7 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-pub use body::Body;
+pub use body::{Body, RequestBody};
 pub use routes::{Routes, Upstream};
 
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use alveole_listen::{Guard, Limits, serve_http1};
 use alveole_model::SiteId;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,7 +37,7 @@ use tokio::sync::Notify;
 
 use crate::engine::runtime::Traffic;
 use crate::ingress::metrics::{IngressMetrics, SiteMetrics};
-use crate::ingress::pages::{busy, page};
+use crate::ingress::pages::{busy, page, too_large};
 
 /// How long and how many requests a held site may keep waiting.
 #[derive(Clone, Copy, Debug)]
@@ -89,9 +90,12 @@ pub struct Ingress {
     sites: Mutex<HashMap<SiteId, Arc<SiteTraffic>>>,
     /// Sites whose requests go to another node's ingress.
     forwards: RwLock<HashMap<SiteId, SocketAddr>>,
+    /// The largest request body of each site (others: the default).
+    body_limits: RwLock<Arc<HashMap<SiteId, u64>>>,
     /// Woken when a hold ends, and when a request finishes while a hold drains.
     changed: Notify,
     limits: HoldLimits,
+    listen: Limits,
     metrics: IngressMetrics,
     /// For requests no site answers.
     unrouted: Arc<SiteMetrics>,
@@ -123,8 +127,10 @@ impl Ingress {
             compiled: RwLock::new(Arc::new(Routes::default())),
             sites: Mutex::new(HashMap::new()),
             forwards: RwLock::new(HashMap::new()),
+            body_limits: RwLock::default(),
             changed: Notify::new(),
             limits: HoldLimits::default(),
+            listen: Limits::default(),
             metrics,
             unrouted,
         }
@@ -132,6 +138,12 @@ impl Ingress {
 
     pub fn with_limits(mut self, limits: HoldLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The bounds of the sites' listener (the defaults suit a public one).
+    pub fn with_listen_limits(mut self, limits: Limits) -> Self {
+        self.listen = limits;
         self
     }
 
@@ -173,6 +185,24 @@ impl Ingress {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
     }
 
+    /// The largest request body each site accepts, replacing the previous set (sites not in
+    /// it get the default).
+    pub fn set_body_limits(&self, limits: HashMap<SiteId, u64>) {
+        *self
+            .body_limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(limits);
+    }
+
+    fn body_limit(&self, site: SiteId) -> u64 {
+        self.body_limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&site)
+            .copied()
+            .unwrap_or(alveole_model::DEFAULT_REQUEST_BODY_BYTES)
+    }
+
     /// Sends the site's requests to another node's ingress at `to` (the *forward* hook that moves
     /// use while a site's address still points here), until `stop_forwarding`. Survives route
     /// table swaps.
@@ -212,11 +242,12 @@ impl Ingress {
             .cloned()
     }
 
-    /// Serves until the listener fails; each connection on its own task.
+    /// Serves on `listener`, each connection on its own task, under the listener's bounds
+    /// (connection caps, header and idle timeouts: [`Ingress::with_listen_limits`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let guard = Guard::new("ingress", self.listen);
         loop {
-            let (stream, client) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
+            let (admitted, client) = guard.accept(&listener).await;
             let ingress = self.clone();
             tokio::spawn(async move {
                 // Requests of one connection come one at a time: they share one upstream connection.
@@ -231,9 +262,7 @@ impl Ingress {
                         Ok::<_, Infallible>(ingress.handle(request, &client_ip, &upstream).await)
                     }
                 });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = connection.await {
+                if let Err(error) = serve_http1(admitted.ticket, admitted.stream, service).await {
                     tracing::debug!(%error, "ingress connection ended with an error");
                 }
             });
@@ -354,9 +383,20 @@ impl Ingress {
             headers.insert("x-forwarded-for", value);
         }
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        let limit = self.body_limit(route.site);
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit) {
+            return (Some(route.metrics.clone()), too_large());
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let request = request.map(|inner| RequestBody::new(inner, limit, exceeded.clone()));
         let response = match send(upstream, route.target, request).await {
             // The request stays in flight until its response body is finished.
             Ok(response) => response.map(|inner| Body::Upstream { inner, in_flight }),
+            Err(_) if exceeded.load(Ordering::SeqCst) => too_large(),
             Err(error) => {
                 tracing::warn!(site = %route.site, %error, "upstream unreachable");
                 page(
@@ -373,8 +413,16 @@ impl Ingress {
 /// Serves the ingress's metrics (`GET /metrics`) on a listener of their own, apart from the
 /// sites' traffic.
 pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std::io::Result<()> {
+    // Scraped by one or two collectors: a small cap is plenty.
+    let guard = Guard::new(
+        "ingress metrics",
+        Limits {
+            max_connections: 64,
+            ..Limits::default()
+        },
+    );
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (admitted, _) = guard.accept(&listener).await;
         let ingress = ingress.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -398,9 +446,7 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
                     Ok::<_, Infallible>(response)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = serve_http1(admitted.ticket, admitted.stream, service).await;
         });
     }
 }
@@ -410,7 +456,7 @@ type UpstreamSlot = Arc<
     tokio::sync::Mutex<
         Option<(
             SocketAddr,
-            hyper::client::conn::http1::SendRequest<Incoming>,
+            hyper::client::conn::http1::SendRequest<RequestBody>,
         )>,
     >,
 >;
@@ -423,7 +469,7 @@ type SendError = Box<dyn std::error::Error + Send + Sync>;
 async fn send(
     slot: &UpstreamSlot,
     address: SocketAddr,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Incoming>, SendError> {
     let mut guard = slot.lock().await;
     let reusable = matches!(&*guard, Some((to, sender)) if *to == address && sender.is_ready());
@@ -452,7 +498,7 @@ async fn send(
 /// A new HTTP/1 connection to `address`, driven by a task of its own.
 async fn connect(
     address: SocketAddr,
-) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, SendError> {
+) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>, SendError> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

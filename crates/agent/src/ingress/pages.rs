@@ -19,6 +19,15 @@ pub(super) fn busy() -> Response<Body> {
     response
 }
 
+/// A request body past its site's limit.
+pub(super) fn too_large() -> Response<Body> {
+    page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Too large",
+        "This site does not accept a request this large.",
+    )
+}
+
 pub(super) fn escape(text: &str) -> String {
     text.chars()
         .map(|c| match c {

@@ -166,3 +166,90 @@ async fn a_hold_waits_for_requests_in_flight_and_blocks_new_ones() {
     drop(hold);
     assert!(InFlight::enter(&traffic).is_some(), "released");
 }
+
+/// A site that reads each request's whole body, then answers with its length.
+async fn upload_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                        let length = match request.into_body().collect().await {
+                            Ok(body) => body.to_bytes().len().to_string(),
+                            Err(_) => "cut".to_owned(),
+                        };
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(length))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// Sends `head` then `body` as they are (a client's own framing); the answer's status.
+async fn raw_status(ingress: SocketAddr, head: String, body: Vec<u8>) -> u16 {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(ingress).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        // The ingress may answer (and close) before all of the body is sent.
+        let _ = stream.write_all(&body);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_body_past_its_sites_limit_is_refused_with_413() {
+    let site = SiteId::generate();
+    let mut routes = Routes::default();
+    routes.insert(
+        &Hostname::parse("upload.example.org", Wildcard::Refused).unwrap(),
+        Upstream {
+            site,
+            address: upload_backend().await,
+        },
+    );
+    let (ingress, address) = ingress_serving(routes).await;
+    ingress.set_body_limits(HashMap::from([(site, 1500)]));
+    let post = |framing: &str| {
+        format!("POST / HTTP/1.1\r\nHost: upload.example.org\r\nConnection: close\r\n{framing}\r\n")
+    };
+    let declared = raw_status(address, post("Content-Length: 2048\r\n"), vec![b'x'; 2048]);
+    assert_eq!(declared.await, 413, "a declared length past the limit");
+    let chunk = |n: usize| {
+        let mut chunk = format!("{n:x}\r\n").into_bytes();
+        chunk.extend(vec![b'x'; n]);
+        chunk.extend_from_slice(b"\r\n");
+        chunk
+    };
+    let mut chunked = [chunk(1024), chunk(1024)].concat();
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let streamed = raw_status(address, post("Transfer-Encoding: chunked\r\n"), chunked);
+    assert_eq!(
+        streamed.await,
+        413,
+        "a streamed body that goes past the limit"
+    );
+    let within = raw_status(address, post("Content-Length: 512\r\n"), vec![b'x'; 512]);
+    assert_eq!(within.await, 200, "a body within the limit");
+    // Another site keeps the default limit.
+    ingress.set_body_limits(HashMap::new());
+    let default = raw_status(address, post("Content-Length: 2048\r\n"), vec![b'x'; 2048]);
+    assert_eq!(default.await, 200);
+}

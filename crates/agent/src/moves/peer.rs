@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use alveole_listen::{Guard, Limits, serve_http1};
 use alveole_model::{NodeId, SiteMoveId};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use crate::control::identity::Credential;
 use crate::moves::volume_sync::{Manifest, PassReport};
@@ -282,9 +282,18 @@ pub async fn serve(
     identity: PeerIdentity,
     handler: Arc<dyn PeerHandler>,
 ) -> std::io::Result<()> {
+    // Other agents only, a few at a time; a copy stream is a request being answered, which
+    // the guard never cuts.
+    let guard = Guard::new(
+        "peers",
+        Limits {
+            max_connections: 256,
+            ..Limits::default()
+        },
+    );
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, from) = listener.accept().await?;
+        let (admitted, from) = guard.accept(&listener).await;
         while connections.try_join_next().is_some() {}
         let config = match identity.server_config() {
             Ok(config) => config,
@@ -296,18 +305,17 @@ pub async fn serve(
         let handler = handler.clone();
         connections.spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let stream = match tokio::time::timeout(
-                Duration::from_secs(10),
-                acceptor.accept(stream),
-            )
-            .await
+            let stream = match admitted
+                .ticket
+                .within_head_time(acceptor.accept(admitted.stream))
+                .await
             {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
                     tracing::warn!(%from, %error, "a peer's TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                None => return,
             };
             let peer = stream
                 .get_ref()
@@ -323,10 +331,7 @@ pub async fn serve(
                 let handler = handler.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler.handle(peer, request).await) }
             });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(error) = serve_http1(admitted.ticket, stream, service).await {
                 tracing::debug!(%error, "a peer connection ended with an error");
             }
         });

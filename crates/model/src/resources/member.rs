@@ -1,5 +1,6 @@
 //! Members of the co-op, and their role.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +77,9 @@ pub struct Member {
     pub display_name: DisplayName,
     pub email: Email,
     pub role: Role,
+    /// Since when the member is disabled (offboarded): their tokens and sessions ended, and
+    /// nothing can be created for them until an admin enables them again.
+    pub disabled_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     pub meta: Meta,
 }

@@ -19,7 +19,10 @@ use crate::error::{FieldError, ValidationErrors};
 pub use member::{Member, MemberInput, NewMember, Role};
 pub use node::{Capacity, MAX_INPUT_ALLOWED, NewNode, Node, NodeInput, Overcommit};
 pub use provider::{NewProvider, Provider, ProviderInput};
-pub use site::{Limits, NewSite, Reservation, Security, Site, SiteInput, Volume};
+pub use site::{
+    DEFAULT_REQUEST_BODY_BYTES, Limits, MAX_REQUEST_BODY_BYTES, NewSite, Reservation, Security,
+    Site, SiteInput, Volume,
+};
 
 /// Bookkeeping every stored resource carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

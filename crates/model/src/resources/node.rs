@@ -13,16 +13,27 @@ use crate::text::Slug;
 
 /// What a node offers. Reservations of its sites must stay within capacity × overcommit.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct Capacity {
+    #[schemars(range(min = 1, max = 1_024_000))]
     pub cpu_millis: u32,
+    /// 64 MiB to 64 TiB.
+    #[schemars(range(min = 67_108_864, max = 70_368_744_177_664_u64))]
     pub memory_bytes: u64,
+    /// 1 GiB to 1 PiB.
+    #[schemars(range(min = 1_073_741_824, max = 1_125_899_906_842_624_u64))]
     pub disk_bytes: u64,
 }
 
 /// How far CPU and memory may be promised beyond the hardware (disk never is: quotas are hard).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct Overcommit {
+    #[schemars(range(min = 1, max = 16))]
     pub cpu: f64,
+    #[schemars(range(min = 1, max = 16))]
     pub memory: f64,
 }
 
@@ -54,6 +65,11 @@ pub struct NodeInput {
     #[serde(default)]
     pub input_allowed: Vec<String>,
 }
+
+/// The largest memory and disk a node may declare (beyond any machine, well within what the
+/// database stores).
+pub const MAX_NODE_MEMORY: u64 = 64 << 40;
+pub const MAX_NODE_DISK: u64 = 1 << 50;
 
 /// The most networks an input filter's allow list holds.
 pub const MAX_INPUT_ALLOWED: usize = 256;
@@ -89,18 +105,18 @@ impl NodeInput {
                 "between 1 and 1,024,000 millicores",
             ));
         }
-        if cap.memory_bytes < 64 << 20 {
+        if !((64 << 20)..=MAX_NODE_MEMORY).contains(&cap.memory_bytes) {
             errors.push(FieldError::new(
                 "capacity.memory_bytes",
                 "range",
-                "at least 64 MiB",
+                "between 64 MiB and 64 TiB",
             ));
         }
-        if cap.disk_bytes < 1 << 30 {
+        if !((1 << 30)..=MAX_NODE_DISK).contains(&cap.disk_bytes) {
             errors.push(FieldError::new(
                 "capacity.disk_bytes",
                 "range",
-                "at least 1 GiB",
+                "between 1 GiB and 1 PiB",
             ));
         }
         for (field, ratio) in [

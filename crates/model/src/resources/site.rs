@@ -16,11 +16,31 @@ use crate::phase::SitePhase;
 
 /// What a site may use at most; also what it reserves on its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct Limits {
+    #[schemars(range(min = 10, max = 256_000))]
     pub cpu_millis: u32,
+    /// 16 MiB to 1 TiB.
+    #[schemars(range(min = 16_777_216, max = 1_099_511_627_776_u64))]
     pub memory_bytes: u64,
     /// Most processes the container may run (stops fork bombs).
+    #[schemars(range(min = 16, max = 65_536))]
     pub pids: u32,
+    /// The largest request body the node's ingress passes to the site (413 beyond): uploads
+    /// are legitimate, so each site says how large.
+    #[serde(default = "default_request_body_bytes")]
+    #[schemars(range(min = 1024, max = 17_179_869_184_u64))]
+    pub request_body_bytes: u64,
+}
+
+/// 64 MiB: the uploads of a typical site (a WordPress media library, a Nextcloud chunk).
+pub const DEFAULT_REQUEST_BODY_BYTES: u64 = 64 << 20;
+/// At most 16 GiB through the ingress in one request.
+pub const MAX_REQUEST_BODY_BYTES: u64 = 16 << 30;
+
+fn default_request_body_bytes() -> u64 {
+    DEFAULT_REQUEST_BODY_BYTES
 }
 
 impl Default for Limits {
@@ -29,6 +49,7 @@ impl Default for Limits {
             cpu_millis: 500,
             memory_bytes: 256 << 20,
             pids: 256,
+            request_body_bytes: DEFAULT_REQUEST_BODY_BYTES,
         }
     }
 }
@@ -36,6 +57,8 @@ impl Default for Limits {
 /// Hardening a site's image may allow beyond the defaults (all capabilities dropped,
 /// no-new-privileges, limits), which every site gets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct Security {
     /// Mount the image's file system read-only (the volume and /tmp stay writable).
     #[serde(default)]
@@ -74,7 +97,11 @@ fn validate_security(errors: &mut ValidationErrors, security: &Security) {
 
 /// The site's persistent volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Refused by the API (`strict`), not by serde: agents read these in documents too.
+#[schemars(deny_unknown_fields)]
 pub struct Volume {
+    /// At most 16 TiB.
+    #[schemars(range(max = 17_592_186_044_416_u64))]
     pub quota_bytes: u64,
     /// Absolute path inside the container.
     pub mount_path: String,
@@ -105,6 +132,7 @@ pub struct SiteInput {
     pub env: Vec<EnvVarInput>,
     /// The port the container serves HTTP on (the node's ingress sends requests there).
     #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1))]
     pub http_port: u16,
     #[serde(default)]
     pub volume: Volume,
@@ -146,6 +174,26 @@ pub struct NewSite {
 }
 
 impl NewSite {
+    /// Whether `other` says the same, whatever the order of its variables and aliases (which
+    /// a form may change without meaning anything by it).
+    pub fn same_as(&self, other: &NewSite) -> bool {
+        fn sorted<T: Clone, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+            let mut items = items.to_vec();
+            items.sort_by_key(key);
+            items
+        }
+        let env = |site: &NewSite| sorted(&site.env, |var| var.name.clone());
+        let aliases = |site: &NewSite| sorted(&site.aliases, Clone::clone);
+        let unordered = |site: &NewSite| NewSite {
+            env: vec![],
+            aliases: vec![],
+            ..site.clone()
+        };
+        env(self) == env(other)
+            && aliases(self) == aliases(other)
+            && unordered(self) == unordered(other)
+    }
+
     /// Every host name of the site, primary first.
     pub fn hostnames(&self) -> impl Iterator<Item = &Hostname> {
         std::iter::once(&self.primary_domain).chain(&self.aliases)
@@ -358,8 +406,21 @@ fn validate_volume(errors: &mut ValidationErrors, volume: &Volume) {
             "path.invalid",
             "an absolute path of letters, digits, '.', '_' and '-', such as /data",
         ));
+    } else if let Some(system) = SYSTEM_PATHS
+        .iter()
+        .find(|system| path == *system || path.starts_with(&format!("{system}/")))
+    {
+        errors.push(FieldError::new(
+            "volume.mount_path",
+            "path.system",
+            format!("{system} belongs to the container's system: mount the volume elsewhere, such as /data"),
+        ));
     }
 }
+
+/// Where the kernel's and the runtime's own file systems are mounted in a container: a
+/// volume there would hide them.
+const SYSTEM_PATHS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 fn validate_limits(errors: &mut ValidationErrors, limits: &Limits) {
     if !(10..=256_000).contains(&limits.cpu_millis) {
@@ -381,6 +442,13 @@ fn validate_limits(errors: &mut ValidationErrors, limits: &Limits) {
             "limits.pids",
             "range",
             "between 16 and 65,536 processes",
+        ));
+    }
+    if !(1024..=MAX_REQUEST_BODY_BYTES).contains(&limits.request_body_bytes) {
+        errors.push(FieldError::new(
+            "limits.request_body_bytes",
+            "range",
+            "between 1 KiB and 16 GiB",
         ));
     }
 }

@@ -3,9 +3,10 @@
 
 use std::net::IpAddr;
 
+use super::Path;
 use alveole_model::{AddressMove, IpAllocation, NodeId, ProviderId, SiteId};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;

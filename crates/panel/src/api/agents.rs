@@ -2,9 +2,10 @@
 //! and a signing request traded for a client certificate), renewal, revocation, the node's
 //! desired state and its reports; and a node's status for people.
 
+use super::{Path, Query};
 use alveole_model::{DesiredState, NodeId, NodeReport};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;

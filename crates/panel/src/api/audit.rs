@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use super::Query;
 use alveole_store::{AuditEvent, AuditVerification, Checkpoint, PublishedKey};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;

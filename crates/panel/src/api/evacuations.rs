@@ -1,9 +1,10 @@
 //! Evacuations through the API: the plan, and running it as a durable job (pause, resume,
 //! cancel).
 
+use super::{Path, Query};
 use alveole_model::evacuation::{Evacuation, EvacuationPlan, JobState};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::{ApiJson, audit_context, parse_id};

@@ -1,9 +1,10 @@
 //! Members' own routes: who the caller is, their API tokens, and offboarding.
 
+use super::Path;
 use alveole_model::{MemberId, Role};
 use alveole_store::ApiToken;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -84,4 +85,15 @@ pub async fn disable(
         .disable_member(&ctx, parse_id(&id)?, request.hand_sites_to)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<alveole_model::Member>> {
+    let ctx = audit_context(&caller, &headers);
+    let member = state.service().enable_member(&ctx, parse_id(&id)?).await?;
+    Ok(Json(member))
 }

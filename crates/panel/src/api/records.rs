@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::{Path, Query};
 use alveole_model::{SiteId, ValidationErrors};
 use alveole_store::{Page, PageRequest};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 

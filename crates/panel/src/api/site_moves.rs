@@ -2,9 +2,10 @@
 //! the site sees its moves; the source node's agent reports progress, asks for the switch or
 //! says it rolled back.
 
+use super::Path;
 use alveole_model::{MoveOutcome, MoveProgress, NodeId, SiteId, SiteMove, SiteMoveId};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -162,6 +162,25 @@ pub async fn not_found(
     )
 }
 
+/// A method the route does not take: a problem document under `/api/`, a page elsewhere.
+pub async fn method_not_allowed(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    message(
+        &state,
+        &headers,
+        None,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "title.error",
+        "",
+    )
+}
+
 pub async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],

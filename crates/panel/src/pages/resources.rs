@@ -199,7 +199,10 @@ impl PageResource for Member {
         vec![
             m.display_name.to_string(),
             m.email.to_string(),
-            m.role.as_str().to_owned(),
+            match m.disabled_at {
+                Some(at) => format!("{} (disabled {})", m.role.as_str(), at.format("%Y-%m-%d")),
+                None => m.role.as_str().to_owned(),
+            },
         ]
     }
     fn title(m: &Member) -> String {
@@ -224,6 +227,7 @@ impl PageResource for Site {
         field("limits.cpu_millis", Kind::Cpu),
         field("limits.memory_bytes", Kind::Bytes),
         field("limits.pids", Kind::Integer),
+        field("limits.request_body_bytes", Kind::Bytes),
         field("volume.quota_bytes", Kind::Bytes),
         field("volume.mount_path", Kind::Text),
         field("security.read_only_root", Kind::Checkbox),
@@ -393,9 +397,14 @@ pub async fn select_options(
                 .into_iter()
                 .filter(|m| limited_to.is_none_or(|me| m.id == me))
                 .map(|m| {
+                    let disabled = if m.disabled_at.is_some() {
+                        " (disabled)"
+                    } else {
+                        ""
+                    };
                     (
                         m.id.to_string(),
-                        format!("{} <{}>", m.display_name, m.email),
+                        format!("{} <{}>{disabled}", m.display_name, m.email),
                     )
                 })
                 .collect(),

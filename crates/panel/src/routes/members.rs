@@ -20,6 +20,13 @@ pub(super) fn api(t: &mut Table) {
         .takes::<Disable>()
         .status(204)
         .errors(&[400, 401, 403, 404]);
+    t.api(Post, "/api/v1/members/{id}/enable", members::enable)
+        .named(
+            "enable_member",
+            "Enables a disabled member again: they may sign in and be given sites and tokens (their old tokens stay revoked)",
+        )
+        .returns::<alveole_model::Member>(200)
+        .errors(&[400, 401, 403, 404]);
     t.api(Post, "/api/v1/members/{id}/tokens", members::create_token)
         .named(
             "create_api_token",
@@ -27,7 +34,7 @@ pub(super) fn api(t: &mut Table) {
         )
         .takes::<NewToken>()
         .returns::<CreatedToken>(201)
-        .errors(&[400, 401, 403, 404]);
+        .errors(&[400, 401, 403, 404, 409]);
     t.api(Get, "/api/v1/members/{id}/tokens", members::tokens)
         .named(
             "list_api_tokens",

@@ -71,7 +71,7 @@ impl Service {
         provider: ProviderId,
         prefix: &str,
     ) -> ApiResult<PoolView> {
-        let prefix = Prefix::parse(prefix).map_err(|e| ApiError::Validation(e.into()))?;
+        let prefix = Prefix::parse_pool(prefix).map_err(|e| ApiError::Validation(e.into()))?;
         let pool = IpPool {
             id: uuid::Uuid::now_v7(),
             provider_id: provider,

@@ -20,6 +20,7 @@ pub struct NewToken {
     pub name: String,
     pub scope: TokenScope,
     /// Days until it expires: 1 to 366 (90 by default).
+    #[schemars(range(min = 1, max = 366))]
     pub expires_in_days: Option<u32>,
 }
 
@@ -45,6 +46,13 @@ impl Service {
                 "name",
                 "name.length",
                 "a name of 1 to 100 characters",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                "name",
+                "text.control",
+                "control characters are not allowed",
             ));
         }
         let days = request.expires_in_days.unwrap_or(DEFAULT_DAYS);
@@ -96,5 +104,14 @@ impl Service {
         self.store().disable_member(ctx, member, hand_to).await?;
         self.tell_nodes();
         Ok(())
+    }
+
+    /// Enables a disabled member again (audited); their old tokens stay revoked.
+    pub async fn enable_member(
+        &self,
+        ctx: &AuditContext,
+        member: MemberId,
+    ) -> ApiResult<alveole_model::Member> {
+        Ok(self.store().enable_member(ctx, member).await?)
     }
 }

@@ -33,6 +33,15 @@ pub trait Resource: Stored + Serialize + JsonSchema {
     fn validate(input: Self::Input, previous: Option<&Self>)
     -> Result<Self::New, ValidationErrors>;
     fn to_input(&self) -> Self::Input;
+    /// The version a client must send back to change the item.
+    fn version(&self) -> i64;
+    /// Whether two validated forms say the same (in normal form: a site's variables in any
+    /// order): an edit that changes nothing records nothing and restarts nothing.
+    fn same(a: &Self::New, b: &Self::New) -> bool;
+    /// Rules that need the panel's configuration (the public suffix list), after validation.
+    fn check_with(_new: &Self::New, _service: &Service) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
 
     /// The member who owns an item: a member reaches only what they own. `None` for kinds no
     /// member owns (their routes are for admins and auditors).
@@ -79,10 +88,10 @@ fn take_version(patch: &mut serde_json::Value) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::field("version", "version.required", "send the version you read"))
 }
 
-/// Reads a JSON value as an input, naming the field at fault.
+/// Reads a JSON value as an input, strictly (an unknown field at any depth is refused),
+/// naming the field at fault.
 pub fn input_of<I: DeserializeOwned>(value: serde_json::Value) -> ApiResult<I> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| ApiError::field(&e.path().to_string(), "type", e.inner().to_string()))
+    Ok(alveole_model::strict::from_value(value)?)
 }
 
 impl Service {
@@ -111,6 +120,7 @@ impl Service {
     ) -> ApiResult<R> {
         own_input::<R>(&input, limited_to)?;
         let new = R::validate(input, None)?;
+        R::check_with(&new, self)?;
         Ok(R::records(self.store()).create(ctx, new).await?)
     }
 
@@ -131,6 +141,12 @@ impl Service {
         let input: R::Input = input_of(merged)?;
         own_input::<R>(&input, limited_to)?;
         let new = R::validate(input, Some(&current))?;
+        R::check_with(&new, self)?;
+        if version == current.version()
+            && R::validate(current.to_input(), Some(&current)).is_ok_and(|now| R::same(&now, &new))
+        {
+            return Ok(current);
+        }
         Ok(R::records(self.store())
             .update(ctx, id, version, new)
             .await?)
@@ -205,6 +221,12 @@ impl Resource for Provider {
     fn to_input(&self) -> ProviderInput {
         Provider::to_input(self)
     }
+    fn version(&self) -> i64 {
+        self.meta.version
+    }
+    fn same(a: &Self::New, b: &Self::New) -> bool {
+        a == b
+    }
 }
 
 impl Resource for Node {
@@ -230,6 +252,12 @@ impl Resource for Node {
     fn to_input(&self) -> NodeInput {
         Node::to_input(self)
     }
+    fn version(&self) -> i64 {
+        self.meta.version
+    }
+    fn same(a: &Self::New, b: &Self::New) -> bool {
+        a == b
+    }
 }
 
 impl Resource for Member {
@@ -254,6 +282,12 @@ impl Resource for Member {
     }
     fn to_input(&self) -> MemberInput {
         Member::to_input(self)
+    }
+    fn version(&self) -> i64 {
+        self.meta.version
+    }
+    fn same(a: &Self::New, b: &Self::New) -> bool {
+        a == b
     }
 }
 
@@ -312,8 +346,31 @@ impl Resource for Site {
     fn validate(input: SiteInput, previous: Option<&Self>) -> Result<Self::New, ValidationErrors> {
         input.validate(previous)
     }
+    fn check_with(new: &Self::New, service: &Service) -> Result<(), ValidationErrors> {
+        let suffixes = &service.config().public_suffixes;
+        let mut errors = ValidationErrors::default();
+        for (i, alias) in new.aliases.iter().enumerate() {
+            if !alias.is_wildcard() {
+                continue;
+            }
+            if let Some(reason) = suffixes.refuses_wildcard_under(alias.parent()) {
+                errors.push(alveole_model::FieldError::new(
+                    format!("aliases[{i}]"),
+                    "hostname.public_suffix",
+                    reason,
+                ));
+            }
+        }
+        errors.finish(|| Some(()))
+    }
     fn to_input(&self) -> SiteInput {
         Site::to_input(self)
+    }
+    fn version(&self) -> i64 {
+        self.meta.version
+    }
+    fn same(a: &Self::New, b: &Self::New) -> bool {
+        a.same_as(b)
     }
     fn owner(&self) -> Option<MemberId> {
         Some(self.owner_id)

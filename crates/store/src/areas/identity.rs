@@ -166,6 +166,11 @@ pub trait IdentityStore: Send + Sync {
         hand_to: Option<MemberId>,
     ) -> StoreResult<()>;
 
+    /// Enables a disabled member again (audited): they may sign in and be given sites and
+    /// tokens. Their old tokens stay revoked, and their sites as they were left. Enabling an
+    /// enabled member changes and records nothing.
+    async fn enable_member(&self, ctx: &AuditContext, member: MemberId) -> StoreResult<Member>;
+
     /// Forgets sessions past their end or unused for `idle`, sign-ins abandoned at the
     /// provider and break-glass links past their use-by time, as of `now` (bookkeeping: none
     /// of them could be used any more, so nothing is audited).

@@ -99,7 +99,17 @@ impl IdentityStore for SqlStore {
         token_hash: &str,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        fetch::<Member>(&mut tx, token.member_id).await?;
+        let member = fetch::<Member>(&mut tx, token.member_id).await?;
+        if member.disabled_at.is_some() {
+            return Err(StoreError::Conflict {
+                message: "the member is disabled".into(),
+                errors: vec![alveole_model::FieldError::new(
+                    "member",
+                    "member.disabled",
+                    "this member is disabled: a token for them would never work",
+                )],
+            });
+        }
         sqlx::query(
             "INSERT INTO api_tokens (id, member_id, name, scope, token_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -476,11 +486,16 @@ impl IdentityStore for SqlStore {
             fetch::<Member>(&mut tx, heir).await?;
         }
         let at = tx.now;
-        sqlx::query("UPDATE members SET disabled_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(member.0)
-            .execute(tx.conn())
-            .await?;
+        let meta = tx.next_meta(&before.meta);
+        sqlx::query(
+            "UPDATE members SET disabled_at = $1, version = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(at)
+        .bind(meta.version)
+        .bind(meta.updated_at)
+        .bind(member.0)
+        .execute(tx.conn())
+        .await?;
         sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE member_id = $2 AND revoked_at IS NULL",
         )
@@ -536,6 +551,37 @@ impl IdentityStore for SqlStore {
             ));
         }
         tx.commit_all(ctx, changes).await
+    }
+
+    async fn enable_member(&self, ctx: &AuditContext, member: MemberId) -> StoreResult<Member> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch::<Member>(&mut tx, member).await?;
+        if before.disabled_at.is_none() {
+            // Nothing to change: nothing recorded.
+            return Ok(before);
+        }
+        let after = Member {
+            disabled_at: None,
+            meta: tx.next_meta(&before.meta),
+            ..before.clone()
+        };
+        sqlx::query(
+            "UPDATE members SET disabled_at = NULL, version = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(after.meta.version)
+        .bind(after.meta.updated_at)
+        .bind(member.0)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of(
+            "member.enable",
+            "member",
+            member,
+            Some(&before),
+            Some(&after),
+        );
+        tx.commit(ctx, change).await?;
+        Ok(after)
     }
 
     async fn remove_expired(&self, now: DateTime<Utc>, idle: Duration) -> StoreResult<Expired> {

@@ -14,7 +14,8 @@ use crate::{MemberFilter, StoreResult};
 #[async_trait]
 impl Audited for Member {
     const TABLE: &'static str = "members";
-    const COLUMNS: &'static str = "id, display_name, email, role, version, created_at, updated_at";
+    const COLUMNS: &'static str =
+        "id, display_name, email, role, disabled_at, version, created_at, updated_at";
     const SERIALISED: bool = true;
     const ACTIONS: Actions = Actions {
         create: "member.create",
@@ -39,6 +40,7 @@ impl Audited for Member {
             .push_bind(self.display_name.to_string())
             .push_bind(self.email.to_string())
             .push_bind(self.role.as_str())
+            .push_bind(self.disabled_at)
             .push_bind(self.meta.version)
             .push_bind(self.meta.created_at)
             .push_bind(self.meta.updated_at);
@@ -50,12 +52,14 @@ impl Audited for Member {
         }
     }
 
-    fn build(id: MemberId, new: NewMember, meta: Meta) -> Self {
+    fn build(id: MemberId, new: NewMember, meta: Meta, before: Option<&Self>) -> Self {
         Member {
             id,
             display_name: new.display_name,
             email: new.email,
             role: new.role,
+            // Disabling and enabling have routes of their own; an edit keeps what is.
+            disabled_at: before.and_then(|member| member.disabled_at),
             meta,
         }
     }

@@ -68,7 +68,7 @@ impl Audited for Node {
         }
     }
 
-    fn build(id: NodeId, new: NewNode, meta: Meta) -> Self {
+    fn build(id: NodeId, new: NewNode, meta: Meta, _before: Option<&Self>) -> Self {
         Node {
             id,
             provider_id: new.provider_id,

@@ -53,7 +53,12 @@ impl Audited for Provider {
         }
     }
 
-    fn build(id: ProviderId, new: alveole_model::NewProvider, meta: Meta) -> Self {
+    fn build(
+        id: ProviderId,
+        new: alveole_model::NewProvider,
+        meta: Meta,
+        _before: Option<&Self>,
+    ) -> Self {
         Provider {
             id,
             name: new.name,

@@ -35,7 +35,9 @@ pub(super) trait Audited:
     /// Adds the filter's conditions to `... WHERE 1 = 1`.
     fn filter(filter: &Self::Filter, q: &mut QueryBuilder<Db>);
     /// The stored form of a validated value.
-    fn build(id: Self::Id, new: Self::New, meta: Meta) -> Self;
+    /// The item `new` makes; `before` is the stored one on an edit (what the input does not
+    /// say, such as whether a member is disabled, is kept from it).
+    fn build(id: Self::Id, new: Self::New, meta: Meta, before: Option<&Self>) -> Self;
     fn new_id() -> Self::Id;
 
     /// Checks what spans rows before a write; may complete `new` (a site's placement).
@@ -176,7 +178,7 @@ impl<T: Audited> Records<T> for SqlStore {
     async fn create(&self, ctx: &AuditContext, mut new: T::New) -> StoreResult<T> {
         let mut tx = begin::<T>(self).await?;
         T::check(&mut tx, &mut new, None).await?;
-        let item = T::build(T::new_id(), new, tx.fresh_meta());
+        let item = T::build(T::new_id(), new, tx.fresh_meta(), None);
         write(&mut tx, &item, None).await?;
         T::follow(&mut tx, None, Some(&item)).await?;
         tx.commit(
@@ -198,7 +200,7 @@ impl<T: Audited> Records<T> for SqlStore {
         let before = fetch::<T>(&mut tx, id).await?;
         check_version(T::KIND, Some(version), before.meta().version)?;
         T::check(&mut tx, &mut new, Some(&before)).await?;
-        let after = T::build(id, new, tx.next_meta(before.meta()));
+        let after = T::build(id, new, tx.next_meta(before.meta()), Some(&before));
         write(&mut tx, &after, Some(version)).await?;
         T::follow(&mut tx, Some(&before), Some(&after)).await?;
         tx.commit(

@@ -57,6 +57,7 @@ impl Audited for Site {
             .push_bind(i64::from(self.limits.cpu_millis))
             .push_bind(int(self.limits.memory_bytes))
             .push_bind(i64::from(self.limits.pids))
+            .push_bind(int(self.limits.request_body_bytes))
             .push_bind(self.security.read_only_root)
             .push_bind(self.security.user.clone())
             .push_bind(Json(self.exposed_ports.clone()))
@@ -85,14 +86,14 @@ impl Audited for Site {
         }
     }
 
-    fn build(id: SiteId, new: NewSite, meta: Meta) -> Self {
+    fn build(id: SiteId, new: NewSite, meta: Meta, _before: Option<&Self>) -> Self {
         Site::from_new(id, new, meta)
     }
 
     /// Its owner exists, its node has room (the node with most room when none is given) and
     /// every one of its names is free.
     async fn check(tx: &mut WriteTx, new: &mut NewSite, before: Option<&Self>) -> StoreResult<()> {
-        fetch::<Member>(tx, new.owner_id)
+        let owner = fetch::<Member>(tx, new.owner_id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => StoreError::Conflict {
@@ -105,6 +106,17 @@ impl Audited for Site {
                 },
                 other => other,
             })?;
+        let owner_changes = before.is_none_or(|site| site.owner_id != new.owner_id);
+        if owner.disabled_at.is_some() && owner_changes {
+            return Err(StoreError::Conflict {
+                message: "the owner is disabled".into(),
+                errors: vec![FieldError::new(
+                    "owner_id",
+                    "owner.disabled",
+                    "this member is disabled: enable them before giving them a site",
+                )],
+            });
+        }
         place(tx, new, before).await?;
         let own_site = before.map(|s| s.id.0);
         let fields = std::iter::once("primary_domain".to_owned())
@@ -204,8 +216,9 @@ async fn place(tx: &mut WriteTx, new: &mut NewSite, before: Option<&Site>) -> St
     Ok(())
 }
 
-/// A name is taken when another site has it, or when a wildcard of another member covers it
-/// (or, for a wildcard, when it would cover another member's name).
+/// A name is taken when another site has it. Between members, a wildcard `*.D` claims `D`
+/// and every name under it: it is refused when another member holds one of them, and a name
+/// at or under `D` is refused when another member holds `*.D`.
 async fn check_hostname_free(
     tx: &mut WriteTx,
     hostname: &Hostname,
@@ -222,16 +235,41 @@ async fn check_hostname_free(
             errors: vec![],
         });
     }
-    let covering: Option<String> = sqlx::query_scalar(
+    // The name a wildcard claims from (`D` of `*.D`), or the name itself.
+    let base = if hostname.is_wildcard() {
+        hostname.parent()
+    } else {
+        hostname.as_str()
+    };
+    // Another member's wildcard over `base` or one of its ancestors.
+    let claimed_by: Option<String> = sqlx::query_scalar(
         "SELECT h.name FROM hostnames h JOIN sites s ON s.id = h.site_id \
-         WHERE h.parent = $1 AND h.wildcard <> $2 AND s.owner_id <> $3 LIMIT 1",
+         WHERE h.wildcard AND s.owner_id <> $2 AND (h.parent = CAST($1 AS TEXT) \
+           OR (length(CAST($1 AS TEXT)) > length(h.parent) \
+               AND substr(CAST($1 AS TEXT), length(CAST($1 AS TEXT)) - length(h.parent)) = '.' || h.parent)) \
+         LIMIT 1",
     )
-    .bind(hostname.parent())
-    .bind(hostname.is_wildcard())
+    .bind(base)
     .bind(owner.0)
     .fetch_optional(tx.conn())
     .await?;
-    match covering {
+    // For a wildcard: another member's name at or under `base`.
+    let claimed_from: Option<String> = if hostname.is_wildcard() {
+        sqlx::query_scalar(
+            "SELECT h.name FROM hostnames h JOIN sites s ON s.id = h.site_id \
+             WHERE s.owner_id <> $2 AND (h.name = CAST($1 AS TEXT) \
+               OR (length(h.name) > length(CAST($1 AS TEXT)) \
+                   AND substr(h.name, length(h.name) - length(CAST($1 AS TEXT))) = '.' || CAST($1 AS TEXT))) \
+             LIMIT 1",
+        )
+        .bind(base)
+        .bind(owner.0)
+        .fetch_optional(tx.conn())
+        .await?
+    } else {
+        None
+    };
+    match claimed_by.or(claimed_from) {
         Some(other) => Err(StoreError::Conflict {
             message: format!("{hostname} overlaps {other}, which belongs to another member"),
             errors: vec![],

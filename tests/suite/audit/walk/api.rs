@@ -232,7 +232,7 @@ pub(super) async fn api_addresses(walk: &mut Walk<'_>, made: &Made) -> String {
     other_node
 }
 
-/// A member disabled, a site purged, then everything the API steps made deleted.
+/// A member disabled and enabled again, a site purged, then everything the API steps made deleted.
 pub(super) async fn offboarding_and_deletions(
     walk: &mut Walk<'_>,
     made: &Made,
@@ -253,6 +253,15 @@ pub(super) async fn offboarding_and_deletions(
         "POST",
         "/api/v1/members/{id}/disable",
         "member.disable",
+        leaver.clone(),
+    )
+    .await;
+    walk.act(&format!("/api/v1/members/{leaver}/enable"), json!({}), 200)
+        .await;
+    walk.by_admin(
+        "POST",
+        "/api/v1/members/{id}/enable",
+        "member.enable",
         leaver,
     )
     .await;

@@ -37,6 +37,7 @@ pub(super) fn site_form(member: &str, domain: &str) -> Vec<(&'static str, String
         ("limits.cpu_millis", "0.5"),
         ("limits.memory_bytes", "268435456"),
         ("limits.pids", "64"),
+        ("limits.request_body_bytes", "64M"),
         ("volume.quota_bytes", "1073741824"),
         ("volume.mount_path", "/data"),
         ("phase", "running"),

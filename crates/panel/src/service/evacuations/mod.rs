@@ -33,6 +33,7 @@ pub struct PlanQuery {
     /// RFC 3339, e.g. 2026-11-29T20:00:00Z.
     pub deadline: Option<DateTime<Utc>>,
     /// Moves at once (1 to 32; 4 by default).
+    #[schemars(range(min = 1, max = 32))]
     pub parallelism: Option<u32>,
 }
 
@@ -267,6 +268,16 @@ pub(crate) async fn sites_on(store: &dyn Store, nodes: &[NodeId]) -> ApiResult<V
 impl Service {
     /// Where every site would go, how long it would take, and whether the deadline holds.
     pub async fn plan_evacuation(&self, query: &PlanQuery) -> ApiResult<EvacuationPlan> {
+        if query
+            .parallelism
+            .is_some_and(|n| !(1..=evacuation::MAX_PARALLELISM).contains(&n))
+        {
+            return Err(ApiError::field(
+                "parallelism",
+                "parallelism.range",
+                format!("from 1 to {} moves at once", evacuation::MAX_PARALLELISM),
+            ));
+        }
         let store = self.store();
         match (query.node_id, query.provider_id) {
             (Some(node), None) => {
