@@ -66,6 +66,7 @@ pub fn document(routes: &[Route]) -> Value {
         let entry = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         entry[route.method.as_str().to_ascii_lowercase()] = operation;
     }
+    add_links(routes, &mut paths);
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     json!({
         "openapi": "3.0.3",
@@ -81,4 +82,56 @@ pub fn document(routes: &[Route]) -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
         }
     })
+}
+
+/// OpenAPI links from each create (a POST answering 201 or 202 with the new item) to the operations
+/// on that item, whose path goes on from the create's path (`/sites` → `/sites/{id}/move`) or
+/// names its last segment (`/members/{id}/tokens` → `/tokens/{id}`): clients and fuzzers follow
+/// them with the new item's id.
+fn add_links(routes: &[Route], paths: &mut Map<String, Value>) {
+    let api = || {
+        routes
+            .iter()
+            .filter(|r| r.surface == Surface::Api && r.doc.is_some())
+    };
+    for create in api().filter(|r| {
+        r.method == axum::http::Method::POST
+            && r.doc
+                .as_ref()
+                .is_some_and(|d| matches!(d.success.0, 201 | 202))
+    }) {
+        let status = create.doc.as_ref().map_or(201, |d| d.success.0).to_string();
+        let last = create.path.rsplit('/').next().unwrap_or_default();
+        let prefixes = [format!("{}/{{", create.path), format!("/api/v1/{last}/{{")];
+        let mut links = Map::new();
+        for target in api() {
+            let Some(rest) = prefixes
+                .iter()
+                .find_map(|p| target.path.strip_prefix(p.as_str()))
+            else {
+                continue;
+            };
+            let Some((parameter, _)) = rest.split_once('}') else {
+                continue;
+            };
+            links.insert(
+                target.operation_id.clone(),
+                json!({
+                    "operationId": target.operation_id,
+                    "parameters": {parameter: "$response.body#/id"}
+                }),
+            );
+        }
+        if links.is_empty() {
+            continue;
+        }
+        let method = create.method.as_str().to_ascii_lowercase();
+        if let Some(response) = paths
+            .get_mut(&create.path)
+            .and_then(|path| path.get_mut(&method))
+            .and_then(|operation| operation["responses"].get_mut(&status))
+        {
+            response["links"] = Value::Object(links);
+        }
+    }
 }
