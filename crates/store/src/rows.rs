@@ -179,8 +179,8 @@ impl StoredEnvVar {
 /// Every column of `sites`, in the order its writes bind them.
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
-     request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, phase, version, \
-     created_at, updated_at";
+     request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, \
+     phase, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {

@@ -194,13 +194,27 @@ impl Ingress {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(limits);
     }
 
+    /// The site's limit; a site forwarded to its new node is bounded there, by the limit
+    /// that node knows.
     fn body_limit(&self, site: SiteId) -> u64 {
-        self.body_limits
+        let known = self
+            .body_limits
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&site)
-            .copied()
-            .unwrap_or(alveole_model::DEFAULT_REQUEST_BODY_BYTES)
+            .copied();
+        known.unwrap_or_else(|| {
+            let forwarded = self
+                .forwards
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&site);
+            if forwarded {
+                u64::MAX
+            } else {
+                alveole_model::DEFAULT_REQUEST_BODY_BYTES
+            }
+        })
     }
 
     /// Sends the site's requests to another node's ingress at `to` (the *forward* hook that moves

@@ -67,7 +67,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// What reading a body failed with: too large (413), or cut short.
-pub fn body_error(status: StatusCode, text: String) -> ApiError {
+fn body_error(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge("the body is larger than the panel reads (--max-body-bytes)")
     } else {
@@ -76,7 +76,8 @@ pub fn body_error(status: StatusCode, text: String) -> ApiError {
 }
 
 /// A path parameter, as text; ids are parsed by the handler ([`parse_id`]), so that every
-/// refusal names its field. A parameter that is not UTF-8 once decoded is refused here.
+/// refusal names its field. A parameter that is not UTF-8 once decoded is refused here,
+/// under its own name.
 #[derive(Debug)]
 pub struct Path<T>(pub T);
 
@@ -89,7 +90,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::field("id", "path.invalid", rejection.body_text())),
+            Err(rejection) => {
+                use axum::extract::path::ErrorKind;
+                use axum::extract::rejection::PathRejection;
+                let field = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(error) => match error.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                        _ => "path".to_owned(),
+                    },
+                    _ => "path".to_owned(),
+                };
+                Err(ApiError::field(
+                    &field,
+                    "path.invalid",
+                    rejection.body_text(),
+                ))
+            }
         }
     }
 }
