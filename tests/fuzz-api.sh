@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Schema-driven fuzzing: schemathesis (PyPI) generates requests from the panel's own OpenAPI
-# document and fails on any 5xx. The server is the real binary on SQLite, seeded so that
-# generated sites have a member and a node to refer to. Bounded: a fixed number of examples.
+# document and fails on any 5xx. The server is the real binary on SQLite, seeded with one item
+# of each kind, whose ids most generated requests use (the OpenAPI links lead the stateful
+# phase to the items it makes itself). Bounded: a fixed number of examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v st >/dev/null 2>&1; then
@@ -27,13 +28,62 @@ fi
 token="$(grep -o 'alv_[A-Za-z0-9_-]*' "${work}/serve.log" | head -n 1)"
 base="http://127.0.0.1:${port}"
 auth="Authorization: Bearer ${token}"
-provider="$(curl -fsS -X POST "${base}/api/v1/providers" -H "${auth}" -H 'content-type: application/json' -d '{"name":"Fuzz"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-curl -fsS -o /dev/null -X POST "${base}/api/v1/nodes" -H "${auth}" -H 'content-type: application/json' \
-    -d "{\"provider_id\":\"${provider}\",\"name\":\"fuzz\",\"capacity\":{\"cpu_millis\":64000,\"memory_bytes\":68719476736,\"disk_bytes\":1099511627776}}"
-curl -fsS -o /dev/null -X POST "${base}/api/v1/members" -H "${auth}" -H 'content-type: application/json' -d '{"display_name":"Fuzz","email":"fuzz@example.org"}'
+# Real items for the fuzzer to reach past lookup: most generated requests for an item use one
+# of these ids (the rest, random ones).
+post() {
+    curl -fsS -X POST "${base}$1" -H "${auth}" -H 'content-type: application/json' -d "$2"
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+provider="$(post /api/v1/providers '{"name":"Fuzz"}' | field id)"
+node="$(post /api/v1/nodes "{\"provider_id\":\"${provider}\",\"name\":\"fuzz\",\"capacity\":{\"cpu_millis\":64000,\"memory_bytes\":68719476736,\"disk_bytes\":1099511627776}}" | field id)"
+member="$(post /api/v1/members '{"display_name":"Fuzz","email":"fuzz@example.org"}' | field id)"
+site="$(post /api/v1/sites "{\"owner_id\":\"${member}\",\"primary_domain\":\"fuzz.example.org\",\"image\":\"registry.example.org/fuzz:1\"}" | field id)"
+token="$(post "/api/v1/members/${member}/tokens" '{"name":"fuzz","scope":"read"}' | field id)"
+pool="$(post /api/v1/ip-pools "{\"provider_id\":\"${provider}\",\"prefix\":\"192.0.2.0/28\"}" | field id)"
+address="$(post "/api/v1/ip-pools/${pool}/allocations" "{\"node_id\":\"${node}\"}" | field address)"
+spare="$(post /api/v1/nodes "{\"provider_id\":\"${provider}\",\"name\":\"fuzz-empty\",\"capacity\":{\"cpu_millis\":1000,\"memory_bytes\":1073741824,\"disk_bytes\":10737418240}}" | field id)"
+evacuation="$(post /api/v1/evacuations "{\"node_id\":\"${spare}\"}" | field id)"
+cat >"${work}/schemathesis.toml" <<TOML
+[dictionaries]
+providers = { values = ["${provider}"] }
+nodes = { values = ["${node}"] }
+members = { values = ["${member}"] }
+sites = { values = ["${site}"] }
+tokens = { values = ["${token}"] }
+pools = { values = ["${pool}"] }
+addresses = { values = ["${address}"] }
+evacuations = { values = ["${evacuation}"] }
+
+# What bodies and queries refer to.
+[parameters]
+"body.provider_id" = { dictionary = "providers", probability = 0.8 }
+"body.node_id" = { dictionary = "nodes", probability = 0.8 }
+"body.to_node" = { dictionary = "nodes", probability = 0.8 }
+"body.owner_id" = { dictionary = "members", probability = 0.8 }
+"body.hand_sites_to" = { dictionary = "members", probability = 0.8 }
+"body.site_id" = { dictionary = "sites", probability = 0.8 }
+"query.node_id" = { dictionary = "nodes", probability = 0.8 }
+"query.provider_id" = { dictionary = "providers", probability = 0.8 }
+"query.owner_id" = { dictionary = "members", probability = 0.8 }
+TOML
+for binding in providers:providers nodes:nodes members:members sites:sites tokens:tokens \
+    ip-pools:pools evacuations:evacuations; do
+    cat >>"${work}/schemathesis.toml" <<TOML
+
+[[operations]]
+include-path-regex = "^/api/v1/${binding%%:*}/"
+parameters = { "path.id" = { dictionary = "${binding##*:}", probability = 0.8 } }
+TOML
+done
+cat >>"${work}/schemathesis.toml" <<TOML
+
+[[operations]]
+include-path-regex = "^/api/v1/ip-allocations/"
+parameters = { "path.address" = { dictionary = "addresses", probability = 0.8 } }
+TOML
 
 fuzz() {
-    st run "${base}/api/v1/openapi.json" \
+    st --config-file "${work}/schemathesis.toml" run "${base}/api/v1/openapi.json" \
         --header "${auth}" \
         --checks not_a_server_error \
         --max-examples "${FUZZ_EXAMPLES:-60}" \

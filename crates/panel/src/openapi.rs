@@ -14,7 +14,15 @@ pub fn document(routes: &[Route]) -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}))
+            .map(|name| {
+                // Items are named by their uuid; an address by itself.
+                let schema = if name == "address" {
+                    json!({"type": "string", "description": "An IPv4 or IPv6 address"})
+                } else {
+                    json!({"type": "string", "format": "uuid"})
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
             .collect();
         parameters.extend(doc.query.iter().map(|(name, description)| {
             let schema = match *name {
