@@ -126,6 +126,29 @@ impl TestDb {
         }
     }
 
+    /// The database as a dump or a backup would hold it: `pg_dump`'s output, or a compacted
+    /// copy of the SQLite file (`VACUUM INTO`, without the free pages an update leaves).
+    pub async fn dump(&self) -> String {
+        match &self.admin_url {
+            Some(_) => {
+                let output = std::process::Command::new("pg_dump")
+                    .arg(&self.url)
+                    .output()
+                    .expect("pg_dump (postgresql-client) runs");
+                assert!(output.status.success(), "pg_dump: {output:?}");
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            }
+            None => {
+                let copy = std::env::temp_dir().join(format!("{}.dump", self.name));
+                self.execute(&format!("VACUUM INTO '{}'", copy.display()))
+                    .await;
+                let bytes = std::fs::read(&copy).expect("the copy");
+                let _ = std::fs::remove_file(&copy);
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+
     /// Removes the database now (dropping a `TestDb` removes it too, from a failed test as
     /// well, but waits on its own runtime to do so).
     pub async fn drop_db(mut self) {

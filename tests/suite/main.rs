@@ -25,3 +25,4 @@ mod oidc;
 mod records;
 mod routes;
 mod routing;
+mod secrets;

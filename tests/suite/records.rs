@@ -336,9 +336,13 @@ async fn every_change_writes_one_audit_event_and_secrets_stay_out() {
                 "not in audit events"
             );
         }
-        // The secret was kept for the node all the same.
+        // The secret was kept for the node all the same (sealed in the database).
         let stored = panel.store.sites().get(id.parse().unwrap()).await.unwrap();
-        assert_eq!(stored.env[0].expose(), "s3cr3t-value-xyz");
+        let keyring = panel.service().config().secrets.clone();
+        assert_eq!(
+            keyring.open(stored.env[0].expose()).unwrap(),
+            "s3cr3t-value-xyz"
+        );
         db.drop_db().await;
     }
 }

@@ -130,6 +130,8 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub audit_key: AuditKeyArgs,
+    #[command(flatten)]
+    pub secrets_key: SecretsKeyArgs,
     /// Minutes between signed checkpoints of the audit chain (when it has grown).
     #[arg(long, env = "ALVEOLE_AUDIT_CHECKPOINT_MINUTES", default_value_t = 60)]
     pub audit_checkpoint_minutes: u64,
@@ -399,8 +401,30 @@ pub struct AgentArgs {
     pub ingress_advertise: Option<SocketAddr>,
 }
 
+/// The panel's secrets key file.
+#[derive(Debug, Args)]
+pub struct SecretsKeyArgs {
+    /// The key that seals every secret the panel stores (sites' secret variables), outside
+    /// the database: made at first start, mode 0600. Keep a copy apart from the database's
+    /// backups: without it, the secrets in them cannot be read.
+    #[arg(
+        long,
+        env = "ALVEOLE_SECRETS_KEY_FILE",
+        default_value = ".alveole/secrets.key"
+    )]
+    pub secrets_key_file: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Seal every stored secret again with a new secrets key, then drop the old key (each
+    /// site's change and the rotation are recorded). Safe to run while the panel serves.
+    RotateSecretsKey {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: SecretsKeyArgs,
+    },
     /// Replace the bootstrap admin token and print the new one (the old one stops working).
     ResetToken {
         #[command(flatten)]

@@ -45,6 +45,29 @@ async fn main() -> anyhow::Result<()> {
             println!("The bootstrap token no longer works.");
             Ok(())
         }
+        Command::Admin(AdminCommand::RotateSecretsKey { database, key }) => {
+            let store = alveole_store::connect(&database.database_url).await?;
+            let keyring = alveole_panel::secrets::Keyring::load_or_create(&key.secrets_key_file)
+                .with_context(|| {
+                    format!("opening the secrets key {}", key.secrets_key_file.display())
+                })?;
+            let config = alveole_panel::PanelConfig {
+                secrets: std::sync::Arc::new(keyring),
+                ..Default::default()
+            };
+            let state = alveole_panel::AppState::new(store, config)?;
+            let ctx = alveole_store::AuditContext::new("system:admin-cli", "rotate-secrets-key");
+            let sites = state
+                .service()
+                .rotate_secrets_key(&ctx)
+                .await
+                .map_err(|error| anyhow::anyhow!("rotating the secrets key: {error}"))?;
+            println!(
+                "A new secrets key is in {}; the secrets of {sites} site(s) are sealed with it.",
+                key.secrets_key_file.display()
+            );
+            Ok(())
+        }
         Command::Admin(AdminCommand::BreakGlass {
             database,
             duration,

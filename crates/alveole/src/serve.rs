@@ -62,6 +62,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.audit_webhook.clone(),
     );
     notary.publish_key(store.as_ref()).await?;
+    let secrets_file = &args.secrets_key.secrets_key_file;
+    let secrets = alveole_panel::secrets::Keyring::load_or_create(secrets_file)
+        .with_context(|| format!("opening the secrets key {}", secrets_file.display()))?;
     let oidc = match &args.oidc_issuer {
         Some(issuer) => {
             let public = args
@@ -106,11 +109,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             exit_notice: std::time::Duration::from_secs(args.exit_notice_hours * 3600),
             max_body_bytes: usize::try_from(args.connections.max_body_bytes).unwrap_or(usize::MAX),
+            secrets: std::sync::Arc::new(secrets),
             public_suffixes: std::sync::Arc::new(alveole_panel::suffixes::PublicSuffixes::load(
                 &args.public_suffix_list,
             )),
         },
     )?;
+    // Secrets stored in clear by an earlier version are sealed before anything else runs.
+    let sealing = alveole_store::AuditContext::new("system:secrets", "seal-stored-secrets");
+    let sealed = state
+        .service()
+        .seal_stored_secrets(&sealing)
+        .await
+        .map_err(|error| anyhow::anyhow!("sealing the stored secrets: {error}"))?;
+    if sealed > 0 {
+        tracing::info!(sites = sealed, "secrets stored in clear are now sealed");
+    }
     // Expired forwardings, durable jobs (those whose lease this process holds), clean-ups,
     // checkpoints and checks of the audit chain.
     let _background =

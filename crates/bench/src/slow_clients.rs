@@ -1,7 +1,8 @@
 //! `alveole-bench slow-clients`: a normal client's latency (each request on a new connection)
 //! at a node's ingress while idle kept-alive connections and slowloris clients hold it, from
-//! several loopback addresses; against the same ingress left alone, and against a naive
-//! server (hyper with no bounds, as the ingress was) under the same siege.
+//! several loopback addresses; against the same ingress left alone. The guard's own cost and
+//! effect are measured apart: a server answering by itself behind the guard, against the same
+//! server with no bounds (as every listener was), each with and without the siege.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,15 +34,18 @@ pub async fn run(plan: SiegePlan, requests: usize, max_connections: usize) -> an
     );
     println!("| server | siege | p50 | p99 | max | unanswered | half heads open after 5 s |");
     println!("|---|---|---|---|---|---|---|");
-    for (name, guarded, besieged) in [
-        ("alveole ingress", true, false),
-        ("alveole ingress", true, true),
-        ("naive hyper server", false, true),
+    for (name, server, besieged) in [
+        ("alveole ingress (proxying)", Server::Ingress, false),
+        ("alveole ingress (proxying)", Server::Ingress, true),
+        ("hyper behind alveole's guard", Server::Guarded, false),
+        ("hyper behind alveole's guard", Server::Guarded, true),
+        ("hyper, no bounds (as before)", Server::Naive, false),
+        ("hyper, no bounds (as before)", Server::Naive, true),
     ] {
-        let address = if guarded {
-            guarded_ingress(backend, limits).await?
-        } else {
-            naive_ingress(backend).await?
+        let address = match server {
+            Server::Ingress => guarded_ingress(backend, limits).await?,
+            Server::Guarded => guarded_plain(limits).await?,
+            Server::Naive => naive_plain().await?,
         };
         let mut siege = if besieged {
             Some(Siege::lay(address, "/", plan).await)
@@ -79,6 +83,15 @@ pub async fn run(plan: SiegePlan, requests: usize, max_connections: usize) -> an
     Ok(())
 }
 
+/// What answers the normal client: the ingress proxying to a backend, or a server answering
+/// by itself, with or without the guard (the same work, so their figures compare).
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Ingress,
+    Guarded,
+    Naive,
+}
+
 fn routes(backend: SocketAddr) -> anyhow::Result<Routes> {
     let mut routes = Routes::default();
     routes.insert(
@@ -100,9 +113,8 @@ async fn guarded_ingress(backend: SocketAddr, limits: Limits) -> anyhow::Result<
     Ok(address)
 }
 
-/// What every listener was before: accept, serve, no bound. It answers `ok` itself (the
-/// proxying is not what is measured here).
-async fn naive_ingress(_backend: SocketAddr) -> anyhow::Result<SocketAddr> {
+/// What every listener was before: accept, serve, no bound; it answers `ok` itself.
+async fn naive_plain() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move {
@@ -113,16 +125,37 @@ async fn naive_ingress(_backend: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
+/// The same server behind the guard every alveole listener has.
+async fn guarded_plain(limits: Limits) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let guard = alveole_listen::Guard::new("bench", limits);
+    tokio::spawn(async move {
+        loop {
+            let (admitted, _) = guard.accept(&listener).await;
+            tokio::spawn(alveole_listen::serve_http1(
+                admitted.ticket,
+                admitted.stream,
+                hyper::service::service_fn(|_request| async { Ok::<_, Infallible>(ok()) }),
+            ));
+        }
+    });
+    Ok(address)
+}
+
+/// The sites' stand-in behind the ingress.
 async fn backend() -> anyhow::Result<SocketAddr> {
-    naive_ingress(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    naive_plain().await
+}
+
+fn ok() -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from_static(
+        b"ok",
+    )))
 }
 
 async fn serve_ok(stream: tokio::net::TcpStream) {
-    let service = hyper::service::service_fn(|_request| async {
-        Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
-            hyper::body::Bytes::from_static(b"ok"),
-        )))
-    });
+    let service = hyper::service::service_fn(|_request| async { Ok::<_, Infallible>(ok()) });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
         .await;

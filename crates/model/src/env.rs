@@ -104,6 +104,14 @@ impl EnvVar {
         Ok(Self { name, value })
     }
 
+    /// A secret as the store keeps it (sealed: its length is the sealing's, not a client's).
+    pub fn kept_secret(name: EnvName, stored: String) -> Self {
+        Self {
+            name,
+            value: EnvValue::Secret(Secret::new(stored)),
+        }
+    }
+
     pub fn is_secret(&self) -> bool {
         matches!(self.value, EnvValue::Secret(_))
     }

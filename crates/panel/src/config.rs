@@ -6,6 +6,7 @@ use std::time::Duration;
 use alveole_model::{Clock, SystemClock};
 use alveole_store::MoveTiming;
 
+use crate::secrets::Keyring;
 use crate::suffixes::PublicSuffixes;
 use crate::{background, failover, notary, oidc, tls};
 
@@ -43,6 +44,8 @@ pub struct PanelConfig {
     pub max_body_bytes: usize,
     /// No wildcard name directly under a public suffix.
     pub public_suffixes: Arc<PublicSuffixes>,
+    /// Seals every secret the panel stores (`--secrets-key-file`).
+    pub secrets: Arc<Keyring>,
 }
 
 /// Debian's list, read once per process.
@@ -86,6 +89,7 @@ impl Default for PanelConfig {
             exit_notice: DEFAULT_EXIT_NOTICE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_suffixes: system_public_suffixes(),
+            secrets: Arc::new(Keyring::ephemeral()),
         }
     }
 }

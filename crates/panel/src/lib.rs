@@ -20,6 +20,7 @@ mod ops;
 pub mod pages;
 pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod service;
 pub mod serving;
 pub mod suffixes;

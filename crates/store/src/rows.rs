@@ -218,7 +218,15 @@ impl TryFrom<SiteRow> for Site {
             .env
             .0
             .into_iter()
-            .map(|v| EnvVar::new(EnvName::parse(&v.name)?, v.value, v.secret))
+            .map(|v| {
+                let name = EnvName::parse(&v.name)?;
+                if v.secret {
+                    // Sealed by the panel: longer than the value it holds.
+                    Ok(EnvVar::kept_secret(name, v.value))
+                } else {
+                    EnvVar::new(name, v.value, false)
+                }
+            })
             .collect::<Result<_, _>>()
             .map_err(bad)?;
         Ok(Site {

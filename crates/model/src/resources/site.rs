@@ -359,7 +359,11 @@ fn validate_env(
         let value = match var.value {
             Some(value) => value,
             None if var.secret => match kept() {
-                Some(value) => value,
+                Some(value) => {
+                    // As stored (sealed, so longer than a client may send): kept as it is.
+                    env.push(EnvVar::kept_secret(name, value));
+                    continue;
+                }
                 None => {
                     errors.push(FieldError::new(
                         format!("env[{i}].value"),

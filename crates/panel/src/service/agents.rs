@@ -245,9 +245,17 @@ impl Service {
             let changed = self.changed().notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let desired = self.store().desired_state(node).await?;
+            let mut desired = self.store().desired_state(node).await?;
             let newer = after.is_none_or(|after| desired.generation > after);
             if newer || tokio::time::Instant::now() >= deadline {
+                // Only here do secrets leave sealed: to the node's own agent.
+                for site in desired
+                    .sites
+                    .iter_mut()
+                    .chain(desired.moving_sites.values_mut())
+                {
+                    self.open_env(site)?;
+                }
                 return Ok(assemble(node, &desired));
             }
             let recheck =

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod evacuations;
 pub mod members;
 pub mod records;
+pub mod secrets;
 pub mod site_moves;
 
 use std::sync::Arc;

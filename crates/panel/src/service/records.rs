@@ -38,6 +38,10 @@ pub trait Resource: Stored + Serialize + JsonSchema {
     /// Whether two validated forms say the same (in normal form: a site's variables in any
     /// order): an edit that changes nothing records nothing and restarts nothing.
     fn same(a: &Self::New, b: &Self::New) -> bool;
+    /// Seals the secrets of what is about to be written (`crate::secrets`).
+    fn seal_secrets(_new: &mut Self::New, _service: &Service) -> ApiResult<()> {
+        Ok(())
+    }
     /// Rules that need the panel's configuration (the public suffix list), after validation.
     fn check_with(_new: &Self::New, _service: &Service) -> Result<(), ValidationErrors> {
         Ok(())
@@ -119,8 +123,9 @@ impl Service {
         input: R::Input,
     ) -> ApiResult<R> {
         own_input::<R>(&input, limited_to)?;
-        let new = R::validate(input, None)?;
+        let mut new = R::validate(input, None)?;
         R::check_with(&new, self)?;
+        R::seal_secrets(&mut new, self)?;
         Ok(R::records(self.store()).create(ctx, new).await?)
     }
 
@@ -140,13 +145,14 @@ impl Service {
         merge_patch(&mut merged, &patch);
         let input: R::Input = input_of(merged)?;
         own_input::<R>(&input, limited_to)?;
-        let new = R::validate(input, Some(&current))?;
+        let mut new = R::validate(input, Some(&current))?;
         R::check_with(&new, self)?;
         if version == current.version()
             && R::validate(current.to_input(), Some(&current)).is_ok_and(|now| R::same(&now, &new))
         {
             return Ok(current);
         }
+        R::seal_secrets(&mut new, self)?;
         Ok(R::records(self.store())
             .update(ctx, id, version, new)
             .await?)
@@ -345,6 +351,9 @@ impl Resource for Site {
     }
     fn validate(input: SiteInput, previous: Option<&Self>) -> Result<Self::New, ValidationErrors> {
         input.validate(previous)
+    }
+    fn seal_secrets(new: &mut Self::New, service: &Service) -> ApiResult<()> {
+        service.seal_env(&mut new.env)
     }
     fn check_with(new: &Self::New, service: &Service) -> Result<(), ValidationErrors> {
         let suffixes = &service.config().public_suffixes;
