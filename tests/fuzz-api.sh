@@ -47,15 +47,28 @@ evacuation="$(post /api/v1/evacuations "{\"node_id\":\"${spare}\"}" | field id)"
 # An agent's credential, as a node gets it (a join token, a key and its signing request): the
 # agents' routes are fuzzed over mutual TLS with it, on the agents' listener.
 agents="$(grep -o 'Agents enrol at https://[0-9.:]*' "${work}/serve.log" | sed 's|.*https://||')"
-join="$(post "/api/v1/nodes/${node}/join-token" '{}' | field join_token)"
-openssl ecparam -name prime256v1 -genkey -noout -out "${work}/agent.key" 2>/dev/null
-openssl req -new -key "${work}/agent.key" -subj /CN=fuzz -out "${work}/agent.csr" 2>/dev/null
-python3 - "${join}" "${work}/agent.csr" >"${work}/enroll.json" <<'PY'
+enrol() { # node, name: the agent's key and certificate in ${work}/<name>.{key,pem}
+    local token
+    token="$(post "/api/v1/nodes/$1/join-token" '{}' | field join_token)"
+    openssl ecparam -name prime256v1 -genkey -noout -out "${work}/$2.key" 2>/dev/null
+    openssl req -new -key "${work}/$2.key" -subj "/CN=$2" -out "${work}/$2.csr" 2>/dev/null
+    python3 - "${token}" "${work}/$2.csr" >"${work}/$2-enroll.json" <<'PY'
 import json, sys
 print(json.dumps({"join_token": sys.argv[1], "csr_pem": open(sys.argv[2]).read()}))
 PY
-curl -fsS --cacert "${work}/tls/ca.pem" -X POST "https://${agents}/api/v1/agent/enroll" \
-    -H 'content-type: application/json' -d @"${work}/enroll.json" | field certificate_pem >"${work}/agent.pem"
+    curl -fsS --cacert "${work}/tls/ca.pem" -X POST "https://${agents}/api/v1/agent/enroll" \
+        -H 'content-type: application/json' -d @"${work}/$2-enroll.json" | field certificate_pem >"${work}/$2.pem"
+}
+enrol "${node}" agent
+# A second node whose agent reports where other agents reach it, so that a site and an address
+# can be on their way to it: the moves' routes then have a real move to act on.
+target="$(post /api/v1/nodes "{\"provider_id\":\"${provider}\",\"name\":\"fuzz-b\",\"capacity\":{\"cpu_millis\":64000,\"memory_bytes\":68719476736,\"disk_bytes\":1099511627776}}" | field id)"
+enrol "${target}" target
+curl -fsS -o /dev/null --cacert "${work}/tls/ca.pem" --cert "${work}/target.pem" --key "${work}/target.key" \
+    -X POST "https://${agents}/api/v1/agent/status" -H 'content-type: application/json' \
+    -d '{"generation":null,"sites":[],"resources":{"cpus":2,"load_1m":0,"memory_total_bytes":8589934592,"memory_available_bytes":8589934592,"disk_total_bytes":107374182400,"disk_available_bytes":107374182400},"agent_version":"fuzz","endpoints":{"peer":"127.0.0.1:9","ingress":"127.0.0.1:9"}}'
+site_move="$(post "/api/v1/sites/${site}/move" "{\"to_node\":\"${target}\"}" | field id)"
+post "/api/v1/ip-allocations/${address}/move" "{\"to_node\":\"${target}\"}" >/dev/null
 cat >"${work}/schemathesis.toml" <<TOML
 [dictionaries]
 providers = { values = ["${provider}"] }
@@ -66,6 +79,7 @@ tokens = { values = ["${token}"] }
 pools = { values = ["${pool}"] }
 addresses = { values = ["${address}"] }
 evacuations = { values = ["${evacuation}"] }
+site_moves = { values = ["${site_move}"] }
 
 # What bodies and queries refer to.
 [parameters]
@@ -80,7 +94,7 @@ evacuations = { values = ["${evacuation}"] }
 "query.owner_id" = { dictionary = "members", probability = 0.8 }
 TOML
 for binding in providers:providers nodes:nodes members:members sites:sites tokens:tokens \
-    ip-pools:pools evacuations:evacuations; do
+    ip-pools:pools evacuations:evacuations site-moves:site_moves agent/site-moves:site_moves; do
     cat >>"${work}/schemathesis.toml" <<TOML
 
 [[operations]]
@@ -110,7 +124,10 @@ fuzz() {
 fuzz_agents() {
     cat "${work}/agent.pem" "${work}/agent.key" >"${work}/agent-bundle.pem"
     # The long poll answers at once (it would otherwise wait as long as asked, by design).
-    printf '[parameters]\nwait = 0\n' >"${work}/agents.toml"
+    { printf '[parameters]\nwait = 0\n\n[dictionaries]\nsite_moves = { values = ["%s"] }\n' "${site_move}"
+      printf '\n[[operations]]\ninclude-path-regex = "^/api/v1/agent/site-moves/"\n'
+      printf 'parameters = { "path.id" = { dictionary = "site_moves", probability = 0.8 } }\n'
+    } >"${work}/agents.toml"
     st --config-file "${work}/agents.toml" run "https://${agents}/api/v1/openapi.json" \
         --include-path-regex '^/api/v1/agent/' \
         --request-cert "${work}/agent-bundle.pem" \
