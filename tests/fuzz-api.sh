@@ -67,8 +67,17 @@ enrol "${target}" target
 curl -fsS -o /dev/null --cacert "${work}/tls/ca.pem" --cert "${work}/target.pem" --key "${work}/target.key" \
     -X POST "https://${agents}/api/v1/agent/status" -H 'content-type: application/json' \
     -d '{"generation":null,"sites":[],"resources":{"cpus":2,"load_1m":0,"memory_total_bytes":8589934592,"memory_available_bytes":8589934592,"disk_total_bytes":107374182400,"disk_available_bytes":107374182400},"agent_version":"fuzz","endpoints":{"peer":"127.0.0.1:9","ingress":"127.0.0.1:9"}}'
-site_move="$(post "/api/v1/sites/${site}/move" "{\"to_node\":\"${target}\"}" | field id)"
-post "/api/v1/ip-allocations/${address}/move" "{\"to_node\":\"${target}\"}" >/dev/null
+# Several of each, since the fuzzer cancels, fails and finishes them as it goes.
+site_moves=""
+addresses="\"${address}\""
+for i in 1 2 3 4 5 6; do
+    moving="$(post /api/v1/sites "{\"owner_id\":\"${member}\",\"primary_domain\":\"moving-${i}.example.org\",\"image\":\"registry.example.org/fuzz:1\",\"node_id\":\"${node}\"}" | field id)"
+    move="$(post "/api/v1/sites/${moving}/move" "{\"to_node\":\"${target}\"}" | field id)"
+    site_moves="${site_moves}${site_moves:+, }\"${move}\""
+    moved="$(post "/api/v1/ip-pools/${pool}/allocations" "{\"node_id\":\"${node}\"}" | field address)"
+    post "/api/v1/ip-allocations/${moved}/move" "{\"to_node\":\"${target}\"}" >/dev/null
+    addresses="${addresses}, \"${moved}\""
+done
 cat >"${work}/schemathesis.toml" <<TOML
 [dictionaries]
 providers = { values = ["${provider}"] }
@@ -77,9 +86,9 @@ members = { values = ["${member}"] }
 sites = { values = ["${site}"] }
 tokens = { values = ["${token}"] }
 pools = { values = ["${pool}"] }
-addresses = { values = ["${address}"] }
+addresses = { values = [${addresses}] }
 evacuations = { values = ["${evacuation}"] }
-site_moves = { values = ["${site_move}"] }
+site_moves = { values = [${site_moves}] }
 
 # What bodies and queries refer to.
 [parameters]
@@ -124,7 +133,7 @@ fuzz() {
 fuzz_agents() {
     cat "${work}/agent.pem" "${work}/agent.key" >"${work}/agent-bundle.pem"
     # The long poll answers at once (it would otherwise wait as long as asked, by design).
-    { printf '[parameters]\nwait = 0\n\n[dictionaries]\nsite_moves = { values = ["%s"] }\n' "${site_move}"
+    { printf '[parameters]\nwait = 0\n\n[dictionaries]\nsite_moves = { values = [%s] }\n' "${site_moves}"
       printf '\n[[operations]]\ninclude-path-regex = "^/api/v1/agent/site-moves/"\n'
       printf 'parameters = { "path.id" = { dictionary = "site_moves", probability = 0.8 } }\n'
     } >"${work}/agents.toml"
