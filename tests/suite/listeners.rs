@@ -90,6 +90,15 @@ async fn the_panel_holds_against_slow_and_idle_clients() {
         std::future::pending(),
     ));
     holds(address, "/healthz").await;
+    // What the siege did is in the panel's metrics.
+    let (status, metrics) = panel.call(reqwest::Method::GET, "/metrics", None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"alveole_listener_evicted_total{listener="panel"}"#)
+            && !metrics.contains(r#"alveole_listener_evicted_total{listener="panel"} 0"#),
+        "{metrics}"
+    );
     server.abort();
 }
 

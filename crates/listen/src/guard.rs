@@ -80,13 +80,19 @@ impl Guard {
             process_budget = budget::process_budget(),
             "listener bounds"
         );
-        Arc::new(Self {
+        let guard = Arc::new(Self {
             name,
             limits,
             epoch: Instant::now(),
             table: Mutex::default(),
             drained: tokio::sync::Notify::new(),
-        })
+        });
+        crate::metrics::register(Arc::downgrade(&guard));
+        guard
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     pub fn limits(&self) -> &Limits {

@@ -14,6 +14,7 @@
 mod budget;
 mod connection;
 mod guard;
+pub mod metrics;
 #[cfg(feature = "siege")]
 pub mod siege;
 #[cfg(test)]

@@ -67,6 +67,8 @@ impl Metrics {
         let provider_exit_ready = Family::<ProviderLabels, Gauge>::default();
         let exit_notice_seconds = Gauge::default();
         let mut registry = Registry::with_prefix("alveole");
+        // The panel's listeners (members', agents'): open, refused, timed out, made room.
+        registry.register_collector(Box::new(alveole_listen::metrics::ListenerCollector));
         registry.register(
             "http_requests",
             "HTTP requests answered by the panel",

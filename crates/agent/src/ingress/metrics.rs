@@ -36,6 +36,9 @@ impl Default for IngressMetrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let mut registry = Registry::with_prefix("alveole_ingress");
+        // The node's listeners (the sites', the metrics', the other agents'): open, refused,
+        // timed out, closed to make room.
+        registry.register_collector(Box::new(alveole_listen::metrics::ListenerCollector));
         registry.register(
             "requests",
             "Requests answered by the node's ingress",
