@@ -74,9 +74,10 @@ async fn secrets_in_clear_are_sealed_and_a_rotation_seals_them_again() {
         let (node, member) = panel.seed().await;
         let secret = format!("s3cret-{}", uuid::Uuid::now_v7().simple());
         site_with_secret(&panel, &member, &secret).await;
-        // The row as an earlier version wrote it: the secret in clear.
+        // The row as an earlier version wrote it: the secret in clear, and a mount path that
+        // today's rules refuse (sealing must not depend on them).
         db.execute(&format!(
-            r#"UPDATE sites SET env = '[{{"name":"DB_PASSWORD","value":"{secret}","secret":true}}]'"#
+            r#"UPDATE sites SET env = '[{{"name":"DB_PASSWORD","value":"{secret}","secret":true}}]', volume_mount_path = '/proc/data'"#
         ))
         .await;
         assert!(db.dump().await.contains(&secret));

@@ -115,15 +115,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )),
         },
     )?;
-    // Secrets stored in clear by an earlier version are sealed before anything else runs.
+    // Secrets stored in clear by an earlier version are sealed before anything else runs
+    // (one that cannot be is sealed at the site's next change; the panel serves regardless).
     let sealing = alveole_store::AuditContext::new("system:secrets", "seal-stored-secrets");
-    let sealed = state
-        .service()
-        .seal_stored_secrets(&sealing)
-        .await
-        .map_err(|error| anyhow::anyhow!("sealing the stored secrets: {error}"))?;
-    if sealed > 0 {
-        tracing::info!(sites = sealed, "secrets stored in clear are now sealed");
+    match state.service().seal_stored_secrets(&sealing).await {
+        Ok(0) => {}
+        Ok(sites) => tracing::info!(sites, "secrets stored in clear are now sealed"),
+        Err(error) => tracing::error!(%error, "secrets stored in clear could not all be sealed"),
     }
     // Expired forwardings, durable jobs (those whose lease this process holds), clean-ups,
     // checkpoints and checks of the audit chain.

@@ -2,7 +2,7 @@
 //! opens only for the node's own agent, seals when it finds it in clear (rows from before),
 //! and reseals under a new key (rotation).
 
-use alveole_model::{EnvValue, EnvVar, NewSite, Secret, Site, SiteInput};
+use alveole_model::{EnvValue, EnvVar, Secret, Site};
 use alveole_store::{AuditContext, Change, PageRequest, SiteFilter};
 
 use super::Service;
@@ -115,22 +115,21 @@ impl Service {
         Ok(resealed)
     }
 
+    /// The site's secrets sealed again with the current key (opened first), written as they
+    /// are: no other rule is applied again to a site whose other fields do not change.
     async fn reseal_site(&self, ctx: &AuditContext, site: &Site) -> ApiResult<()> {
         let mut open = site.clone();
         self.open_env(&mut open)?;
-        let input: SiteInput = open.to_input();
-        let mut new: NewSite = input.validate(Some(&open))?;
-        // Every secret anew: the values opened above are in clear again.
         let keyring = &self.config().secrets;
-        for var in &mut new.env {
+        let mut env = open.env;
+        for var in &mut env {
             if let EnvValue::Secret(secret) = &var.value {
                 let sealed = keyring.seal(secret.expose()).map_err(unavailable)?;
                 var.value = EnvValue::Secret(Secret::new(sealed));
             }
         }
         self.store()
-            .sites()
-            .update(ctx, site.id, site.meta.version, new)
+            .rewrite_site_env(ctx, site.id, site.meta.version, env)
             .await?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! What sites need beyond their records: deleting one with its data (the node learns which
 //! volumes to remove from its desired state).
 
-use alveole_model::SiteId;
+use alveole_model::{EnvVar, SiteId};
 use async_trait::async_trait;
 
 use crate::{AuditContext, StoreResult};
@@ -15,5 +15,16 @@ pub trait SiteStore: Send + Sync {
         ctx: &AuditContext,
         id: SiteId,
         version: Option<i64>,
+    ) -> StoreResult<()>;
+
+    /// Replaces the stored form of the site's variables, and nothing else, if the site still
+    /// has `version` (one audited `site.update`): the panel sealing or resealing secrets. No
+    /// other rule is checked again, since nothing else changes.
+    async fn rewrite_site_env(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: i64,
+        env: Vec<EnvVar>,
     ) -> StoreResult<()>;
 }

@@ -4,7 +4,8 @@
 //! its nodes' generations follow it.
 
 use alveole_model::{
-    FieldError, Hostname, Member, MemberId, Meta, NewSite, NodeId, Site, SiteId, choose_node,
+    EnvVar, FieldError, Hostname, Member, MemberId, Meta, NewSite, NodeId, Site, SiteId,
+    choose_node,
 };
 use async_trait::async_trait;
 use sqlx::types::Json;
@@ -310,6 +311,39 @@ impl SiteStore for SqlStore {
             .execute(tx.conn())
             .await?;
         }
+        tx.commit(ctx, change).await
+    }
+
+    async fn rewrite_site_env(
+        &self,
+        ctx: &AuditContext,
+        id: SiteId,
+        version: i64,
+        env: Vec<EnvVar>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch::<Site>(&mut tx, id).await?;
+        if before.meta.version != version {
+            return Err(StoreError::VersionMismatch {
+                kind: "site",
+                expected: version,
+                actual: before.meta.version,
+            });
+        }
+        let after = Site {
+            env,
+            meta: tx.next_meta(&before.meta),
+            ..before.clone()
+        };
+        let stored: Vec<StoredEnvVar> = after.env.iter().map(StoredEnvVar::from_var).collect();
+        sqlx::query("UPDATE sites SET env = $1, version = $2, updated_at = $3 WHERE id = $4")
+            .bind(Json(stored))
+            .bind(after.meta.version)
+            .bind(after.meta.updated_at)
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        let change = crate::Change::of("site.update", "site", id, Some(&before), Some(&after));
         tx.commit(ctx, change).await
     }
 }
