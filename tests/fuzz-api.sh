@@ -118,16 +118,22 @@ include-path-regex = "^/api/v1/ip-allocations/"
 parameters = { "path.address" = { dictionary = "addresses", probability = 0.8 } }
 TOML
 
-fuzz() {
-    st --config-file "${work}/schemathesis.toml" run "${base}/api/v1/openapi.json" \
-        --header "${auth}" \
-        --exclude-path-regex '^/api/v1/agent/' \
+# One schemathesis run: its configuration, the schema's address, its log, and what else it
+# takes; bounded and seeded alike.
+st_run() {
+    local config="$1" schema="$2" log="$3"
+    shift 3
+    st --config-file "${config}" run "${schema}" "$@" \
         --checks not_a_server_error \
         --max-examples "${FUZZ_EXAMPLES:-60}" \
         --workers 2 \
         --request-timeout 10 \
-        --seed 1 2>&1 | tee "${work}/fuzz.log"
+        --seed 1 2>&1 | tee "${log}"
     return "${PIPESTATUS[0]}"
+}
+fuzz() {
+    st_run "${work}/schemathesis.toml" "${base}/api/v1/openapi.json" "${work}/fuzz.log" \
+        --header "${auth}" --exclude-path-regex '^/api/v1/agent/'
 }
 # The agents' routes, as an agent calls them.
 fuzz_agents() {
@@ -137,16 +143,9 @@ fuzz_agents() {
       printf '\n[[operations]]\ninclude-path-regex = "^/api/v1/agent/site-moves/"\n'
       printf 'parameters = { "path.id" = { dictionary = "site_moves", probability = 0.8 } }\n'
     } >"${work}/agents.toml"
-    st --config-file "${work}/agents.toml" run "https://${agents}/api/v1/openapi.json" \
+    st_run "${work}/agents.toml" "https://${agents}/api/v1/openapi.json" "${work}/fuzz-agents.log" \
         --include-path-regex '^/api/v1/agent/' \
-        --request-cert "${work}/agent-bundle.pem" \
-        --tls-verify "${work}/tls/ca.pem" \
-        --checks not_a_server_error \
-        --max-examples "${FUZZ_EXAMPLES:-60}" \
-        --workers 2 \
-        --request-timeout 10 \
-        --seed 1 2>&1 | tee "${work}/fuzz-agents.log"
-    return "${PIPESTATUS[0]}"
+        --request-cert "${work}/agent-bundle.pem" --tls-verify "${work}/tls/ca.pem"
 }
 # First, while the agent's credential holds (the main run revokes agents' credentials).
 fuzz_agents

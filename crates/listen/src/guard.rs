@@ -38,6 +38,13 @@ struct Table {
     evicted: u64,
 }
 
+impl Table {
+    /// Connections open and not on their way out.
+    fn live(&self) -> usize {
+        self.open.len().saturating_sub(self.closing)
+    }
+}
+
 /// What a guard holds now, and what it has refused since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -123,7 +130,7 @@ impl Guard {
                     // Out of descriptors: make room, and give the kernel a moment rather
                     // than spin on the same error.
                     tracing::warn!(listener = self.name, %error, "cannot accept a connection");
-                    let _ = self.evict_oldest_idle(&mut self.table());
+                    let _ = self.evict_oldest(&mut self.table(), Phase::Idle);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -143,23 +150,20 @@ impl Guard {
             tracing::debug!(listener = self.name, %client, "too many unfinished connections from one address");
             return None;
         }
-        let live = table.open.len().saturating_sub(table.closing);
         let near = self.limits.max_connections - self.limits.max_connections / 10;
         let mut made_room = false;
-        if live >= near || budget::exhausted() {
-            made_room = self.evict_oldest_idle(&mut table);
+        if table.live() >= near || budget::exhausted() {
+            made_room = self.evict_oldest(&mut table, Phase::Idle);
         }
-        let live = table.open.len().saturating_sub(table.closing);
-        if !made_room && (live >= self.limits.max_connections || budget::exhausted()) {
+        if !made_room && (table.live() >= self.limits.max_connections || budget::exhausted()) {
             // Still full of connections that are all busy or unfinished: the oldest half
             // head goes (under a slowloris attack it is an attacker's, since a client's
             // head takes a round trip) rather than the newcomer.
-            made_room = self.evict_oldest_unfinished(&mut table);
+            made_room = self.evict_oldest(&mut table, Phase::Unfinished);
         }
-        let live = table.open.len().saturating_sub(table.closing);
         // A connection asked to make room closes within moments: the newcomer may take its
         // descriptor ahead of time (the budget keeps a reserve for that).
-        if live >= self.limits.max_connections || !budget::take(made_room) {
+        if table.live() >= self.limits.max_connections || !budget::take(made_room) {
             table.refused += 1;
             tracing::debug!(listener = self.name, %client, "connection refused: at the cap");
             return None;
@@ -180,29 +184,13 @@ impl Guard {
         })
     }
 
-    /// Asks the connection idle the longest to close; whether there was one.
-    fn evict_oldest_idle(&self, table: &mut Table) -> bool {
+    /// Asks the connection in `phase` the longest to close (an idle one once it is idle, an
+    /// unfinished one at once); whether there was one.
+    fn evict_oldest(&self, table: &mut Table, phase: Phase) -> bool {
         let oldest = table
             .open
             .values()
-            .filter(|c| c.phase() == Phase::Idle && !c.is_closing())
-            .min_by_key(|c| (c.since_ms(), c.id));
-        let Some(connection) = oldest else {
-            return false;
-        };
-        connection.ask_to_close();
-        table.closing += 1;
-        table.evicted += 1;
-        true
-    }
-
-    /// Asks the connection that has been sending its head the longest to close, now;
-    /// whether there was one.
-    fn evict_oldest_unfinished(&self, table: &mut Table) -> bool {
-        let oldest = table
-            .open
-            .values()
-            .filter(|c| c.phase() == Phase::Unfinished && !c.is_closing())
+            .filter(|c| c.phase() == phase && !c.is_closing())
             .min_by_key(|c| (c.since_ms(), c.id));
         let Some(connection) = oldest else {
             return false;

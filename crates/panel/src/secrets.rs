@@ -89,18 +89,19 @@ pub struct Keyring {
 impl Keyring {
     /// The keys in `path`, made (one new key, mode 0600) when the file does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
-        let io = |source| SecretsError::Io {
-            path: path.to_owned(),
-            source,
-        };
         let keys = match std::fs::read_to_string(path) {
             Ok(text) => parse(path, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (bytes, key) = Key::generate()?;
-                write_atomically(path, &[bytes]).map_err(io)?;
+                write_atomically(path, &[bytes])?;
                 vec![key]
             }
-            Err(source) => return Err(io(source)),
+            Err(source) => {
+                return Err(SecretsError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         Ok(Self {
             path: Some(path.to_owned()),
@@ -125,6 +126,12 @@ impl Keyring {
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<Key>> {
         self.keys
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keys_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Key>> {
+        self.keys
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -214,18 +221,11 @@ impl Keyring {
 
     fn reload(&self) {
         let Some(path) = &self.path else { return };
-        match std::fs::read_to_string(path).map(|text| parse(path, &text)) {
-            Ok(Ok(keys)) => {
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-                *self
-                    .read_at
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = modified(path);
+        match read_key_bytes(path).and_then(|bytes| bytes.iter().map(Key::from_bytes).collect()) {
+            Ok(keys) => {
+                *self.keys_mut() = keys;
+                self.note_read();
             }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the secrets key file"),
             Err(error) => tracing::warn!(%error, "cannot reload the secrets key file"),
         }
     }
@@ -238,15 +238,9 @@ impl Keyring {
         if let Some(path) = &self.path {
             let mut all = vec![bytes];
             all.extend(read_key_bytes(path)?);
-            write_atomically(path, &all).map_err(|source| SecretsError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            write_atomically(path, &all)?;
         }
-        self.keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(0, key);
+        self.keys_mut().insert(0, key);
         self.note_read();
         Ok(id)
     }
@@ -258,15 +252,9 @@ impl Keyring {
                 .into_iter()
                 .next()
                 .ok_or_else(|| SecretsError::NotAKeyFile(path.clone()))?;
-            write_atomically(path, &[current]).map_err(|source| SecretsError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            write_atomically(path, &[current])?;
         }
-        self.keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .truncate(1);
+        self.keys_mut().truncate(1);
         self.note_read();
         Ok(())
     }
@@ -312,7 +300,14 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Key>, SecretsError> {
 }
 
 /// Writes the keys (mode 0600) beside `path`, syncs, then renames over it: never half a file.
-fn write_atomically(path: &Path, keys: &[[u8; 32]]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, keys: &[[u8; 32]]) -> Result<(), SecretsError> {
+    write_keys(path, keys).map_err(|source| SecretsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_keys(path: &Path, keys: &[[u8; 32]]) -> std::io::Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {

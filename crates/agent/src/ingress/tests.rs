@@ -32,31 +32,24 @@ fn hosts_match_exactly_then_by_one_wildcard_level() {
     assert_eq!(escape("<script>"), "&lt;script&gt;");
 }
 
-/// A server on loopback answering every request with `body` and the Host it was sent.
-async fn backend(body: &'static str) -> SocketAddr {
+/// A server on loopback answering each request with what `answer` makes of it.
+async fn serve_on_loopback<F, A>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> A + Clone + Send + Sync + 'static,
+    A: std::future::Future<Output = String> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                        let header = |name| {
-                            request
-                                .headers()
-                                .get(name)
-                                .and_then(|h| h.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned()
-                        };
-                        let (host, forwarded) = (
-                            header(header::HOST),
-                            header(header::HeaderName::from_static("x-forwarded-for")),
-                        );
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                            "{body} for {host} from {forwarded}"
-                        )))))
-                    });
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let answer = answer(request);
+                    async move {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.await))))
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -64,6 +57,26 @@ async fn backend(body: &'static str) -> SocketAddr {
         }
     });
     address
+}
+
+/// A server on loopback answering every request with `body` and the Host it was sent.
+async fn backend(body: &'static str) -> SocketAddr {
+    serve_on_loopback(move |request| {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (host, forwarded) = (
+            header(header::HOST),
+            header(header::HeaderName::from_static("x-forwarded-for")),
+        );
+        async move { format!("{body} for {host} from {forwarded}") }
+    })
+    .await
 }
 
 async fn ingress_serving(routes: Routes) -> (Arc<Ingress>, SocketAddr) {
@@ -169,26 +182,13 @@ async fn a_hold_waits_for_requests_in_flight_and_blocks_new_ones() {
 
 /// A site that reads each request's whole body, then answers with its length.
 async fn upload_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                        let length = match request.into_body().collect().await {
-                            Ok(body) => body.to_bytes().len().to_string(),
-                            Err(_) => "cut".to_owned(),
-                        };
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(length))))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    serve_on_loopback(|request| async move {
+        match request.into_body().collect().await {
+            Ok(body) => body.to_bytes().len().to_string(),
+            Err(_) => "cut".to_owned(),
         }
-    });
-    address
+    })
+    .await
 }
 
 /// Sends `head` then `body` as they are (a client's own framing); the answer's status.

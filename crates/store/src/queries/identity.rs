@@ -438,26 +438,12 @@ impl IdentityStore for SqlStore {
         member: MemberId,
         role: alveole_model::Role,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let before = fetch::<Member>(&mut tx, member).await?;
-        let mut after = before.clone();
-        after.role = role;
-        after.meta = tx.next_meta(&before.meta);
-        sqlx::query("UPDATE members SET role = $1, version = $2, updated_at = $3 WHERE id = $4")
-            .bind(role.as_str())
-            .bind(after.meta.version)
-            .bind(after.meta.updated_at)
-            .bind(member.0)
-            .execute(tx.conn())
-            .await?;
-        let change = Change::of(
-            "member.update",
-            "member",
-            member,
-            Some(&before),
-            Some(&after),
-        );
-        tx.commit(ctx, change).await
+        self.rewrite_member(ctx, member, "member.update", |m| {
+            m.role = role;
+            true
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn active_member(&self, member: MemberId) -> StoreResult<Option<Member>> {
@@ -554,34 +540,11 @@ impl IdentityStore for SqlStore {
     }
 
     async fn enable_member(&self, ctx: &AuditContext, member: MemberId) -> StoreResult<Member> {
-        let mut tx = self.begin_write().await?;
-        let before = fetch::<Member>(&mut tx, member).await?;
-        if before.disabled_at.is_none() {
-            // Nothing to change: nothing recorded.
-            return Ok(before);
-        }
-        let after = Member {
-            disabled_at: None,
-            meta: tx.next_meta(&before.meta),
-            ..before.clone()
-        };
-        sqlx::query(
-            "UPDATE members SET disabled_at = NULL, version = $1, updated_at = $2 WHERE id = $3",
-        )
-        .bind(after.meta.version)
-        .bind(after.meta.updated_at)
-        .bind(member.0)
-        .execute(tx.conn())
-        .await?;
-        let change = Change::of(
-            "member.enable",
-            "member",
-            member,
-            Some(&before),
-            Some(&after),
-        );
-        tx.commit(ctx, change).await?;
-        Ok(after)
+        // Enabling an enabled member changes and records nothing.
+        self.rewrite_member(ctx, member, "member.enable", |m| {
+            m.disabled_at.take().is_some()
+        })
+        .await
     }
 
     async fn remove_expired(&self, now: DateTime<Utc>, idle: Duration) -> StoreResult<Expired> {
@@ -611,5 +574,40 @@ impl IdentityStore for SqlStore {
             sign_ins,
             break_glass,
         })
+    }
+}
+
+impl SqlStore {
+    /// Changes what a member's record says beyond its input (its role, whether it is
+    /// disabled) in one audited transaction; `edit` says whether it changed anything (if not,
+    /// nothing is written or recorded).
+    async fn rewrite_member(
+        &self,
+        ctx: &AuditContext,
+        member: MemberId,
+        action: &'static str,
+        edit: impl FnOnce(&mut Member) -> bool + Send,
+    ) -> StoreResult<Member> {
+        let mut tx = self.begin_write().await?;
+        let before = fetch::<Member>(&mut tx, member).await?;
+        let mut after = before.clone();
+        if !edit(&mut after) {
+            return Ok(before);
+        }
+        after.meta = tx.next_meta(&before.meta);
+        sqlx::query(
+            "UPDATE members SET role = $1, disabled_at = $2, version = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(after.role.as_str())
+        .bind(after.disabled_at)
+        .bind(after.meta.version)
+        .bind(after.meta.updated_at)
+        .bind(member.0)
+        .execute(tx.conn())
+        .await?;
+        let change = Change::of(action, "member", member, Some(&before), Some(&after));
+        tx.commit(ctx, change).await?;
+        Ok(after)
     }
 }
