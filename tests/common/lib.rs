@@ -383,6 +383,11 @@ impl TestPanel {
     }
 
     /// The running panel's state (to serve it on another listener, say).
+    /// The identity provider's settings, when members sign in through one.
+    pub fn oidc_config(&self) -> Option<&alveole_panel::oidc::OidcConfig> {
+        self.config.oidc.as_ref().map(|oidc| oidc.config())
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }

@@ -455,6 +455,7 @@ async fn member_session(panel: &TestPanel, member: &str) -> String {
         &ctx,
         member.parse().unwrap(),
         chrono::Utc::now(),
+        None,
     )
     .await
     .unwrap();
@@ -518,8 +519,52 @@ async fn pages_answer_members_and_auditors_by_their_role() {
             assert_eq!(get(as_ana.clone(), path.clone()).await.0, 404, "{path}");
         }
         for path in ["/providers", "/nodes", "/members", "/audit", "/inventory"] {
-            assert_eq!(get(as_ana.clone(), path.into()).await.0, 403, "{path}");
+            let (status, _, page) = get(as_ana.clone(), path.into()).await;
+            assert_eq!(status, 403, "{path}");
+            // A page, not a problem document, saying why.
+            assert!(page.contains("admins and auditors"), "{path}: {page}");
         }
+        // In her language.
+        let refused = http
+            .get(format!("{}/nodes", panel.base))
+            .header("cookie", as_ana.clone())
+            .header("accept-language", "fr")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            refused.contains("réservée aux administrateurs"),
+            "{refused}"
+        );
+        // Her menu offers only what she may open.
+        let (_, _, sites) = get(as_ana.clone(), "/sites".into()).await;
+        let nav = sites
+            .split("<nav>")
+            .nth(1)
+            .unwrap()
+            .split("</nav>")
+            .next()
+            .unwrap();
+        assert!(nav.contains("/sites"), "{nav}");
+        for hidden in ["/nodes", "/providers", "/members", "/audit", "/inventory"] {
+            assert!(!nav.contains(hidden), "{hidden} in {nav}");
+        }
+        // The API answers her browser's session for reads (who am I), never for changes.
+        let (status, _, me) = get(as_ana.clone(), "/api/v1/me".into()).await;
+        assert_eq!(status, 200, "{me}");
+        assert!(me.contains(&ana), "{me}");
+        let changed = http
+            .post(format!("{}/api/v1/members/{ana}/tokens", panel.base))
+            .header("cookie", as_ana.clone())
+            .json(&serde_json::json!({"name": "from a page"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(changed, 401, "a change through the API needs a token");
         let (status, _, form) = get(as_ana.clone(), "/sites/new".into()).await;
         assert_eq!(status, 200);
         assert!(

@@ -378,6 +378,7 @@ async fn the_clean_up_forgets_sessions_sign_ins_and_links_that_can_no_longer_be_
             csrf_token: "c".into(),
             created_at: created,
             expires_at: ends,
+            provider: None,
         };
         store.create_session(&ctx, &session).await.unwrap();
     }

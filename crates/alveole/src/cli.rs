@@ -176,7 +176,7 @@ pub struct ServeArgs {
         default_value = "email,profile"
     )]
     pub oidc_scopes: Vec<String>,
-    /// The ID token claim that lists the user's groups.
+    /// The claim (in the ID token or from userinfo) that lists the user's groups.
     #[arg(long, env = "ALVEOLE_OIDC_GROUPS_CLAIM", default_value = "groups")]
     pub oidc_groups_claim: String,
     /// Group → role (`coop-admins=admin,board=auditor`); set, it decides roles at each sign-in.

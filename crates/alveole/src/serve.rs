@@ -81,7 +81,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--oidc-roles: {e}"))?,
                 redirect_url: format!("{}/login/oidc/callback", public.trim_end_matches('/')),
             };
-            Some(std::sync::Arc::new(alveole_panel::oidc::Oidc::new(config)?))
+            let oidc = std::sync::Arc::new(alveole_panel::oidc::Oidc::new(config)?);
+            // A setting that cannot work stops the panel here, saying what to set.
+            oidc.check_at_start()
+                .await
+                .map_err(|why| anyhow::anyhow!("the identity provider (--oidc-issuer): {why}"))?;
+            Some(oidc)
         }
         None => None,
     };

@@ -234,18 +234,21 @@ pub async fn open_session_for(
         csrf_token: new_token(""),
         created_at: now,
         expires_at: now + lifetime,
+        provider: None,
     };
     store.create_session(ctx, &session).await?;
     Ok(cookie)
 }
 
-/// Opens a page session for a member (signed in through the identity provider): the member's
-/// role applies, and the session ends with the member. Returns the cookie value.
+/// Opens a page session for a member (signed in through the identity provider, whose
+/// session it remembers): the member's role applies, and the session ends with the member.
+/// Returns the cookie value.
 pub async fn open_member_session(
     store: &dyn Store,
     ctx: &AuditContext,
     member: alveole_model::MemberId,
     now: chrono::DateTime<Utc>,
+    provider: Option<alveole_store::ProviderSession>,
 ) -> StoreResult<String> {
     let cookie = new_token("");
     let session = Session {
@@ -255,6 +258,7 @@ pub async fn open_member_session(
         csrf_token: new_token(""),
         created_at: now,
         expires_at: now + Duration::hours(SESSION_LIFETIME_HOURS),
+        provider,
     };
     store.create_session(ctx, &session).await?;
     Ok(cookie)
@@ -287,8 +291,18 @@ pub async fn issue_break_glass(
     ))
 }
 
-pub async fn close_session(store: &dyn Store, ctx: &AuditContext, cookie: &str) -> StoreResult<()> {
-    store.delete_session(ctx, &hash_token(cookie)).await
+/// Ends the session of `cookie`; what it kept of the identity provider's session, if any.
+pub async fn close_session(
+    store: &dyn Store,
+    config: &crate::PanelConfig,
+    ctx: &AuditContext,
+    cookie: &str,
+) -> StoreResult<Option<alveole_store::ProviderSession>> {
+    let hash = hash_token(cookie);
+    let idle = Duration::from_std(config.session_idle).unwrap_or(Duration::hours(2));
+    let session = store.find_session(&hash, config.clock.now(), idle).await?;
+    store.delete_session(ctx, &hash).await?;
+    Ok(session.and_then(|s| s.provider))
 }
 
 /// Whether a form's CSRF field matches the caller's session.

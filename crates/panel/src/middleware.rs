@@ -59,38 +59,53 @@ pub(crate) async fn guard(
     response
 }
 
-/// Finds the caller and applies the route's access rule.
+/// Why a caller may not use a route: the API's words, and the page's catalogue key.
+struct Refusal {
+    api: &'static str,
+    page_key: &'static str,
+}
+
+/// The route's access rule applied to a known caller: `None` when they may go on.
+fn refusal(rule: Rule, caller: &Caller) -> Option<Refusal> {
+    let refuse = |api, page_key| Some(Refusal { api, page_key });
+    match rule.access {
+        // Agents call agent routes only, and only agents call them.
+        Access::Agent if caller.node.is_none() => {
+            refuse("this route is for node agents", "forbidden.admins")
+        }
+        Access::Read | Access::Owner | Access::Admin | Access::SignedIn
+            if caller.node.is_some() =>
+        {
+            refuse(
+                "an agent certificate is for agent routes only",
+                "forbidden.admins",
+            )
+        }
+        // What concerns only the caller (who am I, signing out) is open to every role.
+        Access::SignedIn => None,
+        _ if rule.mutates && caller.read_only => {
+            refuse("this token is read-only", "forbidden.auditors")
+        }
+        _ if rule.mutates && caller.role == Role::Auditor => {
+            refuse("auditors read; they change nothing", "forbidden.auditors")
+        }
+        Access::Admin if caller.role != Role::Admin => refuse("admins only", "forbidden.admins"),
+        Access::Read if caller.role == Role::Member => {
+            refuse("admins and auditors only", "forbidden.readers")
+        }
+        _ => None,
+    }
+}
+
+/// Finds the caller and applies the route's access rule: a problem document on the API, a
+/// page in the caller's language on pages.
 async fn authorize(state: &AppState, rule: Rule, mut request: Request, next: Next) -> Response {
     let agent = request.extensions().get::<tls::AgentPeer>().cloned();
-    let caller = match identify(state, rule.surface, request.headers(), agent).await {
+    let caller = match identify(state, rule, request.headers(), agent).await {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
     let caller = match (caller, rule.access) {
-        // Agents call agent routes only, and only agents call them.
-        (Some(caller), Access::Agent) if caller.node.is_none() => {
-            return ApiError::Forbidden("this route is for node agents").into_response();
-        }
-        (Some(caller), Access::Read | Access::Owner | Access::Admin | Access::SignedIn)
-            if caller.node.is_some() =>
-        {
-            return ApiError::Forbidden("an agent certificate is for agent routes only")
-                .into_response();
-        }
-        // What concerns only the caller (who am I, signing out) is open to every role.
-        (Some(caller), Access::SignedIn) => caller,
-        (Some(caller), _) if rule.mutates && caller.read_only => {
-            return ApiError::Forbidden("this token is read-only").into_response();
-        }
-        (Some(caller), _) if rule.mutates && caller.role == Role::Auditor => {
-            return ApiError::Forbidden("auditors read; they change nothing").into_response();
-        }
-        (Some(caller), Access::Admin) if caller.role != Role::Admin => {
-            return ApiError::Forbidden("admins only").into_response();
-        }
-        (Some(caller), Access::Read) if caller.role == Role::Member => {
-            return ApiError::Forbidden("admins and auditors only").into_response();
-        }
         (Some(caller), _) => caller,
         (None, Access::Public) => return next.run(request).await,
         (None, _) if rule.surface == Surface::Page => {
@@ -98,6 +113,14 @@ async fn authorize(state: &AppState, rule: Rule, mut request: Request, next: Nex
         }
         (None, _) => return ApiError::Unauthorized.into_response(),
     };
+    if let Some(refused) = refusal(rule, &caller) {
+        return match rule.surface {
+            Surface::Page => {
+                pages::refused_page(state, request.headers(), &caller, refused.page_key)
+            }
+            Surface::Api | Surface::Operations => ApiError::Forbidden(refused.api).into_response(),
+        };
+    }
     if rule.needs_csrf() {
         request = match checked_form(state, &caller, request).await {
             Ok(request) => request,
@@ -139,15 +162,22 @@ async fn checked_form(
 }
 
 /// Who calls: a bearer token (people and automation), else the client certificate of an agent
-/// on the agent listener, else a session cookie on pages.
+/// on the agent listener, else a session cookie: on pages, and on the API for reads only (a
+/// change through the API needs a token, so that no other site can make a browser send one).
 async fn identify(
     state: &AppState,
-    surface: Surface,
+    rule: Rule,
     headers: &HeaderMap,
     agent: Option<tls::AgentPeer>,
 ) -> Result<Option<Caller>, ApiError> {
     let store = state.store();
-    match surface {
+    let session = || async {
+        match auth::cookie(headers, auth::session_cookie_name(state.config())) {
+            Some(cookie) => auth::caller_from_session(store, state.config(), cookie).await,
+            None => Ok(None),
+        }
+    };
+    match rule.surface {
         Surface::Api => {
             let bearer = headers
                 .get(header::AUTHORIZATION)
@@ -161,13 +191,11 @@ async fn identify(
                     )
                 }
                 (None, Some(agent)) => Ok(auth::caller_from_agent_key(store, &agent.0).await?),
+                (None, None) if !rule.mutates => Ok(session().await?),
                 (None, None) => Ok(None),
             }
         }
-        Surface::Page => match auth::cookie(headers, auth::session_cookie_name(state.config())) {
-            Some(cookie) => Ok(auth::caller_from_session(store, state.config(), cookie).await?),
-            None => Ok(None),
-        },
+        Surface::Page => Ok(session().await?),
         Surface::Operations => Ok(None),
     }
 }

@@ -31,7 +31,7 @@ pub use areas::addresses::AddressStore;
 pub use areas::agents::{AgentStore, NodeDesired, NodeStatus};
 pub use areas::audit::{AuditStore, VerifiedPoint};
 pub use areas::fleet::{Counts, FleetStore, NodeUsage};
-pub use areas::identity::{ApiToken, Expired, IdentityStore, Session, TokenScope};
+pub use areas::identity::{ApiToken, Expired, IdentityStore, ProviderSession, Session, TokenScope};
 pub use areas::jobs::JobStore;
 pub use areas::moves::{MoveStore, MoveTiming};
 pub use areas::records::{

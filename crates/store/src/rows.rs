@@ -381,6 +381,10 @@ pub(crate) struct SessionRow {
     pub expires_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub member_id: Option<Uuid>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_subject: Option<String>,
+    pub oidc_sid: Option<String>,
+    pub oidc_id_token: Option<String>,
 }
 
 impl From<SessionRow> for crate::Session {
@@ -392,6 +396,14 @@ impl From<SessionRow> for crate::Session {
             csrf_token: r.csrf_token,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            provider: r.oidc_issuer.zip(r.oidc_subject).map(|(issuer, subject)| {
+                crate::ProviderSession {
+                    issuer,
+                    subject,
+                    sid: r.oidc_sid,
+                    sealed_id_token: r.oidc_id_token,
+                }
+            }),
         }
     }
 }

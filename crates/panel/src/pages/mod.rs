@@ -69,6 +69,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "message.html",
         include_str!("../../../../templates/message.html"),
     ),
+    (
+        "signed_out.html",
+        include_str!("../../../../templates/signed_out.html"),
+    ),
 ];
 
 pub fn templates() -> Result<tera::Tera, tera::Error> {
@@ -93,6 +97,7 @@ fn render(
     if let Some(caller) = caller {
         context.insert("who", &caller.actor);
         context.insert("role_key", &format!("role.{}", caller.role.as_str()));
+        context.insert("role", caller.role.as_str());
     }
     context.insert(
         "csrf",
@@ -142,6 +147,28 @@ pub(crate) fn error_page(
         other => other.problem().detail,
     };
     message(state, headers, caller, status, "title.error", &text)
+}
+
+/// A page the caller's role may not open or use, in their language.
+pub(crate) fn refused_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    text_key: &str,
+) -> Response {
+    let text = state.i18n().text(
+        negotiate(headers),
+        text_key,
+        "This page is not for your role.",
+    );
+    message(
+        state,
+        headers,
+        Some(caller),
+        StatusCode::FORBIDDEN,
+        "title.forbidden",
+        &text,
+    )
 }
 
 pub async fn not_found(

@@ -64,7 +64,7 @@ pub async fn oidc_callback(
     };
     let request_id = request_id(&headers).to_owned();
     let now = state.service().now();
-    let member = match oidc
+    let signed_in = match oidc
         .finish(
             state.store(),
             &request_id,
@@ -74,11 +74,26 @@ pub async fn oidc_callback(
         )
         .await
     {
-        Ok(member) => member,
+        Ok(signed_in) => signed_in,
         Err(error) => return oidc_failed(&state, &headers, &error),
     };
+    // The ID token is kept sealed, for the hint at sign-out; without a key, no hint.
+    let sealed_id_token = match state.config().secrets.seal(&signed_in.id_token) {
+        Ok(sealed) => Some(sealed),
+        Err(error) => {
+            tracing::warn!(%error, "the ID token cannot be sealed: sign-out will send no hint");
+            None
+        }
+    };
+    let provider = alveole_store::ProviderSession {
+        issuer: signed_in.issuer,
+        subject: signed_in.subject,
+        sid: signed_in.sid,
+        sealed_id_token,
+    };
+    let member = signed_in.member;
     let ctx = alveole_store::AuditContext::new(format!("member:{member}"), request_id);
-    match auth::open_member_session(state.store(), &ctx, member, now).await {
+    match auth::open_member_session(state.store(), &ctx, member, now, Some(provider)).await {
         Ok(cookie) => (
             [(header::SET_COOKIE, session_cookie(&state, &cookie))],
             Redirect::to("/"),
@@ -88,12 +103,56 @@ pub async fn oidc_callback(
     }
 }
 
+/// The identity provider ends the sessions of an account or of one of its sessions
+/// (OpenID Connect Back-Channel Logout 1.0): 200 once they are ended, 400 with the reason
+/// for a token that does not check out.
+pub async fn oidc_back_channel_logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let no_store = || [(header::CACHE_CONTROL, "no-store")];
+    let Some(oidc) = state.config().oidc.clone() else {
+        return (StatusCode::NOT_FOUND, no_store()).into_response();
+    };
+    let refused = |description: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            no_store(),
+            axum::Json(serde_json::json!({
+                "error": "invalid_request", "error_description": description,
+            })),
+        )
+            .into_response()
+    };
+    let Some(token) = form.get("logout_token") else {
+        return refused("no logout_token in the form".into());
+    };
+    match oidc
+        .back_channel_logout(
+            state.store(),
+            request_id(&headers),
+            token,
+            state.service().now(),
+        )
+        .await
+    {
+        Ok(_) => (StatusCode::OK, no_store()).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "a back-channel logout was refused");
+            refused(error.to_string())
+        }
+    }
+}
+
 fn oidc_failed(state: &AppState, headers: &HeaderMap, error: &crate::oidc::OidcError) -> Response {
     use crate::oidc::OidcError;
     let status = match error {
         OidcError::Incomplete | OidcError::UnknownLogin => StatusCode::BAD_REQUEST,
         OidcError::Rejected(_) => StatusCode::UNAUTHORIZED,
-        OidcError::NoMember | OidcError::Disabled => StatusCode::FORBIDDEN,
+        OidcError::NoMember | OidcError::Disabled | OidcError::MissingClaim(_) => {
+            StatusCode::FORBIDDEN
+        }
         OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
         OidcError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -263,20 +322,37 @@ pub async fn logout(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(cookie) = auth::cookie(&headers, auth::session_cookie_name(state.config()))
-        && let Err(error) =
-            auth::close_session(state.store(), &audit_context(&caller, &headers), cookie).await
-    {
-        return error_page(&state, &headers, Some(&caller), error.into());
+    let mut provider = None;
+    if let Some(cookie) = auth::cookie(&headers, auth::session_cookie_name(state.config())) {
+        let ctx = audit_context(&caller, &headers);
+        match auth::close_session(state.store(), state.config(), &ctx, cookie).await {
+            Ok(kept) => provider = kept,
+            Err(error) => return error_page(&state, &headers, Some(&caller), error.into()),
+        }
     }
     let expired = format!("{}; Max-Age=0", session_cookie(&state, ""));
     // A member signed in at the provider leaves its session too, where it offers that.
-    let next = match (&state.config().oidc, caller.member) {
-        (Some(oidc), Some(_)) => oidc.logout_url().await,
+    let leave = match (&state.config().oidc, provider) {
+        (Some(oidc), Some(provider)) => {
+            let id_token = provider
+                .sealed_id_token
+                .and_then(|sealed| state.config().secrets.open(&sealed).ok());
+            oidc.logout_url(id_token.as_deref()).await
+        }
         _ => None,
     };
-    let next = next.unwrap_or_else(|| "/login".to_owned());
-    ([(header::SET_COOKIE, expired)], Redirect::to(&next)).into_response()
+    let Some(leave) = leave else {
+        return ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response();
+    };
+    // The sign-out form may only lead back to the panel (`form-action 'self'`): the page
+    // that answers it sends the browser on to the provider, as a navigation of its own.
+    let mut context = tera::Context::new();
+    context.insert("leave", &leave);
+    let mut response = render(&state, &headers, None, "signed_out.html", context);
+    if let Ok(expired) = header::HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, expired);
+    }
+    response
 }
 
 pub async fn language(

@@ -19,6 +19,14 @@ pub(super) fn pages(t: &mut Table) {
     t.page(Get, "/login/oidc/callback", sign_in::oidc_callback)
         .named("page_login_oidc_callback", "")
         .access(Access::Public);
+    // The identity provider's own call (Back-Channel Logout 1.0): a signed token, no session.
+    t.page(
+        Post,
+        "/login/oidc/back-channel-logout",
+        sign_in::oidc_back_channel_logout,
+    )
+    .named("page_login_oidc_back_channel_logout", "")
+    .access(Access::Public);
     t.page(Get, "/break-glass", sign_in::break_glass_form)
         .named("page_break_glass", "")
         .access(Access::Public);

@@ -65,6 +65,7 @@ impl Service {
         let sites = self
             .reseal(ctx, |value| !value.starts_with(&current))
             .await?;
+        self.reseal_id_tokens(&current).await?;
         keyring.drop_old().map_err(unavailable)?;
         let change = Change {
             action: "secrets.rotate",
@@ -75,6 +76,23 @@ impl Service {
         };
         self.store().record_action(ctx, change).await?;
         Ok(sites)
+    }
+
+    /// The ID tokens kept with sessions, sealed again with the current key (`current` is its
+    /// prefix). One that no key opens any more is left: its session signs out without a hint.
+    async fn reseal_id_tokens(&self, current: &str) -> ApiResult<()> {
+        let keyring = &self.config().secrets;
+        for (session, sealed) in self.store().sealed_id_tokens().await? {
+            if sealed.starts_with(current) {
+                continue;
+            }
+            let Ok(token) = keyring.open(&sealed) else {
+                continue;
+            };
+            let resealed = keyring.seal(&token).map_err(unavailable)?;
+            self.store().reseal_id_token(&session, &resealed).await?;
+        }
+        Ok(())
     }
 
     /// Writes again, sealed with the current key, every site with a secret `stale` says must

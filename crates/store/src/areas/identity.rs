@@ -50,6 +50,19 @@ pub struct Session {
     pub csrf_token: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Set when the session was opened through the identity provider.
+    pub provider: Option<ProviderSession>,
+}
+
+/// The account at the identity provider a session was opened for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderSession {
+    pub issuer: String,
+    pub subject: String,
+    /// The provider's session id (the ID token's `sid`), when it sends one.
+    pub sid: Option<String>,
+    /// The ID token, sealed with the secrets key (sent back as `id_token_hint` at sign-out).
+    pub sealed_id_token: Option<String>,
 }
 
 /// What [`IdentityStore::remove_expired`] removed.
@@ -98,6 +111,22 @@ pub trait IdentityStore: Send + Sync {
         idle: Duration,
     ) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, ctx: &AuditContext, token_hash: &str) -> StoreResult<()>;
+    /// Ends the sessions opened for `subject` at `issuer`, or only those of the provider's
+    /// session `sid` when it is given (back-channel logout), each recorded as
+    /// `session.delete`. Returns how many ended.
+    async fn end_provider_sessions(
+        &self,
+        ctx: &AuditContext,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> StoreResult<u64>;
+    /// Every sealed ID token kept with a session, by the session's hash (for a rotation of
+    /// the secrets key).
+    async fn sealed_id_tokens(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Replaces a session's sealed ID token (a rotation of the secrets key: bookkeeping of a
+    /// value that does not change, so not audited).
+    async fn reseal_id_token(&self, token_hash: &str, sealed: &str) -> StoreResult<()>;
 
     /// Keeps a one-time break-glass token (hashed), usable until `expires_at`, for an admin
     /// session of `session_seconds` (audited).

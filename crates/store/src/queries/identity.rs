@@ -202,8 +202,9 @@ impl IdentityStore for SqlStore {
     async fn create_session(&self, ctx: &AuditContext, session: &Session) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, actor, csrf_token, created_at, expires_at, member_id) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sessions (token_hash, actor, csrf_token, created_at, expires_at, member_id, \
+             oidc_issuer, oidc_subject, oidc_sid, oidc_id_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&session.token_hash)
         .bind(&session.actor)
@@ -211,6 +212,15 @@ impl IdentityStore for SqlStore {
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.member_id.map(|m| m.0))
+        .bind(session.provider.as_ref().map(|p| &p.issuer))
+        .bind(session.provider.as_ref().map(|p| &p.subject))
+        .bind(session.provider.as_ref().and_then(|p| p.sid.as_ref()))
+        .bind(
+            session
+                .provider
+                .as_ref()
+                .and_then(|p| p.sealed_id_token.as_ref()),
+        )
         .execute(tx.conn())
         .await?;
         // The event names the session by a prefix of its hash: enough to follow it, useless to replay.
@@ -233,7 +243,8 @@ impl IdentityStore for SqlStore {
         idle: chrono::Duration,
     ) -> StoreResult<Option<Session>> {
         let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT token_hash, actor, csrf_token, created_at, expires_at, last_seen_at, member_id \
+            "SELECT token_hash, actor, csrf_token, created_at, expires_at, last_seen_at, member_id, \
+             oidc_issuer, oidc_subject, oidc_sid, oidc_id_token \
              FROM sessions WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)
@@ -274,6 +285,57 @@ impl IdentityStore for SqlStore {
             after: None,
         };
         tx.commit(ctx, change).await
+    }
+
+    async fn end_provider_sessions(
+        &self,
+        ctx: &AuditContext,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let ended: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM sessions WHERE oidc_issuer = $1 \
+             AND ($2 IS NULL OR oidc_subject = $2) AND ($3 IS NULL OR oidc_sid = $3) \
+             RETURNING token_hash",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(sid)
+        .fetch_all(tx.conn())
+        .await?;
+        let changes = ended
+            .iter()
+            .map(|(hash,)| Change {
+                action: "session.delete",
+                target_kind: "session",
+                target_id: hash.chars().take(12).collect(),
+                before: None,
+                after: Some(serde_json::json!({"ended_by": "identity provider"})),
+            })
+            .collect();
+        tx.commit_all(ctx, changes).await?;
+        Ok(ended.len() as u64)
+    }
+
+    async fn sealed_id_tokens(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT token_hash, oidc_id_token FROM sessions WHERE oidc_id_token IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn reseal_id_token(&self, token_hash: &str, sealed: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE sessions SET oidc_id_token = $1 WHERE token_hash = $2")
+            .bind(sealed)
+            .bind(token_hash)
+            .execute(tx.conn())
+            .await?;
+        tx.commit_all(&AuditContext::new("system:secrets", "-"), Vec::new())
+            .await
     }
 
     async fn create_break_glass(

@@ -259,6 +259,23 @@ pub(super) async fn page_deletions(walk: &mut Walk<'_>, made: &PageMade) {
     made.browser.submit("/logout", &[]).await;
     walk.by_admin("POST", "/logout", "session.delete", made.session.clone())
         .await;
+    // A back-channel logout on a panel without an identity provider: refused, nothing
+    // recorded. (With one, each session it ends is a `session.delete` by `oidc:<subject>`:
+    // `oidc::back_channel`.)
+    let refused = made
+        .browser
+        .http
+        .post(format!(
+            "{}/login/oidc/back-channel-logout",
+            walk.panel.base
+        ))
+        .form(&[("logout_token", "a.b.c")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    walk.expect("POST", "/login/oidc/back-channel-logout", &[])
+        .await;
 }
 
 /// Break-glass: issued on the panel's host, used in a browser.

@@ -1,5 +1,7 @@
 //! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
 
+mod lemonldap;
+
 use alveole_agent::control::panel::Control;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -9,7 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver on a free port, killed when dropped; it and its browsers keep their
 /// temporary files in a directory of their own, removed with it.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     scratch: tempfile::TempDir,
@@ -35,7 +37,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver() -> Option<Driver> {
+pub(crate) async fn start_driver() -> Option<Driver> {
     alveole_tests::init();
     let binary = ["chromedriver", "/usr/bin/chromedriver"]
         .into_iter()
@@ -77,7 +79,7 @@ async fn start_driver() -> Option<Driver> {
     panic!("chromedriver did not start");
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -86,8 +88,9 @@ async fn browser(driver: &Driver) -> Client {
             "--no-first-run", "--disable-dev-shm-usage", "--lang=en-US"
         ]}),
     );
-    ClientBuilder::rustls()
-        .expect("tls")
+    // The driver listens on loopback over plain HTTP: no TLS stack (and none of its
+    // crypto backends) in the test build.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(&driver.url)
         .await
@@ -96,7 +99,7 @@ async fn browser(driver: &Driver) -> Client {
 
 /// The text of `css` once it satisfies `ready` (pages load after a click: wait for the
 /// condition, bounded, instead of sleeping).
-async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
     for _ in 0..200 {
         if let Ok(element) = client.find(Locator::Css(css)).await
@@ -112,11 +115,11 @@ async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> 
     panic!("{css} never became ready; last text {last:?}");
 }
 
-async fn text_of(client: &Client, css: &str) -> String {
+pub(crate) async fn text_of(client: &Client, css: &str) -> String {
     text_when(client, css, |_| true).await
 }
 
-async fn open(client: &Client, panel: &TestPanel, path: &str) {
+pub(crate) async fn open(client: &Client, panel: &TestPanel, path: &str) {
     let url = format!("{}{path}", panel.base);
     client
         .goto(&url)
@@ -124,7 +127,7 @@ async fn open(client: &Client, panel: &TestPanel, path: &str) {
         .unwrap_or_else(|e| panic!("{url}: {e}"));
 }
 
-async fn click(client: &Client, id: &str) {
+pub(crate) async fn click(client: &Client, id: &str) {
     let element = client
         .find(Locator::Id(id))
         .await
@@ -135,7 +138,7 @@ async fn click(client: &Client, id: &str) {
         .unwrap_or_else(|e| panic!("click #{id}: {e}"));
 }
 
-async fn fill(client: &Client, id: &str, value: &str) {
+pub(crate) async fn fill(client: &Client, id: &str, value: &str) {
     let input = client
         .find(Locator::Id(id))
         .await
