@@ -383,6 +383,17 @@ impl TestPanel {
     }
 
     /// The running panel's state (to serve it on another listener, say).
+    /// The audit events named `action` recorded so far (the first thousand events).
+    pub async fn events(&self, action: &str) -> Vec<alveole_store::AuditEvent> {
+        self.store
+            .audit_events(0, 1000)
+            .await
+            .expect("the audit events")
+            .into_iter()
+            .filter(|e| e.action == action)
+            .collect()
+    }
+
     /// The identity provider's settings, when members sign in through one.
     pub fn oidc_config(&self) -> Option<&alveole_panel::oidc::OidcConfig> {
         self.config.oidc.as_ref().map(|oidc| oidc.config())

@@ -85,7 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // A setting that cannot work stops the panel here, saying what to set.
             oidc.check_at_start()
                 .await
-                .map_err(|why| anyhow::anyhow!("the identity provider (--oidc-issuer): {why}"))?;
+                .map_err(|why| anyhow::anyhow!("cannot use the identity provider: {why}"))?;
             Some(oidc)
         }
         None => None,

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::fake_issuer::{FakeIssuer, SUBJECT, bench, sign_in};
-use alveole_tests::TestPanel;
+use super::fake_issuer::{FakeIssuer, SUBJECT, bench, bench_on, sign_in};
+use alveole_tests::{TestDb, TestPanel};
 
 /// What a page answers with this session cookie: 200, or 303 to the sign-in page.
 async fn status_with(panel: &TestPanel, cookie: &str) -> u16 {
@@ -53,7 +53,13 @@ fn claims(fake: &FakeIssuer, change: impl FnOnce(&mut Value)) -> Value {
 
 #[tokio::test]
 async fn the_provider_ends_the_panels_sessions_by_session_or_by_account() {
-    let (fake, db, panel) = bench("").await;
+    for db in TestDb::all().await {
+        provider_ends_sessions(db).await;
+    }
+}
+
+async fn provider_ends_sessions(db: TestDb) {
+    let (fake, db, panel) = bench_on(db, "").await;
     // Two sessions of the same account, from two sessions at the provider.
     let (_, first, _) = sign_in(&panel).await;
     fake.set(|b| b.id_token["sid"] = json!("s-2"));
@@ -127,14 +133,7 @@ async fn the_provider_ends_the_panels_sessions_by_session_or_by_account() {
     let token = fake.logout_token(&claims(&fake, |c| c["sub"] = json!(SUBJECT)));
     assert_eq!(post_logout_token(&panel, &token).await.0, 200);
     assert_eq!(status_with(&panel, &second).await, 303);
-    let ended: Vec<_> = panel
-        .store
-        .audit_events(0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "session.delete")
-        .collect();
+    let ended = panel.events("session.delete").await;
     assert_eq!(ended.len(), 2, "each ended session is recorded");
     assert!(ended.iter().all(|e| e.actor.starts_with("oidc:")));
     db.drop_db().await;

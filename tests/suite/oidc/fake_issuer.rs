@@ -297,12 +297,16 @@ impl FakeIssuer {
     }
 }
 
-/// A panel using a fake issuer, with the member its tokens name (forge@example.org), and
-/// roles from groups when `roles` is not empty.
+/// A panel on SQLite using a fake issuer, with the member its tokens name
+/// (forge@example.org), and roles from groups when `roles` is not empty.
 pub async fn bench(roles: &str) -> (FakeIssuer, TestDb, TestPanel) {
+    bench_on(TestDb::sqlite().await, roles).await
+}
+
+/// The same on `db`.
+pub async fn bench_on(db: TestDb, roles: &str) -> (FakeIssuer, TestDb, TestPanel) {
     alveole_tests::init();
     let fake = FakeIssuer::start().await;
-    let db = TestDb::sqlite().await;
     let issuer = fake.issuer.clone();
     let roles = alveole_panel::oidc::parse_roles(roles).unwrap();
     let panel = TestPanel::start_with_oidc(&db, |base| OidcConfig {

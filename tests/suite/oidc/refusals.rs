@@ -74,14 +74,7 @@ async fn a_token_expired_within_the_leeway_opens_a_session() {
 async fn an_authorization_code_works_once() {
     let (_fake, db, panel) = bench("").await;
     let genuine = callback_url(&panel).await;
-    let used_code = genuine
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let used_code = super::code_in(&genuine);
     assert_eq!(land(&genuine).await.0, 303);
     // A fresh sign-in whose answer carries the used code: the second exchange fails.
     let fresh = callback_url(&panel).await;
@@ -93,14 +86,7 @@ async fn an_authorization_code_works_once() {
     let (status, cookie, page) = land(&reused).await;
     assert_eq!((status, cookie), (401, None));
     assert!(page.contains("invalid_grant"), "{page}");
-    let sessions = panel
-        .store
-        .audit_events(0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.action == "session.create")
-        .count();
+    let sessions = panel.events("session.create").await.len();
     assert_eq!(sessions, 1, "only the genuine sign-in opened a session");
     db.drop_db().await;
 }
@@ -109,13 +95,7 @@ async fn an_authorization_code_works_once() {
 async fn a_missing_or_wrong_state_opens_no_session() {
     let (_fake, db, panel) = bench("").await;
     let genuine = callback_url(&panel).await;
-    let code = genuine
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let code = super::code_in(&genuine);
     for query in [format!("code={code}"), format!("code={code}&state=forged")] {
         let url = format!("{}/login/oidc/callback?{query}", panel.base);
         let (status, cookie, _) = land(&url).await;

@@ -17,6 +17,13 @@ impl Oidc {
         match self.check().await {
             Ok(warnings) => {
                 log_checked(&self.config.issuer, &warnings);
+                // What to register at the provider, for the admin reading the log.
+                tracing::info!(
+                    redirect = %self.config.redirect_url,
+                    post_logout_redirect = %self.config.post_logout_url(),
+                    back_channel_logout = %self.config.back_channel_logout_url(),
+                    "addresses of this panel to register at the identity provider"
+                );
                 Ok(())
             }
             Err(ProviderError::Misconfigured(why)) => Err(why),
