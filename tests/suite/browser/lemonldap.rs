@@ -41,21 +41,15 @@ struct RelyingParty<'a> {
     groups: &'a str,
 }
 
-/// A configuration version the test wrote, removed when dropped (the portal goes back to the
-/// one before it).
-struct Written(String);
-
-impl Drop for Written {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Writes the next version of the portal's configuration with these relying parties (and
 /// no other), then waits until the portal serves it: its discovery document lists a marker
 /// of the version, on several requests in a row (each FastCGI worker reloads on its own).
-async fn configure(portal: &str, parties: &[RelyingParty<'_>]) -> Written {
-    let newest = std::fs::read_dir(CONF_DIR)
+///
+/// Version numbers are never used twice: the portal keeps a version it has loaded by its
+/// number, and would not see new content under an old one. The versions before the newest
+/// are removed, so that one file is left between runs.
+async fn configure(portal: &str, parties: &[RelyingParty<'_>]) {
+    let versions: Vec<u32> = std::fs::read_dir(CONF_DIR)
         .expect("the portal's configuration")
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().into_string().ok()?;
@@ -64,14 +58,18 @@ async fn configure(portal: &str, parties: &[RelyingParty<'_>]) -> Written {
                 .parse::<u32>()
                 .ok()
         })
-        .max()
-        .expect("a configuration version");
+        .collect();
+    let newest = *versions.iter().max().expect("a configuration version");
+    // The first version is the one tests/lemonldap/start.sh wrote; the others are tests'.
+    for old in versions.iter().filter(|v| **v != 1 && **v != newest) {
+        let _ = std::fs::remove_file(format!("{CONF_DIR}/lmConf-{old}.json"));
+    }
     let mut conf: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{CONF_DIR}/lmConf-{newest}.json")).unwrap(),
     )
     .unwrap();
     let version = newest + 1;
-    let marker = format!("alveole-tests-{version}");
+    let marker = format!("alveole-tests-{version}-{}", uuid::Uuid::now_v7().simple());
     conf["cfgNum"] = json!(version);
     conf["oidcServiceMetaDataAuthnContext"] = json!({"loa-1": 1, &marker: 1});
     let (mut options, mut exported) = (json!({}), json!({}));
@@ -98,7 +96,6 @@ async fn configure(portal: &str, parties: &[RelyingParty<'_>]) -> Written {
     conf["oidcRPMetaDataExportedVars"] = exported;
     let path = format!("{CONF_DIR}/lmConf-{version}.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&conf).unwrap()).unwrap();
-    let written = Written(path);
     let discovery = format!("{portal}.well-known/openid-configuration");
     let mut in_a_row = 0;
     for _ in 0..200 {
@@ -108,7 +105,7 @@ async fn configure(portal: &str, parties: &[RelyingParty<'_>]) -> Written {
         };
         in_a_row = if served { in_a_row + 1 } else { 0 };
         if in_a_row == 4 {
-            return written;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -162,15 +159,38 @@ async fn sign_in(client: &Client, panel: &TestPanel, user: &str) {
 async fn password_asked(client: &Client) {
     client
         .wait()
-        .at_most(Duration::from_secs(15))
+        .at_most(PORTAL_STEP)
         .for_element(Locator::Id("passwordfield"))
         .await
         .expect("the portal asks for the password");
 }
 
+/// How long a step through the portal may take: its Perl workers load their modules again
+/// after a configuration change, slowly when the machine is busy with other tests.
+const PORTAL_STEP: Duration = Duration::from_secs(45);
+
+/// The text of `css` on the page the portal sends the browser back to (bounded; where the
+/// browser is, if it never comes).
+async fn back_from_portal(client: &Client, css: &str) -> String {
+    // Looked for again and again: the element found may belong to a page being replaced.
+    let deadline = std::time::Instant::now() + PORTAL_STEP;
+    while std::time::Instant::now() < deadline {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+            && !text.is_empty()
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = client.current_url().await.map(|u| u.to_string());
+    let page = client.source().await.unwrap_or_default();
+    panic!("no {css} after the portal: at {url:?}: {page}");
+}
+
 /// The role the panel shows once signed in.
 async fn role_shown(client: &Client) -> String {
-    text_when(client, "#whoami", |t| !t.is_empty()).await
+    back_from_portal(client, "#whoami").await
 }
 
 /// Signs out of the panel, and waits until the browser is back on its sign-in page, having
@@ -178,7 +198,8 @@ async fn role_shown(client: &Client) -> String {
 async fn sign_out(client: &Client, panel: &TestPanel) {
     click(client, "logout").await;
     let login = format!("{}/login", panel.base);
-    for _ in 0..300 {
+    // Bounded by PORTAL_STEP (50 ms a look).
+    for _ in 0..(PORTAL_STEP.as_millis() / 50) {
         if let Ok(url) = client.current_url().await
             && url.as_str() == login
         {
@@ -202,7 +223,7 @@ async fn people_sign_in_through_lemonldap_with_their_role_and_out_of_both() {
     let (db_list, db_object) = (TestDb::sqlite().await, TestDb::sqlite().await);
     let with_list = panel(&db_list, &portal, "alveole-list").await;
     let with_object = panel(&db_object, &portal, "alveole-object").await;
-    let _configured = configure(
+    configure(
         &portal,
         &[
             RelyingParty {
@@ -251,7 +272,7 @@ async fn people_sign_in_through_lemonldap_with_their_role_and_out_of_both() {
 
     // Someone the co-op has not added: refused, with a page that says why.
     sign_in(&client, &with_object, "dwho").await;
-    let why = text_when(&client, ".message", |t| !t.is_empty()).await;
+    let why = back_from_portal(&client, ".message").await;
     assert!(why.contains("no member of the co-op"), "{why}");
 
     let links = with_list.events("member.link_identity").await.len();
