@@ -26,3 +26,4 @@ mod records;
 mod routes;
 mod routing;
 mod secrets;
+mod vault;

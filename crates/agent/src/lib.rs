@@ -15,6 +15,7 @@ pub mod engine;
 pub mod ingress;
 pub mod moves;
 pub mod net;
+pub mod vault;
 
 pub use control::ledger::{Ledger, LedgerError, Verdict};
 
