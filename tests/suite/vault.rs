@@ -56,14 +56,14 @@ async fn connect_proxy(to: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<(
 }
 
 /// restic, as a node whose credential is `who`, on repository `repository` of the vault.
-struct Restic<'a> {
-    dir: &'a Path,
+struct Restic {
+    dir: std::path::PathBuf,
     url: String,
     proxy: SocketAddr,
-    who: &'a str,
+    who: &'static str,
 }
 
-impl Restic<'_> {
+impl Restic {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("restic");
         command
@@ -75,7 +75,7 @@ impl Restic<'_> {
             .args(args)
             .env("RESTIC_PASSWORD", PASSWORD)
             .env("HTTPS_PROXY", format!("http://{}", self.proxy))
-            .env("HOME", self.dir);
+            .env("HOME", &self.dir);
         command
     }
 
@@ -134,61 +134,131 @@ fn as_node(
     (http, format!("https://{name}:{}", at.port()))
 }
 
+/// A panel (its CA), three enrolled nodes (a vault, a site's node, another), and the vault
+/// serving one repository granted to the site's node, reached through a CONNECT proxy.
+struct Bench {
+    db: TestDb,
+    _panel: TestPanel,
+    enrolled: Vec<Credential>,
+    ca_pem: String,
+    scratch: tempfile::TempDir,
+    vault: Arc<Vault>,
+    at: SocketAddr,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    proxy: SocketAddr,
+    proxy_task: tokio::task::JoinHandle<()>,
+    url: String,
+}
+
+const REPOSITORY: &str = "site-0193";
+
+impl Bench {
+    /// `None` (said loudly) when restic is not installed and CI is unset.
+    async fn start() -> Option<Bench> {
+        if Command::new("restic").arg("version").output().is_err() {
+            skip_or_fail("restic", "apt-get install restic (.ci/run does)");
+            return None;
+        }
+        let db = TestDb::sqlite().await;
+        let panel = TestPanel::start(&db).await;
+        let (_, provider) = panel
+            .post("/api/v1/providers", json!({"name": "vault-provider"}))
+            .await;
+        let mut enrolled = Vec::new();
+        for name in ["vault", "web", "other"] {
+            let node = create_node(&panel, &provider["id"], name, (1000, 1)).await;
+            enrolled.push(panel.enrol(&node).await);
+        }
+        let ca_pem = panel.tls.ca.ca_pem.clone();
+        let scratch = alveole_tests::temp_dir("alveole-vault-");
+        let dir = scratch.path();
+        let vault = Arc::new(Vault::new(dir.join("repositories")));
+        vault.set_grants(Grants::from([(
+            REPOSITORY.to_owned(),
+            [enrolled[1].node_id].into(),
+        )]));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let server = tokio::spawn(alveole_agent::moves::peer::serve(
+            listener,
+            PeerIdentity::new(enrolled[0].clone(), ca_pem.clone()),
+            vault.clone(),
+        ));
+        let (proxy, proxy_task) = connect_proxy(at).await;
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(dir.join("web.pem"), enrolled[1].identity_pem()).unwrap();
+        std::fs::write(dir.join("other.pem"), enrolled[2].identity_pem()).unwrap();
+        let url = format!(
+            "rest:https://{}:{}/vault/{REPOSITORY}/",
+            node_name(enrolled[0].node_id),
+            at.port()
+        );
+        Some(Bench {
+            db,
+            _panel: panel,
+            enrolled,
+            ca_pem,
+            scratch,
+            vault,
+            at,
+            server,
+            proxy,
+            proxy_task,
+            url,
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// restic as `who` (`web` or `other`).
+    fn restic(&self, who: &'static str) -> Restic {
+        Restic {
+            dir: self.dir().to_owned(),
+            url: self.url.clone(),
+            proxy: self.proxy,
+            who,
+        }
+    }
+
+    /// The vault stops, as when its machine dies.
+    async fn stop_vault(&mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+    }
+
+    /// The vault is back, on the same address.
+    async fn restart_vault(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.at).await.unwrap();
+        self.server = tokio::spawn(alveole_agent::moves::peer::serve(
+            listener,
+            PeerIdentity::new(self.enrolled[0].clone(), self.ca_pem.clone()),
+            self.vault.clone(),
+        ));
+    }
+
+    async fn finish(self) {
+        self.server.abort();
+        self.proxy_task.abort();
+        self.db.drop_db().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restic_backs_up_to_a_vault_that_never_lets_a_node_delete_or_rewrite() {
-    if Command::new("restic").arg("version").output().is_err() {
-        skip_or_fail("restic", "apt-get install restic (.ci/run does)");
+    let Some(mut bench) = Bench::start().await else {
         return;
-    }
-    let db = TestDb::sqlite().await;
-    let panel = TestPanel::start(&db).await;
-    let (_, provider) = panel
-        .post("/api/v1/providers", json!({"name": "vault-provider"}))
-        .await;
-    let node = |name: &'static str| {
-        let (panel, provider) = (&panel, &provider["id"]);
-        async move { create_node(panel, provider, name, (1000, 1)).await }
     };
-    let (vault_node, site_node, other_node) =
-        (node("vault").await, node("web").await, node("other").await);
-    let enrolled: Vec<Credential> = vec![
-        panel.enrol(&vault_node).await,
-        panel.enrol(&site_node).await,
-        panel.enrol(&other_node).await,
-    ];
-    let ca_pem = panel.tls.ca.ca_pem.clone();
-
-    // The vault: one repository, granted to the site's node only.
-    let scratch = alveole_tests::temp_dir("alveole-vault-");
-    let dir = scratch.path();
-    let vault = Arc::new(Vault::new(dir.join("repositories")));
-    let repository = "site-0193";
-    vault.set_grants(Grants::from([(
-        repository.to_owned(),
-        [enrolled[1].node_id].into(),
-    )]));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = listener.local_addr().unwrap();
-    let server = tokio::spawn(alveole_agent::moves::peer::serve(
-        listener,
-        PeerIdentity::new(enrolled[0].clone(), ca_pem.clone()),
-        vault.clone(),
-    ));
-    let (proxy, proxy_task) = connect_proxy(at).await;
-    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
-    std::fs::write(dir.join("web.pem"), enrolled[1].identity_pem()).unwrap();
-    std::fs::write(dir.join("other.pem"), enrolled[2].identity_pem()).unwrap();
-    let url = format!(
-        "rest:https://{}:{}/vault/{repository}/",
-        node_name(enrolled[0].node_id),
-        at.port()
+    let (dir, at, ca_pem, enrolled, repository) = (
+        bench.dir().to_owned(),
+        bench.at,
+        bench.ca_pem.clone(),
+        bench.enrolled.clone(),
+        REPOSITORY,
     );
-    let web = Restic {
-        dir,
-        url: url.clone(),
-        proxy,
-        who: "web",
-    };
+    let dir = dir.as_path();
+    let web = bench.restic("web");
 
     // A site's files, backed up twice (the second time after a change).
     let site = dir.join("site");
@@ -290,8 +360,7 @@ async fn restic_backs_up_to_a_vault_that_never_lets_a_node_delete_or_rewrite() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    server.abort();
-    let _ = server.await;
+    bench.stop_vault().await;
     // restic would try again for minutes; this backup run is lost either way.
     let _ = backup.kill();
     let interrupted = backup.wait().unwrap();
@@ -299,12 +368,7 @@ async fn restic_backs_up_to_a_vault_that_never_lets_a_node_delete_or_rewrite() {
         !interrupted.success(),
         "the backup finished before the vault stopped"
     );
-    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
-    let server = tokio::spawn(alveole_agent::moves::peer::serve(
-        listener,
-        PeerIdentity::new(enrolled[0].clone(), ca_pem.clone()),
-        vault.clone(),
-    ));
+    bench.restart_vault().await;
     web.ok(&["unlock"]);
     web.ok(&["check"]);
     web.ok(&["backup", site.to_str().unwrap()]);
@@ -313,16 +377,85 @@ async fn restic_backs_up_to_a_vault_that_never_lets_a_node_delete_or_rewrite() {
     assert_eq!(after.as_array().unwrap().len(), 3, "{after}");
 
     // Another node, not granted this repository: nothing.
-    let other = Restic {
-        dir,
-        url,
-        proxy,
-        who: "other",
-    };
-    let refused = other.run(&["snapshots"]);
+    let refused = bench.restic("other").run(&["snapshots"]);
     assert!(!refused.status.success());
+    bench.finish().await;
+}
 
-    server.abort();
-    proxy_task.abort();
-    db.drop_db().await;
+/// alveole's own backups (rustic_core, in-process, through the vault over mutual TLS) are
+/// restic's: restic lists, checks and restores them; and alveole restores what restic took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alveole_and_restic_read_each_others_backups_through_the_vault() {
+    use alveole_agent::backup::{RestBackend, back_up, restore_newest};
+    let Some(bench) = Bench::start().await else {
+        return;
+    };
+    let dir = bench.dir().to_owned();
+    let (http, base) = as_node(
+        &bench.enrolled[1],
+        &bench.ca_pem,
+        bench.enrolled[0].node_id,
+        bench.at,
+    );
+    let backend = RestBackend::new(
+        http,
+        format!("{base}/vault/{REPOSITORY}/"),
+        tokio::runtime::Handle::current(),
+    );
+    let site = dir.join("site");
+    std::fs::create_dir_all(site.join("wp-content")).unwrap();
+    std::fs::write(site.join("index.php"), "<?php echo 'la coop';").unwrap();
+    let media: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    std::fs::write(site.join("wp-content/media.bin"), &media).unwrap();
+
+    // alveole backs up (making the repository); restic reads it.
+    let (b, s) = (backend.clone(), site.clone());
+    let ours = tokio::task::spawn_blocking(move || back_up(b, PASSWORD, &s))
+        .await
+        .unwrap()
+        .unwrap();
+    let restic = bench.restic("web");
+    let snapshots: serde_json::Value = serde_json::from_str(&restic.ok(&["snapshots"])).unwrap();
+    assert_eq!(snapshots[0]["id"], ours.as_str(), "{snapshots}");
+    restic.ok(&["check", "--read-data"]);
+    let by_restic = dir.join("restored-by-restic");
+    restic.ok(&["restore", "latest", "--target", by_restic.to_str().unwrap()]);
+    let inside = by_restic.join(site.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(inside.join("wp-content/media.bin")).unwrap(),
+        media
+    );
+
+    // restic backs up a change; alveole restores restic's snapshot.
+    std::fs::write(site.join("index.php"), "<?php echo 'la coop, v2';").unwrap();
+    restic.ok(&["backup", site.to_str().unwrap()]);
+    let by_alveole = dir.join("restored-by-alveole");
+    let b = backend.clone();
+    let target = by_alveole.clone();
+    tokio::task::spawn_blocking(move || restore_newest(b, PASSWORD, &target))
+        .await
+        .unwrap()
+        .unwrap();
+    let inside = by_alveole.join(site.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(inside.join("index.php")).unwrap(),
+        "<?php echo 'la coop, v2';"
+    );
+    assert_eq!(
+        std::fs::read(inside.join("wp-content/media.bin")).unwrap(),
+        media
+    );
+
+    // A second alveole backup opens the repository restic and alveole share.
+    let (b, s) = (backend, site);
+    tokio::task::spawn_blocking(move || back_up(b, PASSWORD, &s))
+        .await
+        .unwrap()
+        .unwrap();
+    let snapshots: serde_json::Value = serde_json::from_str(&restic.ok(&["snapshots"])).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 3);
+    restic.ok(&["check"]);
+    bench.finish().await;
 }

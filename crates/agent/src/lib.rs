@@ -10,6 +10,7 @@
 //! - `agent.rs`, `tasks/`: the agent itself, as tasks joined by channels.
 
 pub mod agent;
+pub mod backup;
 pub mod control;
 pub mod engine;
 pub mod ingress;
