@@ -26,4 +26,5 @@ mod records;
 mod routes;
 mod routing;
 mod secrets;
+mod series;
 mod vault;

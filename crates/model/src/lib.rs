@@ -15,6 +15,7 @@ pub mod image;
 pub mod phase;
 pub mod quantity;
 pub mod resources;
+pub mod series;
 pub mod site_move;
 pub mod status;
 pub mod strict;

@@ -18,6 +18,7 @@ pub mod oidc;
 pub mod openapi;
 mod ops;
 pub mod pages;
+pub mod plots;
 pub mod ratelimit;
 pub mod routes;
 pub mod secrets;

@@ -37,6 +37,7 @@ pub use areas::moves::{MoveStore, MoveTiming};
 pub use areas::records::{
     MemberFilter, NodeFilter, Page, PageRequest, ProviderFilter, Records, SiteFilter, Stored,
 };
+pub use areas::series::SeriesStore;
 pub use areas::sites::SiteStore;
 pub use audit::{
     AuditContext, AuditEvent, AuditRecord, AuditVerification, Change, PublishedKey, verify_audit,
@@ -74,6 +75,7 @@ pub trait Store:
     + MoveStore
     + JobStore
     + AuditStore
+    + SeriesStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -81,6 +81,13 @@ fn start_server_with(args: &[&str], open_files: Option<u32>) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its log is read from the start: a full pipe would stop the server before it listens.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs);
+        logs
+    });
     let mut token = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
@@ -96,12 +103,6 @@ fn start_server_with(args: &[&str], open_files: Option<u32>) -> Server {
         token.starts_with("alv_"),
         "the first start prints the bootstrap token"
     );
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut logs = String::new();
-        let _ = stderr.read_to_string(&mut logs);
-        logs
-    });
     // Standard output too, for whatever the server prints later.
     std::thread::spawn(move || for _ in lines {});
     Server {

@@ -9,4 +9,5 @@ pub mod identity;
 pub mod jobs;
 pub mod moves;
 pub mod records;
+pub mod series;
 pub mod sites;

@@ -14,6 +14,7 @@ mod moves;
 mod nodes;
 mod providers;
 mod records;
+mod series;
 mod sites;
 
 use std::sync::Arc;
