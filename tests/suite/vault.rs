@@ -314,9 +314,11 @@ async fn restic_backs_up_to_a_vault_that_never_lets_a_node_delete_or_rewrite() {
         .unwrap();
     let existing = format!("{base}/vault/{repository}/snapshots/{}", names[0]);
     let unnamed = format!("{base}/vault/{repository}/snapshots/{}", "0".repeat(64));
+    let malformed = format!("{base}/vault/{repository}/snapshots/..%2Fconfig");
     for (url, body, refused) in [
         (&existing, &b"a forged snapshot"[..], 403),
         (&unnamed, &b"x"[..], 400),
+        (&malformed, &b"x"[..], 400),
     ] {
         let status = http
             .post(url)

@@ -104,7 +104,10 @@ impl Vault {
                     RepositoryError::Exists(_) | RepositoryError::Refused(_) => {
                         StatusCode::FORBIDDEN
                     }
-                    RepositoryError::WrongHash(_) => StatusCode::BAD_REQUEST,
+                    RepositoryError::WrongHash(_) | RepositoryError::Malformed(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    RepositoryError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     RepositoryError::Io(e) => {
                         tracing::error!(repository = name, error = %e, "the vault's disk failed");
                         StatusCode::INTERNAL_SERVER_ERROR
@@ -199,7 +202,7 @@ async fn serve(
             let body = http_body_util::Limited::new(request.into_body(), MAX_FILE_BYTES)
                 .collect()
                 .await
-                .map_err(|_| RepositoryError::Refused("the file is too large or was cut off"))?
+                .map_err(|_| RepositoryError::TooLarge)?
                 .to_bytes();
             let name = name.to_owned();
             off_thread(repository, move |r| r.write(kind, &name, &body)).await?;
@@ -234,7 +237,7 @@ fn parse_kind(text: &str) -> Result<Kind, RepositoryError> {
 
 /// `bytes=<first>-<last>` (last optional) as (offset, length).
 fn parse_range(text: &str) -> Result<(u64, Option<u64>), RepositoryError> {
-    let refused = || RepositoryError::Refused("a range is bytes=<first>-<last>");
+    let refused = || RepositoryError::Malformed("a range is bytes=<first>-<last>");
     let (first, last) = text
         .strip_prefix("bytes=")
         .and_then(|r| r.split_once('-'))

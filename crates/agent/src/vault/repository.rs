@@ -50,8 +50,14 @@ pub enum RepositoryError {
     NotFound,
     #[error("{0} exists already: a vault never rewrites a file")]
     Exists(String),
+    /// What the vault never allows a node (rewriting, removing).
     #[error("{0}")]
     Refused(&'static str),
+    /// A request the protocol does not allow (a malformed name or range).
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("the file is larger than the vault takes, or was cut off")]
+    TooLarge,
     #[error("the content does not hash to its name {0}")]
     WrongHash(String),
     #[error("the vault's disk: {0}")]
@@ -99,7 +105,7 @@ impl Repository {
         match kind {
             None if name == "config" => Ok(self.root.join("config")),
             None => Err(RepositoryError::NotFound),
-            Some(_) if !valid_name(name) => Err(RepositoryError::Refused(
+            Some(_) if !valid_name(name) => Err(RepositoryError::Malformed(
                 "a file's name is the 64 hex digits of its SHA-256",
             )),
             Some(Kind::Data) => Ok(self.root.join("data").join(&name[..2]).join(name)),
@@ -285,7 +291,7 @@ mod tests {
         ));
         assert!(matches!(
             repo.write(Some(Kind::Index), "../../etc/passwd", b"x"),
-            Err(RepositoryError::Refused(_))
+            Err(RepositoryError::Malformed(_))
         ));
         assert_eq!(
             repo.list(Kind::Snapshots).unwrap(),
