@@ -2,6 +2,7 @@
 //! measured in the same run. Kept out of the product binary: one module per benchmark.
 
 mod audit;
+mod backup;
 mod docker;
 mod evacuate;
 mod harness;
@@ -159,6 +160,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// alveole's backups (rustic_core) against Debian's `restic`, same data, same vault: a
+    /// first backup, a backup after 1% of the files changed, a restore, and a plain copy.
+    Backup {
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        /// Bytes in all.
+        #[arg(long, default_value_t = 1_000_000_000)]
+        bytes: u64,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -244,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
             }
             (Some(PacketsRole::Client), None) => anyhow::bail!("the client needs --target"),
         },
+        BenchCommand::Backup { files, bytes } => backup::run(files, bytes).await,
         BenchCommand::VolumeSync {
             files,
             bytes_per_file,

@@ -1,0 +1,225 @@
+//! `alveole-bench backup`: alveole's backup engine (rustic_core in-process, restic's REST
+//! protocol) against Debian's `restic`, on the same data and to the same vault, in one run: a
+//! first backup, a backup after 1% of the files changed, and a restore, with a plain copy
+//! (`cp -a`) of the same tree as the restore's baseline.
+//!
+//! The vault is served on loopback over plain HTTP, the benchmark standing in for the mutual
+//! TLS that names the node: both tools pay the same transport, and TLS, equal for both, is
+//! left out of what is compared.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alveole_agent::backup::{RestBackend, back_up, restore_newest};
+use alveole_agent::vault::{Grants, Vault};
+use alveole_model::NodeId;
+use anyhow::Context;
+
+const PASSWORD: &str = "bench";
+
+/// Removes the benchmark's trees, however it ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves `vault` over plain HTTP on loopback, every request as `node`'s.
+async fn serve(vault: Arc<Vault>, node: NodeId) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let at = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let vault = vault.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let vault = vault.clone();
+                    async move { Ok::<_, std::convert::Infallible>(vault.handle(node, request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(at)
+}
+
+/// `files` files of `total` bytes in all, incompressible, in directories of 100.
+fn write_tree(root: &Path, files: usize, total: u64) -> anyhow::Result<()> {
+    let size = usize::try_from(total / files.max(1) as u64)?;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        std::fs::write(dir.join(format!("f{i}")), noise(&mut seed, size))?;
+    }
+    Ok(())
+}
+
+fn noise(seed: &mut u64, size: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(size + 8);
+    while bytes.len() < size {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        bytes.extend_from_slice(&seed.to_le_bytes());
+    }
+    bytes.truncate(size);
+    bytes
+}
+
+fn restic(url: &str, cache: &Path, args: &[&str]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = Command::new("restic")
+        .args(["--repo", url, "--quiet", "--cache-dir"])
+        .arg(cache)
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .context("restic (Debian: restic)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "restic {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(started.elapsed())
+}
+
+async fn ours<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, alveole_agent::backup::BackupError> + Send + 'static,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    tokio::task::spawn_blocking(work).await??;
+    Ok(started.elapsed())
+}
+
+/// The files of `tree` and their content, for comparing a restore with the source.
+fn same_tree(a: &Path, b: &Path) -> anyhow::Result<bool> {
+    let output = Command::new("diff")
+        .arg("-rq")
+        .arg(a)
+        .arg(b)
+        .output()
+        .context("diff")?;
+    Ok(output.status.success())
+}
+
+pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(files > 0 && total > 0, "--files and --bytes above zero");
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "alveole-bench-backup-{}",
+        uuid::Uuid::now_v7().simple()
+    )));
+    let root = &scratch.0;
+    let source = root.join("site");
+    write_tree(&source, files, total)?;
+    let node = NodeId(uuid::Uuid::now_v7());
+    let vault = Arc::new(Vault::new(root.join("vault")));
+    vault.set_grants(Grants::from([
+        ("alveole".to_owned(), [node].into()),
+        ("restic".to_owned(), [node].into()),
+    ]));
+    let at = serve(vault, node).await?;
+    let backend = RestBackend::new(
+        reqwest::Client::builder().build()?,
+        format!("http://{at}/vault/alveole/"),
+        tokio::runtime::Handle::current(),
+    );
+    let restic_url = format!("rest:http://{at}/vault/restic/");
+    let cache = root.join("restic-cache");
+    restic(&restic_url, &cache, &["init"])?;
+
+    // A first backup (alveole's makes its repository on the way: a few milliseconds).
+    let (b, s) = (backend.clone(), source.clone());
+    let ours_first = ours(move || back_up(b, PASSWORD, &s)).await?;
+    let restic_first = restic(&restic_url, &cache, &["backup", &source.to_string_lossy()])?;
+
+    // 1% of the files rewritten.
+    let changed = (files / 100).max(1);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let size = usize::try_from(total / files as u64)?;
+    for i in (0..files).step_by(files / changed).take(changed) {
+        let path = source.join(format!("d{}/f{i}", i / 100));
+        std::fs::write(path, noise(&mut seed, size))?;
+    }
+    let (b, s) = (backend.clone(), source.clone());
+    let ours_delta = ours(move || back_up(b, PASSWORD, &s)).await?;
+    let restic_delta = restic(&restic_url, &cache, &["backup", &source.to_string_lossy()])?;
+
+    // A restore, and a plain copy of the same tree on the same disk.
+    let (ours_target, restic_target, copy_target) = (
+        root.join("restored-alveole"),
+        root.join("restored-restic"),
+        root.join("copy"),
+    );
+    let (b, t) = (backend, ours_target.clone());
+    let ours_restore = ours(move || restore_newest(b, PASSWORD, &t)).await?;
+    let restic_restore = restic(
+        &restic_url,
+        &cache,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &restic_target.to_string_lossy(),
+        ],
+    )?;
+    let started = Instant::now();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&source)
+        .arg(&copy_target)
+        .status()?;
+    anyhow::ensure!(copied.success(), "cp -a failed");
+    let copy = started.elapsed();
+    let inside = |target: &Path| target.join(source.strip_prefix("/").unwrap_or(&source));
+    anyhow::ensure!(
+        same_tree(&source, &inside(&ours_target))?,
+        "alveole's restore differs from the source"
+    );
+    anyhow::ensure!(
+        same_tree(&source, &inside(&restic_target))?,
+        "restic's restore differs from the source"
+    );
+
+    let mb = total as f64 / 1e6;
+    let rate = |d: Duration| mb / d.as_secs_f64().max(1e-9);
+    let s = |d: Duration| d.as_secs_f64();
+    println!("backup of {files} files, {total} bytes, to a vault on loopback:");
+    println!(
+        "  first backup:      alveole {:>7.2} s ({:>6.1} MB/s)   restic {:>7.2} s ({:>6.1} MB/s)   throughput ratio {:.2}x",
+        s(ours_first),
+        rate(ours_first),
+        s(restic_first),
+        rate(restic_first),
+        s(restic_first) / s(ours_first).max(1e-9)
+    );
+    println!(
+        "  {changed} files changed:  alveole {:>7.2} s                 restic {:>7.2} s                 throughput ratio {:.2}x",
+        s(ours_delta),
+        s(restic_delta),
+        s(restic_delta) / s(ours_delta).max(1e-9)
+    );
+    println!(
+        "  restore:           alveole {:>7.2} s ({:>6.1} MB/s)   restic {:>7.2} s ({:>6.1} MB/s)   throughput ratio {:.2}x",
+        s(ours_restore),
+        rate(ours_restore),
+        s(restic_restore),
+        rate(restic_restore),
+        s(restic_restore) / s(ours_restore).max(1e-9)
+    );
+    println!(
+        "  plain copy (cp -a) {:>7.2} s ({:>6.1} MB/s): alveole's restore at {:.0}% of its speed",
+        s(copy),
+        rate(copy),
+        100.0 * s(copy) / s(ours_restore).max(1e-9)
+    );
+    Ok(())
+}
