@@ -265,6 +265,26 @@ impl OidcProvider {
     }
 }
 
+/// Signs the page session `cookie` out as a browser does: the sign-out form of a page, with
+/// that page's CSRF token. The panel's answer.
+pub async fn sign_out(http: &reqwest::Client, base: &str, cookie: &str) -> reqwest::Response {
+    let page = http
+        .get(format!("{base}/sites"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("a page")
+        .text()
+        .await
+        .expect("its text");
+    http.post(format!("{base}/logout"))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .expect("signing out")
+}
+
 /// The CSRF token a page's forms carry (`<input name="csrf" value="…">`).
 pub fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")

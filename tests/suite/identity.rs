@@ -244,23 +244,7 @@ async fn a_session_ends_when_unused_and_at_its_absolute_end_and_when_revoked() {
 
     // Revoked: signing out ends it on the server, not only in the browser.
     let cookie = sign_in().await;
-    let html = browser
-        .get(format!("{}/sites", panel.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = alveole_tests::csrf_of(&html);
-    let out = browser
-        .post(format!("{}/logout", panel.base))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = alveole_tests::sign_out(&browser, &panel.base, &cookie).await;
     assert_eq!(out.status(), 303);
     assert_eq!(page(cookie).await, 303, "the old cookie opens nothing");
     db.drop_db().await;

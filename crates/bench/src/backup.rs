@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alveole_agent::backup::{RestBackend, back_up, restore_newest};
+use alveole_agent::moves::peer::PeerHandler;
 use alveole_agent::vault::{Grants, Vault};
 use alveole_model::NodeId;
 use anyhow::Context;

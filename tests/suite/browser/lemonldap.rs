@@ -9,7 +9,7 @@ use alveole_tests::{TestDb, TestPanel, skip_or_fail};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use super::{browser, click, fill, open, start_driver, text_when};
+use super::{browser, click, fill, open, start_driver, text_when, text_within};
 
 /// Where the test instance keeps its configuration (one JSON file per version).
 const CONF_DIR: &str = "/var/lib/alveole-llng/conf";
@@ -169,23 +169,9 @@ async fn password_asked(client: &Client) {
 /// after a configuration change, slowly when the machine is busy with other tests.
 const PORTAL_STEP: Duration = Duration::from_secs(45);
 
-/// The text of `css` on the page the portal sends the browser back to (bounded; where the
-/// browser is, if it never comes).
+/// The text of `css` on the page the portal sends the browser back to.
 async fn back_from_portal(client: &Client, css: &str) -> String {
-    // Looked for again and again: the element found may belong to a page being replaced.
-    let deadline = std::time::Instant::now() + PORTAL_STEP;
-    while std::time::Instant::now() < deadline {
-        if let Ok(element) = client.find(Locator::Css(css)).await
-            && let Ok(text) = element.text().await
-            && !text.is_empty()
-        {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let url = client.current_url().await.map(|u| u.to_string());
-    let page = client.source().await.unwrap_or_default();
-    panic!("no {css} after the portal: at {url:?}: {page}");
+    text_within(client, css, |t| !t.is_empty(), PORTAL_STEP).await
 }
 
 /// The role the panel shows once signed in.

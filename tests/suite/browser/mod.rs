@@ -100,8 +100,20 @@ pub(crate) async fn browser(driver: &Driver) -> Client {
 /// The text of `css` once it satisfies `ready` (pages load after a click: wait for the
 /// condition, bounded, instead of sleeping).
 pub(crate) async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -> bool) -> String {
+    text_within(client, css, ready, Duration::from_secs(10)).await
+}
+
+/// [`text_when`] within `within`; the element is looked for again each time, since the one
+/// found may belong to a page being replaced. Panics naming where the browser is.
+pub(crate) async fn text_within(
+    client: &Client,
+    css: &str,
+    ready: impl Fn(&str) -> bool,
+    within: Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
     let mut last = String::new();
-    for _ in 0..200 {
+    while std::time::Instant::now() < deadline {
         if let Ok(element) = client.find(Locator::Css(css)).await
             && let Ok(text) = element.text().await
         {
@@ -112,7 +124,8 @@ pub(crate) async fn text_when(client: &Client, css: &str, ready: impl Fn(&str) -
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{css} never became ready; last text {last:?}");
+    let at = client.current_url().await.map(|u| u.to_string());
+    panic!("{css} never became ready; last text {last:?}, at {at:?}");
 }
 
 pub(crate) async fn text_of(client: &Client, css: &str) -> String {

@@ -145,27 +145,11 @@ async fn signing_out_sends_the_browser_to_the_provider_with_the_id_token_as_hint
     let (_, cookie, _) = sign_in(&panel).await;
     let cookie = cookie.unwrap();
     let id_token = fake.issued().pop().unwrap();
-    let http = super::browser();
-    let html = http
-        .get(format!("{}/sites", panel.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // The ID token is kept for the hint, sealed.
     let kept = panel.store.sealed_id_tokens().await.unwrap();
     assert_eq!(kept.len(), 1);
     assert!(!kept[0].1.contains(&id_token) && kept[0].1.starts_with("alveole:sealed:"));
-    let out = http
-        .post(format!("{}/logout", panel.base))
-        .header("cookie", &cookie)
-        .form(&[("csrf", alveole_tests::csrf_of(&html).as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = alveole_tests::sign_out(&super::browser(), &panel.base, &cookie).await;
     assert_eq!(out.status(), 200);
     let page = out.text().await.unwrap();
     assert!(page.contains(r#"http-equiv="refresh""#), "{page}");

@@ -150,23 +150,7 @@ async fn members_sign_in_through_the_identity_provider_with_the_role_its_groups_
     assert_eq!(role_change.after.as_ref().unwrap()["role"], "auditor");
 
     // Signing out leaves the provider's session too, then comes back to the panel.
-    let html = http
-        .get(format!("{}/sites", panel.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = alveole_tests::csrf_of(&html);
-    let out = http
-        .post(format!("{}/logout", panel.base))
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = alveole_tests::sign_out(&http, &panel.base, &cookie).await;
     assert_eq!(out.status(), 200, "a page that leads on to the provider");
     let next = leave_link(&out.text().await.unwrap());
     assert!(

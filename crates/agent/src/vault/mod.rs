@@ -76,9 +76,12 @@ impl Vault {
     pub fn repository(&self, name: &str) -> Repository {
         Repository::at(self.root.join(name))
     }
+}
 
+#[async_trait::async_trait]
+impl PeerHandler for Vault {
     /// Answers a node's request under `/vault/`.
-    pub async fn handle(&self, peer: NodeId, request: Request<Incoming>) -> PeerResponse {
+    async fn handle(&self, peer: NodeId, request: Request<Incoming>) -> PeerResponse {
         let path = request.uri().path().to_owned();
         let Some(rest) = path.strip_prefix("/vault/") else {
             return answer(StatusCode::NOT_FOUND, "no such route");
@@ -116,13 +119,6 @@ impl Vault {
                 answer(status, error.to_string())
             }
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl PeerHandler for Vault {
-    async fn handle(&self, peer: NodeId, request: Request<Incoming>) -> PeerResponse {
-        Vault::handle(self, peer, request).await
     }
 }
 

@@ -40,7 +40,7 @@ impl Oidc {
     /// session too, when the provider offers it; back to the panel's sign-in page afterwards.
     /// `id_token` is the token of the session's sign-in, sent as `id_token_hint`.
     pub async fn logout_url(&self, id_token: Option<&str>) -> Option<String> {
-        let provider = match self.provider().await {
+        let provider = match self.provider(super::provider::Keys::Skip).await {
             Ok(provider) => provider,
             Err(error) => {
                 tracing::warn!(%error, "signing out of the panel only");
@@ -71,7 +71,7 @@ impl Oidc {
         logout_token: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, OidcError> {
-        let provider = self.provider().await?;
+        let provider = self.provider(super::provider::Keys::Fetch).await?;
         let claims = verify_jws(
             logout_token,
             provider.keys(),

@@ -23,7 +23,7 @@ use openidconnect::{
 pub use claims::parse_roles;
 use claims::{Person, group_names, role_of};
 pub use provider::ProviderError;
-use provider::{Provider, discover};
+use provider::{Keys, Provider, discover};
 
 use crate::auth;
 
@@ -125,15 +125,15 @@ impl Oidc {
     }
 
     /// The provider as it describes itself now, checked against this panel's settings.
-    async fn provider(&self) -> Result<Provider, ProviderError> {
-        discover(&self.http, &self.config).await
+    async fn provider(&self, keys: Keys) -> Result<Provider, ProviderError> {
+        discover(&self.http, &self.config, keys).await
     }
 
     /// Reads and checks the provider's description: what the panel could not use (warnings,
     /// for the log), or why it cannot work at all. `Unreachable` may pass; `Misconfigured`
     /// will not.
     pub async fn check(&self) -> Result<Vec<String>, ProviderError> {
-        Ok(self.provider().await?.warnings)
+        Ok(self.provider(Keys::Fetch).await?.warnings)
     }
 
     /// Starts a sign-in: the provider's URL to send the browser to.
@@ -142,7 +142,7 @@ impl Oidc {
         store: &dyn Store,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<String, OidcError> {
-        let client = self.provider().await?.client(&self.config)?;
+        let client = self.provider(Keys::Skip).await?.client(&self.config)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -184,8 +184,7 @@ impl Oidc {
             .take_oidc_login(&auth::hash_token(state), now)
             .await?
             .ok_or(OidcError::UnknownLogin)?;
-        let provider = self.provider().await?;
-        let client = provider.client(&self.config)?;
+        let client = self.provider(Keys::Fetch).await?.client(&self.config)?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| OidcError::Rejected(e.to_string()))?

@@ -114,11 +114,20 @@ fn discovery_url(issuer: &str) -> String {
     )
 }
 
-/// Reads the provider's description and keys, and checks that the panel can use them with
-/// `config`.
+/// Whether a use of the provider checks its signatures (and so needs its keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Keys {
+    Fetch,
+    /// Sending the browser there (to sign in or out) needs the description only.
+    Skip,
+}
+
+/// Reads the provider's description (and its keys, when asked), and checks that the panel
+/// can use them with `config`.
 pub(super) async fn discover(
     http: &openidconnect::reqwest::Client,
     config: &OidcConfig,
+    keys: Keys,
 ) -> Result<Provider, ProviderError> {
     let url = discovery_url(&config.issuer);
     let response = http.get(&url).send().await.map_err(|e| {
@@ -156,14 +165,17 @@ pub(super) async fn discover(
                 "the identity provider's discovery document at {url} cannot be read: {e}"
             ))
         })?;
-    let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), http)
-        .await
-        .map_err(|e| {
-            ProviderError::Unreachable(format!(
-                "the identity provider's keys at {} cannot be read: {e}",
-                metadata.jwks_uri().as_str()
-            ))
-        })?;
+    let jwks = match keys {
+        Keys::Skip => JsonWebKeySet::new(Vec::new()),
+        Keys::Fetch => JsonWebKeySet::fetch_async(metadata.jwks_uri(), http)
+            .await
+            .map_err(|e| {
+                ProviderError::Unreachable(format!(
+                    "the identity provider's keys at {} cannot be read: {e}",
+                    metadata.jwks_uri().as_str()
+                ))
+            })?,
+    };
     let mut warnings = Vec::new();
     if metadata
         .additional_metadata()
