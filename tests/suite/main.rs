@@ -12,6 +12,7 @@ mod addresses;
 mod agents;
 mod audit;
 mod authorization;
+mod backups;
 mod browser;
 mod docker;
 mod evacuations;

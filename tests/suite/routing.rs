@@ -126,6 +126,8 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
         .iter()
@@ -652,6 +654,8 @@ mod properties {
                 input_filter: None,
                 moves_out: vec![],
                 moves_in: vec![],
+                restores: vec![],
+                vault: None,
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());
             let text = render::full(&plan.shape, plan.elements.values());

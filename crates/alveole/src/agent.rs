@@ -55,6 +55,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{device} is not an interface name"))?;
         agent = agent.with_uplink(Box::new(interface));
     }
+    if let Some(dir) = &args.vault_dir {
+        agent = agent.with_vault_dir(dir.clone());
+    }
     // Peer listening is on by default: a node joined as told can send and receive moves.
     // Other agents must be told where they reach it: a wildcard listening address says
     // nothing, so the advertised one is needed then (the join command gives it).

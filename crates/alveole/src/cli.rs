@@ -399,6 +399,11 @@ pub struct AgentArgs {
     /// its requests there), when not the listening address.
     #[arg(long, env = "ALVEOLE_INGRESS_ADVERTISE")]
     pub ingress_advertise: Option<SocketAddr>,
+    /// Where this node keeps other nodes' backups when the panel makes it a vault (a backup
+    /// target): restic repositories, one per site. `vault/` of the state directory when not
+    /// given; a disk of its own is better.
+    #[arg(long, env = "ALVEOLE_VAULT_DIR")]
+    pub vault_dir: Option<PathBuf>,
 }
 
 /// The panel's secrets key file.

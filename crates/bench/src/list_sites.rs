@@ -76,6 +76,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             limit_tier: Default::default(),
             node_id: Some(node.id),
             phase: None,
+            backup: Default::default(),
         };
         store.sites().create(&ctx, input.validate(None)?).await?;
     }

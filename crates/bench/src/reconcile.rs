@@ -41,6 +41,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 dedicated_addresses: vec![],
                 exposed_ports: vec![],
                 limit_tier: Default::default(),
+                backup: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;
@@ -59,6 +60,8 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let started = Instant::now();
     let report = reconciler.reconcile(&desired).await;

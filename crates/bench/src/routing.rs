@@ -65,6 +65,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
         dedicated_addresses: vec![],
         exposed_ports: vec![],
         limit_tier: LimitTier::Standard,
+        backup: None,
     })
 }
 
@@ -93,6 +94,8 @@ pub(crate) fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();
     RoutingPlan::new(shape.clone(), &desired, &containers)

@@ -412,6 +412,7 @@ mod tests {
             inventory: None,
             addresses: held.map(|h| h.iter().map(|a| a.parse().unwrap()).collect()),
             endpoints: None,
+            restores: vec![],
         };
         assert!(!moving.released_by(&report(None, None)), "nothing applied");
         assert!(

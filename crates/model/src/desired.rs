@@ -41,6 +41,12 @@ pub struct DesiredState {
     /// switch makes them this node's sites.
     #[serde(default)]
     pub moves_in: Vec<crate::site_move::IncomingMove>,
+    /// Other nodes' repositories this node keeps, when it is a vault.
+    #[serde(default)]
+    pub vault: Option<crate::backup::VaultSpec>,
+    /// Restores into this node's sites, until the node reports them ended.
+    #[serde(default)]
+    pub restores: Vec<crate::backup::RestoreOrder>,
 }
 
 /// The host's own services (SSH, the agent's ports) answer only these networks: the admins'
@@ -82,6 +88,9 @@ pub struct SiteSpec {
     pub exposed_ports: Vec<ExposedPort>,
     #[serde(default)]
     pub limit_tier: LimitTier,
+    /// Its backups, when its policy names targets (with the repository's key).
+    #[serde(default)]
+    pub backup: Option<crate::backup::SiteBackupSpec>,
 }
 
 /// An environment variable with its value, for the node only.
@@ -166,6 +175,7 @@ mod tests {
             dedicated_addresses: vec![],
             exposed_ports: vec![],
             limit_tier: LimitTier::Standard,
+            backup: None,
         }
     }
 

@@ -64,3 +64,11 @@ typed_id!(
     /// A durable job (an evacuation, for now).
     JobId
 );
+typed_id!(
+    /// Where sites' backups go: a vault node, or an external restic REST server.
+    BackupTargetId
+);
+typed_id!(
+    /// One restore of a site's backup, in place or into another site.
+    RestoreId
+);

@@ -2,6 +2,7 @@
 //! planners that decide things from them. No I/O happens here, so all of it is unit-tested.
 
 pub mod addresses;
+pub mod backup;
 pub mod capacity;
 pub mod clock;
 pub mod desired;
@@ -22,6 +23,7 @@ pub mod strict;
 pub mod text;
 
 pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
+pub use backup::{BackupHook, BackupPolicy};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use desired::{DesiredState, InputFilter, SiteSpec, WireEnv};
@@ -29,7 +31,7 @@ pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};
 pub use hostname::{Hostname, Wildcard};
-pub use ids::{JobId, MemberId, NodeId, ProviderId, SiteId, SiteMoveId};
+pub use ids::{BackupTargetId, JobId, MemberId, NodeId, ProviderId, RestoreId, SiteId, SiteMoveId};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;

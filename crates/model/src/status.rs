@@ -32,6 +32,9 @@ pub struct NodeReport {
     /// Where other agents reach this one (moves), when it listens for them.
     #[serde(default)]
     pub endpoints: Option<crate::site_move::AgentEndpoints>,
+    /// The restores the desired state asks for, as far as they are.
+    #[serde(default)]
+    pub restores: Vec<crate::backup::RestoreProgress>,
 }
 
 /// A node's software, for the platform inventory an outside audit asks for.
@@ -70,6 +73,9 @@ pub struct AgentEvent {
     #[serde(default)]
     pub site_id: Option<SiteId>,
     pub detail: String,
+    /// A backup's outcome, for the backup events.
+    #[serde(default)]
+    pub backup: Option<crate::backup::BackupOutcome>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,6 +91,10 @@ pub enum AgentEventKind {
     /// A new input filter went back to the previous one: the panel was not reached in time
     /// after it was applied (commit-confirmed).
     InputFilterRolledBack,
+    /// A site was backed up to one of its targets.
+    BackupCompleted,
+    /// A site's backup to one of its targets failed (the reason is in the detail).
+    BackupFailed,
 }
 
 impl AgentEventKind {
@@ -95,6 +105,8 @@ impl AgentEventKind {
             AgentEventKind::DriftRepaired => "agent.drift_repaired",
             AgentEventKind::EventsLost => "agent.events_lost",
             AgentEventKind::InputFilterRolledBack => "agent.input_filter_rolled_back",
+            AgentEventKind::BackupCompleted => "backup.completed",
+            AgentEventKind::BackupFailed => "backup.failed",
         }
     }
 }

@@ -46,6 +46,12 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str, &str)] = &[
         "a provider with this name already exists",
     ),
     (
+        "backup_targets_name_key",
+        "backup_targets.name",
+        "name",
+        "a backup target with this name already exists",
+    ),
+    (
         "nodes_name_key",
         "nodes.name",
         "name",

@@ -23,19 +23,21 @@ mod sqlite;
 
 use std::sync::Arc;
 
-use alveole_model::{Clock, Member, Node, Provider, Site, SystemClock};
+use alveole_model::{BackupTarget, Clock, Member, Node, Provider, Site, SystemClock};
 
 pub use alveole_audit::export::ExportFilter;
 pub use alveole_audit::{AuditKey, ChainHead, Checkpoint};
 pub use areas::addresses::AddressStore;
-pub use areas::agents::{AgentStore, NodeDesired, NodeStatus};
+pub use areas::agents::{AgentStore, NodeBackups, NodeDesired, NodeStatus};
 pub use areas::audit::{AuditStore, VerifiedPoint};
+pub use areas::backups::{BackupStore, RestoreRequest};
 pub use areas::fleet::{Counts, FleetStore, NodeUsage};
 pub use areas::identity::{ApiToken, Expired, IdentityStore, ProviderSession, Session, TokenScope};
 pub use areas::jobs::JobStore;
 pub use areas::moves::{MoveStore, MoveTiming};
 pub use areas::records::{
-    MemberFilter, NodeFilter, Page, PageRequest, ProviderFilter, Records, SiteFilter, Stored,
+    BackupTargetFilter, MemberFilter, NodeFilter, Page, PageRequest, ProviderFilter, Records,
+    SiteFilter, Stored,
 };
 pub use areas::series::SeriesStore;
 pub use areas::sites::SiteStore;
@@ -48,8 +50,8 @@ pub use error::{StoreError, StoreResult};
 /// Every trait of the store, for `use alveole_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AddressStore, AgentStore, AuditStore, FleetStore, IdentityStore, JobStore, MoveStore,
-        Records, SiteStore, Store, Stored,
+        AddressStore, AgentStore, AuditStore, BackupStore, FleetStore, IdentityStore, JobStore,
+        MoveStore, Records, SiteStore, Store, Stored,
     };
 }
 
@@ -67,6 +69,8 @@ pub trait Store:
     + Records<Node>
     + Records<Member>
     + Records<Site>
+    + Records<BackupTarget>
+    + BackupStore
     + FleetStore
     + SiteStore
     + AgentStore
@@ -94,6 +98,9 @@ impl<'a> dyn Store + 'a {
         self
     }
     pub fn sites(&self) -> &dyn Records<Site> {
+        self
+    }
+    pub fn backup_targets(&self) -> &dyn Records<BackupTarget> {
         self
     }
 }

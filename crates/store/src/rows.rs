@@ -180,7 +180,7 @@ impl StoredEnvVar {
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
      request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, \
-     phase, version, created_at, updated_at";
+     phase, backup_policy, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
@@ -204,6 +204,7 @@ pub(crate) struct SiteRow {
     limit_tier: String,
     node_id: Option<Uuid>,
     phase: String,
+    backup_policy: Json<alveole_model::BackupPolicy>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -271,6 +272,7 @@ impl TryFrom<SiteRow> for Site {
             node_id: r.node_id.map(NodeId),
             phase: SitePhase::parse(&r.phase)
                 .ok_or_else(|| corrupt("site", id, "unknown phase"))?,
+            backup: r.backup_policy.0,
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }
@@ -454,6 +456,123 @@ impl TryFrom<SiteMoveRow> for alveole_model::SiteMove {
             freeze_deadline_ms: unsigned(kind, row.id, row.freeze_deadline_ms)?,
             progress: row.progress.0,
             error: row.error,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct BackupTargetRow {
+    id: Uuid,
+    name: String,
+    node_id: Option<Uuid>,
+    url: Option<String>,
+    provider_id: Option<Uuid>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<BackupTargetRow> for alveole_model::BackupTarget {
+    type Error = StoreError;
+    fn try_from(r: BackupTargetRow) -> Result<Self, StoreError> {
+        use alveole_model::TargetKind;
+        let kind = match (r.node_id, r.url, r.provider_id) {
+            (Some(node), None, None) => TargetKind::Vault {
+                node_id: NodeId(node),
+            },
+            (None, Some(url), Some(provider)) => TargetKind::Rest {
+                url,
+                provider_id: ProviderId(provider),
+            },
+            _ => {
+                return Err(corrupt(
+                    "backup target",
+                    r.id,
+                    "neither a vault nor a REST server",
+                ));
+            }
+        };
+        Ok(alveole_model::BackupTarget {
+            id: alveole_model::BackupTargetId(r.id),
+            name: Slug::parse(&r.name).map_err(|e| corrupt("backup target", r.id, e))?,
+            kind,
+            meta: meta(r.version, r.created_at, r.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct BackupRunRow {
+    site_id: Uuid,
+    target_id: Uuid,
+    node_id: Uuid,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    snapshot_id: Option<String>,
+    files: i64,
+    bytes_added: i64,
+    bytes_total: i64,
+    error: Option<String>,
+}
+
+impl TryFrom<BackupRunRow> for alveole_model::backup::BackupRun {
+    type Error = StoreError;
+    fn try_from(r: BackupRunRow) -> Result<Self, StoreError> {
+        let id = r.site_id;
+        Ok(alveole_model::backup::BackupRun {
+            site_id: SiteId(r.site_id),
+            target_id: alveole_model::BackupTargetId(r.target_id),
+            node_id: NodeId(r.node_id),
+            started_at: r.started_at,
+            duration_ms: unsigned("backup run", id, r.duration_ms)?,
+            snapshot_id: r.snapshot_id,
+            files: unsigned("backup run", id, r.files)?,
+            bytes_added: unsigned("backup run", id, r.bytes_added)?,
+            bytes_total: unsigned("backup run", id, r.bytes_total)?,
+            error: r.error,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RestoreRow {
+    id: Uuid,
+    site_id: Uuid,
+    source_site_id: Uuid,
+    target_id: Uuid,
+    node_id: Uuid,
+    snapshot: Option<String>,
+    paths: Json<Vec<String>>,
+    state: String,
+    bytes_done: i64,
+    bytes_total: i64,
+    snapshot_id: Option<String>,
+    error: Option<String>,
+    requested_by: String,
+    requested_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RestoreRow> for alveole_model::backup::Restore {
+    type Error = StoreError;
+    fn try_from(r: RestoreRow) -> Result<Self, StoreError> {
+        Ok(alveole_model::backup::Restore {
+            id: alveole_model::RestoreId(r.id),
+            site_id: SiteId(r.site_id),
+            source_site_id: SiteId(r.source_site_id),
+            target_id: alveole_model::BackupTargetId(r.target_id),
+            node_id: NodeId(r.node_id),
+            snapshot: r.snapshot,
+            paths: r.paths.0,
+            state: alveole_model::backup::RestoreState::parse(&r.state)
+                .ok_or_else(|| corrupt("restore", r.id, "unknown state"))?,
+            bytes_done: unsigned("restore", r.id, r.bytes_done)?,
+            bytes_total: unsigned("restore", r.id, r.bytes_total)?,
+            snapshot_id: r.snapshot_id,
+            error: r.error,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            finished_at: r.finished_at,
         })
     }
 }

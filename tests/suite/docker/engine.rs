@@ -24,6 +24,8 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let site = desired.sites[0].site_id;
 
@@ -277,6 +279,8 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let neighbour_address = report.addresses[&neighbour.site_id];
@@ -483,6 +487,8 @@ async fn docker_a_paused_site_holds_its_requests_until_unpaused() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let site = desired.sites[0].site_id;
     let report = reconciler.reconcile(&desired).await.unwrap();

@@ -52,6 +52,7 @@ fn spec(name: &str) -> SiteSpec {
         dedicated_addresses: vec![],
         exposed_ports: vec![],
         limit_tier: Default::default(),
+        backup: None,
     }
 }
 

@@ -19,6 +19,8 @@ async fn docker_sites_cannot_reach_each_other() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let (a, b) = (desired.sites[0].site_id, desired.sites[1].site_id);
@@ -93,6 +95,8 @@ async fn docker_forty_sites_share_one_node_network() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -159,6 +163,8 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
     let a = naming.container(desired.sites[0].site_id);
@@ -359,6 +365,8 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     };
     // The container first, with Docker's rules for it; then alveole's table.
     reconciler.reconcile(&desired).await.unwrap();

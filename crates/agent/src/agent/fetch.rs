@@ -117,6 +117,8 @@ mod tests {
             input_filter: None,
             moves_out: vec![],
             moves_in: vec![],
+            restores: vec![],
+            vault: None,
         }
     }
 

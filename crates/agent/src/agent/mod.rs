@@ -11,6 +11,7 @@
 //!
 //! `Agent::pass` runs the same steps once, in order, for tests that drive the agent by hand.
 
+mod backups;
 mod fetch;
 mod moves;
 mod passes;
@@ -76,6 +77,9 @@ pub struct Agent<R> {
     /// Shared with the passes (which decide) and the reporter (which confirms).
     filter: Arc<Mutex<InputFilterGuard>>,
     panel_ca: Option<String>,
+    outbox: Arc<Mutex<Outbox>>,
+    clock: Arc<dyn Clock>,
+    vault_dir: Option<std::path::PathBuf>,
 }
 
 impl<R> std::fmt::Debug for Agent<R> {
@@ -154,8 +158,8 @@ impl<R: MoveRuntime + 'static> Agent<R> {
                 credential: parts.credential,
                 control: parts.control.clone(),
                 files: files.clone(),
-                clock: parts.clock,
-                outbox,
+                clock: parts.clock.clone(),
+                outbox: outbox.clone(),
                 filter: filter.clone(),
                 engine_version,
             }),
@@ -163,6 +167,9 @@ impl<R: MoveRuntime + 'static> Agent<R> {
             control: parts.control,
             filter,
             panel_ca: parts.panel_ca,
+            outbox,
+            clock: parts.clock,
+            vault_dir: None,
         }
     }
 
@@ -207,15 +214,27 @@ impl<R: MoveRuntime + 'static> Agent<R> {
         self
     }
 
-    /// Takes part in site moves: serves other agents on `listener` (mutual TLS with the
-    /// panel's CA) and tells the panel `endpoints`, where other agents reach this one. Needs
-    /// the panel's CA pinned (an agent enrolled with `--panel-ca-sha256`).
+    /// Keeps other nodes' backups (when the panel makes this node a vault) under `dir`
+    /// rather than the state directory's `vault/`. Before `with_moves`.
+    pub fn with_vault_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.vault_dir = Some(dir);
+        self
+    }
+
+    /// Takes part in site moves, backups and vaults: serves other agents on `listener`
+    /// (mutual TLS with the panel's CA) and tells the panel `endpoints`, where other agents
+    /// reach this one. Needs the panel's CA pinned (an agent enrolled with
+    /// `--panel-ca-sha256`).
     pub fn with_moves(
         mut self,
         listener: tokio::net::TcpListener,
         endpoints: AgentEndpoints,
     ) -> Result<Self, AgentError> {
         let ca_pem = self.panel_ca.clone().ok_or(AgentError::NoPinnedCa)?;
+        let vault_dir = self
+            .vault_dir
+            .clone()
+            .unwrap_or_else(|| self.files.locate("vault"));
         let handlers = moves::MoveHandlers::start(moves::MoveSetup {
             listener,
             credential: self.reporter.credential().clone(),
@@ -225,10 +244,20 @@ impl<R: MoveRuntime + 'static> Agent<R> {
             naming: self.passes.naming().clone(),
             ingress: self.passes.ingress(),
             control: self.control.clone(),
+            vault: Arc::new(crate::vault::Vault::new(vault_dir)),
         });
         self.fetcher.set_board(handlers.board());
         self.reporter
             .take_part_in_moves(endpoints, handlers.identity());
+        // Backups reach vaults as moves reach targets: with the agent's peer identity.
+        self.passes.set_backups(backups::Backups::new(
+            self.passes.shared_runtime(),
+            self.passes.naming().clone(),
+            handlers.identity(),
+            self.files.clone(),
+            self.outbox.clone(),
+            self.clock.clone(),
+        ));
         self.passes.set_moves(handlers);
         Ok(self)
     }

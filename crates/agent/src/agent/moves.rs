@@ -1,6 +1,6 @@
 //! The move handlers of an agent that takes part in moves: the server other agents call
-//! (this node as a move's target), and one driver per move away from this node (its source),
-//! started and stopped as the held desired state lists them.
+//! (this node as a move's target, and as a vault for their backups), and one driver per move
+//! away from this node (its source), started and stopped as the held desired state lists them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,9 +14,10 @@ use crate::control::panel::Control;
 use crate::engine::runtime::{MoveRuntime, Naming};
 use crate::ingress::{Ingress, Routes};
 use crate::moves::Board;
-use crate::moves::peer::PeerIdentity;
+use crate::moves::peer::{PeerHandler, PeerIdentity, PeerResponse};
 use crate::moves::source::Source;
 use crate::moves::target::Target;
+use crate::vault::Vault;
 
 /// What starting the handlers needs.
 pub(super) struct MoveSetup<R> {
@@ -28,6 +29,29 @@ pub(super) struct MoveSetup<R> {
     pub naming: Naming,
     pub ingress: Arc<Ingress>,
     pub control: Arc<dyn Control>,
+    /// Other nodes' backups, kept under this directory when the panel grants them.
+    pub vault: Arc<Vault>,
+}
+
+/// Routes other agents' requests: `/vault/` to the vault, the rest to the move target.
+struct PeerRoutes<R> {
+    target: Target<R>,
+    vault: Arc<Vault>,
+}
+
+#[async_trait::async_trait]
+impl<R: MoveRuntime + 'static> PeerHandler for PeerRoutes<R> {
+    async fn handle(
+        &self,
+        peer: alveole_model::NodeId,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> PeerResponse {
+        if request.uri().path().starts_with("/vault/") {
+            self.vault.handle(peer, request).await
+        } else {
+            self.target.handle(peer, request).await
+        }
+    }
 }
 
 pub(super) struct MoveHandlers<R> {
@@ -36,6 +60,7 @@ pub(super) struct MoveHandlers<R> {
     identity: PeerIdentity,
     drivers: BTreeMap<SiteMoveId, (SiteId, JoinHandle<()>)>,
     server: JoinHandle<std::io::Result<()>>,
+    vault: Arc<Vault>,
 }
 
 impl<R> Drop for MoveHandlers<R> {
@@ -61,7 +86,10 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
         let server = tokio::spawn(crate::moves::peer::serve(
             setup.listener,
             identity.clone(),
-            Arc::new(target),
+            Arc::new(PeerRoutes {
+                target,
+                vault: setup.vault.clone(),
+            }),
         ));
         let source = Arc::new(Source {
             runtime: setup.runtime,
@@ -77,6 +105,7 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
             identity,
             drivers: BTreeMap::new(),
             server,
+            vault: setup.vault,
         }
     }
 
@@ -88,9 +117,26 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
         self.identity.clone()
     }
 
+    /// Grants the vault's repositories to the nodes the held document names.
+    fn grant(&self, held: &DesiredState) {
+        let grants = held
+            .vault
+            .iter()
+            .flat_map(|vault| &vault.repositories)
+            .map(|repository| {
+                (
+                    repository.name.clone(),
+                    repository.writers.iter().copied().collect(),
+                )
+            })
+            .collect();
+        self.vault.set_grants(grants);
+    }
+
     /// Follows the held document's moves: ends forwardings, starts drivers for new moves,
     /// stops those of moves the panel cancelled.
     pub(super) fn follow(&mut self, held: &DesiredState, ingress: &Ingress) {
+        self.grant(held);
         for site in self.board.follow(held) {
             tracing::info!(%site, "a moved site's forwarding is over");
             ingress.stop_forwarding(site);

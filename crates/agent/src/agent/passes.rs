@@ -37,6 +37,8 @@ pub struct Pass {
     pub table_in_place: bool,
     /// What the engine did, when it answered.
     pub engine: Option<Report>,
+    /// How far the restores the document asks for are.
+    pub restores: Vec<alveole_model::backup::RestoreProgress>,
 }
 
 pub(super) struct Passes<R> {
@@ -46,6 +48,7 @@ pub(super) struct Passes<R> {
     outbox: Arc<Mutex<Outbox>>,
     filter: Arc<Mutex<InputFilterGuard>>,
     moves: Option<MoveHandlers<R>>,
+    backups: Option<super::backups::Backups<R>>,
     /// The latest measurement of each site's volume, and when it was taken.
     usage: BTreeMap<SiteId, u64>,
     usage_measured: Option<tokio::time::Instant>,
@@ -74,6 +77,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             outbox,
             filter,
             moves: None,
+            backups: None,
             usage: BTreeMap::new(),
             usage_measured: None,
             usage_every: Duration::from_secs(60),
@@ -102,6 +106,10 @@ impl<R: MoveRuntime + 'static> Passes<R> {
         self.moves = Some(moves);
     }
 
+    pub(super) fn set_backups(&mut self, backups: super::backups::Backups<R>) {
+        self.backups = Some(backups);
+    }
+
     #[cfg(test)]
     pub(super) fn runtime(&self) -> &R {
         self.reconciler.runtime()
@@ -124,6 +132,34 @@ impl<R: MoveRuntime + 'static> Passes<R> {
         if let Some(moves) = self.moves.as_mut() {
             moves.follow(held, &self.ingress);
         }
+        let restores = match self.backups.as_mut() {
+            Some(backups) => {
+                backups.tick(held);
+                backups.progress(held)
+            }
+            None => Vec::new(),
+        };
+        // A site being restored whole stays stopped until its files are back.
+        let stopped = self
+            .backups
+            .as_ref()
+            .map(super::backups::Backups::stopped_sites)
+            .unwrap_or_default();
+        let adjusted;
+        let held = if stopped.is_empty() {
+            held
+        } else {
+            let mut copy = held.clone();
+            for site in copy
+                .sites
+                .iter_mut()
+                .filter(|s| stopped.contains(&s.site_id))
+            {
+                site.run = false;
+            }
+            adjusted = copy;
+            &adjusted
+        };
         let now = self.clock.now();
         let filter = lock(&self.filter).decide(held.input_filter.as_ref(), now);
         if let Some(detail) = &filter.rolled_back {
@@ -197,6 +233,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             addresses: uplink.map(|u| u.held),
             table_in_place,
             engine: outcome.ok(),
+            restores,
         }
     }
 

@@ -107,6 +107,7 @@ impl Reporter {
                 .then(|| crate::control::inventory::collect(self.parts.engine_version.clone())),
             addresses: pass.addresses.clone(),
             endpoints: self.endpoints,
+            restores: pass.restores.clone(),
         };
         if let Err(error) = self.parts.control.report(&report).await {
             tracing::debug!(error = %crate::describe(&error), "could not send the report; the next pass will");

@@ -77,6 +77,7 @@ fn site(name: &str, run: bool) -> SiteSpec {
         dedicated_addresses: vec![],
         exposed_ports: vec![],
         limit_tier: Default::default(),
+        backup: None,
     }
 }
 
@@ -90,6 +91,8 @@ fn document(node: NodeId, generation: u64, sites: Vec<SiteSpec>) -> DesiredState
         input_filter: None,
         moves_out: vec![],
         moves_in: vec![],
+        restores: vec![],
+        vault: None,
     }
 }
 

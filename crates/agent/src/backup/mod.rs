@@ -6,7 +6,9 @@
 //! rustic_core works synchronously on its own threads: these functions block, and run on a
 //! blocking thread of the runtime (`spawn_blocking`).
 
+pub mod progress;
 pub mod rest;
+pub mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub enum BackupError {
     NoSnapshot,
     #[error("{0} is not a path rustic can read")]
     Path(String),
+    #[error("{0} is not in the snapshot")]
+    NotInSnapshot(String),
 }
 
 fn repository(backend: RestBackend) -> Result<Repository<()>, BackupError> {
@@ -33,8 +37,62 @@ fn repository(backend: RestBackend) -> Result<Repository<()>, BackupError> {
     Ok(Repository::new(&RepositoryOptions::default(), &backends)?)
 }
 
+/// What a backup made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backed {
+    pub snapshot_id: String,
+    pub files: u64,
+    /// Added to the repository (deduplicated, compressed).
+    pub bytes_added: u64,
+    /// The site's files in the snapshot.
+    pub bytes_total: u64,
+}
+
 /// Backs up `source` (a directory) into the repository behind `backend`, made first when it
-/// does not exist (with `password`): the new snapshot's id.
+/// does not exist (with `password`). The snapshot holds the directory's contents at its root
+/// (`/www/index.html`), under the host name `host` (the site's repository: its backups are
+/// each other's parents wherever the site runs).
+pub fn back_up_site(
+    backend: RestBackend,
+    password: &str,
+    source: &Path,
+    host: &str,
+) -> Result<Backed, BackupError> {
+    let credentials = Credentials::Password(password.to_owned());
+    let repository = repository(backend)?;
+    let repository = if repository.config_id()?.is_some() {
+        repository.open(&credentials)?
+    } else {
+        repository.init(
+            &credentials,
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )?
+    };
+    let repository = repository.to_indexed_ids()?;
+    let source = source
+        .to_str()
+        .ok_or_else(|| BackupError::Path(source.display().to_string()))?;
+    let paths = PathList::from_string(source)?
+        .sanitize()
+        .map_err(|e| BackupError::Path(format!("{source}: {e}")))?;
+    let mut options = SnapshotOptions::default();
+    options.host = Some(host.to_owned());
+    let snapshot = options.to_snapshot()?;
+    let mut backup = BackupOptions::default();
+    backup.as_path = Some("/".into());
+    let snapshot = repository.backup(&backup, &paths, snapshot)?;
+    let summary = snapshot.summary.clone().unwrap_or_default();
+    Ok(Backed {
+        snapshot_id: snapshot.id.to_hex().as_str().to_owned(),
+        files: summary.total_files_processed,
+        bytes_added: summary.data_added_packed,
+        bytes_total: summary.total_bytes_processed,
+    })
+}
+
+/// Backs up `source` (a directory, at its own path in the snapshot, as restic's `backup`
+/// does) into the repository behind `backend`: the new snapshot's id.
 pub fn back_up(backend: RestBackend, password: &str, source: &Path) -> Result<String, BackupError> {
     let credentials = Credentials::Password(password.to_owned());
     let repository = repository(backend)?;
@@ -56,6 +114,71 @@ pub fn back_up(backend: RestBackend, password: &str, source: &Path) -> Result<St
         .map_err(|e| BackupError::Path(format!("{source}: {e}")))?;
     let snapshot = SnapshotOptions::default().to_snapshot()?;
     let snapshot = repository.backup(&BackupOptions::default(), &paths, snapshot)?;
+    Ok(snapshot.id.to_hex().as_str().to_owned())
+}
+
+/// What to restore, and how.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreWhat {
+    /// A snapshot id or its prefix; the newest when `None`.
+    pub snapshot: Option<String>,
+    /// Paths in the snapshot (`/www/index.html`); the whole snapshot when empty, which
+    /// then replaces the target's contents (what the snapshot lacks is removed).
+    pub paths: Vec<String>,
+}
+
+/// Restores a snapshot into `target`: its root's contents at the target's root (a snapshot of
+/// one directory made by restic's CLI too: that directory's contents), counting the bytes
+/// written in `progress`. The snapshot's id.
+pub fn restore_into(
+    backend: RestBackend,
+    password: &str,
+    what: &RestoreWhat,
+    target: &Path,
+    progress: &progress::ByteProgress,
+) -> Result<String, BackupError> {
+    let credentials = Credentials::Password(password.to_owned());
+    let backends = RepositoryBackends::new(Arc::new(backend), None);
+    let repository =
+        Repository::new_with_progress(&RepositoryOptions::default(), &backends, progress.clone())?
+            .open(&credentials)?
+            .to_indexed()?;
+    let snapshot = match &what.snapshot {
+        Some(id) => repository.get_snapshot_from_str(id, |_| true)?,
+        None => repository
+            .get_all_snapshots()?
+            .into_iter()
+            .max_by_key(|snapshot| snapshot.time.clone())
+            .ok_or(BackupError::NoSnapshot)?,
+    };
+    // A snapshot of one directory (restic's `backup /some/dir`) restores that directory's
+    // contents; alveole's snapshots are of "/".
+    let root = match snapshot.paths.iter().collect::<Vec<_>>().as_slice() {
+        [only] if only.as_str() != "/" => only.trim_end_matches('/').to_owned(),
+        _ => String::new(),
+    };
+    let wanted: Vec<String> = if what.paths.is_empty() {
+        vec![String::new()]
+    } else {
+        what.paths.clone()
+    };
+    for path in &wanted {
+        let inside = format!("{root}{path}");
+        let node = repository
+            .node_from_snapshot_and_path(&snapshot, &inside)
+            .map_err(|_| BackupError::NotInSnapshot(path.clone()))?;
+        let files = repository.ls(&node, &Default::default())?;
+        let destination = target.join(path.trim_start_matches('/'));
+        let destination = destination
+            .to_str()
+            .ok_or_else(|| BackupError::Path(destination.display().to_string()))?;
+        let destination = LocalDestination::new(destination, true, !node.is_dir())?;
+        let mut options = RestoreOptions::default();
+        options.delete = what.paths.is_empty();
+        let plan = repository.prepare_restore(&options, files.clone(), &destination, false)?;
+        progress.add_total(plan.restore_size);
+        repository.restore(plan, &options, files, &destination)?;
+    }
     Ok(snapshot.id.to_hex().as_str().to_owned())
 }
 

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use alveole_model::backup::BackupOutcome;
 use alveole_model::{AgentEvent, AgentEventKind, SiteId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ impl Outbox {
                 kind,
                 site_id,
                 detail,
+                backup: None,
             });
         }
         if self.contents.pending.len() > CAPACITY {
@@ -78,10 +80,40 @@ impl Outbox {
                 kind: AgentEventKind::EventsLost,
                 site_id: None,
                 detail: format!("{dropped} older events were dropped: the outbox was full"),
+                backup: None,
             });
         }
         if self.contents.pending.len() == before {
             return Ok(());
+        }
+        self.save()
+    }
+
+    /// Adds a backup's outcome at one target, and keeps it on disk.
+    pub fn push_backup(
+        &mut self,
+        site: SiteId,
+        outcome: BackupOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), OutboxError> {
+        let (kind, detail) = match &outcome.error {
+            None => (
+                AgentEventKind::BackupCompleted,
+                format!(
+                    "backed up: snapshot {}",
+                    outcome.snapshot_id.as_deref().unwrap_or("?")
+                ),
+            ),
+            Some(error) => (
+                AgentEventKind::BackupFailed,
+                format!("backup failed: {error}"),
+            ),
+        };
+        self.push([(kind, Some(site), detail)], at)?;
+        if let Some(last) = self.contents.pending.last_mut()
+            && last.kind == kind
+        {
+            last.backup = Some(outcome);
         }
         self.save()
     }

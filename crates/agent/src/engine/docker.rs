@@ -484,6 +484,73 @@ impl MoveRuntime for DockerRuntime {
         }
         Ok(())
     }
+
+    async fn exec_to_file(
+        &self,
+        container: &str,
+        command: &[String],
+        output: &std::path::Path,
+    ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
+        self.run_exec(container, command, output).await
+    }
+}
+
+impl DockerRuntime {
+    async fn run_exec(
+        &self,
+        container: &str,
+        command: &[String],
+        output: &std::path::Path,
+    ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(command.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine)?;
+        let io = |e: std::io::Error| RuntimeError::Engine(Box::new(e));
+        let mut file = tokio::fs::File::create(output).await.map_err(io)?;
+        let mut stderr: Vec<u8> = Vec::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(engine)?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(engine)? {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        file.write_all(&message).await.map_err(io)?;
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message);
+                        let excess = stderr.len().saturating_sub(2048);
+                        stderr.drain(..excess);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        file.sync_all().await.map_err(io)?;
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine)?;
+        Ok(crate::engine::runtime::ExecOutcome {
+            exit_code: inspected.exit_code.unwrap_or(-1),
+            stderr_tail: String::from_utf8_lossy(&stderr).trim().to_owned(),
+        })
+    }
 }
 
 /// Bytes allocated under `path` (like `du`), not following symbolic links.

@@ -236,6 +236,28 @@ impl MoveRuntime for FakeRuntime {
     }
 
     /// A directory of its own under the system's temporary directory.
+    /// Writes the command's words to `output`, one per line; exit code 3 when the command
+    /// is `false`.
+    async fn exec_to_file(
+        &self,
+        container: &str,
+        command: &[String],
+        output: &std::path::Path,
+    ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
+        drop(self.call("exec", container)?);
+        std::fs::write(output, command.join("\n"))
+            .map_err(|e| RuntimeError::Engine(Box::new(e)))?;
+        let failed = command.first().is_some_and(|c| c == "false");
+        Ok(crate::engine::runtime::ExecOutcome {
+            exit_code: if failed { 3 } else { 0 },
+            stderr_tail: if failed {
+                "false failed".into()
+            } else {
+                String::new()
+            },
+        })
+    }
+
     async fn volume_path(
         &self,
         naming: &Naming,
@@ -301,6 +323,7 @@ mod tests {
             dedicated_addresses: vec![],
             exposed_ports: vec![],
             limit_tier: Default::default(),
+            backup: None,
         };
         DesiredState {
             node_id: naming.node_id,
@@ -311,6 +334,8 @@ mod tests {
             input_filter: None,
             moves_out: vec![],
             moves_in: vec![],
+            restores: vec![],
+            vault: None,
         }
     }
 

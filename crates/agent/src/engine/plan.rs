@@ -98,6 +98,7 @@ mod tests {
             dedicated_addresses: vec![],
             exposed_ports: vec![],
             limit_tier: Default::default(),
+            backup: None,
         }
     }
 
@@ -125,6 +126,8 @@ mod tests {
             input_filter: None,
             moves_out: vec![],
             moves_in: vec![],
+            restores: vec![],
+            vault: None,
         };
         (
             naming,

@@ -196,6 +196,23 @@ pub trait MoveRuntime: Runtime {
     fn save_image(&self, image: &alveole_model::ImageRef) -> ByteStream<RuntimeError>;
     /// Loads what [`MoveRuntime::save_image`] wrote (`docker load`).
     async fn load_image(&self, archive: ByteStream<std::io::Error>) -> Result<(), RuntimeError>;
+    /// Runs `command` (no shell) in a running container, its standard output written to
+    /// `output` as it comes (a database dump may be large): its exit code and the end of its
+    /// standard error.
+    async fn exec_to_file(
+        &self,
+        container: &str,
+        command: &[String],
+        output: &std::path::Path,
+    ) -> Result<ExecOutcome, RuntimeError>;
+}
+
+/// How a command run in a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: i64,
+    /// Its last 2 KiB of standard error, for the reason of a failure.
+    pub stderr_tail: String,
 }
 
 /// A stream of bytes from or to the engine.

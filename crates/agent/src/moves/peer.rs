@@ -66,6 +66,28 @@ impl PeerIdentity {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = credential;
     }
 
+    /// An HTTP client that reaches `node`'s agent at `at` over mutual TLS (a vault: restic's
+    /// REST protocol), and the base address to call it by its certificate's name.
+    pub fn http_client(
+        &self,
+        node: NodeId,
+        at: std::net::SocketAddr,
+    ) -> Result<(reqwest::Client, String), reqwest::Error> {
+        let name = node_name(node);
+        let client = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(
+                self.ca_pem.as_bytes(),
+            )?)
+            .identity(reqwest::Identity::from_pem(
+                self.credential().identity_pem().as_bytes(),
+            )?)
+            .resolve(&name, at)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(120))
+            .build()?;
+        Ok((client, format!("https://{name}:{}", at.port())))
+    }
+
     fn credential(&self) -> Credential {
         self.credential
             .read()

@@ -1,10 +1,11 @@
-//! The four resources of the control plane, one file each. Each has an `Input` (what a client
+//! The resources of the control plane, one file each. Each has an `Input` (what a client
 //! sends: raw values, so every problem can be reported against its field), a `validate` that
 //! turns it into a typed `New*` value or the full list of errors, and the stored resource.
 //!
 //! PATCH is a JSON Merge Patch (RFC 7396) applied to the stored resource's input form and
 //! validated like a create: one validator per resource, whatever the verb.
 
+mod backup_target;
 mod member;
 mod node;
 mod provider;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, ValidationErrors};
 
+pub use backup_target::{BackupTarget, BackupTargetInput, NewBackupTarget, TargetKind};
 pub use member::{Member, MemberInput, NewMember, Role};
 pub use node::{Capacity, MAX_INPUT_ALLOWED, NewNode, Node, NodeInput, Overcommit};
 pub use provider::{NewProvider, Provider, ProviderInput};

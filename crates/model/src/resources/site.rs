@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Meta;
+use crate::backup::BackupPolicy;
 use crate::env::{EnvName, EnvVar, EnvVarInput};
 use crate::error::{FieldError, ValidationErrors};
 use crate::exposure::{ExposedPort, LimitTier, validate_exposed_ports};
@@ -153,6 +154,9 @@ pub struct SiteInput {
     /// `running` or `stopped`; new sites start `pending` until their node runs them.
     #[serde(default)]
     pub phase: Option<SitePhase>,
+    /// Where the site's backups go and how often (none by default).
+    #[serde(default)]
+    pub backup: BackupPolicy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +175,7 @@ pub struct NewSite {
     pub limit_tier: LimitTier,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
+    pub backup: BackupPolicy,
 }
 
 impl NewSite {
@@ -294,6 +299,7 @@ impl SiteInput {
                 asked
             }
         };
+        crate::backup::validate_policy(&mut errors, &self.backup);
         if previous.is_some_and(|site| self.node_id != site.node_id) {
             errors.push(FieldError::new(
                 "node_id",
@@ -317,6 +323,7 @@ impl SiteInput {
                 limit_tier: self.limit_tier,
                 node_id: self.node_id,
                 phase,
+                backup: self.backup,
             })
         })
     }
@@ -476,6 +483,8 @@ pub struct Site {
     pub limit_tier: LimitTier,
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
+    #[serde(default)]
+    pub backup: BackupPolicy,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -499,6 +508,7 @@ impl Site {
             limit_tier: new.limit_tier,
             node_id: new.node_id,
             phase: new.phase,
+            backup: new.backup,
             meta,
         }
     }
@@ -534,6 +544,8 @@ impl Site {
             dedicated_addresses: vec![],
             exposed_ports: self.exposed_ports.clone(),
             limit_tier: self.limit_tier,
+            // The panel fills it in with the repository's key and the targets' endpoints.
+            backup: None,
         }
     }
 
@@ -561,6 +573,7 @@ impl Site {
             limit_tier: self.limit_tier,
             node_id: self.node_id,
             phase: Some(self.phase),
+            backup: self.backup.clone(),
         }
     }
 }
@@ -633,6 +646,7 @@ mod tests {
             limit_tier: LimitTier::Standard,
             node_id: None,
             phase: None,
+            backup: BackupPolicy::default(),
         }
     }
 

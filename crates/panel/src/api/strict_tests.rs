@@ -33,9 +33,22 @@ fn examples() -> Vec<(&'static str, Value, Check)> {
                            "request_body_bytes": 1u64 << 20},
                 "security": {"read_only_root": true, "user": "1000"},
                 "exposed_ports": [{"protocol": "tcp", "port": 2222, "container_port": 22}],
-                "limit_tier": "standard", "node_id": ID, "phase": "running"
+                "limit_tier": "standard", "node_id": ID, "phase": "running",
+                "backup": {"targets": [ID], "every_minutes": 60,
+                           "hook": {"name": "dump", "command": ["pg_dump"], "timeout_seconds": 60}}
             }),
             check::<alveole_model::SiteInput>,
+        ),
+        (
+            "BackupTargetInput",
+            json!({"name": "vault-1", "url": "https://backup.example.org/", "provider_id": ID,
+                   "node_id": ID}),
+            check::<alveole_model::BackupTargetInput>,
+        ),
+        (
+            "RestoreInput",
+            json!({"target_id": ID, "snapshot": "latest", "paths": ["/www"], "into_site_id": ID}),
+            check::<alveole_model::backup::RestoreInput>,
         ),
         (
             "NodeInput",

@@ -18,6 +18,12 @@ pub enum Options {
     NodesOrAutomatic,
     /// The limit tiers of the node's packet filter.
     LimitTiers,
+    /// Backup targets, with "none" as the empty choice.
+    BackupTargets,
+    /// Nodes that can keep other nodes' backups (any node).
+    Nodes,
+    /// Providers, with "none" as the empty choice (a vault's is its node's).
+    ProvidersOrNone,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +50,19 @@ pub enum Kind {
         secret: bool,
     },
     Select(Options),
+    /// The `n`th target of a backup policy (`backup.targets[n]`), chosen among the targets.
+    TargetSlot(u8),
+}
+
+impl Kind {
+    /// Where a select's choices come from.
+    pub fn options(self) -> Option<Options> {
+        match self {
+            Kind::Select(source) => Some(source),
+            Kind::TargetSlot(_) => Some(Options::BackupTargets),
+            _ => None,
+        }
+    }
 }
 
 /// One input of a form. `name` is the dotted JSON path it fills (`limits.cpu_millis`), which
@@ -59,6 +78,7 @@ impl Field {
     pub fn input_name(&self) -> &'static str {
         match self.kind {
             Kind::Env { secret: true } => "secret_env",
+            Kind::TargetSlot(1) => "backup.second_target",
             _ => self.name,
         }
     }
@@ -124,6 +144,16 @@ pub fn to_json(
                 json!(text)
             }),
             Kind::Checkbox => Some(json!(form.contains_key(field.input_name()))),
+            Kind::TargetSlot(_) => {
+                let targets = path_entry(&mut root, field.name);
+                if !targets.is_array() {
+                    *targets = json!([]);
+                }
+                if let (Some(array), false) = (targets.as_array_mut(), text.is_empty()) {
+                    array.push(json!(text));
+                }
+                None
+            }
             Kind::Ports => port_lines(text)
                 .map_err(|e| errors.push(e.at(field.name)))
                 .ok(),
@@ -234,6 +264,11 @@ pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
                     })
                     .unwrap_or_default(),
                 Kind::Bytes => value.as_u64().map(format_bytes).unwrap_or_default(),
+                Kind::TargetSlot(n) => value
+                    .get(usize::from(n))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 Kind::Checkbox => {
                     if value.as_bool() == Some(true) {
                         "on".to_owned()

@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod audit;
+pub mod backups;
 pub mod dashboard;
 pub mod evacuations;
 mod form;

@@ -98,6 +98,10 @@ pub async fn show<R: PageResource>(
         Ok(moves) => moves,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
+    let backups = match R::backups(&state, &caller, &item).await {
+        Ok(backups) => backups,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
     let actions: Vec<Value> = R::actions(&item)
         .into_iter()
         .map(|(url, label)| json!({"url": url, "label_key": label}))
@@ -106,6 +110,9 @@ pub async fn show<R: PageResource>(
     context.insert("actions", &actions);
     if let Some(moves) = &moves {
         context.insert("moves", moves);
+    }
+    if let Some(backups) = &backups {
+        context.insert("backups", backups);
     }
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);
@@ -354,14 +361,14 @@ async fn render_form<R: PageResource>(
             let value = page.values.get(name).cloned().unwrap_or_default();
             let kind = match field.kind {
                 Kind::Textarea | Kind::Lines | Kind::Env { .. } | Kind::Ports => "textarea",
-                Kind::Select(_) => "select",
+                Kind::Select(_) | Kind::TargetSlot(_) => "select",
                 Kind::Email => "email",
                 Kind::Checkbox => "checkbox",
                 Kind::Date => "date",
                 _ => "text",
             };
-            let choices: Vec<Value> = match field.kind {
-                Kind::Select(source) => options
+            let choices: Vec<Value> = match field.kind.options() {
+                Some(source) => options
                     .get(&source)
                     .map(|list| {
                         list.iter()

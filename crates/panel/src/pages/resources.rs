@@ -41,6 +41,14 @@ pub trait PageResource: Resource {
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
+    /// The detail page's backups section (sites): targets, plots, runs, restores.
+    fn backups<'a>(
+        _state: &'a AppState,
+        _caller: &'a crate::auth::Caller,
+        _item: &'a Self,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 fn bytes_of(used: Option<u64>, quota: u64) -> String {
@@ -236,6 +244,9 @@ impl PageResource for Site {
         field("limit_tier", Kind::Select(Options::LimitTiers)),
         field("node_id", Kind::Select(Options::NodesOrAutomatic)),
         field("phase", Kind::Select(Options::Phases)),
+        field("backup.targets", Kind::TargetSlot(0)),
+        field("backup.targets", Kind::TargetSlot(1)),
+        field("backup.every_minutes", Kind::Integer),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![
@@ -272,6 +283,13 @@ impl PageResource for Site {
             ));
             Ok(rows)
         })
+    }
+    fn backups<'a>(
+        state: &'a AppState,
+        caller: &'a crate::auth::Caller,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(super::backups::section(state, caller, site))
     }
     fn moves<'a>(
         state: &'a AppState,
@@ -345,6 +363,7 @@ impl PageResource for Site {
             "limits": alveole_model::Limits::default(),
             "volume": alveole_model::Volume::default(),
             "phase": "running",
+            "backup": alveole_model::BackupPolicy::default(),
         })
     }
 }
@@ -365,7 +384,7 @@ pub async fn select_options(
     };
     let mut out = BTreeMap::new();
     for field in fields {
-        let Kind::Select(source) = field.kind else {
+        let Some(source) = field.kind.options() else {
             continue;
         };
         let choices: Vec<(String, String)> = match source {
@@ -415,6 +434,40 @@ pub async fn select_options(
                 .items
                 .into_iter()
                 .map(|p| (p.id.to_string(), p.name.to_string()))
+                .collect(),
+            Options::ProvidersOrNone => std::iter::once((String::new(), "—".to_owned()))
+                .chain(
+                    store
+                        .providers()
+                        .list(&ProviderFilter::default(), &all)
+                        .await?
+                        .items
+                        .into_iter()
+                        .map(|p| (p.id.to_string(), p.name.to_string())),
+                )
+                .collect(),
+            Options::Nodes => std::iter::once((String::new(), "—".to_owned()))
+                .chain(
+                    store
+                        .nodes()
+                        .list(&NodeFilter::default(), &all)
+                        .await?
+                        .items
+                        .into_iter()
+                        .map(|n| (n.id.to_string(), n.name.to_string())),
+                )
+                .collect(),
+            // Members choose among them too: their names say nothing of other members.
+            Options::BackupTargets => std::iter::once((String::new(), "—".to_owned()))
+                .chain(
+                    store
+                        .backup_targets()
+                        .list(&Default::default(), &all)
+                        .await?
+                        .items
+                        .into_iter()
+                        .map(|t| (t.id.to_string(), t.name.to_string())),
+                )
                 .collect(),
             Options::NodesOrAutomatic if limited_to.is_some() => {
                 vec![(String::new(), "—".to_owned())]

@@ -6,6 +6,7 @@
 mod addresses;
 mod agents;
 mod audit;
+mod backups;
 mod members;
 mod moves;
 mod records;
@@ -235,11 +236,13 @@ pub fn routes() -> Vec<Route> {
     members::api(&mut t);
     addresses::api(&mut t);
     moves::api(&mut t);
+    backups::api(&mut t);
 
     sign_in::pages(&mut t);
     records::pages(&mut t);
     audit::pages(&mut t);
     addresses::pages(&mut t);
     moves::pages(&mut t);
+    backups::pages(&mut t);
     t.0
 }

@@ -33,7 +33,7 @@ pub(super) fn api(t: &mut Table) {
 }
 
 /// The five API operations of a resource.
-fn resource_api<R: Resource>(t: &mut Table, read: Access, write: Access) {
+pub(super) fn resource_api<R: Resource>(t: &mut Table, read: Access, write: Access) {
     let (kind, plural) = (R::KIND, R::PLURAL);
     let collection = format!("/api/v1/{plural}");
     let item = format!("/api/v1/{plural}/{{id}}");
@@ -89,7 +89,7 @@ pub(super) fn pages(t: &mut Table) {
 }
 
 /// The pages of a resource: list and detail for `read`; create, edit and delete for `write`.
-fn resource_pages<R: PageResource>(t: &mut Table, read: Access, write: Access) {
+pub(super) fn resource_pages<R: PageResource>(t: &mut Table, read: Access, write: Access) {
     use pages::records as page;
     let plural = R::PLURAL;
     let id = |action: &str| format!("page_{plural}_{action}");

@@ -93,12 +93,14 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
     DesiredState {
         node_id: node,
         generation: desired.generation,
-        sites: desired.specs(),
+        sites: super::backups::with_backups(desired.specs(), &desired.sites, &desired.backups),
         purge_volumes,
         addresses: desired.addresses.clone(),
         input_filter: desired.input_filter.clone(),
         moves_out: moves.outgoing,
         moves_in: moves.incoming,
+        vault: desired.backups.vault.clone(),
+        restores: super::backups::restore_orders(&desired.backups),
     }
 }
 
@@ -256,6 +258,7 @@ impl Service {
                 {
                     self.open_env(site)?;
                 }
+                self.open_backup_keys(&mut desired.backups)?;
                 return Ok(assemble(node, &desired));
             }
             let recheck =
@@ -277,6 +280,7 @@ impl Service {
             .record_node_report(ctx, node, report, self.now())
             .await?;
         self.advance_address_moves(node, report).await;
+        self.record_backup_sizes(report).await;
         self.poke(Task::Forwardings);
         Ok(())
     }

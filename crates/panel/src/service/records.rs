@@ -1,15 +1,16 @@
-//! Providers, nodes, members and sites, whichever face of the panel asks: one validator per
+//! Providers, nodes, members, sites and backup targets, whichever face of the panel asks: one validator per
 //! resource whatever the verb, PATCH as a JSON Merge Patch with the version read, and a
 //! member reaching their own sites only.
 
 use std::collections::BTreeMap;
 
 use alveole_model::{
-    Member, MemberId, MemberInput, Node, NodeInput, Provider, ProviderInput, Role, Site, SiteInput,
-    SitePhase, ValidationErrors, Wildcard, merge_patch,
+    BackupTarget, BackupTargetInput, Member, MemberId, MemberInput, Node, NodeInput, Provider,
+    ProviderInput, Role, Site, SiteInput, SitePhase, ValidationErrors, Wildcard, merge_patch,
 };
 use alveole_store::{
-    AuditContext, MemberFilter, NodeFilter, Page, PageRequest, ProviderFilter, SiteFilter, Stored,
+    AuditContext, BackupTargetFilter, MemberFilter, NodeFilter, Page, PageRequest, ProviderFilter,
+    SiteFilter, Stored,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -56,6 +57,11 @@ pub trait Resource: Stored + Serialize + JsonSchema {
     fn only_owned_by(_filter: &mut Self::Filter, _member: MemberId) {}
     /// The owner an input names.
     fn input_owner(_input: &Self::Input) -> Option<MemberId> {
+        None
+    }
+    /// A site whose backup policy names targets needs its repository key (made after the
+    /// write, once the site has its id).
+    fn needs_backup_key(&self) -> Option<alveole_model::SiteId> {
         None
     }
 }
@@ -126,7 +132,16 @@ impl Service {
         let mut new = R::validate(input, None)?;
         R::check_with(&new, self)?;
         R::seal_secrets(&mut new, self)?;
-        Ok(R::records(self.store()).create(ctx, new).await?)
+        let created = R::records(self.store()).create(ctx, new).await?;
+        self.after_write(&created).await?;
+        Ok(created)
+    }
+
+    async fn after_write<R: Resource>(&self, item: &R) -> ApiResult<()> {
+        if let Some(site) = item.needs_backup_key() {
+            self.ensure_backup_key(site).await?;
+        }
+        Ok(())
     }
 
     /// Applies a JSON Merge Patch carrying the `version` the client read to the item's input
@@ -153,9 +168,11 @@ impl Service {
             return Ok(current);
         }
         R::seal_secrets(&mut new, self)?;
-        Ok(R::records(self.store())
+        let updated = R::records(self.store())
             .update(ctx, id, version, new)
-            .await?)
+            .await?;
+        self.after_write(&updated).await?;
+        Ok(updated)
     }
 
     pub async fn delete<R: Resource>(
@@ -389,5 +406,30 @@ impl Resource for Site {
     }
     fn input_owner(input: &SiteInput) -> Option<MemberId> {
         Some(input.owner_id)
+    }
+    fn needs_backup_key(&self) -> Option<alveole_model::SiteId> {
+        self.backup.is_on().then_some(self.id)
+    }
+}
+
+impl Resource for BackupTarget {
+    const PLURAL: &'static str = "backup-targets";
+    const FILTERS: &'static [(&'static str, &'static str)] = &[];
+    type Input = BackupTargetInput;
+
+    fn parse_filter(_: &BTreeMap<String, String>) -> Result<BackupTargetFilter, ValidationErrors> {
+        Ok(BackupTargetFilter)
+    }
+    fn validate(input: BackupTargetInput, _: Option<&Self>) -> Result<Self::New, ValidationErrors> {
+        input.validate()
+    }
+    fn to_input(&self) -> BackupTargetInput {
+        BackupTarget::to_input(self)
+    }
+    fn version(&self) -> i64 {
+        self.meta.version
+    }
+    fn same(a: &Self::New, b: &Self::New) -> bool {
+        a == b
     }
 }

@@ -66,6 +66,7 @@ impl Service {
             .reseal(ctx, |value| !value.starts_with(&current))
             .await?;
         self.reseal_id_tokens(&current).await?;
+        self.reseal_backup_keys(&current).await?;
         keyring.drop_old().map_err(unavailable)?;
         let change = Change {
             action: "secrets.rotate",

@@ -42,6 +42,23 @@ pub struct NodeDesired {
     pub endpoints: BTreeMap<NodeId, AgentEndpoints>,
     /// Sites whose volumes the node must remove (purged).
     pub purges: Vec<SiteId>,
+    pub backups: NodeBackups,
+}
+
+/// The backups part of a node's document.
+#[derive(Clone, Debug, Default)]
+pub struct NodeBackups {
+    /// Every target the node's sites and restores name, as nodes reach it.
+    pub targets: BTreeMap<alveole_model::BackupTargetId, alveole_model::backup::TargetEndpoint>,
+    /// Repository keys of its sites and of its restores' sources: sealed as stored (the
+    /// service opens them for the node's agent alone).
+    pub keys: BTreeMap<SiteId, String>,
+    /// Backups asked for now (by a member, after a move).
+    pub requested: BTreeMap<SiteId, DateTime<Utc>>,
+    /// The restores it carries out.
+    pub restores: Vec<alveole_model::backup::Restore>,
+    /// When it is a vault: the repositories it keeps, and who writes them.
+    pub vault: Option<alveole_model::backup::VaultSpec>,
 }
 
 impl NodeDesired {

@@ -4,6 +4,7 @@
 pub mod addresses;
 pub mod agents;
 pub mod audit;
+pub mod backups;
 pub mod fleet;
 pub mod identity;
 pub mod jobs;

@@ -1,13 +1,13 @@
-//! The four resources kept with audited create, update and delete, version checks and keyset
-//! lists: providers, nodes, members and sites. One generic trait, [`Records`], serves them
+//! The resources kept with audited create, update and delete, version checks and keyset
+//! lists: providers, nodes, members, sites and backup targets. One generic trait, [`Records`], serves them
 //! all; what differs between them is in [`Stored`] here and in `queries/<resource>.rs`.
 
 use std::fmt::Display;
 use std::str::FromStr;
 
 use alveole_model::{
-    Member, MemberId, NewMember, NewNode, NewProvider, NewSite, Node, NodeId, Provider, ProviderId,
-    Role, Site, SiteId, SitePhase,
+    BackupTarget, BackupTargetId, Member, MemberId, NewBackupTarget, NewMember, NewNode,
+    NewProvider, NewSite, Node, NodeId, Provider, ProviderId, Role, Site, SiteId, SitePhase,
 };
 use async_trait::async_trait;
 
@@ -28,6 +28,10 @@ pub struct PageRequest {
     pub after: Option<uuid::Uuid>,
     pub limit: u32,
 }
+
+/// Backup targets are few: listed whole.
+#[derive(Clone, Debug, Default)]
+pub struct BackupTargetFilter;
 
 #[derive(Clone, Debug, Default)]
 pub struct ProviderFilter {
@@ -116,3 +120,10 @@ stored!(
 stored!(Node, "node", NodeId, NewNode, NodeFilter);
 stored!(Member, "member", MemberId, NewMember, MemberFilter);
 stored!(Site, "site", SiteId, NewSite, SiteFilter);
+stored!(
+    BackupTarget,
+    "backup_target",
+    BackupTargetId,
+    NewBackupTarget,
+    BackupTargetFilter
+);

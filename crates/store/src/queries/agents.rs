@@ -41,6 +41,9 @@ async fn agent_event_changes(
             continue; // recorded already, or repeated within the report
         }
         last = event.seq;
+        if let (Some(site), Some(outcome)) = (event.site_id, &event.backup) {
+            super::backups::insert_run(&mut *conn, &run_of(site, node, outcome)).await?;
+        }
         let (target_kind, target_id) = match event.site_id {
             Some(site) => ("site", site.to_string()),
             None => ("node", node.to_string()),
@@ -61,6 +64,25 @@ async fn agent_event_changes(
             .await?;
     }
     Ok(changes)
+}
+
+fn run_of(
+    site: SiteId,
+    node: NodeId,
+    outcome: &alveole_model::backup::BackupOutcome,
+) -> alveole_model::backup::BackupRun {
+    alveole_model::backup::BackupRun {
+        site_id: site,
+        target_id: outcome.target_id,
+        node_id: node,
+        started_at: outcome.started_at,
+        duration_ms: outcome.duration_ms,
+        snapshot_id: outcome.snapshot_id.clone(),
+        files: outcome.files,
+        bytes_added: outcome.bytes_added,
+        bytes_total: outcome.bytes_total,
+        error: outcome.error.clone(),
+    }
 }
 
 #[async_trait]
@@ -86,6 +108,7 @@ impl AgentStore for SqlStore {
         let moving_sites = moving_sites(&mut tx, &moves).await?;
         let endpoints = endpoints_of(&mut tx, node, &moves, &moving_sites).await?;
         let purges = fetch_volume_purges(&mut *tx, node).await?;
+        let backups = super::backups::node_backups(&mut tx, node, &sites).await?;
         tx.commit().await?;
         Ok(NodeDesired {
             generation: count(generation),
@@ -97,6 +120,7 @@ impl AgentStore for SqlStore {
             moving_sites,
             endpoints,
             purges,
+            backups,
         })
     }
 
@@ -267,6 +291,14 @@ impl AgentStore for SqlStore {
             }
             changes.push(change);
             moved.push((site.id, phase));
+        }
+        for progress in &report.restores {
+            let now = tx.now;
+            if let Some(change) =
+                super::backups::advance_restore(tx.conn(), node, progress, now).await?
+            {
+                changes.push(change);
+            }
         }
         tx.commit_all(ctx, changes).await?;
         Ok(moved)

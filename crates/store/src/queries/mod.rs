@@ -7,6 +7,8 @@
 mod addresses;
 mod agents;
 mod audit;
+mod backup_targets;
+mod backups;
 mod identity;
 mod jobs;
 mod members;

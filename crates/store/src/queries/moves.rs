@@ -43,6 +43,19 @@ pub(super) async fn insert_site_move(
             "the site already runs on this node".into(),
         ));
     }
+    // Its backups stay away from its provider wherever it goes.
+    let places = super::backup_targets::target_places(tx.conn(), &moved.backup.targets).await?;
+    let to_provider: Uuid = sqlx::query_scalar("SELECT provider_id FROM nodes WHERE id = $1")
+        .bind(to.0)
+        .fetch_one(tx.conn())
+        .await?;
+    for place in &places {
+        if let Some((code, why)) =
+            alveole_model::backup::refuses_node(to, alveole_model::ProviderId(to_provider), place)
+        {
+            return Err(refused(code, format!("the site cannot move there: {why}")));
+        }
+    }
     // A site may move again while its last move forwards: once it switches, the earlier
     // source forwards to the new node (see the moves part of the desired state).
     let active: Option<Uuid> =
@@ -266,11 +279,15 @@ impl MoveStore for SqlStore {
         .bind(id.0)
         .execute(tx.conn())
         .await?;
-        sqlx::query("UPDATE sites SET node_id = $1 WHERE id = $2")
+        // A backup right after the move, from its new node (whose vaults now grant it).
+        sqlx::query("UPDATE sites SET node_id = $1, backup_requested_at = $2 WHERE id = $3")
             .bind(before.to_node.0)
+            .bind(switched_at)
             .bind(before.site_id.0)
             .execute(tx.conn())
             .await?;
+        let moved = fetch::<Site>(&mut tx, before.site_id).await?;
+        super::backup_targets::bump_vaults(&mut tx, &moved.backup.targets).await?;
         bump_generation(&mut tx, Some(before.from_node)).await?;
         bump_generation(&mut tx, Some(before.to_node)).await?;
         bump_earlier_forwarders(&mut tx, before.site_id).await?;
@@ -332,6 +349,8 @@ impl MoveStore for SqlStore {
                 .bind(before.site_id.0)
                 .execute(tx.conn())
                 .await?;
+            let moved = fetch::<Site>(&mut tx, before.site_id).await?;
+            super::backup_targets::bump_vaults(&mut tx, &moved.backup.targets).await?;
             bump_earlier_forwarders(&mut tx, before.site_id).await?;
         }
         let change = Change {

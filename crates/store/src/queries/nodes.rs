@@ -90,6 +90,9 @@ impl Audited for Node {
         let Some(before) = before else {
             return Ok(());
         };
+        if new.provider_id != before.provider_id {
+            super::backup_targets::check_node_provider(tx, before.id, new.provider_id).await?;
+        }
         let usage = fetch_node_usage(tx.conn()).await?;
         if let Some(usage) = usage.iter().find(|u| u.load.node_id == before.id) {
             let shrunk = NodeLoad {
@@ -122,10 +125,19 @@ impl Audited for Node {
             node.id.0,
         )
         .await?;
-        if sites.is_empty() {
+        if !sites.is_empty() {
+            return Err(in_use("node", "node.has_sites", "sites", &sites));
+        }
+        let targets = names_of(
+            tx.conn(),
+            "SELECT name FROM backup_targets WHERE node_id = $1 ORDER BY name",
+            node.id.0,
+        )
+        .await?;
+        if targets.is_empty() {
             Ok(())
         } else {
-            Err(in_use("node", "node.has_sites", "sites", &sites))
+            Err(in_use("node", "node.is_vault", "backup targets", &targets))
         }
     }
 }

@@ -65,6 +65,7 @@ impl Audited for Site {
             .push_bind(self.limit_tier.as_str())
             .push_bind(self.node_id.map(|n| n.0))
             .push_bind(self.phase.as_str())
+            .push_bind(Json(self.backup.clone()))
             .push_bind(self.meta.version)
             .push_bind(self.meta.created_at)
             .push_bind(self.meta.updated_at);
@@ -119,6 +120,9 @@ impl Audited for Site {
             });
         }
         place(tx, new, before).await?;
+        if let Some(node) = new.node_id {
+            super::backup_targets::check_site_placement(tx, node, &new.backup.targets).await?;
+        }
         let own_site = before.map(|s| s.id.0);
         let fields = std::iter::once("primary_domain".to_owned())
             .chain((0..new.aliases.len()).map(|i| format!("aliases[{i}]")));
@@ -143,6 +147,8 @@ impl Audited for Site {
         after: Option<&Self>,
     ) -> StoreResult<()> {
         if let Some(before) = before {
+            // Its vaults grant its node, or no longer do.
+            super::backup_targets::bump_vaults(tx, &before.backup.targets).await?;
             sqlx::query("DELETE FROM hostnames WHERE site_id = $1")
                 .bind(before.id.0)
                 .execute(tx.conn())
@@ -164,6 +170,10 @@ impl Audited for Site {
             }
             if before.is_none_or(|before| before.node_id != after.node_id) {
                 bump_generation(tx, after.node_id).await?;
+            }
+            if before.is_none_or(|before| before.backup.targets != after.backup.targets) {
+                super::backup_targets::write_site_targets(tx, after.id, &after.backup.targets)
+                    .await?;
             }
         }
         Ok(())

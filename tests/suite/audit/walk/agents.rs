@@ -67,10 +67,12 @@ pub(super) async fn agents_enrol_and_report(walk: &mut Walk<'_>, made: &Made) ->
             kind: alveole_model::AgentEventKind::DriftRepaired,
             site_id: Some(site_id),
             detail: "its container was missing: made again".into(),
+            backup: None,
         }],
         inventory: None,
         addresses: None,
         endpoints: None,
+        restores: vec![],
     };
     a.report(&report).await.unwrap();
     walk.expect(

@@ -268,6 +268,8 @@ mod tests {
             input_filter: None,
             moves_out: vec![],
             moves_in: vec![],
+            restores: vec![],
+            vault: None,
         }
     }
 

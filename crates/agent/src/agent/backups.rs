@@ -1,0 +1,437 @@
+//! Backups and restores on the node, one at a time beside the passes: each pass looks at the
+//! held document, and when nothing runs, starts the restore it asks for, else the most
+//! overdue backup. A backup runs the site's hook, then copies its volume to each target (a
+//! vault over the agents' mutual TLS, or a REST server); each outcome goes to the outbox (the
+//! panel records it, audited). A whole restore keeps the site stopped while it writes (the
+//! passes see `stopped_sites`). What began and ended is kept in `backups.json`, so that a
+//! restarted agent neither backs everything up at once nor restores twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use alveole_model::backup::{
+    BackupOutcome, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress, SiteBackupSpec,
+    TargetEndpoint,
+};
+use alveole_model::{Clock, DesiredState, RestoreId, SiteId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::backup::progress::ByteProgress;
+use crate::backup::{RestBackend, RestoreWhat, back_up_site, restore_into, schedule};
+use crate::control::files::StateFiles;
+use crate::control::outbox::Outbox;
+use crate::engine::runtime::{MoveRuntime, Naming};
+use crate::moves::peer::PeerIdentity;
+
+const JOURNAL: &str = "backups.json";
+
+/// What began and ended, kept across restarts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    /// When each site's last backup began here.
+    started: BTreeMap<SiteId, DateTime<Utc>>,
+    /// Restores that ended, reported until the panel stops asking for them.
+    ended: BTreeMap<RestoreId, RestoreProgress>,
+}
+
+/// The job under way.
+enum Job {
+    Backup,
+    Restore {
+        id: RestoreId,
+        site: SiteId,
+        whole: bool,
+        progress: ByteProgress,
+    },
+}
+
+pub(super) struct Backups<R> {
+    shared: Arc<Shared<R>>,
+    running: Option<(Job, JoinHandle<()>)>,
+}
+
+/// What a job needs, shared with its task.
+struct Shared<R> {
+    runtime: Arc<R>,
+    naming: Naming,
+    identity: PeerIdentity,
+    files: Arc<dyn StateFiles>,
+    outbox: Arc<Mutex<Outbox>>,
+    clock: Arc<dyn Clock>,
+    journal: Mutex<Journal>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<R: MoveRuntime + 'static> Backups<R> {
+    pub(super) fn new(
+        runtime: Arc<R>,
+        naming: Naming,
+        identity: PeerIdentity,
+        files: Arc<dyn StateFiles>,
+        outbox: Arc<Mutex<Outbox>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let journal = match files.read(JOURNAL) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::error!(%error, "the backups journal is unreadable; starting a new one");
+                let _ = files.set_aside(JOURNAL, "backups.json.unreadable");
+                Journal::default()
+            }),
+            _ => Journal::default(),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                runtime,
+                naming,
+                identity,
+                files,
+                outbox,
+                clock,
+                journal: Mutex::new(journal),
+            }),
+            running: None,
+        }
+    }
+
+    /// Looks at the held document: forgets restores it no longer asks for, and when nothing
+    /// runs, starts the restore it asks for, else the most overdue backup.
+    pub(super) fn tick(&mut self, held: &DesiredState) {
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|(_, task)| task.is_finished())
+        {
+            self.running = None;
+        }
+        {
+            let mut journal = lock(&self.shared.journal);
+            let asked: BTreeSet<RestoreId> = held.restores.iter().map(|r| r.id).collect();
+            let before = journal.ended.len();
+            journal.ended.retain(|id, _| asked.contains(id));
+            if journal.ended.len() != before {
+                self.shared.save(&journal);
+            }
+        }
+        if self.running.is_some() {
+            return;
+        }
+        if let Some(order) = self.next_restore(held) {
+            let progress = ByteProgress::default();
+            let job = Job::Restore {
+                id: order.id,
+                site: order.site_id,
+                whole: order.paths.is_empty(),
+                progress: progress.clone(),
+            };
+            let shared = self.shared.clone();
+            let task = tokio::spawn(async move { shared.restore(order, progress).await });
+            self.running = Some((job, task));
+            return;
+        }
+        if let Some((site, spec)) = self.next_backup(held) {
+            let shared = self.shared.clone();
+            let running = held.sites.iter().any(|s| s.site_id == site && s.run);
+            let task = tokio::spawn(async move { shared.back_up(site, spec, running).await });
+            self.running = Some((Job::Backup, task));
+        }
+    }
+
+    fn next_restore(&self, held: &DesiredState) -> Option<RestoreOrder> {
+        let journal = lock(&self.shared.journal);
+        held.restores
+            .iter()
+            .find(|order| {
+                !journal.ended.contains_key(&order.id)
+                    && held.sites.iter().any(|s| s.site_id == order.site_id)
+            })
+            .cloned()
+    }
+
+    /// The due site whose backup is the most overdue.
+    fn next_backup(&self, held: &DesiredState) -> Option<(SiteId, SiteBackupSpec)> {
+        let now = self.shared.clock.now();
+        let journal = lock(&self.shared.journal);
+        held.sites
+            .iter()
+            .filter_map(|site| Some((site.site_id, site.backup.clone()?)))
+            .filter(|(site, spec)| {
+                !spec.targets.is_empty()
+                    && schedule::due(
+                        *site,
+                        spec.every_minutes,
+                        journal.started.get(site).copied(),
+                        spec.requested_at,
+                        now,
+                    )
+            })
+            .min_by_key(|(site, _)| journal.started.get(site).copied())
+    }
+
+    /// Sites a whole restore keeps stopped.
+    pub(super) fn stopped_sites(&self) -> BTreeSet<SiteId> {
+        match &self.running {
+            Some((
+                Job::Restore {
+                    site, whole: true, ..
+                },
+                task,
+            )) if !task.is_finished() => BTreeSet::from([*site]),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// How far each restore the held document asks for is.
+    pub(super) fn progress(&self, held: &DesiredState) -> Vec<RestoreProgress> {
+        let journal = lock(&self.shared.journal);
+        held.restores
+            .iter()
+            .filter_map(|order| {
+                if let Some(ended) = journal.ended.get(&order.id) {
+                    return Some(ended.clone());
+                }
+                match &self.running {
+                    Some((Job::Restore { id, progress, .. }, _)) if *id == order.id => {
+                        Some(RestoreProgress {
+                            id: *id,
+                            bytes_done: progress.done(),
+                            bytes_total: progress.total(),
+                            finished: None,
+                        })
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+impl<R: MoveRuntime + 'static> Shared<R> {
+    fn save(&self, journal: &Journal) {
+        let text = serde_json::to_vec(journal).unwrap_or_default();
+        if let Err(error) = self.files.write(JOURNAL, &text) {
+            tracing::warn!(%error, "could not keep the backups journal");
+        }
+    }
+
+    /// The repository `name` at `target`, through the agent's own client.
+    fn backend(&self, target: &TargetEndpoint, repository: &str) -> Result<RestBackend, String> {
+        let (http, base) = match &target.endpoint {
+            Endpoint::Vault { node_id, peer } => {
+                let at = peer.ok_or_else(|| {
+                    format!(
+                        "the vault {} has not said where it listens yet",
+                        target.name
+                    )
+                })?;
+                let (http, base) = self
+                    .identity
+                    .http_client(*node_id, at)
+                    .map_err(|e| format!("no client for the vault {}: {e}", target.name))?;
+                (http, format!("{base}/vault/"))
+            }
+            Endpoint::Rest { url } => (
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                url.clone(),
+            ),
+        };
+        Ok(RestBackend::new(
+            http,
+            format!("{base}{repository}/"),
+            tokio::runtime::Handle::current(),
+        ))
+    }
+
+    /// Runs the site's hook, then backs its volume up to each target.
+    async fn back_up(self: Arc<Self>, site: SiteId, spec: SiteBackupSpec, running: bool) {
+        let began = self.clock.now();
+        {
+            let mut journal = lock(&self.journal);
+            journal.started.insert(site, began);
+            self.save(&journal);
+        }
+        let prepared = self.prepare(site, &spec, running).await;
+        for target in &spec.targets {
+            let started_at = self.clock.now();
+            let clock = tokio::time::Instant::now();
+            let result = match &prepared {
+                Ok(volume) => self.copy(target, &spec, volume).await,
+                Err(error) => Err(error.clone()),
+            };
+            let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let outcome = match result {
+                Ok(backed) => {
+                    tracing::info!(%site, target = %target.name, snapshot = %backed.snapshot_id, "backed up");
+                    BackupOutcome {
+                        target_id: target.target_id,
+                        started_at,
+                        duration_ms,
+                        snapshot_id: Some(backed.snapshot_id),
+                        files: backed.files,
+                        bytes_added: backed.bytes_added,
+                        bytes_total: backed.bytes_total,
+                        error: None,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%site, target = %target.name, %error, "backup failed");
+                    BackupOutcome {
+                        target_id: target.target_id,
+                        started_at,
+                        duration_ms,
+                        snapshot_id: None,
+                        files: 0,
+                        bytes_added: 0,
+                        bytes_total: 0,
+                        error: Some(error),
+                    }
+                }
+            };
+            if let Err(error) = lock(&self.outbox).push_backup(site, outcome, self.clock.now()) {
+                tracing::warn!(error = %crate::describe(&error), "could not record the backup");
+            }
+        }
+        if let (Ok(volume), Some(hook)) = (&prepared, &spec.hook) {
+            let _ = std::fs::remove_file(hook_file(volume, &hook.name));
+        }
+    }
+
+    /// The site's volume, with its hook's output in `/.alveole/hooks/<name>` when it has one.
+    async fn prepare(
+        &self,
+        site: SiteId,
+        spec: &SiteBackupSpec,
+        running: bool,
+    ) -> Result<std::path::PathBuf, String> {
+        let volume = self
+            .runtime
+            .volume_path(&self.naming, site)
+            .await
+            .map_err(|e| format!("the site's volume: {}", crate::describe(&e)))?;
+        let Some(hook) = &spec.hook else {
+            return Ok(volume);
+        };
+        if !running {
+            return Err(format!(
+                "the hook {} cannot run: the site is stopped",
+                hook.name
+            ));
+        }
+        let output = hook_file(&volume, &hook.name);
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("the hook's folder: {e}"))?;
+        }
+        let container = self.naming.container(site);
+        let ran = tokio::time::timeout(
+            Duration::from_secs(u64::from(hook.timeout_seconds)),
+            self.runtime
+                .exec_to_file(&container, &hook.command, &output),
+        )
+        .await;
+        match ran {
+            Err(_) => Err(format!(
+                "the hook {} did not end within {} s",
+                hook.name, hook.timeout_seconds
+            )),
+            Ok(Err(error)) => Err(format!(
+                "the hook {} could not run: {}",
+                hook.name,
+                crate::describe(&error)
+            )),
+            Ok(Ok(outcome)) if outcome.exit_code != 0 => Err(format!(
+                "the hook {} exited with {}: {}",
+                hook.name, outcome.exit_code, outcome.stderr_tail
+            )),
+            Ok(Ok(_)) => Ok(volume),
+        }
+    }
+
+    async fn copy(
+        &self,
+        target: &TargetEndpoint,
+        spec: &SiteBackupSpec,
+        volume: &Path,
+    ) -> Result<crate::backup::Backed, String> {
+        let backend = self.backend(target, &spec.repository)?;
+        let (password, volume, host) = (
+            spec.password.0.clone(),
+            volume.to_path_buf(),
+            spec.repository.clone(),
+        );
+        tokio::task::spawn_blocking(move || back_up_site(backend, &password, &volume, &host))
+            .await
+            .map_err(|e| format!("the backup stopped: {e}"))?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Restores a snapshot into the site's volume (a whole one with the site stopped).
+    async fn restore(self: Arc<Self>, order: RestoreOrder, progress: ByteProgress) {
+        let result = self.restoring(&order, &progress).await;
+        let finished = match result {
+            Ok(snapshot_id) => {
+                tracing::info!(site = %order.site_id, restore = %order.id, %snapshot_id, "restored");
+                RestoreEnd::Restored { snapshot_id }
+            }
+            Err(error) => {
+                tracing::warn!(site = %order.site_id, restore = %order.id, %error, "restore failed");
+                RestoreEnd::Failed { error }
+            }
+        };
+        let mut journal = lock(&self.journal);
+        journal.ended.insert(
+            order.id,
+            RestoreProgress {
+                id: order.id,
+                bytes_done: progress.done(),
+                bytes_total: progress.total(),
+                finished: Some(finished),
+            },
+        );
+        self.save(&journal);
+    }
+
+    async fn restoring(
+        &self,
+        order: &RestoreOrder,
+        progress: &ByteProgress,
+    ) -> Result<String, String> {
+        let backend = self.backend(&order.target, &order.repository)?;
+        let volume = self
+            .runtime
+            .volume_path(&self.naming, order.site_id)
+            .await
+            .map_err(|e| format!("the site's volume: {}", crate::describe(&e)))?;
+        if order.paths.is_empty() {
+            // The passes keep it stopped from now on; stop it at once, before writing.
+            let container = self.naming.container(order.site_id);
+            if let Err(error) = self.runtime.stop(&container).await {
+                tracing::debug!(error = %crate::describe(&error), "the site was not running");
+            }
+        }
+        let what = RestoreWhat {
+            snapshot: order.snapshot.clone(),
+            paths: order.paths.clone(),
+        };
+        let (password, progress) = (order.password.0.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            restore_into(backend, &password, &what, &volume, &progress)
+        })
+        .await
+        .map_err(|e| format!("the restore stopped: {e}"))?
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn hook_file(volume: &Path, name: &str) -> std::path::PathBuf {
+    volume.join(".alveole/hooks").join(name)
+}

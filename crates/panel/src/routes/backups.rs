@@ -1,0 +1,63 @@
+//! Backups: targets (a resource, admins'), a site's backups and restores (its owner's).
+
+use alveole_model::BackupTarget;
+use alveole_model::backup::{Restore, RestoreInput};
+
+use super::{Access, Get, Post, Table};
+use crate::api::backups::{self, BackupRequested};
+use crate::service::backups::SiteBackups;
+
+pub(super) fn api(t: &mut Table) {
+    super::records::resource_api::<BackupTarget>(t, Access::Read, Access::Admin);
+    t.api(Get, "/api/v1/sites/{id}/backups", backups::of_site)
+        .named(
+            "get_site_backups",
+            "A site's backups: each target of its policy with its newest snapshot, its \
+             data-loss window (the age of its newest snapshot), its latest backups and restores",
+        )
+        .access(Access::Owner)
+        .returns::<SiteBackups>(200)
+        .errors(&[400, 401, 404]);
+    t.api(Post, "/api/v1/sites/{id}/backups", backups::back_up_now)
+        .named(
+            "back_up_site",
+            "Asks the site's node to back it up now, to each target of its policy",
+        )
+        .access(Access::Owner)
+        .returns::<BackupRequested>(202)
+        .errors(&[400, 401, 404, 409]);
+    t.api(Post, "/api/v1/sites/{id}/restores", backups::restore)
+        .named(
+            "restore_site",
+            "Restores a snapshot of the site (the newest by default) from one of its targets: \
+             whole (the site is stopped, and its volume then holds exactly the snapshot) or \
+             some files and folders (over what is there), into the site itself or into another \
+             site of yours, on whatever node and provider that site is",
+        )
+        .access(Access::Owner)
+        .takes::<RestoreInput>()
+        .returns::<Restore>(202)
+        .errors(&[400, 401, 404, 409]);
+    t.api(Get, "/api/v1/restores/{id}", backups::get_restore)
+        .named(
+            "get_restore",
+            "A restore: its state and progress (bytes restored of the snapshot's total)",
+        )
+        .access(Access::Owner)
+        .returns::<Restore>(200)
+        .errors(&[400, 401, 404]);
+}
+
+pub(super) fn pages(t: &mut Table) {
+    super::records::resource_pages::<BackupTarget>(t, Access::Read, Access::Admin);
+    t.page(
+        Post,
+        "/sites/{id}/backup",
+        crate::pages::backups::back_up_now,
+    )
+    .named("page_sites_backup", "")
+    .access(Access::Owner);
+    t.page(Post, "/sites/{id}/restore", crate::pages::backups::restore)
+        .named("page_sites_restore", "")
+        .access(Access::Owner);
+}

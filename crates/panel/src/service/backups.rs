@@ -1,0 +1,345 @@
+//! Backups: each site's repository key (made when its policy first names a target, sealed),
+//! backups asked for now, what the site's page and the API show of them, restores, and the
+//! backups part of a node's document.
+
+use std::collections::BTreeMap;
+
+use alveole_model::backup::{
+    BackupRun, Restore, RestoreInput, RestoreOrder, SiteBackupSpec, WireSecret,
+};
+use alveole_model::series::SeriesName;
+use alveole_model::{BackupTargetId, MemberId, RestoreId, Site, SiteId, SiteSpec};
+use alveole_store::{AuditContext, NodeBackups, RestoreRequest, StoreError};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::Service;
+use crate::error::{ApiError, ApiResult};
+
+/// A site's backups as its page and the API show them.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SiteBackups {
+    pub site_id: SiteId,
+    /// Each target of its policy, with its newest snapshot.
+    pub targets: Vec<TargetBackups>,
+    /// The age of its newest snapshot at any target, in seconds (its data-loss window); none
+    /// before its first backup.
+    pub window_seconds: Option<i64>,
+    pub requested_at: Option<DateTime<Utc>>,
+    /// The latest backups, newest first.
+    pub runs: Vec<BackupRun>,
+    /// The latest restores into the site, newest first.
+    pub restores: Vec<Restore>,
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct TargetBackups {
+    pub target_id: BackupTargetId,
+    pub name: String,
+    pub newest: Option<BackupRun>,
+}
+
+/// A repository key: 32 random bytes, hex (restic's password).
+fn new_repository_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The series of a site's data-loss window (seconds) and of its backups' sizes (bytes).
+pub fn window_series(site: SiteId) -> Option<SeriesName> {
+    SeriesName::parse(&format!("site.{site}.backup_window_seconds")).ok()
+}
+
+pub fn size_series(site: SiteId) -> Option<SeriesName> {
+    SeriesName::parse(&format!("site.{site}.backup_bytes")).ok()
+}
+
+impl Service {
+    /// Makes the site's repository key unless it has one (sealed with the secrets key).
+    pub(crate) async fn ensure_backup_key(&self, site: SiteId) -> ApiResult<()> {
+        let sealed = self
+            .config()
+            .secrets
+            .seal(&new_repository_key())
+            .map_err(|error| {
+                tracing::error!(%error, "secrets key");
+                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
+            })?;
+        self.store().ensure_backup_key(site, &sealed).await?;
+        self.tell_nodes();
+        Ok(())
+    }
+
+    /// Keys for sites whose policy names targets and that have none (a write cut short
+    /// between the policy and its key): how many were made.
+    pub async fn make_missing_backup_keys(&self) -> ApiResult<usize> {
+        let missing = self.store().sites_without_backup_key().await?;
+        for site in &missing {
+            self.ensure_backup_key(*site).await?;
+        }
+        Ok(missing.len())
+    }
+
+    /// Asks the site's node to back it up now.
+    pub async fn request_backup(
+        &self,
+        ctx: &AuditContext,
+        limited_to: Option<MemberId>,
+        site: SiteId,
+    ) -> ApiResult<DateTime<Utc>> {
+        self.get::<Site>(limited_to, site).await?;
+        let at = self.store().request_backup(ctx, site).await?;
+        self.tell_nodes();
+        Ok(at)
+    }
+
+    pub async fn site_backups(
+        &self,
+        limited_to: Option<MemberId>,
+        id: SiteId,
+    ) -> ApiResult<SiteBackups> {
+        let site = self.get::<Site>(limited_to, id).await?;
+        let runs = self.store().backup_runs(id, 20).await?;
+        let newest = self.store().latest_snapshots().await?;
+        let places = self.store().target_places(&site.backup.targets).await?;
+        let targets: Vec<TargetBackups> = places
+            .into_iter()
+            .map(|place| TargetBackups {
+                target_id: place.id,
+                name: place.name,
+                newest: newest
+                    .iter()
+                    .find(|r| r.site_id == id && r.target_id == place.id)
+                    .cloned(),
+            })
+            .collect();
+        let window_seconds = targets
+            .iter()
+            .filter_map(|t| t.newest.as_ref())
+            .map(|run| (self.now() - run.started_at).num_seconds().max(0))
+            .min();
+        let requested_at = self
+            .store()
+            .desired_state(site.node_id.ok_or(ApiError::NotFound("site"))?)
+            .await
+            .ok()
+            .and_then(|d| d.backups.requested.get(&id).copied());
+        Ok(SiteBackups {
+            site_id: id,
+            targets,
+            window_seconds,
+            requested_at,
+            runs,
+            restores: self.store().restores_into(id, 10).await?,
+        })
+    }
+
+    /// Restores a backup of `source` into it, or into the site the input names (which the
+    /// caller must reach too), on that site's node.
+    pub async fn start_restore(
+        &self,
+        ctx: &AuditContext,
+        limited_to: Option<MemberId>,
+        source: SiteId,
+        input: RestoreInput,
+    ) -> ApiResult<Restore> {
+        let new = input.validate()?;
+        let site = self.get::<Site>(limited_to, source).await?;
+        let target_id = match new.target_id {
+            Some(target) if site.backup.targets.contains(&target) => target,
+            Some(_) => {
+                return Err(ApiError::field(
+                    "target_id",
+                    "restore.not_a_target",
+                    "the site does not back up to this target",
+                ));
+            }
+            None => *site.backup.targets.first().ok_or_else(|| {
+                ApiError::field(
+                    "target_id",
+                    "backup.off",
+                    "the site has no backup target to restore from",
+                )
+            })?,
+        };
+        let into = match new.into_site_id {
+            Some(other) if other != source => {
+                self.get::<Site>(limited_to, other)
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::NotFound(_) => ApiError::field(
+                            "into_site_id",
+                            "site.unknown",
+                            "no site of yours has this id",
+                        ),
+                        other => other,
+                    })?
+                    .id
+            }
+            _ => source,
+        };
+        let restore = self
+            .store()
+            .create_restore(
+                ctx,
+                RestoreRequest {
+                    site_id: into,
+                    source_site_id: source,
+                    target_id,
+                    snapshot: new.snapshot,
+                    paths: new.paths,
+                },
+            )
+            .await?;
+        self.tell_nodes();
+        Ok(restore)
+    }
+
+    /// A restore, for whoever reaches the site it restores into.
+    pub async fn get_restore(
+        &self,
+        limited_to: Option<MemberId>,
+        id: RestoreId,
+    ) -> ApiResult<Restore> {
+        let restore = self.store().restore(id).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => ApiError::NotFound("restore"),
+            other => other.into(),
+        })?;
+        self.get::<Site>(limited_to, restore.site_id)
+            .await
+            .map_err(|_| ApiError::NotFound("restore"))?;
+        Ok(restore)
+    }
+
+    /// Records each site's data-loss window now (the age of its newest snapshot), for its
+    /// plot: how many sites.
+    pub async fn record_backup_windows(&self) -> ApiResult<usize> {
+        let now = self.now();
+        let mut newest: BTreeMap<SiteId, DateTime<Utc>> = BTreeMap::new();
+        for run in self.store().latest_snapshots().await? {
+            let at = newest.entry(run.site_id).or_insert(run.started_at);
+            *at = (*at).max(run.started_at);
+        }
+        for (site, at) in &newest {
+            if let Some(series) = window_series(*site) {
+                let age = (now - *at).num_seconds().max(0) as f64;
+                self.store().record(&series, now, age).await?;
+            }
+        }
+        Ok(newest.len())
+    }
+
+    /// Records a backup's size when its node reports it.
+    pub(crate) async fn record_backup_sizes(&self, report: &alveole_model::NodeReport) {
+        for event in &report.events {
+            let (Some(site), Some(outcome)) = (event.site_id, &event.backup) else {
+                continue;
+            };
+            if outcome.snapshot_id.is_none() {
+                continue;
+            }
+            if let Some(series) = size_series(site) {
+                let at = outcome.started_at;
+                if let Err(error) = self
+                    .store()
+                    .record(&series, at, outcome.bytes_total as f64)
+                    .await
+                {
+                    tracing::warn!(%site, %error, "the backup's size was not recorded");
+                }
+            }
+        }
+    }
+
+    /// Opens the repository keys of a node's document, for its agent alone.
+    pub(crate) fn open_backup_keys(&self, backups: &mut NodeBackups) -> ApiResult<()> {
+        let keyring = &self.config().secrets;
+        for (site, key) in backups.keys.iter_mut() {
+            *key = keyring.open(key).map_err(|error| {
+                tracing::error!(%site, %error, "a repository key does not open");
+                ApiError::Unavailable("the panel cannot open a repository key: see the log")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The repository keys sealed again with the current key (`current` is its prefix).
+    pub(crate) async fn reseal_backup_keys(&self, current: &str) -> ApiResult<()> {
+        let keyring = &self.config().secrets;
+        let mut resealed = Vec::new();
+        for (site, sealed) in self.store().backup_keys().await? {
+            if sealed.starts_with(current) {
+                continue;
+            }
+            let plain = keyring.open(&sealed).map_err(|error| {
+                tracing::error!(%site, %error, "a repository key does not open");
+                ApiError::Unavailable("the panel cannot open a repository key: see the log")
+            })?;
+            let again = keyring.seal(&plain).map_err(|error| {
+                tracing::error!(%error, "secrets key");
+                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
+            })?;
+            resealed.push((site, again));
+        }
+        self.store().reseal_backup_keys(&resealed).await?;
+        Ok(())
+    }
+}
+
+/// The site's backups as its node runs them (with its opened key), when its policy names
+/// targets and its key exists.
+pub(crate) fn backup_spec(site: &Site, backups: &NodeBackups) -> Option<SiteBackupSpec> {
+    if !site.backup.is_on() {
+        return None;
+    }
+    let password = backups.keys.get(&site.id)?;
+    Some(SiteBackupSpec {
+        repository: site.id.to_string(),
+        password: WireSecret(password.clone()),
+        every_minutes: site.backup.every_minutes,
+        hook: site.backup.hook.clone(),
+        targets: site
+            .backup
+            .targets
+            .iter()
+            .filter_map(|t| backups.targets.get(t).cloned())
+            .collect(),
+        requested_at: backups.requested.get(&site.id).copied(),
+    })
+}
+
+/// The restores a node carries out, with their sources' opened keys.
+pub(crate) fn restore_orders(backups: &NodeBackups) -> Vec<RestoreOrder> {
+    backups
+        .restores
+        .iter()
+        .filter_map(|restore| {
+            Some(RestoreOrder {
+                id: restore.id,
+                site_id: restore.site_id,
+                repository: restore.source_site_id.to_string(),
+                password: WireSecret(backups.keys.get(&restore.source_site_id)?.clone()),
+                target: backups.targets.get(&restore.target_id)?.clone(),
+                snapshot: restore.snapshot.clone(),
+                paths: restore.paths.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Fills in the backups part of each site spec.
+pub(crate) fn with_backups(
+    mut specs: Vec<SiteSpec>,
+    sites: &[Site],
+    backups: &NodeBackups,
+) -> Vec<SiteSpec> {
+    for spec in &mut specs {
+        if let Some(site) = sites.iter().find(|s| s.id == spec.site_id) {
+            spec.backup = backup_spec(site, backups);
+        }
+    }
+    specs
+}

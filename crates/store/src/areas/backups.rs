@@ -1,0 +1,51 @@
+//! Backups: the sites' repository keys (sealed by the panel), what nodes said of each backup,
+//! restores, and where each target keeps its copies (for the placement rule).
+
+use alveole_model::backup::{BackupRun, Restore, TargetPlace};
+use alveole_model::{BackupTargetId, RestoreId, SiteId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{AuditContext, StoreResult};
+
+/// A restore to record: where from, into which site, by which node.
+#[derive(Clone, Debug)]
+pub struct RestoreRequest {
+    pub site_id: SiteId,
+    pub source_site_id: SiteId,
+    pub target_id: BackupTargetId,
+    pub snapshot: Option<String>,
+    pub paths: Vec<String>,
+}
+
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    /// Keeps `sealed` as the site's repository key unless it has one: the key it keeps.
+    async fn ensure_backup_key(&self, site: SiteId, sealed: &str) -> StoreResult<String>;
+    /// Every site's sealed key (a rotation reseals them).
+    async fn backup_keys(&self) -> StoreResult<Vec<(SiteId, String)>>;
+    /// Replaces sealed keys (a rotation of the secrets key), in one transaction.
+    async fn reseal_backup_keys(&self, keys: &[(SiteId, String)]) -> StoreResult<()>;
+    /// Sites whose policy names targets but that have no key yet.
+    async fn sites_without_backup_key(&self) -> StoreResult<Vec<SiteId>>;
+    /// Asks the site's node for a backup now (audited): the time asked.
+    async fn request_backup(&self, ctx: &AuditContext, site: SiteId) -> StoreResult<DateTime<Utc>>;
+    /// The site's latest backups, newest first.
+    async fn backup_runs(&self, site: SiteId, limit: u32) -> StoreResult<Vec<BackupRun>>;
+    /// Each site's newest successful backup at each of its targets.
+    async fn latest_snapshots(&self) -> StoreResult<Vec<BackupRun>>;
+    /// Where targets keep their copies (a vault's provider is its node's), in the order
+    /// asked; an unknown target is left out.
+    async fn target_places(&self, targets: &[BackupTargetId]) -> StoreResult<Vec<TargetPlace>>;
+    /// Records a restore (audited) and tells the receiving site's node.
+    async fn create_restore(
+        &self,
+        ctx: &AuditContext,
+        request: RestoreRequest,
+    ) -> StoreResult<Restore>;
+    async fn restore(&self, id: RestoreId) -> StoreResult<Restore>;
+    /// The restores into a site, newest first.
+    async fn restores_into(&self, site: SiteId, limit: u32) -> StoreResult<Vec<Restore>>;
+    /// Forgets runs older than `before` (each target's newest success is kept).
+    async fn remove_old_backup_runs(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
