@@ -16,6 +16,7 @@ use alveole_tests::docker::{NodeCleanup, docker};
 use alveole_tests::{TEST_IMAGE, ensure_test_image, hello_command};
 
 mod agent;
+mod backups;
 mod engine;
 mod local;
 mod moves;

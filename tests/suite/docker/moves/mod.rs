@@ -34,9 +34,9 @@ fn site_command() -> Vec<String> {
 const APPEND_SCRIPT: &str = "#!/bin/sh\necho \"$QUERY_STRING\" >> /data/log.txt\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok %s\\n' \"$QUERY_STRING\"\n";
 
 /// One node's agent, as a process would run it; `kill` stops it at once.
-struct RunningAgent {
-    ingress: SocketAddr,
-    peer: SocketAddr,
+pub(super) struct RunningAgent {
+    pub(super) ingress: SocketAddr,
+    pub(super) peer: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -54,14 +54,14 @@ impl Drop for RunningAgent {
     }
 }
 
-struct NodeSetup {
-    id: NodeId,
+pub(super) struct NodeSetup {
+    pub(super) id: NodeId,
     credential: alveole_agent::control::identity::Credential,
-    state_dir: tempfile::TempDir,
+    pub(super) state_dir: tempfile::TempDir,
 }
 
 /// Starts `node`'s agent on the given addresses (port 0: any).
-async fn start_agent(
+pub(super) async fn start_agent(
     panel: &TestPanel,
     node: &NodeSetup,
     ingress: SocketAddr,
@@ -110,7 +110,7 @@ async fn start_agent(
     }
 }
 
-async fn enrolled(panel: &TestPanel, node: &str) -> NodeSetup {
+pub(super) async fn enrolled(panel: &TestPanel, node: &str) -> NodeSetup {
     NodeSetup {
         id: node.parse().unwrap(),
         credential: panel.enrol(node).await,
@@ -144,7 +144,11 @@ async fn two_nodes(panel: &TestPanel) -> (NodeSetup, NodeSetup, String) {
 }
 
 /// Waits (bounded) until `done` gives a value, checking every 50 ms.
-async fn wait_for<T>(what: &str, within: Duration, mut done: impl AsyncFnMut() -> Option<T>) -> T {
+pub(super) async fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut done: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = done().await {
@@ -155,7 +159,11 @@ async fn wait_for<T>(what: &str, within: Duration, mut done: impl AsyncFnMut() -
     }
 }
 
-async fn get_through(ingress: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+pub(super) async fn get_through(
+    ingress: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Option<(u16, String)> {
     let response = reqwest::Client::new()
         .get(format!("http://{ingress}{path}"))
         .header("host", host)
@@ -166,7 +174,7 @@ async fn get_through(ingress: SocketAddr, host: &str, path: &str) -> Option<(u16
     Some((response.status().as_u16(), response.text().await.ok()?))
 }
 
-fn volume_dir(node: NodeId, site: &str) -> PathBuf {
+pub(super) fn volume_dir(node: NodeId, site: &str) -> PathBuf {
     let name = Naming { node_id: node }.volume(site.parse().unwrap());
     PathBuf::from(docker(&[
         "volume",
@@ -306,7 +314,7 @@ fn spawn_traffic(
 }
 
 /// Waits until `node`'s agent has told the panel where other agents reach it.
-async fn reported(panel: &TestPanel, node: NodeId) {
+pub(super) async fn reported(panel: &TestPanel, node: NodeId) {
     wait_for(
         "the node's first report",
         Duration::from_secs(30),
@@ -320,7 +328,12 @@ async fn reported(panel: &TestPanel, node: NodeId) {
     .await;
 }
 
-async fn create_site(panel: &TestPanel, member: &str, node: NodeId, host: &str) -> String {
+pub(super) async fn create_site(
+    panel: &TestPanel,
+    member: &str,
+    node: NodeId,
+    host: &str,
+) -> String {
     let site = json!({
         "owner_id": member, "primary_domain": host, "image": TEST_IMAGE,
         "command": site_command(), "node_id": node,
