@@ -651,7 +651,10 @@ async fn pages_answer_members_and_auditors_by_their_role() {
 }
 
 /// A signed-in admin's page session: its cookie and the CSRF token its forms carry.
-async fn admin_page_session(panel: &TestPanel, browser: &reqwest::Client) -> (String, String) {
+pub(crate) async fn admin_page_session(
+    panel: &TestPanel,
+    browser: &reqwest::Client,
+) -> (String, String) {
     let login = browser
         .post(format!("{}/login", panel.base))
         .form(&[("token", panel.token.as_str())])

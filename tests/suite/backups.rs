@@ -415,3 +415,117 @@ async fn keys_grants_backups_and_restores_reach_only_the_nodes_that_need_them() 
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn the_site_page_refuses_a_policy_that_breaks_the_rule_and_shows_the_backups() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let f = fleet(&panel).await;
+    let (status, created) = panel
+        .post(
+            "/api/v1/sites",
+            with_backups(&f.member, "page.example.org", &[&f.vault], &f.node),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, csrf) = crate::authorization::admin_page_session(&panel, &browser).await;
+    let base = panel.base.clone();
+    let page = |path: String| {
+        let (browser, cookie, base) = (browser.clone(), cookie.clone(), base.clone());
+        async move {
+            let response = browser
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    // The edit form offers the targets, the current one chosen.
+    let (status, form) = page(format!("/sites/{id}/edit")).await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("vault-there") && form.contains("rest-here"),
+        "{form}"
+    );
+    let (_, read) = panel.get(&format!("/api/v1/sites/{id}")).await;
+    let version = read["version"].to_string();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("version", version.as_str()),
+        ("primary_domain", "page.example.org"),
+        ("owner_id", f.member.as_str()),
+        ("image", "registry.example.org/coop/site:1"),
+        ("http_port", "8080"),
+        ("limits.cpu_millis", "0.5"),
+        ("limits.memory_bytes", "256M"),
+        ("limits.pids", "256"),
+        ("limits.request_body_bytes", "64M"),
+        ("volume.quota_bytes", "1G"),
+        ("volume.mount_path", "/data"),
+        ("node_id", f.node.as_str()),
+        ("phase", "pending"),
+        ("backup.targets", f.rest_here.as_str()),
+        ("backup.every_minutes", "30"),
+    ];
+    let refused = browser
+        .post(format!("{}/sites/{id}/edit", panel.base))
+        .header("cookie", &cookie)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains(r#"data-field="backup.targets""#)
+            && body.contains("rest-here is at the site&#x27;s provider"),
+        "the refusal is next to the field and says why: {body}"
+    );
+    assert_eq!(
+        panel.get(&format!("/api/v1/sites/{id}")).await.1,
+        read,
+        "unchanged"
+    );
+
+    // Two copies at two providers, every 30 minutes: saved.
+    let mut good = fields.to_vec();
+    good[14] = ("backup.targets", f.vault.as_str());
+    good.push(("backup.second_target", f.rest.as_str()));
+    let saved = browser
+        .post(format!("{}/sites/{id}/edit", panel.base))
+        .header("cookie", &cookie)
+        .form(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        saved.status().as_u16(),
+        303,
+        "{}",
+        saved.text().await.unwrap()
+    );
+    let (_, read) = panel.get(&format!("/api/v1/sites/{id}")).await;
+    assert_eq!(read["backup"]["targets"], json!([f.vault, f.rest]));
+    assert_eq!(read["backup"]["every_minutes"], 30);
+
+    // The site's page shows its backups and the restore form.
+    let (status, shown) = page(format!("/sites/{id}")).await;
+    assert_eq!(status, 200);
+    for part in [
+        r#"id="backups""#,
+        r#"id="back-up-now""#,
+        r#"id="restore-form""#,
+        "<svg",
+    ] {
+        assert!(shown.contains(part), "{part} on the site's page");
+    }
+    db.drop_db().await;
+}

@@ -30,6 +30,13 @@ pub struct SiteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupLabels {
+    pub site: String,
+    pub hostname: String,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: String,
 }
@@ -52,6 +59,9 @@ pub struct Metrics {
     pub provider_exit_seconds: Family<ProviderLabels, Gauge>,
     pub provider_exit_ready: Family<ProviderLabels, Gauge>,
     pub exit_notice_seconds: Gauge,
+    /// A site's data-loss window at each target: alert on it exceeding the site's period.
+    pub backup_age_seconds: Family<BackupLabels, Gauge>,
+    pub backup_bytes: Family<BackupLabels, Gauge>,
 }
 
 impl Metrics {
@@ -66,6 +76,8 @@ impl Metrics {
         let provider_exit_seconds = Family::<ProviderLabels, Gauge>::default();
         let provider_exit_ready = Family::<ProviderLabels, Gauge>::default();
         let exit_notice_seconds = Gauge::default();
+        let backup_age_seconds = Family::<BackupLabels, Gauge>::default();
+        let backup_bytes = Family::<BackupLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("alveole");
         // The panel's listeners (members', agents'): open, refused, timed out, made room.
         registry.register_collector(Box::new(alveole_listen::metrics::ListenerCollector));
@@ -105,6 +117,16 @@ impl Metrics {
             "The notice a provider is assumed to give",
             exit_notice_seconds.clone(),
         );
+        registry.register(
+            "site_backup_age_seconds",
+            "Age of a site's newest snapshot at a backup target (its data-loss window there)",
+            backup_age_seconds.clone(),
+        );
+        registry.register(
+            "site_backup_bytes",
+            "Size of a site's files in its newest snapshot at a backup target",
+            backup_bytes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -115,6 +137,8 @@ impl Metrics {
             provider_exit_seconds,
             provider_exit_ready,
             exit_notice_seconds,
+            backup_age_seconds,
+            backup_bytes,
         }
     }
 

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::metrics::{PhaseLabels, ProviderLabels, SiteLabels};
+use crate::metrics::{BackupLabels, PhaseLabels, ProviderLabels, SiteLabels};
 
 /// 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
@@ -56,6 +56,41 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                 .get_or_create(&labels)
                 .set(i64::try_from(site.volume.quota_bytes).unwrap_or(i64::MAX));
         }
+    }
+    // Each site's newest snapshot at each target.
+    let targets = store
+        .backup_targets()
+        .list(
+            &Default::default(),
+            &alveole_store::PageRequest {
+                after: None,
+                limit: 500,
+            },
+        )
+        .await?
+        .items;
+    let now = state.service().now();
+    for run in store.latest_snapshots().await? {
+        let (Some(site), Some(target)) = (
+            sites.iter().find(|s| s.id == run.site_id),
+            targets.iter().find(|t| t.id == run.target_id),
+        ) else {
+            continue;
+        };
+        let labels = BackupLabels {
+            site: site.id.to_string(),
+            hostname: site.primary_domain.to_string(),
+            target: target.name.to_string(),
+        };
+        let metrics = state.metrics();
+        metrics
+            .backup_age_seconds
+            .get_or_create(&labels)
+            .set((now - run.started_at).num_seconds().max(0));
+        metrics
+            .backup_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(run.bytes_total).unwrap_or(i64::MAX));
     }
     // Exit readiness, planned now, for alerting on a provider that could not be left in time.
     let readiness = state.service().exit_readiness().await?;

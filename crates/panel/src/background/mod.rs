@@ -3,6 +3,7 @@
 //! is simply the next pass's work (the shape of Omicron's `nexus/src/app/background`).
 
 mod audit_verification;
+mod backups;
 mod checkpoints;
 mod cleanup;
 mod forwardings;
@@ -30,15 +31,18 @@ pub enum Task {
     Checkpoints,
     /// Checks the audit chain from the last check onwards (and whole, now and then).
     AuditVerification,
+    /// Records each site's data-loss window, makes missing repository keys, forgets old runs.
+    Backups,
 }
 
 impl Task {
-    pub const ALL: [Task; 5] = [
+    pub const ALL: [Task; 6] = [
         Task::Forwardings,
         Task::Cleanup,
         Task::Jobs,
         Task::Checkpoints,
         Task::AuditVerification,
+        Task::Backups,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Task {
             Task::Jobs => "jobs",
             Task::Checkpoints => "checkpoints",
             Task::AuditVerification => "audit_verification",
+            Task::Backups => "backups",
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct BackgroundConfig {
     pub verification_every: Duration,
     /// How often a check of the audit chain starts from its first event again.
     pub full_verification_every: Duration,
+    /// How often each site's data-loss window is recorded (its plot's resolution).
+    pub backups_every: Duration,
 }
 
 impl Default for BackgroundConfig {
@@ -79,6 +86,7 @@ impl Default for BackgroundConfig {
             checkpoints_every: Duration::from_secs(3600),
             verification_every: Duration::from_secs(60),
             full_verification_every: Duration::from_secs(24 * 3600),
+            backups_every: Duration::from_secs(60),
         }
     }
 }
@@ -131,6 +139,11 @@ pub fn start(service: &Service, owner: String) -> Background {
             Task::AuditVerification,
             config.verification_every,
             Box::new(audit_verification::VerifyAudit::default()),
+        ),
+        (
+            Task::Backups,
+            config.backups_every,
+            Box::new(backups::BackupWindows),
         ),
     ];
     if service.config().notary.is_some() {

@@ -39,6 +39,9 @@ pub enum Kind {
     /// Cores such as `0.5` or `500m`, as millicores.
     Cpu,
     Integer,
+    /// A whole number that may be left empty: then not given (the default, or what is
+    /// stored, applies).
+    OptionalInteger,
     Ratio,
     /// A checkbox: `true` when the browser sends the field, `false` when it does not.
     Checkbox,
@@ -106,6 +109,15 @@ pub fn to_json(
                 .check(field.name, parse_millicores(text))
                 .map(|n| json!(n)),
             Kind::Integer => errors
+                .check(
+                    field.name,
+                    text.trim()
+                        .parse::<u64>()
+                        .map_err(|_| FieldError::new("", "number.invalid", "a whole number")),
+                )
+                .map(|n| json!(n)),
+            Kind::OptionalInteger if text.trim().is_empty() => None,
+            Kind::OptionalInteger => errors
                 .check(
                     field.name,
                     text.trim()

@@ -246,7 +246,7 @@ impl PageResource for Site {
         field("phase", Kind::Select(Options::Phases)),
         field("backup.targets", Kind::TargetSlot(0)),
         field("backup.targets", Kind::TargetSlot(1)),
-        field("backup.every_minutes", Kind::Integer),
+        field("backup.every_minutes", Kind::OptionalInteger),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![

@@ -1,0 +1,31 @@
+//! Backups' bookkeeping, every minute: each site's data-loss window (the age of its newest
+//! snapshot) into its time series, keys for sites whose policy has none yet (a write cut
+//! short), and runs older than 35 days forgotten (each target's newest success is kept).
+
+use async_trait::async_trait;
+
+use super::Activity;
+use crate::error::ApiError;
+use crate::service::Service;
+
+/// How long what nodes said of each backup is kept.
+const RUNS_KEPT_DAYS: i64 = 35;
+
+pub(super) struct BackupWindows;
+
+#[async_trait]
+impl Activity for BackupWindows {
+    async fn activate(&mut self, service: &Service) -> Result<String, ApiError> {
+        let keys = service.make_missing_backup_keys().await?;
+        let windows = service.record_backup_windows().await?;
+        let before = service.now() - chrono::Duration::days(RUNS_KEPT_DAYS);
+        let forgotten = service.store().remove_old_backup_runs(before).await?;
+        Ok(if keys + usize::from(forgotten > 0) > 0 {
+            format!(
+                "made {keys} repository keys; recorded {windows} windows; forgot {forgotten} runs"
+            )
+        } else {
+            String::new()
+        })
+    }
+}
