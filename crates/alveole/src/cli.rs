@@ -34,6 +34,8 @@ pub enum Command {
     Provider(ResourceArgs),
     /// Manage members through the API.
     Member(ResourceArgs),
+    /// Manage backup targets (vault nodes, restic REST servers) through the API.
+    BackupTarget(ResourceArgs),
     /// Empty a node or a whole provider: where each site would go, how long it would take,
     /// and whether a deadline holds (`--dry-run`).
     Evacuate(EvacuateArgs),
@@ -573,6 +575,35 @@ pub enum ResourceAction {
     },
     /// Sites: the site's moves, newest first.
     Moves { id: String },
+    /// Sites: back one up now, to each target of its policy.
+    Backup { id: String },
+    /// Sites: its backups (newest snapshot at each target, data-loss window, latest runs).
+    Backups { id: String },
+    /// Sites: restore a snapshot (the newest by default), whole or some paths, into the site
+    /// or another one, with a progress bar until it ends.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The site (id or host name) whose backups to restore from.
+    pub id: String,
+    /// A snapshot id (or its first 8 digits); the newest when absent.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// A file or folder to restore (`/www/index.html`), again for more; the whole site when
+    /// absent (it is stopped meanwhile, and then holds exactly the snapshot).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Restore into this site (id or host name) instead, on whatever node it is.
+    #[arg(long)]
+    pub into: Option<String>,
+    /// The target (id or name) to restore from; the site's first when absent.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Return once the restore started, without following it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// The README's configuration table, generated from the definitions above.

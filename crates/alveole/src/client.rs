@@ -49,6 +49,10 @@ pub const NODES: Kind = Kind {
         "capacity.memory_bytes",
     ],
 };
+pub const BACKUP_TARGETS: Kind = Kind {
+    plural: "backup-targets",
+    columns: &["id", "name", "kind", "node_id", "url", "provider_id"],
+};
 pub const PROVIDERS: Kind = Kind {
     plural: "providers",
     columns: &["id", "name", "country", "contract_end"],
@@ -58,7 +62,7 @@ pub const MEMBERS: Kind = Kind {
     columns: &["id", "display_name", "email", "role"],
 };
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
@@ -80,7 +84,7 @@ impl Api {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -119,7 +123,7 @@ impl Api {
     }
 
     /// A resource by id; sites also by host name.
-    async fn resolve(&self, kind: Kind, key: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn resolve(&self, kind: Kind, key: &str) -> anyhow::Result<Value> {
         if uuid::Uuid::parse_str(key).is_ok() {
             return self
                 .call(
@@ -587,6 +591,15 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        ResourceAction::Backup { id } => {
+            crate::backups::back_up_now(&api, kind, &id, json_out).await?;
+        }
+        ResourceAction::Backups { id } => {
+            crate::backups::show(&api, kind, &id, json_out).await?;
+        }
+        ResourceAction::Restore(restore) => {
+            crate::backups::restore(&api, kind, restore, json_out).await?;
+        }
         ResourceAction::Moves { id } => {
             anyhow::ensure!(kind.plural == "sites", "only sites have moves");
             let site = api.resolve(kind, &id).await?;
@@ -669,7 +682,7 @@ pub fn table(kind: Kind, items: &[Value]) -> String {
         .collect()
 }
 
-fn print_items(kind: Kind, items: &[Value], json_out: bool) {
+pub(crate) fn print_items(kind: Kind, items: &[Value], json_out: bool) {
     if json_out {
         println!("{}", Value::Array(items.to_vec()));
     } else {
@@ -677,7 +690,7 @@ fn print_items(kind: Kind, items: &[Value], json_out: bool) {
     }
 }
 
-fn print_one(item: &Value, json_out: bool) {
+pub(crate) fn print_one(item: &Value, json_out: bool) {
     if json_out {
         println!("{item}");
     } else {

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod audit;
+mod backups;
 pub mod cli;
 pub mod client;
 pub mod local;

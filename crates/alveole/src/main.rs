@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Node(args) => client::run(client::NODES, args).await,
         Command::Provider(args) => client::run(client::PROVIDERS, args).await,
         Command::Member(args) => client::run(client::MEMBERS, args).await,
+        Command::BackupTarget(args) => client::run(client::BACKUP_TARGETS, args).await,
         Command::Evacuate(args) => client::evacuate(args).await,
         Command::Audit(command) => audit::run(command).await,
     }
