@@ -172,11 +172,11 @@ async fn follow(api: &Api, id: &str, quiet: bool) -> anyhow::Result<Value> {
 pub fn progress_line(restore: &Value) -> String {
     let done = restore["bytes_done"].as_u64().unwrap_or(0);
     let total = restore["bytes_total"].as_u64().unwrap_or(0);
-    let percent = if total > 0 {
-        (done.saturating_mul(100) / total).min(100)
-    } else {
-        0
-    };
+    let percent = done
+        .saturating_mul(100)
+        .checked_div(total)
+        .unwrap_or(0)
+        .min(100);
     let filled = usize::try_from(percent / 5).unwrap_or(20);
     format!(
         "[{}{}] {percent:>3}%  {} of {}  {}",
