@@ -461,3 +461,122 @@ async fn alveole_and_restic_read_each_others_backups_through_the_vault() {
     restic.ok(&["check"]);
     bench.finish().await;
 }
+
+/// The vault's pruning, on a repository restic wrote: it forgets what its retention no
+/// longer keeps, by when each snapshot reached the vault (not what the snapshot claims),
+/// removes the data only those used, and leaves a repository restic checks and restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vault_prunes_by_arrival_time_and_restic_still_checks_and_restores() {
+    use alveole_agent::vault::prune::prune;
+    use alveole_agent::vault::repository::Repository;
+    use alveole_model::backup::Retention;
+    if Command::new("restic").arg("version").output().is_err() {
+        skip_or_fail("restic", "apt-get install restic (.ci/run does)");
+        return;
+    }
+    let dir = alveole_tests::temp_dir("alveole-vault-prune-");
+    let repository = dir.path().join("vault").join("site");
+    let password = dir.path().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    let restic = |args: &[&str]| {
+        let out = Command::new("restic")
+            .arg("--repo")
+            .arg(&repository)
+            .arg("--password-file")
+            .arg(&password)
+            .args(["--no-cache", "--quiet", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    restic(&["init"]);
+    let site = dir.path().join("site");
+    for version in 0..4 {
+        std::fs::create_dir_all(&site).unwrap();
+        // Each version its own large file, so that forgetting one frees its data.
+        let body: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761).wrapping_add(version) >> 13) as u8)
+            .collect();
+        std::fs::write(site.join("data.bin"), &body).unwrap();
+        std::fs::write(site.join("index.html"), format!("version {version}\n")).unwrap();
+        restic(&["backup", site.to_str().unwrap()]);
+    }
+    // Full ids, oldest first.
+    let listed: serde_json::Value = serde_json::from_str(&restic(&["snapshots"])).unwrap();
+    let ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    // When each reached the vault: two on one day ten days ago, one 40 days ago, one now.
+    let now = chrono::Utc::now();
+    let day = (now - chrono::Duration::days(10)).date_naive();
+    let arrivals = [
+        day.and_hms_opt(2, 0, 0).unwrap().and_utc(),
+        day.and_hms_opt(5, 0, 0).unwrap().and_utc(),
+        now - chrono::Duration::days(40),
+        now - chrono::Duration::minutes(1),
+    ];
+    for (id, at) in ids.iter().zip(arrivals) {
+        let file = repository.join("snapshots").join(id);
+        assert!(file.is_file(), "{}", file.display());
+        let stamp = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let touched = Command::new("touch")
+            .args(["-c", "-m", "-d", &stamp])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    let used_before = du(&repository);
+    let retention = Retention {
+        hourly_hours: 48,
+        daily_days: 30,
+        weekly_weeks: 0,
+        monthly_months: 0,
+    };
+    let vault = Repository::at(repository.clone());
+    let pruned = tokio::task::spawn_blocking(move || prune(&vault, PASSWORD, &retention, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((pruned.forgotten, pruned.kept), (2, 2));
+    let left: serde_json::Value = serde_json::from_str(&restic(&["snapshots"])).unwrap();
+    let mut left: Vec<String> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    left.sort();
+    let mut wanted = vec![ids[1].clone(), ids[3].clone()];
+    wanted.sort();
+    assert_eq!(left, wanted, "the day's newest and the latest stay");
+    restic(&["check", "--read-data"]);
+    assert_eq!(
+        restic(&["dump", &ids[1], &format!("{}/index.html", site.display())]),
+        "version 1\n"
+    );
+    assert!(
+        du(&repository) < used_before,
+        "the forgotten snapshots' data went"
+    );
+}
+
+/// Bytes under `path`.
+fn du(path: &std::path::Path) -> u64 {
+    let out = Command::new("du").args(["-sb"]).arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -95,6 +95,8 @@ pub enum AgentEventKind {
     BackupCompleted,
     /// A site's backup to one of its targets failed (the reason is in the detail).
     BackupFailed,
+    /// A vault forgot the snapshots its retention no longer keeps, and their data.
+    VaultPruned,
 }
 
 impl AgentEventKind {
@@ -107,6 +109,7 @@ impl AgentEventKind {
             AgentEventKind::InputFilterRolledBack => "agent.input_filter_rolled_back",
             AgentEventKind::BackupCompleted => "backup.completed",
             AgentEventKind::BackupFailed => "backup.failed",
+            AgentEventKind::VaultPruned => "vault.pruned",
         }
     }
 }

@@ -3,8 +3,9 @@
 //! overdue backup. A backup runs the site's hook, then copies its volume to each target (a
 //! vault over the agents' mutual TLS, or a REST server); each outcome goes to the outbox (the
 //! panel records it, audited). A whole restore keeps the site stopped while it writes (the
-//! passes see `stopped_sites`). What began and ended is kept in `backups.json`, so that a
-//! restarted agent neither backs everything up at once nor restores twice.
+//! passes see `stopped_sites`). A vault prunes each repository it keeps about daily, once
+//! no node has used it for ten minutes. What began and ended is kept in `backups.json`, so
+//! that a restarted agent neither backs everything up at once nor restores twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use alveole_model::backup::{
     BackupOutcome, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress, SiteBackupSpec,
-    TargetEndpoint,
+    TargetEndpoint, VaultRepository,
 };
 use alveole_model::{Clock, DesiredState, RestoreId, SiteId};
 use chrono::{DateTime, Utc};
@@ -26,8 +27,13 @@ use crate::control::files::StateFiles;
 use crate::control::outbox::Outbox;
 use crate::engine::runtime::{MoveRuntime, Naming};
 use crate::moves::peer::PeerIdentity;
+use crate::vault::{Pruning, Vault};
 
 const JOURNAL: &str = "backups.json";
+
+/// A vault prunes each repository about daily, once no node has used it for a while.
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(24);
+const PRUNE_IDLE: Duration = Duration::from_secs(600);
 
 /// What began and ended, kept across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +42,9 @@ struct Journal {
     started: BTreeMap<SiteId, DateTime<Utc>>,
     /// Restores that ended, reported until the panel stops asking for them.
     ended: BTreeMap<RestoreId, RestoreProgress>,
+    /// When this vault last pruned each repository it keeps.
+    #[serde(default)]
+    pruned: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The job under way.
@@ -47,6 +56,7 @@ enum Job {
         whole: bool,
         progress: ByteProgress,
     },
+    Prune,
 }
 
 pub(super) struct Backups<R> {
@@ -57,6 +67,9 @@ pub(super) struct Backups<R> {
 /// What a job needs, shared with its task.
 struct Shared<R> {
     runtime: Arc<R>,
+    vault: Arc<Vault>,
+    /// When this agent started: a repository unused since counts as idle from then.
+    started: std::time::Instant,
     naming: Naming,
     identity: PeerIdentity,
     files: Arc<dyn StateFiles>,
@@ -72,6 +85,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<R: MoveRuntime + 'static> Backups<R> {
     pub(super) fn new(
         runtime: Arc<R>,
+        vault: Arc<Vault>,
         naming: Naming,
         identity: PeerIdentity,
         files: Arc<dyn StateFiles>,
@@ -89,6 +103,8 @@ impl<R: MoveRuntime + 'static> Backups<R> {
         Self {
             shared: Arc::new(Shared {
                 runtime,
+                vault,
+                started: std::time::Instant::now(),
                 naming,
                 identity,
                 files,
@@ -140,7 +156,38 @@ impl<R: MoveRuntime + 'static> Backups<R> {
             let running = held.sites.iter().any(|s| s.site_id == site && s.run);
             let task = tokio::spawn(async move { shared.back_up(site, spec, running).await });
             self.running = Some((Job::Backup, task));
+            return;
         }
+        if let Some((repository, pruning)) = self.next_prune(held) {
+            let shared = self.shared.clone();
+            let task = tokio::spawn(async move { shared.prune(repository, pruning).await });
+            self.running = Some((Job::Prune, task));
+        }
+    }
+
+    /// A repository this vault keeps whose pruning is due, and idle now.
+    fn next_prune(&self, held: &DesiredState) -> Option<(VaultRepository, Pruning)> {
+        let now = self.shared.clock.now();
+        let journal = lock(&self.shared.journal);
+        held.vault
+            .iter()
+            .flat_map(|vault| &vault.repositories)
+            .filter(|repository| repository.password.is_some() && repository.retention.is_some())
+            .filter(|repository| {
+                journal
+                    .pruned
+                    .get(&repository.name)
+                    .is_none_or(|last| now - *last >= PRUNE_EVERY)
+                    && self.shared.vault.repository(&repository.name).exists()
+            })
+            .find_map(|repository| {
+                let pruning = self.shared.vault.start_pruning(
+                    &repository.name,
+                    PRUNE_IDLE,
+                    self.shared.started,
+                )?;
+                Some((repository.clone(), pruning))
+            })
     }
 
     fn next_restore(&self, held: &DesiredState) -> Option<RestoreOrder> {
@@ -429,6 +476,47 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         .await
         .map_err(|e| format!("the restore stopped: {e}"))?
         .map_err(|e| e.to_string())
+    }
+}
+
+impl<R: MoveRuntime + 'static> Shared<R> {
+    /// Prunes a repository this vault keeps (requests on it wait meanwhile): an event says
+    /// what went.
+    async fn prune(self: Arc<Self>, repository: VaultRepository, pruning: Pruning) {
+        let (Some(password), Some(retention)) = (repository.password, repository.retention) else {
+            return;
+        };
+        let now = self.clock.now();
+        let kept = self.vault.repository(&repository.name);
+        let result = tokio::task::spawn_blocking(move || {
+            crate::vault::prune::prune(&kept, &password.0, &retention, now)
+        })
+        .await;
+        drop(pruning);
+        let site = repository.name.parse::<SiteId>().ok();
+        let detail = match result {
+            Ok(Ok(pruned)) => {
+                tracing::info!(repository = %repository.name, forgotten = pruned.forgotten, kept = pruned.kept, "pruned");
+                format!(
+                    "pruned: {} snapshots forgotten, {} kept",
+                    pruned.forgotten, pruned.kept
+                )
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(repository = %repository.name, %error, "pruning failed");
+                format!("pruning failed: {error}")
+            }
+            Err(error) => format!("pruning stopped: {error}"),
+        };
+        {
+            let mut journal = lock(&self.journal);
+            journal.pruned.insert(repository.name.clone(), now);
+            self.save(&journal);
+        }
+        let event = (alveole_model::AgentEventKind::VaultPruned, site, detail);
+        if let Err(error) = lock(&self.outbox).push([event], self.clock.now()) {
+            tracing::warn!(error = %crate::describe(&error), "could not record the pruning");
+        }
     }
 }
 

@@ -235,6 +235,7 @@ impl<R: MoveRuntime + 'static> Agent<R> {
             .vault_dir
             .clone()
             .unwrap_or_else(|| self.files.locate("vault"));
+        let vault = Arc::new(crate::vault::Vault::new(vault_dir));
         let handlers = moves::MoveHandlers::start(moves::MoveSetup {
             listener,
             credential: self.reporter.credential().clone(),
@@ -244,7 +245,7 @@ impl<R: MoveRuntime + 'static> Agent<R> {
             naming: self.passes.naming().clone(),
             ingress: self.passes.ingress(),
             control: self.control.clone(),
-            vault: Arc::new(crate::vault::Vault::new(vault_dir)),
+            vault: vault.clone(),
         });
         self.fetcher.set_board(handlers.board());
         self.reporter
@@ -252,6 +253,7 @@ impl<R: MoveRuntime + 'static> Agent<R> {
         // Backups reach vaults as moves reach targets: with the agent's peer identity.
         self.passes.set_backups(backups::Backups::new(
             self.passes.shared_runtime(),
+            vault,
             self.passes.naming().clone(),
             handlers.identity(),
             self.files.clone(),

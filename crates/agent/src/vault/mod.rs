@@ -10,11 +10,13 @@
 //! Requests: `/vault/<repository>/` followed by restic's paths (`?create=true`, `config`,
 //! `<kind>/`, `<kind>/<name>`), with v1 and v2 listings and byte ranges.
 
+pub mod local;
+pub mod prune;
 pub mod repository;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use alveole_model::NodeId;
 use http_body_util::BodyExt;
@@ -38,6 +40,47 @@ pub type Grants = BTreeMap<String, BTreeSet<NodeId>>;
 pub struct Vault {
     root: PathBuf,
     grants: RwLock<Grants>,
+    /// How each repository is used: requests under way, the last one, a pruning.
+    uses: Mutex<BTreeMap<String, Use>>,
+}
+
+#[derive(Debug, Default)]
+struct Use {
+    in_flight: usize,
+    last: Option<std::time::Instant>,
+    pruning: bool,
+}
+
+/// A request on a repository, under way until dropped.
+struct InUse<'a> {
+    vault: &'a Vault,
+    name: String,
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        let mut uses = self.vault.lock_uses();
+        if let Some(used) = uses.get_mut(&self.name) {
+            used.in_flight = used.in_flight.saturating_sub(1);
+            used.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// The vault prunes a repository until dropped: its requests answer 503 meanwhile.
+#[derive(Debug)]
+pub struct Pruning {
+    vault: Arc<Vault>,
+    name: String,
+}
+
+impl Drop for Pruning {
+    fn drop(&mut self) {
+        if let Some(used) = self.vault.lock_uses().get_mut(&self.name) {
+            used.pruning = false;
+            used.last = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// A repository's name: letters, digits and `-` (a site's id), 1 to 64 of them.
@@ -53,7 +96,51 @@ impl Vault {
         Self {
             root,
             grants: RwLock::new(Grants::new()),
+            uses: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn lock_uses(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Use>> {
+        self.uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request on `name` begins; `None` while the vault prunes it.
+    fn begin(&self, name: &str) -> Option<InUse<'_>> {
+        let mut uses = self.lock_uses();
+        let used = uses.entry(name.to_owned()).or_default();
+        if used.pruning {
+            return None;
+        }
+        used.in_flight += 1;
+        used.last = Some(std::time::Instant::now());
+        Some(InUse {
+            vault: self,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Starts pruning `name` when no node has used it for `idle` (since this vault
+    /// started, at least): `None` otherwise. Requests on it are refused until the guard goes,
+    /// so that nothing writes beside the pruning.
+    pub fn start_pruning(
+        self: &Arc<Self>,
+        name: &str,
+        idle: std::time::Duration,
+        started: std::time::Instant,
+    ) -> Option<Pruning> {
+        let mut uses = self.lock_uses();
+        let used = uses.entry(name.to_owned()).or_default();
+        let quiet_since = used.last.unwrap_or(started);
+        if used.pruning || used.in_flight > 0 || quiet_since.elapsed() < idle {
+            return None;
+        }
+        used.pruning = true;
+        Some(Pruning {
+            vault: self.clone(),
+            name: name.to_owned(),
+        })
     }
 
     /// Replaces who may write where (from the node's desired state).
@@ -97,6 +184,16 @@ impl PeerHandler for Vault {
                 "this node is not granted this repository",
             );
         }
+        let Some(_in_use) = self.begin(name) else {
+            let mut response = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the vault is pruning this repository: try again in a few minutes",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("300"));
+            return response;
+        };
         let repository = self.repository(name);
         let within = within.to_owned();
         match serve(&repository, request, &within).await {
@@ -263,5 +360,35 @@ mod tests {
         assert!(valid_repository("0193c2a4-site"));
         assert!(!valid_repository("../other"));
         assert!(!valid_repository(""));
+    }
+
+    #[test]
+    fn a_repository_is_pruned_only_when_idle_and_refuses_requests_meanwhile() {
+        let vault = Arc::new(Vault::new(
+            std::env::temp_dir().join("alveole-vault-unused"),
+        ));
+        let long_ago = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs(3600))
+            .unwrap();
+        let idle = std::time::Duration::from_secs(600);
+        let request = vault.begin("site").unwrap();
+        assert!(
+            vault.start_pruning("site", idle, long_ago).is_none(),
+            "a request is under way"
+        );
+        drop(request);
+        assert!(
+            vault.start_pruning("site", idle, long_ago).is_none(),
+            "used a moment ago"
+        );
+        assert!(
+            vault.start_pruning("other", idle, long_ago).is_some(),
+            "never used since long ago"
+        );
+        let pruning = vault.start_pruning("quiet", idle, long_ago).expect("idle");
+        assert!(vault.begin("quiet").is_none(), "refused while pruning");
+        assert!(vault.start_pruning("quiet", idle, long_ago).is_none());
+        drop(pruning);
+        assert!(vault.begin("quiet").is_some(), "served again");
     }
 }

@@ -235,6 +235,29 @@ impl Repository {
         }
     }
 
+    /// When each file of `kind` reached the vault (its modification time, set when the vault
+    /// linked it into place): retention goes by these, not by what a snapshot claims.
+    pub fn arrivals(
+        &self,
+        kind: Kind,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, RepositoryError> {
+        let mut arrived = Vec::new();
+        for (name, _) in self.list(kind)? {
+            let modified = std::fs::metadata(self.path(Some(kind), &name)?)?.modified()?;
+            arrived.push((name, modified));
+        }
+        Ok(arrived)
+    }
+
+    /// Removes any file: the vault's own pruning only, never a client's request.
+    pub(crate) fn remove(&self, kind: Kind, name: &str) -> Result<(), RepositoryError> {
+        match std::fs::remove_file(self.path(Some(kind), name)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes a lock (the only file a client may remove).
     pub fn remove_lock(&self, name: &str) -> Result<(), RepositoryError> {
         match std::fs::remove_file(self.path(Some(Kind::Locks), name)?) {

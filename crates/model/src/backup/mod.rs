@@ -4,6 +4,7 @@
 
 mod placement;
 mod restore;
+mod retention;
 mod wire;
 
 use std::collections::BTreeSet;
@@ -17,6 +18,7 @@ use crate::text::Slug;
 
 pub use placement::{TargetPlace, check_placement, refuses_node};
 pub use restore::{BackupRun, MAX_RESTORE_PATHS, NewRestore, Restore, RestoreInput, RestoreState};
+pub use retention::{Retention, to_forget, validate_retention};
 pub use wire::{
     BackupOutcome, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress, SiteBackupSpec,
     TargetEndpoint, VaultRepository, VaultSpec, WireSecret,
@@ -45,6 +47,9 @@ pub struct BackupPolicy {
     /// snapshot at `/.alveole/hooks/<name>`, and a non-zero exit fails the backup.
     #[serde(default)]
     pub hook: Option<BackupHook>,
+    /// What the vault keeps, by time (never by count).
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 fn default_every_minutes() -> u32 {
@@ -57,6 +62,7 @@ impl Default for BackupPolicy {
             targets: vec![],
             every_minutes: default_every_minutes(),
             hook: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -113,6 +119,7 @@ pub fn validate_policy(errors: &mut ValidationErrors, policy: &BackupPolicy) {
             "between 5 and 1440 minutes",
         ));
     }
+    validate_retention(errors, &policy.retention);
     let Some(hook) = &policy.hook else { return };
     errors.check("backup.hook.name", Slug::parse(&hook.name));
     if hook.command.is_empty() || hook.command.len() > 64 {
@@ -161,6 +168,7 @@ mod tests {
                 command: vec![" ".into(), "a\0b".into()],
                 timeout_seconds: 0,
             }),
+            retention: Retention::default(),
         };
         assert_eq!(
             fields(&policy),

@@ -70,6 +70,12 @@ pub struct VaultRepository {
     pub name: String,
     /// The site's node, the node it is moving to, nodes restoring from it.
     pub writers: Vec<NodeId>,
+    /// The repository's key, for the vault to prune it (only the vault prunes).
+    #[serde(default)]
+    pub password: Option<WireSecret>,
+    /// What to keep when pruning.
+    #[serde(default)]
+    pub retention: Option<super::Retention>,
 }
 
 /// A restore the node must carry out: a snapshot (the newest when none is named) of a

@@ -35,7 +35,9 @@ fn examples() -> Vec<(&'static str, Value, Check)> {
                 "exposed_ports": [{"protocol": "tcp", "port": 2222, "container_port": 22}],
                 "limit_tier": "standard", "node_id": ID, "phase": "running",
                 "backup": {"targets": [ID], "every_minutes": 60,
-                           "hook": {"name": "dump", "command": ["pg_dump"], "timeout_seconds": 60}}
+                           "hook": {"name": "dump", "command": ["pg_dump"], "timeout_seconds": 60},
+                           "retention": {"hourly_hours": 48, "daily_days": 30, "weekly_weeks": 12,
+                                         "monthly_months": 12}}
             }),
             check::<alveole_model::SiteInput>,
         ),

@@ -99,7 +99,7 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
         input_filter: desired.input_filter.clone(),
         moves_out: moves.outgoing,
         moves_in: moves.incoming,
-        vault: desired.backups.vault.clone(),
+        vault: super::backups::vault_spec(&desired.backups),
         restores: super::backups::restore_orders(&desired.backups),
     }
 }

@@ -330,6 +330,21 @@ pub(crate) fn restore_orders(backups: &NodeBackups) -> Vec<RestoreOrder> {
         .collect()
 }
 
+/// The vault's part of its document, each repository with its opened key (only the vault
+/// prunes, and pruning reads the repository).
+pub(crate) fn vault_spec(backups: &NodeBackups) -> Option<alveole_model::backup::VaultSpec> {
+    let mut vault = backups.vault.clone()?;
+    for repository in &mut vault.repositories {
+        repository.password = repository
+            .name
+            .parse::<SiteId>()
+            .ok()
+            .and_then(|site| backups.keys.get(&site))
+            .map(|key| WireSecret(key.clone()));
+    }
+    Some(vault)
+}
+
 /// Fills in the backups part of each site spec.
 pub(crate) fn with_backups(
     mut specs: Vec<SiteSpec>,

@@ -403,6 +403,27 @@ pub(super) async fn node_backups(
         }
     }
     backups.vault = vault_of(tx, node).await?;
+    // A vault prunes the repositories it keeps for sites still backing up there: it needs
+    // their keys.
+    let kept: Vec<SiteId> = backups
+        .vault
+        .iter()
+        .flat_map(|v| &v.repositories)
+        .filter(|r| r.retention.is_some())
+        .filter_map(|r| r.name.parse().ok())
+        .collect();
+    for site in kept {
+        if let std::collections::btree_map::Entry::Vacant(entry) = backups.keys.entry(site) {
+            let sealed: Option<String> =
+                sqlx::query_scalar("SELECT sealed FROM backup_keys WHERE site_id = $1")
+                    .bind(site.0)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if let Some(sealed) = sealed {
+                entry.insert(sealed);
+            }
+        }
+    }
     Ok(backups)
 }
 
@@ -459,16 +480,18 @@ async fn vault_of(
         return Ok(None);
     }
     let mut writers: BTreeMap<Uuid, BTreeSet<NodeId>> = BTreeMap::new();
-    let sites: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "SELECT s.id, s.node_id FROM site_backup_targets st \
+    let mut retention: BTreeMap<Uuid, alveole_model::backup::Retention> = BTreeMap::new();
+    let sites: Vec<(Uuid, Option<Uuid>, Json<alveole_model::BackupPolicy>)> = sqlx::query_as(
+        "SELECT s.id, s.node_id, s.backup_policy FROM site_backup_targets st \
          JOIN backup_targets t ON t.id = st.target_id JOIN sites s ON s.id = st.site_id \
          WHERE t.node_id = $1",
     )
     .bind(node.0)
     .fetch_all(&mut **tx)
     .await?;
-    for (site, on) in sites {
+    for (site, on, policy) in sites {
         writers.entry(site).or_default().extend(on.map(NodeId));
+        retention.insert(site, policy.0.retention);
     }
     let restoring: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT r.source_site_id, r.node_id FROM restores r \
@@ -487,6 +510,9 @@ async fn vault_of(
             .map(|(site, nodes)| VaultRepository {
                 name: site.to_string(),
                 writers: nodes.into_iter().collect(),
+                // The service opens the key for the vault's agent.
+                password: None,
+                retention: retention.get(&site).copied(),
             })
             .collect(),
     }))
