@@ -415,3 +415,47 @@ async fn disabled_members_show_as_such_get_nothing_new_and_can_come_back() {
         db.drop_db().await;
     }
 }
+
+/// A body the panel refuses without reading (wrong content type, no credentials) ends its
+/// connection and says so, so that a client never reuses it and meets an end of stream; a
+/// body read whole keeps the connection.
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_closes_its_connection_and_says_so() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/providers", panel.base);
+    let body = "x".repeat(64 * 1024);
+    let refused = [
+        http.post(&url)
+            .bearer_auth(&panel.token)
+            .header("content-type", "text/plain")
+            .body(body.clone()),
+        http.post(&url)
+            .header("content-type", "application/json")
+            .body(body),
+    ];
+    for request in refused {
+        let answer = request.send().await.unwrap();
+        assert!(answer.status().is_client_error(), "{}", answer.status());
+        assert_eq!(
+            answer
+                .headers()
+                .get("connection")
+                .map(|v| v.to_str().unwrap()),
+            Some("close"),
+            "{}",
+            answer.status()
+        );
+    }
+    let read = http
+        .post(&url)
+        .bearer_auth(&panel.token)
+        .json(&json!({"name": "Lu en entier"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 201);
+    assert_eq!(read.headers().get("connection"), None, "kept alive");
+    db.drop_db().await;
+}

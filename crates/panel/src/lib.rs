@@ -26,6 +26,7 @@ pub mod service;
 pub mod serving;
 pub mod suffixes;
 pub mod tls;
+mod unread;
 
 use std::sync::Arc;
 
@@ -147,6 +148,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::record_metrics,
         ))
+        .layer(axum_middleware::from_fn(unread::close_when_unread))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(

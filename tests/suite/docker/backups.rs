@@ -1,7 +1,7 @@
 //! Backups end to end: a real panel, three real agents standing for three providers (the
 //! site's node, a vault, another node), the machine's Docker engine, and Debian's `restic`.
-//! The site's node backs it up to the vault over mutual TLS (its hook's output in the
-//! snapshot); restic lists, checks and reads the repository on the vault's disk; a file and
+//! The site's node backs it up to the vault over mutual TLS and to a REST server at a fourth
+//! provider (its hook's output in both snapshots); restic lists, checks and reads the repository on the vault's disk; a file and
 //! the whole site are restored in place, a snapshot restic took is restored into the site, and
 //! the site is restored into another site on the third provider's node: each then serves the
 //! restored content.
@@ -47,6 +47,40 @@ impl Restic {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A restic REST server at another provider, standing in for one a co-op rents: alveole's
+/// vault, served over plain HTTP on loopback, every request as one client's, granted
+/// `repository`. Its address, and the directory it keeps repositories in.
+async fn rest_server(repository: &str) -> (SocketAddr, tempfile::TempDir) {
+    use alveole_agent::vault::{Grants, Vault};
+    let dir = alveole_tests::temp_dir("alveole-rest-server-");
+    let client = alveole_model::NodeId::generate();
+    let vault = std::sync::Arc::new(Vault::new(dir.path().to_owned()));
+    vault.set_grants(Grants::from([(
+        repository.to_owned(),
+        std::collections::BTreeSet::from([client]),
+    )]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let vault = vault.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let vault = vault.clone();
+                    async move {
+                        use alveole_agent::moves::peer::PeerHandler;
+                        Ok::<_, std::convert::Infallible>(vault.handle(client, request).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (at, dir)
 }
 
 async fn provider(panel: &TestPanel, name: &str) -> Value {
@@ -140,6 +174,17 @@ async fn docker_a_site_is_backed_up_at_another_provider_and_restored_in_place_an
         .await;
     assert_eq!(status, 201, "{target}");
     let site = create_site(&panel, &member, a.id, HOST).await;
+    // A second copy at a REST server of a fourth provider.
+    let (rest_at, rest_dir) = rest_server(&site).await;
+    let rest_provider = provider(&panel, "Stockage").await;
+    let (status, rest) = panel
+        .post(
+            "/api/v1/backup-targets",
+            json!({"name": "rest-stockage", "url": format!("http://{rest_at}/vault/"),
+                   "provider_id": rest_provider}),
+        )
+        .await;
+    assert_eq!(status, 201, "{rest}");
     let volume = wait_for("the site's volume", Duration::from_secs(60), async || {
         Some(volume_dir(a.id, &site)).filter(|dir| dir.is_dir())
     })
@@ -148,7 +193,7 @@ async fn docker_a_site_is_backed_up_at_another_provider_and_restored_in_place_an
     write(&volume, "files/keep.txt", "keep\n");
     serves(agent_a.ingress, HOST, "hello\n").await;
     let (_, current) = panel.get(&format!("/api/v1/sites/{site}")).await;
-    let policy = json!({"version": current["version"], "backup": {"targets": [target["id"]],
+    let policy = json!({"version": current["version"], "backup": {"targets": [target["id"], rest["id"]],
         "hook": {"name": "index", "command": ["/bin/cat", "/data/www/index.html"], "timeout_seconds": 30}}});
     let (status, changed) = panel
         .call(
@@ -159,15 +204,26 @@ async fn docker_a_site_is_backed_up_at_another_provider_and_restored_in_place_an
         .await;
     assert_eq!(status, 200, "{changed}");
 
-    // Its node backs it up at once (never backed up there), to the vault.
+    // Its node backs it up at once (never backed up there), to the vault and the REST server.
     let backups = format!("/api/v1/sites/{site}/backups");
-    let first = wait_for("the first backup", Duration::from_secs(120), async || {
+    let runs = wait_for("the first backups", Duration::from_secs(120), async || {
         let (_, seen) = panel.get(&backups).await;
-        let run = seen["runs"].as_array()?.first()?.clone();
-        assert!(run["error"].is_null(), "the backup failed: {run}");
-        Some(run)
+        let runs = seen["runs"].as_array()?.clone();
+        for run in &runs {
+            assert!(run["error"].is_null(), "a backup failed: {run}");
+        }
+        (runs.len() >= 2).then_some(runs)
     })
     .await;
+    let first = runs
+        .iter()
+        .find(|run| run["target_id"] == target["id"])
+        .expect("a copy at the vault")
+        .clone();
+    let second = runs
+        .iter()
+        .find(|run| run["target_id"] == rest["id"])
+        .expect("a copy at the REST server");
     let snapshot = first["snapshot_id"].as_str().unwrap().to_owned();
     assert!(first["bytes_total"].as_u64().unwrap() >= 11, "{first}");
 
@@ -204,6 +260,12 @@ async fn docker_a_site_is_backed_up_at_another_provider_and_restored_in_place_an
         !volume.join(".alveole/hooks/index").exists(),
         "and not left in the volume"
     );
+    let at_rest = Restic {
+        repository: rest_dir.path().join(&site),
+        password_file: restic.password_file.clone(),
+    };
+    let copy = second["snapshot_id"].as_str().unwrap();
+    assert_eq!(at_rest.run(&["dump", copy, "/www/index.html"]), "hello\n");
 
     // One file, in place: the rest stays as it is.
     write(&volume, "www/index.html", "broken\n");
