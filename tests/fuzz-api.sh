@@ -147,19 +147,23 @@ fuzz_agents() {
         --include-path-regex '^/api/v1/agent/' \
         --request-cert "${work}/agent-bundle.pem" --tls-verify "${work}/tls/ca.pem"
 }
-# First, while the agent's credential holds (the main run revokes agents' credentials).
-fuzz_agents
 # schemathesis 4.32 on Python 3.11 now and then crashes inside hypothesis ("AST constructor
 # recursion depth mismatch"). That is the tool failing, not the server: run again once in that
 # case only. A server error (or any other failure) fails at once.
-if ! fuzz; then
-    if grep -q "Runtime Error" "${work}/fuzz.log" && ! grep -qi "server error" "${work}/fuzz.log"; then
-        echo "schemathesis itself crashed; running it once more"
-        fuzz
-    else
-        exit 1
+once_more_if_the_tool_crashed() {
+    local run="$1" log="$2"
+    if ! "${run}"; then
+        if grep -q "Runtime Error" "${log}" && ! grep -qi "server error" "${log}"; then
+            echo "schemathesis itself crashed; running it once more"
+            "${run}"
+        else
+            return 1
+        fi
     fi
-fi
+}
+# First, while the agent's credential holds (the main run revokes agents' credentials).
+once_more_if_the_tool_crashed fuzz_agents "${work}/fuzz-agents.log"
+once_more_if_the_tool_crashed fuzz "${work}/fuzz.log"
 if grep -qi "panicked" "${work}/serve.log"; then
     echo "the server panicked during fuzzing:" >&2
     cat "${work}/serve.log" >&2

@@ -36,6 +36,18 @@ pub struct SiteToMove {
     pub reservation: Reservation,
     /// Bytes its volume holds (measured, else its quota).
     pub volume_bytes: u64,
+    /// Where its backups are: it may not go to their node or provider.
+    pub backups_at: Vec<crate::backup::TargetPlace>,
+}
+
+impl SiteToMove {
+    /// Why its backups keep it from `destination`, if they do.
+    fn kept_from(&self, destination: &Destination) -> Option<String> {
+        self.backups_at.iter().find_map(|place| {
+            crate::backup::refuses_node(destination.load.node_id, destination.provider, place)
+                .map(|(_, why)| why)
+        })
+    }
 }
 
 /// A node that may receive sites, with what it already holds.
@@ -135,15 +147,13 @@ fn add(load: &mut NodeLoad, wanted: Reservation) {
 
 /// The destination with the most headroom after `wanted`, at another provider than `avoid`
 /// if one has room.
-fn best_destination(
-    destinations: &[Destination],
-    wanted: Reservation,
-    avoid: ProviderId,
-) -> Option<usize> {
+fn best_destination(destinations: &[Destination], site: &SiteToMove) -> Option<usize> {
+    let (wanted, avoid) = (site.reservation, site.from_provider);
     let pick = |other_provider: bool| {
         let candidates: Vec<NodeLoad> = destinations
             .iter()
             .filter(|d| (d.provider != avoid) == other_provider)
+            .filter(|d| site.kept_from(d).is_none())
             .map(|d| d.load)
             .collect();
         crate::capacity::choose_node(&candidates, wanted)
@@ -190,7 +200,7 @@ pub fn plan(
     // What the sites without a place need, in all.
     let mut missing = Reservation::default();
     for site in sites {
-        match best_destination(&destinations, site.reservation, site.from_provider) {
+        match best_destination(&destinations, &site) {
             Some(index) => {
                 add(&mut destinations[index].load, site.reservation);
                 placed.push((site, index));
@@ -199,15 +209,23 @@ pub fn plan(
                 missing.cpu_millis += site.reservation.cpu_millis;
                 missing.memory_bytes += site.reservation.memory_bytes;
                 missing.disk_bytes += site.reservation.disk_bytes;
-                // Why: what the roomiest destination lacks.
-                let reason = destinations
+                // Why: its backups keep it from every node with room, or what the roomiest
+                // destination lacks.
+                let kept = destinations
                     .iter()
-                    .filter_map(|d| d.load.check_fits(site.reservation).err())
-                    .min_by_key(|e| e.requested.saturating_sub(e.available))
-                    .map_or_else(
-                        || "no node can receive it".to_owned(),
-                        |e| format!("no node has room for it: {e}"),
-                    );
+                    .filter(|d| d.load.check_fits(site.reservation).is_ok())
+                    .find_map(|d| site.kept_from(d).map(|why| format!("{}: {why}", d.name)));
+                let reason = match kept {
+                    Some(why) => format!("every node with room is where its backups are ({why})"),
+                    None => destinations
+                        .iter()
+                        .filter_map(|d| d.load.check_fits(site.reservation).err())
+                        .min_by_key(|e| e.requested.saturating_sub(e.available))
+                        .map_or_else(
+                            || "no node can receive it".to_owned(),
+                            |e| format!("no node has room for it: {e}"),
+                        ),
+                };
                 unplaced.push(Unplaced {
                     site_id: site.site_id,
                     name: site.name,
@@ -424,7 +442,47 @@ mod tests {
                 disk_bytes: GIB,
             },
             volume_bytes: volume,
+            backups_at: vec![],
         }
+    }
+
+    #[test]
+    fn a_site_never_goes_where_its_backups_are() {
+        let (leaving, vault_provider, other) = (
+            ProviderId::generate(),
+            ProviderId::generate(),
+            ProviderId::generate(),
+        );
+        let mut site = site("sauve", leaving, 1, GIB);
+        site.backups_at = vec![crate::backup::TargetPlace {
+            id: crate::ids::BackupTargetId::generate(),
+            name: "vault-1".into(),
+            provider_id: vault_provider,
+            node_id: None,
+        }];
+        let roomy_there = destination("there", vault_provider, 64);
+        let roomy_elsewhere = destination("elsewhere", other, 16);
+        let now = Utc::now();
+        let planned = plan(
+            vec![site.clone()],
+            vec![roomy_there.clone(), roomy_elsewhere.clone()],
+            vec![],
+            &fast(),
+            1,
+            now,
+            None,
+        );
+        assert_eq!(
+            planned.placements[0].to_name, "elsewhere",
+            "the roomier node is at its vault's provider"
+        );
+        let planned = plan(vec![site], vec![roomy_there], vec![], &fast(), 1, now, None);
+        assert!(planned.placements.is_empty());
+        let reason = &planned.unplaced[0].reason;
+        assert!(
+            reason.contains("backups") && reason.contains("vault-1"),
+            "{reason}"
+        );
     }
 
     /// 3 s per move plus 100 MiB/s, measured.

@@ -46,6 +46,8 @@ pub trait BackupStore: Send + Sync {
     async fn restore(&self, id: RestoreId) -> StoreResult<Restore>;
     /// The restores into a site, newest first.
     async fn restores_into(&self, site: SiteId, limit: u32) -> StoreResult<Vec<Restore>>;
+    /// Where every site's backups are (for the planners: a site never goes there).
+    async fn sites_backup_places(&self) -> StoreResult<Vec<(SiteId, TargetPlace)>>;
     /// Forgets runs older than `before` (each target's newest success is kept).
     async fn remove_old_backup_runs(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

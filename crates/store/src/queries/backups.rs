@@ -334,6 +334,30 @@ impl BackupStore for SqlStore {
         super::fetch_all::<RestoreRow, Restore>(&self.pool, q).await
     }
 
+    async fn sites_backup_places(&self) -> StoreResult<Vec<(SiteId, TargetPlace)>> {
+        let rows: Vec<(Uuid, Uuid, String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+            "SELECT st.site_id, t.id, t.name, t.node_id, COALESCE(t.provider_id, n.provider_id) \
+             FROM site_backup_targets st JOIN backup_targets t ON t.id = st.target_id \
+             LEFT JOIN nodes n ON n.id = t.node_id ORDER BY st.site_id, st.position",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(site, target, name, node, provider)| {
+                Some((
+                    SiteId(site),
+                    TargetPlace {
+                        id: BackupTargetId(target),
+                        name,
+                        provider_id: alveole_model::ProviderId(provider?),
+                        node_id: node.map(NodeId),
+                    },
+                ))
+            })
+            .collect())
+    }
+
     async fn remove_old_backup_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let removed = sqlx::query(

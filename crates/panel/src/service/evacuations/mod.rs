@@ -77,6 +77,8 @@ pub(crate) struct Fleet {
     pub volumes: BTreeMap<SiteId, u64>,
     /// Nodes some unfinished evacuation is emptying.
     pub emptying: BTreeSet<NodeId>,
+    /// Where each site's backups are: it never goes there.
+    pub backup_places: BTreeMap<SiteId, Vec<alveole_model::backup::TargetPlace>>,
 }
 
 impl Fleet {
@@ -108,7 +110,12 @@ impl Fleet {
             .flat_map(|s| &s.report.sites)
             .filter_map(|r| Some((r.site_id, r.volume_bytes?)))
             .collect();
+        let mut backup_places: BTreeMap<SiteId, Vec<_>> = BTreeMap::new();
+        for (site, place) in store.sites_backup_places().await? {
+            backup_places.entry(site).or_default().push(place);
+        }
         let mut fleet = Fleet {
+            backup_places,
             provider_names,
             statuses,
             usage: store.node_usage().await?,
@@ -245,6 +252,11 @@ impl Fleet {
                 .get(&site.id)
                 .copied()
                 .unwrap_or(site.volume.quota_bytes),
+            backups_at: self
+                .backup_places
+                .get(&site.id)
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 }
