@@ -76,7 +76,21 @@ fn noise(seed: &mut u64, size: usize) -> Vec<u8> {
     bytes
 }
 
+/// Writes what is pending to disk and, when allowed (root), empties the page cache: every
+/// timed step starts from the same state, reading from the disk. Whether the cache was
+/// emptied.
+fn settle() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+/// Waits until what a step wrote is on the disk (its time counts in the step's).
+fn synced() {
+    let _ = Command::new("sync").status();
+}
+
 fn restic(url: &str, cache: &Path, args: &[&str]) -> anyhow::Result<Duration> {
+    settle();
     let started = Instant::now();
     let output = Command::new("restic")
         .args(["--repo", url, "--quiet", "--cache-dir"])
@@ -90,14 +104,17 @@ fn restic(url: &str, cache: &Path, args: &[&str]) -> anyhow::Result<Duration> {
         "restic {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    synced();
     Ok(started.elapsed())
 }
 
 async fn ours<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, alveole_agent::backup::BackupError> + Send + 'static,
 ) -> anyhow::Result<Duration> {
+    settle();
     let started = Instant::now();
     tokio::task::spawn_blocking(work).await??;
+    synced();
     Ok(started.elapsed())
 }
 
@@ -172,6 +189,7 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
             &restic_target.to_string_lossy(),
         ],
     )?;
+    let cold = settle();
     let started = Instant::now();
     let copied = Command::new("cp")
         .arg("-a")
@@ -179,6 +197,7 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
         .arg(&copy_target)
         .status()?;
     anyhow::ensure!(copied.success(), "cp -a failed");
+    synced();
     let copy = started.elapsed();
     let inside = |target: &Path| target.join(source.strip_prefix("/").unwrap_or(&source));
     anyhow::ensure!(
@@ -194,6 +213,14 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
     let rate = |d: Duration| mb / d.as_secs_f64().max(1e-9);
     let s = |d: Duration| d.as_secs_f64();
     println!("backup of {files} files, {total} bytes, to a vault on loopback:");
+    println!(
+        "  (each step {}, its writes synced to the disk)",
+        if cold {
+            "from an emptied page cache"
+        } else {
+            "with the page cache as it was (not root: it cannot be emptied)"
+        }
+    );
     println!(
         "  first backup:      alveole {:>7.2} s ({:>6.1} MB/s)   restic {:>7.2} s ({:>6.1} MB/s)   throughput ratio {:.2}x",
         s(ours_first),

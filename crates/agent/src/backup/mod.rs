@@ -81,6 +81,8 @@ pub fn back_up_site(
     let snapshot = options.to_snapshot()?;
     let mut backup = BackupOptions::default();
     backup.as_path = Some("/".into());
+    // No walk of the whole tree first to estimate the time left: nobody watches a bar here.
+    backup.no_scan = true;
     let snapshot = repository.backup(&backup, &paths, snapshot)?;
     let summary = snapshot.summary.clone().unwrap_or_default();
     Ok(Backed {
@@ -113,7 +115,9 @@ pub fn back_up(backend: RestBackend, password: &str, source: &Path) -> Result<St
         .sanitize()
         .map_err(|e| BackupError::Path(format!("{source}: {e}")))?;
     let snapshot = SnapshotOptions::default().to_snapshot()?;
-    let snapshot = repository.backup(&BackupOptions::default(), &paths, snapshot)?;
+    let mut backup = BackupOptions::default();
+    backup.no_scan = true;
+    let snapshot = repository.backup(&backup, &paths, snapshot)?;
     Ok(snapshot.id.to_hex().as_str().to_owned())
 }
 

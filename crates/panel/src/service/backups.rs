@@ -121,12 +121,7 @@ impl Service {
             .filter_map(|t| t.newest.as_ref())
             .map(|run| (self.now() - run.started_at).num_seconds().max(0))
             .min();
-        let requested_at = self
-            .store()
-            .desired_state(site.node_id.ok_or(ApiError::NotFound("site"))?)
-            .await
-            .ok()
-            .and_then(|d| d.backups.requested.get(&id).copied());
+        let requested_at = self.store().backup_requested_at(id).await?;
         Ok(SiteBackups {
             site_id: id,
             targets,

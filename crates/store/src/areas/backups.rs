@@ -30,6 +30,8 @@ pub trait BackupStore: Send + Sync {
     async fn sites_without_backup_key(&self) -> StoreResult<Vec<SiteId>>;
     /// Asks the site's node for a backup now (audited): the time asked.
     async fn request_backup(&self, ctx: &AuditContext, site: SiteId) -> StoreResult<DateTime<Utc>>;
+    /// When a backup of the site was last asked for.
+    async fn backup_requested_at(&self, site: SiteId) -> StoreResult<Option<DateTime<Utc>>>;
     /// The site's latest backups, newest first.
     async fn backup_runs(&self, site: SiteId, limit: u32) -> StoreResult<Vec<BackupRun>>;
     /// Each site's newest successful backup at each of its targets.

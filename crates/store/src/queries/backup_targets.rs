@@ -150,6 +150,21 @@ impl Audited for BackupTarget {
             target.id.0,
         )
         .await?;
+        let restoring = names_of(
+            tx.conn(),
+            "SELECT s.primary_domain FROM restores r JOIN sites s ON s.id = r.site_id \
+             WHERE r.target_id = $1 AND r.state = 'running' ORDER BY s.primary_domain",
+            target.id.0,
+        )
+        .await?;
+        if !restoring.is_empty() {
+            return Err(in_use(
+                "backup target",
+                "backup_target.restoring",
+                "restores under way",
+                &restoring,
+            ));
+        }
         if sites.is_empty() {
             sqlx::query("DELETE FROM restores WHERE target_id = $1 AND state <> 'running'")
                 .bind(target.id.0)

@@ -210,6 +210,16 @@ impl BackupStore for SqlStore {
         Ok(now)
     }
 
+    async fn backup_requested_at(&self, site: SiteId) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT backup_requested_at FROM sites WHERE id = $1")
+                .bind(site.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     async fn backup_runs(&self, site: SiteId, limit: u32) -> StoreResult<Vec<BackupRun>> {
         let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {RUN_COLUMNS} FROM backup_runs WHERE site_id = "
