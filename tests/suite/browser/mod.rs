@@ -1,5 +1,6 @@
 //! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
 
+mod backups;
 mod lemonldap;
 
 use alveole_agent::control::panel::Control;
