@@ -117,7 +117,8 @@ impl<R: MoveRuntime + 'static> Backups<R> {
     }
 
     /// Looks at the held document: forgets restores it no longer asks for, and when nothing
-    /// runs, starts the restore it asks for, else the most overdue backup.
+    /// runs, starts the restore it asks for, else the most overdue backup, else (a vault) a
+    /// pruning that is due.
     pub(super) fn tick(&mut self, held: &DesiredState) {
         if self
             .running
