@@ -129,8 +129,20 @@ fn same_tree(a: &Path, b: &Path) -> anyhow::Result<bool> {
     Ok(output.status.success())
 }
 
-pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
+/// One round's durations.
+struct Round {
+    ours_first: Duration,
+    restic_first: Duration,
+    ours_delta: Duration,
+    restic_delta: Duration,
+    ours_restore: Duration,
+    restic_restore: Duration,
+    copy: Duration,
+}
+
+pub async fn run(files: usize, total: u64, rounds: usize) -> anyhow::Result<()> {
     anyhow::ensure!(files > 0 && total > 0, "--files and --bytes above zero");
+    anyhow::ensure!((1..=20).contains(&rounds), "--rounds between 1 and 20");
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "alveole-bench-backup-{}",
         uuid::Uuid::now_v7().simple()
@@ -140,34 +152,72 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
     write_tree(&source, files, total)?;
     let node = NodeId(uuid::Uuid::now_v7());
     let vault = Arc::new(Vault::new(root.join("vault")));
-    vault.set_grants(Grants::from([
-        ("alveole".to_owned(), [node].into()),
-        ("restic".to_owned(), [node].into()),
-    ]));
-    let at = serve(vault, node).await?;
+    let at = serve(vault.clone(), node).await?;
+    let mut results = Vec::new();
+    let mut cold = false;
+    for round in 0..rounds {
+        // Fresh repositories each round, on the same tree.
+        let (ours_repo, restic_repo) = (format!("alveole-{round}"), format!("restic-{round}"));
+        vault.set_grants(Grants::from([
+            (ours_repo.clone(), [node].into()),
+            (restic_repo.clone(), [node].into()),
+        ]));
+        let (measured, emptied) = one_round(
+            root,
+            &source,
+            files,
+            total,
+            at,
+            &ours_repo,
+            &restic_repo,
+            round,
+        )
+        .await?;
+        cold = emptied;
+        results.push(measured);
+        let _ = std::fs::remove_dir_all(root.join("vault").join(&ours_repo));
+        let _ = std::fs::remove_dir_all(root.join("vault").join(&restic_repo));
+    }
+    report(&results, files, total, cold);
+    Ok(())
+}
+
+/// A first backup, a backup after 1% of the files changed, a restore (each by alveole and
+/// by restic) and a plain copy: their durations, and whether the cache could be emptied.
+#[allow(clippy::too_many_arguments)] // one round's places and names
+async fn one_round(
+    root: &Path,
+    source: &Path,
+    files: usize,
+    total: u64,
+    at: std::net::SocketAddr,
+    ours_repo: &str,
+    restic_repo: &str,
+    round: usize,
+) -> anyhow::Result<(Round, bool)> {
     let backend = RestBackend::new(
         reqwest::Client::builder().build()?,
-        format!("http://{at}/vault/alveole/"),
+        format!("http://{at}/vault/{ours_repo}/"),
         tokio::runtime::Handle::current(),
     );
-    let restic_url = format!("rest:http://{at}/vault/restic/");
-    let cache = root.join("restic-cache");
+    let restic_url = format!("rest:http://{at}/vault/{restic_repo}/");
+    let cache = root.join(format!("restic-cache-{round}"));
     restic(&restic_url, &cache, &["init"])?;
 
     // A first backup (alveole's makes its repository on the way: a few milliseconds).
-    let (b, s) = (backend.clone(), source.clone());
+    let (b, s) = (backend.clone(), source.to_owned());
     let ours_first = ours(move || back_up(b, PASSWORD, &s)).await?;
     let restic_first = restic(&restic_url, &cache, &["backup", &source.to_string_lossy()])?;
 
     // 1% of the files rewritten.
     let changed = (files / 100).max(1);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ round as u64;
     let size = usize::try_from(total / files as u64)?;
     for i in (0..files).step_by(files / changed).take(changed) {
         let path = source.join(format!("d{}/f{i}", i / 100));
         std::fs::write(path, noise(&mut seed, size))?;
     }
-    let (b, s) = (backend.clone(), source.clone());
+    let (b, s) = (backend.clone(), source.to_owned());
     let ours_delta = ours(move || back_up(b, PASSWORD, &s)).await?;
     let restic_delta = restic(&restic_url, &cache, &["backup", &source.to_string_lossy()])?;
 
@@ -193,26 +243,59 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let copied = Command::new("cp")
         .arg("-a")
-        .arg(&source)
+        .arg(source)
         .arg(&copy_target)
         .status()?;
     anyhow::ensure!(copied.success(), "cp -a failed");
     synced();
     let copy = started.elapsed();
-    let inside = |target: &Path| target.join(source.strip_prefix("/").unwrap_or(&source));
+    let inside = |target: &Path| target.join(source.strip_prefix("/").unwrap_or(source));
     anyhow::ensure!(
-        same_tree(&source, &inside(&ours_target))?,
+        same_tree(source, &inside(&ours_target))?,
         "alveole's restore differs from the source"
     );
     anyhow::ensure!(
-        same_tree(&source, &inside(&restic_target))?,
+        same_tree(source, &inside(&restic_target))?,
         "restic's restore differs from the source"
     );
+    for done in [&ours_target, &restic_target, &copy_target, &cache] {
+        let _ = std::fs::remove_dir_all(done);
+    }
+    Ok((
+        Round {
+            ours_first,
+            restic_first,
+            ours_delta,
+            restic_delta,
+            ours_restore,
+            restic_restore,
+            copy,
+        },
+        cold,
+    ))
+}
 
-    let mb = total as f64 / 1e6;
-    let rate = |d: Duration| mb / d.as_secs_f64().max(1e-9);
+/// The median of each figure over the rounds, with its least and greatest.
+fn report(rounds: &[Round], files: usize, total: u64, cold: bool) {
     let s = |d: Duration| d.as_secs_f64();
-    println!("backup of {files} files, {total} bytes, to a vault on loopback:");
+    let spread = |pick: &dyn Fn(&Round) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        (
+            values[values.len() / 2],
+            values[0],
+            values[values.len() - 1],
+        )
+    };
+    let show = |(median, least, most): (f64, f64, f64), unit: &str| {
+        let digits = if unit == "%" { 0 } else { 2 };
+        format!("{median:.digits$}{unit} ({least:.digits$}–{most:.digits$})")
+    };
+    let mb = total as f64 / 1e6;
+    println!(
+        "backup of {files} files, {total} bytes, to a vault on loopback: the median of {} rounds (least–greatest)",
+        rounds.len()
+    );
     println!(
         "  (each step {}, its writes synced to the disk)",
         if cold {
@@ -221,33 +304,43 @@ pub async fn run(files: usize, total: u64) -> anyhow::Result<()> {
             "with the page cache as it was (not root: it cannot be emptied)"
         }
     );
+    let first = spread(&|r| s(r.ours_first));
     println!(
-        "  first backup:      alveole {:>7.2} s ({:>6.1} MB/s)   restic {:>7.2} s ({:>6.1} MB/s)   throughput ratio {:.2}x",
-        s(ours_first),
-        rate(ours_first),
-        s(restic_first),
-        rate(restic_first),
-        s(restic_first) / s(ours_first).max(1e-9)
+        "  first backup:       alveole {}  restic {}  throughput ratio {}  ({:.0} MB/s)",
+        show(first, " s"),
+        show(spread(&|r| s(r.restic_first)), " s"),
+        show(
+            spread(&|r| s(r.restic_first) / s(r.ours_first).max(1e-9)),
+            "x"
+        ),
+        mb / first.0.max(1e-9)
     );
     println!(
-        "  {changed} files changed:  alveole {:>7.2} s                 restic {:>7.2} s                 throughput ratio {:.2}x",
-        s(ours_delta),
-        s(restic_delta),
-        s(restic_delta) / s(ours_delta).max(1e-9)
+        "  1% of files changed: alveole {}  restic {}  throughput ratio {}",
+        show(spread(&|r| s(r.ours_delta)), " s"),
+        show(spread(&|r| s(r.restic_delta)), " s"),
+        show(
+            spread(&|r| s(r.restic_delta) / s(r.ours_delta).max(1e-9)),
+            "x"
+        ),
+    );
+    let restore = spread(&|r| s(r.ours_restore));
+    println!(
+        "  restore:            alveole {}  restic {}  throughput ratio {}  ({:.0} MB/s)",
+        show(restore, " s"),
+        show(spread(&|r| s(r.restic_restore)), " s"),
+        show(
+            spread(&|r| s(r.restic_restore) / s(r.ours_restore).max(1e-9)),
+            "x"
+        ),
+        mb / restore.0.max(1e-9)
     );
     println!(
-        "  restore:           alveole {:>7.2} s ({:>6.1} MB/s)   restic {:>7.2} s ({:>6.1} MB/s)   throughput ratio {:.2}x",
-        s(ours_restore),
-        rate(ours_restore),
-        s(restic_restore),
-        rate(restic_restore),
-        s(restic_restore) / s(ours_restore).max(1e-9)
+        "  plain copy (cp -a):  {}  alveole's restore at {} of its speed",
+        show(spread(&|r| s(r.copy)), " s"),
+        show(
+            spread(&|r| 100.0 * s(r.copy) / s(r.ours_restore).max(1e-9)),
+            "%"
+        ),
     );
-    println!(
-        "  plain copy (cp -a) {:>7.2} s ({:>6.1} MB/s): alveole's restore at {:.0}% of its speed",
-        s(copy),
-        rate(copy),
-        100.0 * s(copy) / s(ours_restore).max(1e-9)
-    );
-    Ok(())
 }

@@ -168,6 +168,9 @@ pub enum BenchCommand {
         /// Bytes in all.
         #[arg(long, default_value_t = 1_000_000_000)]
         bytes: u64,
+        /// Rounds, each on fresh repositories: the figures are their medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
@@ -254,7 +257,11 @@ async fn main() -> anyhow::Result<()> {
             }
             (Some(PacketsRole::Client), None) => anyhow::bail!("the client needs --target"),
         },
-        BenchCommand::Backup { files, bytes } => backup::run(files, bytes).await,
+        BenchCommand::Backup {
+            files,
+            bytes,
+            rounds,
+        } => backup::run(files, bytes, rounds).await,
         BenchCommand::VolumeSync {
             files,
             bytes_per_file,

@@ -171,7 +171,10 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         file.seek(SeekFrom::Start(offset))?;
-        let mut bytes = Vec::new();
+        // Sized at once: a pack's range is megabytes, which growing by doubling copies twice.
+        let size = file.metadata()?.len().saturating_sub(offset);
+        let wanted = length.map_or(size, |length| length.min(size));
+        let mut bytes = Vec::with_capacity(usize::try_from(wanted).unwrap_or(0));
         match length {
             Some(length) => {
                 file.take(length).read_to_end(&mut bytes)?;
