@@ -580,3 +580,76 @@ fn du(path: &std::path::Path) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// The vault's rotating check rereads packs and names the damage: a repository restic wrote
+/// is intact; with a byte of one pack changed on the vault's disk, the check that rereads
+/// that pack says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vaults_check_finds_a_damaged_pack() {
+    use alveole_agent::vault::check::check;
+    use alveole_agent::vault::repository::{Kind, Repository};
+    if Command::new("restic").arg("version").output().is_err() {
+        skip_or_fail("restic", "apt-get install restic (.ci/run does)");
+        return;
+    }
+    let dir = alveole_tests::temp_dir("alveole-vault-check-");
+    let repository = dir.path().join("site");
+    let password = dir.path().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    let site = dir.path().join("data");
+    std::fs::create_dir_all(&site).unwrap();
+    let body: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(site.join("media.bin"), &body).unwrap();
+    for args in [vec!["init"], vec!["backup", site.to_str().unwrap()]] {
+        let out = Command::new("restic")
+            .arg("--repo")
+            .arg(&repository)
+            .arg("--password-file")
+            .arg(&password)
+            .args(["--no-cache", "--quiet"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let vault = Repository::at(repository.clone());
+    let intact = {
+        let vault = vault.clone();
+        tokio::task::spawn_blocking(move || check(&vault, PASSWORD, (1, 1)))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(intact.is_empty(), "{intact:?}");
+
+    // One byte of the largest pack changed, as a failing disk would.
+    let (pack, size) = vault
+        .list(Kind::Data)
+        .unwrap()
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    let path = repository.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = usize::try_from(size / 2).unwrap();
+    bytes[middle] ^= 0xff;
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)] // the test plays a failing disk
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let damaged = tokio::task::spawn_blocking(move || check(&vault, PASSWORD, (1, 1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        damaged.iter().any(|found| found.contains(&pack[..8])),
+        "the damaged pack is named: {damaged:?}"
+    );
+}

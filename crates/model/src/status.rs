@@ -97,6 +97,10 @@ pub enum AgentEventKind {
     BackupFailed,
     /// A vault forgot the snapshots its retention no longer keeps, and their data.
     VaultPruned,
+    /// A vault reread its daily share of a repository's packs and found them intact.
+    VaultChecked,
+    /// A vault's check found damage in a repository (named in the detail).
+    VaultDamaged,
 }
 
 impl AgentEventKind {
@@ -110,6 +114,8 @@ impl AgentEventKind {
             AgentEventKind::BackupCompleted => "backup.completed",
             AgentEventKind::BackupFailed => "backup.failed",
             AgentEventKind::VaultPruned => "vault.pruned",
+            AgentEventKind::VaultChecked => "vault.checked",
+            AgentEventKind::VaultDamaged => "vault.damaged",
         }
     }
 }

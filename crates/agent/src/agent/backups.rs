@@ -4,7 +4,7 @@
 //! vault over the agents' mutual TLS, or a REST server); each outcome goes to the outbox (the
 //! panel records it, audited). A whole restore keeps the site stopped while it writes (the
 //! passes see `stopped_sites`). A vault prunes each repository it keeps about daily, once
-//! no node has used it for ten minutes. What began and ended is kept in `backups.json`, so
+//! no node has used it for ten minutes, and rereads a thirtieth of its packs daily. What began and ended is kept in `backups.json`, so
 //! that a restarted agent neither backs everything up at once nor restores twice.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +34,8 @@ const JOURNAL: &str = "backups.json";
 /// A vault prunes each repository about daily, once no node has used it for a while.
 const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(24);
 const PRUNE_IDLE: Duration = Duration::from_secs(600);
+/// And rereads a share of each repository's packs daily (all of them within 30 days).
+const CHECK_EVERY: chrono::Duration = chrono::Duration::hours(24);
 
 /// What began and ended, kept across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -45,6 +47,9 @@ struct Journal {
     /// When this vault last pruned each repository it keeps.
     #[serde(default)]
     pruned: BTreeMap<String, DateTime<Utc>>,
+    /// When this vault last checked each repository it keeps.
+    #[serde(default)]
+    checked: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The job under way.
@@ -57,6 +62,7 @@ enum Job {
         progress: ByteProgress,
     },
     Prune,
+    Check,
 }
 
 pub(super) struct Backups<R> {
@@ -118,7 +124,7 @@ impl<R: MoveRuntime + 'static> Backups<R> {
 
     /// Looks at the held document: forgets restores it no longer asks for, and when nothing
     /// runs, starts the restore it asks for, else the most overdue backup, else (a vault) a
-    /// pruning that is due.
+    /// pruning that is due, else a check.
     pub(super) fn tick(&mut self, held: &DesiredState) {
         if self
             .running
@@ -163,7 +169,32 @@ impl<R: MoveRuntime + 'static> Backups<R> {
             let shared = self.shared.clone();
             let task = tokio::spawn(async move { shared.prune(repository, pruning).await });
             self.running = Some((Job::Prune, task));
+            return;
         }
+        if let Some(repository) = self.next_check(held) {
+            let shared = self.shared.clone();
+            let task = tokio::spawn(async move { shared.check(repository).await });
+            self.running = Some((Job::Check, task));
+        }
+    }
+
+    /// A repository this vault keeps whose daily check is due (reading only: nodes may
+    /// write meanwhile).
+    fn next_check(&self, held: &DesiredState) -> Option<VaultRepository> {
+        let now = self.shared.clock.now();
+        let journal = lock(&self.shared.journal);
+        held.vault
+            .iter()
+            .flat_map(|vault| &vault.repositories)
+            .find(|repository| {
+                repository.password.is_some()
+                    && journal
+                        .checked
+                        .get(&repository.name)
+                        .is_none_or(|last| now - *last >= CHECK_EVERY)
+                    && self.shared.vault.repository(&repository.name).exists()
+            })
+            .cloned()
     }
 
     /// A repository this vault keeps whose pruning is due, and idle now.
@@ -517,6 +548,58 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         let event = (alveole_model::AgentEventKind::VaultPruned, site, detail);
         if let Err(error) = lock(&self.outbox).push([event], self.clock.now()) {
             tracing::warn!(error = %crate::describe(&error), "could not record the pruning");
+        }
+    }
+}
+
+impl<R: MoveRuntime + 'static> Shared<R> {
+    /// Rereads today's share of a repository's packs: an event says it is intact, or what is
+    /// damaged.
+    async fn check(self: Arc<Self>, repository: VaultRepository) {
+        let Some(password) = repository.password else {
+            return;
+        };
+        let now = self.clock.now();
+        let share = crate::vault::check::share_of_day(now.timestamp().div_euclid(86_400));
+        let kept = self.vault.repository(&repository.name);
+        let result = tokio::task::spawn_blocking(move || {
+            crate::vault::check::check(&kept, &password.0, share)
+        })
+        .await;
+        let (kind, detail) = match result {
+            Ok(Ok(damage)) if damage.is_empty() => (
+                alveole_model::AgentEventKind::VaultChecked,
+                format!("packs {}/{} reread: intact", share.0, share.1),
+            ),
+            Ok(Ok(damage)) => {
+                tracing::error!(repository = %repository.name, ?damage, "the vault's check found damage");
+                (
+                    alveole_model::AgentEventKind::VaultDamaged,
+                    format!(
+                        "packs {}/{} reread, damage found: {}",
+                        share.0,
+                        share.1,
+                        damage.join("; ")
+                    ),
+                )
+            }
+            Ok(Err(error)) => (
+                alveole_model::AgentEventKind::VaultDamaged,
+                format!("the check could not run: {error}"),
+            ),
+            Err(error) => (
+                alveole_model::AgentEventKind::VaultDamaged,
+                format!("the check stopped: {error}"),
+            ),
+        };
+        {
+            let mut journal = lock(&self.journal);
+            journal.checked.insert(repository.name.clone(), now);
+            self.save(&journal);
+        }
+        let site = repository.name.parse::<SiteId>().ok();
+        if let Err(error) = lock(&self.outbox).push([(kind, site, detail)], self.clock.now()) {
+            tracing::warn!(error = %crate::describe(&error), "could not record the check");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Requests: `/vault/<repository>/` followed by restic's paths (`?create=true`, `config`,
 //! `<kind>/`, `<kind>/<name>`), with v1 and v2 listings and byte ranges.
 
+pub mod check;
 pub mod local;
 pub mod prune;
 pub mod repository;
