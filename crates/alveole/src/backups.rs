@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::cli::RestoreArgs;
-use crate::client::{Api, BACKUP_TARGETS, Kind, print_one};
+use crate::client::{Api, BACKUP_TARGETS, Kind, bar, print_one};
 
 fn only_sites(kind: Kind) -> anyhow::Result<()> {
     anyhow::ensure!(kind.plural == "sites", "only sites have backups");
@@ -105,7 +105,15 @@ pub(crate) async fn restore(
         return Ok(());
     }
     let id = started["id"].as_str().context("no restore id")?;
-    let ended = follow(api, id, json_out).await?;
+    let ended = api
+        .follow(
+            &format!("/api/v1/restores/{id}"),
+            &format!("the restore {id}"),
+            json_out,
+            |restore| restore["state"] == "running",
+            progress_line,
+        )
+        .await?;
     print_one(&ended, json_out);
     anyhow::ensure!(
         ended["state"] == "restored",
@@ -134,40 +142,6 @@ async fn target_by_name(api: &Api, name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no backup target is named {name}"))
 }
 
-/// Follows a restore until it ends, with a progress bar on standard error.
-async fn follow(api: &Api, id: &str, quiet: bool) -> anyhow::Result<Value> {
-    let mut last_change = std::time::Instant::now();
-    let mut last = Value::Null;
-    loop {
-        let restore = api
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/restores/{id}"),
-                None,
-            )
-            .await?
-            .context("empty answer")?;
-        if restore["bytes_done"] != last["bytes_done"] || restore["state"] != last["state"] {
-            last_change = std::time::Instant::now();
-            if !quiet {
-                eprint!("\r{}", progress_line(&restore));
-            }
-        }
-        if restore["state"] != "running" {
-            if !quiet {
-                eprintln!();
-            }
-            return Ok(restore);
-        }
-        anyhow::ensure!(
-            last_change.elapsed() < std::time::Duration::from_secs(3600),
-            "the restore {id} has shown no progress for an hour"
-        );
-        last = restore;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
 /// `[#######·············]  35%  12 MB of 34 MB`.
 pub fn progress_line(restore: &Value) -> String {
     let done = restore["bytes_done"].as_u64().unwrap_or(0);
@@ -177,11 +151,9 @@ pub fn progress_line(restore: &Value) -> String {
         .checked_div(total)
         .unwrap_or(0)
         .min(100);
-    let filled = usize::try_from(percent / 5).unwrap_or(20);
     format!(
-        "[{}{}] {percent:>3}%  {} of {}  {}",
-        "#".repeat(filled),
-        "·".repeat(20 - filled),
+        "{} {percent:>3}%  {} of {}  {}",
+        bar(percent),
         alveole_model::quantity::format_bytes(done),
         alveole_model::quantity::format_bytes(total),
         restore["state"].as_str().unwrap_or("")

@@ -358,37 +358,61 @@ impl Api {
     /// Shows a move's progress (a bar on a terminal) until it is no longer copying; the move
     /// as it ended. Bounded: gives up after an hour of no change.
     async fn follow_move(&self, id: &str, quiet: bool) -> anyhow::Result<Value> {
+        self.follow(
+            &format!("/api/v1/site-moves/{id}"),
+            &format!("the move {id}"),
+            quiet,
+            |movement| movement["phase"] == "copying",
+            progress_line,
+        )
+        .await
+    }
+
+    /// Reads `path` every half second while `under_way` says so, drawing `line` of it on
+    /// standard error when it changes (unless `quiet`): the item as it ended. Bounded: gives
+    /// up after an hour without a change.
+    pub(crate) async fn follow(
+        &self,
+        path: &str,
+        what: &str,
+        quiet: bool,
+        under_way: fn(&Value) -> bool,
+        line: fn(&Value) -> String,
+    ) -> anyhow::Result<Value> {
         let mut last_change = std::time::Instant::now();
-        let mut last = Value::Null;
+        let mut last_line = String::new();
         loop {
-            let movement = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/site-moves/{id}"),
-                    None,
-                )
+            let item = self
+                .call(reqwest::Method::GET, path, None)
                 .await?
                 .context("empty answer")?;
-            if movement["progress"] != last["progress"] || movement["phase"] != last["phase"] {
+            let shown = line(&item);
+            if shown != last_line {
                 last_change = std::time::Instant::now();
                 if !quiet {
-                    eprint!("\r{}", progress_line(&movement));
+                    eprint!("\r{shown}");
                 }
+                last_line = shown;
             }
-            if movement["phase"] != "copying" {
+            if !under_way(&item) {
                 if !quiet {
                     eprintln!();
                 }
-                return Ok(movement);
+                return Ok(item);
             }
             anyhow::ensure!(
                 last_change.elapsed() < std::time::Duration::from_secs(3600),
-                "the move {id} has shown no progress for an hour"
+                "{what} has shown no progress for an hour"
             );
-            last = movement;
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
+}
+
+/// `[#######·············]` for `percent` (0 to 100).
+pub(crate) fn bar(percent: u64) -> String {
+    let filled = usize::try_from(percent.min(100) / 5).unwrap_or(20);
+    format!("[{}{}]", "#".repeat(filled), "·".repeat(20 - filled))
 }
 
 /// `[#######·············]  35%  copying, pass 2, 70 MB of 200 MB` and, once switched, the
@@ -406,10 +430,9 @@ pub fn progress_line(movement: &Value) -> String {
         Some("copying") => 0,
         _ => 100,
     };
-    let filled = (done / 5) as usize;
-    let bar = format!("{}{}", "#".repeat(filled), "·".repeat(20 - filled));
     let mut line = format!(
-        "[{bar}] {done:>3}%  {step}, pass {}, {} of {}",
+        "{} {done:>3}%  {step}, pass {}, {} of {}",
+        bar(done),
         number("passes"),
         alveole_model::quantity::format_bytes(sent.min(total.max(sent))),
         alveole_model::quantity::format_bytes(total)

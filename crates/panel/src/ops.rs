@@ -70,7 +70,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         .await?
         .items;
     let now = state.service().now();
-    for run in store.latest_snapshots().await? {
+    for run in store.latest_snapshots(None).await? {
         let (Some(site), Some(target)) = (
             sites.iter().find(|s| s.id == run.site_id),
             targets.iter().find(|t| t.id == run.target_id),

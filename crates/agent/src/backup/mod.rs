@@ -32,6 +32,15 @@ pub enum BackupError {
     NotInSnapshot(String),
 }
 
+/// What rustic_core hands a backend to write, in one buffer.
+pub(crate) fn joined(content: rustic_core::BytesList) -> Vec<u8> {
+    let mut body = Vec::with_capacity(content.size());
+    for part in content.into_vec() {
+        body.extend_from_slice(&part);
+    }
+    body
+}
+
 fn repository(backend: RestBackend) -> Result<Repository<()>, BackupError> {
     let backends = RepositoryBackends::new(Arc::new(backend), None);
     Ok(Repository::new(&RepositoryOptions::default(), &backends)?)
@@ -58,32 +67,11 @@ pub fn back_up_site(
     source: &Path,
     host: &str,
 ) -> Result<Backed, BackupError> {
-    let credentials = Credentials::Password(password.to_owned());
-    let repository = repository(backend)?;
-    let repository = if repository.config_id()?.is_some() {
-        repository.open(&credentials)?
-    } else {
-        repository.init(
-            &credentials,
-            &KeyOptions::default(),
-            &ConfigOptions::default(),
-        )?
-    };
-    let repository = repository.to_indexed_ids()?;
-    let source = source
-        .to_str()
-        .ok_or_else(|| BackupError::Path(source.display().to_string()))?;
-    let paths = PathList::from_string(source)?
-        .sanitize()
-        .map_err(|e| BackupError::Path(format!("{source}: {e}")))?;
     let mut options = SnapshotOptions::default();
     options.host = Some(host.to_owned());
-    let snapshot = options.to_snapshot()?;
     let mut backup = BackupOptions::default();
     backup.as_path = Some("/".into());
-    // No walk of the whole tree first to estimate the time left: nobody watches a bar here.
-    backup.no_scan = true;
-    let snapshot = repository.backup(&backup, &paths, snapshot)?;
+    let snapshot = backup_into(backend, password, source, options, backup)?;
     let summary = snapshot.summary.clone().unwrap_or_default();
     Ok(Backed {
         snapshot_id: snapshot.id.to_hex().as_str().to_owned(),
@@ -96,6 +84,25 @@ pub fn back_up_site(
 /// Backs up `source` (a directory, at its own path in the snapshot, as restic's `backup`
 /// does) into the repository behind `backend`: the new snapshot's id.
 pub fn back_up(backend: RestBackend, password: &str, source: &Path) -> Result<String, BackupError> {
+    let snapshot = backup_into(
+        backend,
+        password,
+        source,
+        SnapshotOptions::default(),
+        BackupOptions::default(),
+    )?;
+    Ok(snapshot.id.to_hex().as_str().to_owned())
+}
+
+/// Opens the repository behind `backend` (made first, with `password`, when it does not
+/// exist) and backs `source` up into it.
+fn backup_into(
+    backend: RestBackend,
+    password: &str,
+    source: &Path,
+    options: SnapshotOptions,
+    mut backup: BackupOptions,
+) -> Result<rustic_core::repofile::SnapshotFile, BackupError> {
     let credentials = Credentials::Password(password.to_owned());
     let repository = repository(backend)?;
     let repository = if repository.config_id()?.is_some() {
@@ -114,11 +121,9 @@ pub fn back_up(backend: RestBackend, password: &str, source: &Path) -> Result<St
     let paths = PathList::from_string(source)?
         .sanitize()
         .map_err(|e| BackupError::Path(format!("{source}: {e}")))?;
-    let snapshot = SnapshotOptions::default().to_snapshot()?;
-    let mut backup = BackupOptions::default();
+    // No walk of the whole tree first to estimate the time left: nobody watches a bar here.
     backup.no_scan = true;
-    let snapshot = repository.backup(&backup, &paths, snapshot)?;
-    Ok(snapshot.id.to_hex().as_str().to_owned())
+    Ok(repository.backup(&backup, &paths, options.to_snapshot()?)?)
 }
 
 /// What to restore, and how.

@@ -258,10 +258,7 @@ impl WriteBackend for RestBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let mut body = Vec::with_capacity(content.size());
-        for part in content.into_vec() {
-            body.extend_from_slice(&part);
-        }
+        let body = super::joined(content);
         if kind == FileType::Pack {
             return self.send_pack(self.url(kind, id), body);
         }

@@ -116,10 +116,7 @@ impl WriteBackend for LocalBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let mut body = Vec::with_capacity(content.size());
-        for part in content.into_vec() {
-            body.extend_from_slice(&part);
-        }
+        let body = crate::backup::joined(content);
         self.repository
             .write(kind_of(kind), &name_of(kind, id), &body)
             .map_err(|e| failed("writing", e))

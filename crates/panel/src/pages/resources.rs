@@ -368,6 +368,13 @@ impl PageResource for Site {
     }
 }
 
+/// "—" (nothing chosen, or the panel's choice), then `choices`.
+fn none_then(choices: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    std::iter::once((String::new(), "—".to_owned()))
+        .chain(choices)
+        .collect()
+}
+
 /// (value, label) choices of every select among `fields`.
 /// The choices of a form's select fields; `limited_to` a member, only what they may see:
 /// themselves as owner, and automatic placement.
@@ -427,62 +434,40 @@ pub async fn select_options(
                     )
                 })
                 .collect(),
-            Options::Providers => store
-                .providers()
-                .list(&ProviderFilter::default(), &all)
-                .await?
-                .items
-                .into_iter()
-                .map(|p| (p.id.to_string(), p.name.to_string()))
-                .collect(),
-            Options::ProvidersOrNone => std::iter::once((String::new(), "—".to_owned()))
-                .chain(
-                    store
-                        .providers()
-                        .list(&ProviderFilter::default(), &all)
-                        .await?
-                        .items
-                        .into_iter()
-                        .map(|p| (p.id.to_string(), p.name.to_string())),
-                )
-                .collect(),
-            Options::Nodes => std::iter::once((String::new(), "—".to_owned()))
-                .chain(
-                    store
-                        .nodes()
-                        .list(&NodeFilter::default(), &all)
-                        .await?
-                        .items
-                        .into_iter()
-                        .map(|n| (n.id.to_string(), n.name.to_string())),
-                )
-                .collect(),
-            // Members choose among them too: their names say nothing of other members.
-            Options::BackupTargets => std::iter::once((String::new(), "—".to_owned()))
-                .chain(
-                    store
-                        .backup_targets()
-                        .list(&Default::default(), &all)
-                        .await?
-                        .items
-                        .into_iter()
-                        .map(|t| (t.id.to_string(), t.name.to_string())),
-                )
-                .collect(),
-            Options::NodesOrAutomatic if limited_to.is_some() => {
-                vec![(String::new(), "—".to_owned())]
+            Options::Providers | Options::ProvidersOrNone => {
+                let providers = store
+                    .providers()
+                    .list(&ProviderFilter::default(), &all)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|p| (p.id.to_string(), p.name.to_string()));
+                if source == Options::ProvidersOrNone {
+                    none_then(providers)
+                } else {
+                    providers.collect()
+                }
             }
-            Options::NodesOrAutomatic => std::iter::once((String::new(), "—".to_owned()))
-                .chain(
-                    store
-                        .nodes()
-                        .list(&NodeFilter::default(), &all)
-                        .await?
-                        .items
-                        .into_iter()
-                        .map(|n| (n.id.to_string(), n.name.to_string())),
-                )
-                .collect(),
+            Options::NodesOrAutomatic if limited_to.is_some() => none_then([]),
+            Options::Nodes | Options::NodesOrAutomatic => none_then(
+                store
+                    .nodes()
+                    .list(&NodeFilter::default(), &all)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|n| (n.id.to_string(), n.name.to_string())),
+            ),
+            // Members choose among them too: their names say nothing of other members.
+            Options::BackupTargets => none_then(
+                store
+                    .backup_targets()
+                    .list(&Default::default(), &all)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|t| (t.id.to_string(), t.name.to_string())),
+            ),
         };
         out.insert(source, choices);
     }

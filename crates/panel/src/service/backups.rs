@@ -103,7 +103,7 @@ impl Service {
     ) -> ApiResult<SiteBackups> {
         let site = self.get::<Site>(limited_to, id).await?;
         let runs = self.store().backup_runs(id, 20).await?;
-        let newest = self.store().latest_snapshots().await?;
+        let newest = self.store().latest_snapshots(Some(id)).await?;
         let places = self.store().target_places(&site.backup.targets).await?;
         let targets: Vec<TargetBackups> = places
             .into_iter()
@@ -214,7 +214,7 @@ impl Service {
     pub async fn record_backup_windows(&self) -> ApiResult<usize> {
         let now = self.now();
         let mut newest: BTreeMap<SiteId, DateTime<Utc>> = BTreeMap::new();
-        for run in self.store().latest_snapshots().await? {
+        for run in self.store().latest_snapshots(None).await? {
             let at = newest.entry(run.site_id).or_insert(run.started_at);
             *at = (*at).max(run.started_at);
         }

@@ -34,8 +34,9 @@ pub trait BackupStore: Send + Sync {
     async fn backup_requested_at(&self, site: SiteId) -> StoreResult<Option<DateTime<Utc>>>;
     /// The site's latest backups, newest first.
     async fn backup_runs(&self, site: SiteId, limit: u32) -> StoreResult<Vec<BackupRun>>;
-    /// Each site's newest successful backup at each of its targets.
-    async fn latest_snapshots(&self) -> StoreResult<Vec<BackupRun>>;
+    /// Each site's newest successful backup at each of its targets (one site's only, when
+    /// given).
+    async fn latest_snapshots(&self, site: Option<SiteId>) -> StoreResult<Vec<BackupRun>>;
     /// Where targets keep their copies (a vault's provider is its node's), in the order
     /// asked; an unknown target is left out.
     async fn target_places(&self, targets: &[BackupTargetId]) -> StoreResult<Vec<TargetPlace>>;

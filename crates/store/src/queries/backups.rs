@@ -230,14 +230,17 @@ impl BackupStore for SqlStore {
         super::fetch_all::<BackupRunRow, BackupRun>(&self.pool, q).await
     }
 
-    async fn latest_snapshots(&self) -> StoreResult<Vec<BackupRun>> {
-        let q = QueryBuilder::<Db>::new(format!(
+    async fn latest_snapshots(&self, site: Option<SiteId>) -> StoreResult<Vec<BackupRun>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {RUN_COLUMNS} FROM backup_runs r WHERE snapshot_id IS NOT NULL \
              AND started_at = (SELECT MAX(started_at) FROM backup_runs l \
                                WHERE l.site_id = r.site_id AND l.target_id = r.target_id \
-                                 AND l.snapshot_id IS NOT NULL) \
-             ORDER BY site_id, target_id"
+                                 AND l.snapshot_id IS NOT NULL)"
         ));
+        if let Some(site) = site {
+            q.push(" AND site_id = ").push_bind(site.0);
+        }
+        q.push(" ORDER BY site_id, target_id");
         super::fetch_all::<BackupRunRow, BackupRun>(&self.pool, q).await
     }
 
@@ -409,16 +412,7 @@ pub(super) async fn node_backups(
             .map(|r| (r.source_site_id, r.target_id)),
     );
     for (site, target) in wanted {
-        if let std::collections::btree_map::Entry::Vacant(entry) = backups.keys.entry(site) {
-            let sealed: Option<String> =
-                sqlx::query_scalar("SELECT sealed FROM backup_keys WHERE site_id = $1")
-                    .bind(site.0)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some(sealed) = sealed {
-                entry.insert(sealed);
-            }
-        }
+        add_key(tx, &mut backups.keys, site).await?;
         if let std::collections::btree_map::Entry::Vacant(entry) = backups.targets.entry(target)
             && let Some(endpoint) = endpoint_of(tx, target).await?
         {
@@ -447,18 +441,28 @@ pub(super) async fn node_backups(
         .filter_map(|r| r.name.parse().ok())
         .collect();
     for site in kept {
-        if let std::collections::btree_map::Entry::Vacant(entry) = backups.keys.entry(site) {
-            let sealed: Option<String> =
-                sqlx::query_scalar("SELECT sealed FROM backup_keys WHERE site_id = $1")
-                    .bind(site.0)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some(sealed) = sealed {
-                entry.insert(sealed);
-            }
-        }
+        add_key(tx, &mut backups.keys, site).await?;
     }
     Ok(backups)
+}
+
+/// Adds the site's sealed key to `keys`, unless it is there (or the site has none yet).
+async fn add_key(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    keys: &mut std::collections::BTreeMap<SiteId, String>,
+    site: SiteId,
+) -> StoreResult<()> {
+    if let std::collections::btree_map::Entry::Vacant(entry) = keys.entry(site) {
+        let sealed: Option<String> =
+            sqlx::query_scalar("SELECT sealed FROM backup_keys WHERE site_id = $1")
+                .bind(site.0)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(sealed) = sealed {
+            entry.insert(sealed);
+        }
+    }
+    Ok(())
 }
 
 /// A target as nodes reach it: a vault at the peer address its agent last reported.
