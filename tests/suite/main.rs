@@ -15,6 +15,7 @@ mod authorization;
 mod backups;
 mod browser;
 mod docker;
+mod drills;
 mod evacuations;
 mod failover;
 mod identity;

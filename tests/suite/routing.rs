@@ -127,6 +127,7 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
@@ -655,6 +656,7 @@ mod properties {
                 moves_out: vec![],
                 moves_in: vec![],
                 restores: vec![],
+                drills: vec![],
                 vault: None,
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());

@@ -582,10 +582,11 @@ fn du(path: &std::path::Path) -> u64 {
 }
 
 /// The vault's rotating check rereads packs and names the damage: a repository restic wrote
-/// is intact; with a byte of one pack changed on the vault's disk, the check that rereads
-/// that pack says so.
+/// is intact; with a byte of one pack changed on the vault's disk, the check names that pack
+/// and the one snapshot that needs it (not the other), keeps rereading it while it is
+/// damaged (whatever the day's share), and says intact once its bytes are back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_vaults_check_finds_a_damaged_pack() {
+async fn the_vaults_check_finds_a_damaged_pack_and_the_snapshot_it_breaks() {
     use alveole_agent::vault::check::check;
     use alveole_agent::vault::repository::{Kind, Repository};
     if Command::new("restic").arg("version").output().is_err() {
@@ -596,20 +597,14 @@ async fn the_vaults_check_finds_a_damaged_pack() {
     let repository = dir.path().join("site");
     let password = dir.path().join("password");
     std::fs::write(&password, PASSWORD).unwrap();
-    let site = dir.path().join("data");
-    std::fs::create_dir_all(&site).unwrap();
-    let body: Vec<u8> = (0..2_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
-        .collect();
-    std::fs::write(site.join("media.bin"), &body).unwrap();
-    for args in [vec!["init"], vec!["backup", site.to_str().unwrap()]] {
+    let restic = |args: &[&str]| {
         let out = Command::new("restic")
             .arg("--repo")
             .arg(&repository)
             .arg("--password-file")
             .arg(&password)
             .args(["--no-cache", "--quiet"])
-            .args(&args)
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -617,16 +612,38 @@ async fn the_vaults_check_finds_a_damaged_pack() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    restic(&["init"]);
+    // Two snapshots of two folders sharing nothing: the big file's pack is the first's alone.
+    let mut snapshots = Vec::new();
+    for (name, size, seed) in [
+        ("big", 2_000_000u32, 2654435761u32),
+        ("small", 300_000, 40503),
+    ] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let body: Vec<u8> = (0..size)
+            .map(|i| (i.wrapping_mul(seed) >> 11) as u8)
+            .collect();
+        std::fs::write(folder.join(format!("{name}.bin")), &body).unwrap();
+        restic(&["backup", folder.to_str().unwrap()]);
+        let listed: serde_json::Value = serde_json::from_str(&restic(&[
+            "snapshots",
+            "--json",
+            "--path",
+            folder.to_str().unwrap(),
+        ]))
+        .unwrap();
+        snapshots.push(listed[0]["id"].as_str().unwrap().to_owned());
     }
     let vault = Repository::at(repository.clone());
-    let intact = {
+    let run = |vault: &Repository, share: (u32, u32), suspects: Vec<String>| {
         let vault = vault.clone();
-        tokio::task::spawn_blocking(move || check(&vault, PASSWORD, (1, 1)))
-            .await
-            .unwrap()
-            .unwrap()
+        tokio::task::spawn_blocking(move || check(&vault, PASSWORD, share, &suspects))
     };
-    assert!(intact.is_empty(), "{intact:?}");
+    let intact = run(&vault, (1, 1), vec![]).await.unwrap().unwrap();
+    assert!(intact.errors.is_empty(), "{intact:?}");
 
     // One byte of the largest pack changed, as a failing disk would.
     let (pack, size) = vault
@@ -636,20 +653,41 @@ async fn the_vaults_check_finds_a_damaged_pack() {
         .max_by_key(|(_, size)| *size)
         .unwrap();
     let path = repository.join("data").join(&pack[..2]).join(&pack);
-    let mut bytes = std::fs::read(&path).unwrap();
+    let original = std::fs::read(&path).unwrap();
+    let mut bytes = original.clone();
     let middle = usize::try_from(size / 2).unwrap();
     bytes[middle] ^= 0xff;
     let mut permissions = std::fs::metadata(&path).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)] // the test plays a failing disk
     permissions.set_readonly(false);
     std::fs::set_permissions(&path, permissions).unwrap();
-    std::fs::write(&path, bytes).unwrap();
-    let damaged = tokio::task::spawn_blocking(move || check(&vault, PASSWORD, (1, 1)))
+    std::fs::write(&path, &bytes).unwrap();
+    let damaged = run(&vault, (1, 1), vec![]).await.unwrap().unwrap();
+    assert!(
+        damaged
+            .errors
+            .iter()
+            .any(|found| found.contains(&pack[..8])),
+        "the damaged pack is named: {damaged:?}"
+    );
+    assert_eq!(damaged.damage.packs, std::slice::from_ref(&pack));
+    assert_eq!(
+        damaged.damage.snapshots,
+        [snapshots[0].clone()],
+        "the big folder's snapshot is broken, the small one's is not"
+    );
+
+    // A later day's share may not hold the pack: the damage found before is reread anyway.
+    let later = run(&vault, (29, 30), vec![pack.clone()])
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        damaged.iter().any(|found| found.contains(&pack[..8])),
-        "the damaged pack is named: {damaged:?}"
-    );
+    assert_eq!(later.damage.packs, std::slice::from_ref(&pack), "{later:?}");
+    // Its bytes back (an admin's repair): intact again.
+    std::fs::write(&path, &original).unwrap();
+    let repaired = run(&vault, (29, 30), vec![pack.clone()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(repaired.errors.is_empty(), "{repaired:?}");
 }

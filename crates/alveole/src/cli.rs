@@ -577,8 +577,19 @@ pub enum ResourceAction {
     Moves { id: String },
     /// Sites: back one up now, to each target of its policy.
     Backup { id: String },
-    /// Sites: its backups (newest snapshot at each target, data-loss window, latest runs).
+    /// Sites: its backups (data-loss window, restore time, alerts, newest snapshot at each
+    /// target).
     Backups { id: String },
+    /// Sites: drill its backups now (its newest snapshot restored, compared, started and
+    /// probed on a node of another provider, then removed), following the drill to its end.
+    Drill {
+        id: String,
+        /// Return once the drill started, without following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Sites: its latest restore drills, newest first.
+    Drills { id: String },
     /// Sites: restore a snapshot (the newest by default), whole or some paths, into the site
     /// or another one, with a progress bar until it ends.
     Restore(RestoreArgs),

@@ -620,6 +620,12 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
         ResourceAction::Backups { id } => {
             crate::backups::show(&api, kind, &id, json_out).await?;
         }
+        ResourceAction::Drill { id, no_wait } => {
+            crate::backups::drill(&api, kind, &id, no_wait, json_out).await?;
+        }
+        ResourceAction::Drills { id } => {
+            crate::backups::drills(&api, kind, &id, json_out).await?;
+        }
         ResourceAction::Restore(restore) => {
             crate::backups::restore(&api, kind, restore, json_out).await?;
         }

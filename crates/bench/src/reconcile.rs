@@ -61,6 +61,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let started = Instant::now();

@@ -95,6 +95,7 @@ pub(crate) fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();

@@ -413,6 +413,7 @@ mod tests {
             addresses: held.map(|h| h.iter().map(|a| a.parse().unwrap()).collect()),
             endpoints: None,
             restores: vec![],
+            drills: vec![],
         };
         assert!(!moving.released_by(&report(None, None)), "nothing applied");
         assert!(

@@ -47,6 +47,10 @@ pub struct DesiredState {
     /// Restores into this node's sites, until the node reports them ended.
     #[serde(default)]
     pub restores: Vec<crate::backup::RestoreOrder>,
+    /// Restore drills this node runs for sites of other providers, until it reports them
+    /// ended: their scratch containers are the drill's, not the reconciler's.
+    #[serde(default)]
+    pub drills: Vec<crate::backup::DrillOrder>,
 }
 
 /// The host's own services (SSH, the agent's ports) answer only these networks: the admins'

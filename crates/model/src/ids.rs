@@ -72,3 +72,8 @@ typed_id!(
     /// One restore of a site's backup, in place or into another site.
     RestoreId
 );
+typed_id!(
+    /// One restore drill of a site: its newest snapshot restored, started and probed in a
+    /// scratch container on a node of another provider.
+    DrillId
+);

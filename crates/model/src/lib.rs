@@ -31,7 +31,9 @@ pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};
 pub use hostname::{Hostname, Wildcard};
-pub use ids::{BackupTargetId, JobId, MemberId, NodeId, ProviderId, RestoreId, SiteId, SiteMoveId};
+pub use ids::{
+    BackupTargetId, DrillId, JobId, MemberId, NodeId, ProviderId, RestoreId, SiteId, SiteMoveId,
+};
 pub use image::ImageRef;
 pub use phase::SitePhase;
 pub use resources::*;

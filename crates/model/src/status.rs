@@ -35,6 +35,9 @@ pub struct NodeReport {
     /// The restores the desired state asks for, as far as they are.
     #[serde(default)]
     pub restores: Vec<crate::backup::RestoreProgress>,
+    /// The drills the desired state asks for, as far as they are.
+    #[serde(default)]
+    pub drills: Vec<crate::backup::DrillProgress>,
 }
 
 /// A node's software, for the platform inventory an outside audit asks for.
@@ -76,6 +79,9 @@ pub struct AgentEvent {
     /// A backup's outcome, for the backup events.
     #[serde(default)]
     pub backup: Option<crate::backup::BackupOutcome>,
+    /// What a vault's check found damaged, for `vault.damaged`.
+    #[serde(default)]
+    pub damage: Option<crate::backup::RepositoryDamage>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

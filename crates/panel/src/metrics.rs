@@ -62,6 +62,10 @@ pub struct Metrics {
     /// A site's data-loss window at each target: alert on it exceeding the site's period.
     pub backup_age_seconds: Family<BackupLabels, Gauge>,
     pub backup_bytes: Family<BackupLabels, Gauge>,
+    /// What drills and checks prove: alert on `site_backup_alerts > 0`.
+    pub data_loss_window_seconds: Family<SiteLabels, Gauge>,
+    pub restore_seconds: Family<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub backup_alerts: Family<SiteLabels, Gauge>,
 }
 
 impl Metrics {
@@ -78,6 +82,10 @@ impl Metrics {
         let exit_notice_seconds = Gauge::default();
         let backup_age_seconds = Family::<BackupLabels, Gauge>::default();
         let backup_bytes = Family::<BackupLabels, Gauge>::default();
+        let data_loss_window_seconds = Family::<SiteLabels, Gauge>::default();
+        let restore_seconds =
+            Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let backup_alerts = Family::<SiteLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("alveole");
         // The panel's listeners (members', agents'): open, refused, timed out, made room.
         registry.register_collector(Box::new(alveole_listen::metrics::ListenerCollector));
@@ -127,6 +135,22 @@ impl Metrics {
             "Size of a site's files in its newest snapshot at a backup target",
             backup_bytes.clone(),
         );
+        registry.register(
+            "site_data_loss_window_seconds",
+            "Age of a site's newest snapshot that passed a restore drill or a vault's check",
+            data_loss_window_seconds.clone(),
+        );
+        registry.register(
+            "site_restore_seconds",
+            "How long a site's last drill that passed took, from the start of the restore to \
+             the first good answer",
+            restore_seconds.clone(),
+        );
+        registry.register(
+            "site_backup_alerts",
+            "Backup alerts raised on a site (window too long, drill failed, copy damaged)",
+            backup_alerts.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -139,6 +163,9 @@ impl Metrics {
             exit_notice_seconds,
             backup_age_seconds,
             backup_bytes,
+            data_loss_window_seconds,
+            restore_seconds,
+            backup_alerts,
         }
     }
 

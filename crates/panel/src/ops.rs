@@ -92,6 +92,32 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             .get_or_create(&labels)
             .set(i64::try_from(run.bytes_total).unwrap_or(i64::MAX));
     }
+    // What drills and checks prove of each site, and its alerts.
+    let alerts = store.backup_alerts(None).await?;
+    for proof in state.service().site_proofs(None).await? {
+        let Some(site) = sites.iter().find(|s| s.id == proof.site_id) else {
+            continue;
+        };
+        let labels = SiteLabels {
+            site: site.id.to_string(),
+            hostname: site.primary_domain.to_string(),
+        };
+        let metrics = state.metrics();
+        if let Some(window) = proof.window_seconds {
+            metrics
+                .data_loss_window_seconds
+                .get_or_create(&labels)
+                .set(window);
+        }
+        if let Some(seconds) = proof.restore_seconds {
+            metrics.restore_seconds.get_or_create(&labels).set(seconds);
+        }
+        let raised = alerts.iter().filter(|a| a.site_id == site.id).count();
+        metrics
+            .backup_alerts
+            .get_or_create(&labels)
+            .set(i64::try_from(raised).unwrap_or(i64::MAX));
+    }
     // Exit readiness, planned now, for alerting on a provider that could not be left in time.
     let readiness = state.service().exit_readiness().await?;
     let metrics = state.metrics();

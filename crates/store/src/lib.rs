@@ -31,6 +31,7 @@ pub use areas::addresses::AddressStore;
 pub use areas::agents::{AgentStore, NodeBackups, NodeDesired, NodeStatus};
 pub use areas::audit::{AuditStore, VerifiedPoint};
 pub use areas::backups::{BackupStore, RestoreRequest};
+pub use areas::drills::{AlertKind, BackupAlert, DrillRequest, DrillStore};
 pub use areas::fleet::{Counts, FleetStore, NodeUsage};
 pub use areas::identity::{ApiToken, Expired, IdentityStore, ProviderSession, Session, TokenScope};
 pub use areas::jobs::JobStore;
@@ -50,8 +51,8 @@ pub use error::{StoreError, StoreResult};
 /// Every trait of the store, for `use alveole_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AddressStore, AgentStore, AuditStore, BackupStore, FleetStore, IdentityStore, JobStore,
-        MoveStore, Records, SiteStore, Store, Stored,
+        AddressStore, AgentStore, AuditStore, BackupStore, DrillStore, FleetStore, IdentityStore,
+        JobStore, MoveStore, Records, SiteStore, Store, Stored,
     };
 }
 
@@ -71,6 +72,7 @@ pub trait Store:
     + Records<Site>
     + Records<BackupTarget>
     + BackupStore
+    + DrillStore
     + FleetStore
     + SiteStore
     + AgentStore

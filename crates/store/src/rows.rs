@@ -576,3 +576,58 @@ impl TryFrom<RestoreRow> for alveole_model::backup::Restore {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DrillRow {
+    id: Uuid,
+    site_id: Uuid,
+    target_id: Uuid,
+    node_id: Option<Uuid>,
+    state: String,
+    phase: String,
+    bytes_done: i64,
+    bytes_total: i64,
+    snapshot_id: Option<String>,
+    snapshot_time: Option<DateTime<Utc>>,
+    files_verified: i64,
+    restore_ms: Option<i64>,
+    answer_status: Option<i64>,
+    error: Option<String>,
+    requested_by: String,
+    requested_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<DrillRow> for alveole_model::backup::Drill {
+    type Error = StoreError;
+    fn try_from(r: DrillRow) -> Result<Self, StoreError> {
+        use alveole_model::backup::{DrillPhase, DrillState};
+        Ok(alveole_model::backup::Drill {
+            id: alveole_model::DrillId(r.id),
+            site_id: SiteId(r.site_id),
+            target_id: alveole_model::BackupTargetId(r.target_id),
+            node_id: r.node_id.map(NodeId),
+            state: DrillState::parse(&r.state)
+                .ok_or_else(|| corrupt("drill", r.id, "unknown state"))?,
+            phase: DrillPhase::parse(&r.phase)
+                .ok_or_else(|| corrupt("drill", r.id, "unknown phase"))?,
+            bytes_done: unsigned("drill", r.id, r.bytes_done)?,
+            bytes_total: unsigned("drill", r.id, r.bytes_total)?,
+            snapshot_id: r.snapshot_id,
+            snapshot_time: r.snapshot_time,
+            files_verified: unsigned("drill", r.id, r.files_verified)?,
+            restore_ms: r
+                .restore_ms
+                .map(|ms| unsigned("drill", r.id, ms))
+                .transpose()?,
+            answer_status: r
+                .answer_status
+                .map(|s| unsigned("drill", r.id, s))
+                .transpose()?,
+            error: r.error,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            finished_at: r.finished_at,
+        })
+    }
+}

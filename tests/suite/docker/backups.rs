@@ -83,13 +83,13 @@ async fn rest_server(repository: &str) -> (SocketAddr, tempfile::TempDir) {
     (at, dir)
 }
 
-async fn provider(panel: &TestPanel, name: &str) -> Value {
+pub(super) async fn provider(panel: &TestPanel, name: &str) -> Value {
     let (status, created) = panel.post("/api/v1/providers", json!({"name": name})).await;
     assert_eq!(status, 201, "{created}");
     created["id"].clone()
 }
 
-async fn node(panel: &TestPanel, provider: &Value, name: &str) -> String {
+pub(super) async fn node(panel: &TestPanel, provider: &Value, name: &str) -> String {
     let (status, created) = panel
         .post(
             "/api/v1/nodes",
@@ -132,7 +132,7 @@ async fn serves(ingress: SocketAddr, host: &str, body: &str) {
     .await;
 }
 
-fn write(root: &Path, path: &str, text: &str) {
+pub(super) fn write(root: &Path, path: &str, text: &str) {
     let file = root.join(path);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(file, text).unwrap();

@@ -25,6 +25,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let site = desired.sites[0].site_id;
@@ -280,6 +281,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -488,6 +490,7 @@ async fn docker_a_paused_site_holds_its_requests_until_unpaused() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let site = desired.sites[0].site_id;

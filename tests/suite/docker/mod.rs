@@ -17,6 +17,7 @@ use alveole_tests::{TEST_IMAGE, ensure_test_image, hello_command};
 
 mod agent;
 mod backups;
+mod drills;
 mod engine;
 mod local;
 mod moves;

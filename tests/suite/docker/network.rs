@@ -20,6 +20,7 @@ async fn docker_sites_cannot_reach_each_other() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -96,6 +97,7 @@ async fn docker_forty_sites_share_one_node_network() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -164,6 +166,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -366,6 +369,7 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     };
     // The container first, with Docker's rules for it; then alveole's table.

@@ -39,6 +39,8 @@ pub struct Pass {
     pub engine: Option<Report>,
     /// How far the restores the document asks for are.
     pub restores: Vec<alveole_model::backup::RestoreProgress>,
+    /// How far the drills the document asks for are.
+    pub drills: Vec<alveole_model::backup::DrillProgress>,
 }
 
 pub(super) struct Passes<R> {
@@ -132,18 +134,18 @@ impl<R: MoveRuntime + 'static> Passes<R> {
         if let Some(moves) = self.moves.as_mut() {
             moves.follow(held, &self.ingress);
         }
-        let restores = match self.backups.as_mut() {
+        let (restores, drills) = match self.backups.as_mut() {
             Some(backups) => {
                 backups.tick(held);
-                backups.progress(held)
+                (backups.progress(held), backups.drill_progress(held))
             }
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         // A site being restored whole stays stopped until its files are back.
         let stopped = self
             .backups
             .as_ref()
-            .map(super::backups::Backups::stopped_sites)
+            .map(|backups| backups.stopped_sites(held))
             .unwrap_or_default();
         let adjusted;
         let held = if stopped.is_empty() {
@@ -234,6 +236,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             table_in_place,
             engine: outcome.ok(),
             restores,
+            drills,
         }
     }
 

@@ -108,6 +108,7 @@ impl Reporter {
             addresses: pass.addresses.clone(),
             endpoints: self.endpoints,
             restores: pass.restores.clone(),
+            drills: pass.drills.clone(),
         };
         if let Err(error) = self.parts.control.report(&report).await {
             tracing::debug!(error = %crate::describe(&error), "could not send the report; the next pass will");

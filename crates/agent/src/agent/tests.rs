@@ -92,6 +92,7 @@ fn document(node: NodeId, generation: u64, sites: Vec<SiteSpec>) -> DesiredState
         moves_out: vec![],
         moves_in: vec![],
         restores: vec![],
+        drills: vec![],
         vault: None,
     }
 }

@@ -30,6 +30,8 @@ pub enum BackupError {
     Path(String),
     #[error("{0} is not in the snapshot")]
     NotInSnapshot(String),
+    #[error("the restored files differ from the snapshot: {0}")]
+    Differs(String),
 }
 
 /// What rustic_core hands a backend to write, in one buffer.
@@ -44,6 +46,12 @@ pub(crate) fn joined(content: rustic_core::BytesList) -> Vec<u8> {
 fn repository(backend: RestBackend) -> Result<Repository<()>, BackupError> {
     let backends = RepositoryBackends::new(Arc::new(backend), None);
     Ok(Repository::new(&RepositoryOptions::default(), &backends)?)
+}
+
+/// Reads only from the target: a restore, and above all a drill, must prove what the target
+/// holds, not what a local cache of its trees remembers.
+fn uncached() -> RepositoryOptions {
+    RepositoryOptions::default().no_cache(true)
 }
 
 /// What a backup made.
@@ -148,10 +156,9 @@ pub fn restore_into(
 ) -> Result<String, BackupError> {
     let credentials = Credentials::Password(password.to_owned());
     let backends = RepositoryBackends::new(Arc::new(backend), None);
-    let repository =
-        Repository::new_with_progress(&RepositoryOptions::default(), &backends, progress.clone())?
-            .open(&credentials)?
-            .to_indexed()?;
+    let repository = Repository::new_with_progress(&uncached(), &backends, progress.clone())?
+        .open(&credentials)?
+        .to_indexed()?;
     let snapshot = match &what.snapshot {
         Some(id) => repository.get_snapshot_from_str(id, |_| true)?,
         None => repository
@@ -189,6 +196,58 @@ pub fn restore_into(
         repository.restore(plan, &options, files, &destination)?;
     }
     Ok(snapshot.id.to_hex().as_str().to_owned())
+}
+
+/// What a comparison of restored files with their snapshot found equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub files: u64,
+    /// When the snapshot was taken.
+    pub snapshot_time: chrono::DateTime<chrono::Utc>,
+}
+
+/// Compares what `target` holds with snapshot `snapshot` (as [`restore_into`] wrote it
+/// whole): every file read back and hashed blob by blob against the snapshot's blobs,
+/// nothing missing, nothing more. Reads only.
+pub fn verify_restored(
+    backend: RestBackend,
+    password: &str,
+    snapshot: &str,
+    target: &Path,
+) -> Result<Verified, BackupError> {
+    let credentials = Credentials::Password(password.to_owned());
+    let backends = RepositoryBackends::new(Arc::new(backend), None);
+    let repository = Repository::new(&uncached(), &backends)?
+        .open(&credentials)?
+        .to_indexed()?;
+    let snapshot = repository.get_snapshot_from_str(snapshot, |_| true)?;
+    let root = match snapshot.paths.iter().collect::<Vec<_>>().as_slice() {
+        [only] if only.as_str() != "/" => only.trim_end_matches('/').to_owned(),
+        _ => String::new(),
+    };
+    let node = repository.node_from_snapshot_and_path(&snapshot, &root)?;
+    let files = repository.ls(&node, &Default::default())?;
+    let destination = target
+        .to_str()
+        .ok_or_else(|| BackupError::Path(target.display().to_string()))?;
+    let destination = LocalDestination::new(destination, false, !node.is_dir())?;
+    let mut options = RestoreOptions::default();
+    options.delete = true;
+    options.verify_existing = true;
+    let plan = repository.prepare_restore(&options, files, &destination, true)?;
+    let (f, d) = (&plan.stats.files, &plan.stats.dirs);
+    if plan.restore_size > 0 || f.restore + f.modify + f.additional + d.restore + d.additional > 0 {
+        return Err(BackupError::Differs(format!(
+            "{} file(s) missing, {} different, {} more than the snapshot; {} folder(s) \
+             missing, {} more ({} bytes to write again)",
+            f.restore, f.modify, f.additional, d.restore, d.additional, plan.restore_size
+        )));
+    }
+    let at = snapshot.time.timestamp();
+    Ok(Verified {
+        files: f.verified + f.unchanged,
+        snapshot_time: chrono::DateTime::from_timestamp(at.as_second(), 0).unwrap_or_default(),
+    })
 }
 
 /// Restores the newest snapshot of the repository behind `backend` into `target` (its

@@ -147,6 +147,7 @@ mod tests {
             moves_out: vec![],
             moves_in: vec![],
             restores: vec![],
+            drills: vec![],
             vault: None,
         }
     }

@@ -68,6 +68,7 @@ impl Outbox {
                 site_id,
                 detail,
                 backup: None,
+                damage: None,
             });
         }
         if self.contents.pending.len() > CAPACITY {
@@ -81,6 +82,7 @@ impl Outbox {
                 site_id: None,
                 detail: format!("{dropped} older events were dropped: the outbox was full"),
                 backup: None,
+                damage: None,
             });
         }
         if self.contents.pending.len() == before {
@@ -114,6 +116,24 @@ impl Outbox {
             && last.kind == kind
         {
             last.backup = Some(outcome);
+        }
+        self.save()
+    }
+
+    /// Adds what a vault's check of a site's repository found damaged, and keeps it on disk.
+    pub fn push_damage(
+        &mut self,
+        site: Option<SiteId>,
+        detail: String,
+        damage: alveole_model::backup::RepositoryDamage,
+        at: DateTime<Utc>,
+    ) -> Result<(), OutboxError> {
+        let kind = AgentEventKind::VaultDamaged;
+        self.push([(kind, site, detail)], at)?;
+        if let Some(last) = self.contents.pending.last_mut()
+            && last.kind == kind
+        {
+            last.damage = Some(damage);
         }
         self.save()
     }

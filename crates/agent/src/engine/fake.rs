@@ -335,6 +335,7 @@ mod tests {
             moves_out: vec![],
             moves_in: vec![],
             restores: vec![],
+            drills: vec![],
             vault: None,
         }
     }

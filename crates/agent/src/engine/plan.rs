@@ -51,12 +51,14 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             (Some(_), _) => {}
         }
     }
-    // A site moving here is the move's until its switch: neither made nor removed by passes.
+    // A site moving here is the move's until its switch, and a drill's scratch container the
+    // drill's until the panel no longer asks for it: neither made nor removed by passes.
     let wanted: BTreeSet<_> = desired
         .sites
         .iter()
         .map(|s| s.site_id)
         .chain(desired.moves_in.iter().map(|m| m.site.site_id))
+        .chain(desired.drills.iter().map(|d| d.scratch.site_id))
         .collect();
     for container in observed
         .containers
@@ -127,6 +129,7 @@ mod tests {
             moves_out: vec![],
             moves_in: vec![],
             restores: vec![],
+            drills: vec![],
             vault: None,
         };
         (

@@ -87,6 +87,12 @@ impl Repository {
         self.root.join("config").is_file() || self.root.join("keys").is_dir()
     }
 
+    /// Whether the repository was made whole (its config written): one being made is not
+    /// checked, nor pruned.
+    pub fn initialised(&self) -> bool {
+        self.root.join("config").is_file()
+    }
+
     /// Makes the directories of a new repository (restic's `init` writes its config and key
     /// afterwards). Creating one that exists changes nothing.
     pub fn create(&self) -> Result<(), RepositoryError> {
@@ -152,6 +158,29 @@ impl Repository {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RepositoryError::NotFound),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a named file's content still hashes to its name (its bytes as written),
+    /// read in pieces.
+    pub fn intact(&self, kind: Kind, name: &str) -> Result<bool, RepositoryError> {
+        use std::io::Read;
+        let mut file = match std::fs::File::open(self.path(Some(kind), name)?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RepositoryError::NotFound);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        Ok(hex(&hasher.finalize()) == name)
     }
 
     /// `length` bytes of a file from `offset` (to its end when `None`).

@@ -77,9 +77,24 @@ fn the_cli_sets_a_sites_backups_and_restores_them() {
     let shown = alveole(&server, &["site", "backups", "sauve.exemple.org"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        shown.contains("no snapshot yet") && shown.contains("far"),
+        shown.contains("no snapshot has passed a drill or a check yet") && shown.contains("far"),
         "{shown}"
     );
+
+    // A drill needs a node at another provider that reported lately: there is none here, so
+    // the drill is recorded as failed, saying why, and the command fails with that reason.
+    let refused = alveole_refused(&server, &["site", "drill", "sauve.exemple.org"]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("no node of another provider"), "{why}");
+    let listed = alveole(&server, &["site", "drills", "sauve.exemple.org"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("failed") && listed.contains("no node of another provider"),
+        "{listed}"
+    );
+    let shown = alveole(&server, &["site", "backups", "sauve.exemple.org"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("ALERT (drill"), "the failed drill alerts: {shown}");
 
     let refused = alveole_refused(
         &server,

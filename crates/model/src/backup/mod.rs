@@ -2,6 +2,7 @@
 //! consistent), the placement rule that keeps copies away from the site's provider, and what
 //! nodes are told and tell back (backups, restores, the vault's grants).
 
+mod drill;
 mod placement;
 mod restore;
 mod retention;
@@ -16,6 +17,10 @@ use crate::error::{FieldError, ValidationErrors};
 use crate::ids::BackupTargetId;
 use crate::text::Slug;
 
+pub use drill::{
+    ALERT_WINDOW_HOURS, CopyCheck, DRILL_EVERY_DAYS, Drill, DrillEnd, DrillOrder, DrillPhase,
+    DrillPolicy, DrillProgress, DrillState, RepositoryDamage, proven_at,
+};
 pub use placement::{TargetPlace, check_placement, refuses_node};
 pub use restore::{BackupRun, MAX_RESTORE_PATHS, NewRestore, Restore, RestoreInput, RestoreState};
 pub use retention::{Retention, to_forget, validate_retention};
@@ -50,6 +55,14 @@ pub struct BackupPolicy {
     /// What the vault keeps, by time (never by count).
     #[serde(default)]
     pub retention: Retention,
+    /// How its copies are drilled (weekly by default).
+    #[serde(default)]
+    pub drill: DrillPolicy,
+    /// An alert is raised when the site's data-loss window (the age of its newest snapshot
+    /// that passed a drill or a check) exceeds this many hours (1 to 2160; 48 by default).
+    #[serde(default = "drill::default_alert_window_hours")]
+    #[schemars(range(min = 1, max = 2160))]
+    pub alert_window_hours: u32,
 }
 
 fn default_every_minutes() -> u32 {
@@ -63,6 +76,8 @@ impl Default for BackupPolicy {
             every_minutes: default_every_minutes(),
             hook: None,
             retention: Retention::default(),
+            drill: DrillPolicy::default(),
+            alert_window_hours: drill::default_alert_window_hours(),
         }
     }
 }
@@ -120,11 +135,31 @@ pub fn validate_policy(errors: &mut ValidationErrors, policy: &BackupPolicy) {
         ));
     }
     validate_retention(errors, &policy.retention);
-    let Some(hook) = &policy.hook else { return };
-    errors.check("backup.hook.name", Slug::parse(&hook.name));
+    drill::validate_drill(errors, &policy.drill);
+    if !ALERT_WINDOW_HOURS.contains(&policy.alert_window_hours) {
+        errors.push(FieldError::new(
+            "backup.alert_window_hours",
+            "range",
+            "between 1 and 2160 hours",
+        ));
+    } else if policy.alert_window_hours * 60 < policy.every_minutes {
+        errors.push(FieldError::new(
+            "backup.alert_window_hours",
+            "backup.window_below_period",
+            "at least the time between two backups: the window is never shorter",
+        ));
+    }
+    if let Some(hook) = &policy.hook {
+        validate_hook(errors, "backup.hook", hook);
+    }
+}
+
+/// Checks a hook, field paths under `prefix`.
+fn validate_hook(errors: &mut ValidationErrors, prefix: &str, hook: &BackupHook) {
+    errors.check(&format!("{prefix}.name"), Slug::parse(&hook.name));
     if hook.command.is_empty() || hook.command.len() > 64 {
         errors.push(FieldError::new(
-            "backup.hook.command",
+            format!("{prefix}.command"),
             "hook.command",
             "a command and at most 63 arguments",
         ));
@@ -132,7 +167,7 @@ pub fn validate_policy(errors: &mut ValidationErrors, policy: &BackupPolicy) {
     for (i, arg) in hook.command.iter().enumerate() {
         if arg.contains('\0') || arg.len() > 4096 || (i == 0 && arg.trim().is_empty()) {
             errors.push(FieldError::new(
-                format!("backup.hook.command[{i}]"),
+                format!("{prefix}.command[{i}]"),
                 "command.invalid",
                 "at most 4 KiB and no NUL (and a command first)",
             ));
@@ -140,7 +175,7 @@ pub fn validate_policy(errors: &mut ValidationErrors, policy: &BackupPolicy) {
     }
     if !(1..=3600).contains(&hook.timeout_seconds) {
         errors.push(FieldError::new(
-            "backup.hook.timeout_seconds",
+            format!("{prefix}.timeout_seconds"),
             "range",
             "between 1 and 3600 seconds",
         ));
@@ -169,6 +204,8 @@ mod tests {
                 timeout_seconds: 0,
             }),
             retention: Retention::default(),
+            drill: DrillPolicy::default(),
+            alert_window_hours: 48,
         };
         assert_eq!(
             fields(&policy),

@@ -37,7 +37,10 @@ fn examples() -> Vec<(&'static str, Value, Check)> {
                 "backup": {"targets": [ID], "every_minutes": 60,
                            "hook": {"name": "dump", "command": ["pg_dump"], "timeout_seconds": 60},
                            "retention": {"hourly_hours": 48, "daily_days": 30, "weekly_weeks": 12,
-                                         "monthly_months": 12}}
+                                         "monthly_months": 12},
+                           "drill": {"every_days": 7, "health_path": "/health",
+                                     "hook": {"name": "rows", "command": ["count"], "timeout_seconds": 30}},
+                           "alert_window_hours": 48}
             }),
             check::<alveole_model::SiteInput>,
         ),

@@ -1,6 +1,7 @@
 //! Backups on the pages: the targets (a resource of admins'), and on a site's page its
-//! backups (newest snapshot per target, data-loss window and sizes plotted, latest runs), a
-//! "back up now" button, and restores with their progress.
+//! backups (newest snapshot per target, data-loss window, restore time and sizes plotted,
+//! alerts, latest runs), a "back up now" and a "drill now" button, restores and drills with
+//! their progress.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::plots::Plot;
 use crate::service::backups::{size_series, window_series};
+use crate::service::drills::restore_series;
 
 impl PageResource for BackupTarget {
     const COLUMNS: &'static [&'static str] = &["name", "kind", "where"];
@@ -83,6 +85,44 @@ pub async fn section(
         format_bytes(bytes.max(0.0) as u64)
     })
     .await?;
+    // Drills are weekly: their plot spans the 8 days the series keeps.
+    let restore_plot = plot(
+        state,
+        restore_series(site.id),
+        "restore",
+        now - chrono::Duration::days(8),
+        now,
+        &|seconds| alveole_model::evacuation::duration_text(seconds),
+    )
+    .await?;
+    let drills: Vec<Value> = backups
+        .drills
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "state": d.state.as_str(),
+                "phase": d.phase.as_str(),
+                "at": d.requested_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                "target": backups.targets.iter().find(|t| t.target_id == d.target_id).map(|t| t.name.clone()),
+                "snapshot": d.snapshot_id,
+                "files": d.files_verified,
+                "restore": d.restore_ms.map(|ms| alveole_model::evacuation::duration_text(ms as f64 / 1000.0)),
+                "error": d.error,
+            })
+        })
+        .collect();
+    let alerts: Vec<Value> = backups
+        .alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "kind": a.kind,
+                "reason": a.reason,
+                "since": a.since.format("%Y-%m-%d %H:%M UTC").to_string(),
+            })
+        })
+        .collect();
     let targets: Vec<Value> = backups
         .targets
         .iter()
@@ -138,6 +178,13 @@ pub async fn section(
         "on": site.backup.is_on(),
         "targets": targets,
         "window": backups.window_seconds.map(|s| alveole_model::evacuation::duration_text(s as f64)),
+        "proven_at": backups.proven_at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        "newest": backups.newest_snapshot_seconds.map(|s| alveole_model::evacuation::duration_text(s as f64)),
+        "restore_time": backups.restore_seconds.map(alveole_model::evacuation::duration_text),
+        "restore_plot": restore_plot,
+        "alerts": alerts,
+        "drills": drills,
+        "drilling": backups.drills.iter().any(|d| d.state == alveole_model::backup::DrillState::Running),
         "requested_at": backups.requested_at.map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
         "window_plot": window_plot,
         "size_plot": size_plot,
@@ -188,6 +235,26 @@ pub async fn back_up_now(
         state
             .service()
             .request_backup(&ctx, caller.limited_to(), site)
+            .await?;
+        Ok::<_, ApiError>(site)
+    }
+    .await;
+    back_to_site(&state, &headers, &caller, result)
+}
+
+/// "Drill now", then back to the site's page.
+pub async fn drill_now(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let site: SiteId = parse_id(&id)?;
+        let ctx = audit_context(&caller, &headers);
+        state
+            .service()
+            .start_drill(&ctx, caller.limited_to(), site)
             .await?;
         Ok::<_, ApiError>(site)
     }

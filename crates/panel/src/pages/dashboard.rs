@@ -1,5 +1,6 @@
-//! The platform's dashboard: counts, sites by phase, each node's load and state, and whether
-//! each provider could be left within the notice period. A member's home is their sites
+//! The platform's dashboard: counts, sites by phase, each node's load and state, whether
+//! each provider could be left within the notice period, and the backups' worst window,
+//! slowest restore and alerts. A member's home is their sites
 //! instead.
 
 use alveole_model::evacuation::duration_text;
@@ -82,7 +83,26 @@ pub async fn dashboard(
             })
         })
         .collect();
+    // Backups: the co-op's worst data-loss window, its slowest restore, the sites alerted.
+    let (proofs, alerts) = match tokio::try_join!(state.service().site_proofs(None), async {
+        Ok(store.backup_alerts(None).await?)
+    }) {
+        Ok(both) => both,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
+    let (worst, slowest) = crate::service::drills::worst(&proofs);
+    let mut alerted: Vec<alveole_model::SiteId> = alerts.iter().map(|a| a.site_id).collect();
+    alerted.dedup();
+    let backups = json!({
+        "any": !proofs.is_empty(),
+        "worst_window": worst.and_then(|p| p.window_seconds).map(|s| duration_text(s as f64)),
+        "worst_site": worst.map(|p| p.site_id),
+        "slowest_restore": slowest.and_then(|p| p.restore_seconds).map(duration_text),
+        "slowest_site": slowest.map(|p| p.site_id),
+        "alerted": alerted,
+    });
     let mut context = tera::Context::new();
+    context.insert("backups", &backups);
     context.insert("exits", &exits);
     context.insert("notice", &duration_text(readiness.notice_seconds as f64));
     context.insert("counts", &counts);

@@ -1,10 +1,12 @@
-//! Backups: targets (a resource, admins'), a site's backups and restores (its owner's).
+//! Backups: targets (a resource, admins'), a site's backups, restores and drills (its
+//! owner's).
 
 use alveole_model::BackupTarget;
-use alveole_model::backup::{Restore, RestoreInput};
+use alveole_model::backup::{Drill, Restore, RestoreInput};
 
 use super::{Access, Get, Post, Table};
 use crate::api::backups::{self, BackupRequested};
+use crate::api::drills;
 use crate::service::backups::SiteBackups;
 
 pub(super) fn api(t: &mut Table) {
@@ -13,7 +15,9 @@ pub(super) fn api(t: &mut Table) {
         .named(
             "get_site_backups",
             "A site's backups: each target of its policy with its newest snapshot, its \
-             data-loss window (the age of its newest snapshot), its latest backups and restores",
+             data-loss window (the age of its newest snapshot that passed a drill or a check), \
+             its restore time (its last drill's, from the start of the restore to the first \
+             good answer), its alerts, its latest backups, restores and drills",
         )
         .access(Access::Owner)
         .returns::<SiteBackups>(200)
@@ -46,6 +50,34 @@ pub(super) fn api(t: &mut Table) {
         .access(Access::Owner)
         .returns::<Restore>(200)
         .errors(&[400, 401, 404]);
+    t.api(Get, "/api/v1/sites/{id}/drills", drills::of_site)
+        .named(
+            "list_site_drills",
+            "A site's latest restore drills, newest first",
+        )
+        .access(Access::Owner)
+        .returns::<Vec<Drill>>(200)
+        .errors(&[400, 401, 404]);
+    t.api(Post, "/api/v1/sites/{id}/drills", drills::start)
+        .named(
+            "drill_site",
+            "Drills the site's backups now: its newest snapshot (at the target drilled least \
+             lately) restored into a scratch container on a node of another provider, compared \
+             with the snapshot, started and probed on its health path, its drill hook run, then \
+             removed. Answers at once; without a node that can run it, the drill is recorded \
+             as failed, with why",
+        )
+        .access(Access::Owner)
+        .returns::<Drill>(202)
+        .errors(&[400, 401, 404, 409]);
+    t.api(Get, "/api/v1/drills/{id}", drills::get)
+        .named(
+            "get_drill",
+            "A drill: its state, its phase, what it restored and compared, its restore time",
+        )
+        .access(Access::Owner)
+        .returns::<Drill>(200)
+        .errors(&[400, 401, 404]);
 }
 
 pub(super) fn pages(t: &mut Table) {
@@ -59,5 +91,8 @@ pub(super) fn pages(t: &mut Table) {
     .access(Access::Owner);
     t.page(Post, "/sites/{id}/restore", crate::pages::backups::restore)
         .named("page_sites_restore", "")
+        .access(Access::Owner);
+    t.page(Post, "/sites/{id}/drill", crate::pages::backups::drill_now)
+        .named("page_sites_drill", "")
         .access(Access::Owner);
 }

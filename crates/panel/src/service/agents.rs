@@ -101,6 +101,7 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
         moves_in: moves.incoming,
         vault: super::backups::vault_spec(&desired.backups),
         restores: super::backups::restore_orders(&desired.backups),
+        drills: super::drills::drill_orders(&desired.backups),
     }
 }
 
@@ -258,6 +259,9 @@ impl Service {
                 {
                     self.open_env(site)?;
                 }
+                for (_, site) in desired.backups.drills.iter_mut() {
+                    self.open_env(site)?;
+                }
                 self.open_backup_keys(&mut desired.backups)?;
                 return Ok(assemble(node, &desired));
             }
@@ -276,11 +280,13 @@ impl Service {
         node: NodeId,
         report: &NodeReport,
     ) -> ApiResult<()> {
+        let drills_ending = self.drills_ending(report).await;
         self.store()
             .record_node_report(ctx, node, report, self.now())
             .await?;
         self.advance_address_moves(node, report).await;
         self.record_backup_sizes(report).await;
+        self.record_restore_times(&drills_ending).await;
         self.poke(Task::Forwardings);
         Ok(())
     }

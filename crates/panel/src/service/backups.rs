@@ -2,8 +2,6 @@
 //! backups asked for now, what the site's page and the API show of them, restores, and the
 //! backups part of a node's document.
 
-use std::collections::BTreeMap;
-
 use alveole_model::backup::{
     BackupRun, Restore, RestoreInput, RestoreOrder, SiteBackupSpec, WireSecret,
 };
@@ -23,9 +21,22 @@ pub struct SiteBackups {
     pub site_id: SiteId,
     /// Each target of its policy, with its newest snapshot.
     pub targets: Vec<TargetBackups>,
-    /// The age of its newest snapshot at any target, in seconds (its data-loss window); none
-    /// before its first backup.
+    /// Its data-loss window (RPO), in seconds: the age of its newest snapshot that passed a
+    /// drill or a check; none before any did.
     pub window_seconds: Option<i64>,
+    /// When that snapshot was taken.
+    pub proven_at: Option<DateTime<Utc>>,
+    /// The age of its newest snapshot at any target, in seconds, proven or not; none before
+    /// its first backup.
+    pub newest_snapshot_seconds: Option<i64>,
+    /// Its restore time (RTO), in seconds: how long its last drill that passed took, from
+    /// the start of the restore to the first good answer.
+    pub restore_seconds: Option<f64>,
+    /// What is wrong with its backups, each with its reason (audited as it is raised and
+    /// cleared).
+    pub alerts: Vec<alveole_store::BackupAlert>,
+    /// Its latest drills, newest first.
+    pub drills: Vec<alveole_model::backup::Drill>,
     pub requested_at: Option<DateTime<Utc>>,
     /// The latest backups, newest first.
     pub runs: Vec<BackupRun>,
@@ -116,16 +127,22 @@ impl Service {
                     .cloned(),
             })
             .collect();
-        let window_seconds = targets
+        let newest_snapshot_seconds = targets
             .iter()
             .filter_map(|t| t.newest.as_ref())
             .map(|run| (self.now() - run.started_at).num_seconds().max(0))
             .min();
         let requested_at = self.store().backup_requested_at(id).await?;
+        let proof = self.site_proofs(Some(id)).await?.into_iter().next();
         Ok(SiteBackups {
             site_id: id,
             targets,
-            window_seconds,
+            window_seconds: proof.as_ref().and_then(|p| p.window_seconds),
+            proven_at: proof.as_ref().and_then(|p| p.proven_at),
+            newest_snapshot_seconds,
+            restore_seconds: proof.as_ref().and_then(|p| p.restore_seconds),
+            alerts: self.store().backup_alerts(Some(id)).await?,
+            drills: self.store().drills_of(id, 10).await?,
             requested_at,
             runs,
             restores: self.store().restores_into(id, 10).await?,
@@ -207,24 +224,6 @@ impl Service {
             .await
             .map_err(|_| ApiError::NotFound("restore"))?;
         Ok(restore)
-    }
-
-    /// Records each site's data-loss window now (the age of its newest snapshot), for its
-    /// plot: how many sites.
-    pub async fn record_backup_windows(&self) -> ApiResult<usize> {
-        let now = self.now();
-        let mut newest: BTreeMap<SiteId, DateTime<Utc>> = BTreeMap::new();
-        for run in self.store().latest_snapshots(None).await? {
-            let at = newest.entry(run.site_id).or_insert(run.started_at);
-            *at = (*at).max(run.started_at);
-        }
-        for (site, at) in &newest {
-            if let Some(series) = window_series(*site) {
-                let age = (now - *at).num_seconds().max(0) as f64;
-                self.store().record(&series, now, age).await?;
-            }
-        }
-        Ok(newest.len())
     }
 
     /// Records a backup's size when its node reports it.

@@ -57,6 +57,8 @@ pub struct NodeBackups {
     pub requested: BTreeMap<SiteId, DateTime<Utc>>,
     /// The restores it carries out.
     pub restores: Vec<alveole_model::backup::Restore>,
+    /// The drills it runs, each with the site drilled (as stored: its secrets sealed).
+    pub drills: Vec<(alveole_model::backup::Drill, Site)>,
     /// When it is a vault: the repositories it keeps, and who writes them.
     pub vault: Option<alveole_model::backup::VaultSpec>,
 }

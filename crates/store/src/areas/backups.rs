@@ -51,6 +51,10 @@ pub trait BackupStore: Send + Sync {
     async fn restores_into(&self, site: SiteId, limit: u32) -> StoreResult<Vec<Restore>>;
     /// Where every site's backups are (for the planners: a site never goes there).
     async fn sites_backup_places(&self) -> StoreResult<Vec<(SiteId, TargetPlace)>>;
+    /// When each site's oldest run still kept began (how long it has been backed up).
+    async fn oldest_backup_runs(
+        &self,
+    ) -> StoreResult<std::collections::BTreeMap<SiteId, DateTime<Utc>>>;
     /// Forgets runs older than `before` (each target's newest success is kept).
     async fn remove_old_backup_runs(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

@@ -44,6 +44,7 @@ async fn agent_event_changes(
         if let (Some(site), Some(outcome)) = (event.site_id, &event.backup) {
             super::backups::insert_run(&mut *conn, &run_of(site, node, outcome)).await?;
         }
+        let checked = super::drills::record_check(&mut *conn, node, event, event.at).await?;
         let (target_kind, target_id) = match event.site_id {
             Some(site) => ("site", site.to_string()),
             None => ("node", node.to_string()),
@@ -55,6 +56,7 @@ async fn agent_event_changes(
             before: None,
             after: serde_json::to_value(event).ok(),
         });
+        changes.extend(checked);
     }
     if last > seen {
         sqlx::query("UPDATE nodes SET agent_event_seq = $1 WHERE id = $2")
@@ -299,6 +301,10 @@ impl AgentStore for SqlStore {
             {
                 changes.push(change);
             }
+        }
+        for progress in &report.drills {
+            let now = tx.now;
+            changes.extend(super::drills::advance_drill(tx.conn(), node, progress, now).await?);
         }
         tx.commit_all(ctx, changes).await?;
         Ok(moved)

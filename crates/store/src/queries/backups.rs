@@ -371,6 +371,22 @@ impl BackupStore for SqlStore {
             .collect())
     }
 
+    async fn oldest_backup_runs(
+        &self,
+    ) -> StoreResult<std::collections::BTreeMap<SiteId, DateTime<Utc>>> {
+        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT r.site_id, r.started_at FROM backup_runs r WHERE r.started_at = \
+             (SELECT l.started_at FROM backup_runs l WHERE l.site_id = r.site_id \
+              ORDER BY l.started_at LIMIT 1)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(site, at)| (SiteId(site), at))
+            .collect())
+    }
+
     async fn remove_old_backup_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let removed = sqlx::query(
@@ -411,6 +427,20 @@ pub(super) async fn node_backups(
             .iter()
             .map(|r| (r.source_site_id, r.target_id)),
     );
+    for drill in super::drills::running_drills(&mut **tx, node).await? {
+        use super::records::Audited;
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {} FROM sites WHERE id = ",
+            <alveole_model::Site as Audited>::COLUMNS
+        ));
+        q.push_bind(drill.site_id.0);
+        let site: Vec<alveole_model::Site> =
+            super::fetch_all::<crate::rows::SiteRow, _>(&mut **tx, q).await?;
+        if let Some(site) = site.into_iter().next() {
+            wanted.push((drill.site_id, drill.target_id));
+            backups.drills.push((drill, site));
+        }
+    }
     for (site, target) in wanted {
         add_key(tx, &mut backups.keys, site).await?;
         if let std::collections::btree_map::Entry::Vacant(entry) = backups.targets.entry(target)
@@ -539,7 +569,15 @@ async fn vault_of(
     .bind(node.0)
     .fetch_all(&mut **tx)
     .await?;
-    for (site, on) in restoring {
+    // A node drilling a copy reads it meanwhile.
+    let drilling: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT d.site_id, d.node_id FROM drills d JOIN backup_targets t ON t.id = d.target_id \
+         WHERE t.node_id = $1 AND d.state = 'running' AND d.node_id IS NOT NULL",
+    )
+    .bind(node.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (site, on) in restoring.into_iter().chain(drilling) {
         writers.entry(site).or_default().insert(NodeId(on));
     }
     Ok(Some(VaultSpec {

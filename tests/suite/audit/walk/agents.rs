@@ -68,11 +68,13 @@ pub(super) async fn agents_enrol_and_report(walk: &mut Walk<'_>, made: &Made) ->
             site_id: Some(site_id),
             detail: "its container was missing: made again".into(),
             backup: None,
+            damage: None,
         }],
         inventory: None,
         addresses: None,
         endpoints: None,
         restores: vec![],
+        drills: vec![],
     };
     a.report(&report).await.unwrap();
     walk.expect(

@@ -1,5 +1,5 @@
-//! Backups: targets through the API and the pages, a site's policy, a backup asked for, and
-//! restores, each recorded.
+//! Backups: targets through the API and the pages, a site's policy, a backup asked for,
+//! restores and drills, each recorded.
 
 use reqwest::Method;
 use serde_json::json;
@@ -94,6 +94,19 @@ pub(super) async fn api_backups(walk: &mut Walk<'_>, made: &Made) {
         &[(ADMIN, "restore.start", site.clone())],
     )
     .await;
+    // No node of another provider has reported here: the drill fails at once, and alerts.
+    walk.act(&format!("/api/v1/sites/{site}/drills"), json!({}), 202)
+        .await;
+    walk.expect(
+        "POST",
+        "/api/v1/sites/{id}/drills",
+        &[
+            (ADMIN, "drill.start", site.clone()),
+            (ADMIN, "drill.fail", site.clone()),
+            (ADMIN, "backup.alert", site.clone()),
+        ],
+    )
+    .await;
 }
 
 /// The same through the pages: a target's forms, and on a site of its own (made and
@@ -179,6 +192,19 @@ pub(super) async fn page_backups(walk: &mut Walk<'_>, made: &PageMade) {
         .await;
     walk.by_admin("POST", "/sites/{id}/restore", "restore.start", site.clone())
         .await;
+    made.browser
+        .submit(&format!("/sites/{site}/drill"), &[])
+        .await;
+    walk.expect(
+        "POST",
+        "/sites/{id}/drill",
+        &[
+            (ADMIN, "drill.start", site.clone()),
+            (ADMIN, "drill.fail", site.clone()),
+            (ADMIN, "backup.alert", site.clone()),
+        ],
+    )
+    .await;
     walk.delete(&format!("/api/v1/sites/{site}")).await;
     walk.pass_over(1); // site.delete
 }

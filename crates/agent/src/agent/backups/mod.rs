@@ -1,11 +1,15 @@
 //! Backups and restores on the node, one at a time beside the passes: each pass looks at the
 //! held document, and when nothing runs, starts the restore it asks for, else the most
-//! overdue backup. A backup runs the site's hook, then copies its volume to each target (a
+//! overdue backup, else a drill (`drill.rs`). A backup runs the site's hook, then copies its volume to each target (a
 //! vault over the agents' mutual TLS, or a REST server); each outcome goes to the outbox (the
 //! panel records it, audited). A whole restore keeps the site stopped while it writes (the
 //! passes see `stopped_sites`). A vault prunes each repository it keeps about daily, once
-//! no node has used it for ten minutes, and rereads a thirtieth of its packs daily. What began and ended is kept in `backups.json`, so
-//! that a restarted agent neither backs everything up at once nor restores twice.
+//! no node has used it for ten minutes, and rereads a thirtieth of its packs daily
+//! (`vault_jobs.rs`). What began and ended is kept in `backups.json`, so that a restarted
+//! agent neither backs everything up at once nor restores or drills twice.
+
+mod drill;
+mod vault_jobs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,10 +17,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use alveole_model::backup::{
-    BackupOutcome, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress, SiteBackupSpec,
-    TargetEndpoint, VaultRepository,
+    BackupOutcome, DrillOrder, DrillProgress, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress,
+    SiteBackupSpec, TargetEndpoint, VaultRepository,
 };
-use alveole_model::{Clock, DesiredState, RestoreId, SiteId};
+use alveole_model::{Clock, DesiredState, DrillId, RestoreId, SiteId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -44,12 +48,19 @@ struct Journal {
     started: BTreeMap<SiteId, DateTime<Utc>>,
     /// Restores that ended, reported until the panel stops asking for them.
     ended: BTreeMap<RestoreId, RestoreProgress>,
+    /// Drills that ended, reported until the panel stops asking for them.
+    #[serde(default)]
+    drills_ended: BTreeMap<DrillId, DrillProgress>,
     /// When this vault last pruned each repository it keeps.
     #[serde(default)]
     pruned: BTreeMap<String, DateTime<Utc>>,
     /// When this vault last checked each repository it keeps.
     #[serde(default)]
     checked: BTreeMap<String, DateTime<Utc>>,
+    /// Packs this vault's checks found damaged, by repository: reread at every check until
+    /// they are whole again.
+    #[serde(default)]
+    damaged: BTreeMap<String, Vec<String>>,
 }
 
 /// The job under way.
@@ -60,6 +71,10 @@ enum Job {
         site: SiteId,
         whole: bool,
         progress: ByteProgress,
+    },
+    Drill {
+        id: DrillId,
+        tracker: drill::DrillTracker,
     },
     Prune,
     Check,
@@ -136,9 +151,11 @@ impl<R: MoveRuntime + 'static> Backups<R> {
         {
             let mut journal = lock(&self.shared.journal);
             let asked: BTreeSet<RestoreId> = held.restores.iter().map(|r| r.id).collect();
-            let before = journal.ended.len();
+            let drills: BTreeSet<DrillId> = held.drills.iter().map(|d| d.id).collect();
+            let before = (journal.ended.len(), journal.drills_ended.len());
             journal.ended.retain(|id, _| asked.contains(id));
-            if journal.ended.len() != before {
+            journal.drills_ended.retain(|id, _| drills.contains(id));
+            if (journal.ended.len(), journal.drills_ended.len()) != before {
                 self.shared.save(&journal);
             }
         }
@@ -163,6 +180,17 @@ impl<R: MoveRuntime + 'static> Backups<R> {
             let running = held.sites.iter().any(|s| s.site_id == site && s.run);
             let task = tokio::spawn(async move { shared.back_up(site, spec, running).await });
             self.running = Some((Job::Backup, task));
+            return;
+        }
+        if let Some(order) = self.next_drill(held) {
+            let tracker = drill::DrillTracker::default();
+            let job = Job::Drill {
+                id: order.id,
+                tracker: tracker.clone(),
+            };
+            let shared = self.shared.clone();
+            let task = tokio::spawn(async move { shared.drill(order, tracker).await });
+            self.running = Some((job, task));
             return;
         }
         if let Some((repository, pruning)) = self.next_prune(held) {
@@ -192,7 +220,7 @@ impl<R: MoveRuntime + 'static> Backups<R> {
                         .checked
                         .get(&repository.name)
                         .is_none_or(|last| now - *last >= CHECK_EVERY)
-                    && self.shared.vault.repository(&repository.name).exists()
+                    && self.shared.vault.repository(&repository.name).initialised()
             })
             .cloned()
     }
@@ -210,7 +238,7 @@ impl<R: MoveRuntime + 'static> Backups<R> {
                     .pruned
                     .get(&repository.name)
                     .is_none_or(|last| now - *last >= PRUNE_EVERY)
-                    && self.shared.vault.repository(&repository.name).exists()
+                    && self.shared.vault.repository(&repository.name).initialised()
             })
             .find_map(|repository| {
                 let pruning = self.shared.vault.start_pruning(
@@ -230,6 +258,15 @@ impl<R: MoveRuntime + 'static> Backups<R> {
                 !journal.ended.contains_key(&order.id)
                     && held.sites.iter().any(|s| s.site_id == order.site_id)
             })
+            .cloned()
+    }
+
+    /// A drill the document asks for that has not ended here.
+    fn next_drill(&self, held: &DesiredState) -> Option<DrillOrder> {
+        let journal = lock(&self.shared.journal);
+        held.drills
+            .iter()
+            .find(|order| !journal.drills_ended.contains_key(&order.id))
             .cloned()
     }
 
@@ -253,17 +290,47 @@ impl<R: MoveRuntime + 'static> Backups<R> {
             .min_by_key(|(site, _)| journal.started.get(site).copied())
     }
 
-    /// Sites a whole restore keeps stopped.
-    pub(super) fn stopped_sites(&self) -> BTreeSet<SiteId> {
-        match &self.running {
-            Some((
-                Job::Restore {
-                    site, whole: true, ..
-                },
-                task,
-            )) if !task.is_finished() => BTreeSet::from([*site]),
-            _ => BTreeSet::new(),
+    /// Sites a whole restore keeps stopped: the one under way, and those the document asks
+    /// for that have not ended (their volume is not theirs yet: a site recovered on this
+    /// node must not serve an empty volume before its files are back).
+    pub(super) fn stopped_sites(&self, held: &DesiredState) -> BTreeSet<SiteId> {
+        let journal = lock(&self.shared.journal);
+        let mut stopped: BTreeSet<SiteId> = held
+            .restores
+            .iter()
+            .filter(|order| order.paths.is_empty() && !journal.ended.contains_key(&order.id))
+            .map(|order| order.site_id)
+            .collect();
+        if let Some((
+            Job::Restore {
+                site, whole: true, ..
+            },
+            task,
+        )) = &self.running
+            && !task.is_finished()
+        {
+            stopped.insert(*site);
         }
+        stopped
+    }
+
+    /// How far each drill the held document asks for is.
+    pub(super) fn drill_progress(&self, held: &DesiredState) -> Vec<DrillProgress> {
+        let journal = lock(&self.shared.journal);
+        held.drills
+            .iter()
+            .filter_map(|order| {
+                if let Some(ended) = journal.drills_ended.get(&order.id) {
+                    return Some(ended.clone());
+                }
+                match &self.running {
+                    Some((Job::Drill { id, tracker }, _)) if *id == order.id => {
+                        Some(tracker.now(*id))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// How far each restore the held document asks for is.
@@ -484,7 +551,6 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         order: &RestoreOrder,
         progress: &ByteProgress,
     ) -> Result<String, String> {
-        let backend = self.backend(&order.target, &order.repository)?;
         let volume = self
             .runtime
             .volume_path(&self.naming, order.site_id)
@@ -501,105 +567,41 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             snapshot: order.snapshot.clone(),
             paths: order.paths.clone(),
         };
-        let (password, progress) = (order.password.0.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || {
-            restore_into(backend, &password, &what, &volume, &progress)
+        until_granted(|| async {
+            let backend = self.backend(&order.target, &order.repository)?;
+            let (password, progress) = (order.password.0.clone(), progress.clone());
+            let (what, volume) = (what.clone(), volume.clone());
+            tokio::task::spawn_blocking(move || {
+                restore_into(backend, &password, &what, &volume, &progress)
+            })
+            .await
+            .map_err(|e| format!("the restore stopped: {e}"))?
+            .map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| format!("the restore stopped: {e}"))?
-        .map_err(|e| e.to_string())
     }
 }
 
-impl<R: MoveRuntime + 'static> Shared<R> {
-    /// Prunes a repository this vault keeps (requests on it wait meanwhile): an event says
-    /// what went.
-    async fn prune(self: Arc<Self>, repository: VaultRepository, pruning: Pruning) {
-        let (Some(password), Some(retention)) = (repository.password, repository.retention) else {
-            return;
-        };
-        let now = self.clock.now();
-        let kept = self.vault.repository(&repository.name);
-        let result = tokio::task::spawn_blocking(move || {
-            crate::vault::prune::prune(&kept, &password.0, &retention, now)
-        })
-        .await;
-        drop(pruning);
-        let site = repository.name.parse::<SiteId>().ok();
-        let detail = match result {
-            Ok(Ok(pruned)) => {
-                tracing::info!(repository = %repository.name, forgotten = pruned.forgotten, kept = pruned.kept, "pruned");
-                format!(
-                    "pruned: {} snapshots forgotten, {} kept",
-                    pruned.forgotten, pruned.kept
-                )
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(repository = %repository.name, %error, "pruning failed");
-                format!("pruning failed: {error}")
-            }
-            Err(error) => format!("pruning stopped: {error}"),
-        };
-        {
-            let mut journal = lock(&self.journal);
-            journal.pruned.insert(repository.name.clone(), now);
-            self.save(&journal);
-        }
-        let event = (alveole_model::AgentEventKind::VaultPruned, site, detail);
-        if let Err(error) = lock(&self.outbox).push([event], self.clock.now()) {
-            tracing::warn!(error = %crate::describe(&error), "could not record the pruning");
-        }
-    }
-}
+/// How long a node reading from a vault waits for the vault to hear that it may: both learn
+/// it from their documents, which may reach them a pass apart.
+const GRANT_WITHIN: Duration = Duration::from_secs(20);
 
-impl<R: MoveRuntime + 'static> Shared<R> {
-    /// Rereads today's share of a repository's packs: an event says it is intact, or what is
-    /// damaged.
-    async fn check(self: Arc<Self>, repository: VaultRepository) {
-        let Some(password) = repository.password else {
-            return;
-        };
-        let now = self.clock.now();
-        let share = crate::vault::check::share_of_day(now.timestamp().div_euclid(86_400));
-        let kept = self.vault.repository(&repository.name);
-        let result = tokio::task::spawn_blocking(move || {
-            crate::vault::check::check(&kept, &password.0, share)
-        })
-        .await;
-        let (kind, detail) = match result {
-            Ok(Ok(damage)) if damage.is_empty() => (
-                alveole_model::AgentEventKind::VaultChecked,
-                format!("packs {}/{} reread: intact", share.0, share.1),
-            ),
-            Ok(Ok(damage)) => {
-                tracing::error!(repository = %repository.name, ?damage, "the vault's check found damage");
-                (
-                    alveole_model::AgentEventKind::VaultDamaged,
-                    format!(
-                        "packs {}/{} reread, damage found: {}",
-                        share.0,
-                        share.1,
-                        damage.join("; ")
-                    ),
-                )
+/// Runs `read` again while the vault answers that this node is not granted the repository
+/// yet, within [`GRANT_WITHIN`].
+async fn until_granted<T, F>(mut read: impl FnMut() -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + GRANT_WITHIN;
+    loop {
+        match read().await {
+            Err(error)
+                if error.contains("403 Forbidden") && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(%error, "the vault has not heard of this read yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Ok(Err(error)) => (
-                alveole_model::AgentEventKind::VaultDamaged,
-                format!("the check could not run: {error}"),
-            ),
-            Err(error) => (
-                alveole_model::AgentEventKind::VaultDamaged,
-                format!("the check stopped: {error}"),
-            ),
-        };
-        {
-            let mut journal = lock(&self.journal);
-            journal.checked.insert(repository.name.clone(), now);
-            self.save(&journal);
-        }
-        let site = repository.name.parse::<SiteId>().ok();
-        if let Err(error) = lock(&self.outbox).push([(kind, site, detail)], self.clock.now()) {
-            tracing::warn!(error = %crate::describe(&error), "could not record the check");
+            other => return other,
         }
     }
 }
