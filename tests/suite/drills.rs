@@ -92,9 +92,11 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
             .call(
                 Method::PATCH,
                 &format!("/api/v1/sites/{id}"),
-                Some(json!({"version": current["version"], "backup": {"targets": [target],
+                Some(
+                    json!({"version": current["version"], "backup": {"targets": [target],
                     "every_minutes": 120, "alert_window_hours": 1,
-                    "drill": {"every_days": 400, "health_path": "no slash"}}})),
+                    "drill": {"every_days": 400, "health_path": "no slash"}}}),
+                ),
             )
             .await;
         assert_eq!(status, 400, "{backend}: {refused}");
@@ -137,8 +139,14 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
         let order = &doc.drills[0];
         assert_eq!(order.id.to_string(), drill_id);
         assert_eq!(order.health_path, "/health");
-        assert_eq!(order.scratch.site_id.to_string(), drill_id, "its own container");
-        assert!(order.scratch.dedicated_addresses.is_empty() && order.scratch.exposed_ports.is_empty());
+        assert_eq!(
+            order.scratch.site_id.to_string(),
+            drill_id,
+            "its own container"
+        );
+        assert!(
+            order.scratch.dedicated_addresses.is_empty() && order.scratch.exposed_ports.is_empty()
+        );
         assert_eq!(order.password.0.len(), 64, "with the repository's key");
         let vault = doc.vault.as_ref().unwrap();
         assert!(
@@ -170,21 +178,32 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
         let (_, seen) = panel.get(&drill_path).await;
         assert_eq!(seen["state"], "passed", "{backend}: {seen}");
         assert_eq!(seen["restore_ms"], 2500);
-        assert!(document(&panel, &vault_node).await.drills.is_empty(), "{backend}");
+        assert!(
+            document(&panel, &vault_node).await.drills.is_empty(),
+            "{backend}"
+        );
         let shown = backups(&panel, &id).await;
         assert_eq!(shown["restore_seconds"], 2.5, "{backend}: {shown}");
         let window = shown["window_seconds"].as_i64().unwrap();
-        assert!((3 * 3600 - 5..3 * 3600 + 60).contains(&window), "{backend}: {shown}");
+        assert!(
+            (3 * 3600 - 5..3 * 3600 + 60).contains(&window),
+            "{backend}: {shown}"
+        );
         assert_eq!(panel.events("drill.pass").await.len(), 1);
         let series = panel
             .store
             .points(
-                &alveole_model::series::SeriesName::parse(&format!("site.{id}.restore_seconds")).unwrap(),
+                &alveole_model::series::SeriesName::parse(&format!("site.{id}.restore_seconds"))
+                    .unwrap(),
                 at(600),
             )
             .await
             .unwrap();
-        assert_eq!(series.len(), 1, "{backend}: the restore time, recorded once");
+        assert_eq!(
+            series.len(),
+            1,
+            "{backend}: the restore time, recorded once"
+        );
 
         // Three hours is above the policy's hour: the window alert, audited, with why.
         panel.service().watch_windows().await.unwrap();
@@ -208,7 +227,11 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
         )
         .await;
         let shown = backups(&panel, &id).await;
-        assert_eq!(alert_kinds(&shown), ["damage", "window"], "{backend}: {shown}");
+        assert_eq!(
+            alert_kinds(&shown),
+            ["damage", "window"],
+            "{backend}: {shown}"
+        );
         assert!(shown["window_seconds"].is_null(), "{backend}: {shown}");
 
         // Whole again (repaired), and a newer backup that the next check proves.
@@ -229,7 +252,10 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
         panel.service().watch_windows().await.unwrap();
         let shown = backups(&panel, &id).await;
         assert!(alert_kinds(&shown).is_empty(), "{backend}: {shown}");
-        assert!(shown["window_seconds"].as_i64().unwrap() < 600, "{backend}: {shown}");
+        assert!(
+            shown["window_seconds"].as_i64().unwrap() < 600,
+            "{backend}: {shown}"
+        );
         assert_eq!(panel.events("backup.alert_cleared").await.len(), 2);
 
         // A drill that fails alerts until one passes.

@@ -39,6 +39,9 @@ pub enum Command {
     /// Empty a node or a whole provider: where each site would go, how long it would take,
     /// and whether a deadline holds (`--dry-run`).
     Evacuate(EvacuateArgs),
+    /// A node or a whole provider is lost: fence its nodes, and restore each of their sites
+    /// elsewhere from its newest backup, following the recovery to its end.
+    Recover(RecoverArgs),
     /// The audit record: check it, sign a checkpoint, rotate the signing key, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -495,6 +498,26 @@ pub struct EvacuateArgs {
     /// Show the plan without moving anything (without it: run it, with a progress bar).
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["node", "provider"])))]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The lost node (id or name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Or every node of this lost provider (id or name).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Restores at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: u32,
+    /// Says that the nodes are lost: they are fenced (they run nothing from now on, even if
+    /// they come back) and their sites restored from backups, losing what they wrote since.
+    #[arg(long, required = true)]
+    pub confirm_lost: bool,
 }
 
 /// A deadline as people type it: RFC 3339, or `+60h` / `+90m` from `now`.

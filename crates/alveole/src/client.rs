@@ -170,7 +170,7 @@ pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
         request.insert("deadline".into(), json!(at.to_rfc3339()));
     }
     if !args.dry_run {
-        return run_evacuation(&api, request, args.client.json).await;
+        return run_evacuation(&api, "/api/v1/evacuations", request, args.client.json).await;
     }
     let query: Vec<String> = request
         .iter()
@@ -227,19 +227,31 @@ pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the evacuation (the same request as the plan's) and follows it to its end with a
-/// progress line.
-async fn run_evacuation(
+/// `alveole recover`: fences the lost nodes and restores their sites elsewhere.
+pub async fn recover(args: crate::cli::RecoverArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.client)?;
+    let mut request = serde_json::Map::new();
+    request.insert("parallelism".into(), json!(args.parallelism));
+    if let Some(node) = &args.node {
+        request.insert("node_id".into(), json!(api.node_by_id_or_name(node).await?));
+    }
+    if let Some(provider) = &args.provider {
+        let id = api.provider_by_id_or_name(provider).await?;
+        request.insert("provider_id".into(), json!(id));
+    }
+    run_evacuation(&api, "/api/v1/recoveries", request, args.client.json).await
+}
+
+/// Starts the evacuation (or the recovery, at `path`: the same request as the plan's) and
+/// follows it to its end with a progress line.
+pub(crate) async fn run_evacuation(
     api: &Api,
+    path: &str,
     request: serde_json::Map<String, Value>,
     quiet: bool,
 ) -> anyhow::Result<()> {
     let started = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/evacuations",
-            Some(&Value::Object(request)),
-        )
+        .call(reqwest::Method::POST, path, Some(&Value::Object(request)))
         .await?
         .context("empty answer")?;
     let id = started["id"]
@@ -270,7 +282,15 @@ async fn run_evacuation(
     if !quiet {
         eprintln!();
     }
-    // What is left on the nodes being emptied, each site with why.
+    // What each recovered site lost, then what is left on the nodes, each site with why.
+    for item in ended["items"].as_array().into_iter().flatten() {
+        if let Some(lost) = item["data_loss_seconds"].as_i64() {
+            println!(
+                "recovered: {} (lost its last {lost} s of writes)",
+                item["site_id"].as_str().unwrap_or("?")
+            );
+        }
+    }
     for site in ended["remaining"].as_array().into_iter().flatten() {
         println!(
             "not moved: {}: {}",

@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Member(args) => client::run(client::MEMBERS, args).await,
         Command::BackupTarget(args) => client::run(client::BACKUP_TARGETS, args).await,
         Command::Evacuate(args) => client::evacuate(args).await,
+        Command::Recover(args) => client::recover(args).await,
         Command::Audit(command) => audit::run(command).await,
     }
 }

@@ -22,6 +22,7 @@ mod engine;
 mod local;
 mod moves;
 mod network;
+mod recovery;
 
 /// A table whose dedicated addresses' port 80 stays port 80 (no ingress in these tests).
 const NO_INGRESS: IngressPorts = IngressPorts {

@@ -297,7 +297,21 @@ impl<R: MoveRuntime + 'static> Agent<R> {
     }
 
     /// Runs the tasks until `shutdown` resolves.
-    pub async fn run(self, timing: Timing, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(mut self, timing: Timing, shutdown: impl std::future::Future<Output = ()>) {
+        // Back from an outage, the panel may have replaced the held document meanwhile (a
+        // node declared lost is given nothing to run): ask it first, briefly, so as never to
+        // serve what it no longer asks for. Unreachable, the held document is served.
+        match tokio::time::timeout(START_ASK, self.fetcher.fetch(None, Duration::ZERO)).await {
+            Ok(Ok(offered)) => {
+                accept(&mut self.ledger, offered);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %crate::describe(&error), "panel unreachable at start; serving from the held desired state");
+            }
+            Err(_) => tracing::warn!(
+                "the panel did not answer at start; serving from the held desired state"
+            ),
+        }
         let held = self.ledger.held().cloned().map(Arc::new);
         let (documents, offered) = tokio::sync::mpsc::channel(4);
         let (publish_held, held) = tokio::sync::watch::channel(held);
@@ -316,6 +330,9 @@ impl<R: MoveRuntime + 'static> Agent<R> {
         }
     }
 }
+
+/// How long an agent that starts waits for the panel before serving its held document.
+const START_ASK: Duration = Duration::from_secs(5);
 
 /// Offers a document to the ledger; says what became of it.
 fn accept(ledger: &mut Ledger, offered: DesiredState) -> bool {

@@ -94,7 +94,10 @@ fn the_cli_sets_a_sites_backups_and_restores_them() {
     );
     let shown = alveole(&server, &["site", "backups", "sauve.exemple.org"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("ALERT (drill"), "the failed drill alerts: {shown}");
+    assert!(
+        shown.contains("ALERT (drill"),
+        "the failed drill alerts: {shown}"
+    );
 
     let refused = alveole_refused(
         &server,

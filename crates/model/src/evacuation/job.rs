@@ -106,6 +106,24 @@ pub struct EvacuationSpec {
     pub statement: String,
     /// Sites the plan found no place for: not moved.
     pub unplaced: Vec<Unplaced>,
+    /// Set when the nodes are lost rather than left: each site is restored elsewhere from
+    /// its newest backup instead of moved, and the nodes are fenced.
+    #[serde(default)]
+    pub recovery: Option<RecoverySpec>,
+}
+
+/// A recovery: the nodes lost, each with when it was last heard from (what a site loses is
+/// what it wrote between its newest backup and then).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecoverySpec {
+    pub lost: Vec<LostNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LostNode {
+    pub node_id: NodeId,
+    /// Its agent's last report (the recovery's start when it never reported).
+    pub last_heard: DateTime<Utc>,
 }
 
 /// One site of an evacuation.
@@ -124,6 +142,13 @@ pub struct EvacuationItem {
     pub attempts: u32,
     /// A pending item whose try failed starts again no earlier than this.
     pub retry_at: Option<DateTime<Utc>>,
+    /// A recovery's restore of the site on its new node.
+    #[serde(default)]
+    pub restore_id: Option<crate::ids::RestoreId>,
+    /// A recovery's site, restored: how much it lost, in seconds (from its restored
+    /// snapshot to when its node was last heard from).
+    #[serde(default)]
+    pub data_loss_seconds: Option<i64>,
 }
 
 /// A site still on a node being emptied when its evacuation ended, and why.

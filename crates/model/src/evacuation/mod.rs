@@ -11,8 +11,8 @@ pub mod plan;
 
 pub use cost::{CostBook, MoveCost, MoveSample};
 pub use job::{
-    Estimate, Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState, Remaining,
-    retry_after,
+    Estimate, Evacuation, EvacuationItem, EvacuationSpec, ItemState, JobState, LostNode,
+    RecoverySpec, Remaining, retry_after,
 };
 pub use plan::{
     Destination, EvacuationPlan, ExcludedNode, MAX_PARALLELISM, Placement, SiteToMove, Unplaced,

@@ -31,6 +31,17 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, Json(evacuation)))
 }
 
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: axum::Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PlanQuery>,
+) -> ApiResult<(StatusCode, Json<Evacuation>)> {
+    let ctx = audit_context(&caller, &headers);
+    let recovery = state.service().start_recovery(&ctx, &request).await?;
+    Ok((StatusCode::ACCEPTED, Json(recovery)))
+}
+
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Evacuation>>> {
     Ok(Json(state.service().evacuations().await?))
 }

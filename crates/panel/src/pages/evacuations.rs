@@ -128,6 +128,11 @@ pub async fn page(
                     "left": e.estimate.as_ref().map(|x| duration_text(x.remaining_seconds as f64)),
                     "basis": e.estimate.as_ref().map(|x| x.basis.clone()),
                     "remaining": e.remaining,
+                    "recovery": e.spec.recovery.is_some(),
+                    "losses": e.items.iter().filter_map(|i| {
+                        let lost = i.data_loss_seconds?;
+                        Some(json!({"site": i.site_id, "lost": duration_text(lost as f64)}))
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -172,6 +177,31 @@ pub async fn start(
         })?;
         let ctx = audit_context(&caller, &headers);
         state.service().start_evacuation(&ctx, &request).await
+    }
+    .await;
+    back_to_page(&state, &headers, &caller, result)
+}
+
+/// "This node (or provider) is lost": fences it and recovers its sites from their backups.
+pub async fn recover(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let result = async {
+        let request = plan_request(&form)?.ok_or_else(|| {
+            ApiError::field("scope", "evacuation.scope", "choose a node or a provider")
+        })?;
+        if form.get("confirm").map(String::as_str) != Some("lost") {
+            return Err(ApiError::field(
+                "confirm",
+                "recovery.confirm",
+                "type \"lost\": its nodes are fenced and its sites restored from backups",
+            ));
+        }
+        let ctx = audit_context(&caller, &headers);
+        state.service().start_recovery(&ctx, &request).await
     }
     .await;
     back_to_page(&state, &headers, &caller, result)

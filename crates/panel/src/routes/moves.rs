@@ -56,6 +56,20 @@ pub(super) fn api(t: &mut Table) {
         .takes::<PlanQuery>()
         .returns::<Evacuation>(202)
         .errors(&[400, 401, 403, 404]);
+    t.api(Post, "/api/v1/recoveries", evacuations::recover)
+        .named(
+            "start_recovery",
+            "This node (`node_id`) or this provider (`provider_id`) is lost: fences its nodes \
+             (they are given nothing to run; their reports and renewals are refused), places \
+             each of their sites elsewhere as an evacuation would, and restores each there from \
+             its newest backup outside the lost nodes, `parallelism` at a time, as a durable \
+             job (followed at `/api/v1/evacuations/{id}`). Each site's addresses fail over to \
+             its new node; each site's item says what it lost (`data_loss_seconds`). A site \
+             without a copy outside the lost nodes is named in `unplaced`",
+        )
+        .takes::<PlanQuery>()
+        .returns::<Evacuation>(202)
+        .errors(&[400, 401, 403, 404]);
     t.api(Get, "/api/v1/exit-readiness", evacuations::readiness)
         .named(
             "get_exit_readiness",
@@ -172,6 +186,8 @@ pub(super) fn pages(t: &mut Table) {
         .access(Access::Read);
     t.page(Post, "/evacuations/start", pages::evacuations::start)
         .named("page_evacuation_start", "");
+    t.page(Post, "/evacuations/recover", pages::evacuations::recover)
+        .named("page_recovery_start", "");
     t.page(Post, "/evacuations/{id}/{verb}", pages::evacuations::change)
         .named("page_evacuation_change", "");
     t.page(Post, "/sites/{id}/move", pages::site_moves::move_site)

@@ -213,6 +213,7 @@ impl Service {
         csr_pem: &str,
     ) -> ApiResult<AgentCertificate> {
         self.agent_issuer()?;
+        self.refuse_fenced(node).await?;
         let signing = signing_request(csr_pem)?;
         if self.store().node_for_agent_key(signing.key_hash()).await? != Some(node) {
             return Err(ApiError::field(
@@ -280,6 +281,7 @@ impl Service {
         node: NodeId,
         report: &NodeReport,
     ) -> ApiResult<()> {
+        self.refuse_fenced(node).await?;
         let drills_ending = self.drills_ending(report).await;
         self.store()
             .record_node_report(ctx, node, report, self.now())
@@ -288,6 +290,24 @@ impl Service {
         self.record_backup_sizes(report).await;
         self.record_restore_times(&drills_ending).await;
         self.poke(Task::Forwardings);
+        Ok(())
+    }
+
+    /// A fenced node's agent is told only that it runs nothing: its reports and renewals
+    /// are refused.
+    pub(crate) async fn refuse_fenced(&self, node: NodeId) -> ApiResult<()> {
+        if self
+            .store()
+            .fenced_nodes()
+            .await?
+            .iter()
+            .any(|(fenced, _)| *fenced == node)
+        {
+            return Err(ApiError::Forbidden(
+                "this node is fenced: it was declared lost and its sites were recovered \
+                 elsewhere, so it runs nothing; delete it and add it again to use the machine",
+            ));
+        }
         Ok(())
     }
 

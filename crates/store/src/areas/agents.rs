@@ -43,6 +43,9 @@ pub struct NodeDesired {
     /// Sites whose volumes the node must remove (purged).
     pub purges: Vec<SiteId>,
     pub backups: NodeBackups,
+    /// The node was fenced (lost, its sites recovered elsewhere): it is given nothing to
+    /// run, and only learns that.
+    pub fenced: bool,
 }
 
 /// The backups part of a node's document.

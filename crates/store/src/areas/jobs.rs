@@ -50,6 +50,27 @@ pub trait JobStore: Send + Sync {
         to: NodeId,
         timing: MoveTiming,
     ) -> StoreResult<Option<SiteMove>>;
+    /// Recovers one pending site of a recovery on `to`: in one transaction the item becomes
+    /// `moving` with the restore's id, the site is `to`'s, and a whole restore of its newest
+    /// snapshot at `target` starts there (the site stays stopped until it ends); `None` when
+    /// the item is no longer pending.
+    async fn start_recovery_item(
+        &self,
+        ctx: &AuditContext,
+        job: JobId,
+        site: SiteId,
+        to: NodeId,
+        target: alveole_model::BackupTargetId,
+    ) -> StoreResult<Option<alveole_model::backup::Restore>>;
+    /// A recovered site is back: done, with what it lost.
+    async fn settle_recovered_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        data_loss_seconds: Option<i64>,
+    ) -> StoreResult<()>;
+    /// When each node was fenced (fenced nodes only).
+    async fn fenced_nodes(&self) -> StoreResult<Vec<(NodeId, DateTime<Utc>)>>;
     /// An item's move ended (done) or did not happen (failed, with why).
     async fn settle_evacuation_item(
         &self,

@@ -92,12 +92,20 @@ impl AgentStore for SqlStore {
     async fn desired_state(&self, node: NodeId) -> StoreResult<NodeDesired> {
         // One read transaction, so that the generation and every part agree.
         let mut tx = self.begin_read().await?;
-        let generation: Option<i64> =
-            sqlx::query_scalar("SELECT desired_generation FROM nodes WHERE id = $1")
+        let row: Option<(i64, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT desired_generation, fenced_at FROM nodes WHERE id = $1")
                 .bind(node.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let generation = generation.ok_or(StoreError::NotFound { kind: "node" })?;
+        let (generation, fenced_at) = row.ok_or(StoreError::NotFound { kind: "node" })?;
+        if fenced_at.is_some() {
+            tx.commit().await?;
+            return Ok(NodeDesired {
+                generation: count(generation),
+                fenced: true,
+                ..Default::default()
+            });
+        }
         let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {} FROM sites WHERE node_id = ",
             <Site as Audited>::COLUMNS
@@ -123,6 +131,7 @@ impl AgentStore for SqlStore {
             endpoints,
             purges,
             backups,
+            fenced: false,
         })
     }
 

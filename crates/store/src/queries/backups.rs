@@ -255,67 +255,7 @@ impl BackupStore for SqlStore {
         request: RestoreRequest,
     ) -> StoreResult<Restore> {
         let mut tx = self.begin_write().await?;
-        let site = fetch::<alveole_model::Site>(&mut tx, request.site_id).await?;
-        let node = site.node_id.ok_or_else(|| StoreError::Conflict {
-            message: "the site has no node to restore on".into(),
-            errors: vec![],
-        })?;
-        let running: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM restores WHERE site_id = $1 AND state = 'running'")
-                .bind(request.site_id.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        if running.is_some() {
-            return Err(StoreError::Conflict {
-                message: "a restore into this site is under way: wait for it to end".into(),
-                errors: vec![],
-            });
-        }
-        let restore = Restore {
-            id: RestoreId::generate(),
-            site_id: request.site_id,
-            source_site_id: request.source_site_id,
-            target_id: request.target_id,
-            node_id: node,
-            snapshot: request.snapshot,
-            paths: request.paths,
-            state: RestoreState::Running,
-            bytes_done: 0,
-            bytes_total: 0,
-            snapshot_id: None,
-            error: None,
-            requested_by: ctx.actor.clone(),
-            requested_at: tx.now,
-            finished_at: None,
-        };
-        let mut q =
-            QueryBuilder::<Db>::new(format!("INSERT INTO restores ({RESTORE_COLUMNS}) VALUES ("));
-        q.separated(", ")
-            .push_bind(restore.id.0)
-            .push_bind(restore.site_id.0)
-            .push_bind(restore.source_site_id.0)
-            .push_bind(restore.target_id.0)
-            .push_bind(restore.node_id.0)
-            .push_bind(restore.snapshot.clone())
-            .push_bind(Json(restore.paths.clone()))
-            .push_bind(restore.state.as_str())
-            .push_bind(0_i64)
-            .push_bind(0_i64)
-            .push_bind(None::<String>)
-            .push_bind(None::<String>)
-            .push_bind(restore.requested_by.clone())
-            .push_bind(restore.requested_at)
-            .push_bind(None::<DateTime<Utc>>);
-        q.push(")");
-        q.build().execute(tx.conn()).await?;
-        bump_generation(&mut tx, Some(node)).await?;
-        let vault: Option<Uuid> =
-            sqlx::query_scalar("SELECT node_id FROM backup_targets WHERE id = $1")
-                .bind(restore.target_id.0)
-                .fetch_optional(tx.conn())
-                .await?
-                .flatten();
-        bump_generation(&mut tx, vault.map(NodeId)).await?;
+        let restore = insert_restore(&mut tx, &ctx.actor, request).await?;
         let change = Change::of(
             "restore.start",
             "site",
@@ -592,4 +532,75 @@ async fn vault_of(
             })
             .collect(),
     }))
+}
+
+/// Records a restore into a site on its node, in `tx`, and tells that node and the vault
+/// (not yet audited: the caller commits with its `restore.start`).
+pub(super) async fn insert_restore(
+    tx: &mut super::WriteTx,
+    actor: &str,
+    request: RestoreRequest,
+) -> StoreResult<Restore> {
+    let site = fetch::<alveole_model::Site>(tx, request.site_id).await?;
+    let node = site.node_id.ok_or_else(|| StoreError::Conflict {
+        message: "the site has no node to restore on".into(),
+        errors: vec![],
+    })?;
+    let running: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM restores WHERE site_id = $1 AND state = 'running'")
+            .bind(request.site_id.0)
+            .fetch_optional(tx.conn())
+            .await?;
+    if running.is_some() {
+        return Err(StoreError::Conflict {
+            message: "a restore into this site is under way: wait for it to end".into(),
+            errors: vec![],
+        });
+    }
+    let restore = Restore {
+        id: RestoreId::generate(),
+        site_id: request.site_id,
+        source_site_id: request.source_site_id,
+        target_id: request.target_id,
+        node_id: node,
+        snapshot: request.snapshot,
+        paths: request.paths,
+        state: RestoreState::Running,
+        bytes_done: 0,
+        bytes_total: 0,
+        snapshot_id: None,
+        error: None,
+        requested_by: actor.to_owned(),
+        requested_at: tx.now,
+        finished_at: None,
+    };
+    let mut q =
+        QueryBuilder::<Db>::new(format!("INSERT INTO restores ({RESTORE_COLUMNS}) VALUES ("));
+    q.separated(", ")
+        .push_bind(restore.id.0)
+        .push_bind(restore.site_id.0)
+        .push_bind(restore.source_site_id.0)
+        .push_bind(restore.target_id.0)
+        .push_bind(restore.node_id.0)
+        .push_bind(restore.snapshot.clone())
+        .push_bind(Json(restore.paths.clone()))
+        .push_bind(restore.state.as_str())
+        .push_bind(0_i64)
+        .push_bind(0_i64)
+        .push_bind(None::<String>)
+        .push_bind(None::<String>)
+        .push_bind(restore.requested_by.clone())
+        .push_bind(restore.requested_at)
+        .push_bind(None::<DateTime<Utc>>);
+    q.push(")");
+    q.build().execute(tx.conn()).await?;
+    bump_generation(tx, Some(node)).await?;
+    let vault: Option<Uuid> =
+        sqlx::query_scalar("SELECT node_id FROM backup_targets WHERE id = $1")
+            .bind(restore.target_id.0)
+            .fetch_optional(tx.conn())
+            .await?
+            .flatten();
+    bump_generation(tx, vault.map(NodeId)).await?;
+    Ok(restore)
 }

@@ -12,9 +12,10 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::super::{CLAIMABLE_JOBS, Db};
-use super::SqlStore;
 use super::moves::insert_site_move;
-use crate::{AuditContext, Change, JobStore, MoveTiming, StoreError, StoreResult};
+use super::records::fetch;
+use super::{SqlStore, bump_generation};
+use crate::{AuditContext, Change, JobStore, MoveTiming, RestoreRequest, StoreError, StoreResult};
 
 async fn fetch_evacuation(
     conn: &mut <Db as sqlx::Database>::Connection,
@@ -53,10 +54,13 @@ async fn fetch_evacuation(
         Option<DateTime<Utc>>,
         i64,
         Option<DateTime<Utc>>,
+        Option<Uuid>,
+        Option<i64>,
     );
     let rows: Vec<ItemRow> = sqlx::query_as(
         "SELECT site_id, position, to_node, state, move_id, error, started_at, finished_at, \
-         attempts, retry_at FROM evacuation_items WHERE job_id = $1 ORDER BY position",
+         attempts, retry_at, restore_id, data_loss_seconds FROM evacuation_items \
+         WHERE job_id = $1 ORDER BY position",
     )
     .bind(id.0)
     .fetch_all(&mut *conn)
@@ -75,6 +79,8 @@ async fn fetch_evacuation(
                 finished_at,
                 attempts,
                 retry_at,
+                restore_id,
+                data_loss_seconds,
             )| {
                 Ok(EvacuationItem {
                     site_id: SiteId(site),
@@ -88,6 +94,8 @@ async fn fetch_evacuation(
                     finished_at,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     retry_at,
+                    restore_id: restore_id.map(alveole_model::RestoreId),
+                    data_loss_seconds,
                 })
             },
         )
@@ -137,8 +145,34 @@ impl JobStore for SqlStore {
             .await?;
         }
         let evacuation = fetch_evacuation(tx.conn(), id).await?;
-        let change = Change::of("evacuation.start", "job", id, None, Some(&evacuation));
-        tx.commit(ctx, change).await?;
+        let mut changes = Vec::new();
+        // A recovery fences its lost nodes in the same transaction: from now on they are
+        // told so, and nothing else.
+        for lost in spec.recovery.iter().flat_map(|r| &r.lost) {
+            let fenced = sqlx::query(
+                "UPDATE nodes SET fenced_at = $1, desired_generation = desired_generation + 1 \
+                 WHERE id = $2 AND fenced_at IS NULL",
+            )
+            .bind(tx.now)
+            .bind(lost.node_id.0)
+            .execute(tx.conn())
+            .await?;
+            if fenced.rows_affected() == 1 {
+                changes.push(Change::of(
+                    "node.fence",
+                    "node",
+                    lost.node_id,
+                    None,
+                    Some(lost),
+                ));
+            }
+        }
+        let action = match spec.recovery {
+            Some(_) => "recovery.start",
+            None => "evacuation.start",
+        };
+        changes.insert(0, Change::of(action, "job", id, None, Some(&evacuation)));
+        tx.commit_all(ctx, changes).await?;
         Ok(evacuation)
     }
 
@@ -274,6 +308,96 @@ impl JobStore for SqlStore {
         Ok(Some(movement))
     }
 
+    async fn start_recovery_item(
+        &self,
+        ctx: &AuditContext,
+        job: JobId,
+        site: SiteId,
+        to: NodeId,
+        target: alveole_model::BackupTargetId,
+    ) -> StoreResult<Option<alveole_model::backup::Restore>> {
+        use alveole_model::Site;
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE evacuation_items SET state = 'moving', started_at = $1, to_node = $2, \
+             retry_at = NULL WHERE job_id = $3 AND site_id = $4 AND state = 'pending'",
+        )
+        .bind(tx.now)
+        .bind(to.0)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let before = fetch::<Site>(&mut tx, site).await?;
+        // The site is its new node's from now on; its backups go on from there.
+        sqlx::query("UPDATE sites SET node_id = $1, backup_requested_at = NULL WHERE id = $2")
+            .bind(to.0)
+            .bind(site.0)
+            .execute(tx.conn())
+            .await?;
+        let after = fetch::<Site>(&mut tx, site).await?;
+        let restore = super::backups::insert_restore(
+            &mut tx,
+            &ctx.actor,
+            RestoreRequest {
+                site_id: site,
+                source_site_id: site,
+                target_id: target,
+                snapshot: None,
+                paths: vec![],
+            },
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE evacuation_items SET restore_id = $1 WHERE job_id = $2 AND site_id = $3",
+        )
+        .bind(restore.id.0)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        bump_generation(&mut tx, before.node_id).await?;
+        super::backup_targets::bump_vaults(&mut tx, &after.backup.targets).await?;
+        let changes = vec![
+            Change::of("site.recover", "site", site, Some(&before), Some(&after)),
+            Change::of("restore.start", "site", site, None, Some(&restore)),
+        ];
+        tx.commit_all(ctx, changes).await?;
+        Ok(Some(restore))
+    }
+
+    async fn settle_recovered_item(
+        &self,
+        job: JobId,
+        site: SiteId,
+        data_loss_seconds: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE evacuation_items SET state = 'done', error = NULL, finished_at = $1, \
+             data_loss_seconds = $2 WHERE job_id = $3 AND site_id = $4",
+        )
+        .bind(tx.now)
+        .bind(data_loss_seconds)
+        .bind(job.0)
+        .bind(site.0)
+        .execute(tx.conn())
+        .await?;
+        // The restore recorded its own events.
+        tx.commit_bookkeeping().await
+    }
+
+    async fn fenced_nodes(&self) -> StoreResult<Vec<(NodeId, DateTime<Utc>)>> {
+        let rows: Vec<(Uuid, DateTime<Utc>)> =
+            sqlx::query_as("SELECT id, fenced_at FROM nodes WHERE fenced_at IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(id, at)| (NodeId(id), at)).collect())
+    }
+
     async fn settle_evacuation_item(
         &self,
         job: JobId,
@@ -359,7 +483,11 @@ impl JobStore for SqlStore {
         .await?;
         let after = fetch_evacuation(tx.conn(), id).await?;
         let change = Change {
-            action: "evacuation.finish",
+            action: if after.spec.recovery.is_some() {
+                "recovery.finish"
+            } else {
+                "evacuation.finish"
+            },
             target_kind: "job",
             target_id: id.to_string(),
             before: Some(serde_json::json!({"state": before.state.as_str()})),

@@ -31,7 +31,7 @@ fn site_command() -> Vec<String> {
     ]
 }
 
-const APPEND_SCRIPT: &str = "#!/bin/sh\necho \"$QUERY_STRING\" >> /data/log.txt\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok %s\\n' \"$QUERY_STRING\"\n";
+pub(super) const APPEND_SCRIPT: &str = "#!/bin/sh\necho \"$QUERY_STRING\" >> /data/log.txt\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok %s\\n' \"$QUERY_STRING\"\n";
 
 /// One node's agent, as a process would run it; `kill` stops it at once.
 pub(super) struct RunningAgent {

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::Service;
 
 /// What to do with an item whose try did not work.
-enum Setback {
+pub(super) enum Setback {
     /// Its site is busy moving already: try again at the next step, no try counted.
     Wait,
     /// The try failed for this reason: counted, tried again later while tries are left.
@@ -42,6 +42,7 @@ impl Service {
             predicted_seconds: plan.estimated_seconds,
             statement: plan.statement.clone(),
             unplaced: plan.unplaced.clone(),
+            recovery: None,
         };
         let items: Vec<_> = plan
             .placements
@@ -144,6 +145,9 @@ impl Service {
         let store = self.store();
         let ctx = AuditContext::new(format!("job:{id}"), "-");
         let mut evacuation = store.get_evacuation(id).await?;
+        if evacuation.spec.recovery.is_some() {
+            return self.advance_recovery(evacuation).await;
+        }
         for item in evacuation
             .items
             .iter_mut()
@@ -181,13 +185,23 @@ impl Service {
         if evacuation.state == JobState::Running {
             self.start_evacuation_moves(&ctx, &mut evacuation).await?;
         }
+        self.end_if_over(&ctx, &evacuation).await
+    }
+
+    /// Ends the job when nothing is pending or under way, with the truth about what is left.
+    pub(super) async fn end_if_over(
+        &self,
+        ctx: &AuditContext,
+        evacuation: &Evacuation,
+    ) -> ApiResult<()> {
         let open = evacuation
             .items
             .iter()
             .any(|i| matches!(i.state, ItemState::Pending | ItemState::Moving));
         if !open && matches!(evacuation.state, JobState::Running | JobState::Cancelled) {
-            let remaining = self.remaining(&evacuation).await?;
-            let ended = store.finish_evacuation(&ctx, id, &remaining).await?;
+            let id = evacuation.id;
+            let remaining = self.remaining(evacuation).await?;
+            let ended = self.store().finish_evacuation(ctx, id, &remaining).await?;
             tracing::info!(job = %id, state = ended.state.as_str(), items = ?ended.counts(),
                 remaining = remaining.len(), "evacuation ended");
             self.tell_nodes();
@@ -196,7 +210,7 @@ impl Service {
     }
 
     /// Records a try that did not work: waits, retries later, or fails for good.
-    async fn setback(
+    pub(super) async fn setback(
         &self,
         job: JobId,
         item: &mut EvacuationItem,
@@ -336,7 +350,7 @@ impl Service {
     /// node can receive it; after a failed try, or when the planned node can no longer
     /// receive, the node with the most room among the others that can (re-placed: the
     /// target may have been at fault); or why none can.
-    fn target_for(
+    pub(super) fn target_for(
         &self,
         fleet: &Fleet,
         costs: &CostBook,
@@ -406,6 +420,10 @@ impl Service {
                 let reason = match (item, unplaced) {
                     (Some(item), _) => match item.state {
                         ItemState::Skipped => "not moved: the evacuation was cancelled".into(),
+                        ItemState::Failed if evacuation.spec.recovery.is_some() => format!(
+                            "not recovered: {}",
+                            item.error.as_deref().unwrap_or("no reason given")
+                        ),
                         ItemState::Failed => {
                             let why = item.error.as_deref().unwrap_or("no reason given");
                             match item.attempts {

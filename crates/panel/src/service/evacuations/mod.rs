@@ -6,6 +6,7 @@
 
 mod job;
 mod readiness;
+mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet};
 
