@@ -5,6 +5,7 @@
 mod costs;
 mod outcome;
 mod readiness;
+mod recovery;
 
 use std::collections::BTreeSet;
 

@@ -336,6 +336,60 @@ pub(super) async fn evacuations(walk: &mut Walk<'_>, agents: &Agents, browser: &
         .await;
 }
 
+/// Recoveries through the API and the page, each of a node of its own (with no site): the
+/// job starts and fences the node in one transaction.
+pub(super) async fn recoveries(walk: &mut Walk<'_>, browser: &Browser) {
+    let provider = walk
+        .create("/api/v1/providers", json!({"name": "Walk lost provider"}))
+        .await;
+    walk.pass_over(1); // provider.create
+    let mut lost = Vec::new();
+    for name in ["walk-lost-1", "walk-lost-2"] {
+        let node = walk
+            .create(
+                "/api/v1/nodes",
+                json!({"provider_id": provider["id"], "name": name, "public_addresses": [],
+                       "capacity": {"cpu_millis": 1000, "memory_bytes": 1u64 << 30,
+                                    "disk_bytes": 10u64 << 30}}),
+            )
+            .await;
+        walk.pass_over(1); // node.create
+        lost.push(id_of(&node));
+    }
+    let started = walk
+        .act("/api/v1/recoveries", json!({"node_id": lost[0]}), 202)
+        .await;
+    walk.expect(
+        "POST",
+        "/api/v1/recoveries",
+        &[
+            (ADMIN, "recovery.start", id_of(&started)),
+            (ADMIN, "node.fence", lost[0].clone()),
+        ],
+    )
+    .await;
+    browser
+        .submit(
+            "/evacuations/recover",
+            &[
+                ("scope", &format!("node:{}", lost[1])),
+                ("parallelism", "2"),
+                ("confirm", "lost"),
+            ],
+        )
+        .await;
+    let job = walk.store.evacuations().await.unwrap()[0].id.to_string();
+    walk.expect(
+        "POST",
+        "/evacuations/recover",
+        &[
+            (ADMIN, "recovery.start", job),
+            (ADMIN, "node.fence", lost[1].clone()),
+        ],
+    )
+    .await;
+}
+
 /// An agent's certificate renewed, then revoked; a checkpoint signed.
 pub(super) async fn agent_credentials_and_checkpoints(
     walk: &mut Walk<'_>,

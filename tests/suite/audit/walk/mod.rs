@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::verification;
 use agents::{
     agent_credentials_and_checkpoints, agents_enrol_and_report, api_site_moves, evacuations,
-    page_site_moves,
+    page_site_moves, recoveries,
 };
 use api::{api_addresses, api_resources, api_tokens, offboarding_and_deletions};
 use pages::{break_glass, page_addresses, page_deletions, page_edits, page_resources};
@@ -43,6 +43,7 @@ async fn every_state_changing_route_records_its_events() {
     api_site_moves(&mut walk, &made, &agents).await;
     let browser = page_site_moves(&mut walk, &made, &agents).await;
     evacuations(&mut walk, &agents, &browser).await;
+    recoveries(&mut walk, &browser).await;
     agent_credentials_and_checkpoints(&mut walk, &made, &agents).await;
     api_tokens(&mut walk, &made).await;
     backups::api_backups(&mut walk, &made).await;

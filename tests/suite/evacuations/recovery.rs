@@ -1,0 +1,157 @@
+//! "This node is lost" through the API, on SQLite and PostgreSQL, with agents played by the
+//! test: the recovery places the node's sites elsewhere, names those it cannot recover (no
+//! copy outside the lost node), fences the node (an empty document, its reports refused),
+//! restores each site on its new node from its newest backup, and ends saying what each lost.
+
+use alveole_agent::control::panel::Control;
+use alveole_tests::TestDb;
+use serde_json::{Value, json};
+
+use super::{evacuation_when, fast_panel};
+use crate::moves::node_with_agent;
+use crate::records::site;
+
+fn report(extra: Value) -> alveole_model::NodeReport {
+    let mut body = json!({
+        "generation": null, "sites": [], "agent_version": "test",
+        "resources": {"cpus": 1, "load_1m": 0.0, "memory_total_bytes": 1,
+                      "memory_available_bytes": 1, "disk_total_bytes": 1, "disk_available_bytes": 1},
+        "endpoints": {"peer": "127.0.0.1:9", "ingress": "127.0.0.1:10"}
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    serde_json::from_value(body).unwrap()
+}
+
+#[tokio::test]
+async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
+    for db in TestDb::all().await {
+        let (panel, node_a, member) = fast_panel(&db, std::time::Duration::from_secs(60)).await;
+        let backend = db.backend();
+        let (_, there) = panel
+            .post("/api/v1/providers", json!({"name": "Coffre"}))
+            .await;
+        let (_, far) = panel
+            .post("/api/v1/providers", json!({"name": "Loin"}))
+            .await;
+        let (vault_node, _) = node_with_agent(&panel, &there["id"], "vault-1", 8000).await;
+        let (node_b, agent_b) = node_with_agent(&panel, &far["id"], "node-b", 8000).await;
+        let (_, target) = panel
+            .post(
+                "/api/v1/backup-targets",
+                json!({"name": "coffre", "node_id": vault_node}),
+            )
+            .await;
+        let mut sites = Vec::new();
+        for (domain, backup) in [
+            ("garde.example.org", json!({"targets": [target["id"]]})),
+            ("sans.example.org", json!({"targets": []})),
+        ] {
+            let mut body = site(&member, domain);
+            body["node_id"] = json!(node_a);
+            body["backup"] = backup;
+            let (status, created) = panel.post("/api/v1/sites", body).await;
+            assert_eq!(status, 201, "{backend}: {created}");
+            sites.push(created["id"].as_str().unwrap().to_owned());
+        }
+        let agent_a = panel.agent_client();
+        agent_a.authenticate(&panel.enrol(&node_a).await).unwrap();
+        let taken = chrono::Utc::now() - chrono::Duration::minutes(10);
+        let snapshot = "ef".repeat(32);
+        agent_a
+            .report(&report(
+                json!({"events": [{"seq": 1, "at": chrono::Utc::now(),
+                "kind": "backup_completed", "site_id": sites[0], "detail": "backed up",
+                "backup": {"target_id": target["id"], "started_at": taken, "duration_ms": 900,
+                           "snapshot_id": snapshot, "files": 2, "bytes_added": 10,
+                           "bytes_total": 10}}]}),
+            ))
+            .await
+            .unwrap();
+
+        let (status, recovery) = panel
+            .post("/api/v1/recoveries", json!({"node_id": node_a}))
+            .await;
+        assert_eq!(status, 202, "{backend}: {recovery}");
+        let unplaced = recovery["spec"]["unplaced"].as_array().unwrap();
+        assert_eq!(unplaced.len(), 1, "{backend}: {recovery}");
+        assert_eq!(unplaced[0]["site_id"], sites[1].as_str());
+        assert!(
+            unplaced[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no backup outside the lost nodes")
+        );
+        let job = recovery["id"].as_str().unwrap().to_owned();
+
+        // Fenced: nothing to run, its reports refused.
+        let fenced = panel
+            .service()
+            .desired_state(node_a.parse().unwrap(), None, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            fenced.sites.is_empty() && fenced.addresses.is_empty(),
+            "{backend}"
+        );
+        let refused = agent_a.report(&report(json!({}))).await;
+        assert!(
+            refused.is_err(),
+            "{backend}: a fenced node's report is refused"
+        );
+
+        // The site is B's now, restored there from its newest snapshot (and stopped until then).
+        let restoring =
+            evacuation_when(&panel, &job, |e| e["items"][0]["restore_id"].is_string()).await;
+        let restore = restoring["items"][0]["restore_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, moved) = panel.get(&format!("/api/v1/sites/{}", sites[0])).await;
+        assert_eq!(moved["node_id"], node_b.as_str(), "{backend}: {moved}");
+        let doc = panel
+            .service()
+            .desired_state(node_b.parse().unwrap(), None, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(doc.sites.len(), 1);
+        assert_eq!(doc.restores[0].id.to_string(), restore);
+        assert!(doc.restores[0].paths.is_empty(), "a whole restore");
+        assert_eq!(doc.restores[0].snapshot, None, "its newest snapshot");
+        agent_b
+            .report(&report(
+                json!({"restores": [{"id": restore, "bytes_done": 10,
+                "bytes_total": 10, "finished": {"outcome": "restored", "snapshot_id": snapshot}}]}),
+            ))
+            .await
+            .unwrap();
+        let ended = evacuation_when(&panel, &job, |e| e["finished_at"].is_string()).await;
+        assert_eq!(ended["state"], "incomplete", "{backend}: {ended}");
+        assert_eq!(ended["items"][0]["state"], "done");
+        let lost = ended["items"][0]["data_loss_seconds"].as_i64().unwrap();
+        assert!(
+            (600..660).contains(&lost),
+            "{backend}: lost {lost} s: {ended}"
+        );
+        let remaining = ended["remaining"].as_array().unwrap();
+        assert_eq!(remaining.len(), 1);
+        assert!(
+            remaining[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no backup outside the lost nodes"),
+            "{ended}"
+        );
+        for action in [
+            "recovery.start",
+            "node.fence",
+            "site.recover",
+            "restore.finish",
+            "recovery.finish",
+        ] {
+            assert_eq!(panel.events(action).await.len(), 1, "{backend}: {action}");
+        }
+        db.drop_db().await;
+    }
+}
