@@ -18,10 +18,10 @@ use alveole_agent::vault::{Grants, Vault};
 use alveole_model::NodeId;
 use anyhow::Context;
 
-const PASSWORD: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench";
 
 /// Removes the benchmark's trees, however it ends.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -30,7 +30,7 @@ impl Drop for Scratch {
 }
 
 /// Serves `vault` over plain HTTP on loopback, every request as `node`'s.
-async fn serve(vault: Arc<Vault>, node: NodeId) -> anyhow::Result<std::net::SocketAddr> {
+pub(crate) async fn serve(vault: Arc<Vault>, node: NodeId) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let at = listener.local_addr()?;
     tokio::spawn(async move {
@@ -51,7 +51,7 @@ async fn serve(vault: Arc<Vault>, node: NodeId) -> anyhow::Result<std::net::Sock
 }
 
 /// `files` files of `total` bytes in all, incompressible, in directories of 100.
-fn write_tree(root: &Path, files: usize, total: u64) -> anyhow::Result<()> {
+pub(crate) fn write_tree(root: &Path, files: usize, total: u64) -> anyhow::Result<()> {
     let size = usize::try_from(total / files.max(1) as u64)?;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for i in 0..files {
@@ -79,13 +79,13 @@ fn noise(seed: &mut u64, size: usize) -> Vec<u8> {
 /// Writes what is pending to disk and, when allowed (root), empties the page cache: every
 /// timed step starts from the same state, reading from the disk. Whether the cache was
 /// emptied.
-fn settle() -> bool {
+pub(crate) fn settle() -> bool {
     let _ = Command::new("sync").status();
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }
 
 /// Waits until what a step wrote is on the disk (its time counts in the step's).
-fn synced() {
+pub(crate) fn synced() {
     let _ = Command::new("sync").status();
 }
 
@@ -119,7 +119,7 @@ async fn ours<T: Send + 'static>(
 }
 
 /// The files of `tree` and their content, for comparing a restore with the source.
-fn same_tree(a: &Path, b: &Path) -> anyhow::Result<bool> {
+pub(crate) fn same_tree(a: &Path, b: &Path) -> anyhow::Result<bool> {
     let output = Command::new("diff")
         .arg("-rq")
         .arg(a)

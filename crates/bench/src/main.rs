@@ -4,6 +4,7 @@
 mod audit;
 mod backup;
 mod docker;
+mod drill;
 mod evacuate;
 mod harness;
 mod ingress;
@@ -172,6 +173,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// A restore drill's data path (a whole restore from a vault on loopback, then the
+    /// comparison with the snapshot) against a plain copy of the same tree, for each size.
+    Drill {
+        /// Sizes in bytes, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10000000,100000000,1000000000"
+        )]
+        sizes: Vec<u64>,
+        /// Rounds per size: the figures are their medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -262,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
             bytes,
             rounds,
         } => backup::run(files, bytes, rounds).await,
+        BenchCommand::Drill { sizes, rounds } => drill::run(sizes, rounds).await,
         BenchCommand::VolumeSync {
             files,
             bytes_per_file,
