@@ -526,10 +526,29 @@ async fn the_site_page_refuses_a_policy_that_breaks_the_rule_and_shows_the_backu
     for part in [
         r#"id="backups""#,
         r#"id="back-up-now""#,
+        r#"id="drill-now""#,
         r#"id="restore-form""#,
+        r#"id="restore-time""#,
         "<svg",
     ] {
         assert!(shown.contains(part), "{part} on the site's page");
     }
+
+    // "Drill now": placed on a node of the other provider; the page shows it running, and
+    // refreshes itself until it ends.
+    let drilled = browser
+        .post(format!("{}/sites/{id}/drill", panel.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drilled.status().as_u16(), 303);
+    let (_, shown) = page(format!("/sites/{id}")).await;
+    assert!(
+        shown.contains(r#"class="drill" data-state="running""#)
+            && shown.contains(r#"http-equiv="refresh""#),
+        "{shown}"
+    );
     db.drop_db().await;
 }

@@ -6,6 +6,7 @@ pub mod audit;
 mod backups;
 pub mod cli;
 pub mod client;
+pub mod evacuate;
 pub mod local;
 pub mod serve;
 

@@ -1,7 +1,7 @@
 //! The `alveole` binary: parses the command line and hands over to the library.
 
 use alveole::cli::{AdminCommand, Cli, Command};
-use alveole::{agent, audit, client, serve};
+use alveole::{agent, audit, client, evacuate, serve};
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -92,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Provider(args) => client::run(client::PROVIDERS, args).await,
         Command::Member(args) => client::run(client::MEMBERS, args).await,
         Command::BackupTarget(args) => client::run(client::BACKUP_TARGETS, args).await,
-        Command::Evacuate(args) => client::evacuate(args).await,
-        Command::Recover(args) => client::recover(args).await,
+        Command::Evacuate(args) => evacuate::evacuate(args).await,
+        Command::Recover(args) => evacuate::recover(args).await,
         Command::Audit(command) => audit::run(command).await,
     }
 }

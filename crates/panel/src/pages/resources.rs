@@ -247,6 +247,8 @@ impl PageResource for Site {
         field("backup.targets", Kind::TargetSlot(0)),
         field("backup.targets", Kind::TargetSlot(1)),
         field("backup.every_minutes", Kind::OptionalInteger),
+        field("backup.drill.every_days", Kind::OptionalInteger),
+        field("backup.alert_window_hours", Kind::OptionalInteger),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![

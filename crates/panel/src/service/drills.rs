@@ -226,12 +226,14 @@ impl Service {
             .collect())
     }
 
-    /// Records each site's window into its series and raises or clears its window alert:
-    /// how many sites.
+    /// Records each site's window into its series and raises or clears its window alert
+    /// (written only when it changes: its reason names the proven snapshot's time, not the
+    /// window's length, so that it changes with the proof, not every minute): how many sites.
     pub async fn watch_windows(&self) -> ApiResult<usize> {
         let now = self.now();
         let proofs = self.site_proofs(None).await?;
         let oldest_runs = self.store().oldest_backup_runs().await?;
+        let raised = self.store().backup_alerts(None).await?;
         let ctx = audit("window-watch");
         for site in self.all_sites().await? {
             let proof = proofs.iter().find(|p| p.site_id == site.id);
@@ -241,7 +243,8 @@ impl Service {
             ) {
                 self.store().record(&series, now, window as f64).await?;
             }
-            let limit = Duration::hours(i64::from(site.backup.alert_window_hours));
+            let hours = site.backup.alert_window_hours;
+            let limit = Duration::hours(i64::from(hours));
             let reason = match proof {
                 None => None,
                 Some(SiteProof {
@@ -249,10 +252,8 @@ impl Service {
                     proven_at: Some(at),
                     ..
                 }) if Duration::seconds(*window) > limit => Some(format!(
-                    "the data-loss window is {}, above the policy's {} h: the newest snapshot \
+                    "the data-loss window is above the policy's {hours} h: the newest snapshot \
                      that passed a drill or a check was taken {}",
-                    human_duration(*window),
-                    site.backup.alert_window_hours,
                     at.format("%Y-%m-%d %H:%M UTC")
                 )),
                 Some(SiteProof {
@@ -263,23 +264,27 @@ impl Service {
                     .is_some_and(|first| now - *first > limit) =>
                 {
                     Some(format!(
-                        "no snapshot has passed a drill or a check in the policy's {} h",
-                        site.backup.alert_window_hours
+                        "no snapshot has passed a drill or a check in the policy's {hours} h"
                     ))
                 }
                 Some(_) => None,
             };
+            let current = raised
+                .iter()
+                .find(|a| a.site_id == site.id && a.kind == AlertKind::Window)
+                .map(|a| a.reason.as_str());
             match reason {
-                Some(reason) => {
+                Some(reason) if current != Some(reason.as_str()) => {
                     self.store()
                         .raise_alert(&ctx, site.id, AlertKind::Window, &reason)
                         .await?;
                 }
-                None => {
+                None if current.is_some() => {
                     self.store()
                         .clear_alert(&ctx, site.id, AlertKind::Window)
                         .await?;
                 }
+                _ => {}
             }
         }
         Ok(proofs.len())
@@ -349,16 +354,6 @@ fn proof_of(site: &Site, checks: &[CopyCheck], drills: &[Drill], now: DateTime<U
         window_seconds: proven.map(|at| (now - at).num_seconds().max(0)),
         proven_at: proven,
         restore_seconds,
-    }
-}
-
-/// "2 d 3 h", "5 h 12 min", "40 min".
-pub fn human_duration(seconds: i64) -> String {
-    let minutes = seconds / 60;
-    match (minutes / 1440, (minutes % 1440) / 60, minutes % 60) {
-        (0, 0, m) => format!("{m} min"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, h, _) => format!("{d} d {h} h"),
     }
 }
 
