@@ -1,7 +1,8 @@
 //! "This node is lost" through the API, on SQLite and PostgreSQL, with agents played by the
 //! test: the recovery places the node's sites elsewhere, names those it cannot recover (no
 //! copy outside the lost node), fences the node (an empty document, its reports refused),
-//! restores each site on its new node from its newest backup, and ends saying what each lost.
+//! restores each site on its new node from its newest backup (its address following it), and
+//! ends saying what each lost.
 
 use alveole_agent::control::panel::Control;
 use alveole_tests::TestDb;
@@ -32,11 +33,11 @@ async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
         let (_, there) = panel
             .post("/api/v1/providers", json!({"name": "Coffre"}))
             .await;
-        let (_, far) = panel
-            .post("/api/v1/providers", json!({"name": "Loin"}))
-            .await;
+        let (_, seeded) = panel.get(&format!("/api/v1/nodes/{node_a}")).await;
+        let here = seeded["provider_id"].clone();
         let (vault_node, _) = node_with_agent(&panel, &there["id"], "vault-1", 8000).await;
-        let (node_b, agent_b) = node_with_agent(&panel, &far["id"], "node-b", 8000).await;
+        // B is at A's provider: the site's addresses, that provider's, can follow it there.
+        let (node_b, agent_b) = node_with_agent(&panel, &here, "node-b", 8000).await;
         let (_, target) = panel
             .post(
                 "/api/v1/backup-targets",
@@ -55,6 +56,22 @@ async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
             assert_eq!(status, 201, "{backend}: {created}");
             sites.push(created["id"].as_str().unwrap().to_owned());
         }
+        let (_, pool) = panel
+            .post(
+                "/api/v1/ip-pools",
+                json!({"provider_id": here, "prefix": "203.0.113.0/29"}),
+            )
+            .await;
+        let (status, allocated) = panel
+            .post(
+                &format!(
+                    "/api/v1/ip-pools/{}/allocations",
+                    pool["id"].as_str().unwrap()
+                ),
+                json!({"node_id": node_a, "site_id": sites[0]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{backend}: {allocated}");
         let agent_a = panel.agent_client();
         agent_a.authenticate(&panel.enrol(&node_a).await).unwrap();
         let taken = chrono::Utc::now() - chrono::Duration::minutes(10);
@@ -116,6 +133,11 @@ async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
             .await
             .unwrap();
         assert_eq!(doc.sites.len(), 1);
+        assert_eq!(
+            doc.sites[0].dedicated_addresses,
+            ["203.0.113.1".parse::<std::net::IpAddr>().unwrap()],
+            "{backend}: its address failed over"
+        );
         assert_eq!(doc.restores[0].id.to_string(), restore);
         assert!(doc.restores[0].paths.is_empty(), "a whole restore");
         assert_eq!(doc.restores[0].snapshot, None, "its newest snapshot");

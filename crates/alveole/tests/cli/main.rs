@@ -191,6 +191,7 @@ fn the_cli_manages_sites_through_the_api_and_never_prints_a_secret() {
     let outputs = a_site_is_created_shown_listed_and_updated(&server);
     moves_are_refused_naming_why(&server, provider_id);
     an_evacuation_is_planned_then_followed_to_its_end(&server);
+    a_lost_node_is_recovered_only_when_said_lost(&server);
 
     // A refused change says why, and exits non-zero.
     let refused = alveole_refused(&server, &["node", "delete", node_id]);
@@ -336,6 +337,32 @@ fn an_evacuation_is_planned_then_followed_to_its_end(server: &Server) {
     assert!(
         why.contains("the evacuation ended incomplete with 1 site(s) left"),
         "{why}"
+    );
+}
+
+/// `alveole recover` fences only when told the node is lost; then it follows the recovery to
+/// its end: no node can receive the site, so it is named as left, and the command fails.
+fn a_lost_node_is_recovered_only_when_said_lost(server: &Server) {
+    let refused = alveole_refused(server, &["recover", "--node", "par-1"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--confirm-lost"),
+        "{refused:?}"
+    );
+    let ran = alveole_refused(
+        server,
+        &["recover", "--node", "par-1", "--confirm-lost", "--json"],
+    );
+    let out = String::from_utf8(ran.stdout).unwrap();
+    assert!(
+        out.starts_with("not moved: cli.exemple.org: no place for it: no node can receive it"),
+        "{out}"
+    );
+    let ended: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(ended["state"], "incomplete", "{ended}");
+    assert!(
+        ended["spec"]["recovery"]["lost"][0]["node_id"].is_string(),
+        "{ended}"
     );
 }
 
