@@ -80,6 +80,8 @@ pub(crate) struct Fleet {
     pub emptying: BTreeSet<NodeId>,
     /// Where each site's backups are: it never goes there.
     pub backup_places: BTreeMap<SiteId, Vec<alveole_model::backup::TargetPlace>>,
+    /// Nodes declared lost: nothing goes there again.
+    pub fenced: BTreeSet<NodeId>,
 }
 
 impl Fleet {
@@ -123,6 +125,12 @@ impl Fleet {
             moves: store.site_moves(None).await?,
             volumes,
             emptying: BTreeSet::new(),
+            fenced: store
+                .fenced_nodes()
+                .await?
+                .into_iter()
+                .map(|(node, _)| node)
+                .collect(),
             nodes,
         };
         for running in store.evacuations().await?.iter().filter(|e| !e.ended()) {
@@ -186,7 +194,9 @@ impl Fleet {
                 continue;
             };
             let loopback = peer_of(node).filter(|a| from_elsewhere && a.ip().is_loopback());
-            let reason = if self.emptying.contains(&node) {
+            let reason = if self.fenced.contains(&node) {
+                Some("it is fenced: it was declared lost".to_owned())
+            } else if self.emptying.contains(&node) {
                 Some("it is being emptied by another evacuation".to_owned())
             } else if let Some(address) = loopback {
                 Some(format!(
