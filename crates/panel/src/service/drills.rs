@@ -53,9 +53,7 @@ impl Service {
         })
         .await?)
     }
-}
 
-impl Service {
     /// Drills the site's copy now (the one drilled least lately).
     pub async fn start_drill(
         &self,

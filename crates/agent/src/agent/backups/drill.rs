@@ -162,39 +162,9 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             let output = volume
                 .join(".alveole/hooks")
                 .join(format!("drill-{}", hook.name));
-            if let Some(dir) = output.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| failed(format!("the hook's folder: {e}")))?;
-            }
-            let container = self.naming.container(scratch);
-            let ran = tokio::time::timeout(
-                Duration::from_secs(u64::from(hook.timeout_seconds)),
-                self.runtime
-                    .exec_to_file(&container, &hook.command, &output),
-            )
-            .await;
-            match ran {
-                Err(_) => {
-                    return Err(failed(format!(
-                        "the drill hook {} did not end within {} s",
-                        hook.name, hook.timeout_seconds
-                    )));
-                }
-                Ok(Err(error)) => {
-                    return Err(failed(format!(
-                        "the drill hook {} could not run: {}",
-                        hook.name,
-                        crate::describe(&error)
-                    )));
-                }
-                Ok(Ok(outcome)) if outcome.exit_code != 0 => {
-                    return Err(failed(format!(
-                        "the drill hook {} exited with {}: {}",
-                        hook.name, outcome.exit_code, outcome.stderr_tail
-                    )));
-                }
-                Ok(Ok(_)) => {}
-            }
+            self.run_hook(scratch, hook, &output, "drill hook")
+                .await
+                .map_err(failed)?;
         }
         tracing::info!(site = %order.site_id, drill = %order.id, snapshot = %snapshot_id, restore_ms, "drill passed");
         Ok(DrillEnd::Passed {

@@ -1,12 +1,13 @@
 //! Backups and restores on the node, one at a time beside the passes: each pass looks at the
 //! held document, and when nothing runs, starts the restore it asks for, else the most
-//! overdue backup, else a drill (`drill.rs`). A backup runs the site's hook, then copies its volume to each target (a
-//! vault over the agents' mutual TLS, or a REST server); each outcome goes to the outbox (the
-//! panel records it, audited). A whole restore keeps the site stopped while it writes (the
-//! passes see `stopped_sites`). A vault prunes each repository it keeps about daily, once
-//! no node has used it for ten minutes, and rereads a thirtieth of its packs daily
-//! (`vault_jobs.rs`). What began and ended is kept in `backups.json`, so that a restarted
-//! agent neither backs everything up at once nor restores or drills twice.
+//! overdue backup, else a drill (`drill.rs`). A backup runs the site's hook, then copies its
+//! volume to each target (a vault over the agents' mutual TLS, or a REST server); each
+//! outcome goes to the outbox (the panel records it, audited). A site the document asks to
+//! restore whole stays stopped until its files are back (the passes see `stopped_sites`). A
+//! vault prunes each repository it keeps about daily, once no node has used it for ten
+//! minutes, and rereads a thirtieth of its packs daily (`vault_jobs.rs`). What began and
+//! ended is kept in `backups.json`, so that a restarted agent neither backs everything up at
+//! once nor restores or drills twice.
 
 mod drill;
 mod vault_jobs;
@@ -137,9 +138,9 @@ impl<R: MoveRuntime + 'static> Backups<R> {
         }
     }
 
-    /// Looks at the held document: forgets restores it no longer asks for, and when nothing
-    /// runs, starts the restore it asks for, else the most overdue backup, else (a vault) a
-    /// pruning that is due, else a check.
+    /// Looks at the held document: forgets restores and drills it no longer asks for, and
+    /// when nothing runs, starts the restore it asks for, else the most overdue backup, else a
+    /// drill, else (a vault) a pruning that is due, else a check.
     pub(super) fn tick(&mut self, held: &DesiredState) {
         if self
             .running
@@ -474,31 +475,43 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             ));
         }
         let output = hook_file(&volume, &hook.name);
+        self.run_hook(site, hook, &output, "hook").await?;
+        Ok(volume)
+    }
+
+    /// Runs `hook` (no shell) in the container of `site`, its standard output into `output`,
+    /// within its timeout: why it failed, if it did (`what` names it: "hook", "drill hook").
+    async fn run_hook(
+        &self,
+        site: SiteId,
+        hook: &alveole_model::backup::BackupHook,
+        output: &Path,
+        what: &str,
+    ) -> Result<(), String> {
         if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("the hook's folder: {e}"))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("the {what}'s folder: {e}"))?;
         }
         let container = self.naming.container(site);
         let ran = tokio::time::timeout(
             Duration::from_secs(u64::from(hook.timeout_seconds)),
-            self.runtime
-                .exec_to_file(&container, &hook.command, &output),
+            self.runtime.exec_to_file(&container, &hook.command, output),
         )
         .await;
         match ran {
             Err(_) => Err(format!(
-                "the hook {} did not end within {} s",
+                "the {what} {} did not end within {} s",
                 hook.name, hook.timeout_seconds
             )),
             Ok(Err(error)) => Err(format!(
-                "the hook {} could not run: {}",
+                "the {what} {} could not run: {}",
                 hook.name,
                 crate::describe(&error)
             )),
             Ok(Ok(outcome)) if outcome.exit_code != 0 => Err(format!(
-                "the hook {} exited with {}: {}",
+                "the {what} {} exited with {}: {}",
                 hook.name, outcome.exit_code, outcome.stderr_tail
             )),
-            Ok(Ok(_)) => Ok(volume),
+            Ok(Ok(_)) => Ok(()),
         }
     }
 
