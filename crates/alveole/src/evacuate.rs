@@ -10,15 +10,7 @@ use crate::client::{Api, PLACEMENTS, print_items, print_one, urlencode};
 pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.client)?;
     // One request, as the plan route's query and as the start route's body.
-    let mut request = serde_json::Map::new();
-    request.insert("parallelism".into(), json!(args.parallelism));
-    if let Some(node) = &args.node {
-        request.insert("node_id".into(), json!(api.node_by_id_or_name(node).await?));
-    }
-    if let Some(provider) = &args.provider {
-        let id = api.provider_by_id_or_name(provider).await?;
-        request.insert("provider_id".into(), json!(id));
-    }
+    let mut request = scope(&api, &args.node, &args.provider, args.parallelism).await?;
     if let Some(deadline) = &args.deadline {
         let at = crate::cli::parse_deadline(deadline, chrono::Utc::now())?;
         request.insert("deadline".into(), json!(at.to_rfc3339()));
@@ -84,16 +76,28 @@ pub async fn evacuate(args: crate::cli::EvacuateArgs) -> anyhow::Result<()> {
 /// `alveole recover`: fences the lost nodes and restores their sites elsewhere.
 pub async fn recover(args: crate::cli::RecoverArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.client)?;
+    let request = scope(&api, &args.node, &args.provider, args.parallelism).await?;
+    run_evacuation(&api, "/api/v1/recoveries", request, args.client.json).await
+}
+
+/// The nodes a command is about (a node, or a provider's, by id or name) and how many sites
+/// at once, as the API takes them.
+async fn scope(
+    api: &Api,
+    node: &Option<String>,
+    provider: &Option<String>,
+    parallelism: u32,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
     let mut request = serde_json::Map::new();
-    request.insert("parallelism".into(), json!(args.parallelism));
-    if let Some(node) = &args.node {
+    request.insert("parallelism".into(), json!(parallelism));
+    if let Some(node) = node {
         request.insert("node_id".into(), json!(api.node_by_id_or_name(node).await?));
     }
-    if let Some(provider) = &args.provider {
+    if let Some(provider) = provider {
         let id = api.provider_by_id_or_name(provider).await?;
         request.insert("provider_id".into(), json!(id));
     }
-    run_evacuation(&api, "/api/v1/recoveries", request, args.client.json).await
+    Ok(request)
 }
 
 /// Starts the evacuation (or the recovery, at `path`: the same request as the plan's) and

@@ -209,6 +209,29 @@ impl Service {
         Ok(())
     }
 
+    /// The item's site while it is still on a node being emptied; else its item is settled
+    /// (done: it left by other means; skipped: it was deleted) and `None`.
+    pub(super) async fn still_leaving(
+        &self,
+        job: JobId,
+        item: &mut EvacuationItem,
+        leaving: &[NodeId],
+    ) -> ApiResult<Option<Site>> {
+        let (state, reason) = match self.store().sites().get(item.site_id).await {
+            Ok(site) if site.node_id.is_some_and(|n| leaving.contains(&n)) => {
+                return Ok(Some(site));
+            }
+            Ok(_) => (ItemState::Done, None),
+            Err(StoreError::NotFound { .. }) => (ItemState::Skipped, Some("the site was deleted")),
+            Err(error) => return Err(error.into()),
+        };
+        self.store()
+            .settle_evacuation_item(job, item.site_id, state, reason)
+            .await?;
+        item.state = state;
+        Ok(None)
+    }
+
     /// Records a try that did not work: waits, retries later, or fails for good.
     pub(super) async fn setback(
         &self,
@@ -285,24 +308,8 @@ impl Service {
                 continue;
             }
             // The site may have left by other means, or been deleted, since the plan.
-            let site = match self.store().sites().get(item.site_id).await {
-                Ok(site) if site.node_id.is_some_and(|n| leaving.contains(&n)) => site,
-                Ok(_) => {
-                    self.store()
-                        .settle_evacuation_item(id, item.site_id, ItemState::Done, None)
-                        .await?;
-                    item.state = ItemState::Done;
-                    continue;
-                }
-                Err(StoreError::NotFound { .. }) => {
-                    let reason = "the site was deleted";
-                    self.store()
-                        .settle_evacuation_item(id, item.site_id, ItemState::Skipped, Some(reason))
-                        .await?;
-                    item.state = ItemState::Skipped;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+            let Some(site) = self.still_leaving(id, item, &leaving).await? else {
+                continue;
             };
             let started = match self.target_for(&fleet, &costs, &leaving, item, &site) {
                 Ok((to, wanted)) => self

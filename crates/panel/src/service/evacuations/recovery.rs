@@ -14,7 +14,7 @@ use alveole_model::evacuation::{
     Unplaced,
 };
 use alveole_model::{BackupTargetId, NodeId, SiteId};
-use alveole_store::{AuditContext, StoreError};
+use alveole_store::AuditContext;
 
 use super::job::Setback;
 use super::{Fleet, PlanQuery};
@@ -156,24 +156,8 @@ impl Service {
             if running >= parallelism {
                 break;
             }
-            let site = match self.store().sites().get(item.site_id).await {
-                Ok(site) if site.node_id.is_some_and(|n| lost.contains(&n)) => site,
-                Ok(_) => {
-                    self.store()
-                        .settle_evacuation_item(id, item.site_id, ItemState::Done, None)
-                        .await?;
-                    item.state = ItemState::Done;
-                    continue;
-                }
-                Err(StoreError::NotFound { .. }) => {
-                    let reason = "the site was deleted";
-                    self.store()
-                        .settle_evacuation_item(id, item.site_id, ItemState::Skipped, Some(reason))
-                        .await?;
-                    item.state = ItemState::Skipped;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+            let Some(site) = self.still_leaving(id, item, &lost).await? else {
+                continue;
             };
             let started = match (
                 self.target_for(&fleet, &costs, &lost, item, &site),
