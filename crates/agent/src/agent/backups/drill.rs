@@ -146,6 +146,10 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             snapshot: Some((snapshot_id.clone(), Some(verified.snapshot_time))),
         };
         tracker.enter(DrillPhase::Starting);
+        // A drill cut short by a restart may have left its container: this run makes its own.
+        if let Err(error) = self.runtime.remove(&self.naming.container(scratch)).await {
+            tracing::debug!(error = %crate::describe(&error), "no earlier scratch container");
+        }
         let starting = tokio::time::Instant::now();
         let address = launch(&*self.runtime, &self.naming, &order.scratch)
             .await
