@@ -285,3 +285,66 @@ async fn drills_and_checks_set_the_window_and_restore_time_and_raise_alerts() {
         db.drop_db().await;
     }
 }
+
+/// A drill whose node goes silent is ended as failed (with why, alerted), so that the site's
+/// next drill can be scheduled.
+#[tokio::test]
+async fn a_drill_whose_node_goes_silent_fails_and_says_so() {
+    for db in TestDb::all().await {
+        let mut panel = TestPanel::start(&db).await;
+        panel
+            .configure(|config| config.node_unreachable_after = Duration::from_secs(1))
+            .await;
+        let backend = db.backend();
+        let (node, member) = panel.seed().await;
+        let (_, there) = panel
+            .post("/api/v1/providers", json!({"name": "Ailleurs"}))
+            .await;
+        let (vault_node, vault_agent) =
+            node_with_agent(&panel, &there["id"], "vault-1", 8000).await;
+        let (_, target) = panel
+            .post(
+                "/api/v1/backup-targets",
+                json!({"name": "coffre", "node_id": vault_node}),
+            )
+            .await;
+        let mut body = site(&member, "muet.example.org");
+        body["node_id"] = json!(node);
+        body["backup"] = json!({"targets": [target["id"]]});
+        let (_, created) = panel.post("/api/v1/sites", body).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        // Heard from just now: the drill goes there; then the node says nothing more.
+        report(&vault_agent, json!({})).await;
+        let (status, drill) = panel
+            .post(&format!("/api/v1/sites/{id}/drills"), json!({}))
+            .await;
+        assert_eq!(status, 202, "{backend}: {drill}");
+        assert_eq!(drill["state"], "running", "{backend}: {drill}");
+        let path = format!("/api/v1/drills/{}", drill["id"].as_str().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ended = loop {
+            panel.service().expire_drills().await.unwrap();
+            let (_, seen) = panel.get(&path).await;
+            if seen["state"] != "running" {
+                break seen;
+            }
+            assert!(std::time::Instant::now() < deadline, "{backend}: {seen}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(ended["state"], "failed", "{backend}: {ended}");
+        assert!(
+            ended["error"]
+                .as_str()
+                .unwrap()
+                .contains("its node stopped reporting"),
+            "{backend}: {ended}"
+        );
+        let shown = backups(&panel, &id).await;
+        assert_eq!(alert_kinds(&shown), ["drill"], "{backend}: {shown}");
+        assert!(
+            document(&panel, &vault_node).await.drills.is_empty(),
+            "{backend}: the node is no longer asked"
+        );
+        db.drop_db().await;
+    }
+}

@@ -177,3 +177,110 @@ async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
         db.drop_db().await;
     }
 }
+
+/// A site whose restore's node goes silent during a recovery is restored on another node:
+/// the silent node's restore is given up (`restore.fail`), and the site placed again.
+#[tokio::test]
+async fn a_recovery_whose_new_node_goes_silent_restores_the_site_elsewhere() {
+    for db in TestDb::all().await {
+        let (panel, node_a, member) = fast_panel(&db, std::time::Duration::from_secs(2)).await;
+        let backend = db.backend();
+        let (_, there) = panel
+            .post("/api/v1/providers", json!({"name": "Coffre"}))
+            .await;
+        let (_, seeded) = panel.get(&format!("/api/v1/nodes/{node_a}")).await;
+        let here = seeded["provider_id"].clone();
+        let (vault_node, vault_agent) =
+            node_with_agent(&panel, &there["id"], "vault-1", 8000).await;
+        // B has the most room, so the site goes there first; C is where it ends.
+        let (node_b, agent_b) = node_with_agent(&panel, &here, "node-b", 16000).await;
+        let (node_c, agent_c) = node_with_agent(&panel, &here, "node-c", 8000).await;
+        let (_, target) = panel
+            .post(
+                "/api/v1/backup-targets",
+                json!({"name": "coffre", "node_id": vault_node}),
+            )
+            .await;
+        let mut body = site(&member, "relais.example.org");
+        body["node_id"] = json!(node_a);
+        body["backup"] = json!({"targets": [target["id"]]});
+        let (_, created) = panel.post("/api/v1/sites", body).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let agent_a = panel.agent_client();
+        agent_a.authenticate(&panel.enrol(&node_a).await).unwrap();
+        let snapshot = "ab".repeat(32);
+        agent_a
+            .report(&report(
+                json!({"events": [{"seq": 1, "at": chrono::Utc::now(),
+                "kind": "backup_completed", "site_id": id, "detail": "backed up",
+                "backup": {"target_id": target["id"], "started_at": chrono::Utc::now(),
+                           "duration_ms": 900, "snapshot_id": snapshot, "files": 2,
+                           "bytes_added": 10, "bytes_total": 10}}]}),
+            ))
+            .await
+            .unwrap();
+        // The vault and C keep reporting; B reports once more, then falls silent.
+        let heartbeat = tokio::spawn({
+            let (vault_agent, agent_c) = (vault_agent.clone(), agent_c.clone());
+            async move {
+                for _ in 0..600 {
+                    let _ = vault_agent.report(&report(json!({}))).await;
+                    let _ = agent_c.report(&report(json!({}))).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        });
+        agent_b.report(&report(json!({}))).await.unwrap();
+        let (status, recovery) = panel
+            .post("/api/v1/recoveries", json!({"node_id": node_a}))
+            .await;
+        assert_eq!(status, 202, "{backend}: {recovery}");
+        let job = recovery["id"].as_str().unwrap().to_owned();
+        let first =
+            evacuation_when(&panel, &job, |e| e["items"][0]["restore_id"].is_string()).await;
+        assert_eq!(
+            first["items"][0]["to_node"],
+            node_b.as_str(),
+            "{backend}: {first}"
+        );
+
+        // B never restores it: after the panel's wait, and the retry's, C is given the site.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let second = loop {
+            let (_, seen) = panel.get(&format!("/api/v1/evacuations/{job}")).await;
+            if seen["items"][0]["to_node"] == node_c.as_str()
+                && seen["items"][0]["state"] == "moving"
+            {
+                break seen;
+            }
+            assert!(std::time::Instant::now() < deadline, "{backend}: {seen}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(second["items"][0]["attempts"], 1, "{backend}: {second}");
+        assert!(
+            second["items"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("its new node stopped reporting"),
+            "{second}"
+        );
+        let restore = second["items"][0]["restore_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        agent_c
+            .report(&report(
+                json!({"restores": [{"id": restore, "bytes_done": 10,
+                "bytes_total": 10, "finished": {"outcome": "restored", "snapshot_id": snapshot}}]}),
+            ))
+            .await
+            .unwrap();
+        let ended = evacuation_when(&panel, &job, |e| e["finished_at"].is_string()).await;
+        assert_eq!(ended["state"], "done", "{backend}: {ended}");
+        let (_, recovered) = panel.get(&format!("/api/v1/sites/{id}")).await;
+        assert_eq!(recovered["node_id"], node_c.as_str(), "{backend}");
+        assert_eq!(panel.events("restore.fail").await.len(), 1, "{backend}");
+        heartbeat.abort();
+        db.drop_db().await;
+    }
+}

@@ -19,6 +19,8 @@ use crate::error::{ApiError, ApiResult};
 const DRILLS_KEPT_DAYS: i64 = 100;
 /// A drill that failed is tried again after a day (or at its period, when shorter).
 const RETRY_FAILED_AFTER: Duration = Duration::days(1);
+/// A drill still running after this long has failed (a 1 TB site restores in about an hour).
+const LONGEST_DRILL: Duration = Duration::hours(6);
 
 /// What a site's drills and checks prove.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
@@ -145,6 +147,63 @@ impl Service {
             node_id,
             refused,
         })
+    }
+
+    /// Ends as failed the drills whose node went silent, or that ran too long: their sites'
+    /// next drills can then be scheduled. How many.
+    pub async fn expire_drills(&self) -> ApiResult<usize> {
+        let now = self.now();
+        let after = self.config().node_unreachable_after;
+        let silent_for = Duration::from_std(after).unwrap_or(Duration::MAX);
+        let heard: std::collections::BTreeMap<NodeId, DateTime<Utc>> = self
+            .store()
+            .node_statuses()
+            .await?
+            .into_iter()
+            .map(|s| (s.node_id, s.reported_at))
+            .collect();
+        let mut expired = 0;
+        for drill in self
+            .store()
+            .drills_since(now - Duration::days(DRILLS_KEPT_DAYS))
+            .await?
+            .into_iter()
+            .filter(|d| d.state == DrillState::Running)
+        {
+            let last = drill.node_id.and_then(|n| heard.get(&n).copied());
+            let reason = if now - drill.requested_at > LONGEST_DRILL {
+                Some(format!(
+                    "it was still running after {} h",
+                    LONGEST_DRILL.num_hours()
+                ))
+            } else if now - drill.requested_at > silent_for
+                && !super::agents::reachable(last, now, after)
+            {
+                Some(match last {
+                    Some(at) => format!(
+                        "its node stopped reporting (last at {})",
+                        at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    None => "its node never reported".to_owned(),
+                })
+            } else {
+                None
+            };
+            if let Some(reason) = reason
+                && self
+                    .store()
+                    .fail_running_drill(&audit("drill-expiry"), drill.id, &reason)
+                    .await?
+                    .is_some()
+            {
+                tracing::warn!(drill = %drill.id, site = %drill.site_id, %reason, "a drill did not end");
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            self.tell_nodes();
+        }
+        Ok(expired)
     }
 
     /// Starts the drills that are due: each site with backups and a drill period whose

@@ -47,6 +47,14 @@ pub trait BackupStore: Send + Sync {
         request: RestoreRequest,
     ) -> StoreResult<Restore>;
     async fn restore(&self, id: RestoreId) -> StoreResult<Restore>;
+    /// Ends a restore that is still running as failed, for `reason` (its node went silent):
+    /// audited `restore.fail`. `None` when it had ended already.
+    async fn fail_running_restore(
+        &self,
+        ctx: &AuditContext,
+        id: RestoreId,
+        reason: &str,
+    ) -> StoreResult<Option<Restore>>;
     /// The restores into a site, newest first.
     async fn restores_into(&self, site: SiteId, limit: u32) -> StoreResult<Vec<Restore>>;
     /// Where every site's backups are (for the planners: a site never goes there).

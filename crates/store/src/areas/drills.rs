@@ -68,6 +68,15 @@ pub trait DrillStore: Send + Sync {
     /// Every site's latest drill at each of its targets, and the drills that passed since
     /// `since` (what the figures and the schedule need).
     async fn drills_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Drill>>;
+    /// Ends a drill that is still running as failed, for `reason` (its node went silent, it
+    /// ran too long): audited `drill.fail`, the site's drill alert raised. `None` when it had
+    /// ended already.
+    async fn fail_running_drill(
+        &self,
+        ctx: &AuditContext,
+        id: DrillId,
+        reason: &str,
+    ) -> StoreResult<Option<Drill>>;
     /// The latest check of each copy (one site's only, when given), with the newest
     /// snapshot taken before it.
     async fn copy_checks(&self, site: Option<SiteId>) -> StoreResult<Vec<CopyCheck>>;

@@ -267,6 +267,54 @@ impl BackupStore for SqlStore {
         Ok(restore)
     }
 
+    async fn fail_running_restore(
+        &self,
+        ctx: &AuditContext,
+        id: RestoreId,
+        reason: &str,
+    ) -> StoreResult<Option<Restore>> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE restores SET state = 'failed', error = $1, finished_at = $2 \
+             WHERE id = $3 AND state = 'running'",
+        )
+        .bind(reason)
+        .bind(tx.now)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {RESTORE_COLUMNS} FROM restores WHERE id = "
+        ));
+        q.push_bind(id.0);
+        let restore: Restore = q
+            .build_query_as::<RestoreRow>()
+            .fetch_one(tx.conn())
+            .await?
+            .try_into()?;
+        bump_generation(&mut tx, Some(restore.node_id)).await?;
+        let vault: Option<Uuid> =
+            sqlx::query_scalar("SELECT node_id FROM backup_targets WHERE id = $1")
+                .bind(restore.target_id.0)
+                .fetch_optional(tx.conn())
+                .await?
+                .flatten();
+        bump_generation(&mut tx, vault.map(NodeId)).await?;
+        let change = Change::of(
+            "restore.fail",
+            "site",
+            restore.site_id,
+            None,
+            Some(&restore),
+        );
+        tx.commit(ctx, change).await?;
+        Ok(Some(restore))
+    }
+
     async fn restore(&self, id: RestoreId) -> StoreResult<Restore> {
         super::fetch_by_id::<RestoreRow, Restore>(
             &self.pool,

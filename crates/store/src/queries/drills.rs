@@ -362,6 +362,36 @@ impl DrillStore for SqlStore {
         Ok(drill)
     }
 
+    async fn fail_running_drill(
+        &self,
+        ctx: &AuditContext,
+        id: DrillId,
+        reason: &str,
+    ) -> StoreResult<Option<Drill>> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE drills SET state = 'failed', error = $1, finished_at = $2 \
+             WHERE id = $3 AND state = 'running'",
+        )
+        .bind(reason)
+        .bind(tx.now)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let drill = drill_by_id(tx.conn(), id).await?;
+        bump_generation(&mut tx, drill.node_id).await?;
+        let vault = vault_node(tx.conn(), drill.target_id).await?;
+        bump_generation(&mut tx, vault).await?;
+        let now = tx.now;
+        let changes = ended(tx.conn(), &drill, now).await?;
+        tx.commit_all(ctx, changes).await?;
+        Ok(Some(drill))
+    }
+
     async fn drill(&self, id: DrillId) -> StoreResult<Drill> {
         let mut conn = self.pool.acquire().await?;
         drill_by_id(&mut conn, id).await

@@ -105,7 +105,19 @@ impl Service {
             };
             let restore = self.store().restore(restore_id).await?;
             match restore.state {
-                RestoreState::Running => {}
+                RestoreState::Running => {
+                    // A restore on a node that went silent is given up, and the site placed
+                    // again elsewhere.
+                    if let Some(reason) = self.silent(restore.node_id, restore.requested_at).await?
+                        && self
+                            .store()
+                            .fail_running_restore(&ctx, restore.id, &reason)
+                            .await?
+                            .is_some()
+                    {
+                        self.setback(id, item, Setback::Failed(reason)).await?;
+                    }
+                }
                 RestoreState::Restored => {
                     let lost = self
                         .data_loss(&spec, item, restore.snapshot_id.as_deref())
@@ -156,7 +168,10 @@ impl Service {
             if running >= parallelism {
                 break;
             }
-            let Some(site) = self.still_leaving(id, item, &lost).await? else {
+            // Still on a lost node, or on the node of a try that failed: to recover.
+            let mut from = lost.clone();
+            from.extend(item.restore_id.map(|_| item.to_node));
+            let Some(site) = self.still_leaving(id, item, &from).await? else {
                 continue;
             };
             let started = match (
@@ -186,6 +201,35 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Why a node that was given work at `since` will not do it: it has not reported for
+    /// longer than the panel waits (none when it is heard from).
+    async fn silent(
+        &self,
+        node: NodeId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<Option<String>> {
+        let now = self.now();
+        let after = self.config().node_unreachable_after;
+        let waited = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        let last = self
+            .store()
+            .node_statuses()
+            .await?
+            .into_iter()
+            .find(|s| s.node_id == node)
+            .map(|s| s.reported_at);
+        if now - since <= waited || crate::service::agents::reachable(last, now, after) {
+            return Ok(None);
+        }
+        Ok(Some(match last {
+            Some(at) => format!(
+                "its new node stopped reporting (last at {})",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => "its new node never reported".to_owned(),
+        }))
     }
 
     /// The target holding the site's newest snapshot, among those outside the lost nodes.
