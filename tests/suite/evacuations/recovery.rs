@@ -100,6 +100,11 @@ async fn a_lost_node_is_fenced_and_its_sites_restored_elsewhere_or_named() {
                 .unwrap()
                 .contains("no backup outside the lost nodes")
         );
+        assert_eq!(
+            recovery["spec"]["recovery"]["homes"][&sites[0]],
+            node_a.as_str(),
+            "{backend}: where each site was, for what it lost"
+        );
         let job = recovery["id"].as_str().unwrap().to_owned();
 
         // Fenced: nothing to run, its reports refused.

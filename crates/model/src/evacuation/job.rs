@@ -117,6 +117,9 @@ pub struct EvacuationSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecoverySpec {
     pub lost: Vec<LostNode>,
+    /// The lost node each site was on: what it lost runs to that node's last report.
+    #[serde(default)]
+    pub homes: std::collections::BTreeMap<SiteId, NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

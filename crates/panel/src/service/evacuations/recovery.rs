@@ -66,6 +66,11 @@ impl Service {
             statement: plan.statement.clone(),
             unplaced,
             recovery: Some(RecoverySpec {
+                homes: super::sites_on(self.store(), &lost)
+                    .await?
+                    .into_iter()
+                    .filter_map(|site| Some((site.id, site.node_id?)))
+                    .collect(),
                 lost: lost
                     .iter()
                     .map(|node| LostNode {
@@ -90,11 +95,10 @@ impl Service {
     pub(super) async fn advance_recovery(&self, mut recovery: Evacuation) -> ApiResult<()> {
         let id = recovery.id;
         let ctx = AuditContext::new(format!("job:{id}"), "-");
-        let spec = recovery
-            .spec
-            .recovery
-            .clone()
-            .unwrap_or(RecoverySpec { lost: vec![] });
+        let spec = recovery.spec.recovery.clone().unwrap_or(RecoverySpec {
+            lost: vec![],
+            homes: Default::default(),
+        });
         for item in recovery
             .items
             .iter_mut()
@@ -299,9 +303,13 @@ impl Service {
             .filter(|run| run.snapshot_id.as_deref() == Some(snapshot))
             .map(|run| run.started_at)
             .min();
-        // The site's node was one of the lost ones: the latest last word among them bounds
-        // what it could have written.
-        let heard = spec.lost.iter().map(|l| l.last_heard).max();
+        // Its node's last word; a recovery recorded before homes were kept: the latest
+        // among the lost nodes.
+        let home = spec.homes.get(&item.site_id);
+        let heard = match spec.lost.iter().find(|l| Some(&l.node_id) == home) {
+            Some(lost) => Some(lost.last_heard),
+            None => spec.lost.iter().map(|l| l.last_heard).max(),
+        };
         Ok(taken
             .zip(heard)
             .map(|(taken, heard)| (heard - taken).num_seconds().max(0)))
