@@ -1,6 +1,7 @@
 //! Backups on the site's page, in Chromium: the edit form refuses a copy at the site's own
 //! provider next to its field, takes one elsewhere; the page then shows the backups, asks for
-//! one now, and starts a restore whose progress shows.
+//! one now, starts a restore whose progress shows, and a drill whose failure and alert show
+//! (in French too, with the evacuations page's recovery form).
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -88,6 +89,21 @@ async fn browser_a_sites_backups_are_set_asked_for_and_restored_from_its_page() 
     let row = text_when(&client, "#restores", |t| t.contains("/www/index.html")).await;
     assert!(row.contains("restoring"), "{row}");
     assert_eq!(panel.events("restore.start").await.len(), 1);
+
+    // A drill now: no node of another provider has reported, so it fails at once, and the
+    // page shows it, with the alert and why; in French too.
+    click(&client, "drill-now").await;
+    let drill = text_when(&client, "#drills", |t| t.contains("failed")).await;
+    assert!(drill.contains("no node of another provider"), "{drill}");
+    let alert = text_when(&client, "p.backup-alert", |t| !t.is_empty()).await;
+    assert!(alert.contains("Drill failed"), "{alert}");
+    click(&client, "lang-fr").await;
+    open(&client, &panel, &format!("/sites/{id}")).await;
+    text_when(&client, "#drills", |t| t.contains("échoué")).await;
+    text_when(&client, "p.backup-alert", |t| t.contains("Exercice échoué")).await;
+    // The evacuations page offers to recover a lost node, in French.
+    open(&client, &panel, "/evacuations").await;
+    text_when(&client, "#recover-form", |t| t.contains("Tapez « lost »")).await;
     client.close().await.expect("close");
     db.drop_db().await;
 }
