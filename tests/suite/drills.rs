@@ -348,3 +348,88 @@ async fn a_drill_whose_node_goes_silent_fails_and_says_so() {
         db.drop_db().await;
     }
 }
+
+/// Drills due together are spread: a node is given two at a time by the schedule, the others
+/// wait (not failed) until it has room in its queue.
+#[tokio::test]
+async fn drills_due_together_wait_for_room_in_a_nodes_queue() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let backend = db.backend();
+        let (node, member) = panel.seed().await;
+        let (_, there) = panel
+            .post("/api/v1/providers", json!({"name": "Ailleurs"}))
+            .await;
+        let (vault_node, vault_agent) =
+            node_with_agent(&panel, &there["id"], "vault-1", 64000).await;
+        let (_, target) = panel
+            .post(
+                "/api/v1/backup-targets",
+                json!({"name": "coffre", "node_id": vault_node}),
+            )
+            .await;
+        let site_agent = panel.agent_client();
+        site_agent.authenticate(&panel.enrol(&node).await).unwrap();
+        let mut sites = Vec::new();
+        for i in 0..3 {
+            let mut body = site(&member, &format!("file-{i}.example.org"));
+            body["node_id"] = json!(node);
+            body["backup"] = json!({"targets": [target["id"]]});
+            let (status, created) = panel.post("/api/v1/sites", body).await;
+            assert_eq!(status, 201, "{backend}: {created}");
+            let id = created["id"].as_str().unwrap().to_owned();
+            report(
+                &site_agent,
+                json!({"events": [{"seq": i + 1, "at": at(0), "kind": "backup_completed",
+                    "site_id": id, "detail": "backed up", "backup": {"target_id": target["id"],
+                    "started_at": at(60), "duration_ms": 900, "snapshot_id": format!("{i:064}"),
+                    "files": 1, "bytes_added": 1, "bytes_total": 1}}]}),
+            )
+            .await;
+            sites.push(id);
+        }
+        let drills_of = async |site: &str| {
+            let (_, drills) = panel.get(&format!("/api/v1/sites/{site}/drills")).await;
+            drills.as_array().unwrap().clone()
+        };
+        assert_eq!(
+            panel.service().start_due_drills().await.unwrap(),
+            2,
+            "{backend}"
+        );
+        assert!(
+            drills_of(&sites[2]).await.is_empty(),
+            "{backend}: the third waits"
+        );
+        assert_eq!(
+            panel.service().start_due_drills().await.unwrap(),
+            0,
+            "{backend}"
+        );
+        // One ends: the third is given the node.
+        let first = drills_of(&sites[0]).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        report(
+            &vault_agent,
+            json!({"drills": [{"id": first, "phase": "probing", "bytes_done": 1, "bytes_total": 1,
+                "finished": {"outcome": "passed", "snapshot_id": format!("{:064}", 0),
+                             "snapshot_time": at(60), "files_verified": 1, "restore_ms": 900,
+                             "answer_status": 200}}]}),
+        )
+        .await;
+        assert_eq!(
+            panel.service().start_due_drills().await.unwrap(),
+            1,
+            "{backend}"
+        );
+        let third = drills_of(&sites[2]).await;
+        assert_eq!(third[0]["state"], "running", "{backend}: {third:?}");
+        assert!(
+            panel.events("drill.fail").await.is_empty(),
+            "{backend}: nobody failed"
+        );
+        db.drop_db().await;
+    }
+}

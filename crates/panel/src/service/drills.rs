@@ -19,6 +19,8 @@ use crate::error::{ApiError, ApiResult};
 const DRILLS_KEPT_DAYS: i64 = 100;
 /// A drill that failed is tried again after a day (or at its period, when shorter).
 const RETRY_FAILED_AFTER: Duration = Duration::days(1);
+/// Drills a node is given at once by the schedule (it runs them one at a time).
+const QUEUED_PER_NODE: usize = 2;
 /// A drill still running after this long has failed (a 1 TB site restores in about an hour).
 const LONGEST_DRILL: Duration = Duration::hours(6);
 
@@ -72,7 +74,9 @@ impl Service {
             ));
         }
         let recent = self.store().drills_of(site.id, 20).await?;
-        let request = self.drill_request(&site, &recent).await?;
+        let request = self
+            .drill_request(&site, &recent, &Default::default())
+            .await?;
         let drill = self.store().create_drill(ctx, request).await?;
         self.tell_nodes();
         Ok(drill)
@@ -101,9 +105,14 @@ impl Service {
     }
 
     /// Where the next drill of `site` runs, and of which copy: the target drilled least
-    /// lately, on the node of another provider where a copy fits with the most headroom
-    /// (none, with why, when no node can).
-    async fn drill_request(&self, site: &Site, recent: &[Drill]) -> ApiResult<DrillRequest> {
+    /// lately, on the node of another provider where a copy fits with the most headroom,
+    /// among those not `busy` (none, with why, when no node can).
+    async fn drill_request(
+        &self,
+        site: &Site,
+        recent: &[Drill],
+        busy: &std::collections::BTreeSet<NodeId>,
+    ) -> ApiResult<DrillRequest> {
         let target = site
             .backup
             .targets
@@ -126,7 +135,7 @@ impl Service {
         let provider = site.node_id.and_then(|n| fleet.provider_of(n));
         let loads: Vec<NodeLoad> = destinations
             .iter()
-            .filter(|d| Some(d.provider) != provider)
+            .filter(|d| Some(d.provider) != provider && !busy.contains(&d.load.node_id))
             .map(|d| d.load)
             .collect();
         let node_id = choose_node(&loads, site.reservation());
@@ -222,6 +231,23 @@ impl Service {
             .into_iter()
             .map(|run| run.site_id)
             .collect();
+        // Each node runs drills one at a time: the scheduler gives a node a new drill only
+        // once its queue is short, so that drills due together spread over the nodes and
+        // over time instead of waiting (and timing out) in one node's queue.
+        let mut queued: std::collections::BTreeMap<NodeId, usize> =
+            std::collections::BTreeMap::new();
+        for drill in drills.iter().filter(|d| d.state == DrillState::Running) {
+            if let Some(node) = drill.node_id {
+                *queued.entry(node).or_default() += 1;
+            }
+        }
+        let busy = |queued: &std::collections::BTreeMap<NodeId, usize>| {
+            queued
+                .iter()
+                .filter(|(_, n)| **n >= QUEUED_PER_NODE)
+                .map(|(node, _)| *node)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
         let mut started = 0;
         for site in self.all_sites().await? {
             let every = site.backup.drill.every_days;
@@ -246,13 +272,28 @@ impl Service {
             if !due {
                 continue;
             }
-            let request = self.drill_request(&site, &mine).await?;
+            let busy_now = busy(&queued);
+            let request = self.drill_request(&site, &mine, &busy_now).await?;
+            // Only busy nodes could take it: it waits for a later minute, not failed.
+            if request.node_id.is_none() && !busy_now.is_empty() {
+                let free = self
+                    .drill_request(&site, &mine, &Default::default())
+                    .await?;
+                if free.node_id.is_some() {
+                    continue;
+                }
+            }
             match self
                 .store()
                 .create_drill(&audit("scheduled-drill"), request)
                 .await
             {
-                Ok(_) => started += 1,
+                Ok(drill) => {
+                    started += 1;
+                    if let Some(node) = drill.node_id {
+                        *queued.entry(node).or_default() += 1;
+                    }
+                }
                 Err(StoreError::Conflict { .. }) => {}
                 Err(other) => return Err(other.into()),
             }
