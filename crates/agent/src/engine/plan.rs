@@ -241,4 +241,42 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn a_drills_scratch_container_is_the_drills_until_the_panel_stops_asking() {
+        let (naming, mut desired, mut observed) = setup(vec![spec(true)]);
+        let live = desired.sites[0].clone();
+        let drill = alveole_model::DrillId::generate();
+        let scratch = alveole_model::backup::DrillOrder::scratch_of(drill, &live);
+        observed.containers = vec![
+            container(&live, "live", true),
+            container(&scratch, "scratch", true),
+        ];
+        desired.drills = vec![alveole_model::backup::DrillOrder {
+            id: drill,
+            site_id: live.site_id,
+            scratch: scratch.clone(),
+            repository: live.site_id.to_string(),
+            password: alveole_model::backup::WireSecret("k".into()),
+            target: alveole_model::backup::TargetEndpoint {
+                target_id: alveole_model::BackupTargetId::generate(),
+                name: "coffre".into(),
+                endpoint: alveole_model::backup::Endpoint::Rest {
+                    url: "https://backup.example.org/".into(),
+                },
+            },
+            health_path: "/".into(),
+            hook: None,
+        }];
+        assert!(plan(&naming, &desired, &observed).is_empty(), "left alone");
+        desired.drills.clear();
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [Action::Remove {
+                site: scratch.site_id,
+                container: "scratch".into()
+            }],
+            "a leftover goes once the panel no longer asks for the drill"
+        );
+    }
 }
