@@ -34,6 +34,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let server = tokio::spawn(ingress.clone().serve(listener));
+    let https = match args.ingress_https_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening on {at} for HTTPS"))?;
+            println!("and on https://{}/", listener.local_addr()?);
+            tokio::spawn(ingress.clone().serve_tls(listener));
+            Some(at.port())
+        }
+        None => None,
+    };
     let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("listening on {} for metrics", args.metrics_listen))?;
@@ -41,11 +52,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         ingress.clone(),
         metrics,
     ));
-    // Ports 80 (and, once the ingress serves TLS, 443) of dedicated addresses lead here.
+    // Ports 80 and (when the ingress serves HTTPS) 443 of dedicated addresses lead here.
     let mut agent = Agent::new(credential, panel, &args.state_dir, runtime, ingress)
         .with_ingress_ports(alveole_agent::net::routing::IngressPorts {
             http: args.ingress_listen.port(),
-            https: None,
+            https,
         })
         .with_input_filter_window(Duration::from_secs(
             args.input_filter_confirm_seconds.max(5),

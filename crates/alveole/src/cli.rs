@@ -369,6 +369,11 @@ pub struct AgentArgs {
     /// Address and port of the node's HTTP ingress.
     #[arg(long, env = "ALVEOLE_INGRESS_LISTEN", default_value = "0.0.0.0:80")]
     pub ingress_listen: SocketAddr,
+    /// Address and port of the node's HTTPS ingress (each site with a certificate, chosen by
+    /// the name the client asks for; port 443 of dedicated addresses leads here). Unset: no
+    /// HTTPS.
+    #[arg(long, env = "ALVEOLE_INGRESS_HTTPS_LISTEN")]
+    pub ingress_https_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub connections: IngressConnectionArgs,
     /// Where the agent serves its ingress's Prometheus metrics (`/metrics`).

@@ -42,6 +42,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 exposed_ports: vec![],
                 limit_tier: Default::default(),
                 backup: None,
+                tls: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -66,6 +66,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
         exposed_ports: vec![],
         limit_tier: LimitTier::Standard,
         backup: None,
+        tls: None,
     })
 }
 

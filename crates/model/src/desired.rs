@@ -95,6 +95,25 @@ pub struct SiteSpec {
     /// Its backups, when its policy names targets (with the repository's key).
     #[serde(default)]
     pub backup: Option<crate::backup::SiteBackupSpec>,
+    /// Its certificate, when it has one: the ingress serves HTTPS for its names with it.
+    #[serde(default)]
+    pub tls: Option<SiteTls>,
+}
+
+/// A site's certificate as its node serves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SiteTls {
+    /// The certificate, then its chain, in PEM.
+    pub chain_pem: String,
+    /// Its private key in PEM (PKCS#8, SEC1 or PKCS#1), for the node only.
+    pub key_pem: crate::backup::WireSecret,
+    /// Plain HTTP requests are redirected to HTTPS (the ACME challenge path excepted).
+    #[serde(default = "redirect_by_default")]
+    pub redirect: bool,
+}
+
+fn redirect_by_default() -> bool {
+    true
 }
 
 /// An environment variable with its value, for the node only.
@@ -180,6 +199,7 @@ mod tests {
             exposed_ports: vec![],
             limit_tier: LimitTier::Standard,
             backup: None,
+            tls: None,
         }
     }
 

@@ -26,7 +26,7 @@ pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
 pub use backup::{BackupHook, BackupPolicy};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use clock::{Clock, ShiftedClock, SystemClock};
-pub use desired::{DesiredState, InputFilter, SiteSpec, WireEnv};
+pub use desired::{DesiredState, InputFilter, SiteSpec, SiteTls, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};

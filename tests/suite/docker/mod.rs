@@ -56,6 +56,7 @@ fn spec(name: &str) -> SiteSpec {
         exposed_ports: vec![],
         limit_tier: Default::default(),
         backup: None,
+        tls: None,
     }
 }
 

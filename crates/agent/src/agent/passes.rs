@@ -58,6 +58,9 @@ pub(super) struct Passes<R> {
     /// The generation the last pass applied: actions taken for the same generation are drift
     /// repairs.
     applied: Option<u64>,
+    /// The generation whose certificates the ingress serves, and what did not load of them
+    /// (loaded once a document: parsing keys is not a pass's work).
+    certificates: Option<(u64, Vec<String>)>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,6 +87,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             usage_measured: None,
             usage_every: Duration::from_secs(60),
             applied: None,
+            certificates: None,
         }
     }
 
@@ -193,6 +197,15 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                         .collect(),
                 );
                 self.ingress.set_routes(routes);
+                if self
+                    .certificates
+                    .as_ref()
+                    .is_none_or(|(generation, _)| *generation != held.generation)
+                {
+                    let unloaded = self.ingress.set_certificates(&held.sites);
+                    self.certificates = Some((held.generation, unloaded));
+                }
+                warnings.extend(self.certificates.iter().flat_map(|(_, w)| w.clone()));
                 site_reports(held, report, &self.usage)
             }
             Err(error) => {

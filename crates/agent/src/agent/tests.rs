@@ -78,6 +78,7 @@ fn site(name: &str, run: bool) -> SiteSpec {
         exposed_ports: vec![],
         limit_tier: Default::default(),
         backup: None,
+        tls: None,
     }
 }
 

@@ -324,6 +324,7 @@ mod tests {
             exposed_ports: vec![],
             limit_tier: Default::default(),
             backup: None,
+            tls: None,
         };
         DesiredState {
             node_id: naming.node_id,

@@ -101,6 +101,7 @@ mod tests {
             exposed_ports: vec![],
             limit_tier: Default::default(),
             backup: None,
+            tls: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod pages;
 mod routes;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use body::{Body, RequestBody};
 pub use routes::{Routes, Upstream};
@@ -99,6 +100,8 @@ pub struct Ingress {
     metrics: IngressMetrics,
     /// For requests no site answers.
     unrouted: Arc<SiteMetrics>,
+    /// The sites' certificates (HTTPS) and which names redirect plain HTTP there.
+    certificates: Arc<tls::Certificates>,
 }
 
 impl Default for Ingress {
@@ -133,7 +136,14 @@ impl Ingress {
             listen: Limits::default(),
             metrics,
             unrouted,
+            certificates: Arc::default(),
         }
+    }
+
+    /// Serves HTTPS with the certificates of `specs` (by the name each client asks for), and
+    /// redirects their plain HTTP there: what did not load, in words.
+    pub fn set_certificates(&self, specs: &[alveole_model::SiteSpec]) -> Vec<String> {
+        self.certificates.set(specs)
     }
 
     pub fn with_limits(mut self, limits: HoldLimits) -> Self {
@@ -259,24 +269,73 @@ impl Ingress {
     /// Serves on `listener`, each connection on its own task, under the listener's bounds
     /// (connection caps, header and idle timeouts: [`Ingress::with_listen_limits`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        let guard = Guard::new("ingress", self.listen);
+        self.serve_on(listener, None).await
+    }
+
+    /// Serves HTTPS on `listener`: each site with a certificate (see
+    /// [`Ingress::set_certificates`]), by SNI; the handshake counts in the time a client has
+    /// to send its request's head.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let config = self
+            .certificates
+            .server_config()
+            .map_err(|e| std::io::Error::other(format!("the ingress's TLS: {e}")))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        self.serve_on(listener, Some(acceptor)).await
+    }
+
+    async fn serve_on(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        let guard = Guard::new(
+            if tls.is_some() {
+                "ingress-https"
+            } else {
+                "ingress"
+            },
+            self.listen,
+        );
         loop {
             let (admitted, client) = guard.accept(&listener).await;
             let ingress = self.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 // Requests of one connection come one at a time: they share one upstream connection.
                 let upstream: UpstreamSlot = Arc::default();
                 // The client's address, as the sites see it in X-Forwarded-For: once a connection.
                 let client_ip = HeaderValue::from_str(&client.ip().to_string())
                     .unwrap_or(HeaderValue::from_static("unknown"));
+                let https = tls.is_some();
                 let service = hyper::service::service_fn(move |request| {
                     let (ingress, upstream, client_ip) =
                         (ingress.clone(), upstream.clone(), client_ip.clone());
                     async move {
-                        Ok::<_, Infallible>(ingress.handle(request, &client_ip, &upstream).await)
+                        Ok::<_, Infallible>(
+                            ingress.handle(request, &client_ip, &upstream, https).await,
+                        )
                     }
                 });
-                if let Err(error) = serve_http1(admitted.ticket, admitted.stream, service).await {
+                let served = match tls {
+                    None => serve_http1(admitted.ticket, admitted.stream, service).await,
+                    Some(acceptor) => {
+                        let stream = match admitted
+                            .ticket
+                            .within_head_time(acceptor.accept(admitted.stream))
+                            .await
+                        {
+                            Some(Ok(stream)) => stream,
+                            Some(Err(error)) => {
+                                tracing::debug!(%client, %error, "TLS handshake failed");
+                                return;
+                            }
+                            None => return,
+                        };
+                        serve_http1(admitted.ticket, stream, service).await
+                    }
+                };
+                if let Err(error) = served {
                     tracing::debug!(%error, "ingress connection ended with an error");
                 }
             });
@@ -328,9 +387,10 @@ impl Ingress {
         request: Request<Incoming>,
         client_ip: &HeaderValue,
         upstream: &UpstreamSlot,
+        https: bool,
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
-        let (site, response) = self.proxy(request, client_ip, upstream).await;
+        let (site, response) = self.proxy(request, client_ip, upstream, https).await;
         match site {
             Some(metrics) => metrics.record(
                 response.status().as_u16(),
@@ -348,6 +408,7 @@ impl Ingress {
         mut request: Request<Incoming>,
         client_ip: &HeaderValue,
         upstream: &UpstreamSlot,
+        https: bool,
     ) -> (Option<Arc<SiteMetrics>>, Response<Body>) {
         // The Host header is shared (a reference count), not copied.
         let host_header = request.headers().get(header::HOST).cloned();
@@ -359,6 +420,9 @@ impl Ingress {
                 uri_host.as_str()
             }
         };
+        if !https && self.certificates.redirects(host, request.uri().path()) {
+            return (None, to_https(host, request.uri()));
+        }
         let (route, in_flight) = match self.admit(host).await {
             Ok(admitted) => admitted,
             Err(response) => return (None, response),
@@ -396,7 +460,10 @@ impl Ingress {
         if let Some(value) = forwarded_for {
             headers.insert("x-forwarded-for", value);
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if https { "https" } else { "http" }),
+        );
         let limit = self.body_limit(route.site);
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -422,6 +489,18 @@ impl Ingress {
         };
         (Some(route.metrics.clone()), response)
     }
+}
+
+/// A permanent redirect to the same place over HTTPS (308: the method and body are kept).
+fn to_https(host: &str, uri: &Uri) -> Response<Body> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{path}");
+    let mut response = Response::new(Body::Page(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// Serves the ingress's metrics (`GET /metrics`) on a listener of their own, apart from the

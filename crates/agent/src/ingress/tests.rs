@@ -253,3 +253,145 @@ async fn a_request_body_past_its_sites_limit_is_refused_with_413() {
     let default = raw_status(address, post("Content-Length: 2048\r\n"), vec![b'x'; 2048]);
     assert_eq!(default.await, 200);
 }
+
+/// A CA and a certificate it signed for `names`: (the CA's PEM, the chain's PEM, the key's).
+fn certificate_for(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+fn spec_with_tls(name: &str, tls: Option<alveole_model::SiteTls>) -> alveole_model::SiteSpec {
+    alveole_model::SiteSpec {
+        site_id: SiteId::generate(),
+        hostnames: vec![Hostname::parse(name, Wildcard::Refused).unwrap()],
+        image: alveole_model::ImageRef::parse("alveole-test/busybox:1").unwrap(),
+        command: vec![],
+        env: vec![],
+        http_port: 8080,
+        volume: Default::default(),
+        limits: Default::default(),
+        security: Default::default(),
+        run: true,
+        dedicated_addresses: vec![],
+        exposed_ports: vec![],
+        limit_tier: Default::default(),
+        backup: None,
+        tls,
+    }
+}
+
+/// HTTPS by SNI: each site with its own certificate; plain HTTP redirected to HTTPS (the ACME
+/// challenge path excepted); a name without a certificate gets no handshake; a certificate
+/// whose key is not its own is left out, and said.
+#[tokio::test]
+async fn sites_are_served_over_https_by_the_name_asked_for() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (ca, chain, key) = certificate_for(&["secure.example.org"]);
+    let (_, other_chain, _) = certificate_for(&["broken.example.org"]);
+    let tls = |chain: &str, key: &str| alveole_model::SiteTls {
+        chain_pem: chain.to_owned(),
+        key_pem: alveole_model::backup::WireSecret(key.to_owned()),
+        redirect: true,
+    };
+    let secure = spec_with_tls("secure.example.org", Some(tls(&chain, &key)));
+    let broken = spec_with_tls("broken.example.org", Some(tls(&other_chain, &key)));
+    let plain = spec_with_tls("plain.example.org", None);
+    let address = backend("hello").await;
+    let mut routes = Routes::default();
+    for spec in [&secure, &broken, &plain] {
+        let upstream = Upstream {
+            site: spec.site_id,
+            address,
+        };
+        routes.insert(&spec.hostnames[0], upstream);
+    }
+    let (ingress, http) = ingress_serving(routes).await;
+    let unloaded = ingress.set_certificates(&[secure.clone(), broken, plain]);
+    assert_eq!(unloaded.len(), 1, "{unloaded:?}");
+    assert!(unloaded[0].contains("broken.example.org"), "{unloaded:?}");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = listener.local_addr().unwrap();
+    tokio::spawn(ingress.clone().serve_tls(listener));
+
+    let client = |name: &str| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+            .resolve(name, https)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let answer = client("secure.example.org")
+        .get(format!(
+            "https://secure.example.org:{}/page?x=1",
+            https.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        format!(
+            "hello for secure.example.org:{} from 127.0.0.1",
+            https.port()
+        )
+    );
+    // No certificate for these names: no handshake.
+    for name in ["plain.example.org", "broken.example.org"] {
+        let refused = client(name)
+            .get(format!("https://{name}:{}/", https.port()))
+            .send()
+            .await;
+        assert!(refused.is_err(), "{name}: {refused:?}");
+    }
+
+    // Plain HTTP: redirected, the path and query kept; the ACME challenge and sites without a
+    // certificate served as they are.
+    let plain_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirected = plain_client
+        .get(format!("http://{http}/page?x=1"))
+        .header(header::HOST, "secure.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirected.status(), 308);
+    assert_eq!(
+        redirected.headers()[header::LOCATION],
+        "https://secure.example.org/page?x=1"
+    );
+    assert_eq!(
+        get_path(
+            http,
+            "secure.example.org",
+            "/.well-known/acme-challenge/token"
+        )
+        .await,
+        200
+    );
+    assert_eq!(get(http, "plain.example.org").await.0, 200);
+}
+
+async fn get_path(ingress: SocketAddr, host: &str, path: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{ingress}{path}"))
+        .header(header::HOST, host)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

@@ -546,6 +546,7 @@ impl Site {
             limit_tier: self.limit_tier,
             // The panel fills it in with the repository's key and the targets' endpoints.
             backup: None,
+            tls: None,
         }
     }
 
