@@ -491,10 +491,12 @@ impl Ingress {
     }
 }
 
-/// A permanent redirect to the same place over HTTPS (308: the method and body are kept).
+/// A permanent redirect to the same place over HTTPS, on its default port (308: the method
+/// and body are kept).
 fn to_https(host: &str, uri: &Uri) -> Response<Body> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{host}{path}");
+    // Only a site's name gets here (never an address): the port is what to drop.
+    let location = format!("https://{}{path}", routes::strip_port(host));
     let mut response = Response::new(Body::Page(Full::new(Bytes::new())));
     *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -87,7 +87,7 @@ impl Routes<Upstream> {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub(super) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split(']')

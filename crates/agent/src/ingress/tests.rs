@@ -364,14 +364,15 @@ async fn sites_are_served_over_https_by_the_name_asked_for() {
         .unwrap();
     let redirected = plain_client
         .get(format!("http://{http}/page?x=1"))
-        .header(header::HOST, "secure.example.org")
+        .header(header::HOST, "secure.example.org:8080")
         .send()
         .await
         .unwrap();
     assert_eq!(redirected.status(), 308);
     assert_eq!(
         redirected.headers()[header::LOCATION],
-        "https://secure.example.org/page?x=1"
+        "https://secure.example.org/page?x=1",
+        "to HTTPS's own port"
     );
     assert_eq!(
         get_path(
