@@ -74,9 +74,8 @@ impl Service {
             ));
         }
         let recent = self.store().drills_of(site.id, 20).await?;
-        let request = self
-            .drill_request(&site, &recent, &Default::default())
-            .await?;
+        let fleet = Fleet::read(self.store()).await?;
+        let request = self.drill_request(&fleet, &site, &recent, &Default::default())?;
         let drill = self.store().create_drill(ctx, request).await?;
         self.tell_nodes();
         Ok(drill)
@@ -107,8 +106,9 @@ impl Service {
     /// Where the next drill of `site` runs, and of which copy: the target drilled least
     /// lately, on the node of another provider where a copy fits with the most headroom,
     /// among those not `busy` (none, with why, when no node can).
-    async fn drill_request(
+    fn drill_request(
         &self,
+        fleet: &Fleet,
         site: &Site,
         recent: &[Drill],
         busy: &std::collections::BTreeSet<NodeId>,
@@ -128,7 +128,6 @@ impl Service {
             .ok_or_else(|| {
                 ApiError::field("backup.targets", "backup.off", "the site has no target")
             })?;
-        let fleet = Fleet::read(self.store()).await?;
         let leaving: Vec<NodeId> = site.node_id.into_iter().collect();
         let (destinations, _) =
             fleet.destinations(&leaving, self.now(), self.config().node_unreachable_after);
@@ -248,6 +247,9 @@ impl Service {
                 .map(|(node, _)| *node)
                 .collect::<std::collections::BTreeSet<_>>()
         };
+        // Read once a run, when a drill is due (the nodes' loads do not change meanwhile but
+        // for the drills this run places, which the queue counts).
+        let mut fleet: Option<Fleet> = None;
         let mut started = 0;
         for site in self.all_sites().await? {
             let every = site.backup.drill.every_days;
@@ -273,15 +275,20 @@ impl Service {
                 continue;
             }
             let busy_now = busy(&queued);
-            let request = self.drill_request(&site, &mine, &busy_now).await?;
+            let fleet = match &fleet {
+                Some(fleet) => fleet,
+                None => fleet.insert(Fleet::read(self.store()).await?),
+            };
+            let request = self.drill_request(fleet, &site, &mine, &busy_now)?;
             // Only busy nodes could take it: it waits for a later minute, not failed.
-            if request.node_id.is_none() && !busy_now.is_empty() {
-                let free = self
-                    .drill_request(&site, &mine, &Default::default())
-                    .await?;
-                if free.node_id.is_some() {
-                    continue;
-                }
+            if request.node_id.is_none()
+                && !busy_now.is_empty()
+                && self
+                    .drill_request(fleet, &site, &mine, &Default::default())?
+                    .node_id
+                    .is_some()
+            {
+                continue;
             }
             match self
                 .store()
@@ -307,16 +314,21 @@ impl Service {
     /// What drills and checks prove of each site with backups (one site's only, when
     /// given).
     pub async fn site_proofs(&self, only: Option<SiteId>) -> ApiResult<Vec<SiteProof>> {
+        let sites: Vec<Site> = match only {
+            Some(site) => vec![self.get::<Site>(None, site).await?],
+            None => self.all_sites().await?,
+        };
+        self.proofs_of(&sites, only).await
+    }
+
+    /// What drills and checks prove of `sites` (the checks read for `only`, when given).
+    async fn proofs_of(&self, sites: &[Site], only: Option<SiteId>) -> ApiResult<Vec<SiteProof>> {
         let now = self.now();
         let checks = self.store().copy_checks(only).await?;
         let drills = self
             .store()
             .drills_since(now - Duration::days(DRILLS_KEPT_DAYS))
             .await?;
-        let sites: Vec<Site> = match only {
-            Some(site) => vec![self.get::<Site>(None, site).await?],
-            None => self.all_sites().await?,
-        };
         Ok(sites
             .iter()
             .filter(|site| site.backup.is_on())
@@ -329,11 +341,12 @@ impl Service {
     /// window's length, so that it changes with the proof, not every minute): how many sites.
     pub async fn watch_windows(&self) -> ApiResult<usize> {
         let now = self.now();
-        let proofs = self.site_proofs(None).await?;
+        let sites = self.all_sites().await?;
+        let proofs = self.proofs_of(&sites, None).await?;
         let oldest_runs = self.store().oldest_backup_runs().await?;
         let raised = self.store().backup_alerts(None).await?;
         let ctx = audit("window-watch");
-        for site in self.all_sites().await? {
+        for site in sites {
             let proof = proofs.iter().find(|p| p.site_id == site.id);
             if let (Some(window), Some(series)) = (
                 proof.and_then(|p| p.window_seconds),

@@ -56,6 +56,19 @@ where
     super::fetch_all::<RestoreRow, Restore>(ex, q).await
 }
 
+async fn restore_by_id(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: RestoreId,
+) -> StoreResult<Restore> {
+    super::fetch_by_id::<RestoreRow, Restore>(
+        conn,
+        "restore",
+        &format!("SELECT {RESTORE_COLUMNS} FROM restores"),
+        id.0,
+    )
+    .await
+}
+
 /// Moves a restore as its node reports it: its progress, and once it ended, its outcome
 /// (an audit change).
 pub(super) async fn advance_restore(
@@ -92,15 +105,7 @@ pub(super) async fn advance_restore(
     if updated == 0 || state == RestoreState::Running {
         return Ok(None);
     }
-    let mut q = QueryBuilder::<Db>::new(format!(
-        "SELECT {RESTORE_COLUMNS} FROM restores WHERE id = "
-    ));
-    q.push_bind(progress.id.0);
-    let restore: Restore = q
-        .build_query_as::<RestoreRow>()
-        .fetch_one(&mut *conn)
-        .await?
-        .try_into()?;
+    let restore = restore_by_id(&mut *conn, progress.id).await?;
     let action = match state {
         RestoreState::Restored => "restore.finish",
         _ => "restore.fail",
@@ -274,36 +279,13 @@ impl BackupStore for SqlStore {
         reason: &str,
     ) -> StoreResult<Option<Restore>> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE restores SET state = 'failed', error = $1, finished_at = $2 \
-             WHERE id = $3 AND state = 'running'",
-        )
-        .bind(reason)
-        .bind(tx.now)
-        .bind(id.0)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        let now = tx.now;
+        if !super::drills::end_running(tx.conn(), "restores", id.0, reason, now).await? {
             return Ok(None);
         }
-        let mut q = QueryBuilder::<Db>::new(format!(
-            "SELECT {RESTORE_COLUMNS} FROM restores WHERE id = "
-        ));
-        q.push_bind(id.0);
-        let restore: Restore = q
-            .build_query_as::<RestoreRow>()
-            .fetch_one(tx.conn())
-            .await?
-            .try_into()?;
+        let restore = restore_by_id(tx.conn(), id).await?;
         bump_generation(&mut tx, Some(restore.node_id)).await?;
-        let vault: Option<Uuid> =
-            sqlx::query_scalar("SELECT node_id FROM backup_targets WHERE id = $1")
-                .bind(restore.target_id.0)
-                .fetch_optional(tx.conn())
-                .await?
-                .flatten();
-        bump_generation(&mut tx, vault.map(NodeId)).await?;
+        super::backup_targets::bump_vaults(&mut tx, &[restore.target_id]).await?;
         let change = Change::of(
             "restore.fail",
             "site",
@@ -643,12 +625,6 @@ pub(super) async fn insert_restore(
     q.push(")");
     q.build().execute(tx.conn()).await?;
     bump_generation(tx, Some(node)).await?;
-    let vault: Option<Uuid> =
-        sqlx::query_scalar("SELECT node_id FROM backup_targets WHERE id = $1")
-            .bind(restore.target_id.0)
-            .fetch_optional(tx.conn())
-            .await?
-            .flatten();
-    bump_generation(tx, vault.map(NodeId)).await?;
+    super::backup_targets::bump_vaults(tx, &[restore.target_id]).await?;
     Ok(restore)
 }

@@ -44,6 +44,25 @@ async fn drill_by_id(
     .await
 }
 
+/// Ends a row of `table` (`restores`, `drills`) that is still running as failed for `reason`:
+/// whether it was running.
+pub(super) async fn end_running(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    table: &'static str,
+    id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut q = QueryBuilder::<Db>::new(format!("UPDATE {table} SET state = 'failed', error = "));
+    q.push_bind(reason)
+        .push(", finished_at = ")
+        .push_bind(now)
+        .push(" WHERE state = 'running' AND id = ")
+        .push_bind(id);
+    let updated = q.build().execute(conn).await?.rows_affected();
+    Ok(updated == 1)
+}
+
 /// The vault node of a target, if it is a vault.
 async fn vault_node(
     conn: &mut <Db as sqlx::Database>::Connection,
@@ -355,8 +374,7 @@ impl DrillStore for SqlStore {
             changes.extend(ended(tx.conn(), &drill, now).await?);
         } else {
             bump_generation(&mut tx, drill.node_id).await?;
-            let vault = vault_node(tx.conn(), drill.target_id).await?;
-            bump_generation(&mut tx, vault).await?;
+            super::backup_targets::bump_vaults(&mut tx, &[drill.target_id]).await?;
         }
         tx.commit_all(ctx, changes).await?;
         Ok(drill)
@@ -369,24 +387,13 @@ impl DrillStore for SqlStore {
         reason: &str,
     ) -> StoreResult<Option<Drill>> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE drills SET state = 'failed', error = $1, finished_at = $2 \
-             WHERE id = $3 AND state = 'running'",
-        )
-        .bind(reason)
-        .bind(tx.now)
-        .bind(id.0)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        let now = tx.now;
+        if !end_running(tx.conn(), "drills", id.0, reason, now).await? {
             return Ok(None);
         }
         let drill = drill_by_id(tx.conn(), id).await?;
         bump_generation(&mut tx, drill.node_id).await?;
-        let vault = vault_node(tx.conn(), drill.target_id).await?;
-        bump_generation(&mut tx, vault).await?;
-        let now = tx.now;
+        super::backup_targets::bump_vaults(&mut tx, &[drill.target_id]).await?;
         let changes = ended(tx.conn(), &drill, now).await?;
         tx.commit_all(ctx, changes).await?;
         Ok(Some(drill))

@@ -113,6 +113,28 @@ async fn fetch_evacuation(
     })
 }
 
+/// Makes a pending item `moving` towards `to`, in `tx`: false when it was no longer pending
+/// (another process started it), so that a site is never moved or recovered twice.
+async fn claim_item(
+    tx: &mut super::WriteTx,
+    job: JobId,
+    site: SiteId,
+    to: NodeId,
+) -> StoreResult<bool> {
+    let now = tx.now;
+    let claimed = sqlx::query(
+        "UPDATE evacuation_items SET state = 'moving', started_at = $1, to_node = $2, \
+         retry_at = NULL WHERE job_id = $3 AND site_id = $4 AND state = 'pending'",
+    )
+    .bind(now)
+    .bind(to.0)
+    .bind(job.0)
+    .bind(site.0)
+    .execute(tx.conn())
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
 #[async_trait]
 impl JobStore for SqlStore {
     async fn create_evacuation(
@@ -283,17 +305,7 @@ impl JobStore for SqlStore {
         timing: MoveTiming,
     ) -> StoreResult<Option<SiteMove>> {
         let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(
-            "UPDATE evacuation_items SET state = 'moving', started_at = $1, to_node = $2, \
-             retry_at = NULL WHERE job_id = $3 AND site_id = $4 AND state = 'pending'",
-        )
-        .bind(tx.now)
-        .bind(to.0)
-        .bind(job.0)
-        .bind(site.0)
-        .execute(tx.conn())
-        .await?;
-        if claimed.rows_affected() != 1 {
+        if !claim_item(&mut tx, job, site, to).await? {
             return Ok(None);
         }
         let movement = insert_site_move(&mut tx, site, to, timing).await?;
@@ -318,17 +330,7 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Option<alveole_model::backup::Restore>> {
         use alveole_model::Site;
         let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(
-            "UPDATE evacuation_items SET state = 'moving', started_at = $1, to_node = $2, \
-             retry_at = NULL WHERE job_id = $3 AND site_id = $4 AND state = 'pending'",
-        )
-        .bind(tx.now)
-        .bind(to.0)
-        .bind(job.0)
-        .bind(site.0)
-        .execute(tx.conn())
-        .await?;
-        if claimed.rows_affected() != 1 {
+        if !claim_item(&mut tx, job, site, to).await? {
             return Ok(None);
         }
         let before = fetch::<Site>(&mut tx, site).await?;
