@@ -14,6 +14,7 @@ mod audit;
 mod authorization;
 mod backups;
 mod browser;
+mod certificates;
 mod docker;
 mod drills;
 mod evacuations;

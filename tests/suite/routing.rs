@@ -128,6 +128,7 @@ fn plan(shape: &Shape, sites: &[SiteSpec], running: &[(SiteId, &str)]) -> Routin
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = running
@@ -657,6 +658,7 @@ mod properties {
                 moves_in: vec![],
                 restores: vec![],
                 drills: vec![],
+                acme_challenges: vec![],
                 vault: None,
             };
             let plan = RoutingPlan::new(shape.clone(), &desired, &running.into_iter().collect());

@@ -12,7 +12,7 @@ fn only_sites(kind: Kind) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn site_id(api: &Api, kind: Kind, key: &str) -> anyhow::Result<String> {
+pub(crate) async fn site_id(api: &Api, kind: Kind, key: &str) -> anyhow::Result<String> {
     only_sites(kind)?;
     let site = api.resolve(kind, key).await?;
     Ok(site["id"].as_str().context("no id")?.to_owned())

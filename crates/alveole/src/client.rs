@@ -456,6 +456,9 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
         ResourceAction::Drills { id } => {
             crate::backups::drills(&api, kind, &id, json_out).await?;
         }
+        ResourceAction::Certificate(args) => {
+            crate::certificates::certificate(&api, kind, args, json_out).await?;
+        }
         ResourceAction::Restore(restore) => {
             crate::backups::restore(&api, kind, restore, json_out).await?;
         }

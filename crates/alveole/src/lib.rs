@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod audit;
 mod backups;
+mod certificates;
 pub mod cli;
 pub mod client;
 pub mod evacuate;

@@ -110,11 +110,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 checkpoints_every: std::time::Duration::from_secs(
                     args.audit_checkpoint_minutes.max(1) * 60,
                 ),
+                certificates_every: std::time::Duration::from_secs(args.acme.acme_every_seconds),
                 ..Default::default()
             },
             exit_notice: std::time::Duration::from_secs(args.exit_notice_hours * 3600),
             max_body_bytes: usize::try_from(args.connections.max_body_bytes).unwrap_or(usize::MAX),
             secrets: std::sync::Arc::new(secrets),
+            acme: args.acme.config()?,
             public_suffixes: std::sync::Arc::new(alveole_panel::suffixes::PublicSuffixes::load(
                 &args.public_suffix_list,
             )),

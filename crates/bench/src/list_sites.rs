@@ -77,6 +77,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             node_id: Some(node.id),
             phase: None,
             backup: Default::default(),
+            https: Default::default(),
         };
         store.sites().create(&ctx, input.validate(None)?).await?;
     }

@@ -1,6 +1,7 @@
 //! `alveole-bench`: the measurements `docs/BENCHMARKS.md` reports, each against a baseline
 //! measured in the same run. Kept out of the product binary: one module per benchmark.
 
+mod acme;
 mod audit;
 mod backup;
 mod docker;
@@ -187,6 +188,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Sites' certificates at scale: many sites on one node ordered from Debian's pebble
+    /// (through the node's ingress), then all renewed; against the same orders one at a time.
+    Acme {
+        #[arg(long, default_value_t = 1000)]
+        sites: usize,
+        /// Registered domains the sites' names fall under (one queue each).
+        #[arg(long, default_value_t = 100)]
+        domains: usize,
+        /// Sites ordered one at a time first, as the baseline (0: none).
+        #[arg(long, default_value_t = 100)]
+        baseline: usize,
+    },
     /// A keep-alive HTTP backend answering `hello` (for bench/ingress.sh).
     Backend {
         #[arg(long)]
@@ -214,7 +227,11 @@ pub enum PacketsRole {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new("warn").context("log filter")?)
+        .with_env_filter(
+            EnvFilter::try_from_env("ALVEOLE_BENCH_LOG")
+                .or_else(|_| EnvFilter::try_new("warn"))
+                .context("log filter")?,
+        )
         .with_writer(std::io::stderr)
         .init();
     // One TLS provider for every HTTPS client in the process (ring: no cmake or clang needed).
@@ -278,6 +295,11 @@ async fn main() -> anyhow::Result<()> {
             rounds,
         } => backup::run(files, bytes, rounds).await,
         BenchCommand::Drill { sizes, rounds } => drill::run(sizes, rounds).await,
+        BenchCommand::Acme {
+            sites,
+            domains,
+            baseline,
+        } => acme::run(sites, domains, baseline).await,
         BenchCommand::VolumeSync {
             files,
             bytes_per_file,

@@ -63,6 +63,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let started = Instant::now();

@@ -97,6 +97,7 @@ pub(crate) fn plan(shape: &Shape, sites: &[(SiteSpec, IpAddr)]) -> RoutingPlan {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let containers: BTreeMap<SiteId, IpAddr> = sites.iter().map(|(s, c)| (s.site_id, *c)).collect();

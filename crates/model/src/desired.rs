@@ -51,6 +51,10 @@ pub struct DesiredState {
     /// ended: their scratch containers are the drill's, not the reconciler's.
     #[serde(default)]
     pub drills: Vec<crate::backup::DrillOrder>,
+    /// Answers to the ACME CA's HTTP-01 challenges for this node's sites, while their orders
+    /// run: the ingress answers them over plain HTTP, before any redirect or site.
+    #[serde(default)]
+    pub acme_challenges: Vec<crate::https::AcmeChallenge>,
 }
 
 /// The host's own services (SSH, the agent's ports) answer only these networks: the admins'
@@ -110,6 +114,9 @@ pub struct SiteTls {
     /// Plain HTTP requests are redirected to HTTPS (the ACME challenge path excepted).
     #[serde(default = "redirect_by_default")]
     pub redirect: bool,
+    /// `Strict-Transport-Security: max-age` on its HTTPS answers; 0: none.
+    #[serde(default)]
+    pub hsts_seconds: u32,
 }
 
 fn redirect_by_default() -> bool {

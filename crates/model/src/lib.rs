@@ -11,6 +11,7 @@ pub mod error;
 pub mod evacuation;
 pub mod exposure;
 pub mod hostname;
+pub mod https;
 pub mod ids;
 pub mod image;
 pub mod phase;
@@ -31,6 +32,7 @@ pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};
 pub use exposure::{ExposedPort, LimitTier, Transport, validate_exposed_ports};
 pub use hostname::{Hostname, Wildcard};
+pub use https::{AcmeChallenge, HttpsPolicy};
 pub use ids::{
     BackupTargetId, DrillId, JobId, MemberId, NodeId, ProviderId, RestoreId, SiteId, SiteMoveId,
 };

@@ -21,6 +21,8 @@ pub struct CertificateInfo {
     pub names: Vec<String>,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
+    /// Its serial number in lowercase hexadecimal (how CAs name it for revocation).
+    pub serial: String,
 }
 
 /// Checks a certificate chain (the site's certificate first, then each issuer) and its key
@@ -132,6 +134,24 @@ pub fn check(
         names,
         not_before,
         not_after,
+        serial: leaf.serial.to_str_radix(16),
+    })
+}
+
+/// What a certificate a CA issued says of itself (its chain's first certificate), unchecked.
+pub fn describe(chain_pem: &str) -> Option<CertificateInfo> {
+    let der = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()?
+        .ok()?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let validity = leaf.validity();
+    Some(CertificateInfo {
+        subject: leaf.subject().to_string(),
+        issuer: leaf.issuer().to_string(),
+        names: dns_names(&leaf),
+        not_before: DateTime::from_timestamp(validity.not_before.timestamp(), 0)?,
+        not_after: DateTime::from_timestamp(validity.not_after.timestamp(), 0)?,
+        serial: leaf.serial.to_str_radix(16),
     })
 }
 
@@ -165,7 +185,7 @@ fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
 
 /// Whether certificate name `name` (possibly `*.example.org`) covers `site` (a site's name,
 /// possibly a wildcard itself).
-fn covers(name: &str, site: &str) -> bool {
+pub(crate) fn covers(name: &str, site: &str) -> bool {
     let site = site.to_ascii_lowercase();
     if name == site {
         return true;

@@ -46,6 +46,8 @@ pub struct PanelConfig {
     pub public_suffixes: Arc<PublicSuffixes>,
     /// Seals every secret the panel stores (`--secrets-key-file`).
     pub secrets: Arc<Keyring>,
+    /// The co-op's ACME CA, when sites get their certificates from one.
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 /// Debian's list, read once per process.
@@ -90,6 +92,7 @@ impl Default for PanelConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_suffixes: system_public_suffixes(),
             secrets: Arc::new(Keyring::ephemeral()),
+            acme: None,
         }
     }
 }

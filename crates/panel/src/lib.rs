@@ -3,6 +3,7 @@
 //! passes through (`middleware.rs`: who calls, the route's access rule, CSRF on page forms,
 //! metrics) and the background tasks (`background/`).
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod background;

@@ -66,6 +66,11 @@ pub struct Metrics {
     pub data_loss_window_seconds: Family<SiteLabels, Gauge>,
     pub restore_seconds: Family<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub backup_alerts: Family<SiteLabels, Gauge>,
+    /// When a site's certificate expires: alert on
+    /// `site_certificate_expiry_timestamp_seconds - time() < 7 * 86400`, or on
+    /// `site_certificate_alerts > 0` (five sixths of its lifetime passed unrenewed).
+    pub certificate_expiry: Family<SiteLabels, Gauge>,
+    pub certificate_alerts: Family<SiteLabels, Gauge>,
 }
 
 impl Metrics {
@@ -86,6 +91,8 @@ impl Metrics {
         let restore_seconds =
             Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let backup_alerts = Family::<SiteLabels, Gauge>::default();
+        let certificate_expiry = Family::<SiteLabels, Gauge>::default();
+        let certificate_alerts = Family::<SiteLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("alveole");
         // The panel's listeners (members', agents'): open, refused, timed out, made room.
         registry.register_collector(Box::new(alveole_listen::metrics::ListenerCollector));
@@ -151,6 +158,16 @@ impl Metrics {
             "Backup alerts raised on a site (window too long, drill failed, copy damaged)",
             backup_alerts.clone(),
         );
+        registry.register(
+            "site_certificate_expiry_timestamp_seconds",
+            "When a site's certificate expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "site_certificate_alerts",
+            "1 when five sixths of a site's certificate's lifetime passed without a renewal",
+            certificate_alerts.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -166,6 +183,8 @@ impl Metrics {
             data_loss_window_seconds,
             restore_seconds,
             backup_alerts,
+            certificate_expiry,
+            certificate_alerts,
         }
     }
 

@@ -118,6 +118,22 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             .get_or_create(&labels)
             .set(i64::try_from(raised).unwrap_or(i64::MAX));
     }
+    // Certificates' expiry, and those not renewed in time.
+    for expiry in state.service().certificate_expiries().await? {
+        let labels = SiteLabels {
+            site: expiry.site.to_string(),
+            hostname: expiry.name,
+        };
+        let metrics = state.metrics();
+        metrics
+            .certificate_expiry
+            .get_or_create(&labels)
+            .set(expiry.not_after.timestamp());
+        metrics
+            .certificate_alerts
+            .get_or_create(&labels)
+            .set(i64::from(expiry.alerted));
+    }
     // Exit readiness, planned now, for alerting on a provider that could not be left in time.
     let readiness = state.service().exit_readiness().await?;
     let metrics = state.metrics();

@@ -70,11 +70,40 @@ impl PublicSuffixes {
     }
 }
 
+impl PublicSuffixes {
+    /// The name under which `name` was registered (`www.example.co.uk`: `example.co.uk`):
+    /// what a CA's weekly limit of certificates counts by. Without the list, the last two
+    /// labels.
+    pub fn registered_domain(&self, name: &str) -> String {
+        let name = name.trim_start_matches("*.");
+        if let Ok(list) = &self.list
+            && let Some(domain) = list.domain(name.as_bytes())
+        {
+            return String::from_utf8_lossy(domain.as_bytes()).into_owned();
+        }
+        let labels: Vec<&str> = name.rsplitn(3, '.').collect();
+        match labels.as_slice() {
+            [tld, second, ..] => format!("{second}.{tld}"),
+            _ => name.to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const LIST: &str = "// ===BEGIN ICANN DOMAINS===\norg\nuk\nco.uk\n// ===END ICANN DOMAINS===\n// ===BEGIN PRIVATE DOMAINS===\ngithub.io\n// ===END PRIVATE DOMAINS===\n";
+
+    #[test]
+    fn a_name_counts_under_the_domain_it_was_registered_as() {
+        let list = PublicSuffixes::from_text(LIST);
+        assert_eq!(list.registered_domain("www.example.co.uk"), "example.co.uk");
+        assert_eq!(list.registered_domain("a.b.example.org"), "example.org");
+        assert_eq!(list.registered_domain("me.github.io"), "me.github.io");
+        let none = PublicSuffixes::load(Path::new("/nonexistent"));
+        assert_eq!(none.registered_domain("a.b.example.org"), "example.org");
+    }
 
     #[test]
     fn wildcards_directly_under_a_public_suffix_are_refused() {

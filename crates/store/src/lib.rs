@@ -31,6 +31,10 @@ pub use areas::addresses::AddressStore;
 pub use areas::agents::{AgentStore, NodeBackups, NodeDesired, NodeStatus};
 pub use areas::audit::{AuditStore, VerifiedPoint};
 pub use areas::backups::{BackupStore, RestoreRequest};
+pub use areas::certificates::{
+    AcmeAccount, AcmeEvent, AcmeEventKind, AcmeStatus, CertificateSource, CertificateStore,
+    StoredCertificate,
+};
 pub use areas::drills::{AlertKind, BackupAlert, DrillRequest, DrillStore};
 pub use areas::fleet::{Counts, FleetStore, NodeUsage};
 pub use areas::identity::{ApiToken, Expired, IdentityStore, ProviderSession, Session, TokenScope};
@@ -51,8 +55,8 @@ pub use error::{StoreError, StoreResult};
 /// Every trait of the store, for `use alveole_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AddressStore, AgentStore, AuditStore, BackupStore, DrillStore, FleetStore, IdentityStore,
-        JobStore, MoveStore, Records, SiteStore, Store, Stored,
+        AddressStore, AgentStore, AuditStore, BackupStore, CertificateStore, DrillStore,
+        FleetStore, IdentityStore, JobStore, MoveStore, Records, SiteStore, Store, Stored,
     };
 }
 
@@ -73,6 +77,7 @@ pub trait Store:
     + Records<BackupTarget>
     + BackupStore
     + DrillStore
+    + CertificateStore
     + FleetStore
     + SiteStore
     + AgentStore

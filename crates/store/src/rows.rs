@@ -180,7 +180,7 @@ impl StoredEnvVar {
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
      request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, \
-     phase, backup_policy, version, created_at, updated_at";
+     phase, backup_policy, https_policy, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
@@ -205,6 +205,7 @@ pub(crate) struct SiteRow {
     node_id: Option<Uuid>,
     phase: String,
     backup_policy: Json<alveole_model::BackupPolicy>,
+    https_policy: Json<alveole_model::HttpsPolicy>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -273,6 +274,7 @@ impl TryFrom<SiteRow> for Site {
             phase: SitePhase::parse(&r.phase)
                 .ok_or_else(|| corrupt("site", id, "unknown phase"))?,
             backup: r.backup_policy.0,
+            https: r.https_policy.0,
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }

@@ -26,6 +26,7 @@ async fn docker_a_site_runs_hardened_and_drift_is_repaired() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let site = desired.sites[0].site_id;
@@ -282,6 +283,7 @@ async fn docker_limits_hold_and_the_neighbour_keeps_serving() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -491,6 +493,7 @@ async fn docker_a_paused_site_holds_its_requests_until_unpaused() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let site = desired.sites[0].site_id;

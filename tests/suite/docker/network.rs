@@ -21,6 +21,7 @@ async fn docker_sites_cannot_reach_each_other() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -98,6 +99,7 @@ async fn docker_forty_sites_share_one_node_network() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -167,6 +169,7 @@ async fn docker_sites_cannot_reach_the_hosts_own_services() {
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     let report = reconciler.reconcile(&desired).await.unwrap();
@@ -370,6 +373,7 @@ async fn docker_exposed_ports_and_egress_work_beside_dockers_rules_which_stay_un
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     };
     // The container first, with Docker's rules for it; then alveole's table.

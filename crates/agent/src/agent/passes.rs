@@ -202,7 +202,15 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                     .as_ref()
                     .is_none_or(|(generation, _)| *generation != held.generation)
                 {
-                    let unloaded = self.ingress.set_certificates(&held.sites);
+                    // A site moving here is served with its certificate from the switch on.
+                    let served: Vec<_> = held
+                        .sites
+                        .iter()
+                        .chain(held.moves_in.iter().map(|m| &m.site))
+                        .cloned()
+                        .collect();
+                    let unloaded = self.ingress.set_certificates(&served);
+                    self.ingress.set_challenges(&held.acme_challenges);
                     self.certificates = Some((held.generation, unloaded));
                 }
                 warnings.extend(self.certificates.iter().flat_map(|(_, w)| w.clone()));

@@ -94,6 +94,7 @@ fn document(node: NodeId, generation: u64, sites: Vec<SiteSpec>) -> DesiredState
         moves_in: vec![],
         restores: vec![],
         drills: vec![],
+        acme_challenges: vec![],
         vault: None,
     }
 }

@@ -337,6 +337,7 @@ mod tests {
             moves_in: vec![],
             restores: vec![],
             drills: vec![],
+            acme_challenges: vec![],
             vault: None,
         }
     }

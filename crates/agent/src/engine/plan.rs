@@ -131,6 +131,7 @@ mod tests {
             moves_in: vec![],
             restores: vec![],
             drills: vec![],
+            acme_challenges: vec![],
             vault: None,
         };
         (

@@ -146,6 +146,12 @@ impl Ingress {
         self.certificates.set(specs)
     }
 
+    /// Answers these ACME HTTP-01 challenges (over plain HTTP and HTTPS, for any name),
+    /// replacing the previous ones.
+    pub fn set_challenges(&self, challenges: &[alveole_model::AcmeChallenge]) {
+        self.certificates.set_challenges(challenges);
+    }
+
     pub fn with_limits(mut self, limits: HoldLimits) -> Self {
         self.limits = limits;
         self
@@ -420,9 +426,30 @@ impl Ingress {
                 uri_host.as_str()
             }
         };
-        if !https && self.certificates.redirects(host, request.uri().path()) {
+        if let Some(answer) = self.certificates.challenge_answer(request.uri().path()) {
+            let mut response = Response::new(Body::Page(Full::new(Bytes::from(answer))));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            return (None, response);
+        }
+        // A request a move's old node forwards here arrives over plain HTTP, saying which
+        // scheme its client used: HTTPS stays HTTPS (not redirected, and told to the site).
+        // A client that claims HTTPS over plain HTTP only skips its own redirect.
+        let forwarded_https = !https
+            && request
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+        if !https && !forwarded_https && self.certificates.redirects(host, request.uri().path()) {
             return (None, to_https(host, request.uri()));
         }
+        let hsts = if https {
+            self.certificates.hsts(host)
+        } else {
+            None
+        };
         let (route, in_flight) = match self.admit(host).await {
             Ok(admitted) => admitted,
             Err(response) => return (None, response),
@@ -462,7 +489,11 @@ impl Ingress {
         }
         headers.insert(
             "x-forwarded-proto",
-            HeaderValue::from_static(if https { "https" } else { "http" }),
+            HeaderValue::from_static(if https || forwarded_https {
+                "https"
+            } else {
+                "http"
+            }),
         );
         let limit = self.body_limit(route.site);
         let declared = headers
@@ -476,7 +507,14 @@ impl Ingress {
         let request = request.map(|inner| RequestBody::new(inner, limit, exceeded.clone()));
         let response = match send(upstream, route.target, request).await {
             // The request stays in flight until its response body is finished.
-            Ok(response) => response.map(|inner| Body::Upstream { inner, in_flight }),
+            Ok(mut response) => {
+                if let Some(hsts) = hsts {
+                    response
+                        .headers_mut()
+                        .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                response.map(|inner| Body::Upstream { inner, in_flight })
+            }
             Err(_) if exceeded.load(Ordering::SeqCst) => too_large(),
             Err(error) => {
                 tracing::warn!(site = %route.site, %error, "upstream unreachable");

@@ -302,6 +302,7 @@ async fn sites_are_served_over_https_by_the_name_asked_for() {
         chain_pem: chain.to_owned(),
         key_pem: alveole_model::backup::WireSecret(key.to_owned()),
         redirect: true,
+        hsts_seconds: 300,
     };
     let secure = spec_with_tls("secure.example.org", Some(tls(&chain, &key)));
     let broken = spec_with_tls("broken.example.org", Some(tls(&other_chain, &key)));
@@ -341,6 +342,11 @@ async fn sites_are_served_over_https_by_the_name_asked_for() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(
+        answer.headers()[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=300",
+        "the site asks for HSTS"
+    );
+    assert_eq!(
         answer.text().await.unwrap(),
         format!(
             "hello for secure.example.org:{} from 127.0.0.1",
@@ -374,6 +380,15 @@ async fn sites_are_served_over_https_by_the_name_asked_for() {
         "https://secure.example.org/page?x=1",
         "to HTTPS's own port"
     );
+    // Forwarded by a move's old node, which took it over HTTPS: served, not redirected.
+    let forwarded = plain_client
+        .get(format!("http://{http}/page"))
+        .header(header::HOST, "secure.example.org")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 200);
     assert_eq!(
         get_path(
             http,
@@ -384,6 +399,35 @@ async fn sites_are_served_over_https_by_the_name_asked_for() {
         200
     );
     assert_eq!(get(http, "plain.example.org").await.0, 200);
+
+    // The panel's challenges are answered for any name, before any site; other tokens go to
+    // the site (it may run its own ACME client).
+    ingress.set_challenges(&[alveole_model::AcmeChallenge {
+        token: "tok-1".into(),
+        key_authorization: "tok-1.thumbprint".into(),
+    }]);
+    for host in ["secure.example.org", "nobody.example.org"] {
+        let answer = plain_client
+            .get(format!("http://{http}/.well-known/acme-challenge/tok-1"))
+            .header(header::HOST, host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(
+            !answer
+                .headers()
+                .contains_key(header::STRICT_TRANSPORT_SECURITY)
+        );
+        assert_eq!(answer.text().await.unwrap(), "tok-1.thumbprint");
+    }
+    let theirs = plain_client
+        .get(format!("http://{http}/.well-known/acme-challenge/other"))
+        .header(header::HOST, "secure.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert!(theirs.text().await.unwrap().starts_with("hello for"));
 }
 
 async fn get_path(ingress: SocketAddr, host: &str, path: &str) -> u16 {

@@ -3,9 +3,11 @@
 //! redirect plain HTTP to HTTPS (the ACME challenge path excepted, so that a renewal's
 //! challenge is answered over HTTP).
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use alveole_model::SiteSpec;
+use alveole_model::{AcmeChallenge, SiteSpec};
+use hyper::header::HeaderValue;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -16,11 +18,14 @@ use super::routes::Routes;
 /// Where an ACME CA asks for HTTP-01 challenge answers: never redirected.
 pub const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
-/// The certificates the ingress serves, and the names whose plain HTTP goes to HTTPS.
+/// The certificates the ingress serves, the names whose plain HTTP goes to HTTPS, their
+/// HSTS headers, and the answers to ACME challenges while orders run.
 #[derive(Debug, Default)]
 pub struct Certificates {
     by_name: RwLock<Arc<Routes<Arc<CertifiedKey>>>>,
     redirects: RwLock<Arc<Routes<()>>>,
+    hsts: RwLock<Arc<Routes<HeaderValue>>>,
+    challenges: RwLock<Arc<HashMap<String, String>>>,
 }
 
 impl Certificates {
@@ -29,16 +34,25 @@ impl Certificates {
     pub fn set(&self, specs: &[SiteSpec]) -> Vec<String> {
         let mut by_name = Routes::default();
         let mut redirects = Routes::default();
+        let mut hsts = Routes::default();
         let mut warnings = Vec::new();
         for spec in specs {
             let Some(tls) = &spec.tls else { continue };
             match certified_key(&tls.chain_pem, &tls.key_pem.0) {
                 Ok(key) => {
                     let key = Arc::new(key);
+                    let header = (tls.hsts_seconds > 0)
+                        .then(|| {
+                            HeaderValue::from_str(&format!("max-age={}", tls.hsts_seconds)).ok()
+                        })
+                        .flatten();
                     for name in &spec.hostnames {
                         by_name.insert(name, key.clone());
                         if tls.redirect {
                             redirects.insert(name, ());
+                        }
+                        if let Some(header) = &header {
+                            hsts.insert(name, header.clone());
                         }
                     }
                 }
@@ -58,7 +72,43 @@ impl Certificates {
             .redirects
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(redirects);
+        *self
+            .hsts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hsts);
         warnings
+    }
+
+    /// Replaces the answers to ACME challenges.
+    pub fn set_challenges(&self, challenges: &[AcmeChallenge]) {
+        let answers = challenges
+            .iter()
+            .map(|c| (c.token.clone(), c.key_authorization.clone()))
+            .collect();
+        *self
+            .challenges
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(answers);
+    }
+
+    /// The answer to the ACME challenge at `path`, when it is one the panel gave. Others go to
+    /// the site (it may run its own ACME client).
+    pub fn challenge_answer(&self, path: &str) -> Option<String> {
+        let token = path.strip_prefix(ACME_CHALLENGE_PATH)?;
+        self.challenges
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .cloned()
+    }
+
+    /// The `Strict-Transport-Security` header of `host`'s HTTPS answers, if its site asks.
+    pub fn hsts(&self, host: &str) -> Option<HeaderValue> {
+        self.hsts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lookup(host)
+            .cloned()
     }
 
     fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {

@@ -11,6 +11,7 @@ use crate::env::{EnvName, EnvVar, EnvVarInput};
 use crate::error::{FieldError, ValidationErrors};
 use crate::exposure::{ExposedPort, LimitTier, validate_exposed_ports};
 use crate::hostname::{Hostname, Wildcard};
+use crate::https::HttpsPolicy;
 use crate::ids::{MemberId, NodeId, SiteId};
 use crate::image::ImageRef;
 use crate::phase::SitePhase;
@@ -157,6 +158,9 @@ pub struct SiteInput {
     /// Where the site's backups go and how often (none by default).
     #[serde(default)]
     pub backup: BackupPolicy,
+    /// Certificates from the co-op's CA, the redirect to HTTPS, HSTS.
+    #[serde(default)]
+    pub https: HttpsPolicy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +180,7 @@ pub struct NewSite {
     pub node_id: Option<NodeId>,
     pub phase: SitePhase,
     pub backup: BackupPolicy,
+    pub https: HttpsPolicy,
 }
 
 impl NewSite {
@@ -300,6 +305,7 @@ impl SiteInput {
             }
         };
         crate::backup::validate_policy(&mut errors, &self.backup);
+        crate::https::validate_https(&mut errors, &self.https);
         if previous.is_some_and(|site| self.node_id != site.node_id) {
             errors.push(FieldError::new(
                 "node_id",
@@ -324,6 +330,7 @@ impl SiteInput {
                 node_id: self.node_id,
                 phase,
                 backup: self.backup,
+                https: self.https,
             })
         })
     }
@@ -485,6 +492,8 @@ pub struct Site {
     pub phase: SitePhase,
     #[serde(default)]
     pub backup: BackupPolicy,
+    #[serde(default)]
+    pub https: HttpsPolicy,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -509,6 +518,7 @@ impl Site {
             node_id: new.node_id,
             phase: new.phase,
             backup: new.backup,
+            https: new.https,
             meta,
         }
     }
@@ -575,6 +585,7 @@ impl Site {
             node_id: self.node_id,
             phase: Some(self.phase),
             backup: self.backup.clone(),
+            https: self.https.clone(),
         }
     }
 }
@@ -648,6 +659,7 @@ mod tests {
             node_id: None,
             phase: None,
             backup: BackupPolicy::default(),
+            https: HttpsPolicy::default(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod addresses;
 pub mod agents;
 pub mod audit;
 pub mod backups;
+pub mod certificates;
 pub mod drills;
 pub mod evacuations;
 pub mod members;

@@ -40,9 +40,15 @@ fn examples() -> Vec<(&'static str, Value, Check)> {
                                          "monthly_months": 12},
                            "drill": {"every_days": 7, "health_path": "/health",
                                      "hook": {"name": "rows", "command": ["count"], "timeout_seconds": 30}},
-                           "alert_window_hours": 48}
+                           "alert_window_hours": 48},
+                "https": {"acme": true, "redirect": true, "hsts_seconds": 300}
             }),
             check::<alveole_model::SiteInput>,
+        ),
+        (
+            "CertificateUpload",
+            json!({"chain_pem": "-----BEGIN CERTIFICATE-----", "key_pem": "-----BEGIN PRIVATE KEY-----"}),
+            check::<crate::service::certificates::CertificateUpload>,
         ),
         (
             "BackupTargetInput",

@@ -4,6 +4,7 @@
 
 mod audit_verification;
 mod backups;
+mod certificates;
 mod checkpoints;
 mod cleanup;
 mod forwardings;
@@ -33,16 +34,19 @@ pub enum Task {
     AuditVerification,
     /// Records each site's data-loss window, makes missing repository keys, forgets old runs.
     Backups,
+    /// Orders and renews sites' certificates from the co-op's ACME CA.
+    Certificates,
 }
 
 impl Task {
-    pub const ALL: [Task; 6] = [
+    pub const ALL: [Task; 7] = [
         Task::Forwardings,
         Task::Cleanup,
         Task::Jobs,
         Task::Checkpoints,
         Task::AuditVerification,
         Task::Backups,
+        Task::Certificates,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Task {
             Task::Checkpoints => "checkpoints",
             Task::AuditVerification => "audit_verification",
             Task::Backups => "backups",
+            Task::Certificates => "certificates",
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct BackgroundConfig {
     pub full_verification_every: Duration,
     /// How often each site's data-loss window is recorded (its plot's resolution).
     pub backups_every: Duration,
+    /// How often certificates due are ordered (each site's ACME changes poke it at once).
+    pub certificates_every: Duration,
 }
 
 impl Default for BackgroundConfig {
@@ -87,6 +94,7 @@ impl Default for BackgroundConfig {
             verification_every: Duration::from_secs(60),
             full_verification_every: Duration::from_secs(24 * 3600),
             backups_every: Duration::from_secs(60),
+            certificates_every: Duration::from_secs(60),
         }
     }
 }
@@ -146,6 +154,13 @@ pub fn start(service: &Service, owner: String) -> Background {
             Box::new(backups::BackupWindows),
         ),
     ];
+    if service.config().acme.is_some() {
+        tasks.push((
+            Task::Certificates,
+            config.certificates_every,
+            Box::new(certificates::OrderCertificates),
+        ));
+    }
     if service.config().notary.is_some() {
         tasks.push((
             Task::Checkpoints,

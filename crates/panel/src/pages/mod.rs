@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod audit;
 pub mod backups;
+pub mod certificates;
 pub mod dashboard;
 pub mod evacuations;
 mod form;

@@ -102,6 +102,10 @@ pub async fn show<R: PageResource>(
         Ok(backups) => backups,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
+    let https = match R::https(&state, &caller, &item).await {
+        Ok(https) => https,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
     let actions: Vec<Value> = R::actions(&item)
         .into_iter()
         .map(|(url, label)| json!({"url": url, "label_key": label}))
@@ -113,6 +117,9 @@ pub async fn show<R: PageResource>(
     }
     if let Some(backups) = &backups {
         context.insert("backups", backups);
+    }
+    if let Some(https) = &https {
+        context.insert("https", https);
     }
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);

@@ -49,6 +49,14 @@ pub trait PageResource: Resource {
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
+    /// The detail page's HTTPS section (sites): the certificate, its renewal, its errors.
+    fn https<'a>(
+        _state: &'a AppState,
+        _caller: &'a crate::auth::Caller,
+        _item: &'a Self,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 fn bytes_of(used: Option<u64>, quota: u64) -> String {
@@ -249,6 +257,9 @@ impl PageResource for Site {
         field("backup.every_minutes", Kind::OptionalInteger),
         field("backup.drill.every_days", Kind::OptionalInteger),
         field("backup.alert_window_hours", Kind::OptionalInteger),
+        field("https.acme", Kind::Checkbox),
+        field("https.redirect", Kind::Checkbox),
+        field("https.hsts_seconds", Kind::OptionalInteger),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![
@@ -292,6 +303,13 @@ impl PageResource for Site {
         site: &'a Site,
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(super::backups::section(state, caller, site))
+    }
+    fn https<'a>(
+        state: &'a AppState,
+        caller: &'a crate::auth::Caller,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(super::certificates::section(state, caller, site))
     }
     fn moves<'a>(
         state: &'a AppState,
@@ -366,6 +384,7 @@ impl PageResource for Site {
             "volume": alveole_model::Volume::default(),
             "phase": "running",
             "backup": alveole_model::BackupPolicy::default(),
+            "https": alveole_model::HttpsPolicy::default(),
         })
     }
 }

@@ -7,6 +7,7 @@ mod addresses;
 mod agents;
 mod audit;
 mod backups;
+mod certificates;
 mod members;
 mod moves;
 mod records;
@@ -237,6 +238,7 @@ pub fn routes() -> Vec<Route> {
     addresses::api(&mut t);
     moves::api(&mut t);
     backups::api(&mut t);
+    certificates::api(&mut t);
 
     sign_in::pages(&mut t);
     records::pages(&mut t);
@@ -244,5 +246,6 @@ pub fn routes() -> Vec<Route> {
     addresses::pages(&mut t);
     moves::pages(&mut t);
     backups::pages(&mut t);
+    certificates::pages(&mut t);
     t.0
 }

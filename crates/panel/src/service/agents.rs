@@ -90,18 +90,35 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
     purge_volumes.extend(moves.drop_volumes);
     purge_volumes.sort();
     purge_volumes.dedup();
+    let served: std::collections::BTreeMap<_, _> = desired
+        .sites
+        .iter()
+        .chain(desired.moving_sites.values())
+        .map(|site| (site.id, site))
+        .collect();
+    let mut sites = super::backups::with_backups(desired.specs(), &desired.sites, &desired.backups);
+    super::certificates::with_certificates(&mut sites, &served, &desired.certificates);
+    let mut moves_in = moves.incoming;
+    for incoming in &mut moves_in {
+        super::certificates::with_certificates(
+            std::slice::from_mut(&mut incoming.site),
+            &served,
+            &desired.certificates,
+        );
+    }
     DesiredState {
         node_id: node,
         generation: desired.generation,
-        sites: super::backups::with_backups(desired.specs(), &desired.sites, &desired.backups),
+        sites,
         purge_volumes,
         addresses: desired.addresses.clone(),
         input_filter: desired.input_filter.clone(),
         moves_out: moves.outgoing,
-        moves_in: moves.incoming,
+        moves_in,
         vault: super::backups::vault_spec(&desired.backups),
         restores: super::backups::restore_orders(&desired.backups),
         drills: super::drills::drill_orders(&desired.backups),
+        acme_challenges: desired.challenges.clone(),
     }
 }
 
@@ -264,6 +281,7 @@ impl Service {
                     self.open_env(site)?;
                 }
                 self.open_backup_keys(&mut desired.backups)?;
+                self.open_certificate_keys(&mut desired.certificates)?;
                 return Ok(assemble(node, &desired));
             }
             let recheck =
@@ -286,6 +304,7 @@ impl Service {
         self.store()
             .record_node_report(ctx, node, report, self.now())
             .await?;
+        self.note_reported_generation(node, report.generation);
         self.advance_address_moves(node, report).await;
         self.record_backup_sizes(report).await;
         self.record_restore_times(&drills_ending).await;

@@ -49,7 +49,7 @@ fn audit(request: &str) -> AuditContext {
 
 impl Service {
     /// Every site, page after page.
-    async fn all_sites(&self) -> ApiResult<Vec<Site>> {
+    pub(crate) async fn all_sites(&self) -> ApiResult<Vec<Site>> {
         let store = self.store();
         let filter = &alveole_store::SiteFilter::default();
         Ok(crate::api::every(|page| {

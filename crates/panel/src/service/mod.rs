@@ -6,6 +6,7 @@ pub mod addresses;
 pub mod agents;
 pub mod audit;
 pub mod backups;
+pub mod certificates;
 pub mod drills;
 pub mod evacuations;
 pub mod members;
@@ -36,6 +37,12 @@ struct Inner {
     changed: Notify,
     /// One per background task: wakes it before its timer.
     pokes: [Notify; Task::ALL.len()],
+    /// The account at the co-op's ACME CA, once reached.
+    ca: tokio::sync::Mutex<Option<crate::acme::Ca>>,
+    /// The generation each node last reported holding, and a wake-up at each report: ACME
+    /// orders wait for the nodes to answer their challenges.
+    reported: std::sync::Mutex<std::collections::HashMap<alveole_model::NodeId, u64>>,
+    report_seen: Notify,
 }
 
 impl Service {
@@ -45,6 +52,9 @@ impl Service {
             config,
             changed: Notify::new(),
             pokes: std::array::from_fn(|_| Notify::new()),
+            ca: tokio::sync::Mutex::new(None),
+            reported: std::sync::Mutex::default(),
+            report_seen: Notify::new(),
         }))
     }
 

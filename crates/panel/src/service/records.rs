@@ -141,6 +141,8 @@ impl Service {
         if let Some(site) = item.needs_backup_key() {
             self.ensure_backup_key(site).await?;
         }
+        // A site's names or HTTPS settings may have changed: its certificate, at once.
+        self.poke(crate::background::Task::Certificates);
         Ok(())
     }
 

@@ -67,6 +67,7 @@ impl Service {
             .await?;
         self.reseal_id_tokens(&current).await?;
         self.reseal_backup_keys(&current).await?;
+        self.reseal_certificates(&current).await?;
         keyring.drop_old().map_err(unavailable)?;
         let change = Change {
             action: "secrets.rotate",

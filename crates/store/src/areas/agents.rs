@@ -43,6 +43,10 @@ pub struct NodeDesired {
     /// Sites whose volumes the node must remove (purged).
     pub purges: Vec<SiteId>,
     pub backups: NodeBackups,
+    /// The certificates of its sites and of the sites moving to it (keys sealed as stored).
+    pub certificates: BTreeMap<SiteId, crate::StoredCertificate>,
+    /// Answers to the ACME challenges of those sites' orders.
+    pub challenges: Vec<alveole_model::AcmeChallenge>,
     /// The node was fenced (lost, its sites recovered elsewhere): it is given nothing to
     /// run, and only learns that.
     pub fenced: bool,

@@ -119,6 +119,13 @@ impl AgentStore for SqlStore {
         let endpoints = endpoints_of(&mut tx, node, &moves, &moving_sites).await?;
         let purges = fetch_volume_purges(&mut *tx, node).await?;
         let backups = super::backups::node_backups(&mut tx, node, &sites).await?;
+        let served: Vec<SiteId> = sites
+            .iter()
+            .map(|site| site.id)
+            .chain(moving_sites.keys().copied())
+            .collect();
+        let certificates = super::certificates::certificates_of(&mut *tx, &served).await?;
+        let challenges = super::certificates::challenges_of(&mut *tx, &served).await?;
         tx.commit().await?;
         Ok(NodeDesired {
             generation: count(generation),
@@ -131,6 +138,8 @@ impl AgentStore for SqlStore {
             endpoints,
             purges,
             backups,
+            certificates,
+            challenges,
             fenced: false,
         })
     }

@@ -9,6 +9,7 @@ mod agents;
 mod audit;
 mod backup_targets;
 mod backups;
+mod certificates;
 mod drills;
 mod identity;
 mod jobs;

@@ -66,6 +66,7 @@ impl Audited for Site {
             .push_bind(self.node_id.map(|n| n.0))
             .push_bind(self.phase.as_str())
             .push_bind(Json(self.backup.clone()))
+            .push_bind(Json(self.https.clone()))
             .push_bind(self.meta.version)
             .push_bind(self.meta.created_at)
             .push_bind(self.meta.updated_at);

@@ -20,6 +20,7 @@ use pages::{break_glass, page_addresses, page_deletions, page_edits, page_resour
 mod agents;
 mod api;
 mod backups;
+mod certificates;
 mod pages;
 
 /// An event the walk expects: (actor, action, target id).
@@ -47,12 +48,14 @@ async fn every_state_changing_route_records_its_events() {
     agent_credentials_and_checkpoints(&mut walk, &made, &agents).await;
     api_tokens(&mut walk, &made).await;
     backups::api_backups(&mut walk, &made).await;
+    certificates::api_certificates(&mut walk, &made).await;
     let other_node = api_addresses(&mut walk, &made).await;
     offboarding_and_deletions(&mut walk, &made, &agents, &other_node).await;
 
     let pages = page_resources(&mut walk).await;
     page_edits(&mut walk, &pages).await;
     backups::page_backups(&mut walk, &pages).await;
+    certificates::page_certificates(&mut walk, &pages).await;
     page_addresses(&mut walk, &pages).await;
     page_deletions(&mut walk, &pages).await;
     break_glass(&mut walk, &pages.browser).await;

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 mod evacuation;
 mod failures;
+mod over_https;
 mod under_traffic;
 
 /// The site serves `/data/www`: an index page, and a CGI script that appends the query to
@@ -36,6 +37,8 @@ pub(super) const APPEND_SCRIPT: &str = "#!/bin/sh\necho \"$QUERY_STRING\" >> /da
 /// One node's agent, as a process would run it; `kill` stops it at once.
 pub(super) struct RunningAgent {
     pub(super) ingress: SocketAddr,
+    /// Its ingress's HTTPS listener (sites with a certificate, by SNI).
+    pub(super) https: SocketAddr,
     pub(super) peer: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -82,6 +85,14 @@ pub(super) async fn start_agent(
             let _ = proxy.serve(ingress_listener).await;
         }
     });
+    let https_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = https_listener.local_addr().unwrap();
+    let serving_https = tokio::spawn({
+        let proxy = proxy.clone();
+        async move {
+            let _ = proxy.serve_tls(https_listener).await;
+        }
+    });
     let agent = Agent::new(
         node.credential.clone(),
         client,
@@ -105,8 +116,9 @@ pub(super) async fn start_agent(
     ));
     RunningAgent {
         ingress,
+        https,
         peer,
-        tasks: vec![serving, running],
+        tasks: vec![serving, serving_https, running],
     }
 }
 

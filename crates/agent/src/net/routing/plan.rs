@@ -270,6 +270,7 @@ mod tests {
             moves_in: vec![],
             restores: vec![],
             drills: vec![],
+            acme_challenges: vec![],
             vault: None,
         }
     }
