@@ -224,6 +224,18 @@ impl Pebble {
             .expect("pebble's root")
     }
 
+    /// The intermediate it signs certificates with (PEM): sent with each certificate.
+    pub async fn intermediate(&self) -> String {
+        self.insecure()
+            .get(format!("https://{}/intermediates/0", self.management))
+            .send()
+            .await
+            .expect("pebble's intermediate")
+            .text()
+            .await
+            .expect("pebble's intermediate")
+    }
+
     /// Whether pebble says a certificate (its serial, in hex) is revoked.
     pub async fn revoked(&self, serial_hex: &str) -> bool {
         let answer = self

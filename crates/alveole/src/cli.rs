@@ -159,9 +159,16 @@ pub struct ServeArgs {
     )]
     pub public_suffix_list: PathBuf,
     /// Mark session cookies Secure and name them `__Host-…` (set this when the panel is served
-    /// over HTTPS).
+    /// over HTTPS; on with --tls-certificate).
     #[arg(long, env = "ALVEOLE_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    /// Serve the panel over HTTPS with this certificate (PEM: the panel's, then its chain),
+    /// without a proxy in front. Read at start.
+    #[arg(long, env = "ALVEOLE_TLS_CERTIFICATE", requires = "tls_key")]
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key of --tls-certificate (PEM).
+    #[arg(long, env = "ALVEOLE_TLS_KEY", requires = "tls_certificate")]
+    pub tls_key: Option<PathBuf>,
     /// The panel's address as browsers reach it (for the identity provider's redirect);
     /// unset: http://<listen>.
     #[arg(long, env = "ALVEOLE_PUBLIC_URL")]

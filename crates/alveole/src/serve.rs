@@ -67,10 +67,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the secrets key {}", secrets_file.display()))?;
     let oidc = match &args.oidc_issuer {
         Some(issuer) => {
-            let public = args
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", args.listen));
+            let public = args.public_url.clone().unwrap_or_else(|| {
+                let scheme = if args.tls_certificate.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", args.listen)
+            });
             let config = alveole_panel::oidc::OidcConfig {
                 issuer: issuer.clone(),
                 client_id: args.oidc_client_id.clone(),
@@ -90,10 +94,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The panel's own HTTPS, when given a certificate: checked now, before anything listens.
+    let members_tls = match (&args.tls_certificate, &args.tls_key) {
+        (Some(chain), Some(key)) => {
+            let read = |path: &std::path::PathBuf, flag: &str| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("{flag}: reading {}", path.display()))
+            };
+            Some(
+                alveole_panel::serving::members_tls(
+                    &read(chain, "--tls-certificate")?,
+                    &read(key, "--tls-key")?,
+                )
+                .map_err(|why| anyhow::anyhow!("--tls-certificate: {why}"))?,
+            )
+        }
+        _ => None,
+    };
+    let scheme = if members_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let state = AppState::new(
         store.clone(),
         PanelConfig {
-            secure_cookies: args.secure_cookies,
+            secure_cookies: args.secure_cookies || members_tls.is_some(),
             node_unreachable_after: std::time::Duration::from_secs(args.node_unreachable_after),
             moves: alveole_store::MoveTiming {
                 forward_seconds: args.move_forward_seconds,
@@ -145,7 +171,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    println!("alveole is listening on http://{address}/");
+    println!("alveole is listening on {scheme}://{address}/");
     tracing::info!(%address, backend = ?store.backend(), "panel started");
     let agents_address = match (agent_listen, &agent_tls) {
         (Some(listen), Some(tls)) => {
@@ -171,7 +197,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let service = state.service().clone();
-    let panel = tokio::spawn(serve(state, listener, args.connections.limits()));
+    let panel = tokio::spawn(serve(
+        state,
+        listener,
+        members_tls,
+        args.connections.limits(),
+    ));
     let _local = match (args.local_agent, agents_address, &agent_tls) {
         (true, Some(agents), Some(tls)) => {
             let config = LocalAgentConfig {
@@ -202,19 +233,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     panel.await.context("the panel stopped")?
 }
 
-/// Serves the panel on `listener` until Ctrl-C or SIGTERM.
+/// Serves the panel on `listener` (over HTTPS with `tls`) until Ctrl-C or SIGTERM.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     limits: alveole_listen::Limits,
 ) -> anyhow::Result<()> {
-    alveole_panel::serving::serve(
-        alveole_panel::app(state),
-        listener,
-        limits,
-        shutdown_signal(),
-    )
-    .await?;
+    let app = alveole_panel::app(state);
+    match tls {
+        Some(tls) => {
+            alveole_panel::serving::serve_https(app, listener, tls, limits, shutdown_signal())
+                .await?;
+        }
+        None => {
+            alveole_panel::serving::serve(app, listener, limits, shutdown_signal()).await?;
+        }
+    }
     Ok(())
 }
 

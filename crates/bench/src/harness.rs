@@ -92,6 +92,7 @@ impl BenchPanel {
         let for_people = tokio::spawn(alveole::serve::serve(
             state,
             listener,
+            None,
             alveole_listen::Limits::default(),
         ));
         Ok(Self {

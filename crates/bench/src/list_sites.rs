@@ -120,6 +120,7 @@ pub async fn run(
     let server = tokio::spawn(alveole::serve::serve(
         state,
         listener,
+        None,
         alveole_listen::Limits::default(),
     ));
     let http = reqwest::Client::new();

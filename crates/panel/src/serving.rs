@@ -1,6 +1,7 @@
 //! The panel's two listeners, both under `alveole-listen`'s bounds (connection caps, header
-//! and idle timeouts): the members' one (plain HTTP; the co-op's TLS proxy sits in front) and
-//! the agents' one (mutual TLS). Request bodies are bounded in [`crate::app`].
+//! and idle timeouts): the members' one (plain HTTP behind the co-op's TLS proxy, or HTTPS
+//! with a certificate given to the panel) and the agents' one (mutual TLS). Request bodies are
+//! bounded in [`crate::app`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,8 +55,55 @@ pub async fn serve_agents(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_tls("agents", app, listener, tls, limits, shutdown).await
+}
+
+/// Serves `app` to members over HTTPS on `listener` (with [`members_tls`]) until `shutdown`
+/// resolves.
+pub async fn serve_https(
+    app: Router,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_tls("panel-https", app, listener, tls, limits, shutdown).await
+}
+
+/// The members' HTTPS with the co-op's certificate for the panel (its chain and key in PEM),
+/// with ring; the chain, the key and their match are checked here, at start.
+pub fn members_tls(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("the certificate file holds no certificate".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("the key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and its key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn serve_tls(
+    name: &'static str,
+    app: Router,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let guard = Guard::new("agents", limits);
+    let guard = Guard::new(name, limits);
     tokio::pin!(shutdown);
     loop {
         let (admitted, client) = tokio::select! {
@@ -87,7 +135,7 @@ pub async fn serve_agents(
                 .map(AgentPeer);
             let service = service(app, client, agent);
             if let Err(error) = serve_http1(admitted.ticket, stream, service).await {
-                tracing::debug!(%client, %error, "agent connection ended with an error");
+                tracing::debug!(%client, %error, "TLS connection ended with an error");
             }
         });
     }

@@ -81,13 +81,28 @@ pub(crate) async fn start_driver() -> Option<Driver> {
 }
 
 pub(crate) async fn browser(driver: &Driver) -> Client {
+    browser_with(driver, &[]).await
+}
+
+/// A browser with more command-line arguments (which names lead where, which CA to trust).
+pub(crate) async fn browser_with(driver: &Driver, extra: &[String]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--lang=en-US",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.extend(extra.iter().cloned());
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({"args": [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--disable-dev-shm-usage", "--lang=en-US"
-        ]}),
+        serde_json::json!({ "args": args }),
     );
     // The driver listens on loopback over plain HTTP: no TLS stack (and none of its
     // crypto backends) in the test build.

@@ -19,6 +19,7 @@ mod agent;
 mod backups;
 mod drills;
 mod engine;
+mod https;
 mod local;
 mod moves;
 mod network;

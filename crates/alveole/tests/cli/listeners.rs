@@ -1,4 +1,5 @@
-//! The panel's listener under a slowloris attack, as the real binary with few descriptors.
+//! The panel's listener under a slowloris attack, as the real binary with few descriptors;
+//! and over HTTPS with a certificate given to it.
 
 use std::io::Read;
 
@@ -67,4 +68,80 @@ fn half_sent_requests_cannot_take_the_panels_descriptors() {
         !logs.contains("Too many open files"),
         "the panel ran out of descriptors:\n{logs}"
     );
+}
+
+/// Given a certificate, the panel serves HTTPS itself (and nothing in plain HTTP there), its
+/// session cookies secure; a certificate that does not load stops it at start, naming the flag.
+#[test]
+fn the_panel_serves_https_with_the_certificate_it_is_given() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("alveole-https-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let certificate = params.self_signed(&key).unwrap();
+    let (chain, key_file) = (dir.join("panel.pem"), dir.join("panel.key"));
+    std::fs::write(&chain, certificate.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let server = start_server_with(
+        &[
+            "--tls-certificate",
+            chain.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let https = server.url.replace("http://", "https://");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(certificate.pem().as_bytes()).unwrap()])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let health = client.get(format!("{https}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let signed_in = client
+            .post(format!("{https}/login"))
+            .form(&[("token", server.token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let cookie = signed_in
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            cookie.starts_with("__Host-") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        assert!(
+            reqwest::get(format!("{}/healthz", server.url))
+                .await
+                .is_err(),
+            "no plain HTTP on the HTTPS port"
+        );
+    });
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_alveole"))
+        .args(["serve", "--local-agent", "false", "--listen", "127.0.0.1:0"])
+        .args(["--tls-certificate", key_file.to_str().unwrap()])
+        .args(["--tls-key", key_file.to_str().unwrap()])
+        .current_dir(&dir)
+        .env(
+            "ALVEOLE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("refused.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--tls-certificate"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
