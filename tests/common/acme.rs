@@ -267,12 +267,32 @@ pub struct RunningNode {
     pub https: std::net::SocketAddr,
     pub http: std::net::SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tells the agent to stop (it then ends its own tasks).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    agent: Option<tokio::task::JoinHandle<()>>,
     _state: tempfile::TempDir,
+}
+
+impl RunningNode {
+    /// Stops the agent (as a process would on SIGTERM: its tasks end) and its listeners, and
+    /// waits for them, so that none writes into the state directory once it is removed.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(agent) = self.agent.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for RunningNode {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.agent) {
             task.abort();
         }
     }
@@ -336,18 +356,23 @@ pub async fn node_with_agent(
         tokio::spawn(async move {
             let _ = secure_ingress.serve_tls(secure).await;
         }),
-        tokio::spawn(agent.run(
-            Timing {
-                pass: Duration::from_millis(300),
-            },
-            std::future::pending(),
-        )),
     ];
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(agent.run(
+        Timing {
+            pass: Duration::from_millis(300),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     RunningNode {
         node,
         https,
         http,
         tasks,
+        shutdown: Some(shutdown),
+        agent: Some(agent),
         _state: state,
     }
 }

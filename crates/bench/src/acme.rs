@@ -158,7 +158,7 @@ pub async fn run(sites: usize, domains: usize, baseline: usize) -> anyhow::Resul
         peak_mib("self"),
         peak_mib(&pebble.pid().to_string())
     );
-    drop(node);
+    node.stop().await;
     drop(ids);
     db.drop_db().await;
     Ok(())

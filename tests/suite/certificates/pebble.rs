@@ -202,6 +202,7 @@ async fn pebble_issues_renews_and_revokes_a_sites_certificate_served_by_its_node
         );
         assert_eq!(reported["certificate"], serde_json::Value::Null);
         assert_eq!(panel.events("certificate.order").await.len(), orders);
+        node.stop().await;
         db.drop_db().await;
     }
 }
@@ -242,6 +243,6 @@ async fn a_challenge_that_fails_is_reported_on_the_site_and_backs_off() {
             .unwrap()
             .contains("unreachable.example.org")
     );
-    drop(node);
+    node.stop().await;
     db.drop_db().await;
 }

@@ -34,6 +34,8 @@ struct Ca {
     retry_after: u64,
     /// Every new order: when it came, whether it was refused, what it replaced.
     orders: Vec<(DateTime<Utc>, bool, Option<String>)>,
+    /// The profile each new order asked for.
+    profiles: Vec<Option<String>>,
     names: Vec<Vec<String>>,
     /// What each accepted order replaces (echoed in its state, as ACME servers do).
     replaced: Vec<Option<String>>,
@@ -84,6 +86,7 @@ async fn directory(State(ca): State<Shared>) -> Response {
             "newNonce": format!("{base}/nonce"), "newAccount": format!("{base}/account"),
             "newOrder": format!("{base}/order"), "revokeCert": format!("{base}/revoke"),
             "renewalInfo": format!("{base}/renewal-info"),
+            "meta": {"profiles": {"classic": "90 days", "shortlived": "6 days"}},
         }),
     )
 }
@@ -118,6 +121,8 @@ async fn new_order(State(ca): State<Shared>, body: Bytes) -> Response {
     let request = payload(&body);
     let mut ca = ca.lock().unwrap();
     let replaces = request["replaces"].as_str().map(str::to_owned);
+    ca.profiles
+        .push(request["profile"].as_str().map(str::to_owned));
     if ca.refuse_orders > 0 {
         ca.refuse_orders -= 1;
         ca.orders.push((Utc::now(), true, replaces));
@@ -295,7 +300,7 @@ async fn renewal_information_and_429s_are_followed_and_no_renewal_is_lost() {
                 contact: vec![],
                 ca_roots: None,
                 resolver: Some(dns.address),
-                profile: None,
+                profile: Some("shortlived".into()),
                 limits: AcmeLimits::default(),
             });
             c.background.certificates_every = Duration::from_millis(300);
@@ -367,7 +372,7 @@ async fn renewal_information_and_429s_are_followed_and_no_renewal_is_lost() {
         assert!(waited >= chrono::Duration::milliseconds(1900), "{waited}");
     }
     assert_eq!(panel.events("certificate.renew").await.len(), 1);
-    drop(node);
+    node.stop().await;
     server.abort();
     db.drop_db().await;
 }

@@ -211,7 +211,7 @@ async fn a_members_own_certificate_is_checked_kept_sealed_and_served() {
             )
             .await;
         assert_eq!(status, 404, "nothing left to remove");
-        drop(node);
+        node.stop().await;
         db.drop_db().await;
     }
 }

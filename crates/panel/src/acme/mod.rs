@@ -164,6 +164,19 @@ impl Ca {
                 (account, Some(json))
             }
         };
+        if let Some(profile) = &config.profile
+            && !account.profiles().any(|offered| offered.name == profile)
+        {
+            let offered: Vec<&str> = account.profiles().map(|p| p.name).collect();
+            return Err(AcmeError::Setting {
+                setting: "--acme-profile",
+                reason: if offered.is_empty() {
+                    format!("the CA offers no profiles, so not {profile}")
+                } else {
+                    format!("the CA offers {}, not {profile}", offered.join(", "))
+                },
+            });
+        }
         Ok((
             Ca {
                 account,
