@@ -184,6 +184,8 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             self.refresh_usage().await;
         }
         let mut warnings: Vec<String> = filter.warning.into_iter().collect();
+        // The CA's challenges are answered whatever the engine does (they need no container).
+        self.ingress.set_challenges(&held.acme_challenges);
         let sites = match &outcome {
             Ok(report) => {
                 let mut routes = routes_of(held, report);
@@ -210,7 +212,6 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                         .cloned()
                         .collect();
                     let unloaded = self.ingress.set_certificates(&served);
-                    self.ingress.set_challenges(&held.acme_challenges);
                     self.certificates = Some((held.generation, unloaded));
                 }
                 warnings.extend(self.certificates.iter().flat_map(|(_, w)| w.clone()));
