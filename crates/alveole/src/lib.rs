@@ -6,6 +6,7 @@ pub mod audit;
 mod backups;
 mod certificates;
 pub mod cli;
+pub mod cli_acme;
 pub mod client;
 pub mod evacuate;
 pub mod local;
