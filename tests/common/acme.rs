@@ -207,6 +207,18 @@ impl Pebble {
         self.dns.point(name, address).await;
     }
 
+    /// The panel's ACME settings for this pebble (the default limits, no profile).
+    pub fn acme_config(&self) -> alveole_panel::acme::AcmeConfig {
+        alveole_panel::acme::AcmeConfig {
+            directory: self.directory.clone(),
+            contact: vec![],
+            ca_roots: Some(self.roots.clone()),
+            resolver: Some(self.dns.address),
+            profile: None,
+            limits: alveole_panel::acme::AcmeLimits::default(),
+        }
+    }
+
     /// Its process, to measure.
     pub fn pid(&self) -> u32 {
         self.process.id()

@@ -63,11 +63,6 @@ pub async fn run(sites: usize, domains: usize, baseline: usize) -> anyhow::Resul
         made.elapsed().as_secs_f64()
     );
     let acme = |parallel: usize| AcmeConfig {
-        directory: pebble.directory.clone(),
-        contact: vec![],
-        ca_roots: Some(pebble.roots.clone()),
-        resolver: Some(pebble.dns.address),
-        profile: None,
         limits: AcmeLimits {
             // The limits are tested on their own; here, throughput.
             orders_per_3_hours: 100_000,
@@ -75,6 +70,7 @@ pub async fn run(sites: usize, domains: usize, baseline: usize) -> anyhow::Resul
             parallel,
             ..AcmeLimits::default()
         },
+        ..pebble.acme_config()
     };
 
     // The naive baseline: the first `baseline` sites, one order after the other.

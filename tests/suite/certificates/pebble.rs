@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use alveole_panel::acme::{AcmeConfig, AcmeLimits};
+use alveole_panel::acme::AcmeConfig;
 use alveole_tests::acme::Pebble;
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::json;
@@ -15,12 +15,8 @@ use super::*;
 async fn panel_with(db: &TestDb, pebble: &Pebble) -> TestPanel {
     let mut panel = TestPanel::start(db).await;
     let config = AcmeConfig {
-        directory: pebble.directory.clone(),
         contact: vec!["mailto:admins@exemple.org".into()],
-        ca_roots: Some(pebble.roots.clone()),
-        resolver: Some(pebble.dns.address),
-        profile: None,
-        limits: AcmeLimits::default(),
+        ..pebble.acme_config()
     };
     panel
         .configure(|c| {

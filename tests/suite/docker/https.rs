@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use alveole_panel::acme::{AcmeConfig, AcmeLimits};
 use alveole_tests::acme::Pebble;
 use alveole_tests::{TestDb, TestPanel};
 use serde_json::json;
@@ -47,14 +46,7 @@ async fn docker_a_browser_opens_a_site_over_https_with_a_certificate_from_pebble
     };
     let db = TestDb::sqlite().await;
     let mut panel = TestPanel::start(&db).await;
-    let config = AcmeConfig {
-        directory: pebble.directory.clone(),
-        contact: vec![],
-        ca_roots: Some(pebble.roots.clone()),
-        resolver: Some(pebble.dns.address),
-        profile: None,
-        limits: AcmeLimits::default(),
-    };
+    let config = pebble.acme_config();
     panel
         .configure(|c| {
             c.acme = Some(config);

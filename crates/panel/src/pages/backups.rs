@@ -299,7 +299,8 @@ pub async fn restore(
     back_to_site(&state, &headers, &caller, result)
 }
 
-fn back_to_site(
+/// Back to the site's page, or the error's page.
+pub(super) fn back_to_site(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,

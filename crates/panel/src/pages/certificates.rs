@@ -7,10 +7,10 @@ use alveole_model::{Site, SiteId};
 use axum::Extension;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde_json::Value;
 
-use super::error_page;
+use super::backups::back_to_site;
 use crate::AppState;
 use crate::api::{audit_context, parse_id};
 use crate::auth::Caller;
@@ -55,7 +55,7 @@ pub async fn upload(
         Ok::<_, ApiError>(site)
     }
     .await;
-    back(&state, &headers, &caller, result)
+    back_to_site(&state, &headers, &caller, result)
 }
 
 pub async fn remove(
@@ -74,17 +74,5 @@ pub async fn remove(
         Ok::<_, ApiError>(site)
     }
     .await;
-    back(&state, &headers, &caller, result)
-}
-
-fn back(
-    state: &AppState,
-    headers: &HeaderMap,
-    caller: &Caller,
-    result: Result<SiteId, ApiError>,
-) -> Response {
-    match result {
-        Ok(site) => Redirect::to(&format!("/sites/{site}#https")).into_response(),
-        Err(error) => error_page(state, headers, Some(caller), error),
-    }
+    back_to_site(&state, &headers, &caller, result)
 }

@@ -155,7 +155,8 @@ impl Service {
     }
 }
 
-fn unavailable(error: crate::secrets::SecretsError) -> ApiError {
+/// A secrets-key failure, logged; the caller is told to check the key file.
+pub(super) fn unavailable(error: crate::secrets::SecretsError) -> ApiError {
     tracing::error!(%error, "secrets key");
     ApiError::Unavailable(
         "the panel cannot use its secrets key: check --secrets-key-file (see the log)",

@@ -163,10 +163,7 @@ impl Service {
             .config()
             .secrets
             .seal(&upload.key_pem)
-            .map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })?;
+            .map_err(crate::service::secrets::unavailable)?;
         let certificate = StoredCertificate {
             site_id: site.id,
             source: CertificateSource::Uploaded,
@@ -269,10 +266,10 @@ impl Service {
                 tracing::error!(%error, "a certificate key or ACME account does not open");
                 ApiError::Unavailable("the panel cannot open a certificate's key: see the log")
             })?;
-            keyring.seal(&plain).map(Some).map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })
+            keyring
+                .seal(&plain)
+                .map(Some)
+                .map_err(crate::service::secrets::unavailable)
         };
         let mut keys = Vec::new();
         for certificate in self.store().certificates().await? {

@@ -94,10 +94,9 @@ impl Service {
             .await
             .map_err(|error| ApiError::Upstream(format!("the ACME CA: {error}")))?;
         if let Some(credentials) = made {
-            let sealed = keyring.seal(&credentials).map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })?;
+            let sealed = keyring
+                .seal(&credentials)
+                .map_err(crate::service::secrets::unavailable)?;
             self.store()
                 .put_acme_account(&audit("acme-account"), &config.directory, &sealed)
                 .await?;
@@ -378,10 +377,7 @@ impl Service {
             .config()
             .secrets
             .seal(&issued.key_pem)
-            .map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })?;
+            .map_err(crate::service::secrets::unavailable)?;
         let certificate = StoredCertificate {
             site_id: site,
             source: CertificateSource::Acme,
