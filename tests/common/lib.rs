@@ -43,6 +43,28 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
+/// A loopback address, free when asked, whose port lies below the kernel's ephemeral range:
+/// for a listener a test stops and starts again on the same address. A port from the
+/// ephemeral range (`:0`) may meanwhile become the local end of some outgoing connection of a
+/// test running beside it, and the restart would find it taken.
+pub fn restartable_addr() -> std::net::SocketAddr {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below = ephemeral_start / 2..ephemeral_start;
+    for _ in 0..200 {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let span = u128::from(below.end - below.start);
+        let port = below.start + u16::try_from(random % span).expect("under a u16's range");
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free port below the ephemeral range {below:?}");
+}
+
 /// A fresh, empty database.
 #[derive(Debug)]
 pub struct TestDb {

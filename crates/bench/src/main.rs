@@ -205,7 +205,8 @@ pub enum BenchCommand {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
-    /// alveole's ingress with one route, `--host` → `--upstream` (for bench/ingress.sh).
+    /// alveole's ingress with one route, `--host` → `--upstream` (for bench/ingress.sh);
+    /// HTTPS too on `--tls-listen`, with `--certificate` and `--key` (PEM files).
     IngressProxy {
         #[arg(long)]
         listen: std::net::SocketAddr,
@@ -213,6 +214,25 @@ pub enum BenchCommand {
         upstream: std::net::SocketAddr,
         #[arg(long, default_value = "bench.example.org")]
         host: String,
+        #[arg(long, requires_all = ["certificate", "key"])]
+        tls_listen: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        certificate: Option<std::path::PathBuf>,
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+    },
+    /// New TLS connections, each a full handshake (no resumption), one request each, for
+    /// `--seconds` (for bench/ingress.sh): prints handshakes per second.
+    Handshakes {
+        #[arg(long)]
+        connect: std::net::SocketAddr,
+        /// The name asked for (SNI) and sent as Host.
+        #[arg(long, default_value = "bench.example.org")]
+        host: String,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -316,6 +336,33 @@ async fn main() -> anyhow::Result<()> {
             listen,
             upstream,
             host,
-        } => ingress::proxy(listen, upstream, &host).await,
+            tls_listen,
+            certificate,
+            key,
+        } => {
+            let tls = match (tls_listen, certificate, key) {
+                (Some(listen), Some(certificate), Some(key)) => Some(ingress::TlsSetup {
+                    listen,
+                    certificate,
+                    key,
+                }),
+                _ => None,
+            };
+            ingress::proxy(listen, upstream, &host, tls).await
+        }
+        BenchCommand::Handshakes {
+            connect,
+            host,
+            connections,
+            seconds,
+        } => {
+            ingress::handshakes(
+                connect,
+                &host,
+                connections,
+                std::time::Duration::from_secs(seconds),
+            )
+            .await
+        }
     }
 }

@@ -396,3 +396,86 @@ where
         }
     }
 }
+
+/// What a server of its own (not hyper's) tells its connection's guard, and is told by it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    state: Arc<ConnState>,
+    guard: Arc<Guard>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Session {
+    /// A request's head is complete: the connection is busy (never cut) until the returned
+    /// value is dropped, once its answer is written.
+    pub fn request_began(&self) -> Answering {
+        self.state.request_began(&self.guard);
+        Answering(RequestInFlight {
+            state: self.state.clone(),
+            guard: self.guard.clone(),
+        })
+    }
+
+    /// Whether the connection is to close once the answer under way is written (it makes
+    /// room, or the listener stops).
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// When the connection's current wait runs out: a head not complete by then, or an idle
+    /// connection with no new request by then, is closed (`None` while busy).
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.state
+            .deadline_ms(&self.guard)
+            .map(|ms| self.guard.instant_at(ms))
+    }
+
+    /// Counts a connection closed for running out of time (see [`Session::deadline`]).
+    pub fn timed_out(&self) {
+        self.guard.record_timeout();
+    }
+}
+
+/// A request being answered, as [`Session::request_began`] counts it.
+#[derive(Debug)]
+pub struct Answering(#[allow(dead_code)] RequestInFlight);
+
+/// Runs a connection served by code of its own under the guard's bounds, as
+/// [`serve_http1`] does hyper's. `connection` gets the [`Session`] through which it says
+/// when each request begins and ends, keeps its own [`Session::deadline`]s, and learns when
+/// to stop. It runs as a task of its own, so that watching it costs nothing per request: it is
+/// dropped at once when asked to make room (or when the listener stops) while not answering,
+/// and told to make the answer under way its last otherwise.
+pub async fn serve_own<F, C>(ticket: Ticket, connection: C) -> Option<F::Output>
+where
+    C: FnOnce(Session) -> F,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let closing = Arc::new(AtomicBool::new(false));
+    let session = Session {
+        state: ticket.state.clone(),
+        guard: ticket.guard.clone(),
+        closing: closing.clone(),
+    };
+    let mut task = tokio::spawn(connection(session));
+    let stop_now = |task: &tokio::task::JoinHandle<F::Output>| {
+        task.abort();
+        None
+    };
+    loop {
+        tokio::select! {
+            outcome = &mut task => return outcome.ok(),
+            () = ticket.state.close.notified() => {
+                if ticket.state.phase() != Phase::Busy {
+                    return stop_now(&task);
+                }
+                closing.store(true, Ordering::SeqCst);
+                // The answer may have ended meanwhile, before `closing` was seen.
+                if ticket.state.phase() != Phase::Busy {
+                    return stop_now(&task);
+                }
+            }
+        }
+    }
+}

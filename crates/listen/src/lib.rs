@@ -9,7 +9,8 @@
 //! - a time limit for a request's head, and one for a kept-alive connection left idle.
 //!
 //! A request being answered is never cut: long polls and the copy streams of moves run as
-//! long as they need. See [`Guard`] and [`serve_http1`].
+//! long as they need. See [`Guard`], [`serve_http1`] (hyper's connections) and [`serve_own`]
+//! (a server's own, such as a node's ingress).
 
 mod budget;
 mod connection;
@@ -23,7 +24,7 @@ mod tests;
 use std::time::Duration;
 
 pub use budget::raise_open_files_limit;
-pub use connection::{Tracked, serve_http1};
+pub use connection::{Answering, Session, Tracked, serve_http1, serve_own};
 pub use guard::{Admitted, Guard, Stats, Ticket};
 
 /// The bounds of one listener. The defaults suit a public ingress.

@@ -316,18 +316,16 @@ impl<R: MoveRuntime + 'static> Agent<R> {
         let (documents, offered) = tokio::sync::mpsc::channel(4);
         let (publish_held, held) = tokio::sync::watch::channel(held);
         let (publish_pass, passes) = tokio::sync::watch::channel(None);
-        let tasks = [
-            tokio::spawn(self.fetcher.run(held.clone(), documents, timing.pass)),
-            tokio::spawn(keep(self.ledger, offered, publish_held)),
-            tokio::spawn(self.reporter.run(passes)),
-        ];
+        // A set, so that the helpers stop with this future however it ends (dropped too).
+        let mut helpers = tokio::task::JoinSet::new();
+        helpers.spawn(self.fetcher.run(held.clone(), documents, timing.pass));
+        helpers.spawn(keep(self.ledger, offered, publish_held));
+        helpers.spawn(self.reporter.run(passes));
         tokio::select! {
             () = shutdown => {}
             () = self.passes.run(held, publish_pass, timing.pass) => {}
         }
-        for task in tasks {
-            task.abort();
-        }
+        helpers.abort_all();
     }
 }
 

@@ -6,15 +6,17 @@
 //! in time and number, and the hold begins once the requests in flight have finished. The
 //! common path (no hold) costs two atomic operations per request.
 
-mod body;
+#[cfg(test)]
+mod conformance_tests;
+mod forward;
 pub mod metrics;
 mod pages;
+mod relay;
 mod routes;
 #[cfg(test)]
 mod tests;
 pub mod tls;
 
-pub use body::{Body, RequestBody};
 pub use routes::{Routes, Upstream};
 
 use std::collections::HashMap;
@@ -24,21 +26,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use alveole_listen::{Guard, Limits, serve_http1};
+use alveole_listen::{Guard, Limits, serve_http1, serve_own};
 use alveole_model::SiteId;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::http::uri::Uri;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::engine::runtime::Traffic;
 use crate::ingress::metrics::{IngressMetrics, SiteMetrics};
-use crate::ingress::pages::{busy, page, too_large};
+use crate::ingress::pages::{Page, busy, page};
 
 /// How long and how many requests a held site may keep waiting.
 #[derive(Clone, Copy, Debug)]
@@ -109,17 +109,6 @@ impl Default for Ingress {
         Self::new()
     }
 }
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 impl Ingress {
     pub fn new() -> Self {
@@ -308,23 +297,21 @@ impl Ingress {
             let ingress = self.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                // Requests of one connection come one at a time: they share one upstream connection.
-                let upstream: UpstreamSlot = Arc::default();
-                // The client's address, as the sites see it in X-Forwarded-For: once a connection.
-                let client_ip = HeaderValue::from_str(&client.ip().to_string())
-                    .unwrap_or(HeaderValue::from_static("unknown"));
                 let https = tls.is_some();
-                let service = hyper::service::service_fn(move |request| {
-                    let (ingress, upstream, client_ip) =
-                        (ingress.clone(), upstream.clone(), client_ip.clone());
-                    async move {
-                        Ok::<_, Infallible>(
-                            ingress.handle(request, &client_ip, &upstream, https).await,
-                        )
+                match tls {
+                    None => {
+                        serve_own(admitted.ticket, |session| {
+                            forward::ClientConnection::new(
+                                ingress,
+                                admitted.stream,
+                                session,
+                                client,
+                                https,
+                            )
+                            .run()
+                        })
+                        .await;
                     }
-                });
-                let served = match tls {
-                    None => serve_http1(admitted.ticket, admitted.stream, service).await,
                     Some(acceptor) => {
                         let stream = match admitted
                             .ticket
@@ -338,11 +325,12 @@ impl Ingress {
                             }
                             None => return,
                         };
-                        serve_http1(admitted.ticket, stream, service).await
+                        serve_own(admitted.ticket, |session| {
+                            forward::ClientConnection::new(ingress, stream, session, client, https)
+                                .run()
+                        })
+                        .await;
                     }
-                };
-                if let Err(error) = served {
-                    tracing::debug!(%error, "ingress connection ended with an error");
                 }
             });
         }
@@ -350,10 +338,10 @@ impl Ingress {
 
     /// The route for `host` once its site is not held, counted in flight; else the answer to
     /// send (no such site, or held too long, or too many waiting).
-    async fn admit(&self, host: &str) -> Result<(Route, InFlight), Response<Body>> {
+    async fn admit(&self, host: &str) -> Result<(Route, InFlight), Page> {
         let not_found = || {
             page(
-                StatusCode::NOT_FOUND,
+                404,
                 "No site here",
                 &format!("No site of this cooperative answers for {host}."),
             )
@@ -386,161 +374,6 @@ impl Ingress {
         traffic.waiting.fetch_sub(1, Ordering::SeqCst);
         outcome
     }
-
-    /// Proxies one request and records it in the ingress's metrics.
-    async fn handle(
-        self: &Arc<Self>,
-        request: Request<Incoming>,
-        client_ip: &HeaderValue,
-        upstream: &UpstreamSlot,
-        https: bool,
-    ) -> Response<Body> {
-        let started = tokio::time::Instant::now();
-        let (site, response) = self.proxy(request, client_ip, upstream, https).await;
-        match site {
-            Some(metrics) => metrics.record(
-                response.status().as_u16(),
-                Some(started.elapsed().as_secs_f64()),
-            ),
-            None => self.unrouted.record(response.status().as_u16(), None),
-        }
-        response
-    }
-
-    /// Proxies one request; returns the answering site's metrics (if a site answered) and the
-    /// response.
-    async fn proxy(
-        self: &Arc<Self>,
-        mut request: Request<Incoming>,
-        client_ip: &HeaderValue,
-        upstream: &UpstreamSlot,
-        https: bool,
-    ) -> (Option<Arc<SiteMetrics>>, Response<Body>) {
-        // The Host header is shared (a reference count), not copied.
-        let host_header = request.headers().get(header::HOST).cloned();
-        let uri_host;
-        let host = match host_header.as_ref().and_then(|h| h.to_str().ok()) {
-            Some(host) => host,
-            None => {
-                uri_host = request.uri().host().unwrap_or("").to_owned();
-                uri_host.as_str()
-            }
-        };
-        if let Some(answer) = self.certificates.challenge_answer(request.uri().path()) {
-            let mut response = Response::new(Body::Page(Full::new(Bytes::from(answer))));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            return (None, response);
-        }
-        // A request a move's old node forwards here arrives over plain HTTP, saying which
-        // scheme its client used: HTTPS stays HTTPS (not redirected, and told to the site).
-        // A client that claims HTTPS over plain HTTP only skips its own redirect.
-        let forwarded_https = !https
-            && request
-                .headers()
-                .get("x-forwarded-proto")
-                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
-        if !https && !forwarded_https && self.certificates.redirects(host, request.uri().path()) {
-            return (None, to_https(host, request.uri()));
-        }
-        let hsts = if https {
-            self.certificates.hsts(host)
-        } else {
-            None
-        };
-        let (route, in_flight) = match self.admit(host).await {
-            Ok(admitted) => admitted,
-            Err(response) => return (None, response),
-        };
-        // Origin form (`GET /path HTTP/1.1`, the Host header kept): what every server accepts.
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = None;
-        parts.authority = None;
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
-        }
-        let Ok(uri) = Uri::from_parts(parts) else {
-            return (
-                Some(route.metrics.clone()),
-                page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "The request path is not valid.",
-                ),
-            );
-        };
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-        // Appended to what earlier proxies wrote, if any; else just the client's address.
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => {
-                HeaderValue::from_str(&format!("{earlier}, {}", client_ip.to_str().unwrap_or("")))
-                    .ok()
-            }
-            None => Some(client_ip.clone()),
-        };
-        if let Some(value) = forwarded_for {
-            headers.insert("x-forwarded-for", value);
-        }
-        headers.insert(
-            "x-forwarded-proto",
-            HeaderValue::from_static(if https || forwarded_https {
-                "https"
-            } else {
-                "http"
-            }),
-        );
-        let limit = self.body_limit(route.site);
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit) {
-            return (Some(route.metrics.clone()), too_large());
-        }
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let request = request.map(|inner| RequestBody::new(inner, limit, exceeded.clone()));
-        let response = match send(upstream, route.target, request).await {
-            // The request stays in flight until its response body is finished.
-            Ok(mut response) => {
-                if let Some(hsts) = hsts {
-                    response
-                        .headers_mut()
-                        .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
-                }
-                response.map(|inner| Body::Upstream { inner, in_flight })
-            }
-            Err(_) if exceeded.load(Ordering::SeqCst) => too_large(),
-            Err(error) => {
-                tracing::warn!(site = %route.site, %error, "upstream unreachable");
-                page(
-                    StatusCode::BAD_GATEWAY,
-                    "Site unavailable",
-                    "This site is not answering right now. Please try again shortly.",
-                )
-            }
-        };
-        (Some(route.metrics.clone()), response)
-    }
-}
-
-/// A permanent redirect to the same place over HTTPS, on its default port (308: the method
-/// and body are kept).
-fn to_https(host: &str, uri: &Uri) -> Response<Body> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    // Only a site's name gets here (never an address): the port is what to drop.
-    let location = format!("https://{}{path}", routes::strip_port(host));
-    let mut response = Response::new(Body::Page(Full::new(Bytes::new())));
-    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }
 
 /// Serves the ingress's metrics (`GET /metrics`) on a listener of their own, apart from the
@@ -561,84 +394,28 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let ingress = ingress.clone();
                 async move {
-                    let response = if request.uri().path() == "/metrics" {
-                        let mut response =
-                            Response::new(Body::Page(Full::new(Bytes::from(ingress.metrics()))));
-                        response.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                        );
-                        response
-                    } else {
-                        page(
-                            StatusCode::NOT_FOUND,
-                            "Not found",
-                            "Metrics are at /metrics.",
+                    let (content_type, body) = if request.uri().path() == "/metrics" {
+                        (
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            Bytes::from(ingress.metrics()),
                         )
+                    } else {
+                        let page = page(404, "Not found", "Metrics are at /metrics.");
+                        (page.content_type, page.body)
                     };
+                    let mut response = Response::new(Full::new(body));
+                    if content_type.starts_with("text/html") {
+                        *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    }
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
                     Ok::<_, Infallible>(response)
                 }
             });
             let _ = serve_http1(admitted.ticket, admitted.stream, service).await;
         });
     }
-}
-
-/// The upstream connection of one downstream connection, reused while it is ready.
-type UpstreamSlot = Arc<
-    tokio::sync::Mutex<
-        Option<(
-            SocketAddr,
-            hyper::client::conn::http1::SendRequest<RequestBody>,
-        )>,
-    >,
->;
-
-type SendError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Sends `request` to `address` over the connection's own upstream connection, opening one
-/// when there is none (or it went to another address, or it closed). A request that never left
-/// (the site closed an idle connection just then) is sent again once, on a fresh connection.
-async fn send(
-    slot: &UpstreamSlot,
-    address: SocketAddr,
-    request: Request<RequestBody>,
-) -> Result<Response<Incoming>, SendError> {
-    let mut guard = slot.lock().await;
-    let reusable = matches!(&*guard, Some((to, sender)) if *to == address && sender.is_ready());
-    if !reusable {
-        *guard = Some((address, connect(address).await?));
-    }
-    let Some((_, sender)) = guard.as_mut() else {
-        return Err("no upstream connection".into());
-    };
-    let response = sender.try_send_request(request);
-    drop(guard);
-    match response.await {
-        Ok(response) => Ok(response),
-        Err(mut failed) => match failed.take_message() {
-            Some(request) => {
-                let mut sender = connect(address).await?;
-                let response = sender.send_request(request);
-                *slot.lock().await = Some((address, sender));
-                Ok(response.await?)
-            }
-            None => Err(failed.into_error().into()),
-        },
-    }
-}
-
-/// A new HTTP/1 connection to `address`, driven by a task of its own.
-async fn connect(
-    address: SocketAddr,
-) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>, SendError> {
-    let stream = tokio::net::TcpStream::connect(address).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// A request counted in flight for its site until dropped.

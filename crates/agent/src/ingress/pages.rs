@@ -1,31 +1,105 @@
-//! alveole's own pages, for what no site answers.
+//! alveole's own answers, for what no site answers: small pages, redirects and the ACME
+//! challenges' tokens, written whole by the ingress.
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode};
 
-use super::Body;
+/// A whole answer of the ingress's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Page {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// One more field (Retry-After, Location), if any.
+    pub extra: Option<(&'static str, String)>,
+    pub body: Bytes,
+}
 
-pub(super) fn busy() -> Response<Body> {
-    let mut response = page(
-        StatusCode::SERVICE_UNAVAILABLE,
+impl Page {
+    /// The answer, head and body, as bytes on the wire; `close` says the connection ends.
+    pub fn write(&self, close: bool, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some((name, value)) = &self.extra {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// The reason phrase of the statuses the ingress answers with itself.
+pub(super) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        404 => "Not Found",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+pub(super) fn busy() -> Page {
+    let mut page = page(
+        503,
         "One moment",
         "This site is being updated and will answer again in a moment.",
     );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    page.extra = Some(("retry-after", "1".to_owned()));
+    page
 }
 
 /// A request body past its site's limit.
-pub(super) fn too_large() -> Response<Body> {
+pub(super) fn too_large() -> Page {
     page(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        413,
         "Too large",
         "This site does not accept a request this large.",
     )
+}
+
+/// The site could not be reached, or answered with something that is not HTTP.
+pub(super) fn unavailable() -> Page {
+    page(
+        502,
+        "Site unavailable",
+        "This site is not answering right now. Please try again shortly.",
+    )
+}
+
+/// A permanent redirect to `location` (308: the method and body are kept).
+pub(super) fn redirect(location: String) -> Page {
+    Page {
+        status: 308,
+        content_type: "text/plain; charset=utf-8",
+        extra: Some(("location", location)),
+        body: Bytes::new(),
+    }
+}
+
+/// The answer to an ACME challenge.
+pub(super) fn challenge(answer: String) -> Page {
+    Page {
+        status: 200,
+        content_type: "application/octet-stream",
+        extra: None,
+        body: Bytes::from(answer),
+    }
 }
 
 pub(super) fn escape(text: &str) -> String {
@@ -42,18 +116,17 @@ pub(super) fn escape(text: &str) -> String {
 }
 
 /// alveole's own pages for what no site answers.
-pub(super) fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
+pub(super) fn page(status: u16, title: &str, text: &str) -> Page {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title} · alveole</title></head>\
          <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto\">\
          <h1>{title}</h1><p>{}</p><p><small>Served by alveole, the cooperative's hosting panel.</small></p></body></html>",
         escape(text)
     );
-    let mut response = Response::new(Body::Page(Full::new(Bytes::from(html))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+    Page {
+        status,
+        content_type: "text/html; charset=utf-8",
+        extra: None,
+        body: Bytes::from(html),
+    }
 }

@@ -6,7 +6,7 @@ use alveole_model::{Hostname, Wildcard};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[test]
 fn hosts_match_exactly_then_by_one_wildcard_level() {

@@ -131,7 +131,7 @@ impl Certificates {
     }
 
     /// The TLS configuration of the ingress's HTTPS listener: these certificates, by SNI,
-    /// with ring (whatever provider the process installed).
+    /// with ring (whatever provider the process installed), and session tickets.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -139,6 +139,9 @@ impl Certificates {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(BySni(self.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Returning clients resume with a ticket (stateless, keys rotated by rustls) rather
+        // than pay a full handshake again.
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
         Ok(Arc::new(config))
     }
 }

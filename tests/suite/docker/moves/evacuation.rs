@@ -59,7 +59,12 @@ async fn fleet(panel: &TestPanel) -> Fleet {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let agent_a = start_agent(panel, &a, any, any).await;
     let agent_b = start_agent(panel, &b, any, any).await;
-    let agent_c = start_agent(panel, &c, any, any).await;
+    // Killed and started again on the same addresses: ports no outgoing connection can take.
+    let (ingress_c, peer_c) = (
+        alveole_tests::restartable_addr(),
+        alveole_tests::restartable_addr(),
+    );
+    let agent_c = start_agent(panel, &c, ingress_c, peer_c).await;
     reported(panel, b.id).await;
     reported(panel, c.id).await;
     Fleet {

@@ -14,7 +14,12 @@ async fn docker_a_move_whose_target_died_mid_copy_resumes_where_it_stopped() {
     let _cleanup = NodeCleanup::new([a.id, b.id]);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let agent_a = start_agent(&panel, &a, any, any).await;
-    let mut agent_b = start_agent(&panel, &b, any, any).await;
+    // Started again on the same addresses below: ports no outgoing connection can take.
+    let (ingress_b, peer_b) = (
+        alveole_tests::restartable_addr(),
+        alveole_tests::restartable_addr(),
+    );
+    let mut agent_b = start_agent(&panel, &b, ingress_b, peer_b).await;
     const HOST: &str = "resumed.example.org";
     let site = create_site(&panel, &member, a.id, HOST).await;
     let source_dir =
