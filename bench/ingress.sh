@@ -4,10 +4,12 @@
 # backend on CPU 1. Three loads: plain HTTP keep-alive and HTTPS keep-alive (wrk: requests/s,
 # p99, CPU seconds per 100k requests), and new TLS connections, each a full handshake
 # (`alveole-bench handshakes`: handshakes/s, CPU seconds per 10k). Both proxies serve TLS 1.3
-# with the same ECDSA P-256 certificate. Prints a table per run, RUNS runs in a row.
+# with the same ECDSA P-256 certificate. Each load is sampled SAMPLES times per proxy (DURATION
+# seconds each, after a second of warm-up), alternating which proxy goes first, and each
+# proxy's median sample is kept. Prints a table per run, RUNS runs in a row.
 # Needs: a release build of the benchmarks (cargo build --release -p alveole-bench), wrk,
 # nginx, openssl, and unshare (the run sees its own /etc/hosts, naming the benchmark's host, so
-# that wrk asks for it by SNI). Bounded: DURATION per load.
+# that wrk asks for it by SNI). Bounded: 6 × SAMPLES × (DURATION + 1) seconds per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host="bench.example.org"
@@ -20,7 +22,8 @@ if [ -z "${ALVEOLE_BENCH_HOSTS:-}" ]; then
     exit "${status}"
 fi
 bin="${BIN:-target/release/alveole-bench}"
-duration="${DURATION:-10}"
+duration="${DURATION:-4}"
+samples="${SAMPLES:-5}"
 connections="${CONNECTIONS:-32}"
 runs="${RUNS:-1}"
 work="$(mktemp -d)"
@@ -82,7 +85,7 @@ done
 # name pid url → "name req/s p99 cpu_per_100k"
 measure() {
     local name="$1" pid="$2" url="$3" before after out
-    taskset -c 1 wrk -t1 -c"${connections}" -d2s "${url}" >/dev/null  # warm-up
+    taskset -c 1 wrk -t1 -c"${connections}" -d1s "${url}" >/dev/null  # warm-up
     before="$(ticks "${pid}")"
     out="$(taskset -c 1 wrk -t1 -c"${connections}" -d"${duration}s" --latency "${url}")"
     after="$(ticks "${pid}")"
@@ -100,7 +103,7 @@ measure() {
 measure_handshakes() {
     local name="$1" pid="$2" port="$3" before after out
     taskset -c 1 "${bin}" handshakes --connect "127.0.0.1:${port}" --host "${host}" \
-        --connections "${connections}" --seconds 2 >/dev/null  # warm-up
+        --connections "${connections}" --seconds 1 >/dev/null  # warm-up
     before="$(ticks "${pid}")"
     out="$(taskset -c 1 "${bin}" handshakes --connect "127.0.0.1:${port}" --host "${host}" \
         --connections "${connections}" --seconds "${duration}")"
@@ -112,18 +115,27 @@ measure_handshakes() {
     python3 -c "print(f'${name} {${done} / ${seconds}:.0f} - {(${after} - ${before}) / ${hz} / ${done} * 10000:.2f}')"
 }
 
+# A load sampled SAMPLES times per proxy, alternating which goes first: these shared cores
+# have bursts of noise lasting seconds, so each proxy's median sample (by rate) is kept.
+median() { sort -k2 -g | awk '{rows[NR] = $0} END {print rows[int((NR + 1) / 2)]}'; }
+sampled() {
+    local i a=() n=()
+    for i in $(seq 1 "${samples}"); do
+        if [ $((i % 2)) -eq 1 ]; then a+=("$("$@" alveole)"); n+=("$("$@" nginx)");
+        else n+=("$("$@" nginx)"); a+=("$("$@" alveole)"); fi
+    done
+    printf '%s\n' "${a[@]}" | median
+    printf '%s\n' "${n[@]}" | median
+}
+http_load() { if [ "$1" = alveole ]; then measure alveole "${alveole}" "http://${host}:${alveole_port}/"; else measure nginx "${nginx}" "http://${host}:${nginx_port}/"; fi; }
+https_load() { if [ "$1" = alveole ]; then measure alveole "${alveole}" "https://${host}:${alveole_tls}/"; else measure nginx "${nginx}" "https://${host}:${nginx_tls}/"; fi; }
+handshake_load() { if [ "$1" = alveole ]; then measure_handshakes alveole "${alveole}" "${alveole_tls}"; else measure_handshakes nginx "${nginx}" "${nginx_tls}"; fi; }
+
 for run in $(seq 1 "${runs}"); do
-    rows=(
-        "$(measure alveole "${alveole}" "http://${host}:${alveole_port}/")"
-        "$(measure nginx "${nginx}" "http://${host}:${nginx_port}/")"
-        "$(measure alveole "${alveole}" "https://${host}:${alveole_tls}/")"
-        "$(measure nginx "${nginx}" "https://${host}:${nginx_tls}/")"
-        "$(measure_handshakes alveole "${alveole}" "${alveole_tls}")"
-        "$(measure_handshakes nginx "${nginx}" "${nginx_tls}")"
-    )
-    python3 - "${run}" "${connections}" "${duration}" "${rows[@]}" <<'PY'
+    mapfile -t rows < <(sampled http_load; sampled https_load; sampled handshake_load)
+    python3 - "${run}" "${connections}" "${duration}" "${samples}" "${rows[@]}" <<'PY'
 import re, sys
-run, connections, duration, *rows = sys.argv[1:]
+run, connections, duration, samples, *rows = sys.argv[1:]
 def ms(text):
     if text == "-":
         return None
@@ -131,7 +143,7 @@ def ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 loads = ["HTTP keep-alive", "HTTPS keep-alive", "new TLS connections"]
 units = ["requests/s", "requests/s", "handshakes/s"]
-print(f"\nRun {run} ({connections} connections, {duration} s per load, proxy alone on CPU 0, load and backend on CPU 1)\n")
+print(f"\nRun {run} ({connections} connections, median of {samples} samples of {duration} s per proxy and load, proxy alone on CPU 0, load and backend on CPU 1)\n")
 print("| load | proxy | per second | p99 ms | CPU s per 100k requests (10k handshakes) |")
 print("|---|---|---|---|---|")
 ratios = []

@@ -8,6 +8,8 @@ use std::sync::Mutex as StdMutex;
 use super::*;
 use alveole_model::{Hostname, Wildcard};
 use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -231,10 +231,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         let (status, latency, page) = match outcome {
             Outcome::Relayed {
                 status,
-                head_after,
+                head_at,
                 keep_alive,
             } => {
-                route.metrics.record(status, Some(head_after.as_secs_f64()));
+                let latency = head_at.duration_since(started);
+                route.metrics.record(status, Some(latency.as_secs_f64()));
                 return keep_alive;
             }
             Outcome::ClientGone => return false,

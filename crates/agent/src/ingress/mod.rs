@@ -1,5 +1,5 @@
-//! The node's HTTP ingress: a reverse proxy in the agent's own runtime (hyper), routing by Host
-//! to the site's container. The route table is swapped whole, atomically: a request keeps the
+//! The node's HTTP ingress: a reverse proxy in the agent's own runtime, on an HTTP/1 framing of
+//! its own (`alveole-h1`; decision 0036), routing by Host to the site's container. The route table is swapped whole, atomically: a request keeps the
 //! upstream it was routed to, and a new table applies to the next request.
 //!
 //! A site's requests can be *held* (while its container is replaced): new requests wait, bounded
@@ -29,10 +29,8 @@ use std::time::Duration;
 use alveole_listen::{Guard, Limits, serve_http1, serve_own};
 use alveole_model::SiteId;
 use bytes::Bytes;
-use http_body_util::Full;
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -394,22 +392,17 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let ingress = ingress.clone();
                 async move {
-                    let (content_type, body) = if request.uri().path() == "/metrics" {
-                        (
-                            "text/plain; version=0.0.4; charset=utf-8",
-                            Bytes::from(ingress.metrics()),
-                        )
+                    let page = if request.uri().path() == "/metrics" {
+                        Page {
+                            status: 200,
+                            content_type: "text/plain; version=0.0.4; charset=utf-8",
+                            extra: None,
+                            body: Bytes::from(ingress.metrics()),
+                        }
                     } else {
-                        let page = page(404, "Not found", "Metrics are at /metrics.");
-                        (page.content_type, page.body)
+                        page(404, "Not found", "Metrics are at /metrics.")
                     };
-                    let mut response = Response::new(Full::new(body));
-                    if content_type.starts_with("text/html") {
-                        *response.status_mut() = hyper::StatusCode::NOT_FOUND;
-                    }
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    let response = page.into_response();
                     Ok::<_, Infallible>(response)
                 }
             });

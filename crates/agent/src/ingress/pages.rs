@@ -34,6 +34,19 @@ impl Page {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
     }
+
+    /// The answer as hyper serves it (the ingress's metrics listener).
+    pub fn into_response(self) -> hyper::Response<http_body_util::Full<Bytes>> {
+        let mut response = hyper::Response::new(http_body_util::Full::new(self.body));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(self.status).unwrap_or(hyper::StatusCode::NOT_FOUND);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(self.content_type) {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, value);
+        }
+        response
+    }
 }
 
 /// The reason phrase of the statuses the ingress answers with itself.

@@ -91,7 +91,7 @@ pub(super) enum Outcome {
     /// client's connection stays open.
     Relayed {
         status: u16,
-        head_after: Duration,
+        head_at: tokio::time::Instant,
         keep_alive: bool,
     },
     /// Nothing reached the client: the site could not be reached or did not speak HTTP.
@@ -118,7 +118,6 @@ pub(super) async fn exchange<C>(
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = tokio::time::Instant::now();
     let mut reused = site.as_mut().is_some_and(|s| s.still_open(target));
     loop {
         if !reused {
@@ -172,7 +171,7 @@ where
             }
         };
         let body_unsent = matches!(sent, Sent::SiteAnswered | Sent::SiteGone);
-        let head_after = started.elapsed();
+        let head_at = tokio::time::Instant::now();
         return match relay(connection, head, client, request, out).await {
             Ok((keep_site, keep_client)) => {
                 if !keep_site || body_unsent {
@@ -180,7 +179,7 @@ where
                 }
                 Outcome::Relayed {
                     status: head.status,
-                    head_after,
+                    head_at,
                     keep_alive: keep_client && !body_unsent,
                 }
             }
@@ -193,7 +192,7 @@ where
                 *site = None;
                 Outcome::Relayed {
                     status: head.status,
-                    head_after,
+                    head_at,
                     keep_alive: false,
                 }
             }
