@@ -187,6 +187,10 @@ async fn smuggling_heads_are_refused_and_never_reach_the_site() {
         let answer = over_the_wire(address, request.as_bytes()).await;
         assert_eq!(statuses(&answer), vec![status], "{framing:?}: {answer}");
         assert!(answer.contains("connection: close"), "{answer}");
+        assert!(
+            answer.contains("\r\ndate: "),
+            "an answer of the ingress's own is dated"
+        );
     }
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the site");
 }
@@ -465,4 +469,72 @@ async fn a_client_that_leaves_while_its_site_thinks_is_no_longer_in_flight() {
         hold.is_ok(),
         "the hold did not wait for the abandoned request"
     );
+}
+
+#[tokio::test]
+async fn a_streamed_answer_reaches_an_https_client_part_by_part() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A site that sends its first part, and the rest only once the client has read it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = listener.local_addr().unwrap();
+    let (read_first, first_read) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+        let _ = stream.write_all(head).await;
+        if first_read.await.is_ok() {
+            let _ = stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await;
+        }
+    });
+    let (ca, chain, key) = super::tests::certificate_for(&[HOST]);
+    let spec = super::tests::spec_with_tls(
+        HOST,
+        Some(alveole_model::SiteTls {
+            chain_pem: chain,
+            key_pem: alveole_model::backup::WireSecret(key),
+            redirect: false,
+            hsts_seconds: 0,
+        }),
+    );
+    let ingress = Arc::new(Ingress::new());
+    let mut routes = Routes::default();
+    routes.insert(
+        &spec.hostnames[0],
+        Upstream {
+            site: spec.site_id,
+            address: site,
+        },
+    );
+    ingress.set_routes(routes);
+    assert!(ingress.set_certificates(&[spec]).is_empty());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = listener.local_addr().unwrap();
+    tokio::spawn(ingress.clone().serve_tls(listener));
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .resolve(HOST, https)
+        .build()
+        .unwrap();
+    let mut answer = client
+        .get(format!("https://{HOST}:{}/events", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), answer.chunk())
+        .await
+        .expect("the first part arrived before the site sent the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first");
+    read_first.send(()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(part) = answer.chunk().await.unwrap() {
+        rest.extend_from_slice(&part);
+    }
+    assert_eq!(rest, b"last");
 }

@@ -19,9 +19,10 @@ impl Page {
         use std::io::Write;
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
+            "HTTP/1.1 {} {}\r\ndate: {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
             self.status,
             reason(self.status),
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
             self.content_type,
             self.body.len()
         );

@@ -557,6 +557,9 @@ where
     .map_err(|_| Broken::Client)?;
     site.input.advance(first);
     let mut remaining = length - first as u64;
+    if remaining > 0 {
+        client.flush().await.map_err(|_| Broken::Client)?;
+    }
     while remaining > 0 {
         site.input.reserve(READ_CHUNK * 4);
         match site.stream.read_buf(&mut site.input).await {
@@ -566,10 +569,7 @@ where
         let take = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(site.input.len());
-        client
-            .write_all(&site.input[..take])
-            .await
-            .map_err(|_| Broken::Client)?;
+        pass_on(client, &site.input[..take]).await?;
         site.input.advance(take);
         remaining -= take as u64;
     }
@@ -605,7 +605,7 @@ where
             out.extend_from_slice(chunked::LAST_CHUNK);
         }
         if !out.is_empty() {
-            client.write_all(out).await.map_err(|_| Broken::Client)?;
+            pass_on(client, out).await?;
             out.clear();
         }
         if decoder.is_done() {
@@ -640,7 +640,7 @@ where
             site.input.clear();
         }
         if !out.is_empty() {
-            client.write_all(out).await.map_err(|_| Broken::Client)?;
+            pass_on(client, out).await?;
             out.clear();
         }
         site.input.reserve(READ_CHUNK * 4);
@@ -651,12 +651,19 @@ where
         }
     }
     if chunk_out {
-        client
-            .write_all(chunked::LAST_CHUNK)
-            .await
-            .map_err(|_| Broken::Client)?;
+        pass_on(client, chunked::LAST_CHUNK).await?;
     }
     Ok(false)
+}
+
+/// Writes part of a body to the client, at once: over TLS, bytes written are only sure to
+/// leave once flushed, and a site may take its time before the next part.
+async fn pass_on<C>(client: &mut C, bytes: &[u8]) -> Result<(), Broken>
+where
+    C: AsyncWrite + Unpin,
+{
+    client.write_all(bytes).await.map_err(|_| Broken::Client)?;
+    client.flush().await.map_err(|_| Broken::Client)
 }
 
 /// Writes `first` then `second` as one vectored write where the stream allows.

@@ -258,7 +258,7 @@ async fn a_request_body_past_its_sites_limit_is_refused_with_413() {
 }
 
 /// A CA and a certificate it signed for `names`: (the CA's PEM, the chain's PEM, the key's).
-fn certificate_for(names: &[&str]) -> (String, String, String) {
+pub(super) fn certificate_for(names: &[&str]) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::default();
@@ -273,7 +273,10 @@ fn certificate_for(names: &[&str]) -> (String, String, String) {
     (ca_cert.pem(), leaf.pem(), key.serialize_pem())
 }
 
-fn spec_with_tls(name: &str, tls: Option<alveole_model::SiteTls>) -> alveole_model::SiteSpec {
+pub(super) fn spec_with_tls(
+    name: &str,
+    tls: Option<alveole_model::SiteTls>,
+) -> alveole_model::SiteSpec {
     alveole_model::SiteSpec {
         site_id: SiteId::generate(),
         hostnames: vec![Hostname::parse(name, Wildcard::Refused).unwrap()],
