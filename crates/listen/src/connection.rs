@@ -458,24 +458,30 @@ where
         guard: ticket.guard.clone(),
         closing: closing.clone(),
     };
-    let mut task = tokio::spawn(connection(session));
-    let stop_now = |task: &tokio::task::JoinHandle<F::Output>| {
-        task.abort();
-        None
-    };
+    // Returning (or being dropped) stops the connection's task with its ticket.
+    let mut task = AbortOnDrop(tokio::spawn(connection(session)));
     loop {
         tokio::select! {
-            outcome = &mut task => return outcome.ok(),
+            outcome = &mut task.0 => return outcome.ok(),
             () = ticket.state.close.notified() => {
                 if ticket.state.phase() != Phase::Busy {
-                    return stop_now(&task);
+                    return None;
                 }
                 closing.store(true, Ordering::SeqCst);
                 // The answer may have ended meanwhile, before `closing` was seen.
                 if ticket.state.phase() != Phase::Busy {
-                    return stop_now(&task);
+                    return None;
                 }
             }
         }
+    }
+}
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -84,8 +84,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             tokio::time::timeout(std::time::Duration::from_secs(1), self.stream.shutdown()).await;
     }
 
-    /// The next request's head: `None` when the client closed between requests, or ran out
-    /// of time (idle, or sending its head: the guard's deadlines).
+    /// The next request's head: `None` when the client closed (between requests or inside a
+    /// head), or ran out of time (idle, or sending its head: the guard's deadlines).
     async fn read_head(&mut self) -> Result<Option<RequestHead>, HeadError> {
         loop {
             if !self.input.is_empty()
@@ -105,12 +105,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 },
                 None => read.await,
             };
-            match read {
-                Ok(0) | Err(_) if self.input.is_empty() => return Ok(None),
-                Ok(0) | Err(_) => {
-                    return Err(HeadError::Malformed("the connection closed inside a head"));
-                }
-                Ok(_) => {}
+            // Closed, between requests or inside a head: nobody is left to answer.
+            if !matches!(read, Ok(n) if n > 0) {
+                return Ok(None);
             }
         }
     }
