@@ -50,22 +50,12 @@ impl Page {
     }
 }
 
-/// The reason phrase of the statuses the ingress answers with itself.
+/// A status's reason phrase, as the `http` crate knows it (empty for an unknown one).
 pub(super) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        404 => "Not Found",
-        413 => "Content Too Large",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "",
-    }
+    hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("")
 }
 
 pub(super) fn busy() -> Page {

@@ -47,6 +47,15 @@ impl SiteConnection {
         })
     }
 
+    /// Reads more of the site's answer (0: the site closed).
+    async fn read_more(&mut self) -> Result<usize, Broken> {
+        self.input.reserve(READ_CHUNK * 4);
+        self.stream
+            .read_buf(&mut self.input)
+            .await
+            .map_err(|_| Broken::Site)
+    }
+
     /// Whether a kept connection can carry the next request to `target`: same place, not
     /// closed by the site meanwhile. Looks at the readiness the runtime already has, so the
     /// common case costs no system call.
@@ -243,9 +252,7 @@ async fn send_length<C>(
 where
     C: AsyncRead + Unpin,
 {
-    let first = usize::try_from(length)
-        .unwrap_or(usize::MAX)
-        .min(input.len());
+    let first = up_to(length, input.len());
     if write_both(&mut site.stream, head, &input[..first])
         .await
         .is_err()
@@ -260,9 +267,7 @@ where
             More::SiteAnswered => return Sent::SiteAnswered,
             More::ClientGone => return Sent::ClientGone,
         }
-        let take = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(input.len());
+        let take = up_to(remaining, input.len());
         if site.stream.write_all(&input[..take]).await.is_err() {
             return Sent::SiteGone;
         }
@@ -298,9 +303,7 @@ where
                 if total > request.body_limit {
                     return Sent::TooLarge;
                 }
-                chunked::size_line(data.len(), &mut encoded);
-                encoded.extend_from_slice(&input[data]);
-                encoded.extend_from_slice(b"\r\n");
+                encode_part(&input[data], true, &mut encoded);
             }
             input.advance(step.consumed);
         }
@@ -544,9 +547,7 @@ async fn relay_length<C>(
 where
     C: AsyncWrite + Unpin,
 {
-    let first = usize::try_from(length)
-        .unwrap_or(usize::MAX)
-        .min(site.input.len());
+    let first = up_to(length, site.input.len());
     if first <= SMALL_BODY {
         // Head and body in one write: over TLS, one record for the client to open.
         out.extend_from_slice(&site.input[..first]);
@@ -561,14 +562,10 @@ where
         client.flush().await.map_err(|_| Broken::Client)?;
     }
     while remaining > 0 {
-        site.input.reserve(READ_CHUNK * 4);
-        match site.stream.read_buf(&mut site.input).await {
-            Ok(0) | Err(_) => return Err(Broken::Site),
-            Ok(_) => {}
+        if site.read_more().await? == 0 {
+            return Err(Broken::Site);
         }
-        let take = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(site.input.len());
+        let take = up_to(remaining, site.input.len());
         pass_on(client, &site.input[..take]).await?;
         site.input.advance(take);
         remaining -= take as u64;
@@ -591,13 +588,7 @@ where
         while !site.input.is_empty() && !decoder.is_done() {
             let step = decoder.decode(&site.input).map_err(|_| Broken::Site)?;
             if let Some(data) = step.data.filter(|d| !d.is_empty()) {
-                if chunk_out {
-                    chunked::size_line(data.len(), out);
-                }
-                out.extend_from_slice(&site.input[data]);
-                if chunk_out {
-                    out.extend_from_slice(b"\r\n");
-                }
+                encode_part(&site.input[data], chunk_out, out);
             }
             site.input.advance(step.consumed);
         }
@@ -611,10 +602,8 @@ where
         if decoder.is_done() {
             return Ok(site.input.is_empty());
         }
-        site.input.reserve(READ_CHUNK * 4);
-        match site.stream.read_buf(&mut site.input).await {
-            Ok(0) | Err(_) => return Err(Broken::Site),
-            Ok(_) => {}
+        if site.read_more().await? == 0 {
+            return Err(Broken::Site);
         }
     }
 }
@@ -630,30 +619,39 @@ where
 {
     loop {
         if !site.input.is_empty() {
-            if chunk_out {
-                chunked::size_line(site.input.len(), out);
-            }
-            out.extend_from_slice(&site.input);
-            if chunk_out {
-                out.extend_from_slice(b"\r\n");
-            }
+            encode_part(&site.input, chunk_out, out);
             site.input.clear();
         }
         if !out.is_empty() {
             pass_on(client, out).await?;
             out.clear();
         }
-        site.input.reserve(READ_CHUNK * 4);
-        match site.stream.read_buf(&mut site.input).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) => return Err(Broken::Site),
+        if site.read_more().await? == 0 {
+            break;
         }
     }
     if chunk_out {
         pass_on(client, chunked::LAST_CHUNK).await?;
     }
     Ok(false)
+}
+
+/// Bytes of a body still to come, bounded by those at hand.
+fn up_to(remaining: u64, available: usize) -> usize {
+    usize::try_from(remaining)
+        .unwrap_or(usize::MAX)
+        .min(available)
+}
+
+/// Appends a part of a body to `out`: as a chunk, or as it is (a body ended by the close).
+fn encode_part(data: &[u8], as_chunk: bool, out: &mut Vec<u8>) {
+    if as_chunk {
+        chunked::size_line(data.len(), out);
+    }
+    out.extend_from_slice(data);
+    if as_chunk {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Writes part of a body to the client, at once: over TLS, bytes written are only sure to
