@@ -115,6 +115,7 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
             })
         };
         let events_before = panel.store.audit_events(0, 1000).await.unwrap().len();
+        let read_before_the_report = created["version"].clone();
         let sent = as_agent(
             Method::POST,
             "/api/v1/agent/status",
@@ -141,6 +142,16 @@ async fn agents_enrol_report_and_stay_in_their_lane() {
             "a repeated report changes nothing: {phase_events:?}"
         );
         assert_eq!(phase_events[0].action, "site.phase");
+        // What the node saw is no edit: a form read before the report still saves.
+        let (status, edited) = panel
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/sites/{site_id}"),
+                Some(json!({"version": read_before_the_report, "env": [{"name": "A", "value": "1"}]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{edited}");
+        assert_eq!(edited["phase"], "failed", "{edited}");
         assert_eq!(phase_events[0].actor, format!("node:{node}"));
         assert_eq!(
             phase_events[0].after.as_ref().unwrap()["reason"],

@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod addresses;
+mod admission;
 mod agents;
 mod audit;
 mod authorization;

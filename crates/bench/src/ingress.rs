@@ -91,6 +91,7 @@ fn site_with_certificate(
             redirect: false,
             hsts_seconds: 0,
         }),
+        admission: None,
     })
 }
 

@@ -78,6 +78,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             phase: None,
             backup: Default::default(),
             https: Default::default(),
+            admission: Default::default(),
         };
         store.sites().create(&ctx, input.validate(None)?).await?;
     }

@@ -43,6 +43,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 limit_tier: Default::default(),
                 backup: None,
                 tls: None,
+                admission: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;

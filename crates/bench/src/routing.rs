@@ -67,6 +67,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
         limit_tier: LimitTier::Standard,
         backup: None,
         tls: None,
+        admission: None,
     })
 }
 

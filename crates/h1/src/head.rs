@@ -60,6 +60,9 @@ pub enum Role {
     ForwardedFor,
     ForwardedProto,
     StrictTransportSecurity,
+    /// `Alveole-Priority`: a site's word on a visitor's class, for the ingress alone (the
+    /// ingress binds it into its signed pass); a client's own is dropped.
+    Priority,
 }
 
 /// One header field: where its name and value are, and what it is to the ingress.
@@ -407,6 +410,9 @@ fn response_role(name: &[u8]) -> Role {
 }
 
 fn common_role(name: &[u8]) -> Option<Role> {
+    if name.eq_ignore_ascii_case(b"alveole-priority") {
+        return Some(Role::Priority);
+    }
     const HOP_BY_HOP: [&[u8]; 8] = [
         b"connection",
         b"keep-alive",

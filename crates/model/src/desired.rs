@@ -102,6 +102,9 @@ pub struct SiteSpec {
     /// Its certificate, when it has one: the ingress serves HTTPS for its names with it.
     #[serde(default)]
     pub tls: Option<SiteTls>,
+    /// Its admission limits and key, when protection is on.
+    #[serde(default)]
+    pub admission: Option<crate::admission::SiteAdmission>,
 }
 
 /// A site's certificate as its node serves it.
@@ -207,6 +210,7 @@ mod tests {
             limit_tier: LimitTier::Standard,
             backup: None,
             tls: None,
+            admission: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! planners that decide things from them. No I/O happens here, so all of it is unit-tested.
 
 pub mod addresses;
+pub mod admission;
 pub mod backup;
 pub mod capacity;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod strict;
 pub mod text;
 
 pub use addresses::{AddressMove, IpAllocation, IpPool, Prefix};
+pub use admission::{AdmissionPolicy, SiteAdmission};
 pub use backup::{BackupHook, BackupPolicy};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use clock::{Clock, ShiftedClock, SystemClock};

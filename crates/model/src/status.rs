@@ -107,6 +107,10 @@ pub enum AgentEventKind {
     VaultChecked,
     /// A vault's check found damage in a repository (named in the detail).
     VaultDamaged,
+    /// A site's waiting room opened: visitors above its admission limits wait in line.
+    WaitingRoomOpened,
+    /// A site's waiting room closed: nobody waits any more.
+    WaitingRoomClosed,
 }
 
 impl AgentEventKind {
@@ -122,6 +126,8 @@ impl AgentEventKind {
             AgentEventKind::VaultPruned => "vault.pruned",
             AgentEventKind::VaultChecked => "vault.checked",
             AgentEventKind::VaultDamaged => "vault.damaged",
+            AgentEventKind::WaitingRoomOpened => "site.waiting_room_opened",
+            AgentEventKind::WaitingRoomClosed => "site.waiting_room_closed",
         }
     }
 }

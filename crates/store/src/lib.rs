@@ -45,6 +45,7 @@ pub use areas::records::{
     SiteFilter, Stored,
 };
 pub use areas::series::SeriesStore;
+pub use areas::site_keys::{SiteKeyKind, SiteKeyStore};
 pub use areas::sites::SiteStore;
 pub use audit::{
     AuditContext, AuditEvent, AuditRecord, AuditVerification, Change, PublishedKey, verify_audit,
@@ -56,7 +57,8 @@ pub use error::{StoreError, StoreResult};
 pub mod prelude {
     pub use crate::{
         AddressStore, AgentStore, AuditStore, BackupStore, CertificateStore, DrillStore,
-        FleetStore, IdentityStore, JobStore, MoveStore, Records, SiteStore, Store, Stored,
+        FleetStore, IdentityStore, JobStore, MoveStore, Records, SiteKeyStore, SiteStore, Store,
+        Stored,
     };
 }
 
@@ -87,6 +89,7 @@ pub trait Store:
     + JobStore
     + AuditStore
     + SeriesStore
+    + SiteKeyStore
     + Send
     + Sync
     + std::fmt::Debug

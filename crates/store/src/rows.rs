@@ -180,7 +180,7 @@ impl StoredEnvVar {
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
      request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, \
-     phase, backup_policy, https_policy, version, created_at, updated_at";
+     phase, backup_policy, https_policy, admission_policy, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
@@ -206,6 +206,7 @@ pub(crate) struct SiteRow {
     phase: String,
     backup_policy: Json<alveole_model::BackupPolicy>,
     https_policy: Json<alveole_model::HttpsPolicy>,
+    admission_policy: Json<alveole_model::AdmissionPolicy>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -275,6 +276,7 @@ impl TryFrom<SiteRow> for Site {
                 .ok_or_else(|| corrupt("site", id, "unknown phase"))?,
             backup: r.backup_policy.0,
             https: r.https_policy.0,
+            admission: r.admission_policy.0,
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }

@@ -58,6 +58,7 @@ fn spec(name: &str) -> SiteSpec {
         limit_tier: Default::default(),
         backup: None,
         tls: None,
+        admission: None,
     }
 }
 

@@ -175,6 +175,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                 tracing::warn!(error = %crate::describe(&error), "could not record the rollback");
             }
         }
+        self.record_room_changes();
         let outcome = self
             .reconciler
             .reconcile_with(held, filter.filter.as_ref())
@@ -198,6 +199,15 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                         .map(|spec| (spec.site_id, spec.limits.request_body_bytes))
                         .collect(),
                 );
+                // Sites moving here are protected from the switch on, with their own keys:
+                // their visitors keep their places.
+                let protected: Vec<_> = held
+                    .sites
+                    .iter()
+                    .chain(held.moves_in.iter().map(|m| &m.site))
+                    .cloned()
+                    .collect();
+                self.ingress.set_admissions(&protected);
                 self.ingress.set_routes(routes);
                 if self
                     .certificates
@@ -315,6 +325,37 @@ impl<R: MoveRuntime + 'static> Passes<R> {
             Err(error) => {
                 tracing::warn!(error = %crate::describe(&error), "could not measure the volumes");
             }
+        }
+    }
+
+    /// Puts the waiting rooms that opened or closed since the last pass in the outbox (the
+    /// panel audits them).
+    fn record_room_changes(&mut self) {
+        let events: Vec<_> = self
+            .ingress
+            .take_room_changes()
+            .into_iter()
+            .map(|change| {
+                let (kind, what) = if change.opened {
+                    (AgentEventKind::WaitingRoomOpened, "opened")
+                } else {
+                    (AgentEventKind::WaitingRoomClosed, "closed")
+                };
+                let detail = format!(
+                    "the waiting room {what} at {} ({} waiting, {} active)",
+                    change
+                        .at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    change.waiting,
+                    change.active
+                );
+                (kind, Some(change.site), detail)
+            })
+            .collect();
+        if !events.is_empty()
+            && let Err(error) = lock(&self.outbox).push(events, self.clock.now())
+        {
+            tracing::warn!(error = %crate::describe(&error), "could not record the waiting rooms");
         }
     }
 

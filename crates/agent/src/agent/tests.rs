@@ -79,6 +79,7 @@ fn site(name: &str, run: bool) -> SiteSpec {
         limit_tier: Default::default(),
         backup: None,
         tls: None,
+        admission: None,
     }
 }
 

@@ -325,6 +325,7 @@ mod tests {
             limit_tier: Default::default(),
             backup: None,
             tls: None,
+            admission: None,
         };
         DesiredState {
             node_id: naming.node_id,

@@ -102,6 +102,7 @@ mod tests {
             limit_tier: Default::default(),
             backup: None,
             tls: None,
+            admission: None,
         }
     }
 

@@ -10,6 +10,7 @@ use alveole_listen::Session;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::admission::{self, Lang, Verdict, Visit};
 use super::pages::{self, Page};
 use super::relay::{self, Outcome, Outgoing, SiteConnection};
 use super::{Ingress, routes};
@@ -25,6 +26,7 @@ pub(super) struct ClientConnection<S> {
     session: Session,
     /// The client's address, as X-Forwarded-For carries it.
     client_ip: String,
+    client: std::net::IpAddr,
     https: bool,
     input: BytesMut,
     fields: Vec<Field>,
@@ -48,6 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             stream,
             session,
             client_ip: client.ip().to_string(),
+            client: client.ip(),
             https,
             input: BytesMut::with_capacity(READ_CHUNK),
             fields: Vec::with_capacity(32),
@@ -173,6 +176,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 return self.answer_with(&page, can_continue).await;
             }
         };
+        // Overload protection: the waiting room, or a place in the container.
+        let mut passes = None;
+        let mut _in_container = None;
+        if let Some(admission) = route.admission.as_deref() {
+            let input = &self.input[..head.len];
+            let visit = Visit {
+                pass: self
+                    .fields
+                    .iter()
+                    .filter(|f| f.name.of(input).eq_ignore_ascii_case(b"cookie"))
+                    .find_map(|f| admission::find_cookie(f.value.of(input))),
+                page: is_page(head.method.of(input), field(input, &self.fields, b"accept")),
+                path,
+                client: self.client,
+                lang: Lang::from_accept_language(field(input, &self.fields, b"accept-language")),
+                host: routes::strip_port(&host),
+                https: self.https || forwarded_https,
+            };
+            let (verdict, change) = admission.decide(&visit, self.ingress.pressure());
+            if let Some(change) = change {
+                self.ingress.note_room_change(change);
+            }
+            let (visitor, set_cookie) = match verdict {
+                Verdict::Admit {
+                    visitor,
+                    set_cookie,
+                } => (visitor, set_cookie),
+                Verdict::Answer(page) => {
+                    drop(in_flight);
+                    route.metrics.record(page.status, None);
+                    return self.answer_with(&page, can_continue).await;
+                }
+            };
+            match admission.enter_container().await {
+                Ok(place) => _in_container = Some(place),
+                Err(page) => {
+                    drop(in_flight);
+                    route.metrics.record(page.status, None);
+                    return self.answer_with(&page, can_continue).await;
+                }
+            }
+            passes = Some((admission, visitor, set_cookie));
+        }
         // Only a request with a body pays for the lookup.
         let body_limit = match head.framing {
             Framing::Empty => 0,
@@ -214,6 +260,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             hsts: hsts.as_ref().map(|value| value.as_bytes()),
             client_http10: head.http10,
             client_keep_alive: head.keep_alive && !self.session.closing(),
+            passes: passes
+                .as_ref()
+                .map(|(admission, visitor, set_cookie)| relay::Passes {
+                    admission,
+                    visitor: *visitor,
+                    set_cookie: set_cookie.as_deref(),
+                    https,
+                }),
         };
         let outcome = relay::exchange(
             &mut self.site,
@@ -253,6 +307,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         let keep_alive = head.framing == Framing::Empty && head.keep_alive;
         self.answer_with(&page, keep_alive).await
     }
+}
+
+/// The value of the first field named `name`.
+fn field<'a>(input: &'a [u8], fields: &[Field], name: &[u8]) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|f| f.name.of(input).eq_ignore_ascii_case(name))
+        .map(|f| f.value.of(input))
+}
+
+/// A page a browser navigates to: GET or HEAD, asking for HTML.
+fn is_page(method: &[u8], accept: Option<&[u8]>) -> bool {
+    matches!(method, b"GET" | b"HEAD")
+        && accept.is_some_and(|accept| {
+            accept
+                .windows(b"text/html".len())
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
 }
 
 /// The request's target as the site gets it: origin form (`/path?query`), what every server

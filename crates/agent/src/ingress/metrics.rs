@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -22,11 +23,30 @@ pub struct SiteLabels {
     pub site: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TurnedAwayLabels {
+    pub site: String,
+    /// `waiting_room` (shown the page), `not_a_page` (503 while visitors wait),
+    /// `line_full`, `container_busy` (the container did not keep up).
+    pub reason: String,
+}
+
+/// Overload protection's metrics, per site.
+#[derive(Debug)]
+struct AdmissionFamilies {
+    waiting: Family<SiteLabels, Gauge>,
+    active: Family<SiteLabels, Gauge>,
+    admitted: Family<SiteLabels, Counter>,
+    wait: Family<SiteLabels, Histogram>,
+    turned_away: Family<TurnedAwayLabels, Counter>,
+}
+
 #[derive(Debug)]
 pub struct IngressMetrics {
     registry: Mutex<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<SiteLabels, Histogram>,
+    admission: AdmissionFamilies,
 }
 
 impl Default for IngressMetrics {
@@ -49,10 +69,45 @@ impl Default for IngressMetrics {
             "Time to the response's headers, per site",
             latency.clone(),
         );
+        let admission = AdmissionFamilies {
+            waiting: Family::default(),
+            active: Family::default(),
+            admitted: Family::default(),
+            wait: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 14))
+            }),
+            turned_away: Family::default(),
+        };
+        registry.register(
+            "waiting_visitors",
+            "Visitors in a site's waiting line",
+            admission.waiting.clone(),
+        );
+        registry.register(
+            "active_visitors",
+            "Visitors admitted to a site and active",
+            admission.active.clone(),
+        );
+        registry.register(
+            "admitted_visitors",
+            "Visitors admitted to a site (new, or called in from the line)",
+            admission.admitted.clone(),
+        );
+        registry.register(
+            "waiting_time_seconds",
+            "Time visitors waited in line before they were admitted",
+            admission.wait.clone(),
+        );
+        registry.register(
+            "turned_away",
+            "Requests answered by the ingress instead of the site, by why",
+            admission.turned_away.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
+            admission,
         }
     }
 }
@@ -86,6 +141,22 @@ impl IngressMetrics {
         }
     }
 
+    /// A site's overload protection metric handles.
+    pub fn for_admission(&self, site: alveole_model::SiteId) -> AdmissionMetrics {
+        let labels = SiteLabels {
+            site: site.to_string(),
+        };
+        let families = &self.admission;
+        AdmissionMetrics {
+            site: labels.site.clone(),
+            waiting: families.waiting.get_or_create(&labels).clone(),
+            active: families.active.get_or_create(&labels).clone(),
+            admitted: families.admitted.get_or_create(&labels).clone(),
+            wait: families.wait.get_or_create(&labels).clone(),
+            turned_away: families.turned_away.clone(),
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -112,5 +183,41 @@ impl SiteMetrics {
         if let Some(seconds) = seconds {
             self.latency.observe(seconds);
         }
+    }
+}
+
+/// One site's overload protection handles.
+#[derive(Clone, Debug)]
+pub struct AdmissionMetrics {
+    site: String,
+    waiting: Gauge,
+    active: Gauge,
+    admitted: Counter,
+    wait: Histogram,
+    turned_away: Family<TurnedAwayLabels, Counter>,
+}
+
+impl AdmissionMetrics {
+    pub fn set_counts(&self, waiting: usize, active: usize) {
+        self.waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.active.set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    pub fn admitted(&self) {
+        self.admitted.inc();
+    }
+
+    pub fn waited(&self, seconds: f64) {
+        self.wait.observe(seconds);
+    }
+
+    /// Rare (the site is overloaded): the label lookup is affordable.
+    pub fn turned_away(&self, reason: &str) {
+        self.turned_away
+            .get_or_create(&TurnedAwayLabels {
+                site: self.site.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 }

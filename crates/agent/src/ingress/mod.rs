@@ -6,6 +6,9 @@
 //! in time and number, and the hold begins once the requests in flight have finished. The
 //! common path (no hold) costs two atomic operations per request.
 
+mod admission;
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod conformance_tests;
 mod forward;
@@ -17,12 +20,14 @@ mod routes;
 mod tests;
 pub mod tls;
 
+pub use admission::RoomChange;
+pub use admission::pressure;
 pub use routes::{Routes, Upstream};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -78,6 +83,9 @@ struct Route {
     target: SocketAddr,
     metrics: Arc<SiteMetrics>,
     traffic: Arc<SiteTraffic>,
+    /// Its overload protection; none when off, and when forwarded (the node the site moved
+    /// to admits its visitors).
+    admission: Option<Arc<admission::Admission>>,
 }
 
 /// The proxy. Shared as `Arc<Ingress>`; `set_routes` may be called from any task.
@@ -100,6 +108,14 @@ pub struct Ingress {
     unrouted: Arc<SiteMetrics>,
     /// The sites' certificates (HTTPS) and which names redirect plain HTTP there.
     certificates: Arc<tls::Certificates>,
+    /// Each protected site's admission, kept while its settings stay the same.
+    admissions: RwLock<HashMap<SiteId, Arc<admission::Admission>>>,
+    /// Waiting rooms opened or closed since the agent last asked.
+    room_changes: Mutex<Vec<RoomChange>>,
+    /// The factor node pressure lowers admissions by (an f64's bits; 1.0: none).
+    pressure: AtomicU64,
+    /// The co-op's stylesheet for the waiting room.
+    waiting_room_style: Arc<str>,
 }
 
 impl Default for Ingress {
@@ -124,7 +140,81 @@ impl Ingress {
             metrics,
             unrouted,
             certificates: Arc::default(),
+            admissions: RwLock::default(),
+            room_changes: Mutex::default(),
+            pressure: AtomicU64::new(1.0f64.to_bits()),
+            waiting_room_style: Arc::from(""),
         }
+    }
+
+    /// The co-op's stylesheet, applied after the waiting room's own (a `</style>` in it
+    /// cannot close the element).
+    pub fn with_waiting_room_style(mut self, css: &str) -> Self {
+        self.waiting_room_style = Arc::from(css.replace("</", "<\\/"));
+        self
+    }
+
+    /// Protects the sites of `specs` that have admission settings (the node's and those
+    /// moving in), replacing the previous set; a site whose settings did not change keeps
+    /// its room.
+    pub fn set_admissions(&self, specs: &[alveole_model::SiteSpec]) {
+        {
+            let mut admissions = self
+                .admissions
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut kept = HashMap::new();
+            for spec in specs {
+                let Some(wanted) = &spec.admission else {
+                    continue;
+                };
+                let admission = match admissions.remove(&spec.site_id) {
+                    Some(existing) if existing.spec() == wanted => existing,
+                    _ => Arc::new(admission::Admission::new(
+                        spec.site_id,
+                        wanted.clone(),
+                        self.metrics.for_admission(spec.site_id),
+                        self.waiting_room_style.clone(),
+                    )),
+                };
+                kept.insert(spec.site_id, admission);
+            }
+            *admissions = kept;
+        }
+        self.set_routes((*self.routes()).clone());
+    }
+
+    /// Lowers every site's admissions by `factor` (node pressure), or restores them (1.0).
+    pub fn set_pressure(&self, factor: f64) {
+        self.pressure
+            .store(factor.clamp(0.05, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    fn pressure(&self) -> f64 {
+        f64::from_bits(self.pressure.load(Ordering::Relaxed))
+    }
+
+    fn note_room_change(&self, change: RoomChange) {
+        tracing::info!(site = %change.site, opened = change.opened, waiting = change.waiting, "waiting room");
+        let mut changes = self
+            .room_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a room flapping faster than the agent reports keeps its last changes.
+        if changes.len() >= 1000 {
+            changes.remove(0);
+        }
+        changes.push(change);
+    }
+
+    /// The waiting rooms opened or closed since the last call.
+    pub fn take_room_changes(&self) -> Vec<RoomChange> {
+        std::mem::take(
+            &mut *self
+                .room_changes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Serves HTTPS with the certificates of `specs` (by the name each client asks for), and
@@ -165,17 +255,23 @@ impl Ingress {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        let admissions = self
+            .admissions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let compiled = routes.map(|upstream| {
             // A forwarded site goes to the other node's ingress, Host header unchanged.
-            let target = forwards
-                .get(&upstream.site)
-                .copied()
-                .unwrap_or(upstream.address);
+            let forwarded = forwards.get(&upstream.site).copied();
             Route {
                 site: upstream.site,
-                target,
+                target: forwarded.unwrap_or(upstream.address),
                 metrics: Arc::new(self.metrics.for_site(Some(upstream.site))),
                 traffic: self.traffic_of(upstream.site),
+                admission: match forwarded {
+                    Some(_) => None,
+                    None => admissions.get(&upstream.site).cloned(),
+                },
             }
         });
         *self
@@ -396,7 +492,7 @@ pub async fn serve_metrics(ingress: Arc<Ingress>, listener: TcpListener) -> std:
                         Page {
                             status: 200,
                             content_type: "text/plain; version=0.0.4; charset=utf-8",
-                            extra: None,
+                            extra: Vec::new(),
                             body: Bytes::from(ingress.metrics()),
                         }
                     } else {

@@ -5,11 +5,11 @@ use bytes::Bytes;
 
 /// A whole answer of the ingress's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Page {
+pub(crate) struct Page {
     pub status: u16,
     pub content_type: &'static str,
-    /// One more field (Retry-After, Location), if any.
-    pub extra: Option<(&'static str, String)>,
+    /// More fields (Retry-After, Location, Set-Cookie), if any.
+    pub extra: Vec<(&'static str, String)>,
     pub body: Bytes,
 }
 
@@ -26,7 +26,7 @@ impl Page {
             self.content_type,
             self.body.len()
         );
-        if let Some((name, value)) = &self.extra {
+        for (name, value) in &self.extra {
             let _ = write!(out, "{name}: {value}\r\n");
         }
         if close {
@@ -64,7 +64,7 @@ pub(super) fn busy() -> Page {
         "One moment",
         "This site is being updated and will answer again in a moment.",
     );
-    page.extra = Some(("retry-after", "1".to_owned()));
+    page.extra.push(("retry-after", "1".to_owned()));
     page
 }
 
@@ -91,7 +91,7 @@ pub(super) fn redirect(location: String) -> Page {
     Page {
         status: 308,
         content_type: "text/plain; charset=utf-8",
-        extra: Some(("location", location)),
+        extra: vec![("location", location)],
         body: Bytes::new(),
     }
 }
@@ -101,7 +101,7 @@ pub(super) fn challenge(answer: String) -> Page {
     Page {
         status: 200,
         content_type: "application/octet-stream",
-        extra: None,
+        extra: Vec::new(),
         body: Bytes::from(answer),
     }
 }
@@ -130,7 +130,7 @@ pub(super) fn page(status: u16, title: &str, text: &str) -> Page {
     Page {
         status,
         content_type: "text/html; charset=utf-8",
-        extra: None,
+        extra: Vec::new(),
         body: Bytes::from(html),
     }
 }

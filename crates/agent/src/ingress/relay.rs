@@ -91,6 +91,35 @@ pub(super) struct Outgoing<'a> {
     pub client_http10: bool,
     /// Whether the client's connection may stay open after this exchange.
     pub client_keep_alive: bool,
+    /// The site's overload protection: the pass to set, and the class the site may give.
+    pub passes: Option<Passes<'a>>,
+}
+
+/// What the answer carries of the visitor's pass.
+pub(super) struct Passes<'a> {
+    pub admission: &'a super::admission::Admission,
+    /// Who the visitor is, when admission counted them.
+    pub visitor: Option<u64>,
+    /// A new or renewed pass.
+    pub set_cookie: Option<&'a str>,
+    pub https: bool,
+}
+
+impl Passes<'_> {
+    /// The Set-Cookie value to send: a pass with the class the site gave (`Alveole-Priority`)
+    /// if it gave one of its classes, else the new or renewed pass, if any.
+    fn cookie(&self, priority: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
+        priority
+            .and_then(|class| {
+                let visitor = self
+                    .visitor
+                    .unwrap_or_else(super::admission::random_visitor);
+                self.admission
+                    .priority_cookie(visitor, class, self.https)
+                    .map(std::borrow::Cow::Owned)
+            })
+            .or_else(|| self.set_cookie.map(std::borrow::Cow::Borrowed))
+    }
 }
 
 /// How an exchange ended.
@@ -498,9 +527,14 @@ fn write_response_head(
         out.extend_from_slice(reason_text);
     }
     out.extend_from_slice(b"\r\n");
+    let mut priority = None;
     for field in fields {
         let copied = match field.role {
             Role::Other => true,
+            Role::Priority => {
+                priority = Some(field.value.of(input));
+                false
+            }
             // A HEAD's or a 304's length describes the body not sent: it stays.
             Role::ContentLength => bodiless,
             Role::StrictTransportSecurity => request.hsts.is_none(),
@@ -516,6 +550,11 @@ fn write_response_head(
     if let Some(hsts) = request.hsts {
         out.extend_from_slice(b"strict-transport-security: ");
         out.extend_from_slice(hsts);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(cookie) = request.passes.as_ref().and_then(|p| p.cookie(priority)) {
+        out.extend_from_slice(b"set-cookie: ");
+        out.extend_from_slice(cookie.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     match head.framing {

@@ -293,6 +293,7 @@ pub(super) fn spec_with_tls(
         limit_tier: Default::default(),
         backup: None,
         tls,
+        admission: None,
     }
 }
 

@@ -4,6 +4,7 @@
 // Test code: a failed expectation is the test failing, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod admission;
 mod backups;
 mod identity;
 mod listeners;

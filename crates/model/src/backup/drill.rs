@@ -199,6 +199,7 @@ impl DrillOrder {
         scratch.dedicated_addresses.clear();
         scratch.exposed_ports.clear();
         scratch.backup = None;
+        scratch.admission = None;
         scratch.run = true;
         scratch
     }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Meta;
+use crate::admission::AdmissionPolicy;
 use crate::backup::BackupPolicy;
 use crate::env::{EnvName, EnvVar, EnvVarInput};
 use crate::error::{FieldError, ValidationErrors};
@@ -161,6 +162,9 @@ pub struct SiteInput {
     /// Certificates from the co-op's CA, the redirect to HTTPS, HSTS.
     #[serde(default)]
     pub https: HttpsPolicy,
+    /// Overload protection: admission limits, the waiting room, priority classes.
+    #[serde(default)]
+    pub admission: AdmissionPolicy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +185,7 @@ pub struct NewSite {
     pub phase: SitePhase,
     pub backup: BackupPolicy,
     pub https: HttpsPolicy,
+    pub admission: AdmissionPolicy,
 }
 
 impl NewSite {
@@ -306,6 +311,7 @@ impl SiteInput {
         };
         crate::backup::validate_policy(&mut errors, &self.backup);
         crate::https::validate_https(&mut errors, &self.https);
+        crate::admission::validate_admission(&mut errors, &self.admission);
         if previous.is_some_and(|site| self.node_id != site.node_id) {
             errors.push(FieldError::new(
                 "node_id",
@@ -331,6 +337,7 @@ impl SiteInput {
                 phase,
                 backup: self.backup,
                 https: self.https,
+                admission: self.admission,
             })
         })
     }
@@ -494,6 +501,8 @@ pub struct Site {
     pub backup: BackupPolicy,
     #[serde(default)]
     pub https: HttpsPolicy,
+    #[serde(default)]
+    pub admission: AdmissionPolicy,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -519,6 +528,7 @@ impl Site {
             phase: new.phase,
             backup: new.backup,
             https: new.https,
+            admission: new.admission,
             meta,
         }
     }
@@ -557,6 +567,8 @@ impl Site {
             // The panel fills it in with the repository's key and the targets' endpoints.
             backup: None,
             tls: None,
+            // The panel fills it in with the site's key.
+            admission: None,
         }
     }
 
@@ -586,6 +598,7 @@ impl Site {
             phase: Some(self.phase),
             backup: self.backup.clone(),
             https: self.https.clone(),
+            admission: self.admission.clone(),
         }
     }
 }
@@ -660,6 +673,7 @@ mod tests {
             phase: None,
             backup: BackupPolicy::default(),
             https: HttpsPolicy::default(),
+            admission: AdmissionPolicy::default(),
         }
     }
 

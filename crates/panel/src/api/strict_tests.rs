@@ -41,7 +41,13 @@ fn examples() -> Vec<(&'static str, Value, Check)> {
                            "drill": {"every_days": 7, "health_path": "/health",
                                      "hook": {"name": "rows", "command": ["count"], "timeout_seconds": 30}},
                            "alert_window_hours": 48},
-                "https": {"acme": true, "redirect": true, "hsts_seconds": 300}
+                "https": {"acme": true, "redirect": true, "hsts_seconds": 300},
+                "admission": {"enabled": true, "active_visitors": 500, "concurrent_requests": 32,
+                              "new_visitors_per_minute": 300, "active_seconds": 300,
+                              "refresh_seconds": 20,
+                              "classes": [{"name": "teachers", "share_percent": 60}],
+                              "rules": [{"path_prefix": "/prof", "network": "192.0.2.0/24",
+                                         "class": "teachers"}]}
             }),
             check::<alveole_model::SiteInput>,
         ),

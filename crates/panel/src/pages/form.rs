@@ -55,6 +55,11 @@ pub enum Kind {
     Select(Options),
     /// The `n`th target of a backup policy (`backup.targets[n]`), chosen among the targets.
     TargetSlot(u8),
+    /// Priority classes, one per line: `teachers 60` (a name, then its share in percent).
+    Classes,
+    /// Class rules, one per line: `/prof teachers` (a path prefix) or `192.0.2.0/24 teachers`
+    /// (a network), then the class.
+    ClassRules,
 }
 
 impl Kind {
@@ -169,6 +174,10 @@ pub fn to_json(
             Kind::Ports => port_lines(text)
                 .map_err(|e| errors.push(e.at(field.name)))
                 .ok(),
+            Kind::Classes => class_lines(text)
+                .map_err(|e| errors.push(e.at(field.name)))
+                .ok(),
+            Kind::ClassRules => Some(rule_lines(text)),
         };
         if let Some(value) = value {
             *path_entry(&mut root, field.name) = value;
@@ -240,6 +249,48 @@ fn port_lines(text: &str) -> Result<Value, FieldError> {
         .map(Value::Array)
 }
 
+fn class_lines(text: &str) -> Result<Value, FieldError> {
+    lines(text)
+        .map(|line| {
+            let share = line
+                .rsplit_once(char::is_whitespace)
+                .and_then(|(name, share)| {
+                    let share = share.trim_end_matches('%').parse::<u8>().ok()?;
+                    Some(json!({"name": name.trim(), "share_percent": share}))
+                });
+            share.ok_or_else(|| {
+                FieldError::new(
+                    "",
+                    "classes.line",
+                    format!(
+                        "{line:?}: write a class and its share in percent, such as teachers 60"
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+/// `/path class` or `network class`; a line without a class names no class (refused by the
+/// site's validation, which names the field).
+fn rule_lines(text: &str) -> Value {
+    Value::Array(
+        lines(text)
+            .map(|line| {
+                let (what, class) = line
+                    .split_once(char::is_whitespace)
+                    .map_or((line, ""), |(w, c)| (w, c.trim()));
+                if what.starts_with('/') {
+                    json!({"path_prefix": what, "class": class})
+                } else {
+                    json!({"network": what, "class": class})
+                }
+            })
+            .collect(),
+    )
+}
+
 /// The slot at a dotted path, created as needed.
 fn path_entry<'a>(root: &'a mut Value, path: &str) -> &'a mut Value {
     path.split('.').fold(root, |node, key| {
@@ -288,6 +339,38 @@ pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
                         String::new()
                     }
                 }
+                Kind::Classes => value
+                    .as_array()
+                    .map(|classes| {
+                        classes
+                            .iter()
+                            .map(|c| {
+                                format!(
+                                    "{} {}",
+                                    c["name"].as_str().unwrap_or(""),
+                                    c["share_percent"]
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default(),
+                Kind::ClassRules => value
+                    .as_array()
+                    .map(|rules| {
+                        rules
+                            .iter()
+                            .map(|r| {
+                                let what = r["path_prefix"]
+                                    .as_str()
+                                    .or_else(|| r["network"].as_str())
+                                    .unwrap_or("");
+                                format!("{what} {}", r["class"].as_str().unwrap_or(""))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default(),
                 Kind::Ports => value
                     .as_array()
                     .map(|ports| {

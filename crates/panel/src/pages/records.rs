@@ -367,7 +367,12 @@ async fn render_form<R: PageResource>(
             let name = field.input_name();
             let value = page.values.get(name).cloned().unwrap_or_default();
             let kind = match field.kind {
-                Kind::Textarea | Kind::Lines | Kind::Env { .. } | Kind::Ports => "textarea",
+                Kind::Textarea
+                | Kind::Lines
+                | Kind::Env { .. }
+                | Kind::Ports
+                | Kind::Classes
+                | Kind::ClassRules => "textarea",
                 Kind::Select(_) | Kind::TargetSlot(_) => "select",
                 Kind::Email => "email",
                 Kind::Checkbox => "checkbox",

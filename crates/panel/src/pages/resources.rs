@@ -260,6 +260,14 @@ impl PageResource for Site {
         field("https.acme", Kind::Checkbox),
         field("https.redirect", Kind::Checkbox),
         field("https.hsts_seconds", Kind::OptionalInteger),
+        field("admission.enabled", Kind::Checkbox),
+        field("admission.active_visitors", Kind::OptionalInteger),
+        field("admission.concurrent_requests", Kind::OptionalInteger),
+        field("admission.new_visitors_per_minute", Kind::OptionalInteger),
+        field("admission.active_seconds", Kind::Integer),
+        field("admission.refresh_seconds", Kind::Integer),
+        field("admission.classes", Kind::Classes),
+        field("admission.rules", Kind::ClassRules),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![
@@ -385,6 +393,7 @@ impl PageResource for Site {
             "phase": "running",
             "backup": alveole_model::BackupPolicy::default(),
             "https": alveole_model::HttpsPolicy::default(),
+            "admission": alveole_model::AdmissionPolicy::default(),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Node agents: join tokens (issued here only), enrolment and renewal of their certificates,
 //! each node's desired state, and what their reports change.
 
-use alveole_model::{DesiredState, NodeId, NodeReport, Site};
+use alveole_model::{DesiredState, NodeId, NodeReport, Site, SiteId, SiteSpec};
 use alveole_store::{AuditContext, Change, NodeDesired, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
@@ -98,13 +98,12 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
         .collect();
     let mut sites = super::backups::with_backups(desired.specs(), &desired.sites, &desired.backups);
     super::certificates::with_certificates(&mut sites, &served, &desired.certificates);
+    with_admission(&mut sites, &served, &desired.admission_keys);
     let mut moves_in = moves.incoming;
     for incoming in &mut moves_in {
-        super::certificates::with_certificates(
-            std::slice::from_mut(&mut incoming.site),
-            &served,
-            &desired.certificates,
-        );
+        let site = std::slice::from_mut(&mut incoming.site);
+        super::certificates::with_certificates(site, &served, &desired.certificates);
+        with_admission(site, &served, &desired.admission_keys);
     }
     DesiredState {
         node_id: node,
@@ -119,6 +118,25 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
         restores: super::backups::restore_orders(&desired.backups),
         drills: super::drills::drill_orders(&desired.backups),
         acme_challenges: desired.challenges.clone(),
+    }
+}
+
+/// Each site's admission limits, with its opened key: the same key on every node the site
+/// runs on, so that its visitors keep their places and admissions through a move. A site
+/// without its key yet (made just after its write) is served unprotected until it has one.
+fn with_admission(
+    specs: &mut [SiteSpec],
+    served: &std::collections::BTreeMap<SiteId, &Site>,
+    keys: &std::collections::BTreeMap<SiteId, String>,
+) {
+    for spec in specs {
+        let (Some(site), Some(key)) = (served.get(&spec.site_id), keys.get(&spec.site_id)) else {
+            continue;
+        };
+        spec.admission = site.admission.for_node(
+            site.limits.cpu_millis,
+            alveole_model::backup::WireSecret(key.clone()),
+        );
     }
 }
 
@@ -280,7 +298,8 @@ impl Service {
                 for (_, site) in desired.backups.drills.iter_mut() {
                     self.open_env(site)?;
                 }
-                self.open_backup_keys(&mut desired.backups)?;
+                self.open_site_keys(&mut desired.backups.keys)?;
+                self.open_site_keys(&mut desired.admission_keys)?;
                 self.open_certificate_keys(&mut desired.certificates)?;
                 return Ok(assemble(node, &desired));
             }

@@ -51,14 +51,6 @@ pub struct TargetBackups {
     pub newest: Option<BackupRun>,
 }
 
-/// A repository key: 32 random bytes, hex (restic's password).
-fn new_repository_key() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The series of a site's data-loss window (seconds) and of its backups' sizes (bytes).
 pub fn window_series(site: SiteId) -> Option<SeriesName> {
     SeriesName::parse(&format!("site.{site}.backup_window_seconds")).ok()
@@ -69,31 +61,6 @@ pub fn size_series(site: SiteId) -> Option<SeriesName> {
 }
 
 impl Service {
-    /// Makes the site's repository key unless it has one (sealed with the secrets key).
-    pub(crate) async fn ensure_backup_key(&self, site: SiteId) -> ApiResult<()> {
-        let sealed = self
-            .config()
-            .secrets
-            .seal(&new_repository_key())
-            .map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })?;
-        self.store().ensure_backup_key(site, &sealed).await?;
-        self.tell_nodes();
-        Ok(())
-    }
-
-    /// Keys for sites whose policy names targets and that have none (a write cut short
-    /// between the policy and its key): how many were made.
-    pub async fn make_missing_backup_keys(&self) -> ApiResult<usize> {
-        let missing = self.store().sites_without_backup_key().await?;
-        for site in &missing {
-            self.ensure_backup_key(*site).await?;
-        }
-        Ok(missing.len())
-    }
-
     /// Asks the site's node to back it up now.
     pub async fn request_backup(
         &self,
@@ -246,40 +213,6 @@ impl Service {
                 }
             }
         }
-    }
-
-    /// Opens the repository keys of a node's document, for its agent alone.
-    pub(crate) fn open_backup_keys(&self, backups: &mut NodeBackups) -> ApiResult<()> {
-        let keyring = &self.config().secrets;
-        for (site, key) in backups.keys.iter_mut() {
-            *key = keyring.open(key).map_err(|error| {
-                tracing::error!(%site, %error, "a repository key does not open");
-                ApiError::Unavailable("the panel cannot open a repository key: see the log")
-            })?;
-        }
-        Ok(())
-    }
-
-    /// The repository keys sealed again with the current key (`current` is its prefix).
-    pub(crate) async fn reseal_backup_keys(&self, current: &str) -> ApiResult<()> {
-        let keyring = &self.config().secrets;
-        let mut resealed = Vec::new();
-        for (site, sealed) in self.store().backup_keys().await? {
-            if sealed.starts_with(current) {
-                continue;
-            }
-            let plain = keyring.open(&sealed).map_err(|error| {
-                tracing::error!(%site, %error, "a repository key does not open");
-                ApiError::Unavailable("the panel cannot open a repository key: see the log")
-            })?;
-            let again = keyring.seal(&plain).map_err(|error| {
-                tracing::error!(%error, "secrets key");
-                ApiError::Unavailable("the panel cannot use its secrets key: see the log")
-            })?;
-            resealed.push((site, again));
-        }
-        self.store().reseal_backup_keys(&resealed).await?;
-        Ok(())
     }
 }
 

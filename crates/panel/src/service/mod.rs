@@ -12,6 +12,7 @@ pub mod evacuations;
 pub mod members;
 pub mod records;
 pub mod secrets;
+pub mod site_keys;
 pub mod site_moves;
 
 use std::sync::Arc;

@@ -59,10 +59,10 @@ pub trait Resource: Stored + Serialize + JsonSchema {
     fn input_owner(_input: &Self::Input) -> Option<MemberId> {
         None
     }
-    /// A site whose backup policy names targets needs its repository key (made after the
-    /// write, once the site has its id).
-    fn needs_backup_key(&self) -> Option<alveole_model::SiteId> {
-        None
+    /// The keys a site needs (made after the write, once the site has its id): its
+    /// admission key, and its repository key once its backup policy names targets.
+    fn site_keys_needed(&self) -> Vec<(alveole_store::SiteKeyKind, alveole_model::SiteId)> {
+        vec![]
     }
 }
 
@@ -138,8 +138,8 @@ impl Service {
     }
 
     async fn after_write<R: Resource>(&self, item: &R) -> ApiResult<()> {
-        if let Some(site) = item.needs_backup_key() {
-            self.ensure_backup_key(site).await?;
+        for (kind, site) in item.site_keys_needed() {
+            self.ensure_site_key(kind, site).await?;
         }
         // A site's names or HTTPS settings may have changed: its certificate, at once.
         self.poke(crate::background::Task::Certificates);
@@ -409,8 +409,12 @@ impl Resource for Site {
     fn input_owner(input: &SiteInput) -> Option<MemberId> {
         Some(input.owner_id)
     }
-    fn needs_backup_key(&self) -> Option<alveole_model::SiteId> {
-        self.backup.is_on().then_some(self.id)
+    fn site_keys_needed(&self) -> Vec<(alveole_store::SiteKeyKind, alveole_model::SiteId)> {
+        let mut kinds = vec![alveole_store::SiteKeyKind::Admission];
+        if self.backup.is_on() {
+            kinds.push(alveole_store::SiteKeyKind::Backup);
+        }
+        kinds.into_iter().map(|kind| (kind, self.id)).collect()
     }
 }
 

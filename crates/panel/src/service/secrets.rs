@@ -66,7 +66,7 @@ impl Service {
             .reseal(ctx, |value| !value.starts_with(&current))
             .await?;
         self.reseal_id_tokens(&current).await?;
-        self.reseal_backup_keys(&current).await?;
+        self.reseal_site_keys(&current).await?;
         self.reseal_certificates(&current).await?;
         keyring.drop_old().map_err(unavailable)?;
         let change = Change {

@@ -47,6 +47,8 @@ pub struct NodeDesired {
     pub certificates: BTreeMap<SiteId, crate::StoredCertificate>,
     /// Answers to the ACME challenges of those sites' orders.
     pub challenges: Vec<alveole_model::AcmeChallenge>,
+    /// The admission keys of its sites and of the sites moving to it (sealed as stored).
+    pub admission_keys: BTreeMap<SiteId, String>,
     /// The node was fenced (lost, its sites recovered elsewhere): it is given nothing to
     /// run, and only learns that.
     pub fenced: bool,

@@ -20,14 +20,6 @@ pub struct RestoreRequest {
 
 #[async_trait]
 pub trait BackupStore: Send + Sync {
-    /// Keeps `sealed` as the site's repository key unless it has one: the key it keeps.
-    async fn ensure_backup_key(&self, site: SiteId, sealed: &str) -> StoreResult<String>;
-    /// Every site's sealed key (a rotation reseals them).
-    async fn backup_keys(&self) -> StoreResult<Vec<(SiteId, String)>>;
-    /// Replaces sealed keys (a rotation of the secrets key), in one transaction.
-    async fn reseal_backup_keys(&self, keys: &[(SiteId, String)]) -> StoreResult<()>;
-    /// Sites whose policy names targets but that have no key yet.
-    async fn sites_without_backup_key(&self) -> StoreResult<Vec<SiteId>>;
     /// Asks the site's node for a backup now (audited): the time asked.
     async fn request_backup(&self, ctx: &AuditContext, site: SiteId) -> StoreResult<DateTime<Utc>>;
     /// When a backup of the site was last asked for.

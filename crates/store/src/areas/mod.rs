@@ -13,4 +13,5 @@ pub mod jobs;
 pub mod moves;
 pub mod records;
 pub mod series;
+pub mod site_keys;
 pub mod sites;

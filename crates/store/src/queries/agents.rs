@@ -126,6 +126,7 @@ impl AgentStore for SqlStore {
             .collect();
         let certificates = super::certificates::certificates_of(&mut *tx, &served).await?;
         let challenges = super::certificates::challenges_of(&mut *tx, &served).await?;
+        let admission_keys = super::site_keys::admission_keys_of(&mut *tx, &served).await?;
         tx.commit().await?;
         Ok(NodeDesired {
             generation: count(generation),
@@ -140,6 +141,7 @@ impl AgentStore for SqlStore {
             backups,
             certificates,
             challenges,
+            admission_keys,
             fenced: false,
         })
     }
@@ -297,10 +299,11 @@ impl AgentStore for SqlStore {
             }
             let mut after = site.clone();
             after.phase = phase;
-            after.meta = tx.next_meta(&site.meta);
-            sqlx::query("UPDATE sites SET phase = $1, version = $2, updated_at = $3 WHERE id = $4")
+            // What a node observes is not an edit: the version, which guards members' edits
+            // against each other, stays, so a form opened before the site started still saves.
+            after.meta.updated_at = tx.now;
+            sqlx::query("UPDATE sites SET phase = $1, updated_at = $2 WHERE id = $3")
                 .bind(phase.as_str())
-                .bind(after.meta.version)
                 .bind(after.meta.updated_at)
                 .bind(site.id.0)
                 .execute(tx.conn())

@@ -126,64 +126,6 @@ pub(super) async fn advance_restore(
 
 #[async_trait]
 impl BackupStore for SqlStore {
-    async fn ensure_backup_key(&self, site: SiteId, sealed: &str) -> StoreResult<String> {
-        let mut tx = self.begin_write().await?;
-        let now = tx.now;
-        sqlx::query(
-            "INSERT INTO backup_keys (site_id, sealed, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (site_id) DO NOTHING",
-        )
-        .bind(site.0)
-        .bind(sealed)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        let kept: String = sqlx::query_scalar("SELECT sealed FROM backup_keys WHERE site_id = $1")
-            .bind(site.0)
-            .fetch_one(tx.conn())
-            .await?;
-        let node: Option<Uuid> = sqlx::query_scalar("SELECT node_id FROM sites WHERE id = $1")
-            .bind(site.0)
-            .fetch_optional(tx.conn())
-            .await?
-            .flatten();
-        bump_generation(&mut tx, node.map(NodeId)).await?;
-        // A key is not a change to the platform anyone audits: the policy that needed it is.
-        tx.commit_bookkeeping().await?;
-        Ok(kept)
-    }
-
-    async fn backup_keys(&self) -> StoreResult<Vec<(SiteId, String)>> {
-        let rows: Vec<(Uuid, String)> =
-            sqlx::query_as("SELECT site_id, sealed FROM backup_keys ORDER BY site_id")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().map(|(s, k)| (SiteId(s), k)).collect())
-    }
-
-    async fn reseal_backup_keys(&self, keys: &[(SiteId, String)]) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        for (site, sealed) in keys {
-            sqlx::query("UPDATE backup_keys SET sealed = $1 WHERE site_id = $2")
-                .bind(sealed)
-                .bind(site.0)
-                .execute(tx.conn())
-                .await?;
-        }
-        tx.commit_bookkeeping().await
-    }
-
-    async fn sites_without_backup_key(&self) -> StoreResult<Vec<SiteId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT t.site_id FROM site_backup_targets t \
-             LEFT JOIN backup_keys k ON k.site_id = t.site_id WHERE k.site_id IS NULL \
-             ORDER BY t.site_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(SiteId).collect())
-    }
-
     async fn request_backup(&self, ctx: &AuditContext, site: SiteId) -> StoreResult<DateTime<Utc>> {
         let mut tx = self.begin_write().await?;
         let found = fetch::<alveole_model::Site>(&mut tx, site).await?;

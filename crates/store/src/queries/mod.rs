@@ -19,6 +19,7 @@ mod nodes;
 mod providers;
 mod records;
 mod series;
+mod site_keys;
 mod sites;
 
 use std::sync::Arc;

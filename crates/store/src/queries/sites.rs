@@ -67,6 +67,7 @@ impl Audited for Site {
             .push_bind(self.phase.as_str())
             .push_bind(Json(self.backup.clone()))
             .push_bind(Json(self.https.clone()))
+            .push_bind(Json(self.admission.clone()))
             .push_bind(self.meta.version)
             .push_bind(self.meta.created_at)
             .push_bind(self.meta.updated_at);

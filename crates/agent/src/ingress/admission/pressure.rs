@@ -1,0 +1,90 @@
+//! Node pressure from Linux's pressure stall information: the share of the last 10 s in
+//! which some task waited for CPU (`/proc/pressure/cpu`) or memory (`/proc/pressure/memory`).
+//! Above the threshold, every site's admissions are lowered by the same factor, so each
+//! keeps its part of the node in proportion to its limits.
+
+use std::path::PathBuf;
+
+/// Reads the node's pressure, in percent (the larger of CPU's and memory's `some avg10`).
+pub trait PressureSource: Send + Sync {
+    fn percent(&self) -> std::io::Result<f64>;
+}
+
+/// The kernel's files (or others, for tests).
+#[derive(Clone, Debug)]
+pub struct ProcPressure {
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for ProcPressure {
+    fn default() -> Self {
+        Self {
+            files: vec!["/proc/pressure/cpu".into(), "/proc/pressure/memory".into()],
+        }
+    }
+}
+
+impl PressureSource for ProcPressure {
+    fn percent(&self) -> std::io::Result<f64> {
+        let mut worst: f64 = 0.0;
+        for file in &self.files {
+            let text = std::fs::read_to_string(file)?;
+            let some = parse_some_avg10(&text).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: no 'some avg10=' line", file.display()),
+                )
+            })?;
+            worst = worst.max(some);
+        }
+        Ok(worst)
+    }
+}
+
+/// `some avg10=12.34 avg60=… avg300=… total=…` → 12.34.
+fn parse_some_avg10(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("some "))?
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+/// The factor admissions are multiplied by at `percent` of pressure: 1 up to the threshold,
+/// then down in a straight line to a quarter at full pressure.
+pub fn factor(percent: f64, threshold: f64) -> f64 {
+    if percent <= threshold || threshold >= 100.0 {
+        return 1.0;
+    }
+    let over = (percent - threshold) / (100.0 - threshold);
+    (1.0 - 0.75 * over).clamp(0.25, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_lines_are_read_and_the_worst_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpu = dir.path().join("cpu");
+        let memory = dir.path().join("memory");
+        std::fs::write(&cpu, "some avg10=55.10 avg60=20.00 avg300=5.00 total=123\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n").unwrap();
+        std::fs::write(&memory, "some avg10=2.50 avg60=1.00 avg300=0.50 total=9\nfull avg10=1.00 avg60=0.00 avg300=0.00 total=0\n").unwrap();
+        let source = ProcPressure {
+            files: vec![cpu.clone(), memory],
+        };
+        assert_eq!(source.percent().unwrap(), 55.10);
+        std::fs::write(&cpu, "nothing here").unwrap();
+        assert!(source.percent().is_err());
+    }
+
+    #[test]
+    fn admissions_go_down_with_pressure_above_the_threshold_only() {
+        assert_eq!(factor(10.0, 40.0), 1.0);
+        assert_eq!(factor(40.0, 40.0), 1.0);
+        assert_eq!(factor(70.0, 40.0), 0.625);
+        assert_eq!(factor(100.0, 40.0), 0.25);
+    }
+}
