@@ -24,7 +24,21 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("connecting to the Docker engine")?;
-    let ingress = Arc::new(Ingress::new().with_listen_limits(args.connections.limits()));
+    let style = match &args.waiting_room_css {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--waiting-room-css: reading {}", path.display()))?,
+        None => String::new(),
+    };
+    let ingress = Arc::new(
+        Ingress::new()
+            .with_listen_limits(args.connections.limits())
+            .with_waiting_room_style(&style),
+    );
+    tokio::spawn(alveole_agent::ingress::pressure::follow(
+        ingress.clone(),
+        Box::new(alveole_agent::ingress::pressure::ProcPressure::default()),
+        f64::from(args.pressure_threshold),
+    ));
     let listener = tokio::net::TcpListener::bind(args.ingress_listen)
         .await
         .with_context(|| format!("listening on {}", args.ingress_listen))?;

@@ -423,6 +423,15 @@ pub struct AgentArgs {
     /// given; a disk of its own is better.
     #[arg(long, env = "ALVEOLE_VAULT_DIR")]
     pub vault_dir: Option<PathBuf>,
+    /// A stylesheet (CSS) applied to the waiting room's page after its own: the co-op's
+    /// colours, fonts and logo.
+    #[arg(long, env = "ALVEOLE_WAITING_ROOM_CSS")]
+    pub waiting_room_css: Option<PathBuf>,
+    /// Node pressure (Linux PSI, the larger of CPU's and memory's `some avg10`, in percent)
+    /// above which every site's admissions are lowered, in proportion to their limits (to a
+    /// quarter at full pressure). 100: never.
+    #[arg(long, env = "ALVEOLE_PRESSURE_THRESHOLD", default_value_t = 40, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub pressure_threshold: u8,
 }
 
 /// The panel's secrets key file.

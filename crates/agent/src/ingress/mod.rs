@@ -190,7 +190,7 @@ impl Ingress {
             .store(factor.clamp(0.05, 1.0).to_bits(), Ordering::Relaxed);
     }
 
-    fn pressure(&self) -> f64 {
+    pub(crate) fn pressure(&self) -> f64 {
         f64::from_bits(self.pressure.load(Ordering::Relaxed))
     }
 

@@ -61,6 +61,48 @@ pub fn factor(percent: f64, threshold: f64) -> f64 {
     (1.0 - 0.75 * over).clamp(0.25, 1.0)
 }
 
+/// How often pressure is read (the kernel's average is over 10 s).
+const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Follows the node's pressure for as long as the agent runs, lowering admissions above
+/// `threshold` percent. A kernel without PSI (or a container that hides it) is said once and
+/// leaves admissions as they are.
+pub async fn follow(
+    ingress: std::sync::Arc<crate::ingress::Ingress>,
+    source: Box<dyn PressureSource>,
+    threshold: f64,
+) {
+    let mut ticker = tokio::time::interval(EVERY);
+    let mut said = false;
+    loop {
+        ticker.tick().await;
+        apply(&ingress, source.as_ref(), threshold, &mut said);
+    }
+}
+
+/// One reading, applied to the ingress; an unreadable one is said once (`said`).
+fn apply(
+    ingress: &crate::ingress::Ingress,
+    source: &dyn PressureSource,
+    threshold: f64,
+    said: &mut bool,
+) {
+    match source.percent() {
+        Ok(percent) => {
+            let lowered = factor(percent, threshold);
+            if lowered < 1.0 {
+                tracing::debug!(percent, lowered, "node pressure lowers admissions");
+            }
+            ingress.set_pressure(lowered);
+        }
+        Err(error) if !*said => {
+            *said = true;
+            tracing::warn!(%error, "node pressure is not readable: admissions are not lowered under pressure");
+        }
+        Err(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +120,31 @@ mod tests {
         assert_eq!(source.percent().unwrap(), 55.10);
         std::fs::write(&cpu, "nothing here").unwrap();
         assert!(source.percent().is_err());
+    }
+
+    struct Fixed(f64);
+
+    impl PressureSource for Fixed {
+        fn percent(&self) -> std::io::Result<f64> {
+            Ok(self.0)
+        }
+    }
+
+    #[test]
+    fn the_ingress_follows_the_pressure_it_reads() {
+        let ingress = crate::ingress::Ingress::new();
+        let mut said = false;
+        apply(&ingress, &Fixed(70.0), 40.0, &mut said);
+        assert_eq!(ingress.pressure(), 0.625);
+        apply(&ingress, &Fixed(5.0), 40.0, &mut said);
+        assert_eq!(ingress.pressure(), 1.0);
+        // Unreadable: said once, and admissions stay as they were.
+        let missing = ProcPressure {
+            files: vec!["/nonexistent/pressure".into()],
+        };
+        apply(&ingress, &missing, 40.0, &mut said);
+        assert!(said);
+        assert_eq!(ingress.pressure(), 1.0);
     }
 
     #[test]

@@ -613,6 +613,26 @@ mod tests {
     }
 
     #[test]
+    fn node_pressure_lowers_the_limit_and_its_end_restores_it() {
+        let mut room = Room::new(limits(4, 6000, vec![100]), T0);
+        room.set_factor(0.5);
+        assert!(matches!(
+            room.enter(Known::Nobody, 0, T0, 1),
+            Outcome::Admitted { .. }
+        ));
+        assert!(matches!(
+            room.enter(Known::Nobody, 0, T0, 2),
+            Outcome::Admitted { .. }
+        ));
+        let (third, joined, _) = waiting(&room.enter(Known::Nobody, 0, T0, 3));
+        room.set_factor(1.0);
+        assert!(matches!(
+            room.enter(as_waiting(third, joined, T0), 0, T0 + 1, 0),
+            Outcome::Admitted { visitor: 3, .. }
+        ));
+    }
+
+    #[test]
     fn the_line_is_bounded() {
         let mut room = Room::new(limits(1, 60, vec![100]), T0);
         room.max_waiting = 100;
