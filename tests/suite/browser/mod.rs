@@ -2,6 +2,7 @@
 
 mod backups;
 mod lemonldap;
+mod waiting_room;
 
 use alveole_agent::control::panel::Control;
 use std::process::{Child, Command, Stdio};

@@ -231,6 +231,10 @@ async fn above_the_limit_visitors_wait_in_line_in_order_and_are_let_in() {
     let forged = second_pass.replacen(".w.", ".a.", 1);
     let back = visit(at, "/", Some(&forged), "").await;
     assert_eq!(back.place(), Some(3), "{back:?}");
+    // A forged duplicate does not shadow a valid pass sent with it (browsers send every
+    // cookie of that name they hold).
+    let both = visit(at, "/", Some(&format!("{forged}; {second_pass}")), "").await;
+    assert_eq!(both.place(), Some(1), "{both:?}");
 
     // The first leaves: the second is let in, then the third, whose place went down.
     let mut third_pass = third.pass().unwrap();

@@ -10,7 +10,7 @@ use alveole_listen::Session;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::admission::{self, Lang, Verdict, Visit};
+use super::admission::{Lang, Verdict, Visit};
 use super::pages::{self, Page};
 use super::relay::{self, Outcome, Outgoing, SiteConnection};
 use super::{Ingress, routes};
@@ -181,12 +181,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         let mut _in_container = None;
         if let Some(admission) = route.admission.as_deref() {
             let input = &self.input[..head.len];
+            let cookies: Vec<&[u8]> = self
+                .fields
+                .iter()
+                .filter(|f| f.name.of(input).eq_ignore_ascii_case(b"cookie"))
+                .map(|f| f.value.of(input))
+                .collect();
             let visit = Visit {
-                pass: self
-                    .fields
-                    .iter()
-                    .filter(|f| f.name.of(input).eq_ignore_ascii_case(b"cookie"))
-                    .find_map(|f| admission::find_cookie(f.value.of(input))),
+                cookies: &cookies,
                 page: is_page(head.method.of(input), field(input, &self.fields, b"accept")),
                 path,
                 client: self.client,

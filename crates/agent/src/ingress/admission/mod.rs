@@ -21,7 +21,7 @@ use alveole_model::{SiteAdmission, SiteId};
 use tokio::sync::OwnedSemaphorePermit;
 
 pub(crate) use page::Lang;
-pub(crate) use pass::find_cookie;
+pub(crate) use pass::find_cookies;
 use pass::{COOKIE, Pass, Signer};
 use room::{ClassIx, Known, Outcome, Room, RoomLimits};
 
@@ -33,7 +33,8 @@ const COOKIE_SECONDS: u32 = 12 * 3600;
 
 /// A request as admission sees it.
 pub(crate) struct Visit<'a> {
-    pub pass: Option<&'a str>,
+    /// The request's Cookie fields, as sent.
+    pub cookies: &'a [&'a [u8]],
     /// A page a browser navigates to (GET or HEAD asking for HTML), as opposed to an API
     /// call or an asset: only a page can show the waiting room.
     pub page: bool,
@@ -183,7 +184,13 @@ impl Admission {
     /// Decides for one request, with node pressure's `factor` (1.0: none).
     pub(crate) fn decide(&self, visit: &Visit<'_>, factor: f64) -> (Verdict, Option<RoomChange>) {
         let now = now_ms();
-        let pass = visit.pass.and_then(|value| self.signer.decode(value));
+        // The first pass that verifies: a forged or stale one never shadows a good one.
+        let pass = visit
+            .cookies
+            .iter()
+            .flat_map(|field| find_cookies(field))
+            .take(8)
+            .find_map(|value| self.signer.decode(value));
         let known = match &pass {
             None => Known::Nobody,
             Some(p) if p.admitted => Known::Admitted {

@@ -109,13 +109,16 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The value of the `alveole_pass` cookie in a Cookie field's value, if there.
-pub(crate) fn find_cookie(field: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(field).ok()?;
-    text.split(';').find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == COOKIE).then_some(value.trim_matches('"'))
-    })
+/// The values of the `alveole_pass` cookies in a Cookie field's value (a browser sends
+/// every cookie of that name it holds, for this host and its parents).
+pub(crate) fn find_cookies(field: &[u8]) -> impl Iterator<Item = &str> {
+    std::str::from_utf8(field)
+        .unwrap_or("")
+        .split(';')
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then_some(value.trim_matches('"'))
+        })
 }
 
 #[cfg(test)]
@@ -157,12 +160,15 @@ mod tests {
     }
 
     #[test]
-    fn the_pass_is_found_among_other_cookies() {
+    fn passes_are_found_among_other_cookies() {
+        fn found(field: &[u8]) -> Vec<&str> {
+            find_cookies(field).collect()
+        }
         assert_eq!(
-            find_cookie(b"theme=dark; alveole_pass=1.x.y; lang=fr"),
-            Some("1.x.y")
+            found(b"theme=dark; alveole_pass=1.x.y; lang=fr; alveole_pass=2"),
+            ["1.x.y", "2"]
         );
-        assert_eq!(find_cookie(b"alveole_pass_other=1"), None);
-        assert_eq!(find_cookie(b"\xff\xfe"), None);
+        assert!(found(b"alveole_pass_other=1").is_empty());
+        assert!(found(b"\xff\xfe").is_empty());
     }
 }
