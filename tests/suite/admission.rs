@@ -115,3 +115,67 @@ async fn a_sites_node_gets_its_admission_limits_and_a_key_that_stays_the_sites()
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_sites_traffic_and_waiting_room_are_plotted_on_its_page() {
+    let db = TestDb::sqlite().await;
+    let panel = TestPanel::start(&db).await;
+    let (node, member) = panel.seed().await;
+    let (_, created) = panel
+        .post("/api/v1/sites", site(&member, "ecole.exemple.org"))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let ctx = AuditContext::new(&format!("node:{node}"), "-");
+    let report = |requests: u64, waiting: u64| -> alveole_model::NodeReport {
+        serde_json::from_value(json!({
+            "generation": 1, "agent_version": "test",
+            "sites": [{"site_id": id, "state": "running",
+                       "traffic": {"requests": requests, "waiting": waiting, "active": 200}}],
+            "resources": {"cpus": 2, "load_1m": 0.5, "memory_total_bytes": 1,
+                          "memory_available_bytes": 1, "disk_total_bytes": 1,
+                          "disk_available_bytes": 1}
+        }))
+        .unwrap()
+    };
+    let node_id = node.parse().unwrap();
+    panel
+        .service()
+        .report(&ctx, node_id, &report(1_000, 0))
+        .await
+        .unwrap();
+    panel
+        .service()
+        .report(&ctx, node_id, &report(61_000, 340))
+        .await
+        .unwrap();
+    let site_id = id.parse().unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    use alveole_store::SeriesStore;
+    let waiting = panel
+        .store
+        .points(
+            &alveole_panel::service::traffic::waiting_series(site_id).unwrap(),
+            since,
+        )
+        .await
+        .unwrap();
+    let most = waiting.iter().map(|(_, p)| p.max).fold(0.0, f64::max);
+    assert_eq!(most, 340.0, "{waiting:?}");
+    let requests = panel
+        .store
+        .points(
+            &alveole_panel::service::traffic::requests_series(site_id).unwrap(),
+            since,
+        )
+        .await
+        .unwrap();
+    let counted: u64 = requests.iter().map(|(_, p)| p.count).sum();
+    assert_eq!(counted, 1, "a rate needs two readings: {requests:?}");
+    assert!(requests[0].1.max > 0.0);
+    let page = panel.page(&format!("/sites/{id}")).await;
+    assert!(
+        page.contains("id=\"traffic\"") && page.matches("<svg").count() >= 2,
+        "{page}"
+    );
+    db.drop_db().await;
+}

@@ -11,6 +11,7 @@ mod harness;
 mod ingress;
 mod list_sites;
 mod measure;
+mod overload;
 mod packets;
 mod reconcile;
 mod routing;
@@ -48,6 +49,29 @@ pub enum BenchCommand {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+    },
+    /// A surge of visitors on one site at several multiples of its capacity: no protection,
+    /// nginx's limit_req and limit_conn, and alveole's admission; a neighbour site measured
+    /// all along; then what admission costs when nobody waits. Bounded in time.
+    Overload {
+        /// The site's workers and the time each request takes one.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 20)]
+        service_ms: u64,
+        /// Pages each visitor reads, and their pause between pages.
+        #[arg(long, default_value_t = 3)]
+        pages: usize,
+        #[arg(long, default_value_t = 1000)]
+        think_ms: u64,
+        /// Visitors arrive over this many seconds; a surge ends after `limit_seconds`.
+        #[arg(long, default_value_t = 5)]
+        arrival_seconds: u64,
+        #[arg(long, default_value_t = 60)]
+        limit_seconds: u64,
+        /// Multiples of the site's capacity in visitors.
+        #[arg(long, value_delimiter = ',', default_value = "10,20")]
+        multiples: Vec<usize>,
     },
     /// A normal client's latency at a node's ingress while idle kept-alive connections and
     /// slowloris clients hold it (from several loopback addresses), against the ingress left
@@ -264,6 +288,25 @@ async fn main() -> anyhow::Result<()> {
             requests,
             concurrency,
         } => list_sites::run(&database_url, sites, page_size, requests, concurrency).await,
+        BenchCommand::Overload {
+            workers,
+            service_ms,
+            pages,
+            think_ms,
+            arrival_seconds,
+            limit_seconds,
+            multiples,
+        } => {
+            let shape = overload::Shape {
+                workers: workers.max(1),
+                service_ms: service_ms.max(1),
+                pages: pages.max(1),
+                think_ms,
+                arrival_seconds: arrival_seconds.max(1),
+                limit_seconds: limit_seconds.clamp(1, 600),
+            };
+            overload::run(shape, &multiples).await
+        }
         BenchCommand::SlowClients {
             idle,
             slowloris,

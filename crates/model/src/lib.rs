@@ -47,6 +47,6 @@ pub use site_move::{
 };
 pub use status::{
     AgentEvent, AgentEventKind, NodeInventory, NodeReport, NodeResources, Package, SiteReport,
-    SiteState,
+    SiteState, SiteTraffic,
 };
 pub use text::{CountryCode, DisplayName, Email, Notes, Slug};

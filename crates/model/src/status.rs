@@ -143,6 +143,21 @@ pub struct SiteReport {
     /// Bytes its volume uses, when measured (the agent measures at most once a minute).
     #[serde(default)]
     pub volume_bytes: Option<u64>,
+    /// Its traffic through the node's ingress, when it has had any.
+    #[serde(default)]
+    pub traffic: Option<SiteTraffic>,
+}
+
+/// A site's traffic as its node's ingress counts it: counters since the agent started, and
+/// its waiting room now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTraffic {
+    /// Requests answered (by the site or the ingress), since the agent started.
+    pub requests: u64,
+    /// Visitors waiting in line, and admitted and active, now.
+    pub waiting: u64,
+    pub active: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -225,7 +225,11 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                     self.certificates = Some((held.generation, unloaded));
                 }
                 warnings.extend(self.certificates.iter().flat_map(|(_, w)| w.clone()));
-                site_reports(held, report, &self.usage)
+                let mut sites = site_reports(held, report, &self.usage);
+                for site in &mut sites {
+                    site.traffic = self.ingress.traffic(site.site_id);
+                }
+                sites
             }
             Err(error) => {
                 let error = crate::describe(error);
@@ -238,6 +242,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                         state: SiteState::Failing,
                         reason: Some(reason.clone()),
                         volume_bytes: self.usage.get(&s.site_id).copied(),
+                        traffic: self.ingress.traffic(s.site_id),
                     })
                     .collect()
             }
@@ -525,6 +530,7 @@ pub fn site_reports(
                 state,
                 reason,
                 volume_bytes: usage.get(&spec.site_id).copied(),
+                traffic: None,
             }
         })
         .collect()

@@ -250,3 +250,38 @@ async fn a_table_that_cannot_be_put_in_place_is_said_in_the_report() {
     let warnings = node.panel.reports().pop().expect("a report").warnings;
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[tokio::test]
+async fn a_waiting_room_that_opens_and_closes_is_reported_for_the_record() {
+    let mut node = node();
+    let school = site("ecole.example.org", true);
+    node.panel
+        .publish(document(node.id, 1, vec![school.clone()]));
+    node.agent.pass().await.expect("a pass");
+    for opened in [true, false] {
+        node.ingress.note_room_change(crate::ingress::RoomChange {
+            site: school.site_id,
+            opened,
+            at: chrono::Utc::now(),
+            waiting: usize::from(opened) * 40,
+            active: 200,
+        });
+    }
+    node.agent.pass().await.expect("a pass");
+    let events = node.panel.reports().pop().expect("a report").events;
+    let kinds: Vec<_> = events
+        .iter()
+        .filter(|e| e.site_id == Some(school.site_id))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AgentEventKind::WaitingRoomOpened,
+            AgentEventKind::WaitingRoomClosed
+        ],
+        "{events:?}"
+    );
+    assert!(events[0].detail.contains("40 waiting"), "{events:?}");
+    assert!(node.ingress.take_room_changes().is_empty(), "taken once");
+}

@@ -141,6 +141,23 @@ impl IngressMetrics {
         }
     }
 
+    /// Requests answered for `site` since the start; `None` before its first.
+    pub fn requests_of(&self, site: alveole_model::SiteId) -> Option<u64> {
+        let site = site.to_string();
+        let counts: Vec<u64> = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .filter_map(|class| {
+                self.requests
+                    .get(&RequestLabels {
+                        site: site.clone(),
+                        class: (*class).to_owned(),
+                    })
+                    .map(|counter| counter.get())
+            })
+            .collect();
+        (counts.iter().sum::<u64>() > 0).then(|| counts.iter().sum())
+    }
+
     /// A site's overload protection metric handles.
     pub fn for_admission(&self, site: alveole_model::SiteId) -> AdmissionMetrics {
         let labels = SiteLabels {

@@ -194,7 +194,7 @@ impl Ingress {
         f64::from_bits(self.pressure.load(Ordering::Relaxed))
     }
 
-    fn note_room_change(&self, change: RoomChange) {
+    pub(crate) fn note_room_change(&self, change: RoomChange) {
         tracing::info!(site = %change.site, opened = change.opened, waiting = change.waiting, "waiting room");
         let mut changes = self
             .room_changes
@@ -205,6 +205,23 @@ impl Ingress {
             changes.remove(0);
         }
         changes.push(change);
+    }
+
+    /// A site's traffic for the agent's report: requests answered since the start, and its
+    /// waiting room now; `None` for a site that has had no request.
+    pub fn traffic(&self, site: SiteId) -> Option<alveole_model::SiteTraffic> {
+        let requests = self.metrics.requests_of(site)?;
+        let (waiting, active) = self
+            .admissions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&site)
+            .map_or((0, 0), |admission| admission.counts());
+        Some(alveole_model::SiteTraffic {
+            requests,
+            waiting: waiting as u64,
+            active: active as u64,
+        })
     }
 
     /// The waiting rooms opened or closed since the last call.

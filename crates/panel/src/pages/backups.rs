@@ -195,7 +195,7 @@ pub async fn section(
 }
 
 /// A series drawn from `since` to `now` (nothing when the name cannot be made).
-async fn plot(
+pub(super) async fn plot(
     state: &AppState,
     series: Option<alveole_model::series::SeriesName>,
     title: &str,

@@ -14,6 +14,7 @@ pub mod records;
 mod resources;
 pub mod sign_in;
 pub mod site_moves;
+pub mod traffic;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};

@@ -106,6 +106,10 @@ pub async fn show<R: PageResource>(
         Ok(https) => https,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
+    let traffic = match R::traffic(&state, &item).await {
+        Ok(traffic) => traffic,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
     let actions: Vec<Value> = R::actions(&item)
         .into_iter()
         .map(|(url, label)| json!({"url": url, "label_key": label}))
@@ -120,6 +124,9 @@ pub async fn show<R: PageResource>(
     }
     if let Some(https) = &https {
         context.insert("https", https);
+    }
+    if let Some(traffic) = &traffic {
+        context.insert("traffic", traffic);
     }
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);

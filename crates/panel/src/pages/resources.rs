@@ -49,6 +49,13 @@ pub trait PageResource: Resource {
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
+    /// The detail page's traffic section (sites): requests and the waiting room, plotted.
+    fn traffic<'a>(
+        _state: &'a AppState,
+        _item: &'a Self,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// The detail page's HTTPS section (sites): the certificate, its renewal, its errors.
     fn https<'a>(
         _state: &'a AppState,
@@ -264,8 +271,8 @@ impl PageResource for Site {
         field("admission.active_visitors", Kind::OptionalInteger),
         field("admission.concurrent_requests", Kind::OptionalInteger),
         field("admission.new_visitors_per_minute", Kind::OptionalInteger),
-        field("admission.active_seconds", Kind::Integer),
-        field("admission.refresh_seconds", Kind::Integer),
+        field("admission.active_seconds", Kind::OptionalInteger),
+        field("admission.refresh_seconds", Kind::OptionalInteger),
         field("admission.classes", Kind::Classes),
         field("admission.rules", Kind::ClassRules),
     ];
@@ -318,6 +325,12 @@ impl PageResource for Site {
         site: &'a Site,
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(super::certificates::section(state, caller, site))
+    }
+    fn traffic<'a>(
+        state: &'a AppState,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(super::traffic::section(state, site))
     }
     fn moves<'a>(
         state: &'a AppState,

@@ -320,6 +320,7 @@ impl Service {
     ) -> ApiResult<()> {
         self.refuse_fenced(node).await?;
         let drills_ending = self.drills_ending(report).await;
+        self.record_traffic(node, report).await;
         self.store()
             .record_node_report(ctx, node, report, self.now())
             .await?;

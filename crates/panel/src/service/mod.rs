@@ -14,6 +14,7 @@ pub mod records;
 pub mod secrets;
 pub mod site_keys;
 pub mod site_moves;
+pub mod traffic;
 
 use std::sync::Arc;
 

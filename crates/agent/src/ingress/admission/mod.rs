@@ -307,6 +307,12 @@ impl Admission {
         }
     }
 
+    /// Visitors waiting, and admitted and active, now.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let room = self.room();
+        (room.waiting(), room.active())
+    }
+
     /// Updates the gauges; says when the room opened or closed.
     fn note_room(&self, room: &Room) -> Option<RoomChange> {
         self.metrics.set_counts(room.waiting(), room.active());

@@ -48,24 +48,34 @@ pub(crate) struct Line<'a> {
     pub refresh_seconds: u32,
 }
 
-fn minutes(seconds: u64) -> u64 {
-    seconds.div_ceil(60).max(1)
+/// A wait as people say it: seconds (by tens) under a minute and a half, else minutes.
+enum Wait {
+    Seconds(u64),
+    Minutes(u64),
+}
+
+fn wait_of(seconds: u64) -> Wait {
+    if seconds < 90 {
+        Wait::Seconds((seconds.div_ceil(10) * 10).max(10))
+    } else {
+        Wait::Minutes(seconds.div_ceil(60))
+    }
 }
 
 /// The waiting room's page (503, so that crawlers and caches do not keep it).
 pub(crate) fn waiting_room(line: &Line<'_>, lang: Lang, style: &str) -> Page {
     let host = escape(line.host);
-    let wait = minutes(line.wait_seconds);
+    let wait = wait_of(line.wait_seconds);
     let (lang_tag, title, heading, place, estimate, refresh, keep) = match lang {
         Lang::En => (
             "en",
             "You are in line",
             format!("{host} is very busy: you are in line"),
             format!("Your place in line: <strong>{}</strong>", line.place),
-            if wait == 1 {
-                "Estimated wait: about 1 minute".to_owned()
-            } else {
-                format!("Estimated wait: about {wait} minutes")
+            match wait {
+                Wait::Seconds(n) => format!("Estimated wait: about {n} seconds"),
+                Wait::Minutes(1) => "Estimated wait: about 1 minute".to_owned(),
+                Wait::Minutes(n) => format!("Estimated wait: about {n} minutes"),
             },
             format!(
                 "This page refreshes itself every {} seconds and lets you in when it is your turn.",
@@ -78,10 +88,10 @@ pub(crate) fn waiting_room(line: &Line<'_>, lang: Lang, style: &str) -> Page {
             "Vous êtes dans la file d’attente",
             format!("{host} est très demandé : vous êtes dans la file d’attente"),
             format!("Votre place dans la file : <strong>{}</strong>", line.place),
-            if wait == 1 {
-                "Attente estimée : environ 1 minute".to_owned()
-            } else {
-                format!("Attente estimée : environ {wait} minutes")
+            match wait {
+                Wait::Seconds(n) => format!("Attente estimée : environ {n} secondes"),
+                Wait::Minutes(1) => "Attente estimée : environ 1 minute".to_owned(),
+                Wait::Minutes(n) => format!("Attente estimée : environ {n} minutes"),
             },
             format!(
                 "Cette page se recharge toute seule toutes les {} secondes et vous laisse entrer quand votre tour arrive.",
@@ -96,9 +106,10 @@ pub(crate) fn waiting_room(line: &Line<'_>, lang: Lang, style: &str) -> Page {
          <meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\
          <title>{title} · {host}</title><style>{BASE_STYLE}</style><style>{style}</style></head>\
          <body><main><h1>{heading}</h1>\
-         <div role=\"status\" aria-live=\"polite\"><p class=\"place\">{place}</p><p class=\"wait\">{estimate}</p></div>\
+         <div role=\"status\" aria-live=\"polite\"><p class=\"place\">{place}</p><p class=\"wait\" data-seconds=\"{wait_seconds}\">{estimate}</p></div>\
          <p>{refresh} {keep}</p></main></body></html>",
         refresh_seconds = line.refresh_seconds,
+        wait_seconds = line.wait_seconds,
     );
     Page {
         status: 503,
@@ -157,6 +168,10 @@ mod tests {
         assert_eq!(fr.status, 503);
         assert!(body.contains("lang=\"fr\""), "{body}");
         assert!(body.contains("<strong>42</strong>") && body.contains("environ 3 minutes"));
+        assert!(
+            body.contains("data-seconds=\"150\""),
+            "exact, for tools: {body}"
+        );
         assert!(body.contains("content=\"20\"") && body.contains("body{color:navy}"));
         assert!(!body.contains("<script>"), "the host is escaped");
         assert!(fr.extra.contains(&("refresh", "20".to_owned())));
@@ -164,5 +179,15 @@ mod tests {
         let body = String::from_utf8(en.body.to_vec()).unwrap();
         assert!(body.contains("Your place in line: <strong>42</strong>"));
         assert!(body.contains("about 3 minutes"));
+        let soon = waiting_room(
+            &Line {
+                wait_seconds: 41,
+                ..line
+            },
+            Lang::En,
+            "",
+        );
+        let body = String::from_utf8(soon.body.to_vec()).unwrap();
+        assert!(body.contains("about 50 seconds"), "{body}");
     }
 }

@@ -290,12 +290,18 @@ impl Room {
     /// Visitors ahead ÷ the class's pace: its calls over the last minute, or before any,
     /// what its share of the limits allows.
     fn estimate_ms(&self, class: ClassIx, place: usize, now_ms: u64) -> u64 {
-        let recent = self.calls[class]
+        let recent: Vec<u64> = self.calls[class]
             .iter()
-            .filter(|at| **at + PACE_WINDOW_MS >= now_ms)
-            .count();
-        let per_minute = if recent > 0 {
-            recent as f64
+            .copied()
+            .filter(|at| *at + PACE_WINDOW_MS >= now_ms)
+            .collect();
+        // Calls per minute over the time they span, once there are enough of them to judge
+        // a pace by (a line that just formed is not judged on its first few calls).
+        let span = recent
+            .first()
+            .map_or(0, |first| now_ms.saturating_sub(*first));
+        let per_minute = if recent.len() >= 20 || span >= 10_000 {
+            recent.len() as f64 * 60_000.0 / span.max(1_000) as f64
         } else {
             let turnover = f64::from(self.limits.active_visitors) * 60_000.0
                 / self.limits.active_ms.max(1) as f64;
