@@ -125,7 +125,7 @@ async fn a_sites_traffic_and_waiting_room_are_plotted_on_its_page() {
         .post("/api/v1/sites", site(&member, "ecole.exemple.org"))
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let ctx = AuditContext::new(&format!("node:{node}"), "-");
+    let ctx = AuditContext::new(format!("node:{node}"), "-");
     let report = |requests: u64, waiting: u64| -> alveole_model::NodeReport {
         serde_json::from_value(json!({
             "generation": 1, "agent_version": "test",
@@ -150,7 +150,6 @@ async fn a_sites_traffic_and_waiting_room_are_plotted_on_its_page() {
         .unwrap();
     let site_id = id.parse().unwrap();
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    use alveole_store::SeriesStore;
     let waiting = panel
         .store
         .points(

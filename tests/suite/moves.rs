@@ -191,6 +191,14 @@ async fn a_started_move_holds_room_and_both_nodes_hear_of_it(
     let target = scene.agent_b.desired_state().await.unwrap();
     assert_eq!(target.moves_in.len(), 1, "{backend}");
     assert_eq!(target.moves_in[0].site.site_id.to_string(), *site);
+    // Its admission (limits and key) comes with it: its visitors keep their places.
+    let admission = source
+        .sites
+        .iter()
+        .find(|s| s.site_id.to_string() == *site)
+        .and_then(|s| s.admission.clone());
+    assert!(admission.is_some(), "{backend}");
+    assert_eq!(target.moves_in[0].site.admission, admission, "{backend}");
     assert!(
         target.sites.is_empty(),
         "not the target's before the switch"

@@ -1,8 +1,8 @@
 //! `alveole-bench overload`: a surge of visitors on one site, at 10× and 20× its capacity,
 //! three ways in one run: no protection (the ingress alone), nginx's `limit_req` and
 //! `limit_conn` in front of the same site, and alveole's admission. Visitors keep their
-//! cookies, pause between pages, and reload (after the page's refresh, or two seconds) when
-//! turned away. A second site on the same node is measured all along. Then the cost of
+//! cookies, pause between pages (half to one and a half `think_ms`), and reload (after the
+//! page's refresh, or two seconds) when turned away. A second site on the same node is measured all along. Then the cost of
 //! admission when nobody waits. Bounded in time and requests; everything on loopback.
 
 use std::net::SocketAddr;
@@ -202,7 +202,24 @@ struct Visit {
     turned_away: usize,
 }
 
-async fn visitor(http: reqwest::Client, url: String, shape: Shape, deadline: Instant) -> Visit {
+/// A pause between half and one and a half `think_ms`, different for each visitor and page
+/// (people do not read in step).
+fn pause(shape: &Shape, seed: u64) -> Duration {
+    // splitmix64: a fixed, well-spread sequence, the same in every run.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let fraction = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
+    Duration::from_millis((shape.think_ms as f64 * (0.5 + fraction)) as u64)
+}
+
+async fn visitor(
+    http: reqwest::Client,
+    url: String,
+    shape: Shape,
+    deadline: Instant,
+    number: u64,
+) -> Visit {
     let mut seen = Visit::default();
     let mut pass: Option<String> = None;
     while seen.pages < shape.pages && Instant::now() < deadline {
@@ -238,7 +255,7 @@ async fn visitor(http: reqwest::Client, url: String, shape: Shape, deadline: Ins
             seen.admitted_at.get_or_insert(Instant::now());
             seen.latencies.push(asked.elapsed());
             seen.pages += 1;
-            tokio::time::sleep(Duration::from_millis(shape.think_ms)).await;
+            tokio::time::sleep(pause(&shape, number * 1000 + seen.pages as u64)).await;
             continue;
         }
         if let Some(estimate) = announced_wait(&body) {
@@ -314,7 +331,7 @@ async fn surge(proxy: SocketAddr, shape: Shape, visitors: usize) -> anyhow::Resu
         let (http, url) = (http.clone(), format!("http://{proxy}/"));
         running.push(tokio::spawn(async move {
             tokio::time::sleep_until(arrives.into()).await;
-            visitor(http, url, shape, deadline).await
+            visitor(http, url, shape, deadline, i as u64).await
         }));
     }
     let mut seen = Vec::with_capacity(visitors);
@@ -377,20 +394,24 @@ async fn unloaded(proxy: SocketAddr, shape: Shape) -> anyhow::Result<(Duration, 
     Ok((p95, neighbour))
 }
 
-/// Admission's settings for the school: visitors in their pages keep it at 70% of its
-/// capacity (a site at 100% is already slow), counting those who finished and still count as
-/// active for `active_seconds`; new ones at the pace sessions end.
+/// Admission's settings for the school: as many visitors at once as keep it at half its
+/// capacity when all of them are reading pages (a site near 100% is already slow), new ones
+/// at the pace sessions end. A co-op chooses these for its site; the defaults (from the CPU
+/// limit) are far above what this small site can take.
 fn admission(shape: &Shape) -> serde_json::Value {
-    let active_seconds = (shape.think_ms * 2 / 1000).max(2);
     let session_ms = shape.pages as u64 * (shape.think_ms + shape.service_ms);
-    let busy = shape.visitors() as u64 * 7 / 10;
-    let active = busy * (session_ms + active_seconds * 1000) / session_ms.max(1);
+    let busy = (shape.visitors() as u64 / 2).max(1);
+    let active_seconds = (shape.think_ms * 2 / 1000).max(2);
+    let refresh_seconds = 2;
+    // A place is held for a visit, then `active_seconds`, and is taken up about half a
+    // refresh after it is offered: the pace at which places free up.
+    let held_ms = session_ms + active_seconds * 1000 + refresh_seconds * 500;
     serde_json::json!({
-        "active_visitors": active.max(1),
+        "active_visitors": busy,
         "concurrent_requests": shape.workers * 2,
-        "new_visitors_per_minute": (busy * 60_000 / session_ms.max(1)).max(1),
+        "new_visitors_per_minute": (busy * 60_000 / held_ms.max(1)).max(1),
         "active_seconds": active_seconds,
-        "refresh_seconds": 2,
+        "refresh_seconds": refresh_seconds,
         "key": "ab".repeat(32),
     })
 }

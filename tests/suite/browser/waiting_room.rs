@@ -197,7 +197,7 @@ async fn browser_waits_in_line_in_english_and_french_and_a_forged_pass_goes_to_t
     // then let in, each step by the page's own refresh.
     let (leave, inside) = occupant(ingress).await;
     let ahead = other_visitor(ingress).await;
-    let english = browser_with(&driver, &[rules.clone()]).await;
+    let english = browser_with(&driver, std::slice::from_ref(&rules)).await;
     english.goto(&url).await.unwrap();
     place(&english, "2").await;
     let page = text_of(&english, "main").await;

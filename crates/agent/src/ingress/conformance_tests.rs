@@ -276,6 +276,23 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 }
 
 #[tokio::test]
+async fn the_ingress_answers_each_request_of_a_kept_connection_once() {
+    let (site, seen) = recording_site().await;
+    let (_ingress, address, _) = ingress_for(site).await;
+    // Its own answers (no such site), then a site's, on one connection: each once, in order.
+    let requests = format!(
+        "GET /a HTTP/1.1\r\nHost: nowhere.example.org\r\n\r\n\
+         GET /b HTTP/1.1\r\nHost: nowhere.example.org\r\n\r\n\
+         GET /c HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = over_the_wire(address, requests.as_bytes()).await;
+    assert_eq!(statuses(&answer), vec![404, 404, 200], "{answer}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/c");
+}
+
+#[tokio::test]
 async fn hop_by_hop_fields_stay_and_the_client_is_named() {
     let (site, seen) = recording_site().await;
     let (_ingress, address, _) = ingress_for(site).await;

@@ -125,6 +125,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         written && keep_alive
     }
 
+    /// One of the ingress's own answers to the request whose head is `head_len` bytes: the
+    /// head is consumed first, so that the connection's next request is read next (a
+    /// bodiless request's whole; one with a body closes the connection).
+    async fn answer_own(&mut self, head_len: usize, page: &Page, keep_alive: bool) -> bool {
+        self.input.advance(head_len.min(self.input.len()));
+        self.answer_with(page, keep_alive).await
+    }
+
     /// Answers one request; says whether the connection goes on.
     async fn answer(&mut self, head: RequestHead) -> bool {
         let started = tokio::time::Instant::now();
@@ -134,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         let Some(target) = RequestTarget::read(head.target.of(input)) else {
             let page = pages::page(400, "Bad request", "The request path is not valid.");
             self.ingress.unrouted.record(400, None);
-            return self.answer_with(&page, false).await;
+            return self.answer_own(head.len, &page, false).await;
         };
         let host = match head.host.map(|h| std::str::from_utf8(h.of(input))) {
             Some(Ok(host)) => Cow::Borrowed(host),
@@ -146,7 +154,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         if let Some(answer) = certificates.challenge_answer(path) {
             self.ingress.unrouted.record(200, None);
             return self
-                .answer_with(&pages::challenge(answer), can_continue)
+                .answer_own(head.len, &pages::challenge(answer), can_continue)
                 .await;
         }
         // A request a move's old node forwards here arrives over plain HTTP, saying which
@@ -161,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             );
             self.ingress.unrouted.record(308, None);
             return self
-                .answer_with(&pages::redirect(location), can_continue)
+                .answer_own(head.len, &pages::redirect(location), can_continue)
                 .await;
         }
         let hsts = if self.https {
@@ -173,7 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             Ok(admitted) => admitted,
             Err(page) => {
                 self.ingress.unrouted.record(page.status, None);
-                return self.answer_with(&page, can_continue).await;
+                return self.answer_own(head.len, &page, can_continue).await;
             }
         };
         // Overload protection: the waiting room, or a place in the container.
@@ -208,7 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 Verdict::Answer(page) => {
                     drop(in_flight);
                     route.metrics.record(page.status, None);
-                    return self.answer_with(&page, can_continue).await;
+                    return self.answer_own(head.len, &page, can_continue).await;
                 }
             };
             match admission.enter_container().await {
@@ -216,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
                 Err(page) => {
                     drop(in_flight);
                     route.metrics.record(page.status, None);
-                    return self.answer_with(&page, can_continue).await;
+                    return self.answer_own(head.len, &page, can_continue).await;
                 }
             }
             passes = Some((admission, visitor, set_cookie));
@@ -230,7 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
             route
                 .metrics
                 .record(413, Some(started.elapsed().as_secs_f64()));
-            return self.answer_with(&pages::too_large(), false).await;
+            return self.answer_own(head.len, &pages::too_large(), false).await;
         }
         let https = self.https || forwarded_https;
         site_head(

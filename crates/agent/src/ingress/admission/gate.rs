@@ -1,6 +1,6 @@
 //! Requests a site's container is given at once. Above that, requests wait for a place, in
 //! the order they came, but not forever: like CoDel, when requests have kept waiting longer
-//! than `TARGET` for a whole `INTERVAL` (a stuck or overwhelmed container), the ones that
+//! than a target for a whole interval (a stuck or overwhelmed container), the ones that
 //! would wait are turned away at once until waits are short again. Other sites' requests
 //! never wait here: each site has its own gate.
 
@@ -23,9 +23,12 @@ pub(crate) struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
+        // Admission keeps a site's load below its capacity; the gate is for a container
+        // that stops keeping up (stuck, or its limits lowered): waits of half a second for
+        // three seconds in a row.
         Self {
-            target: Duration::from_millis(100),
-            interval: Duration::from_secs(1),
+            target: Duration::from_millis(500),
+            interval: Duration::from_secs(3),
             max_wait: Duration::from_secs(10),
         }
     }
@@ -37,7 +40,7 @@ pub(crate) struct Gate {
     timing: Timing,
     created: Instant,
     /// Since when (ns after `created`, plus one) requests have waited longer than
-    /// `TARGET`; 0: they have not. An atomic: the common path only reads it.
+    /// the target; 0: they have not. An atomic: the common path only reads it.
     standing_since: AtomicU64,
 }
 

@@ -205,6 +205,8 @@ impl Admission {
                 seen_ms: p.seen_ms,
             },
         };
+        // Made outside the lock (a system call), and only for a page: a newcomer's id.
+        let newcomer = if visit.page { random_visitor() } else { 0 };
         let mut room = self.room();
         room.set_factor(factor);
         let admitted_pass =
@@ -222,7 +224,7 @@ impl Admission {
             }
         } else {
             let class_of_new = self.class_of_new(visit.path, visit.client);
-            let outcome = room.enter(known, class_of_new, now, random_visitor());
+            let outcome = room.enter(known, class_of_new, now, newcomer);
             self.answer(outcome, pass.as_ref(), visit, now)
         };
         let change = self.note_room(&room);
