@@ -66,7 +66,7 @@ async fn docker_panel_and_agent_serve_a_site_end_to_end() {
     served.agent = Agent::new(credential, client, &state_dir, runtime, ingress.clone());
     assert_eq!(
         served.agent.held_generation(),
-        Some(2),
+        Some(3),
         "the held document survived the restart"
     );
     let report = served
@@ -263,7 +263,8 @@ async fn a_change_replaces_the_container_with_no_failed_request(
         bodies.contains_key("hello from e2e\n") && bodies.contains_key("hello from changed\n"),
         "{bodies:?}"
     );
-    assert_eq!(served.agent.held_generation(), Some(2));
+    // The site (1), its admission key (2), its change (3).
+    assert_eq!(served.agent.held_generation(), Some(3));
     assert_eq!(served.answer().await.1, "hello from changed\n");
     let second_id = docker(&["inspect", "-f", "{{.Id}}", &container]);
     assert_ne!(first_id, second_id);

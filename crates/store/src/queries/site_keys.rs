@@ -25,7 +25,7 @@ impl SiteKeyStore for SqlStore {
         let mut tx = self.begin_write().await?;
         let now = tx.now;
         // The table's name comes from a closed list (`SiteKeyKind::table`), never from input.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (site_id, sealed, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (site_id) DO NOTHING"
         )))
@@ -33,19 +33,24 @@ impl SiteKeyStore for SqlStore {
         .bind(sealed)
         .bind(now)
         .execute(tx.conn())
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
         let kept: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT sealed FROM {table} WHERE site_id = $1"
         )))
         .bind(site.0)
         .fetch_one(tx.conn())
         .await?;
-        let node: Option<Uuid> = sqlx::query_scalar("SELECT node_id FROM sites WHERE id = $1")
-            .bind(site.0)
-            .fetch_optional(tx.conn())
-            .await?
-            .flatten();
-        bump_generation(&mut tx, node.map(NodeId)).await?;
+        // Only a new key changes what the site's node is told.
+        if inserted {
+            let node: Option<Uuid> = sqlx::query_scalar("SELECT node_id FROM sites WHERE id = $1")
+                .bind(site.0)
+                .fetch_optional(tx.conn())
+                .await?
+                .flatten();
+            bump_generation(&mut tx, node.map(NodeId)).await?;
+        }
         // A key is not a change to the platform anyone audits: what needed it is.
         tx.commit_bookkeeping().await?;
         Ok(kept)
