@@ -253,6 +253,13 @@ async fn above_the_limit_visitors_wait_in_line_in_order_and_are_let_in() {
         "{metrics}"
     );
     assert!(metrics.contains("reason=\"not_a_page\""), "{metrics}");
+    // Three visitors admitted (the first, then two from the line), whatever their renewals.
+    assert!(
+        metrics.contains(&format!(
+            "alveole_ingress_admitted_visitors_total{{site=\"{id}\"}} 3"
+        )),
+        "{metrics}"
+    );
     let changes = ingress.take_room_changes();
     assert!(
         changes.iter().any(|c| c.site == id && c.opened),

@@ -251,7 +251,8 @@ impl Admission {
                 if let Some(waited) = waited_ms {
                     self.metrics.waited(waited as f64 / 1000.0);
                 }
-                if !current {
+                // Counted once per admission, not at each renewal of the pass.
+                if !pass.is_some_and(|p| p.admitted && p.visitor == visitor) {
                     self.metrics.admitted();
                 }
                 let set_cookie = (!current).then(|| {
