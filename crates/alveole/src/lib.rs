@@ -7,6 +7,7 @@ mod backups;
 mod certificates;
 pub mod cli;
 pub mod cli_acme;
+pub mod cli_agent;
 pub mod client;
 pub mod evacuate;
 pub mod local;

@@ -156,32 +156,42 @@ impl Ingress {
 
     /// Protects the sites of `specs` that have admission settings (the node's and those
     /// moving in), replacing the previous set; a site whose settings did not change keeps
-    /// its room.
+    /// its room. The routes are compiled again only when the set changed (each pass calls
+    /// this).
     pub fn set_admissions(&self, specs: &[alveole_model::SiteSpec]) {
-        {
+        let changed = {
             let mut admissions = self
                 .admissions
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut kept = HashMap::new();
+            let mut changed = false;
             for spec in specs {
                 let Some(wanted) = &spec.admission else {
                     continue;
                 };
                 let admission = match admissions.remove(&spec.site_id) {
                     Some(existing) if existing.spec() == wanted => existing,
-                    _ => Arc::new(admission::Admission::new(
-                        spec.site_id,
-                        wanted.clone(),
-                        self.metrics.for_admission(spec.site_id),
-                        self.waiting_room_style.clone(),
-                    )),
+                    _ => {
+                        changed = true;
+                        Arc::new(admission::Admission::new(
+                            spec.site_id,
+                            wanted.clone(),
+                            self.metrics.for_admission(spec.site_id),
+                            self.waiting_room_style.clone(),
+                        ))
+                    }
                 };
                 kept.insert(spec.site_id, admission);
             }
+            // What is left was protected and is no longer.
+            changed |= !admissions.is_empty();
             *admissions = kept;
+            changed
+        };
+        if changed {
+            self.set_routes((*self.routes()).clone());
         }
-        self.set_routes((*self.routes()).clone());
     }
 
     /// Lowers every site's admissions by `factor` (node pressure), or restores them (1.0).

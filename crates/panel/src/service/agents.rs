@@ -353,12 +353,7 @@ impl Service {
     /// What the node's agent last reported, and whether the node is reachable.
     pub async fn node_status(&self, node: NodeId) -> ApiResult<NodeStatusView> {
         self.store().nodes().get(node).await?;
-        let status = self
-            .store()
-            .node_statuses()
-            .await?
-            .into_iter()
-            .find(|s| s.node_id == node);
+        let status = self.store().node_status(node).await?;
         let last_seen = status.as_ref().map(|s| s.reported_at);
         let alerts = match &status {
             Some(status) => volume_alerts(

@@ -25,8 +25,8 @@ fn rate(before: u64, after: u64, seconds: f64) -> Option<f64> {
 impl Service {
     /// Records the traffic `report` carries, against the node's previous report.
     pub(crate) async fn record_traffic(&self, node: NodeId, report: &NodeReport) {
-        let previous = match self.store().node_statuses().await {
-            Ok(statuses) => statuses.into_iter().find(|s| s.node_id == node),
+        let previous = match self.store().node_status(node).await {
+            Ok(status) => status,
             Err(error) => {
                 tracing::warn!(%node, %error, "the node's previous report could not be read");
                 None

@@ -127,6 +127,8 @@ pub trait AgentStore: Send + Sync {
     async fn node_inventories(&self) -> StoreResult<Vec<(NodeId, DateTime<Utc>, NodeInventory)>>;
     /// The last report of every node that has reported.
     async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>>;
+    /// The last report of one node, if it has reported.
+    async fn node_status(&self, node: NodeId) -> StoreResult<Option<NodeStatus>>;
     /// Forgets join tokens that expired before `now`; returns how many.
     async fn remove_expired_join_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }

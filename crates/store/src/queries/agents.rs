@@ -87,6 +87,16 @@ fn run_of(
     }
 }
 
+type StatusRow = (Uuid, DateTime<Utc>, Json<NodeReport>);
+
+fn status_of((node, reported_at, report): StatusRow) -> NodeStatus {
+    NodeStatus {
+        node_id: NodeId(node),
+        reported_at,
+        report: report.0,
+    }
+}
+
 #[async_trait]
 impl AgentStore for SqlStore {
     async fn desired_state(&self, node: NodeId) -> StoreResult<NodeDesired> {
@@ -343,18 +353,21 @@ impl AgentStore for SqlStore {
     }
 
     async fn node_statuses(&self) -> StoreResult<Vec<NodeStatus>> {
-        let rows: Vec<(Uuid, DateTime<Utc>, Json<NodeReport>)> =
+        let rows: Vec<StatusRow> =
             sqlx::query_as("SELECT node_id, reported_at, report FROM node_status")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(node, reported_at, report)| NodeStatus {
-                node_id: NodeId(node),
-                reported_at,
-                report: report.0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(status_of).collect())
+    }
+
+    async fn node_status(&self, node: NodeId) -> StoreResult<Option<NodeStatus>> {
+        let row: Option<StatusRow> = sqlx::query_as(
+            "SELECT node_id, reported_at, report FROM node_status WHERE node_id = $1",
+        )
+        .bind(node.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(status_of))
     }
 
     async fn remove_expired_join_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
