@@ -11,6 +11,12 @@ use anyhow::Context;
 use crate::cli::AgentArgs;
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    // A flag that names a missing file is said before anything else is done.
+    let style = match &args.waiting_room_css {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--waiting-room-css: reading {}", path.display()))?,
+        None => String::new(),
+    };
     let panel = PanelClient::trusting(
         &args.panel_url,
         &args.state_dir,
@@ -24,11 +30,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("connecting to the Docker engine")?;
-    let style = match &args.waiting_room_css {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("--waiting-room-css: reading {}", path.display()))?,
-        None => String::new(),
-    };
     let ingress = Arc::new(
         Ingress::new()
             .with_listen_limits(args.connections.limits())
