@@ -125,3 +125,39 @@ pub fn ensure_test_image() -> bool {
     assert!(status.success(), "docker import of the test image failed");
     true
 }
+
+/// The database images the tests run, as the panel offers them: built from Debian's packages
+/// by `tests/images/build.sh` (which `.ci/run` runs), honouring the official images' variables.
+pub const TEST_DATABASE_OFFERS: [&str; 2] = [
+    "mariadb:10.11=alveole-test/mariadb:10.11",
+    "postgresql:15=alveole-test/postgresql:15",
+];
+
+/// Makes sure the database images exist (building them, cached, when missing); false (after
+/// saying so) when they cannot be had outside CI.
+pub fn ensure_database_images() -> bool {
+    if !ensure_test_image() {
+        return false;
+    }
+    let present = |image: &str| {
+        std::process::Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present("alveole-test/mariadb:10.11") && present("alveole-test/postgresql:15") {
+        return true;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/build.sh");
+    let built = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        skip_or_fail(
+            "database images",
+            "tests/images/build.sh could not build them (it needs debootstrap and Debian's mirror; .ci/run runs it)",
+        );
+    }
+    built
+}

@@ -403,6 +403,11 @@ impl TestPanel {
             clock: clock.clone(),
             oidc: oidc(&base),
             provider_routing: provider.clone(),
+            // The images `.ci/run` builds from Debian's packages (no registry here).
+            databases: docker::TEST_DATABASE_OFFERS
+                .iter()
+                .filter_map(|offer| alveole_model::DatabaseOffer::parse(offer).ok())
+                .collect(),
             ..PanelConfig::default()
         };
         let (servers, shutdown, state) =

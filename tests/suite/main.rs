@@ -16,6 +16,7 @@ mod authorization;
 mod backups;
 mod browser;
 mod certificates;
+mod databases;
 mod docker;
 mod drills;
 mod evacuations;

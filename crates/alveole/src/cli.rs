@@ -232,6 +232,18 @@ pub struct ServeArgs {
     /// for each provider, whether leaving it fits in that time.
     #[arg(long, env = "ALVEOLE_EXIT_NOTICE_HOURS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub exit_notice_hours: u64,
+    /// A database engine and version members may choose, and the image that runs it
+    /// (`ENGINE:VERSION=IMAGE`, repeated, or comma-separated in the variable). The official
+    /// images by default; images built elsewhere must honour their MARIADB_* and POSTGRES_*
+    /// variables.
+    #[arg(
+        long = "database-offer",
+        env = "ALVEOLE_DATABASE_OFFERS",
+        value_delimiter = ',',
+        default_values = ["mariadb:10.11=mariadb:10.11", "postgresql:15=postgres:15"],
+        value_parser = alveole_model::DatabaseOffer::parse
+    )]
+    pub database_offers: Vec<alveole_model::DatabaseOffer>,
     /// Seconds a moved site's old node forwards its requests to the new one (at least twice
     /// the DNS TTL of the site's names; an admin can end it earlier).
     #[arg(long, env = "ALVEOLE_MOVE_FORWARD_SECONDS", default_value_t = 600)]

@@ -143,6 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: usize::try_from(args.connections.max_body_bytes).unwrap_or(usize::MAX),
             secrets: std::sync::Arc::new(secrets),
             acme: args.acme.config()?,
+            databases: args.database_offers.clone(),
             public_suffixes: std::sync::Arc::new(alveole_panel::suffixes::PublicSuffixes::load(
                 &args.public_suffix_list,
             )),

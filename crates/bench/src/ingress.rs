@@ -92,6 +92,7 @@ fn site_with_certificate(
             hsts_seconds: 0,
         }),
         admission: None,
+        databases: vec![],
     })
 }
 

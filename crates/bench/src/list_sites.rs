@@ -79,6 +79,7 @@ async fn seed(store: &dyn Store, wanted: usize) -> anyhow::Result<()> {
             backup: Default::default(),
             https: Default::default(),
             admission: Default::default(),
+            databases: vec![],
         };
         store.sites().create(&ctx, input.validate(None)?).await?;
     }

@@ -44,6 +44,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 backup: None,
                 tls: None,
                 admission: None,
+                databases: vec![],
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -68,6 +68,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
         backup: None,
         tls: None,
         admission: None,
+        databases: vec![],
     })
 }
 

@@ -105,6 +105,10 @@ pub struct SiteSpec {
     /// Its admission limits and key, when protection is on.
     #[serde(default)]
     pub admission: Option<crate::admission::SiteAdmission>,
+    /// Its databases, each a server beside the site, in the site's network namespace (the
+    /// site's `env` already holds the variables that say how to reach them).
+    #[serde(default)]
+    pub databases: Vec<crate::database::DatabaseSpec>,
 }
 
 /// A site's certificate as its node serves it.
@@ -169,9 +173,23 @@ impl SiteSpec {
         if !published.is_empty() {
             shape["published"] = serde_json::json!(published);
         }
-        let digest = Sha256::digest(shape.to_string().as_bytes());
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        // A site with databases joins its pod's network namespace instead of the bridge.
+        if !self.databases.is_empty() {
+            shape["pod"] = serde_json::json!(true);
+        }
+        short_digest(&shape)
     }
+
+    /// A digest of what shapes the site's pod: the ports it publishes for the site.
+    pub fn pod_digest(&self) -> String {
+        short_digest(&serde_json::json!({ "published": self.published_ports() }))
+    }
+}
+
+/// The first 16 bytes of the SHA-256 of `shape`'s JSON, in hex.
+pub(crate) fn short_digest(shape: &serde_json::Value) -> String {
+    let digest = Sha256::digest(shape.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 impl DesiredState {
@@ -211,6 +229,7 @@ mod tests {
             backup: None,
             tls: None,
             admission: None,
+            databases: vec![],
         }
     }
 

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod backup;
 pub mod capacity;
 pub mod clock;
+pub mod database;
 pub mod desired;
 pub mod env;
 pub mod error;
@@ -29,6 +30,10 @@ pub use admission::{AdmissionPolicy, SiteAdmission};
 pub use backup::{BackupHook, BackupPolicy};
 pub use capacity::{CapacityError, NodeLoad, choose_node};
 pub use clock::{Clock, ShiftedClock, SystemClock};
+pub use database::{
+    Database, DatabaseCredentials, DatabaseEngine, DatabaseInput, DatabaseLimits, DatabaseOffer,
+    DatabaseSpec,
+};
 pub use desired::{DesiredState, InputFilter, SiteSpec, SiteTls, WireEnv};
 pub use env::{EnvName, EnvValue, EnvVar, EnvVarInput, Secret};
 pub use error::{FieldError, ValidationErrors};

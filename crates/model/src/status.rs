@@ -143,6 +143,9 @@ pub struct SiteReport {
     /// Bytes its volume uses, when measured (the agent measures at most once a minute).
     #[serde(default)]
     pub volume_bytes: Option<u64>,
+    /// Bytes each of its databases' volumes uses, when measured.
+    #[serde(default)]
+    pub database_bytes: std::collections::BTreeMap<String, u64>,
     /// Its traffic through the node's ingress, when it has had any.
     #[serde(default)]
     pub traffic: Option<SiteTraffic>,

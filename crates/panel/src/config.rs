@@ -48,6 +48,8 @@ pub struct PanelConfig {
     pub secrets: Arc<Keyring>,
     /// The co-op's ACME CA, when sites get their certificates from one.
     pub acme: Option<crate::acme::AcmeConfig>,
+    /// The database engines and versions members may choose, and the image of each.
+    pub databases: Vec<alveole_model::DatabaseOffer>,
 }
 
 /// Debian's list, read once per process.
@@ -93,6 +95,7 @@ impl Default for PanelConfig {
             public_suffixes: system_public_suffixes(),
             secrets: Arc::new(Keyring::ephemeral()),
             acme: None,
+            databases: alveole_model::DatabaseOffer::official(),
         }
     }
 }

@@ -176,11 +176,61 @@ impl StoredEnvVar {
     }
 }
 
+/// How a site's database is persisted: its passwords as the panel sealed them.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredDatabase {
+    name: String,
+    engine: alveole_model::DatabaseEngine,
+    version: String,
+    limits: alveole_model::DatabaseLimits,
+    quota_bytes: u64,
+    password: String,
+    admin_password: String,
+}
+
+impl StoredDatabase {
+    pub(crate) fn from_database(db: &alveole_model::Database) -> Self {
+        let (password, admin_password) =
+            db.credentials.as_ref().map_or_else(Default::default, |c| {
+                (
+                    c.password.expose().to_owned(),
+                    c.admin_password.expose().to_owned(),
+                )
+            });
+        Self {
+            name: db.name.clone(),
+            engine: db.engine,
+            version: db.version.clone(),
+            limits: db.limits,
+            quota_bytes: db.quota_bytes,
+            password,
+            admin_password,
+        }
+    }
+
+    fn into_database(self) -> alveole_model::Database {
+        use alveole_model::Secret;
+        let credentials = (!self.password.is_empty()).then(|| alveole_model::DatabaseCredentials {
+            password: Secret::new(self.password),
+            admin_password: Secret::new(self.admin_password),
+        });
+        alveole_model::Database {
+            name: self.name,
+            engine: self.engine,
+            version: self.version,
+            limits: self.limits,
+            quota_bytes: self.quota_bytes,
+            credentials,
+        }
+    }
+}
+
 /// Every column of `sites`, in the order its writes bind them.
 pub(crate) const SITE_COLUMNS: &str = "id, owner_id, primary_domain, aliases, image, command, \
      env, http_port, volume_quota, volume_mount_path, cpu_millis, memory_bytes, pids, \
      request_body_bytes, read_only_root, run_as_user, exposed_ports, limit_tier, node_id, \
-     phase, backup_policy, https_policy, admission_policy, version, created_at, updated_at";
+     phase, backup_policy, https_policy, admission_policy, databases, version, created_at, \
+     updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
@@ -207,6 +257,7 @@ pub(crate) struct SiteRow {
     backup_policy: Json<alveole_model::BackupPolicy>,
     https_policy: Json<alveole_model::HttpsPolicy>,
     admission_policy: Json<alveole_model::AdmissionPolicy>,
+    databases: Json<Vec<StoredDatabase>>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -277,6 +328,12 @@ impl TryFrom<SiteRow> for Site {
             backup: r.backup_policy.0,
             https: r.https_policy.0,
             admission: r.admission_policy.0,
+            databases: r
+                .databases
+                .0
+                .into_iter()
+                .map(StoredDatabase::into_database)
+                .collect(),
             meta: meta(r.version, r.created_at, r.updated_at),
         })
     }

@@ -17,6 +17,7 @@ use alveole_tests::{TEST_IMAGE, ensure_test_image, hello_command};
 
 mod agent;
 mod backups;
+mod databases;
 mod drills;
 mod engine;
 mod https;
@@ -59,6 +60,7 @@ fn spec(name: &str) -> SiteSpec {
         backup: None,
         tls: None,
         admission: None,
+        databases: vec![],
     }
 }
 

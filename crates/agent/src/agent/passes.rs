@@ -52,7 +52,7 @@ pub(super) struct Passes<R> {
     moves: Option<MoveHandlers<R>>,
     backups: Option<super::backups::Backups<R>>,
     /// The latest measurement of each site's volume, and when it was taken.
-    usage: BTreeMap<SiteId, u64>,
+    usage: BTreeMap<SiteId, crate::engine::runtime::VolumeUsage>,
     usage_measured: Option<tokio::time::Instant>,
     usage_every: Duration,
     /// The generation the last pass applied: actions taken for the same generation are drift
@@ -241,7 +241,12 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                         site_id: s.site_id,
                         state: SiteState::Failing,
                         reason: Some(reason.clone()),
-                        volume_bytes: self.usage.get(&s.site_id).copied(),
+                        volume_bytes: self.usage.get(&s.site_id).and_then(|u| u.site),
+                        database_bytes: self
+                            .usage
+                            .get(&s.site_id)
+                            .map(|u| u.databases.clone())
+                            .unwrap_or_default(),
                         traffic: self.ingress.traffic(s.site_id),
                     })
                     .collect()
@@ -474,6 +479,31 @@ fn describe_repair(action: &Action) -> (Option<SiteId>, String) {
         Action::RemoveVolume { site } => {
             (site, "its purged volume was still there: removed".into())
         }
+        Action::CreatePod { site } => (
+            site,
+            "its pod (the holder of its network namespace) was missing or differed: made again"
+                .into(),
+        ),
+        Action::CreateDatabaseVolume { site, database } => (
+            site,
+            format!("the volume of its database {database} was missing: made again (empty)"),
+        ),
+        Action::CreateDatabase { site, database } => (
+            site,
+            format!("the server of its database {database} was missing: made again"),
+        ),
+        Action::ReplaceDatabase { site, database, .. } => (
+            site,
+            format!("the server of its database {database} differed from its spec: replaced"),
+        ),
+        Action::StartPod { site, container } => (
+            site,
+            format!("its pod {container} had stopped: started again"),
+        ),
+        Action::StartDatabase { site, container } => (
+            site,
+            format!("its database server {container} had stopped: started again"),
+        ),
     };
     (Some(*site), detail)
 }
@@ -500,7 +530,7 @@ pub fn routes_of(desired: &DesiredState, report: &Report) -> Routes {
 pub fn site_reports(
     desired: &DesiredState,
     report: &Report,
-    usage: &BTreeMap<SiteId, u64>,
+    usage: &BTreeMap<SiteId, crate::engine::runtime::VolumeUsage>,
 ) -> Vec<SiteReport> {
     desired
         .sites
@@ -509,7 +539,13 @@ pub fn site_reports(
             let failure = report.failures.iter().find(|(action, _)| match action {
                 Action::Create { site }
                 | Action::Replace { site, .. }
-                | Action::CreateVolume { site } => *site == spec.site_id,
+                | Action::CreateVolume { site }
+                | Action::CreatePod { site }
+                | Action::CreateDatabaseVolume { site, .. }
+                | Action::CreateDatabase { site, .. }
+                | Action::ReplaceDatabase { site, .. }
+                | Action::StartPod { site, .. }
+                | Action::StartDatabase { site, .. } => *site == spec.site_id,
                 _ => false,
             });
             let (state, reason) = match (
@@ -529,7 +565,11 @@ pub fn site_reports(
                 site_id: spec.site_id,
                 state,
                 reason,
-                volume_bytes: usage.get(&spec.site_id).copied(),
+                volume_bytes: usage.get(&spec.site_id).and_then(|u| u.site),
+                database_bytes: usage
+                    .get(&spec.site_id)
+                    .map(|u| u.databases.clone())
+                    .unwrap_or_default(),
                 traffic: None,
             }
         })

@@ -80,6 +80,7 @@ fn site(name: &str, run: bool) -> SiteSpec {
         backup: None,
         tls: None,
         admission: None,
+        databases: vec![],
     }
 }
 

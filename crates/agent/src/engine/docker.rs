@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use alveole_model::{SiteId, SiteSpec};
+use alveole_model::{DatabaseSpec, SiteId, SiteSpec};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest,
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -20,7 +20,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use crate::engine::runtime::{
-    MoveRuntime, Naming, Observed, ObservedContainer, Runtime, RuntimeError, labels,
+    ExecOutcome, MoveRuntime, Naming, Observed, ObservedContainer, ObservedPart, PartRole, Runtime,
+    RuntimeError, labels,
 };
 
 /// The oldest engine API alveole drives: Docker Engine 20.10 (API 1.41), Debian 12's engine.
@@ -33,7 +34,7 @@ pub struct DockerRuntime {
     version: String,
 }
 
-fn engine(error: BollardError) -> RuntimeError {
+pub(super) fn engine(error: BollardError) -> RuntimeError {
     match error {
         BollardError::DockerResponseServerError {
             status_code: 404,
@@ -49,6 +50,10 @@ fn parse_api_version(text: &str) -> Option<(u32, u32)> {
 }
 
 impl DockerRuntime {
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Connects to the local engine (DOCKER_HOST or the default socket) and checks its version.
     pub async fn connect() -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()
@@ -134,7 +139,8 @@ impl Runtime for DockerRuntime {
             }))
             .await
             .map_err(engine)?;
-        let containers = listed
+        let mut parts = Vec::new();
+        let mut containers: Vec<ObservedContainer> = listed
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
@@ -152,19 +158,48 @@ impl Runtime for DockerRuntime {
                     .and_then(|e| e.ip_address)
                     .and_then(|ip| ip.parse().ok())
                     .filter(|_| running);
+                let digest = labels.get(labels::DIGEST).cloned().unwrap_or_default();
+                let role = match labels.get(labels::ROLE).map(String::as_str) {
+                    None => None,
+                    Some("pod") => Some(PartRole::Pod),
+                    Some(_) => Some(PartRole::Database(
+                        labels.get(labels::DATABASE).cloned().unwrap_or_default(),
+                    )),
+                };
+                if let Some(role) = role {
+                    parts.push(ObservedPart {
+                        id: c.id?,
+                        site_id,
+                        role,
+                        digest,
+                        running,
+                        address,
+                    });
+                    return None;
+                }
                 Some(ObservedContainer {
                     id: c.id?,
                     site_id,
-                    digest: labels.get(labels::DIGEST).cloned().unwrap_or_default(),
+                    digest,
                     running,
                     address,
                 })
             })
             .collect();
+        // A site in a pod answers at its pod's address.
+        for container in containers.iter_mut().filter(|c| c.running) {
+            if container.address.is_none() {
+                container.address = parts
+                    .iter()
+                    .find(|p| p.site_id == container.site_id && p.role == PartRole::Pod)
+                    .and_then(|p| p.address);
+            }
+        }
         Ok(Observed {
             network,
             volumes,
             containers,
+            parts,
         })
     }
 
@@ -208,23 +243,18 @@ impl Runtime for DockerRuntime {
         // also published, on loopback and a port of Docker's choosing, only so that Docker's
         // own filter, which drops forwarded traffic to unpublished ports, lets them through:
         // alveole never writes in Docker's tables (docs/ARCHITECTURE.md, "Routing").
-        let published: Vec<String> = spec
-            .published_ports()
-            .into_iter()
-            .map(|(protocol, port)| format!("{port}/{protocol}"))
-            .collect();
-        let port_bindings = (!published.is_empty()).then(|| {
-            published
-                .iter()
-                .map(|key| {
-                    let loopback = PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    };
-                    (key.clone(), Some(vec![loopback]))
-                })
-                .collect()
-        });
+        // A site with databases joins its pod, which publishes them instead.
+        let in_pod = !spec.databases.is_empty();
+        let (published, port_bindings) = if in_pod {
+            (Vec::new(), None)
+        } else {
+            super::docker_pods::published(spec)
+        };
+        let network_mode = if in_pod {
+            format!("container:{}", naming.pod(spec.site_id))
+        } else {
+            naming.network()
+        };
         let host_config = HostConfig {
             port_bindings,
             memory: i64::try_from(spec.limits.memory_bytes).ok(),
@@ -237,7 +267,7 @@ impl Runtime for DockerRuntime {
                 naming.volume(spec.site_id),
                 spec.volume.mount_path
             )]),
-            network_mode: Some(naming.network()),
+            network_mode: Some(network_mode),
             readonly_rootfs: Some(spec.security.read_only_root),
             // A read-only image still needs somewhere to write its temporary files.
             tmpfs: spec.security.read_only_root.then(|| {
@@ -304,22 +334,32 @@ impl Runtime for DockerRuntime {
     async fn volume_usage(
         &self,
         naming: &Naming,
-    ) -> Result<std::collections::BTreeMap<SiteId, u64>, RuntimeError> {
+    ) -> Result<std::collections::BTreeMap<SiteId, crate::engine::runtime::VolumeUsage>, RuntimeError>
+    {
         let volumes = self.node_volumes(naming).await?;
-        let targets: Vec<(SiteId, std::path::PathBuf)> = volumes
+        let targets: Vec<(SiteId, Option<String>, std::path::PathBuf)> = volumes
             .into_iter()
             .filter_map(|v| {
                 Some((
                     v.labels.get(labels::SITE)?.parse().ok()?,
+                    v.labels.get(labels::DATABASE).cloned(),
                     v.mountpoint.into(),
                 ))
             })
             .collect();
         tokio::task::spawn_blocking(move || {
-            targets
-                .into_iter()
-                .map(|(site, path)| (site, disk_usage(&path)))
-                .collect()
+            let mut usage = std::collections::BTreeMap::new();
+            for (site, database, path) in targets {
+                let site: &mut crate::engine::runtime::VolumeUsage = usage.entry(site).or_default();
+                let bytes = disk_usage(&path);
+                match database {
+                    Some(name) => {
+                        site.databases.insert(name, bytes);
+                    }
+                    None => site.site = Some(bytes),
+                }
+            }
+            usage
         })
         .await
         .map_err(RuntimeError::Task)
@@ -362,20 +402,66 @@ impl Runtime for DockerRuntime {
         }))
     }
 
+    /// Removes the site's volume and its databases' ones.
     async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
-        match self
-            .docker
-            .remove_volume(
-                &naming.volume(site),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-        {
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            other => other.map_err(engine),
+        let mut names = vec![naming.volume(site)];
+        names.extend(
+            self.node_volumes(naming)
+                .await?
+                .into_iter()
+                .filter(|v| {
+                    v.labels.get(labels::SITE) == Some(&site.to_string())
+                        && v.labels.contains_key(labels::DATABASE)
+                })
+                .map(|v| v.name),
+        );
+        for name in names {
+            match self
+                .docker
+                .remove_volume(
+                    &name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                other => other.map_err(engine)?,
+            }
         }
+        Ok(())
+    }
+
+    async fn create_pod(&self, naming: &Naming, spec: &SiteSpec) -> Result<String, RuntimeError> {
+        self.make_pod(naming, spec).await
+    }
+
+    async fn create_database_volume(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+        database: &str,
+    ) -> Result<(), RuntimeError> {
+        self.make_database_volume(naming, site, database).await
+    }
+
+    async fn create_database(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+        database: &DatabaseSpec,
+    ) -> Result<String, RuntimeError> {
+        self.make_database(naming, site, database).await
+    }
+
+    async fn exec(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+    ) -> Result<ExecOutcome, RuntimeError> {
+        self.exec_env(container, command, env).await
     }
 
     async fn address(
@@ -383,11 +469,25 @@ impl Runtime for DockerRuntime {
         naming: &Naming,
         container: &str,
     ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
-        let inspected = self
+        let mut inspected = self
             .docker
             .inspect_container(container, None)
             .await
             .map_err(engine)?;
+        // A container in a pod has its pod's address.
+        let holder = inspected
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            .and_then(|mode| mode.strip_prefix("container:"))
+            .map(str::to_owned);
+        if let Some(holder) = holder {
+            inspected = self
+                .docker
+                .inspect_container(&holder, None)
+                .await
+                .map_err(engine)?;
+        }
         Ok(inspected
             .network_settings
             .and_then(|n| n.networks)

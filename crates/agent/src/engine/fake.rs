@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use alveole_model::{ImageRef, SiteId, SiteSpec};
+use alveole_model::{DatabaseSpec, ImageRef, SiteId, SiteSpec};
 use async_trait::async_trait;
 use futures::StreamExt;
 
 use crate::engine::runtime::{
-    ByteStream, MoveRuntime, Naming, Observed, ObservedContainer, Runtime, RuntimeError,
+    ByteStream, ExecOutcome, MoveRuntime, Naming, Observed, ObservedContainer, ObservedPart,
+    PartRole, Runtime, RuntimeError,
 };
 
 #[derive(Debug, Default)]
@@ -105,6 +106,20 @@ impl FakeRuntime {
         Ok(())
     }
 
+    fn add_part(state: &mut State, site_id: SiteId, role: PartRole, digest: String) -> String {
+        state.created += 1;
+        let id = format!("p{}", state.created);
+        state.observed.parts.push(ObservedPart {
+            id: id.clone(),
+            site_id,
+            role,
+            digest,
+            running: false,
+            address: None,
+        });
+        id
+    }
+
     fn container<'a>(
         state: &'a mut State,
         id: &str,
@@ -154,14 +169,25 @@ impl Runtime for FakeRuntime {
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         let mut state = self.call("start", id)?;
         let octet = u8::try_from(state.created % 250).unwrap_or(1) + 2;
+        let address = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)));
+        if let Some(part) = state.observed.parts.iter_mut().find(|p| p.id == id) {
+            part.running = true;
+            part.address = address.filter(|_| part.role == PartRole::Pod);
+            return Ok(());
+        }
         let container = Self::container(&mut state, id)?;
         container.running = true;
-        container.address = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)));
+        container.address = address;
         Ok(())
     }
 
     async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
         let mut state = self.call("stop", id)?;
+        if let Some(part) = state.observed.parts.iter_mut().find(|p| p.id == id) {
+            part.running = false;
+            part.address = None;
+            return Ok(());
+        }
         let container = Self::container(&mut state, id)?;
         container.running = false;
         container.address = None;
@@ -169,11 +195,63 @@ impl Runtime for FakeRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        self.call("remove", id)?
-            .observed
-            .containers
-            .retain(|c| c.id != id);
+        let mut state = self.call("remove", id)?;
+        state.observed.containers.retain(|c| c.id != id);
+        state.observed.parts.retain(|p| p.id != id);
         Ok(())
+    }
+
+    async fn create_pod(&self, _: &Naming, spec: &SiteSpec) -> Result<String, RuntimeError> {
+        let mut state = self.call("create_pod", spec.site_id)?;
+        Ok(Self::add_part(
+            &mut state,
+            spec.site_id,
+            PartRole::Pod,
+            spec.pod_digest(),
+        ))
+    }
+
+    async fn create_database_volume(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+        database: &str,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.call("create_database_volume", format!("{site} {database}"))?;
+        state
+            .observed
+            .volumes
+            .push(naming.database_volume(site, database));
+        Ok(())
+    }
+
+    async fn create_database(
+        &self,
+        _: &Naming,
+        site: SiteId,
+        db: &DatabaseSpec,
+    ) -> Result<String, RuntimeError> {
+        let mut state = self.call("create_database", format!("{site} {}", db.name))?;
+        Ok(Self::add_part(
+            &mut state,
+            site,
+            PartRole::Database(db.name.clone()),
+            db.container_digest(),
+        ))
+    }
+
+    /// Records the command's first word after `-c` (or its first); exit code 0.
+    async fn exec(
+        &self,
+        container: &str,
+        _: &[String],
+        _: &[String],
+    ) -> Result<ExecOutcome, RuntimeError> {
+        drop(self.call("exec", container)?);
+        Ok(ExecOutcome {
+            exit_code: 0,
+            stderr_tail: String::new(),
+        })
     }
 
     async fn remove_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError> {
@@ -195,17 +273,34 @@ impl Runtime for FakeRuntime {
         Self::answer(&mut self.lock(), "ready")
     }
 
-    async fn volume_usage(&self, naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError> {
+    async fn volume_usage(
+        &self,
+        naming: &Naming,
+    ) -> Result<BTreeMap<SiteId, crate::engine::runtime::VolumeUsage>, RuntimeError> {
         let mut state = self.lock();
         Self::answer(&mut state, "volume_usage")?;
         // Every volume of a site holds one page.
-        Ok(state
-            .observed
-            .containers
-            .iter()
-            .filter(|c| state.observed.volumes.contains(&naming.volume(c.site_id)))
-            .map(|c| (c.site_id, 4096))
-            .collect())
+        let mut usage: BTreeMap<SiteId, crate::engine::runtime::VolumeUsage> = BTreeMap::new();
+        for c in &state.observed.containers {
+            if state.observed.volumes.contains(&naming.volume(c.site_id)) {
+                usage.entry(c.site_id).or_default().site = Some(4096);
+            }
+        }
+        for part in &state.observed.parts {
+            if let PartRole::Database(name) = &part.role
+                && state
+                    .observed
+                    .volumes
+                    .contains(&naming.database_volume(part.site_id, name))
+            {
+                usage
+                    .entry(part.site_id)
+                    .or_default()
+                    .databases
+                    .insert(name.clone(), 4096);
+            }
+        }
+        Ok(usage)
     }
 
     fn watch(
@@ -326,6 +421,7 @@ mod tests {
             backup: None,
             tls: None,
             admission: None,
+            databases: vec![],
         };
         DesiredState {
             node_id: naming.node_id,
@@ -377,5 +473,43 @@ mod tests {
         assert!(fake.observe(&naming).await.is_err());
         fake.back();
         assert!(fake.observe(&naming).await.unwrap().network);
+    }
+
+    #[tokio::test]
+    async fn a_sites_pod_and_database_come_before_it_and_a_second_pass_changes_nothing() {
+        let naming = Naming {
+            node_id: NodeId::generate(),
+        };
+        let mut desired = desired(&naming);
+        let site = desired.sites[0].site_id;
+        desired.sites[0].databases = vec![DatabaseSpec {
+            name: "app".into(),
+            engine: alveole_model::DatabaseEngine::Postgresql,
+            image: ImageRef::parse("alveole-test/postgresql:15").unwrap(),
+            limits: Default::default(),
+            quota_bytes: 1 << 30,
+            password: alveole_model::backup::WireSecret("p".into()),
+            admin_password: alveole_model::backup::WireSecret("a".into()),
+        }];
+        let reconciler = Reconciler::new(FakeRuntime::default(), naming);
+        let first = reconciler.reconcile(&desired).await.unwrap();
+        assert!(first.failures.is_empty(), "{:?}", first.failures);
+        let calls = reconciler.runtime().calls();
+        let position = |call: &str| calls.iter().position(|c| c.starts_with(call)).unwrap();
+        assert!(position("create_pod") < position("create_database "));
+        assert!(position("create_database ") < position("create_container"));
+        assert!(
+            position("exec") < position("create_container"),
+            "the server answers and has the site's password before the site starts: {calls:?}"
+        );
+        assert!(first.addresses.contains_key(&site));
+        let second = reconciler.reconcile(&desired).await.unwrap();
+        assert_eq!(second.actions, []);
+        let usage = reconciler
+            .runtime()
+            .volume_usage(reconciler.naming())
+            .await
+            .unwrap();
+        assert_eq!(usage[&site].databases.get("app"), Some(&4096));
     }
 }

@@ -2,7 +2,9 @@
 //! (`docker`, tested against the real engine), an in-memory fake (`fake`), the pure planner
 //! (`plan`) and the reconciler that applies its actions (`reconcile`).
 
+pub mod database;
 pub mod docker;
+mod docker_pods;
 pub mod fake;
 pub mod plan;
 pub mod reconcile;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use alveole_model::DesiredState;
+use alveole_model::{DesiredState, SiteSpec};
 
-use crate::engine::runtime::{Action, Naming, Observed};
+use crate::engine::runtime::{Action, Naming, Observed, PartRole};
 
 pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -22,9 +22,11 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             .iter()
             .filter(|c| c.site_id == spec.site_id)
             .collect();
+        // A new pod is a new network namespace: the site's container must join it again.
+        let new_pod = plan_parts(naming, spec, observed, &mut actions);
         // Keep the container with the right shape (a running one first); remove the others.
         mine.sort_by_key(|c| (c.digest != digest, !c.running));
-        let keep = mine.first().filter(|c| c.digest == digest);
+        let keep = mine.first().filter(|c| c.digest == digest && !new_pod);
         // Without a keeper, the best old container is replaced (its requests held meanwhile).
         let replaced = if keep.is_none() { mine.first() } else { None };
         let spared = keep.or(replaced).map(|c| c.id.as_str());
@@ -70,6 +72,16 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
             container: container.id.clone(),
         });
     }
+    for part in observed
+        .parts
+        .iter()
+        .filter(|p| !wanted.contains(&p.site_id))
+    {
+        actions.push(Action::Remove {
+            site: part.site_id,
+            container: part.id.clone(),
+        });
+    }
     // Purged sites' volumes go, unless the site is desired again.
     for site in desired.purge_volumes.iter().filter(|s| !wanted.contains(s)) {
         if observed.volumes.contains(&naming.volume(*site)) {
@@ -77,6 +89,109 @@ pub fn plan(naming: &Naming, desired: &DesiredState, observed: &Observed) -> Vec
         }
     }
     actions
+}
+
+/// Plans a site's pod and databases (none, and none kept, for a site without databases):
+/// whether its pod is new, so that its containers must be made again in it.
+fn plan_parts(
+    naming: &Naming,
+    spec: &SiteSpec,
+    observed: &Observed,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let site = spec.site_id;
+    let parts: Vec<_> = observed
+        .parts
+        .iter()
+        .filter(|p| p.site_id == site)
+        .collect();
+    let remove = |actions: &mut Vec<Action>, id: &str| {
+        actions.push(Action::Remove {
+            site,
+            container: id.to_owned(),
+        })
+    };
+    if spec.databases.is_empty() {
+        // Their volumes stay until the site is purged.
+        for part in parts {
+            remove(actions, &part.id);
+        }
+        return false;
+    }
+    let pod_digest = spec.pod_digest();
+    let mut pods: Vec<_> = parts.iter().filter(|p| p.role == PartRole::Pod).collect();
+    pods.sort_by_key(|p| (p.digest != pod_digest, !p.running));
+    let pod = pods.first().filter(|p| p.digest == pod_digest);
+    for extra in pods
+        .iter()
+        .filter(|p| Some(p.id.as_str()) != pod.map(|k| k.id.as_str()))
+    {
+        remove(actions, &extra.id);
+    }
+    match pod {
+        None => actions.push(Action::CreatePod { site }),
+        Some(pod) if !pod.running => actions.push(Action::StartPod {
+            site,
+            container: pod.id.clone(),
+        }),
+        Some(_) => {}
+    }
+    let new_pod = pod.is_none();
+    for db in &spec.databases {
+        if !observed
+            .volumes
+            .contains(&naming.database_volume(site, &db.name))
+        {
+            actions.push(Action::CreateDatabaseVolume {
+                site,
+                database: db.name.clone(),
+            });
+        }
+        let role = PartRole::Database(db.name.clone());
+        let digest = db.container_digest();
+        let mut servers: Vec<_> = parts.iter().filter(|p| p.role == role).collect();
+        servers.sort_by_key(|p| (p.digest != digest, !p.running));
+        let keep = servers.first().filter(|p| p.digest == digest && !new_pod);
+        let replaced = if keep.is_none() {
+            servers.first()
+        } else {
+            None
+        };
+        let spared = keep.or(replaced).map(|p| p.id.as_str());
+        for extra in servers.iter().filter(|p| Some(p.id.as_str()) != spared) {
+            remove(actions, &extra.id);
+        }
+        match (keep, replaced) {
+            (None, Some(old)) => actions.push(Action::ReplaceDatabase {
+                site,
+                database: db.name.clone(),
+                old: old.id.clone(),
+            }),
+            (None, None) => actions.push(Action::CreateDatabase {
+                site,
+                database: db.name.clone(),
+            }),
+            (Some(server), _) if spec.run && !server.running => {
+                actions.push(Action::StartDatabase {
+                    site,
+                    container: server.id.clone(),
+                })
+            }
+            (Some(server), _) if !spec.run && server.running => actions.push(Action::Stop {
+                site,
+                container: server.id.clone(),
+            }),
+            (Some(_), _) => {}
+        }
+    }
+    for part in &parts {
+        if let PartRole::Database(name) = &part.role
+            && !spec.databases.iter().any(|db| &db.name == name)
+        {
+            remove(actions, &part.id);
+        }
+    }
+    new_pod
 }
 
 #[cfg(test)]
@@ -103,6 +218,7 @@ mod tests {
             backup: None,
             tls: None,
             admission: None,
+            databases: vec![],
         }
     }
 
@@ -142,6 +258,7 @@ mod tests {
                 network: true,
                 volumes,
                 containers: vec![],
+                parts: vec![],
             },
         )
     }
@@ -280,6 +397,154 @@ mod tests {
                 container: "scratch".into()
             }],
             "a leftover goes once the panel no longer asks for the drill"
+        );
+    }
+
+    fn with_database(mut spec: SiteSpec) -> SiteSpec {
+        spec.databases = vec![alveole_model::DatabaseSpec {
+            name: "app".into(),
+            engine: alveole_model::DatabaseEngine::Mariadb,
+            image: ImageRef::parse("alveole-test/mariadb:10.11").unwrap(),
+            limits: Default::default(),
+            quota_bytes: 1 << 30,
+            password: alveole_model::backup::WireSecret("p".into()),
+            admin_password: alveole_model::backup::WireSecret("a".into()),
+        }];
+        spec
+    }
+
+    fn part(spec: &SiteSpec, id: &str, role: PartRole) -> crate::engine::runtime::ObservedPart {
+        let digest = match &role {
+            PartRole::Pod => spec.pod_digest(),
+            PartRole::Database(_) => spec.databases[0].container_digest(),
+        };
+        crate::engine::runtime::ObservedPart {
+            id: id.into(),
+            site_id: spec.site_id,
+            role,
+            digest,
+            running: true,
+            address: None,
+        }
+    }
+
+    /// A node running the site with its pod and database as specified.
+    fn running_with_database() -> (Naming, DesiredState, Observed) {
+        let (naming, desired, mut observed) = setup(vec![with_database(spec(true))]);
+        let site = &desired.sites[0];
+        observed
+            .volumes
+            .push(naming.database_volume(site.site_id, "app"));
+        observed.containers = vec![container(site, "site", true)];
+        observed.parts = vec![
+            part(site, "pod", PartRole::Pod),
+            part(site, "db", PartRole::Database("app".into())),
+        ];
+        (naming, desired, observed)
+    }
+
+    #[test]
+    fn a_site_with_a_database_gets_its_pod_then_its_server_then_its_container() {
+        let (naming, desired, mut observed) = setup(vec![with_database(spec(true))]);
+        observed.volumes.clear();
+        let site = desired.sites[0].site_id;
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [
+                Action::CreateVolume { site },
+                Action::CreatePod { site },
+                Action::CreateDatabaseVolume {
+                    site,
+                    database: "app".into()
+                },
+                Action::CreateDatabase {
+                    site,
+                    database: "app".into()
+                },
+                Action::Create { site },
+            ]
+        );
+        let (naming, desired, observed) = running_with_database();
+        assert_eq!(plan(&naming, &desired, &observed), [], "nothing to change");
+    }
+
+    #[test]
+    fn a_new_site_container_leaves_the_database_but_a_new_pod_takes_both_again() {
+        let (naming, mut desired, mut observed) = running_with_database();
+        let site = desired.sites[0].site_id;
+        desired.sites[0].env.push(alveole_model::WireEnv {
+            name: "MODE".into(),
+            value: "new".into(),
+        });
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [Action::Replace {
+                site,
+                old: "site".into()
+            }],
+            "the database keeps running"
+        );
+        observed.parts.retain(|p| p.role != PartRole::Pod);
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [
+                Action::CreatePod { site },
+                Action::ReplaceDatabase {
+                    site,
+                    database: "app".into(),
+                    old: "db".into()
+                },
+                Action::Replace {
+                    site,
+                    old: "site".into()
+                },
+            ],
+            "both join the new namespace"
+        );
+    }
+
+    #[test]
+    fn a_stopped_site_stops_its_database_and_one_removed_goes_but_keeps_its_volume() {
+        let (naming, mut desired, observed) = running_with_database();
+        let site = desired.sites[0].site_id;
+        desired.sites[0].run = false;
+        assert_eq!(
+            plan(&naming, &desired, &observed),
+            [
+                Action::Stop {
+                    site,
+                    container: "db".into()
+                },
+                Action::Stop {
+                    site,
+                    container: "site".into()
+                },
+            ]
+        );
+        desired.sites[0].run = true;
+        desired.sites[0].databases.clear();
+        let actions = plan(&naming, &desired, &observed);
+        assert_eq!(
+            actions[..2],
+            [
+                Action::Remove {
+                    site,
+                    container: "pod".into()
+                },
+                Action::Remove {
+                    site,
+                    container: "db".into()
+                },
+            ]
+        );
+        assert!(
+            matches!(actions[2], Action::Replace { .. }),
+            "the site leaves the pod for the node's network: {actions:?}"
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::RemoveVolume { .. }))
         );
     }
 }

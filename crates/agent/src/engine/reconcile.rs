@@ -62,8 +62,33 @@ impl<R> std::fmt::Debug for Reconciler<R> {
 }
 
 impl<R: Runtime> Reconciler<R> {
+    /// Launches the site's container, its databases' passwords set first (a rotation gives
+    /// the new one to the server and the site together).
     async fn create(&self, spec: &SiteSpec) -> Result<Option<SocketAddr>, RuntimeError> {
+        if spec.run {
+            for db in &spec.databases {
+                let server = self.naming.database(spec.site_id, &db.name);
+                crate::engine::database::set_password(self.runtime.as_ref(), &server, db).await?;
+            }
+        }
         crate::engine::runtime::launch(self.runtime.as_ref(), &self.naming, spec).await
+    }
+
+    /// Creates a site's database server and, when the site runs, starts it and waits until it
+    /// answers (the site's container comes after).
+    async fn create_database(&self, spec: &SiteSpec, name: &str) -> Result<(), RuntimeError> {
+        let Some(db) = spec.databases.iter().find(|db| db.name == name) else {
+            return Ok(());
+        };
+        let id = self
+            .runtime
+            .create_database(&self.naming, spec.site_id, db)
+            .await?;
+        if spec.run {
+            self.runtime.start(&id).await?;
+            crate::engine::database::wait_ready(self.runtime.as_ref(), &id, db).await?;
+        }
+        Ok(())
     }
 
     pub fn new(runtime: R, naming: Naming) -> Self {
@@ -155,18 +180,39 @@ impl<R: Runtime> Reconciler<R> {
     ) -> Result<Report, RuntimeError> {
         let observed = self.runtime.observe(&self.naming).await?;
         let actions = plan(&self.naming, desired, &observed);
-        // The network first, then volumes, then containers, then purged volumes (no container
+        // The network first, then volumes, then pods, then databases (in their site's pod),
+        // then the sites' containers (after their databases), then purged volumes (no container
         // may use a volume when it goes): each phase needs the one before.
         // Within a phase, actions concern different objects and run a few at a time.
         let mut failures = Vec::new();
-        let phases: [fn(&Action) -> bool; 4] = [
+        let phases: [fn(&Action) -> bool; 6] = [
             |a| matches!(a, Action::CreateNetwork),
-            |a| matches!(a, Action::CreateVolume { .. }),
+            |a| {
+                matches!(
+                    a,
+                    Action::CreateVolume { .. } | Action::CreateDatabaseVolume { .. }
+                )
+            },
+            |a| matches!(a, Action::CreatePod { .. } | Action::StartPod { .. }),
+            |a| {
+                matches!(
+                    a,
+                    Action::CreateDatabase { .. }
+                        | Action::ReplaceDatabase { .. }
+                        | Action::StartDatabase { .. }
+                )
+            },
             |a| {
                 !matches!(
                     a,
                     Action::CreateNetwork
                         | Action::CreateVolume { .. }
+                        | Action::CreateDatabaseVolume { .. }
+                        | Action::CreatePod { .. }
+                        | Action::CreateDatabase { .. }
+                        | Action::ReplaceDatabase { .. }
+                        | Action::StartPod { .. }
+                        | Action::StartDatabase { .. }
                         | Action::RemoveVolume { .. }
                 )
             },
@@ -270,6 +316,38 @@ impl<R: Runtime> Reconciler<R> {
                     self.traffic.repoint(*site, address);
                 }
                 Ok(())
+            }
+            Action::CreatePod { site } => {
+                let Some(spec) = desired.sites.iter().find(|s| s.site_id == *site) else {
+                    return Ok(());
+                };
+                let id = self.runtime.create_pod(&self.naming, spec).await?;
+                self.runtime.start(&id).await
+            }
+            Action::CreateDatabaseVolume { site, database } => {
+                self.runtime
+                    .create_database_volume(&self.naming, *site, database)
+                    .await
+            }
+            Action::CreateDatabase { site, database } => {
+                match desired.sites.iter().find(|s| s.site_id == *site) {
+                    Some(spec) => self.create_database(spec, database).await,
+                    None => Ok(()),
+                }
+            }
+            Action::ReplaceDatabase {
+                site,
+                database,
+                old,
+            } => {
+                let Some(spec) = desired.sites.iter().find(|s| s.site_id == *site) else {
+                    return Ok(());
+                };
+                self.runtime.remove(old).await?;
+                self.create_database(spec, database).await
+            }
+            Action::StartPod { container, .. } | Action::StartDatabase { container, .. } => {
+                self.runtime.start(container).await
             }
             Action::Start { container, .. } => self.runtime.start(container).await,
             Action::Stop { container, .. } => self.runtime.stop(container).await,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use alveole_model::{NodeId, SiteId, SiteSpec};
+use alveole_model::{DatabaseSpec, NodeId, SiteId, SiteSpec};
 use async_trait::async_trait;
 
 /// Labels on every object alveole creates. Every listing filters on `NODE`, so agents sharing
@@ -15,6 +15,11 @@ pub mod labels {
     pub const SITE: &str = "coop.alveole.site";
     /// Digest of the container's shape (`SiteSpec::container_digest`).
     pub const DIGEST: &str = "coop.alveole.digest";
+    /// What a container is to its site when it is not the site's own: `pod` (the holder of
+    /// the site's network namespace) or `database`.
+    pub const ROLE: &str = "coop.alveole.role";
+    /// The name of the database a `database` container or volume holds.
+    pub const DATABASE: &str = "coop.alveole.database";
 }
 
 /// How the objects of one node are named in the engine.
@@ -44,6 +49,28 @@ impl Naming {
         format!("alveole-{}-{}", site.0.simple(), self.node_short())
     }
 
+    /// The holder of a site's network namespace, which the site and its databases join.
+    pub fn pod(&self, site: SiteId) -> String {
+        format!("alveole-{}-{}-pod", site.0.simple(), self.node_short())
+    }
+
+    pub fn database(&self, site: SiteId, database: &str) -> String {
+        format!(
+            "alveole-{}-{}-db-{database}",
+            site.0.simple(),
+            self.node_short()
+        )
+    }
+
+    /// A database's data, kept like the site's volume: removed only when the site is purged.
+    pub fn database_volume(&self, site: SiteId, database: &str) -> String {
+        format!(
+            "alveole-{}-{}-db-{database}-data",
+            site.0.simple(),
+            self.node_short()
+        )
+    }
+
     /// Volumes outlive containers and are removed only when a site is purged. Named per node
     /// too: a move's target makes its own copy, even on an engine two nodes share.
     pub fn volume(&self, site: SiteId) -> String {
@@ -70,12 +97,45 @@ pub struct ObservedContainer {
     pub address: Option<IpAddr>,
 }
 
+/// What a container beside a site's own is to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartRole {
+    /// Holds the site's network namespace (and its address on the node's network).
+    Pod,
+    /// Runs the site's database of this name.
+    Database(String),
+}
+
+/// A container of this node that serves a site without being its own: its pod or a database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedPart {
+    pub id: String,
+    pub site_id: SiteId,
+    pub role: PartRole,
+    pub digest: String,
+    pub running: bool,
+    /// A pod's address on the node's network, while running.
+    pub address: Option<IpAddr>,
+}
+
+/// What a site's volumes use on the node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeUsage {
+    /// Its own volume's bytes, when it has one.
+    pub site: Option<u64>,
+    /// Each of its databases' volumes, by database.
+    pub databases: BTreeMap<String, u64>,
+}
+
 /// What exists on the node now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     pub network: bool,
     pub volumes: Vec<String>,
+    /// The sites' own containers (a site in a pod has its pod's address).
     pub containers: Vec<ObservedContainer>,
+    /// Pods and databases.
+    pub parts: Vec<ObservedPart>,
 }
 
 /// One change to the node. Plans contain only changes: an unchanged node plans nothing.
@@ -106,9 +166,39 @@ pub enum Action {
         site: SiteId,
         container: String,
     },
-    /// Remove a purged site's volume (its containers are gone by then).
+    /// Remove a purged site's volumes, its databases' included (its containers are gone by
+    /// then).
     RemoveVolume {
         site: SiteId,
+    },
+    /// Create and start the holder of a site's network namespace.
+    CreatePod {
+        site: SiteId,
+    },
+    CreateDatabaseVolume {
+        site: SiteId,
+        database: String,
+    },
+    /// Create a site's database server (started and waited for when the site runs).
+    CreateDatabase {
+        site: SiteId,
+        database: String,
+    },
+    /// Swap a database's server for one of the new shape (its data stays in its volume).
+    ReplaceDatabase {
+        site: SiteId,
+        database: String,
+        old: String,
+    },
+    /// Start a stopped pod before its databases and the site's container.
+    StartPod {
+        site: SiteId,
+        container: String,
+    },
+    /// Start a stopped database before the site's container.
+    StartDatabase {
+        site: SiteId,
+        container: String,
     },
 }
 
@@ -136,6 +226,8 @@ pub enum RuntimeError {
     NoSuchContainer(String),
     #[error("the engine work stopped before it finished")]
     Task(#[source] tokio::task::JoinError),
+    #[error("the database {database} is not ready: {reason}")]
+    DatabaseNotReady { database: String, reason: String },
     #[error("{0}")]
     Fake(String),
 }
@@ -147,7 +239,32 @@ pub trait Runtime: Send + Sync {
     async fn observe(&self, naming: &Naming) -> Result<Observed, RuntimeError>;
     async fn create_network(&self, naming: &Naming) -> Result<(), RuntimeError>;
     async fn create_volume(&self, naming: &Naming, site: SiteId) -> Result<(), RuntimeError>;
-    /// Creates the container of `spec`, hardened, on the node's network; returns its id.
+    /// Creates the holder of the site's network namespace, on the node's network, with the
+    /// site's published ports; returns its id.
+    async fn create_pod(&self, naming: &Naming, spec: &SiteSpec) -> Result<String, RuntimeError>;
+    async fn create_database_volume(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+        database: &str,
+    ) -> Result<(), RuntimeError>;
+    /// Creates a database's server, hardened, in the site's pod; returns its id.
+    async fn create_database(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+        database: &DatabaseSpec,
+    ) -> Result<String, RuntimeError>;
+    /// Runs `command` (no shell) in a running container with `env` added: its exit code and
+    /// the end of its standard error (its standard output is dropped).
+    async fn exec(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+    ) -> Result<ExecOutcome, RuntimeError>;
+    /// Creates the container of `spec`, hardened, on the node's network (in its pod, when it
+    /// has databases); returns its id.
     async fn create_container(
         &self,
         naming: &Naming,
@@ -165,8 +282,12 @@ pub trait Runtime: Send + Sync {
     ) -> Result<Option<IpAddr>, RuntimeError>;
     /// Waits (bounded) until the site's server accepts connections at `address`.
     async fn ready(&self, address: SocketAddr) -> Result<(), RuntimeError>;
-    /// Bytes each site's volume uses on the node (for quota alerts).
-    async fn volume_usage(&self, naming: &Naming) -> Result<BTreeMap<SiteId, u64>, RuntimeError>;
+    /// Bytes each site's volume and each of its databases' volumes use on the node (for
+    /// quota alerts).
+    async fn volume_usage(
+        &self,
+        naming: &Naming,
+    ) -> Result<BTreeMap<SiteId, VolumeUsage>, RuntimeError>;
     /// Calls `poke` whenever the engine reports a change to this node's containers, for as
     /// long as the returned task runs (the agent aborts it when it stops). `None`: the engine
     /// tells nothing, and the agent's timer alone brings passes.

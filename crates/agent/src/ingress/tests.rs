@@ -294,6 +294,7 @@ pub(super) fn spec_with_tls(
         backup: None,
         tls,
         admission: None,
+        databases: vec![],
     }
 }
 

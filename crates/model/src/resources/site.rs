@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Meta;
 use crate::admission::AdmissionPolicy;
 use crate::backup::BackupPolicy;
+use crate::database::{Database, DatabaseInput, validate_databases};
 use crate::env::{EnvName, EnvVar, EnvVarInput};
 use crate::error::{FieldError, ValidationErrors};
 use crate::exposure::{ExposedPort, LimitTier, validate_exposed_ports};
@@ -165,6 +166,9 @@ pub struct SiteInput {
     /// Overload protection: admission limits, the waiting room, priority classes.
     #[serde(default)]
     pub admission: AdmissionPolicy,
+    /// Its databases, each a server of its own beside the site (MariaDB or PostgreSQL).
+    #[serde(default)]
+    pub databases: Vec<DatabaseInput>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +190,7 @@ pub struct NewSite {
     pub backup: BackupPolicy,
     pub https: HttpsPolicy,
     pub admission: AdmissionPolicy,
+    pub databases: Vec<Database>,
 }
 
 impl NewSite {
@@ -215,7 +220,7 @@ impl NewSite {
     }
 
     pub fn reservation(&self) -> Reservation {
-        Reservation::of(&self.limits, &self.volume)
+        Reservation::of(&self.limits, &self.volume).with_databases(&self.databases)
     }
 }
 
@@ -271,6 +276,25 @@ impl SiteInput {
             }
         }
         let env = validate_env(&mut errors, self.env, previous);
+        let databases = validate_databases(
+            &mut errors,
+            self.databases,
+            previous.map_or(&[], |site| &site.databases),
+        );
+        if !databases.is_empty() {
+            for (i, var) in env.iter().enumerate() {
+                if crate::database::is_reserved_env(var.name.as_str()) {
+                    errors.push(FieldError::new(
+                        format!("env[{i}].name"),
+                        "env.reserved",
+                        format!(
+                            "{} is set by alveole for the site's databases",
+                            var.name.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
         if self.http_port == 0 {
             errors.push(FieldError::new(
                 "http_port",
@@ -338,6 +362,7 @@ impl SiteInput {
                 backup: self.backup,
                 https: self.https,
                 admission: self.admission,
+                databases,
             })
         })
     }
@@ -503,6 +528,8 @@ pub struct Site {
     pub https: HttpsPolicy,
     #[serde(default)]
     pub admission: AdmissionPolicy,
+    #[serde(default)]
+    pub databases: Vec<Database>,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -529,12 +556,13 @@ impl Site {
             backup: new.backup,
             https: new.https,
             admission: new.admission,
+            databases: new.databases,
             meta,
         }
     }
 
     pub fn reservation(&self) -> Reservation {
-        Reservation::of(&self.limits, &self.volume)
+        Reservation::of(&self.limits, &self.volume).with_databases(&self.databases)
     }
 
     /// The site as its node runs it (secret values included: for the node's agent only).
@@ -569,6 +597,8 @@ impl Site {
             tls: None,
             // The panel fills it in with the site's key.
             admission: None,
+            // The panel fills them in with their images and opened passwords.
+            databases: vec![],
         }
     }
 
@@ -599,6 +629,7 @@ impl Site {
             backup: self.backup.clone(),
             https: self.https.clone(),
             admission: self.admission.clone(),
+            databases: self.databases.iter().map(Database::to_input).collect(),
         }
     }
 }
@@ -619,6 +650,15 @@ impl Reservation {
             memory_bytes: limits.memory_bytes,
             disk_bytes: volume.quota_bytes,
         }
+    }
+
+    /// With what the site's databases hold besides (each its container and volume).
+    pub fn with_databases(self, databases: &[Database]) -> Reservation {
+        databases.iter().fold(self, |total, db| Reservation {
+            cpu_millis: total.cpu_millis + u64::from(db.limits.cpu_millis),
+            memory_bytes: total.memory_bytes + db.limits.memory_bytes,
+            disk_bytes: total.disk_bytes + db.quota_bytes,
+        })
     }
 }
 
@@ -674,6 +714,7 @@ mod tests {
             backup: BackupPolicy::default(),
             https: HttpsPolicy::default(),
             admission: AdmissionPolicy::default(),
+            databases: vec![],
         }
     }
 

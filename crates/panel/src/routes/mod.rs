@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod backups;
 mod certificates;
+mod databases;
 mod members;
 mod moves;
 mod records;
@@ -239,6 +240,7 @@ pub fn routes() -> Vec<Route> {
     moves::api(&mut t);
     backups::api(&mut t);
     certificates::api(&mut t);
+    databases::api(&mut t);
 
     sign_in::pages(&mut t);
     records::pages(&mut t);

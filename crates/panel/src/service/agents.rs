@@ -50,26 +50,48 @@ pub struct Alert {
     pub message: String,
 }
 
-/// Sites of the report whose measured volume exceeds their quota.
+/// Sites of the report whose measured volume, or one of whose databases, exceeds its quota.
 pub fn volume_alerts(report: &NodeReport, sites: &[Site]) -> Vec<Alert> {
-    report
-        .sites
-        .iter()
-        .filter_map(|observed| {
-            let used = observed.volume_bytes?;
-            let site = sites.iter().find(|s| s.id == observed.site_id)?;
-            (used > site.volume.quota_bytes).then(|| Alert {
+    use alveole_model::quantity::format_bytes;
+    let mut alerts = Vec::new();
+    for observed in &report.sites {
+        let Some(site) = sites.iter().find(|s| s.id == observed.site_id) else {
+            continue;
+        };
+        if let Some(used) = observed.volume_bytes
+            && used > site.volume.quota_bytes
+        {
+            alerts.push(Alert {
                 site_id: site.id,
                 kind: "volume_over_quota".into(),
                 message: format!(
                     "{} uses {} of its {} volume",
                     site.primary_domain,
-                    alveole_model::quantity::format_bytes(used),
-                    alveole_model::quantity::format_bytes(site.volume.quota_bytes)
+                    format_bytes(used),
+                    format_bytes(site.volume.quota_bytes)
                 ),
-            })
-        })
-        .collect()
+            });
+        }
+        for db in &site.databases {
+            let Some(&used) = observed.database_bytes.get(&db.name) else {
+                continue;
+            };
+            if used > db.quota_bytes {
+                alerts.push(Alert {
+                    site_id: site.id,
+                    kind: "database_over_quota".into(),
+                    message: format!(
+                        "{}'s database {} uses {} of its {} quota",
+                        site.primary_domain,
+                        db.name,
+                        format_bytes(used),
+                        format_bytes(db.quota_bytes)
+                    ),
+                });
+            }
+        }
+    }
+    alerts
 }
 
 /// Whether a node last seen at `last_seen` still counts as reachable at `now`.
@@ -84,7 +106,11 @@ pub fn reachable(
 
 /// The whole document a node's agent applies: its sites, addresses, filter, moves and the
 /// volumes it may remove, from one read of the store.
-pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
+pub fn assemble(
+    node: NodeId,
+    desired: &NodeDesired,
+    offers: &[alveole_model::DatabaseOffer],
+) -> DesiredState {
     let moves = super::site_moves::moves_for(node, desired);
     let mut purge_volumes = desired.purges.clone();
     purge_volumes.extend(moves.drop_volumes);
@@ -99,11 +125,13 @@ pub fn assemble(node: NodeId, desired: &NodeDesired) -> DesiredState {
     let mut sites = super::backups::with_backups(desired.specs(), &desired.sites, &desired.backups);
     super::certificates::with_certificates(&mut sites, &served, &desired.certificates);
     with_admission(&mut sites, &served, &desired.admission_keys);
+    super::databases::with_databases(&mut sites, &served, offers);
     let mut moves_in = moves.incoming;
     for incoming in &mut moves_in {
         let site = std::slice::from_mut(&mut incoming.site);
         super::certificates::with_certificates(site, &served, &desired.certificates);
         with_admission(site, &served, &desired.admission_keys);
+        super::databases::with_databases(site, &served, offers);
     }
     DesiredState {
         node_id: node,
@@ -301,7 +329,7 @@ impl Service {
                 self.open_site_keys(&mut desired.backups.keys)?;
                 self.open_site_keys(&mut desired.admission_keys)?;
                 self.open_certificate_keys(&mut desired.certificates)?;
-                return Ok(assemble(node, &desired));
+                return Ok(assemble(node, &desired, &self.config().databases));
             }
             let recheck =
                 (tokio::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod audit;
 pub mod backups;
 pub mod certificates;
+pub mod databases;
 pub mod drills;
 pub mod evacuations;
 pub mod members;

@@ -372,11 +372,13 @@ impl Resource for Site {
         input.validate(previous)
     }
     fn seal_secrets(new: &mut Self::New, service: &Service) -> ApiResult<()> {
-        service.seal_env(&mut new.env)
+        service.seal_env(&mut new.env)?;
+        service.seal_database_credentials(&mut new.databases)
     }
     fn check_with(new: &Self::New, service: &Service) -> Result<(), ValidationErrors> {
         let suffixes = &service.config().public_suffixes;
         let mut errors = ValidationErrors::default();
+        service.check_database_offers(new, &mut errors);
         for (i, alias) in new.aliases.iter().enumerate() {
             if !alias.is_wildcard() {
                 continue;

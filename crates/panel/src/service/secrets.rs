@@ -26,8 +26,10 @@ impl Service {
         Ok(())
     }
 
-    /// Opens each sealed secret of `site`, for its node's agent only.
+    /// Opens each sealed secret of `site` (its variables, its databases' passwords), for its
+    /// node's agent only.
     pub(crate) fn open_env(&self, site: &mut Site) -> ApiResult<()> {
+        self.open_databases(site)?;
         let keyring = &self.config().secrets;
         for var in &mut site.env {
             let EnvValue::Secret(secret) = &var.value else {
@@ -118,6 +120,10 @@ impl Service {
                 let needs = site.env.iter().any(|var| match &var.value {
                     EnvValue::Secret(secret) => stale(secret.expose()),
                     EnvValue::Plain(_) => false,
+                }) || site.databases.iter().any(|db| {
+                    db.credentials.as_ref().is_some_and(|c| {
+                        stale(c.password.expose()) || stale(c.admin_password.expose())
+                    })
                 });
                 if needs {
                     self.reseal_site(ctx, site).await?;
@@ -148,8 +154,17 @@ impl Service {
                 var.value = EnvValue::Secret(Secret::new(sealed));
             }
         }
+        let mut databases = open.databases;
+        self.seal_database_credentials(&mut databases)?;
         self.store()
-            .rewrite_site_env(ctx, site.id, site.meta.version, env)
+            .rewrite_site_secrets(
+                ctx,
+                "site.update",
+                site.id,
+                site.meta.version,
+                env,
+                databases,
+            )
             .await?;
         Ok(())
     }

@@ -17,14 +17,17 @@ pub trait SiteStore: Send + Sync {
         version: Option<i64>,
     ) -> StoreResult<()>;
 
-    /// Replaces the stored form of the site's variables, and nothing else, if the site still
-    /// has `version` (one audited `site.update`): the panel sealing or resealing secrets. No
-    /// other rule is checked again, since nothing else changes.
-    async fn rewrite_site_env(
+    /// Replaces the stored form of the site's variables and databases (their passwords), and
+    /// nothing else, if the site still has `version` (one audited `action`, such as
+    /// `site.update`): the panel sealing or resealing secrets, or a new password. No other rule
+    /// is checked again, since nothing else changes. The site's node hears of it.
+    async fn rewrite_site_secrets(
         &self,
         ctx: &AuditContext,
+        action: &'static str,
         id: SiteId,
         version: i64,
         env: Vec<EnvVar>,
+        databases: Vec<alveole_model::Database>,
     ) -> StoreResult<()>;
 }

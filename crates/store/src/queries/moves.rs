@@ -37,6 +37,16 @@ pub(super) async fn insert_site_move(
         )
     })?;
     fetch::<Node>(tx, to).await?;
+    // A site must not arrive without its data: the databases' replication to the target is
+    // not built yet (docs/design/databases.md).
+    if !moved.databases.is_empty() {
+        return Err(refused(
+            "move.has_databases",
+            "a site with databases cannot move yet: moving their data to another node is not \
+             built"
+                .into(),
+        ));
+    }
     if from == to {
         return Err(refused(
             "move.same_node",

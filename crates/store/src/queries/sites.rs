@@ -16,7 +16,7 @@ use super::super::Db;
 use super::nodes::fetch_node_usage;
 use super::records::{Actions, Audited, delete_as, fetch};
 use super::{SqlStore, WriteTx, bump_generation, int};
-use crate::rows::{SITE_COLUMNS, SiteRow, StoredEnvVar};
+use crate::rows::{SITE_COLUMNS, SiteRow, StoredDatabase, StoredEnvVar};
 use crate::{AuditContext, SiteFilter, SiteStore, StoreError, StoreResult};
 
 #[async_trait]
@@ -68,6 +68,12 @@ impl Audited for Site {
             .push_bind(Json(self.backup.clone()))
             .push_bind(Json(self.https.clone()))
             .push_bind(Json(self.admission.clone()))
+            .push_bind(Json(
+                self.databases
+                    .iter()
+                    .map(StoredDatabase::from_database)
+                    .collect::<Vec<_>>(),
+            ))
             .push_bind(self.meta.version)
             .push_bind(self.meta.created_at)
             .push_bind(self.meta.updated_at);
@@ -326,12 +332,14 @@ impl SiteStore for SqlStore {
         tx.commit(ctx, change).await
     }
 
-    async fn rewrite_site_env(
+    async fn rewrite_site_secrets(
         &self,
         ctx: &AuditContext,
+        action: &'static str,
         id: SiteId,
         version: i64,
         env: Vec<EnvVar>,
+        databases: Vec<alveole_model::Database>,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let before = fetch::<Site>(&mut tx, id).await?;
@@ -344,18 +352,29 @@ impl SiteStore for SqlStore {
         }
         let after = Site {
             env,
+            databases,
             meta: tx.next_meta(&before.meta),
             ..before.clone()
         };
         let stored: Vec<StoredEnvVar> = after.env.iter().map(StoredEnvVar::from_var).collect();
-        sqlx::query("UPDATE sites SET env = $1, version = $2, updated_at = $3 WHERE id = $4")
-            .bind(Json(stored))
-            .bind(after.meta.version)
-            .bind(after.meta.updated_at)
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
-        let change = crate::Change::of("site.update", "site", id, Some(&before), Some(&after));
+        let databases: Vec<StoredDatabase> = after
+            .databases
+            .iter()
+            .map(StoredDatabase::from_database)
+            .collect();
+        sqlx::query(
+            "UPDATE sites SET env = $1, databases = $2, version = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(Json(stored))
+        .bind(Json(databases))
+        .bind(after.meta.version)
+        .bind(after.meta.updated_at)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
+        // Its node runs with the new values (a new password, say).
+        bump_generation(&mut tx, after.node_id).await?;
+        let change = crate::Change::of(action, "site", id, Some(&before), Some(&after));
         tx.commit(ctx, change).await
     }
 }

@@ -53,6 +53,7 @@ pub(super) async fn agents_enrol_and_report(walk: &mut Walk<'_>, made: &Made) ->
             state: alveole_model::SiteState::Running,
             reason: None,
             volume_bytes: None,
+            database_bytes: Default::default(),
             traffic: None,
         }],
         resources: serde_json::from_value(

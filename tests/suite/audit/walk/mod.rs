@@ -21,6 +21,7 @@ mod agents;
 mod api;
 mod backups;
 mod certificates;
+mod databases;
 mod pages;
 
 /// An event the walk expects: (actor, action, target id).
@@ -49,6 +50,7 @@ async fn every_state_changing_route_records_its_events() {
     api_tokens(&mut walk, &made).await;
     backups::api_backups(&mut walk, &made).await;
     certificates::api_certificates(&mut walk, &made).await;
+    databases::api_databases(&mut walk, &made).await;
     let other_node = api_addresses(&mut walk, &made).await;
     offboarding_and_deletions(&mut walk, &made, &agents, &other_node).await;
 

@@ -1,0 +1,144 @@
+//! What the agent does inside a database's server: wait until it answers, and set its user's
+//! password (a rotation: the image reads its password at first start only). Commands run in
+//! the server's container as its administrator, secrets passed in the environment, never in
+//! arguments.
+
+use alveole_model::{DatabaseEngine, DatabaseSpec};
+
+use crate::engine::runtime::{Runtime, RuntimeError};
+
+/// How long a new server may take to answer (its first start makes its data directory).
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A command for the server's own client, as its administrator, with `ALVEOLE_SQL` run when
+/// given: the command and its environment.
+fn client(db: &DatabaseSpec, sql: Option<&str>) -> (Vec<String>, Vec<String>) {
+    match db.engine {
+        DatabaseEngine::Mariadb => {
+            let run = if sql.is_some() {
+                r#"exec mariadb --protocol=socket -uroot -e "$ALVEOLE_SQL""#
+            } else {
+                "exec mariadb-admin --protocol=socket -uroot ping"
+            };
+            let mut env = vec![format!("MYSQL_PWD={}", db.admin_password.0)];
+            env.extend(sql.map(|sql| format!("ALVEOLE_SQL={sql}")));
+            (vec!["sh".into(), "-c".into(), run.into()], env)
+        }
+        // Local socket connections are trusted in the official image (and alveole's): the
+        // database's user is the cluster's superuser.
+        DatabaseEngine::Postgresql => {
+            let run = if sql.is_some() {
+                r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c "$ALVEOLE_SQL""#
+            } else {
+                r#"exec psql -q -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c 'SELECT 1'"#
+            };
+            let mut env = vec![format!("ALVEOLE_USER={}", db.name)];
+            env.extend(sql.map(|sql| format!("ALVEOLE_SQL={sql}")));
+            (vec!["sh".into(), "-c".into(), run.into()], env)
+        }
+    }
+}
+
+/// SQL's single-quoted text: quotes doubled, and in MariaDB backslashes too (an escape there,
+/// plain text in PostgreSQL).
+fn quoted(engine: DatabaseEngine, text: &str) -> String {
+    let text = match engine {
+        DatabaseEngine::Mariadb => text.replace('\\', "\\\\"),
+        DatabaseEngine::Postgresql => text.to_owned(),
+    };
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The statement that sets the database user's password.
+fn set_password_sql(db: &DatabaseSpec) -> String {
+    match db.engine {
+        DatabaseEngine::Mariadb => format!(
+            "ALTER USER {}@'%' IDENTIFIED BY {}",
+            quoted(db.engine, &db.name),
+            quoted(db.engine, &db.password.0)
+        ),
+        // The name is a database name as validated (lowercase letters, digits, underscores).
+        DatabaseEngine::Postgresql => format!(
+            "ALTER USER \"{}\" PASSWORD {}",
+            db.name,
+            quoted(db.engine, &db.password.0)
+        ),
+    }
+}
+
+/// Waits (bounded) until the server answers its administrator.
+pub async fn wait_ready<R: Runtime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+) -> Result<(), RuntimeError> {
+    let (command, env) = client(db, None);
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let outcome = runtime.exec(container, &command, &env).await;
+        match outcome {
+            Ok(outcome) if outcome.exit_code == 0 => return Ok(()),
+            Ok(outcome) if tokio::time::Instant::now() + pause > deadline => {
+                return Err(RuntimeError::DatabaseNotReady {
+                    database: db.name.clone(),
+                    reason: outcome.stderr_tail,
+                });
+            }
+            Err(error) if tokio::time::Instant::now() + pause > deadline => return Err(error),
+            _ => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Sets the user's password to the one in `db` (the same again changes nothing).
+pub async fn set_password<R: Runtime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+) -> Result<(), RuntimeError> {
+    let (command, env) = client(db, Some(&set_password_sql(db)));
+    let outcome = runtime.exec(container, &command, &env).await?;
+    if outcome.exit_code == 0 {
+        Ok(())
+    } else {
+        Err(RuntimeError::DatabaseNotReady {
+            database: db.name.clone(),
+            reason: format!("its password was not set: {}", outcome.stderr_tail),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alveole_model::backup::WireSecret;
+
+    fn db(engine: DatabaseEngine) -> DatabaseSpec {
+        DatabaseSpec {
+            name: "shop".into(),
+            engine,
+            image: alveole_model::ImageRef::parse("mariadb:10.11").unwrap(),
+            limits: Default::default(),
+            quota_bytes: 1 << 30,
+            password: WireSecret("it's".into()),
+            admin_password: WireSecret("root".into()),
+        }
+    }
+
+    #[test]
+    fn secrets_go_in_the_environment_and_quotes_are_doubled() {
+        let maria = db(DatabaseEngine::Mariadb);
+        let (command, env) = client(&maria, Some(&set_password_sql(&maria)));
+        assert!(command.iter().all(|arg| !arg.contains("it''s")));
+        assert!(env.contains(&"MYSQL_PWD=root".to_owned()));
+        assert!(env.contains(&"ALVEOLE_SQL=ALTER USER 'shop'@'%' IDENTIFIED BY 'it''s'".into()));
+        let pg = db(DatabaseEngine::Postgresql);
+        assert_eq!(
+            set_password_sql(&pg),
+            "ALTER USER \"shop\" PASSWORD 'it''s'"
+        );
+    }
+}

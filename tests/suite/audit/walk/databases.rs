@@ -1,0 +1,40 @@
+//! A site's databases: a new password recorded without it (the database itself comes and goes
+//! with site edits, walked with the records).
+
+use alveole_tests::TestPanel;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Walk;
+use super::api::Made;
+
+/// Sets the site's databases (one `site.update`, walked with the records).
+async fn set_databases(panel: &TestPanel, path: &str, databases: Value) {
+    let (_, current) = panel.get(path).await;
+    let patch = json!({"version": current["version"], "databases": databases});
+    let (status, body) = panel.call(Method::PATCH, path, Some(patch)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+pub(super) async fn api_databases(walk: &mut Walk<'_>, made: &Made) {
+    let path = format!("/api/v1/sites/{}", made.site);
+    let app = json!([{"name": "app", "engine": "mariadb", "version": "10.11"}]);
+    set_databases(walk.panel, &path, app).await;
+    walk.pass_over(1);
+    let rotated = walk
+        .act(&format!("{path}/databases/app/password"), json!({}), 200)
+        .await;
+    assert_eq!(rotated[0]["name"], "app");
+    walk.by_admin(
+        "POST",
+        "/api/v1/sites/{id}/databases/{name}/password",
+        "database.password_rotate",
+        made.site.clone(),
+    )
+    .await;
+    // An unknown database: nothing recorded.
+    walk.act(&format!("{path}/databases/other/password"), json!({}), 404)
+        .await;
+    set_databases(walk.panel, &path, json!([])).await;
+    walk.pass_over(1);
+}
