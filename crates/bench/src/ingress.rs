@@ -93,6 +93,7 @@ fn site_with_certificate(
         }),
         admission: None,
         databases: vec![],
+        databases_stay_up: false,
     })
 }
 

@@ -45,6 +45,7 @@ pub async fn reconcile(count: usize, image: &str) -> anyhow::Result<()> {
                 tls: None,
                 admission: None,
                 databases: vec![],
+                databases_stay_up: false,
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -69,6 +69,7 @@ pub fn template() -> anyhow::Result<SiteSpec> {
         tls: None,
         admission: None,
         databases: vec![],
+        databases_stay_up: false,
     })
 }
 

@@ -109,6 +109,10 @@ pub struct SiteSpec {
     /// site's `env` already holds the variables that say how to reach them).
     #[serde(default)]
     pub databases: Vec<crate::database::DatabaseSpec>,
+    /// Set by the node's agent alone, never sent: the site is stopped while its volume is
+    /// restored, its databases keep running to take their dumps back.
+    #[serde(skip)]
+    pub databases_stay_up: bool,
 }
 
 /// A site's certificate as its node serves it.
@@ -230,6 +234,7 @@ mod tests {
             tls: None,
             admission: None,
             databases: vec![],
+            databases_stay_up: false,
         }
     }
 

@@ -103,7 +103,7 @@ pub(super) async fn node(panel: &TestPanel, provider: &Value, name: &str) -> Str
 }
 
 /// Asks for a restore and waits (bounded) for its end: the restore as the panel keeps it.
-async fn restored(panel: &TestPanel, site: &str, body: Value) -> Value {
+pub(super) async fn restored(panel: &TestPanel, site: &str, body: Value) -> Value {
     let (status, restore) = panel
         .post(&format!("/api/v1/sites/{site}/restores"), body)
         .await;

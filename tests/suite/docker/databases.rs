@@ -15,7 +15,7 @@ use super::*;
 
 /// A site on a database image (it carries the servers' clients and busybox's httpd), answering
 /// `hello from <name>`.
-fn site_with(member: &str, name: &str, image: &str, databases: Value) -> Value {
+pub(super) fn site_with(member: &str, name: &str, image: &str, databases: Value) -> Value {
     let command = [
         "/bin/sh",
         "-c",
@@ -30,7 +30,7 @@ fn site_with(member: &str, name: &str, image: &str, databases: Value) -> Value {
 }
 
 /// Runs `script` with `sh -c` in `container`: (exit success, standard output and error).
-fn exec(container: &str, script: &str) -> (bool, String) {
+pub(super) fn exec(container: &str, script: &str) -> (bool, String) {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", script])
         .output()

@@ -17,6 +17,7 @@ use alveole_tests::{TEST_IMAGE, ensure_test_image, hello_command};
 
 mod agent;
 mod backups;
+mod database_backups;
 mod databases;
 mod drills;
 mod engine;
@@ -61,6 +62,7 @@ fn spec(name: &str) -> SiteSpec {
         tls: None,
         admission: None,
         databases: vec![],
+        databases_stay_up: false,
     }
 }
 

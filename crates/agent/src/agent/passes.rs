@@ -162,6 +162,7 @@ impl<R: MoveRuntime + 'static> Passes<R> {
                 .filter(|s| stopped.contains(&s.site_id))
             {
                 site.run = false;
+                site.databases_stay_up = true;
             }
             adjusted = copy;
             &adjusted

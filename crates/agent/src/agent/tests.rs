@@ -81,6 +81,7 @@ fn site(name: &str, run: bool) -> SiteSpec {
         tls: None,
         admission: None,
         databases: vec![],
+        databases_stay_up: false,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use alveole_model::{DatabaseEngine, DatabaseSpec};
 
-use crate::engine::runtime::{Runtime, RuntimeError};
+use crate::engine::runtime::{MoveRuntime, Runtime, RuntimeError};
 
 /// How long a new server may take to answer (its first start makes its data directory).
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
@@ -109,6 +109,119 @@ pub async fn set_password<R: Runtime + ?Sized>(
             reason: format!("its password was not set: {}", outcome.stderr_tail),
         })
     }
+}
+
+/// A command run with `sh -c`, secrets and names in its environment.
+fn shell(script: &str, db: &DatabaseSpec) -> (Vec<String>, Vec<String>) {
+    let env = match db.engine {
+        DatabaseEngine::Mariadb => vec![
+            format!("MYSQL_PWD={}", db.admin_password.0),
+            format!("ALVEOLE_DB={}", db.name),
+        ],
+        DatabaseEngine::Postgresql => vec![format!("ALVEOLE_USER={}", db.name)],
+    };
+    (vec!["sh".into(), "-c".into(), script.into()], env)
+}
+
+/// A consistent dump of the database in plain SQL on standard output, loadable into an empty
+/// database of any name: one transaction's view, the server keeps serving meanwhile.
+fn dump_command(db: &DatabaseSpec) -> (Vec<String>, Vec<String>) {
+    let script = match db.engine {
+        DatabaseEngine::Mariadb => {
+            r#"exec mariadb-dump --protocol=socket -uroot --single-transaction --quick --routines --triggers --events --hex-blob "$ALVEOLE_DB""#
+        }
+        DatabaseEngine::Postgresql => {
+            r#"exec pg_dump -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" --no-owner --no-privileges"#
+        }
+    };
+    shell(script, db)
+}
+
+/// Empties the database: dropped and made again, owned by its user.
+fn reset_command(db: &DatabaseSpec) -> (Vec<String>, Vec<String>) {
+    let script = match db.engine {
+        DatabaseEngine::Mariadb => {
+            r#"exec mariadb --protocol=socket -uroot -e "DROP DATABASE IF EXISTS \`$ALVEOLE_DB\`; CREATE DATABASE \`$ALVEOLE_DB\`""#
+        }
+        DatabaseEngine::Postgresql => {
+            r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_USER" -d postgres -c "DROP DATABASE IF EXISTS \"$ALVEOLE_USER\" WITH (FORCE)" -c "CREATE DATABASE \"$ALVEOLE_USER\" OWNER \"$ALVEOLE_USER\"""#
+        }
+    };
+    shell(script, db)
+}
+
+/// Loads plain SQL from standard input into the database, stopping at the first error.
+fn load_command(db: &DatabaseSpec) -> (Vec<String>, Vec<String>) {
+    let script = match db.engine {
+        DatabaseEngine::Mariadb => r#"exec mariadb --protocol=socket -uroot "$ALVEOLE_DB""#,
+        DatabaseEngine::Postgresql => {
+            r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_USER" -d "$ALVEOLE_USER""#
+        }
+    };
+    shell(script, db)
+}
+
+/// Why a command run in the server failed, if it did.
+fn failed(
+    what: &str,
+    db: &DatabaseSpec,
+    ran: Result<crate::engine::runtime::ExecOutcome, RuntimeError>,
+) -> Result<(), String> {
+    match ran {
+        Ok(outcome) if outcome.exit_code == 0 => Ok(()),
+        Ok(outcome) => Err(format!(
+            "the {what} of the database {} exited with {}: {}",
+            db.name, outcome.exit_code, outcome.stderr_tail
+        )),
+        Err(error) => Err(format!(
+            "the {what} of the database {} could not run: {}",
+            db.name,
+            crate::describe(&error)
+        )),
+    }
+}
+
+/// Dumps the database into `output` (a file of the site's volume).
+pub async fn dump<R: MoveRuntime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+    output: &std::path::Path,
+) -> Result<(), String> {
+    let (command, env) = dump_command(db);
+    failed(
+        "dump",
+        db,
+        runtime
+            .exec_to_file(container, &command, &env, output)
+            .await,
+    )
+}
+
+/// Replaces the database's content with the dump in `input`: emptied, then loaded.
+pub async fn load<R: MoveRuntime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+    input: &std::path::Path,
+) -> Result<(), String> {
+    wait_ready(runtime, container, db)
+        .await
+        .map_err(|e| crate::describe(&e))?;
+    let (command, env) = reset_command(db);
+    failed(
+        "emptying",
+        db,
+        runtime.exec(container, &command, &env).await,
+    )?;
+    let (command, env) = load_command(db);
+    failed(
+        "loading",
+        db,
+        runtime
+            .exec_from_file(container, &command, &env, input)
+            .await,
+    )
 }
 
 #[cfg(test)]

@@ -589,9 +589,20 @@ impl MoveRuntime for DockerRuntime {
         &self,
         container: &str,
         command: &[String],
+        env: &[String],
         output: &std::path::Path,
     ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
-        self.run_exec(container, command, output).await
+        self.run_exec(container, command, env, output).await
+    }
+
+    async fn exec_from_file(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+        input: &std::path::Path,
+    ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
+        self.exec_with_input(container, command, env, input).await
     }
 }
 
@@ -600,6 +611,7 @@ impl DockerRuntime {
         &self,
         container: &str,
         command: &[String],
+        env: &[String],
         output: &std::path::Path,
     ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
         use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -612,6 +624,7 @@ impl DockerRuntime {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(command.to_vec()),
+                    env: Some(env.to_vec()),
                     ..Default::default()
                 },
             )

@@ -222,3 +222,75 @@ impl DockerRuntime {
         })
     }
 }
+
+impl DockerRuntime {
+    /// Runs `command` with the file `input` as its standard input, closed at its end.
+    pub(super) async fn exec_with_input(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+        input: &std::path::Path,
+    ) -> Result<ExecOutcome, RuntimeError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| RuntimeError::Engine(Box::new(e));
+        let mut file = tokio::fs::File::open(input).await.map_err(io)?;
+        let created = self
+            .client()
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(command.to_vec()),
+                    env: Some(env.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine)?;
+        let mut stderr: Vec<u8> = Vec::new();
+        if let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = self
+            .client()
+            .start_exec(&created.id, None)
+            .await
+            .map_err(engine)?
+        {
+            // The input is written while the output is read: a command that answers as it
+            // reads would otherwise block on a full pipe.
+            let writing = async {
+                tokio::io::copy(&mut file, &mut input).await?;
+                input.shutdown().await
+            };
+            let reading = async {
+                while let Some(chunk) = output.next().await {
+                    if let bollard::container::LogOutput::StdErr { message } =
+                        chunk.map_err(engine)?
+                    {
+                        stderr.extend_from_slice(&message);
+                        let excess = stderr.len().saturating_sub(2048);
+                        stderr.drain(..excess);
+                    }
+                }
+                Ok::<(), RuntimeError>(())
+            };
+            let (written, read) = tokio::join!(writing, reading);
+            read?;
+            written.map_err(io)?;
+        }
+        let inspected = self
+            .client()
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine)?;
+        Ok(ExecOutcome {
+            exit_code: inspected.exit_code.unwrap_or(-1),
+            stderr_tail: String::from_utf8_lossy(&stderr).trim().to_owned(),
+        })
+    }
+}

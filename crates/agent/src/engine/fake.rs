@@ -333,10 +333,25 @@ impl MoveRuntime for FakeRuntime {
     /// A directory of its own under the system's temporary directory.
     /// Writes the command's words to `output`, one per line; exit code 3 when the command
     /// is `false`.
+    async fn exec_from_file(
+        &self,
+        container: &str,
+        _: &[String],
+        _: &[String],
+        _: &std::path::Path,
+    ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
+        drop(self.call("exec_from_file", container)?);
+        Ok(crate::engine::runtime::ExecOutcome {
+            exit_code: 0,
+            stderr_tail: String::new(),
+        })
+    }
+
     async fn exec_to_file(
         &self,
         container: &str,
         command: &[String],
+        _: &[String],
         output: &std::path::Path,
     ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
         drop(self.call("exec", container)?);
@@ -422,6 +437,7 @@ mod tests {
             tls: None,
             admission: None,
             databases: vec![],
+            databases_stay_up: false,
         };
         DesiredState {
             node_id: naming.node_id,

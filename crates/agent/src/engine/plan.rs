@@ -137,6 +137,7 @@ fn plan_parts(
         Some(_) => {}
     }
     let new_pod = pod.is_none();
+    let runs = spec.run || spec.databases_stay_up;
     for db in &spec.databases {
         if !observed
             .volumes
@@ -171,13 +172,11 @@ fn plan_parts(
                 site,
                 database: db.name.clone(),
             }),
-            (Some(server), _) if spec.run && !server.running => {
-                actions.push(Action::StartDatabase {
-                    site,
-                    container: server.id.clone(),
-                })
-            }
-            (Some(server), _) if !spec.run && server.running => actions.push(Action::Stop {
+            (Some(server), _) if runs && !server.running => actions.push(Action::StartDatabase {
+                site,
+                container: server.id.clone(),
+            }),
+            (Some(server), _) if !runs && server.running => actions.push(Action::Stop {
                 site,
                 container: server.id.clone(),
             }),
@@ -219,6 +218,7 @@ mod tests {
             tls: None,
             admission: None,
             databases: vec![],
+            databases_stay_up: false,
         }
     }
 

@@ -84,7 +84,7 @@ impl<R: Runtime> Reconciler<R> {
             .runtime
             .create_database(&self.naming, spec.site_id, db)
             .await?;
-        if spec.run {
+        if spec.run || spec.databases_stay_up {
             self.runtime.start(&id).await?;
             crate::engine::database::wait_ready(self.runtime.as_ref(), &id, db).await?;
         }

@@ -317,14 +317,24 @@ pub trait MoveRuntime: Runtime {
     fn save_image(&self, image: &alveole_model::ImageRef) -> ByteStream<RuntimeError>;
     /// Loads what [`MoveRuntime::save_image`] wrote (`docker load`).
     async fn load_image(&self, archive: ByteStream<std::io::Error>) -> Result<(), RuntimeError>;
-    /// Runs `command` (no shell) in a running container, its standard output written to
-    /// `output` as it comes (a database dump may be large): its exit code and the end of its
-    /// standard error.
+    /// Runs `command` (no shell) in a running container with `env` added, its standard output
+    /// written to `output` as it comes (a database dump may be large): its exit code and the
+    /// end of its standard error.
     async fn exec_to_file(
         &self,
         container: &str,
         command: &[String],
+        env: &[String],
         output: &std::path::Path,
+    ) -> Result<ExecOutcome, RuntimeError>;
+    /// Runs `command` (no shell) in a running container with `env` added, the file `input` as
+    /// its standard input (a dump loaded into a database).
+    async fn exec_from_file(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+        input: &std::path::Path,
     ) -> Result<ExecOutcome, RuntimeError>;
 }
 

@@ -295,6 +295,7 @@ pub(super) fn spec_with_tls(
         tls,
         admission: None,
         databases: vec![],
+        databases_stay_up: false,
     }
 }
 

@@ -599,6 +599,7 @@ impl Site {
             admission: None,
             // The panel fills them in with their images and opened passwords.
             databases: vec![],
+            databases_stay_up: false,
         }
     }
 

@@ -21,7 +21,7 @@ use alveole_model::backup::{
     BackupOutcome, DrillOrder, DrillProgress, Endpoint, RestoreEnd, RestoreOrder, RestoreProgress,
     SiteBackupSpec, TargetEndpoint, VaultRepository,
 };
-use alveole_model::{Clock, DesiredState, DrillId, RestoreId, SiteId};
+use alveole_model::{Clock, DatabaseSpec, DesiredState, DrillId, RestoreId, SiteId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -172,14 +172,18 @@ impl<R: MoveRuntime + 'static> Backups<R> {
                 progress: progress.clone(),
             };
             let shared = self.shared.clone();
-            let task = tokio::spawn(async move { shared.restore(order, progress).await });
+            let databases = databases_of(held, order.site_id);
+            let task =
+                tokio::spawn(async move { shared.restore(order, progress, databases).await });
             self.running = Some((job, task));
             return;
         }
         if let Some((site, spec)) = self.next_backup(held) {
             let shared = self.shared.clone();
             let running = held.sites.iter().any(|s| s.site_id == site && s.run);
-            let task = tokio::spawn(async move { shared.back_up(site, spec, running).await });
+            let databases = databases_of(held, site);
+            let task =
+                tokio::spawn(async move { shared.back_up(site, spec, running, databases).await });
             self.running = Some((Job::Backup, task));
             return;
         }
@@ -399,15 +403,21 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         ))
     }
 
-    /// Runs the site's hook, then backs its volume up to each target.
-    async fn back_up(self: Arc<Self>, site: SiteId, spec: SiteBackupSpec, running: bool) {
+    /// Runs the site's hook and dumps its databases, then backs its volume up to each target.
+    async fn back_up(
+        self: Arc<Self>,
+        site: SiteId,
+        spec: SiteBackupSpec,
+        running: bool,
+        databases: Vec<DatabaseSpec>,
+    ) {
         let began = self.clock.now();
         {
             let mut journal = lock(&self.journal);
             journal.started.insert(site, began);
             self.save(&journal);
         }
-        let prepared = self.prepare(site, &spec, running).await;
+        let prepared = self.prepare(site, &spec, running, &databases).await;
         for target in &spec.targets {
             let started_at = self.clock.now();
             let clock = tokio::time::Instant::now();
@@ -451,31 +461,51 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         if let (Ok(volume), Some(hook)) = (&prepared, &spec.hook) {
             let _ = std::fs::remove_file(hook_file(volume, &hook.name));
         }
+        if let Ok(volume) = &prepared {
+            for db in &databases {
+                let _ = std::fs::remove_file(dump_file(volume, &db.name));
+            }
+        }
     }
 
-    /// The site's volume, with its hook's output in `/.alveole/hooks/<name>` when it has one.
+    /// The site's volume, with its hook's output in `/.alveole/hooks/<name>` when it has one
+    /// and each database's dump in `/.alveole/databases/<name>.sql`.
     async fn prepare(
         &self,
         site: SiteId,
         spec: &SiteBackupSpec,
         running: bool,
+        databases: &[DatabaseSpec],
     ) -> Result<std::path::PathBuf, String> {
         let volume = self
             .runtime
             .volume_path(&self.naming, site)
             .await
             .map_err(|e| format!("the site's volume: {}", crate::describe(&e)))?;
-        let Some(hook) = &spec.hook else {
-            return Ok(volume);
-        };
-        if !running {
-            return Err(format!(
-                "the hook {} cannot run: the site is stopped",
-                hook.name
-            ));
+        if let Some(hook) = &spec.hook {
+            if !running {
+                return Err(format!(
+                    "the hook {} cannot run: the site is stopped",
+                    hook.name
+                ));
+            }
+            let output = hook_file(&volume, &hook.name);
+            self.run_hook(site, hook, &output, "hook").await?;
         }
-        let output = hook_file(&volume, &hook.name);
-        self.run_hook(site, hook, &output, "hook").await?;
+        for db in databases {
+            if !running {
+                return Err(format!(
+                    "the database {} cannot be dumped: the site is stopped",
+                    db.name
+                ));
+            }
+            let output = dump_file(&volume, &db.name);
+            if let Some(dir) = output.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("the dumps' folder: {e}"))?;
+            }
+            let server = self.naming.database(site, &db.name);
+            crate::engine::database::dump(self.runtime.as_ref(), &server, db, &output).await?;
+        }
         Ok(volume)
     }
 
@@ -494,7 +524,8 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         let container = self.naming.container(site);
         let ran = tokio::time::timeout(
             Duration::from_secs(u64::from(hook.timeout_seconds)),
-            self.runtime.exec_to_file(&container, &hook.command, output),
+            self.runtime
+                .exec_to_file(&container, &hook.command, &[], output),
         )
         .await;
         match ran {
@@ -533,9 +564,15 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             .map_err(|e| e.to_string())
     }
 
-    /// Restores a snapshot into the site's volume (a whole one with the site stopped).
-    async fn restore(self: Arc<Self>, order: RestoreOrder, progress: ByteProgress) {
-        let result = self.restoring(&order, &progress).await;
+    /// Restores a snapshot into the site's volume (a whole one with the site stopped, its
+    /// databases then loaded from their dumps in it).
+    async fn restore(
+        self: Arc<Self>,
+        order: RestoreOrder,
+        progress: ByteProgress,
+        databases: Vec<DatabaseSpec>,
+    ) {
+        let result = self.restoring(&order, &progress, &databases).await;
         let finished = match result {
             Ok(snapshot_id) => {
                 tracing::info!(site = %order.site_id, restore = %order.id, %snapshot_id, "restored");
@@ -563,6 +600,7 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         &self,
         order: &RestoreOrder,
         progress: &ByteProgress,
+        databases: &[DatabaseSpec],
     ) -> Result<String, String> {
         let volume = self
             .runtime
@@ -580,7 +618,7 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             snapshot: order.snapshot.clone(),
             paths: order.paths.clone(),
         };
-        until_granted(|| async {
+        let snapshot = until_granted(|| async {
             let backend = self.backend(&order.target, &order.repository)?;
             let (password, progress) = (order.password.0.clone(), progress.clone());
             let (what, volume) = (what.clone(), volume.clone());
@@ -591,7 +629,33 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             .map_err(|e| format!("the restore stopped: {e}"))?
             .map_err(|e| e.to_string())
         })
-        .await
+        .await?;
+        if order.paths.is_empty() {
+            self.load_dumps(order.site_id, databases, &volume).await?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Loads each database from its dump in the restored volume (a database without one,
+    /// from a snapshot taken before it existed, is left as it is), then removes the dumps.
+    async fn load_dumps(
+        &self,
+        site: SiteId,
+        databases: &[DatabaseSpec],
+        volume: &Path,
+    ) -> Result<(), String> {
+        for db in databases {
+            let dump = dump_file(volume, &db.name);
+            if !dump.exists() {
+                tracing::info!(%site, database = %db.name, "no dump of this database in the snapshot");
+                continue;
+            }
+            let server = self.naming.database(site, &db.name);
+            crate::engine::database::load(self.runtime.as_ref(), &server, db, &dump).await?;
+            let _ = std::fs::remove_file(&dump);
+            tracing::info!(%site, database = %db.name, "database restored from its dump");
+        }
+        Ok(())
     }
 }
 
@@ -621,4 +685,20 @@ where
 
 fn hook_file(volume: &Path, name: &str) -> std::path::PathBuf {
     volume.join(".alveole/hooks").join(name)
+}
+
+/// Where a database's dump is in the site's volume while it is backed up or restored.
+fn dump_file(volume: &Path, database: &str) -> std::path::PathBuf {
+    volume
+        .join(".alveole/databases")
+        .join(format!("{database}.sql"))
+}
+
+/// The databases of `site` in the held document.
+fn databases_of(held: &DesiredState, site: SiteId) -> Vec<DatabaseSpec> {
+    held.sites
+        .iter()
+        .find(|s| s.site_id == site)
+        .map(|s| s.databases.clone())
+        .unwrap_or_default()
 }
