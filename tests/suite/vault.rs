@@ -183,6 +183,7 @@ impl Bench {
             listener,
             PeerIdentity::new(enrolled[0].clone(), ca_pem.clone()),
             vault.clone(),
+            None,
         ));
         let (proxy, proxy_task) = connect_proxy(at).await;
         std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
@@ -235,6 +236,7 @@ impl Bench {
             listener,
             PeerIdentity::new(self.enrolled[0].clone(), self.ca_pem.clone()),
             self.vault.clone(),
+            None,
         ));
     }
 

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod ingress;
 pub mod moves;
 pub mod net;
+pub mod requests;
 pub mod vault;
 
 pub use control::ledger::{Ledger, LedgerError, Verdict};

@@ -392,6 +392,12 @@ pub fn site_env(databases: &[DatabaseSpec]) -> Vec<(String, String)> {
     env
 }
 
+/// Where the panel asks a node's agent for a database's dump (`GET`) or to import one (`PUT`),
+/// over mutual TLS.
+pub fn dump_path(site: crate::ids::SiteId, database: &str) -> String {
+    format!("/panel/sites/{site}/databases/{database}/dump")
+}
+
 /// Whether a member's variable would be hidden by one alveole sets for the site's databases.
 pub fn is_reserved_env(name: &str) -> bool {
     name == "DATABASE_URL" || name.starts_with("ALVEOLE_DB_")

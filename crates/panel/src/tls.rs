@@ -182,6 +182,34 @@ impl AgentIssuer {
     }
 }
 
+/// The DNS name of the panel's own client certificate, which agents accept the panel's
+/// requests from.
+pub const PANEL_NAME: &str = "panel.alveole.invalid";
+
+impl AgentIssuer {
+    /// A client certificate for the panel itself, with a new key, valid an hour: the panel
+    /// calls an agent with it (a database's dump, say). Its key never leaves the process.
+    /// The certificate, then the key, in one PEM text.
+    pub fn panel_identity(&self, now: DateTime<Utc>) -> Result<String, TlsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![PANEL_NAME.to_owned()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "alveole panel");
+        params.not_before = offset_date_time(now - chrono::Duration::minutes(5));
+        params.not_after = offset_date_time(now + chrono::Duration::hours(1));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let mut serial = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut serial);
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok(format!("{}{}", certificate.pem(), key.serialize_pem()))
+    }
+}
+
 fn offset_date_time(at: DateTime<Utc>) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(at.timestamp())
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)

@@ -67,6 +67,34 @@ async fn site_on(panel: &TestPanel, member: &str, node: &str, name: &str) -> Str
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// A database's dump through the panel's API.
+async fn dump(panel: &TestPanel, path: &str) -> String {
+    let response = panel
+        .http
+        .get(format!("{}{path}", panel.base))
+        .bearer_auth(&panel.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/sql");
+    response.text().await.unwrap()
+}
+
+/// An import through the panel's API: its status and answer.
+async fn import(panel: &TestPanel, path: &str, sql: &str) -> (u16, String) {
+    let response = panel
+        .http
+        .put(format!("{}{path}", panel.base))
+        .bearer_auth(&panel.token)
+        .header("content-type", "application/sql")
+        .body(sql.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
 async fn serves(ingress: std::net::SocketAddr, host: &str, body: &str) {
     wait_for(
         &format!("{host} to serve"),
@@ -162,6 +190,35 @@ async fn docker_databases_are_dumped_in_backups_and_restored_in_place_and_elsewh
         ok && out.trim() == "kept",
         "exactly the snapshot's tables: {out}"
     );
+
+    // A member downloads a dump through the panel, and imports: a dump that does not load
+    // changes nothing; one that loads replaces the database's content.
+    // (pg_dump empties the search path: its table is public.kept from there on.)
+    for (name, table) in [("app", "`kept`"), ("shop", "public.kept")] {
+        let path = format!("/api/v1/sites/{site}/databases/{name}/dump");
+        let dumped = dump(&panel, &path).await;
+        assert!(
+            dumped.contains(&format!("CREATE TABLE {table}")),
+            "{name}: {}",
+            &dumped[..dumped.len().min(400)]
+        );
+        let before = contents(&container);
+        let (status, refused) = import(&panel, &path, "CREATE TABLE broken (;\n").await;
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused.contains("syntax"), "the server's reason: {refused}");
+        assert_eq!(contents(&container), before, "{name}: nothing changed");
+        let extended = format!("{dumped}\nINSERT INTO {table} VALUES (100001, 'imported');\n");
+        let (status, imported) = import(&panel, &path, &extended).await;
+        assert_eq!(status, 200, "{imported}");
+    }
+    let after = contents(&container);
+    assert_eq!(
+        after.matches(" 5001 ").count(),
+        2,
+        "one more row in each: {after}"
+    );
+    assert_eq!(panel.events("database.import").await.len(), 2);
+    assert_eq!(panel.events("database.dump").await.len(), 2);
 
     // Into a site with the same databases on the third provider's node: the same rows.
     let elsewhere = site_on(&panel, &member, &node_c, "ailleurs").await;

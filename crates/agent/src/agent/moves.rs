@@ -61,6 +61,8 @@ pub(super) struct MoveHandlers<R> {
     drivers: BTreeMap<SiteMoveId, (SiteId, JoinHandle<()>)>,
     server: JoinHandle<std::io::Result<()>>,
     vault: Arc<Vault>,
+    /// The panel's own requests, answered from the held document.
+    requests: Arc<crate::requests::PanelRequests<R>>,
 }
 
 impl<R> Drop for MoveHandlers<R> {
@@ -76,13 +78,18 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
     /// Serves other agents on the setup's listener from now on.
     pub(super) fn start(setup: MoveSetup<R>) -> Self {
         let identity = PeerIdentity::new(setup.credential, setup.ca_pem);
-        let board = Arc::new(Board::open(setup.files));
+        let board = Arc::new(Board::open(setup.files.clone()));
         let target = Target::new(
             setup.runtime.clone(),
             setup.naming.clone(),
             board.clone(),
             setup.ingress.clone(),
         );
+        let requests = Arc::new(crate::requests::PanelRequests::new(
+            setup.runtime.clone(),
+            setup.naming.clone(),
+            setup.files.locate("requests"),
+        ));
         let server = tokio::spawn(crate::moves::peer::serve(
             setup.listener,
             identity.clone(),
@@ -90,6 +97,7 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
                 target,
                 vault: setup.vault.clone(),
             }),
+            Some(requests.clone()),
         ));
         let source = Arc::new(Source {
             runtime: setup.runtime,
@@ -106,6 +114,7 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
             drivers: BTreeMap::new(),
             server,
             vault: setup.vault,
+            requests,
         }
     }
 
@@ -137,6 +146,7 @@ impl<R: MoveRuntime + 'static> MoveHandlers<R> {
     /// stops those of moves the panel cancelled.
     pub(super) fn follow(&mut self, held: &DesiredState, ingress: &Ingress) {
         self.grant(held);
+        self.requests.follow(held);
         for site in self.board.follow(held) {
             tracing::info!(%site, "a moved site's forwarding is over");
             ingress.stop_forwarding(site);

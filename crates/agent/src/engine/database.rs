@@ -224,6 +224,83 @@ pub async fn load<R: MoveRuntime + ?Sized>(
     )
 }
 
+/// The scratch database an import is loaded into first.
+fn scratch_name(db: &DatabaseSpec) -> String {
+    format!("{}_import", db.name)
+}
+
+/// Makes the scratch database again, empty; loads `input` into it; then, in MariaDB, empties
+/// the database and loads it there too (MariaDB renames no database), in PostgreSQL swaps the
+/// scratch in by name. A dump that does not load fails in the scratch: nothing changed.
+pub async fn import<R: MoveRuntime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+    input: &std::path::Path,
+) -> Result<(), String> {
+    wait_ready(runtime, container, db)
+        .await
+        .map_err(|e| crate::describe(&e))?;
+    let scratch = DatabaseSpec {
+        name: scratch_name(db),
+        ..db.clone()
+    };
+    // The scratch is the database's user's to fill (PostgreSQL: its owner; MariaDB: root).
+    let (mut command, mut env) = reset_command(&scratch);
+    if db.engine == DatabaseEngine::Postgresql {
+        env.push(format!("ALVEOLE_OWNER={}", db.name));
+        command[2] = r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_OWNER" -d postgres -c "DROP DATABASE IF EXISTS \"$ALVEOLE_USER\" WITH (FORCE)" -c "CREATE DATABASE \"$ALVEOLE_USER\" OWNER \"$ALVEOLE_OWNER\"""#.into();
+    }
+    failed("scratch", db, runtime.exec(container, &command, &env).await)?;
+    let (mut command, mut env) = load_command(&scratch);
+    if db.engine == DatabaseEngine::Postgresql {
+        env.push(format!("ALVEOLE_OWNER={}", db.name));
+        command[2] =
+            r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_OWNER" -d "$ALVEOLE_USER""#.into();
+    }
+    let loaded = failed(
+        "import",
+        db,
+        runtime
+            .exec_from_file(container, &command, &env, input)
+            .await,
+    );
+    let drop_scratch = |script: &str| shell(script, &scratch);
+    if let Err(error) = loaded {
+        let (command, mut env) = match db.engine {
+            DatabaseEngine::Mariadb => drop_scratch(
+                r#"exec mariadb --protocol=socket -uroot -e "DROP DATABASE IF EXISTS \`$ALVEOLE_DB\`""#,
+            ),
+            DatabaseEngine::Postgresql => drop_scratch(
+                r#"exec psql -q -U "$ALVEOLE_OWNER" -d postgres -c "DROP DATABASE IF EXISTS \"$ALVEOLE_USER\" WITH (FORCE)""#,
+            ),
+        };
+        env.push(format!("ALVEOLE_OWNER={}", db.name));
+        let _ = runtime.exec(container, &command, &env).await;
+        return Err(error);
+    }
+    match db.engine {
+        DatabaseEngine::Postgresql => {
+            let (command, mut env) = drop_scratch(
+                r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_OWNER" -d postgres -c "DROP DATABASE \"$ALVEOLE_OWNER\" WITH (FORCE)" -c "ALTER DATABASE \"$ALVEOLE_USER\" RENAME TO \"$ALVEOLE_OWNER\"""#,
+            );
+            env.push(format!("ALVEOLE_OWNER={}", db.name));
+            failed("swap", db, runtime.exec(container, &command, &env).await)
+        }
+        DatabaseEngine::Mariadb => {
+            let (command, env) = drop_scratch(
+                r#"exec mariadb --protocol=socket -uroot -e "DROP DATABASE IF EXISTS \`$ALVEOLE_DB\`""#,
+            );
+            failed(
+                "clean-up",
+                db,
+                runtime.exec(container, &command, &env).await,
+            )?;
+            load(runtime, container, db, input).await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

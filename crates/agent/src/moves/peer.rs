@@ -275,14 +275,34 @@ pub trait PeerHandler: Send + Sync {
     async fn handle(&self, peer: NodeId, request: Request<Incoming>) -> PeerResponse;
 }
 
+/// An answer to the panel, streamed (a database's dump).
+pub type PanelResponse = Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>;
+
+/// What the panel's own requests get (`crate::requests`).
+#[async_trait::async_trait]
+pub trait PanelHandler: Send + Sync {
+    async fn handle(&self, request: Request<Incoming>) -> PanelResponse;
+}
+
+/// The DNS name the panel's own client certificate carries.
+pub const PANEL_NAME: &str = "panel.alveole.invalid";
+
+/// Who a client certificate names: a node, or the panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    Node(NodeId),
+    Panel,
+}
+
 pub fn answer(status: StatusCode, body: impl Into<Bytes>) -> PeerResponse {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
 }
 
-/// The node a client certificate names (`<node-id>.node.alveole.invalid`).
-fn node_of(certificate: &[u8]) -> Option<NodeId> {
+/// Who a client certificate names: a node (`<node-id>.node.alveole.invalid`) or the panel
+/// (`panel.alveole.invalid`).
+fn caller_of(certificate: &[u8]) -> Option<Caller> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
     let names = parsed.subject_alternative_name().ok()??;
     names
@@ -290,19 +310,25 @@ fn node_of(certificate: &[u8]) -> Option<NodeId> {
         .general_names
         .iter()
         .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) if *dns == PANEL_NAME => {
+                Some(Caller::Panel)
+            }
             x509_parser::extensions::GeneralName::DNSName(dns) => dns
                 .strip_suffix(".node.alveole.invalid")
-                .and_then(|id| id.parse().ok()),
+                .and_then(|id| id.parse().ok())
+                .map(Caller::Node),
             _ => None,
         })
 }
 
-/// Serves other agents on `listener` until it fails: mutual TLS, then `handler`. Its
-/// connections are its own tasks: stopping it stops them too.
+/// Serves other agents on `listener` until it fails: mutual TLS, then `handler` (or `panel`
+/// for the panel's own requests, when given). Its connections are its own tasks: stopping it
+/// stops them too.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     identity: PeerIdentity,
     handler: Arc<dyn PeerHandler>,
+    panel: Option<Arc<dyn PanelHandler>>,
 ) -> std::io::Result<()> {
     // Other agents only, a few at a time; a copy stream is a request being answered, which
     // the guard never cuts.
@@ -324,7 +350,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let handler = handler.clone();
+        let (handler, panel) = (handler.clone(), panel.clone());
         connections.spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             let stream = match admitted
@@ -339,19 +365,37 @@ pub async fn serve(
                 }
                 None => return,
             };
-            let peer = stream
+            let caller = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(|certificate| node_of(certificate));
-            let Some(peer) = peer else {
-                tracing::warn!(%from, "a peer's certificate names no node");
-                return;
+                .and_then(|certificate| caller_of(certificate));
+            let (caller, panel) = match (caller, panel) {
+                (Some(Caller::Panel), Some(panel)) => (Caller::Panel, Some(panel)),
+                (Some(Caller::Node(node)), _) => (Caller::Node(node), None),
+                _ => {
+                    tracing::warn!(%from, "a peer's certificate names no node (nor the panel)");
+                    return;
+                }
             };
             let service = hyper::service::service_fn(move |request| {
-                let handler = handler.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler.handle(peer, request).await) }
+                let (handler, panel) = (handler.clone(), panel.clone());
+                async move {
+                    let response = match (caller, panel) {
+                        (Caller::Node(peer), _) => handler
+                            .handle(peer, request)
+                            .await
+                            .map(|body| body.map_err(|never| match never {}).boxed()),
+                        (Caller::Panel, Some(panel)) => panel.handle(request).await,
+                        (Caller::Panel, None) => crate::moves::peer::answer(
+                            StatusCode::FORBIDDEN,
+                            "this agent takes no request from the panel",
+                        )
+                        .map(|body| body.map_err(|never| match never {}).boxed()),
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             if let Err(error) = serve_http1(admitted.ticket, stream, service).await {
                 tracing::debug!(%error, "a peer connection ended with an error");

@@ -1,6 +1,6 @@
 //! A site's databases (its owner's).
 
-use super::{Access, Get, Post, Table};
+use super::{Access, Get, Post, Put, Table};
 use crate::api::databases;
 use crate::service::databases::SiteDatabase;
 
@@ -29,4 +29,31 @@ pub(super) fn api(t: &mut Table) {
     .access(Access::Owner)
     .returns::<Vec<SiteDatabase>>(200)
     .errors(&[400, 401, 404, 409, 503]);
+    t.api(
+        Get,
+        "/api/v1/sites/{id}/databases/{name}/dump",
+        databases::dump,
+    )
+    .named(
+        "dump_site_database",
+        "A consistent dump of the database in plain SQL (mariadb-dump --single-transaction, \
+         pg_dump), streamed from its node as it is read; loadable into an empty database of \
+         the same engine. Audited as database.dump",
+    )
+    .access(Access::Owner)
+    .errors(&[400, 401, 404, 409, 502, 503]);
+    t.api(
+        Put,
+        "/api/v1/sites/{id}/databases/{name}/dump",
+        databases::import,
+    )
+    .named(
+        "import_site_database",
+        "Replaces the database's content with the dump in the body (plain SQL, at most the \
+         database's quota), loaded into a scratch database first: a dump that does not load \
+         is refused with the server's error and changes nothing",
+    )
+    .access(Access::Owner)
+    .returns::<Vec<SiteDatabase>>(200)
+    .errors(&[400, 401, 404, 409, 502, 503]);
 }

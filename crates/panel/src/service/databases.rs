@@ -257,3 +257,86 @@ impl Service {
         self.site_databases(limited_to, site_id).await
     }
 }
+
+impl Service {
+    /// The site and its database `name`, with the node it runs on, for a request to its agent.
+    async fn served_database(
+        &self,
+        limited_to: Option<alveole_model::MemberId>,
+        site_id: SiteId,
+        name: &str,
+    ) -> ApiResult<(Site, alveole_model::NodeId)> {
+        let site = self.get::<Site>(limited_to, site_id).await?;
+        if !site.databases.iter().any(|db| db.name == name) {
+            return Err(crate::error::ApiError::NotFound("database"));
+        }
+        let node = site
+            .node_id
+            .ok_or_else(|| crate::error::ApiError::Conflict {
+                message: "the site runs on no node yet".into(),
+                errors: vec![],
+            })?;
+        Ok((site, node))
+    }
+
+    /// A consistent dump of the database (plain SQL), streamed from its node's agent as it
+    /// comes. Audited as `database.dump`: the member's data left the node.
+    pub async fn dump_database(
+        &self,
+        ctx: &alveole_store::AuditContext,
+        limited_to: Option<alveole_model::MemberId>,
+        site_id: SiteId,
+        name: &str,
+    ) -> ApiResult<reqwest::Response> {
+        let (site, node) = self.served_database(limited_to, site_id, name).await?;
+        let path = alveole_model::database::dump_path(site.id, name);
+        let request = self
+            .agent_request(node, reqwest::Method::GET, &path)
+            .await?;
+        let response = super::agent_requests::answered(request).await?;
+        self.record_database_action(ctx, "database.dump", &site, name)
+            .await?;
+        Ok(response)
+    }
+
+    /// Replaces the database's content with the dump `body` (plain SQL, at most its quota):
+    /// loaded into a scratch database first, so a dump that fails to load changes nothing.
+    /// Audited as `database.import`.
+    pub async fn import_database(
+        &self,
+        ctx: &alveole_store::AuditContext,
+        limited_to: Option<alveole_model::MemberId>,
+        site_id: SiteId,
+        name: &str,
+        body: reqwest::Body,
+    ) -> ApiResult<Vec<SiteDatabase>> {
+        let (site, node) = self.served_database(limited_to, site_id, name).await?;
+        let path = alveole_model::database::dump_path(site.id, name);
+        let request = self
+            .agent_request(node, reqwest::Method::PUT, &path)
+            .await?
+            .body(body);
+        super::agent_requests::answered(request).await?;
+        self.record_database_action(ctx, "database.import", &site, name)
+            .await?;
+        self.site_databases(limited_to, site_id).await
+    }
+
+    async fn record_database_action(
+        &self,
+        ctx: &alveole_store::AuditContext,
+        action: &'static str,
+        site: &Site,
+        name: &str,
+    ) -> ApiResult<()> {
+        let change = alveole_store::Change {
+            action,
+            target_kind: "site",
+            target_id: site.id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"database": name})),
+        };
+        self.store().record_action(ctx, change).await?;
+        Ok(())
+    }
+}

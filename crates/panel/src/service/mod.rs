@@ -3,6 +3,7 @@
 //! adapters over it: they turn requests or timers into calls here, and never call each other.
 
 pub mod addresses;
+pub mod agent_requests;
 pub mod agents;
 pub mod audit;
 pub mod backups;

@@ -35,6 +35,19 @@ pub(super) async fn api_databases(walk: &mut Walk<'_>, made: &Made) {
     // An unknown database: nothing recorded.
     walk.act(&format!("{path}/databases/other/password"), json!({}), 404)
         .await;
+    // An import its node's agent cannot take (the walk's agents serve no peers): nothing
+    // recorded. A real one is in `docker::database_backups`.
+    let (status, body) = walk
+        .panel
+        .call(
+            Method::PUT,
+            &format!("{path}/databases/app/dump"),
+            Some(json!("SELECT 1;")),
+        )
+        .await;
+    assert!(matches!(status, 409 | 502), "{status} {body}");
+    walk.expect("PUT", "/api/v1/sites/{id}/databases/{name}/dump", &[])
+        .await;
     set_databases(walk.panel, &path, json!([])).await;
     walk.pass_over(1);
 }
