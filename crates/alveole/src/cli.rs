@@ -567,6 +567,9 @@ pub enum ResourceAction {
     /// Sites: its HTTPS (certificate, renewal, last error); with --chain and --key, your own
     /// certificate instead of ACME's; --remove, --revoke.
     Certificate(CertificateArgs),
+    /// Sites: its databases (where the site reaches each, the variables, size and quota);
+    /// --rotate a password, --dump one to a file, --import a dump into one.
+    Database(SiteDatabaseArgs),
     /// Sites: restore a snapshot (the newest by default), whole or some paths, into the site
     /// or another one, with a progress bar until it ends.
     Restore(RestoreArgs),
@@ -588,6 +591,25 @@ pub struct CertificateArgs {
     /// Revoke the site's ACME certificate at its CA (its key leaked); a new one is ordered.
     #[arg(long, conflicts_with_all = ["chain", "remove"])]
     pub revoke: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SiteDatabaseArgs {
+    /// The site (id or host name).
+    pub id: String,
+    /// Give this database a new password (the site restarts with it).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dump", "import"])]
+    pub rotate: Option<String>,
+    /// Write a dump of this database (plain SQL) to --file, or to standard output.
+    #[arg(long, value_name = "NAME", conflicts_with = "import")]
+    pub dump: Option<String>,
+    /// Replace this database's content with the dump in --file (a dump that does not load
+    /// changes nothing).
+    #[arg(long, value_name = "NAME", requires = "file")]
+    pub import: Option<String>,
+    /// The dump's file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

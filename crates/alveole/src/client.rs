@@ -122,6 +122,34 @@ impl Api {
         })
     }
 
+    /// A request whose body and answer are streams (a database's dump): the answer, or the
+    /// panel's reason as an error.
+    pub(crate) async fn stream(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the panel at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await?;
+        let problem: Value = serde_json::from_str(&text).unwrap_or(json!({"detail": text}));
+        bail!("{status}: {}", problem["detail"].as_str().unwrap_or(""));
+    }
+
     /// A resource by id; sites also by host name.
     pub(crate) async fn resolve(&self, kind: Kind, key: &str) -> anyhow::Result<Value> {
         if uuid::Uuid::parse_str(key).is_ok() {
@@ -458,6 +486,9 @@ pub async fn run(kind: Kind, args: ResourceArgs) -> anyhow::Result<()> {
         }
         ResourceAction::Certificate(args) => {
             crate::certificates::certificate(&api, kind, args, json_out).await?;
+        }
+        ResourceAction::Database(args) => {
+            crate::databases::database(&api, kind, args, json_out).await?;
         }
         ResourceAction::Restore(restore) => {
             crate::backups::restore(&api, kind, restore, json_out).await?;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cli_acme;
 pub mod cli_agent;
 pub mod client;
+mod databases;
 pub mod evacuate;
 pub mod local;
 pub mod serve;

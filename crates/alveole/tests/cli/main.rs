@@ -6,6 +6,7 @@
 
 mod admission;
 mod backups;
+mod databases;
 mod identity;
 mod listeners;
 mod secrets;

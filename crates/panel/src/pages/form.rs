@@ -60,6 +60,9 @@ pub enum Kind {
     /// Class rules, one per line: `/prof teachers` (a path prefix) or `192.0.2.0/24 teachers`
     /// (a network), then the class.
     ClassRules,
+    /// A site's databases, one per line: `wordpress mariadb 10.11`, then optionally
+    /// `quota=2G memory=512M cpu=0.5`.
+    Databases,
 }
 
 impl Kind {
@@ -178,6 +181,9 @@ pub fn to_json(
                 .map_err(|e| errors.push(e.at(field.name)))
                 .ok(),
             Kind::ClassRules => Some(rule_lines(text)),
+            Kind::Databases => database_lines(text)
+                .map_err(|e| errors.push(e.at(field.name)))
+                .ok(),
         };
         if let Some(value) = value {
             *path_entry(&mut root, field.name) = value;
@@ -272,6 +278,94 @@ fn class_lines(text: &str) -> Result<Value, FieldError> {
         .map(Value::Array)
 }
 
+/// `name engine version [quota=SIZE] [memory=SIZE] [cpu=CORES]`: a database; what a line
+/// leaves out takes its default.
+fn database_lines(text: &str) -> Result<Value, FieldError> {
+    let wrong = |line: &str, why: String| {
+        FieldError::new(
+            "",
+            "databases.line",
+            format!(
+                "{line:?}: {why}; write a name, an engine and a version, such as wordpress mariadb 10.11 quota=2G"
+            ),
+        )
+    };
+    lines(text)
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(engine), Some(version)) =
+                (words.next(), words.next(), words.next())
+            else {
+                return Err(wrong(line, "a word is missing".into()));
+            };
+            let mut db = json!({"name": name, "engine": engine, "version": version});
+            for option in words {
+                let (key, value) = option
+                    .split_once('=')
+                    .ok_or_else(|| wrong(line, format!("{option:?} is not key=value")))?;
+                let parsed = match key {
+                    "quota" => parse_bytes(value).map(|n| ("quota_bytes", json!(n))),
+                    "memory" => parse_bytes(value).map(|n| ("limits.memory_bytes", json!(n))),
+                    "cpu" => parse_millicores(value).map(|n| ("limits.cpu_millis", json!(n))),
+                    _ => return Err(wrong(line, format!("{key:?} is not quota, memory or cpu"))),
+                };
+                let (path, value) = parsed.map_err(|e| wrong(line, e.message))?;
+                match path.split_once('.') {
+                    Some((outer, inner)) => {
+                        if !db[outer].is_object() {
+                            db[outer] = json!({});
+                        }
+                        db[outer][inner] = value;
+                    }
+                    None => db[path] = value,
+                }
+            }
+            // Limits given in part keep the others' defaults.
+            if let Some(limits) = db.get_mut("limits").and_then(Value::as_object_mut) {
+                let defaults = alveole_model::DatabaseLimits::default();
+                limits
+                    .entry("cpu_millis")
+                    .or_insert(json!(defaults.cpu_millis));
+                limits
+                    .entry("memory_bytes")
+                    .or_insert(json!(defaults.memory_bytes));
+                limits.entry("pids").or_insert(json!(defaults.pids));
+            }
+            Ok(db)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+/// A site's databases as the lines `database_lines` reads.
+fn database_text(value: &Value) -> String {
+    let lines: Vec<String> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|db| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            let mut line = format!(
+                "{} {} {}",
+                text(&db["name"]),
+                text(&db["engine"]),
+                text(&db["version"])
+            );
+            if let Some(quota) = db["quota_bytes"].as_u64() {
+                line.push_str(&format!(" quota={}", format_bytes(quota)));
+            }
+            if let Some(memory) = db["limits"]["memory_bytes"].as_u64() {
+                line.push_str(&format!(" memory={}", format_bytes(memory)));
+            }
+            if let Some(cpu) = db["limits"]["cpu_millis"].as_u64() {
+                line.push_str(&format!(" cpu={}m", cpu));
+            }
+            line
+        })
+        .collect();
+    lines.join("\n")
+}
+
 /// `/path class` or `network class`; a line without a class names no class (refused by the
 /// site's validation, which names the field).
 fn rule_lines(text: &str) -> Value {
@@ -355,6 +449,7 @@ pub fn to_text(fields: &[Field], input: &Value) -> BTreeMap<String, String> {
                             .join("\n")
                     })
                     .unwrap_or_default(),
+                Kind::Databases => database_text(value),
                 Kind::ClassRules => value
                     .as_array()
                     .map(|rules| {
@@ -550,5 +645,35 @@ mod tests {
         assert_eq!(fields, ["limits.memory_bytes", "limits.cpu_millis", "env"]);
         assert_eq!(input_for_error(FIELDS, "aliases[3]"), Some("aliases"));
         assert_eq!(input_for_error(FIELDS, "env[0].name"), Some("env"));
+    }
+
+    #[test]
+    fn databases_read_one_per_line_and_are_written_back_the_same_way() {
+        let read = database_lines(
+            "wordpress mariadb 10.11 quota=2G memory=512M cpu=0.5\n\nshop postgresql 15",
+        )
+        .unwrap();
+        assert_eq!(
+            read,
+            json!([
+                {"name": "wordpress", "engine": "mariadb", "version": "10.11",
+                 "quota_bytes": 2u64 << 30,
+                 "limits": {"memory_bytes": 512u64 << 20, "cpu_millis": 500, "pids": 128}},
+                {"name": "shop", "engine": "postgresql", "version": "15"}
+            ])
+        );
+        let written = database_text(&read);
+        assert_eq!(database_lines(&written).unwrap(), read, "{written}");
+        for bad in [
+            "wordpress mariadb",
+            "shop postgresql 15 size=2G",
+            "shop postgresql 15 quota=lots",
+        ] {
+            let error = database_lines(bad).unwrap_err();
+            assert!(
+                error.message.contains(bad.split(' ').next().unwrap()),
+                "{bad}: {error:?}"
+            );
+        }
     }
 }

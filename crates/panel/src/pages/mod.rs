@@ -7,6 +7,7 @@ pub mod audit;
 pub mod backups;
 pub mod certificates;
 pub mod dashboard;
+pub mod databases;
 pub mod evacuations;
 mod form;
 pub mod nodes;

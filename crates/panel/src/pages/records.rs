@@ -110,6 +110,10 @@ pub async fn show<R: PageResource>(
         Ok(traffic) => traffic,
         Err(error) => return error_page(&state, &headers, Some(&caller), error),
     };
+    let databases = match R::databases(&state, &caller, &item).await {
+        Ok(databases) => databases,
+        Err(error) => return error_page(&state, &headers, Some(&caller), error),
+    };
     let actions: Vec<Value> = R::actions(&item)
         .into_iter()
         .map(|(url, label)| json!({"url": url, "label_key": label}))
@@ -127,6 +131,9 @@ pub async fn show<R: PageResource>(
     }
     if let Some(traffic) = &traffic {
         context.insert("traffic", traffic);
+    }
+    if let Some(databases) = &databases {
+        context.insert("databases", databases);
     }
     context.insert("plural", R::PLURAL);
     context.insert("id", &id);
@@ -379,7 +386,8 @@ async fn render_form<R: PageResource>(
                 | Kind::Env { .. }
                 | Kind::Ports
                 | Kind::Classes
-                | Kind::ClassRules => "textarea",
+                | Kind::ClassRules
+                | Kind::Databases => "textarea",
                 Kind::Select(_) | Kind::TargetSlot(_) => "select",
                 Kind::Email => "email",
                 Kind::Checkbox => "checkbox",

@@ -64,6 +64,14 @@ pub trait PageResource: Resource {
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
+    /// The detail page's databases section (sites): where the site reaches them, their size.
+    fn databases<'a>(
+        _state: &'a AppState,
+        _caller: &'a crate::auth::Caller,
+        _item: &'a Self,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 fn bytes_of(used: Option<u64>, quota: u64) -> String {
@@ -275,6 +283,7 @@ impl PageResource for Site {
         field("admission.refresh_seconds", Kind::OptionalInteger),
         field("admission.classes", Kind::Classes),
         field("admission.rules", Kind::ClassRules),
+        field("databases", Kind::Databases),
     ];
     fn cells(s: &Site) -> Vec<String> {
         vec![
@@ -331,6 +340,13 @@ impl PageResource for Site {
         site: &'a Site,
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(super::traffic::section(state, site))
+    }
+    fn databases<'a>(
+        state: &'a AppState,
+        caller: &'a crate::auth::Caller,
+        site: &'a Site,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(super::databases::section(state, caller, site))
     }
     fn moves<'a>(
         state: &'a AppState,

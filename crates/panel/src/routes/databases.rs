@@ -4,6 +4,16 @@ use super::{Access, Get, Post, Put, Table};
 use crate::api::databases;
 use crate::service::databases::SiteDatabase;
 
+pub(super) fn pages(t: &mut Table) {
+    t.page(
+        Post,
+        "/sites/{id}/databases/{name}/password",
+        crate::pages::databases::rotate,
+    )
+    .named("page_sites_database_password", "")
+    .access(Access::Owner);
+}
+
 pub(super) fn api(t: &mut Table) {
     t.api(Get, "/api/v1/sites/{id}/databases", databases::of_site)
         .named(

@@ -252,5 +252,6 @@ pub fn routes() -> Vec<Route> {
     moves::pages(&mut t);
     backups::pages(&mut t);
     certificates::pages(&mut t);
+    databases::pages(&mut t);
     t.0
 }

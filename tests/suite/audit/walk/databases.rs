@@ -5,8 +5,9 @@ use alveole_tests::TestPanel;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::Walk;
 use super::api::Made;
+use super::pages::PageMade;
+use super::{Walk, id_of};
 
 /// Sets the site's databases (one `site.update`, walked with the records).
 async fn set_databases(panel: &TestPanel, path: &str, databases: Value) {
@@ -50,4 +51,24 @@ pub(super) async fn api_databases(walk: &mut Walk<'_>, made: &Made) {
         .await;
     set_databases(walk.panel, &path, json!([])).await;
     walk.pass_over(1);
+}
+
+pub(super) async fn page_databases(walk: &mut Walk<'_>, made: &PageMade) {
+    let mut body = super::site_body(&made.member, "page-db.example.org");
+    body["node_id"] = json!(made.node);
+    body["databases"] = json!([{"name": "app", "engine": "postgresql", "version": "15"}]);
+    let site = id_of(&walk.create("/api/v1/sites", body).await);
+    walk.pass_over(1); // site.create
+    made.browser
+        .submit(&format!("/sites/{site}/databases/app/password"), &[])
+        .await;
+    walk.by_admin(
+        "POST",
+        "/sites/{id}/databases/{name}/password",
+        "database.password_rotate",
+        site.clone(),
+    )
+    .await;
+    walk.delete(&format!("/api/v1/sites/{site}")).await;
+    walk.pass_over(1); // site.delete
 }

@@ -58,6 +58,7 @@ async fn every_state_changing_route_records_its_events() {
     page_edits(&mut walk, &pages).await;
     backups::page_backups(&mut walk, &pages).await;
     certificates::page_certificates(&mut walk, &pages).await;
+    databases::page_databases(&mut walk, &pages).await;
     page_addresses(&mut walk, &pages).await;
     page_deletions(&mut walk, &pages).await;
     break_glass(&mut walk, &pages.browser).await;
