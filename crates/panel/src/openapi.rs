@@ -15,11 +15,14 @@ pub fn document(routes: &[Route]) -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| {
-                // Items are named by their uuid; an address by itself.
-                let schema = if name == "address" {
-                    json!({"type": "string", "description": "An IPv4 or IPv6 address"})
-                } else {
-                    json!({"type": "string", "format": "uuid"})
+                // Items are named by their uuid; an address and a site's database by themselves.
+                let schema = match name {
+                    "address" => {
+                        json!({"type": "string", "description": "An IPv4 or IPv6 address"})
+                    }
+                    "name" => json!({"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$",
+                                     "description": "A site's database, by name"}),
+                    _ => json!({"type": "string", "format": "uuid"}),
                 };
                 json!({"name": name, "in": "path", "required": true, "schema": schema})
             })

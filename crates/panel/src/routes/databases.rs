@@ -51,6 +51,7 @@ pub(super) fn api(t: &mut Table) {
          the same engine. Audited as database.dump",
     )
     .access(Access::Owner)
+    .status(200)
     .errors(&[400, 401, 404, 409, 502, 503]);
     t.api(
         Put,
