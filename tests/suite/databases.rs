@@ -228,3 +228,34 @@ async fn a_database_over_its_quota_raises_its_sites_alert() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_database_counts_in_its_sites_room_on_its_node() {
+    for db in TestDb::all().await {
+        let panel = TestPanel::start(&db).await;
+        let (node, member) = panel.seed().await;
+        let mut body = site(&member, "grand.exemple.org");
+        body["node_id"] = json!(node);
+        body["limits"] = json!({"cpu_millis": 1000, "memory_bytes": 15u64 << 30, "pids": 100});
+        body["databases"] = json!([{"name": "big", "engine": "postgresql", "version": "15",
+                                    "limits": {"cpu_millis": 500, "memory_bytes": 2u64 << 30,
+                                               "pids": 128}}]);
+        let (status, problem) = panel.post("/api/v1/sites", body.clone()).await;
+        assert_eq!(
+            status, 409,
+            "the site fits, not with its database: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["code"], "capacity.exceeded");
+        body["databases"][0]["limits"]["memory_bytes"] = json!(512u64 << 20);
+        let (status, created) = panel.post("/api/v1/sites", body).await;
+        assert_eq!(status, 201, "{created}");
+        // Growing the database later is checked the same way.
+        let path = format!("/api/v1/sites/{}", created["id"].as_str().unwrap());
+        let patch = json!({"version": created["version"], "databases": [
+            {"name": "big", "engine": "postgresql", "version": "15",
+             "limits": {"cpu_millis": 500, "memory_bytes": 4u64 << 30, "pids": 128}}]});
+        let (status, problem) = panel.call(Method::PATCH, &path, Some(patch)).await;
+        assert_eq!(status, 409, "{problem}");
+        db.drop_db().await;
+    }
+}

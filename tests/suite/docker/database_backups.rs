@@ -1,7 +1,9 @@
 //! A site's databases in its backups: three real agents (the site's node, a vault, a node of a
 //! third provider), a site with a MariaDB and a PostgreSQL database. Each backup holds a
-//! consistent dump of both; a whole restore in place brings their rows back; a restore into a
-//! site on the third provider's node gives the same row counts and checksums there.
+//! consistent dump of both; a drill on the third provider's node loads them into a copy and
+//! finds the backup's rows; a whole restore in place brings their rows back; a restore into a
+//! site on the third provider's node gives the same row counts and checksums there; a dump is
+//! downloaded and imported through the panel.
 
 use std::time::Duration;
 
@@ -166,6 +168,20 @@ async fn docker_databases_are_dumped_in_backups_and_restored_in_place_and_elsewh
     })
     .await;
     let snapshot = run["snapshot_id"].as_str().unwrap().to_owned();
+
+    // A drill on another provider's node loads both dumps into a copy of the site's databases:
+    // they answer, with exactly the rows of the backup.
+    let (status, drill) = panel
+        .post(&format!("/api/v1/sites/{site}/drills"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{drill}");
+    let path = format!("/api/v1/drills/{}", drill["id"].as_str().unwrap());
+    let drilled = wait_for("the drill to end", Duration::from_secs(180), async || {
+        let (_, seen) = panel.get(&path).await;
+        (seen["state"] != "running").then_some(seen)
+    })
+    .await;
+    assert_eq!(drilled["state"], "passed", "{drilled}");
 
     // Rows lost after the backup come back with a whole restore in place.
     let (ok, out) = exec(

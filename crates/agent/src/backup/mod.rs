@@ -6,6 +6,7 @@
 //! rustic_core works synchronously on its own threads: these functions block, and run on a
 //! blocking thread of the runtime (`spawn_blocking`).
 
+pub mod dump_counts;
 pub mod progress;
 pub mod rest;
 pub mod schedule;

@@ -224,6 +224,43 @@ pub async fn load<R: MoveRuntime + ?Sized>(
     )
 }
 
+/// Each table's rows in the database, as `table count` lines on standard output, tables named
+/// as its dump names them (`kept` in MariaDB, `public.kept` in PostgreSQL).
+fn count_command(db: &DatabaseSpec) -> (Vec<String>, Vec<String>) {
+    let script = match db.engine {
+        DatabaseEngine::Mariadb => {
+            r#"set -e; for t in $(mariadb --protocol=socket -uroot -N -e "SELECT table_name FROM information_schema.tables WHERE table_schema = '$ALVEOLE_DB' AND table_type = 'BASE TABLE'"); do printf '%s %s\n' "$t" "$(mariadb --protocol=socket -uroot -N "$ALVEOLE_DB" -e "SELECT COUNT(*) FROM \`$t\`")"; done"#
+        }
+        DatabaseEngine::Postgresql => {
+            r#"set -e; psql -v ON_ERROR_STOP=1 -AtF ' ' -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c "SELECT schemaname || '.' || tablename, format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')" | while read -r name quoted; do printf '%s %s\n' "$name" "$(psql -v ON_ERROR_STOP=1 -At -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c "SELECT count(*) FROM $quoted")"; done"#
+        }
+    };
+    shell(script, db)
+}
+
+/// Each table's rows in the database (a drill compares them with its dump's).
+pub async fn row_counts<R: MoveRuntime + ?Sized>(
+    runtime: &R,
+    container: &str,
+    db: &DatabaseSpec,
+    scratch: &std::path::Path,
+) -> Result<crate::backup::dump_counts::Counts, String> {
+    let (command, env) = count_command(db);
+    let ran = runtime
+        .exec_to_file(container, &command, &env, scratch)
+        .await;
+    failed("count", db, ran)?;
+    let text = std::fs::read_to_string(scratch).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(scratch);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (table, rows) = line.rsplit_once(' ')?;
+            Some((table.to_owned(), rows.trim().parse().ok()?))
+        })
+        .collect())
+}
+
 /// The scratch database an import is loaded into first.
 fn scratch_name(db: &DatabaseSpec) -> String {
     format!("{}_import", db.name)

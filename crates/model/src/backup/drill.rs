@@ -200,8 +200,6 @@ impl DrillOrder {
         scratch.exposed_ports.clear();
         scratch.backup = None;
         scratch.admission = None;
-        // The site's databases are not part of a drill yet: its scratch runs without them.
-        scratch.databases.clear();
         scratch.run = true;
         scratch
     }

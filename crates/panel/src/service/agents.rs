@@ -144,7 +144,7 @@ pub fn assemble(
         moves_in,
         vault: super::backups::vault_spec(&desired.backups),
         restores: super::backups::restore_orders(&desired.backups),
-        drills: super::drills::drill_orders(&desired.backups),
+        drills: super::drills::drill_orders(&desired.backups, offers),
         acme_challenges: desired.challenges.clone(),
     }
 }

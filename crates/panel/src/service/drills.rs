@@ -470,15 +470,23 @@ fn proof_of(site: &Site, checks: &[CopyCheck], drills: &[Drill], now: DateTime<U
 
 /// The drills a node runs, each with the site's opened key and its scratch container's
 /// shape (the site's, opened secrets included: the copy must start as the site does).
-pub(crate) fn drill_orders(backups: &NodeBackups) -> Vec<DrillOrder> {
+pub(crate) fn drill_orders(
+    backups: &NodeBackups,
+    offers: &[alveole_model::DatabaseOffer],
+) -> Vec<DrillOrder> {
     backups
         .drills
         .iter()
         .filter_map(|(drill, site)| {
+            // The copy runs with the site's databases, loaded from their dumps.
+            let mut spec = [site.to_spec()];
+            let served = std::collections::BTreeMap::from([(site.id, site)]);
+            super::databases::with_databases(&mut spec, &served, offers);
+            let [spec] = spec;
             Some(DrillOrder {
                 id: drill.id,
                 site_id: site.id,
-                scratch: DrillOrder::scratch_of(drill.id, &site.to_spec()),
+                scratch: DrillOrder::scratch_of(drill.id, &spec),
                 repository: site.id.to_string(),
                 password: WireSecret(backups.keys.get(&site.id)?.clone()),
                 target: backups.targets.get(&drill.target_id)?.clone(),

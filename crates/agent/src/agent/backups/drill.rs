@@ -151,6 +151,9 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             tracing::debug!(error = %crate::describe(&error), "no earlier scratch container");
         }
         let starting = tokio::time::Instant::now();
+        self.restore_scratch_databases(order, &volume)
+            .await
+            .map_err(failed)?;
         let address = launch(&*self.runtime, &self.naming, &order.scratch)
             .await
             .map_err(|e| failed(format!("the copy did not start: {}", crate::describe(&e))))?
@@ -180,12 +183,84 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         })
     }
 
+    /// The copy's databases, from their dumps in the restored volume, in a pod of its own:
+    /// each must answer and hold exactly the rows its dump holds.
+    async fn restore_scratch_databases(
+        &self,
+        order: &DrillOrder,
+        volume: &std::path::Path,
+    ) -> Result<(), String> {
+        let scratch = &order.scratch;
+        if scratch.databases.is_empty() {
+            return Ok(());
+        }
+        let site = scratch.site_id;
+        let engine = |what: &str, e: crate::engine::runtime::RuntimeError| {
+            format!("the copy's {what}: {}", crate::describe(&e))
+        };
+        let pod = self
+            .runtime
+            .create_pod(&self.naming, scratch)
+            .await
+            .map_err(|e| engine("pod", e))?;
+        self.runtime
+            .start(&pod)
+            .await
+            .map_err(|e| engine("pod", e))?;
+        for db in &scratch.databases {
+            let dump = super::dump_file(volume, &db.name);
+            let expected: crate::backup::dump_counts::Counts =
+                std::fs::read(super::counts_file(&dump))
+                    .ok()
+                    .and_then(|text| serde_json::from_slice(&text).ok())
+                    .ok_or_else(|| {
+                        format!("the backup holds no dump of the database {}", db.name)
+                    })?;
+            self.runtime
+                .create_database_volume(&self.naming, site, &db.name)
+                .await
+                .map_err(|e| engine("database volume", e))?;
+            let server = self
+                .runtime
+                .create_database(&self.naming, site, db)
+                .await
+                .map_err(|e| engine("database", e))?;
+            self.runtime
+                .start(&server)
+                .await
+                .map_err(|e| engine("database", e))?;
+            crate::engine::database::load(self.runtime.as_ref(), &server, db, &dump).await?;
+            let counted = volume
+                .join(".alveole/databases")
+                .join(format!("{}.counted", db.name));
+            let found =
+                crate::engine::database::row_counts(self.runtime.as_ref(), &server, db, &counted)
+                    .await?;
+            if let Some(difference) = crate::backup::dump_counts::differs(&expected, &found) {
+                return Err(format!(
+                    "the restored database {} does not hold its backup's rows: {difference}",
+                    db.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The scratch container and volume go, whatever happened (a drill that never made them
-    /// removes nothing).
+    /// removes nothing), with the copy's databases and pod.
     async fn remove_scratch(&self, order: &DrillOrder) {
         let scratch = order.scratch.site_id;
         if let Err(error) = self.runtime.remove(&self.naming.container(scratch)).await {
             tracing::debug!(error = %crate::describe(&error), "no scratch container to remove");
+        }
+        for db in &order.scratch.databases {
+            let _ = self
+                .runtime
+                .remove(&self.naming.database(scratch, &db.name))
+                .await;
+        }
+        if !order.scratch.databases.is_empty() {
+            let _ = self.runtime.remove(&self.naming.pod(scratch)).await;
         }
         if let Err(error) = self.runtime.remove_volume(&self.naming, scratch).await {
             tracing::warn!(drill = %order.id, error = %crate::describe(&error), "the scratch volume stays");

@@ -463,7 +463,9 @@ impl<R: MoveRuntime + 'static> Shared<R> {
         }
         if let Ok(volume) = &prepared {
             for db in &databases {
-                let _ = std::fs::remove_file(dump_file(volume, &db.name));
+                let dump = dump_file(volume, &db.name);
+                let _ = std::fs::remove_file(counts_file(&dump));
+                let _ = std::fs::remove_file(dump);
             }
         }
     }
@@ -505,6 +507,7 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             }
             let server = self.naming.database(site, &db.name);
             crate::engine::database::dump(self.runtime.as_ref(), &server, db, &output).await?;
+            write_counts(db, &output).await?;
         }
         Ok(volume)
     }
@@ -652,6 +655,7 @@ impl<R: MoveRuntime + 'static> Shared<R> {
             }
             let server = self.naming.database(site, &db.name);
             crate::engine::database::load(self.runtime.as_ref(), &server, db, &dump).await?;
+            let _ = std::fs::remove_file(counts_file(&dump));
             let _ = std::fs::remove_file(&dump);
             tracing::info!(%site, database = %db.name, "database restored from its dump");
         }
@@ -687,8 +691,28 @@ fn hook_file(volume: &Path, name: &str) -> std::path::PathBuf {
     volume.join(".alveole/hooks").join(name)
 }
 
+/// Beside a dump, each table's rows in it (JSON), for drills to compare with.
+pub(super) fn counts_file(dump: &Path) -> std::path::PathBuf {
+    dump.with_extension("counts.json")
+}
+
+/// Counts the rows of each table in the dump and writes them beside it.
+async fn write_counts(db: &DatabaseSpec, dump: &Path) -> Result<(), String> {
+    let (engine, dump) = (db.engine, dump.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&dump).map_err(|e| e.to_string())?;
+        let counts = crate::backup::dump_counts::count(engine, std::io::BufReader::new(file))
+            .map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec(&counts).map_err(|e| e.to_string())?;
+        std::fs::write(counts_file(&dump), text).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("counting the dump's rows stopped: {e}"))?
+    .map_err(|e| format!("counting the dump's rows: {e}"))
+}
+
 /// Where a database's dump is in the site's volume while it is backed up or restored.
-fn dump_file(volume: &Path, database: &str) -> std::path::PathBuf {
+pub(super) fn dump_file(volume: &Path, database: &str) -> std::path::PathBuf {
     volume
         .join(".alveole/databases")
         .join(format!("{database}.sql"))
