@@ -27,6 +27,7 @@ fn allowed(who: &Who, access: Access, mutates: bool) -> Result<(), u16> {
         Access::SignedIn => Ok(()),
         _ if mutates && (who.read_only || role == "auditor") => Err(403),
         Access::Admin if role != "admin" => Err(403),
+        Access::OwnersData if role == "auditor" => Err(403),
         Access::Read if role == "member" => Err(403),
         _ => Ok(()),
     }

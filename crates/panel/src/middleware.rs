@@ -73,7 +73,7 @@ fn refusal(rule: Rule, caller: &Caller) -> Option<Refusal> {
         Access::Agent if caller.node.is_none() => {
             refuse("this route is for node agents", "forbidden.admins")
         }
-        Access::Read | Access::Owner | Access::Admin | Access::SignedIn
+        Access::Read | Access::Owner | Access::OwnersData | Access::Admin | Access::SignedIn
             if caller.node.is_some() =>
         {
             refuse(
@@ -90,6 +90,10 @@ fn refusal(rule: Rule, caller: &Caller) -> Option<Refusal> {
             refuse("auditors read; they change nothing", "forbidden.auditors")
         }
         Access::Admin if caller.role != Role::Admin => refuse("admins only", "forbidden.admins"),
+        Access::OwnersData if caller.role == Role::Auditor => refuse(
+            "a member's data is theirs and the admins': auditors read the record",
+            "forbidden.auditors",
+        ),
         Access::Read if caller.role == Role::Member => {
             refuse("admins and auditors only", "forbidden.readers")
         }

@@ -39,7 +39,7 @@ pub async fn rotate_password(
     ))
 }
 
-/// The dump, streamed as the node's agent sends it.
+/// The dump, streamed as the node's agent sends it (`Access::OwnersData`: not auditors).
 pub async fn dump(
     State(state): State<AppState>,
     caller: axum::Extension<Caller>,

@@ -48,11 +48,12 @@ pub(super) fn api(t: &mut Table) {
         "dump_site_database",
         "A consistent dump of the database in plain SQL (mariadb-dump --single-transaction, \
          pg_dump), streamed from its node as it is read; loadable into an empty database of \
-         the same engine. Audited as database.dump",
+         the same engine. Its owner's and the admins' (not auditors'). Audited as \
+         database.dump",
     )
-    .access(Access::Owner)
+    .access(Access::OwnersData)
     .status(200)
-    .errors(&[400, 401, 404, 409, 502, 503]);
+    .errors(&[400, 401, 403, 404, 409, 502, 503]);
     t.api(
         Put,
         "/api/v1/sites/{id}/databases/{name}/dump",

@@ -31,6 +31,9 @@ pub enum Access {
     Read,
     /// Admins, and members on their own resources.
     Owner,
+    /// As `Owner`, but not auditors, even to read: a member's data (a database's content),
+    /// not the record of what was done.
+    OwnersData,
     /// Admins only.
     Admin,
     /// Anyone signed in, whatever their role or token scope: for what concerns only the caller
