@@ -403,6 +403,30 @@ pub fn is_reserved_env(name: &str) -> bool {
     name == "DATABASE_URL" || name.starts_with("ALVEOLE_DB_")
 }
 
+/// Refuses, on its field, each of a site's variables named like one alveole sets for its
+/// databases (when it has some).
+pub fn refuse_reserved_env(
+    errors: &mut ValidationErrors,
+    env: &[crate::env::EnvVar],
+    databases: &[Database],
+) {
+    if databases.is_empty() {
+        return;
+    }
+    for (i, var) in env.iter().enumerate() {
+        if is_reserved_env(var.name.as_str()) {
+            errors.push(FieldError::new(
+                format!("env[{i}].name"),
+                "env.reserved",
+                format!(
+                    "{} is set by alveole for the site's databases",
+                    var.name.as_str()
+                ),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

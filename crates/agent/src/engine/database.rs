@@ -11,14 +11,17 @@ use crate::engine::runtime::{MoveRuntime, Runtime, RuntimeError};
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A command for the server's own client, as its administrator, with `ALVEOLE_SQL` run when
-/// given: the command and its environment.
+/// given, else a check that the server answers: the command and its environment. The check
+/// goes over TCP to 127.0.0.1: at its first start the image runs a temporary server on the
+/// socket alone (to make the database and user), which must not pass for the real one.
 fn client(db: &DatabaseSpec, sql: Option<&str>) -> (Vec<String>, Vec<String>) {
     match db.engine {
         DatabaseEngine::Mariadb => {
             let run = if sql.is_some() {
                 r#"exec mariadb --protocol=socket -uroot -e "$ALVEOLE_SQL""#
             } else {
-                "exec mariadb-admin --protocol=socket -uroot ping"
+                // 0 once the server answers, even if it refuses the user.
+                "exec mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 ping"
             };
             let mut env = vec![format!("MYSQL_PWD={}", db.admin_password.0)];
             env.extend(sql.map(|sql| format!("ALVEOLE_SQL={sql}")));
@@ -30,7 +33,7 @@ fn client(db: &DatabaseSpec, sql: Option<&str>) -> (Vec<String>, Vec<String>) {
             let run = if sql.is_some() {
                 r#"exec psql -v ON_ERROR_STOP=1 -q -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c "$ALVEOLE_SQL""#
             } else {
-                r#"exec psql -q -U "$ALVEOLE_USER" -d "$ALVEOLE_USER" -c 'SELECT 1'"#
+                "exec pg_isready -q -h 127.0.0.1 -p 5432"
             };
             let mut env = vec![format!("ALVEOLE_USER={}", db.name)];
             env.extend(sql.map(|sql| format!("ALVEOLE_SQL={sql}")));
@@ -93,12 +96,14 @@ pub async fn wait_ready<R: Runtime + ?Sized>(
     }
 }
 
-/// Sets the user's password to the one in `db` (the same again changes nothing).
+/// Sets the user's password to the one in `db` (the same again changes nothing), once the
+/// server answers (it may have just been started again).
 pub async fn set_password<R: Runtime + ?Sized>(
     runtime: &R,
     container: &str,
     db: &DatabaseSpec,
 ) -> Result<(), RuntimeError> {
+    wait_ready(runtime, container, db).await?;
     let (command, env) = client(db, Some(&set_password_sql(db)));
     let outcome = runtime.exec(container, &command, &env).await?;
     if outcome.exit_code == 0 {

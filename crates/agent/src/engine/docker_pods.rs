@@ -61,9 +61,7 @@ impl DockerRuntime {
     ) -> Result<String, RuntimeError> {
         // Any image with `sleep` serves: the first database's (already on the node).
         let Some(first) = spec.databases.first() else {
-            return Err(RuntimeError::Fake(
-                "a pod is for a site with databases".into(),
-            ));
+            return Err(RuntimeError::NoPodImage);
         };
         let mut pod_labels: HashMap<String, String> =
             naming.labels(Some(spec.site_id)).into_iter().collect();

@@ -226,6 +226,8 @@ pub enum RuntimeError {
     NoSuchContainer(String),
     #[error("the engine work stopped before it finished")]
     Task(#[source] tokio::task::JoinError),
+    #[error("a pod takes its image from the site's first database: this site has none")]
+    NoPodImage,
     #[error("the database {database} is not ready: {reason}")]
     DatabaseNotReady { database: String, reason: String },
     #[error("{0}")]

@@ -281,20 +281,7 @@ impl SiteInput {
             self.databases,
             previous.map_or(&[], |site| &site.databases),
         );
-        if !databases.is_empty() {
-            for (i, var) in env.iter().enumerate() {
-                if crate::database::is_reserved_env(var.name.as_str()) {
-                    errors.push(FieldError::new(
-                        format!("env[{i}].name"),
-                        "env.reserved",
-                        format!(
-                            "{} is set by alveole for the site's databases",
-                            var.name.as_str()
-                        ),
-                    ));
-                }
-            }
-        }
+        crate::database::refuse_reserved_env(&mut errors, &env, &databases);
         if self.http_port == 0 {
             errors.push(FieldError::new(
                 "http_port",
