@@ -198,13 +198,13 @@ async fn an_evacuation_runs_as_a_durable_job_shared_by_two_processes_and_resumed
         let other_runner =
             alveole_panel::background::start(other.service(), "the-other-process".into());
 
-        let (status, started) = panel
+        let (_, started) = panel
             .post(
                 "/api/v1/evacuations",
                 json!({"provider_id": view["provider_id"], "parallelism": 2}),
             )
             .await;
-        assert_eq!(status, 202, "{backend}: {started}");
+        assert!(started["id"].is_string(), "{backend}: {started}");
         let job = started["id"].as_str().unwrap().to_owned();
         assert_eq!(started["items"].as_array().unwrap().len(), 6);
 
@@ -339,6 +339,65 @@ async fn a_cancelled_evacuation_skips_what_did_not_start_and_ends_once_its_moves
         }
         assert_eq!(ended["state"], "cancelled", "{backend}: {ended}");
         assert_eq!(ended["items"][0]["state"], "done");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn an_evacuation_fails_a_site_with_databases_at_once_and_moves_the_others() {
+    for db in TestDb::all().await {
+        let (panel, old, member) = fast_panel(&db, std::time::Duration::from_secs(60)).await;
+        let backend = db.backend();
+        let old_agent = panel.agent_client();
+        old_agent.authenticate(&panel.enrol(&old).await).unwrap();
+        let (_, view) = panel.get(&format!("/api/v1/nodes/{old}")).await;
+        let (_, staying) = panel
+            .post("/api/v1/providers", json!({"name": "Staying"}))
+            .await;
+        node_with_agent(&panel, &staying["id"], "target", 8000).await;
+        let mut with_data = site(&member, "donnees.example.org");
+        with_data["node_id"] = json!(old);
+        with_data["databases"] = json!([{"name": "app", "engine": "postgresql", "version": "15"}]);
+        let (status, with_data) = panel.post("/api/v1/sites", with_data).await;
+        assert_eq!(status, 201, "{backend}: {with_data}");
+        let mut plain = site(&member, "simple.example.org");
+        plain["node_id"] = json!(old);
+        assert_eq!(panel.post("/api/v1/sites", plain).await.0, 201);
+        let (status, started) = panel
+            .post(
+                "/api/v1/evacuations",
+                json!({"provider_id": view["provider_id"], "parallelism": 2}),
+            )
+            .await;
+        assert_eq!(status, 202, "{backend}: {started}");
+        let job = started["id"].as_str().unwrap().to_owned();
+        let item = |evacuation: &Value, site: &Value| {
+            evacuation["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["site_id"] == site["id"])
+                .cloned()
+                .unwrap_or_default()
+        };
+        let evacuation = evacuation_when(&panel, &job, |e| {
+            item(e, &with_data)["state"] == "failed"
+                && e["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["state"] == "moving")
+        })
+        .await;
+        let failed = item(&evacuation, &with_data);
+        assert!(
+            failed["error"].as_str().unwrap().contains("databases"),
+            "{backend}: the reason is named: {failed}"
+        );
+        assert!(
+            failed["retry_at"].is_null(),
+            "{backend}: no retry: {failed}"
+        );
         db.drop_db().await;
     }
 }

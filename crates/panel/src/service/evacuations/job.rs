@@ -21,6 +21,8 @@ pub(super) enum Setback {
     Wait,
     /// The try failed for this reason: counted, tried again later while tries are left.
     Failed(String),
+    /// No try can succeed (a site with databases cannot move yet): failed at once.
+    Refused(String),
 }
 
 impl Service {
@@ -239,12 +241,16 @@ impl Service {
         item: &mut EvacuationItem,
         setback: Setback,
     ) -> ApiResult<()> {
-        let Setback::Failed(reason) = setback else {
-            item.state = ItemState::Pending;
-            return Ok(());
+        let (reason, retry) = match setback {
+            Setback::Wait => {
+                item.state = ItemState::Pending;
+                return Ok(());
+            }
+            Setback::Failed(reason) => (reason, true),
+            Setback::Refused(reason) => (reason, false),
         };
         let attempts = item.attempts.saturating_add(1);
-        match evacuation::retry_after(attempts) {
+        match evacuation::retry_after(attempts).filter(|_| retry) {
             Some(wait) => {
                 let retry_at = self.now() + wait;
                 tracing::warn!(%job, site = %item.site_id, %reason, attempts, %retry_at,
@@ -325,6 +331,11 @@ impl Service {
                             }) =>
                         {
                             Setback::Wait
+                        }
+                        StoreError::Conflict { errors, .. }
+                            if errors.iter().any(|e| e.code == "move.has_databases") =>
+                        {
+                            Setback::Refused(ApiError::from(error).problem().detail)
                         }
                         _ => Setback::Failed(ApiError::from(error).problem().detail),
                     }),
