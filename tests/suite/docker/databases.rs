@@ -373,6 +373,29 @@ async fn docker_sites_reach_their_own_databases_and_nothing_else_does() {
     assert!(ok && out.trim() == "2", "{out}");
     assert_ne!(env_of(&pg_site, "ALVEOLE_DB_SHOP_PASSWORD"), pg_password);
 
+    // A pod started again by hand has a new namespace: the next pass makes the database and
+    // the site again in it; the site answers, its data kept.
+    docker(&["restart", "-t", "1", &naming.pod(maria_id)]);
+    let report = agent.pass().await.expect("a pass");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ReplaceDatabase { site, .. } if *site == maria_id))
+            && report
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Replace { site, .. } if *site == maria_id)),
+        "{:?}",
+        report.actions
+    );
+    let (status, body) = through_ingress(ingress_address, "maria.example.org").await;
+    assert_eq!(status, 200, "{body}");
+    let (ok, out) = query(&new_password);
+    assert!(ok && out.trim() == "3", "{out}");
+    assert_eq!(agent.pass().await.expect("a pass").actions, []);
+
     // Purging the sites removes their pods, servers and volumes.
     for site in [maria_id, pg_id, plain_id] {
         let path = format!("/api/v1/sites/{site}/purge");

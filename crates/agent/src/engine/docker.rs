@@ -151,13 +151,20 @@ impl Runtime for DockerRuntime {
                     c.state,
                     Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::PAUSED)
                 );
-                let address = c
+                let endpoint = c
                     .network_settings
                     .and_then(|n| n.networks)
                     .and_then(|mut n| n.remove(&naming.network()))
-                    .and_then(|e| e.ip_address)
-                    .and_then(|ip| ip.parse().ok())
                     .filter(|_| running);
+                let address = endpoint
+                    .as_ref()
+                    .and_then(|e| e.ip_address.as_ref())
+                    .and_then(|ip| ip.parse().ok());
+                // A pod's own endpoint; the one a container in a pod was made in.
+                let pod_endpoint = match endpoint.and_then(|e| e.endpoint_id) {
+                    Some(own) if !own.is_empty() => Some(own),
+                    _ => labels.get(labels::POD_ENDPOINT).cloned(),
+                };
                 let digest = labels.get(labels::DIGEST).cloned().unwrap_or_default();
                 let role = match labels.get(labels::ROLE).map(String::as_str) {
                     None => None,
@@ -174,6 +181,7 @@ impl Runtime for DockerRuntime {
                         digest,
                         running,
                         address,
+                        pod_endpoint,
                     });
                     return None;
                 }
@@ -183,6 +191,7 @@ impl Runtime for DockerRuntime {
                     digest,
                     running,
                     address,
+                    pod_endpoint,
                 })
             })
             .collect();
@@ -251,6 +260,9 @@ impl Runtime for DockerRuntime {
             super::docker_pods::published(spec)
         };
         let network_mode = if in_pod {
+            if let Some(endpoint) = self.pod_endpoint(naming, spec.site_id).await? {
+                container_labels.insert(labels::POD_ENDPOINT.to_owned(), endpoint);
+            }
             format!("container:{}", naming.pod(spec.site_id))
         } else {
             naming.network()

@@ -93,6 +93,25 @@ impl DockerRuntime {
         self.create_named(naming.pod(spec.site_id), body).await
     }
 
+    /// The site's pod's endpoint on the node's network now (`None` while it is stopped).
+    pub(super) async fn pod_endpoint(
+        &self,
+        naming: &Naming,
+        site: SiteId,
+    ) -> Result<Option<String>, RuntimeError> {
+        let inspected = self
+            .client()
+            .inspect_container(&naming.pod(site), None)
+            .await
+            .map_err(engine)?;
+        Ok(inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&naming.network()))
+            .and_then(|e| e.endpoint_id)
+            .filter(|id| !id.is_empty()))
+    }
+
     pub(super) async fn make_database_volume(
         &self,
         naming: &Naming,
@@ -122,6 +141,9 @@ impl DockerRuntime {
         db_labels.insert(labels::ROLE.into(), "database".into());
         db_labels.insert(labels::DATABASE.into(), db.name.clone());
         db_labels.insert(labels::DIGEST.into(), db.container_digest());
+        if let Some(endpoint) = self.pod_endpoint(naming, site).await? {
+            db_labels.insert(labels::POD_ENDPOINT.into(), endpoint);
+        }
         let host_config = HostConfig {
             memory: i64::try_from(db.limits.memory_bytes).ok(),
             nano_cpus: Some(i64::from(db.limits.cpu_millis) * 1_000_000),

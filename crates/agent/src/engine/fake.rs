@@ -109,6 +109,10 @@ impl FakeRuntime {
     fn add_part(state: &mut State, site_id: SiteId, role: PartRole, digest: String) -> String {
         state.created += 1;
         let id = format!("p{}", state.created);
+        let pod_endpoint = match role {
+            PartRole::Pod => None,
+            PartRole::Database(_) => Self::pod_endpoint(state, site_id),
+        };
         state.observed.parts.push(ObservedPart {
             id: id.clone(),
             site_id,
@@ -116,8 +120,32 @@ impl FakeRuntime {
             digest,
             running: false,
             address: None,
+            pod_endpoint,
         });
         id
+    }
+
+    /// The site's pod's endpoint now, which containers made in the pod remember.
+    fn pod_endpoint(state: &State, site: SiteId) -> Option<String> {
+        state
+            .observed
+            .parts
+            .iter()
+            .find(|p| p.site_id == site && p.role == PartRole::Pod)
+            .and_then(|p| p.pod_endpoint.clone())
+    }
+
+    /// The site's pod is started again behind the agent's back: a new namespace.
+    pub fn restart_pod(&self, site: SiteId) {
+        let mut state = self.lock();
+        if let Some(pod) = state
+            .observed
+            .parts
+            .iter_mut()
+            .find(|p| p.site_id == site && p.role == PartRole::Pod)
+        {
+            pod.pod_endpoint = Some(format!("endpoint-{}-again", pod.id));
+        }
     }
 
     fn container<'a>(
@@ -156,12 +184,14 @@ impl Runtime for FakeRuntime {
         let mut state = self.call("create_container", spec.site_id)?;
         state.created += 1;
         let id = format!("c{}", state.created);
+        let pod_endpoint = Self::pod_endpoint(&state, spec.site_id);
         state.observed.containers.push(ObservedContainer {
             id: id.clone(),
             site_id: spec.site_id,
             digest: spec.container_digest(),
             running: false,
             address: None,
+            pod_endpoint,
         });
         Ok(id)
     }
@@ -172,7 +202,10 @@ impl Runtime for FakeRuntime {
         let address = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, octet)));
         if let Some(part) = state.observed.parts.iter_mut().find(|p| p.id == id) {
             part.running = true;
-            part.address = address.filter(|_| part.role == PartRole::Pod);
+            if part.role == PartRole::Pod {
+                part.address = address;
+                part.pod_endpoint = Some(format!("endpoint-{id}-{octet}"));
+            }
             return Ok(());
         }
         let container = Self::container(&mut state, id)?;
@@ -521,6 +554,22 @@ mod tests {
         assert!(first.addresses.contains_key(&site));
         let second = reconciler.reconcile(&desired).await.unwrap();
         assert_eq!(second.actions, []);
+        // The pod started again by hand: the database and the site join its new namespace.
+        reconciler.runtime().restart_pod(site);
+        let rejoined = reconciler.reconcile(&desired).await.unwrap();
+        assert!(
+            rejoined
+                .actions
+                .iter()
+                .any(|a| matches!(a, crate::engine::runtime::Action::ReplaceDatabase { .. }))
+                && rejoined
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, crate::engine::runtime::Action::Replace { .. })),
+            "{:?}",
+            rejoined.actions
+        );
+        assert_eq!(reconciler.reconcile(&desired).await.unwrap().actions, []);
         let usage = reconciler
             .runtime()
             .volume_usage(reconciler.naming())

@@ -136,7 +136,21 @@ fn plan_parts(
         }),
         Some(_) => {}
     }
-    let new_pod = pod.is_none();
+    // A pod started again (by hand, say) has a new namespace: what was made in the old one
+    // is made again in it.
+    let stale =
+        |endpoint: &Option<String>| match (pod.and_then(|p| p.pod_endpoint.as_ref()), endpoint) {
+            (Some(now), Some(then)) => now != then,
+            _ => false,
+        };
+    let new_pod = pod.is_none()
+        || parts
+            .iter()
+            .any(|p| p.role != PartRole::Pod && stale(&p.pod_endpoint))
+        || observed
+            .containers
+            .iter()
+            .any(|c| c.site_id == site && stale(&c.pod_endpoint));
     let runs = spec.run || spec.databases_stay_up;
     for db in &spec.databases {
         if !observed
@@ -229,6 +243,7 @@ mod tests {
             digest: spec.container_digest(),
             running,
             address: None,
+            pod_endpoint: None,
         }
     }
 
@@ -425,6 +440,7 @@ mod tests {
             digest,
             running: true,
             address: None,
+            pod_endpoint: Some("endpoint-1".into()),
         }
     }
 

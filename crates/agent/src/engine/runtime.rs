@@ -20,6 +20,10 @@ pub mod labels {
     pub const ROLE: &str = "coop.alveole.role";
     /// The name of the database a `database` container or volume holds.
     pub const DATABASE: &str = "coop.alveole.database";
+    /// On a container in a pod: the pod's endpoint on the node's network when the container
+    /// was made. A pod started again has a new namespace and endpoint: its containers, left
+    /// in the old namespace, are made again in the new one.
+    pub const POD_ENDPOINT: &str = "coop.alveole.pod-endpoint";
 }
 
 /// How the objects of one node are named in the engine.
@@ -95,6 +99,8 @@ pub struct ObservedContainer {
     pub running: bool,
     /// Its address on the node's network, while running.
     pub address: Option<IpAddr>,
+    /// In a pod: the pod's endpoint when it was made (`labels::POD_ENDPOINT`).
+    pub pod_endpoint: Option<String>,
 }
 
 /// What a container beside a site's own is to it.
@@ -116,6 +122,9 @@ pub struct ObservedPart {
     pub running: bool,
     /// A pod's address on the node's network, while running.
     pub address: Option<IpAddr>,
+    /// A pod's endpoint on the node's network, while running; a database's pod's when it was
+    /// made (`labels::POD_ENDPOINT`).
+    pub pod_endpoint: Option<String>,
 }
 
 /// What a site's volumes use on the node.
