@@ -626,30 +626,14 @@ impl DockerRuntime {
         env: &[String],
         output: &std::path::Path,
     ) -> Result<crate::engine::runtime::ExecOutcome, RuntimeError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use bollard::exec::StartExecResults;
         use tokio::io::AsyncWriteExt;
-        let created = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(command.to_vec()),
-                    env: Some(env.to_vec()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine)?;
+        let exec = self.new_exec(container, command, env, false).await?;
         let io = |e: std::io::Error| RuntimeError::Engine(Box::new(e));
         let mut file = tokio::fs::File::create(output).await.map_err(io)?;
         let mut stderr: Vec<u8> = Vec::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(engine)?
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec, None).await.map_err(engine)?
         {
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(engine)? {
@@ -657,24 +641,14 @@ impl DockerRuntime {
                         file.write_all(&message).await.map_err(io)?;
                     }
                     bollard::container::LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message);
-                        let excess = stderr.len().saturating_sub(2048);
-                        stderr.drain(..excess);
+                        super::docker_pods::keep_tail(&mut stderr, &message);
                     }
                     _ => {}
                 }
             }
         }
         file.sync_all().await.map_err(io)?;
-        let inspected = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(engine)?;
-        Ok(crate::engine::runtime::ExecOutcome {
-            exit_code: inspected.exit_code.unwrap_or(-1),
-            stderr_tail: String::from_utf8_lossy(&stderr).trim().to_owned(),
-        })
+        self.exec_outcome(&exec, &stderr).await
     }
 }
 

@@ -201,45 +201,22 @@ impl DockerRuntime {
         command: &[String],
         env: &[String],
     ) -> Result<ExecOutcome, RuntimeError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let created = self
-            .client()
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(command.to_vec()),
-                    env: Some(env.to_vec()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine)?;
+        use bollard::exec::StartExecResults;
+        let exec = self.new_exec(container, command, env, false).await?;
         let mut stderr: Vec<u8> = Vec::new();
         if let StartExecResults::Attached { mut output, .. } = self
             .client()
-            .start_exec(&created.id, None)
+            .start_exec(&exec, None)
             .await
             .map_err(engine)?
         {
             while let Some(chunk) = output.next().await {
                 if let bollard::container::LogOutput::StdErr { message } = chunk.map_err(engine)? {
-                    stderr.extend_from_slice(&message);
-                    let excess = stderr.len().saturating_sub(2048);
-                    stderr.drain(..excess);
+                    keep_tail(&mut stderr, &message);
                 }
             }
         }
-        let inspected = self
-            .client()
-            .inspect_exec(&created.id)
-            .await
-            .map_err(engine)?;
-        Ok(ExecOutcome {
-            exit_code: inspected.exit_code.unwrap_or(-1),
-            stderr_tail: String::from_utf8_lossy(&stderr).trim().to_owned(),
-        })
+        self.exec_outcome(&exec, &stderr).await
     }
 }
 
@@ -252,32 +229,18 @@ impl DockerRuntime {
         env: &[String],
         input: &std::path::Path,
     ) -> Result<ExecOutcome, RuntimeError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use bollard::exec::StartExecResults;
         use tokio::io::AsyncWriteExt;
         let io = |e: std::io::Error| RuntimeError::Engine(Box::new(e));
         let mut file = tokio::fs::File::open(input).await.map_err(io)?;
-        let created = self
-            .client()
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(command.to_vec()),
-                    env: Some(env.to_vec()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine)?;
+        let exec = self.new_exec(container, command, env, true).await?;
         let mut stderr: Vec<u8> = Vec::new();
         if let StartExecResults::Attached {
             mut output,
             mut input,
         } = self
             .client()
-            .start_exec(&created.id, None)
+            .start_exec(&exec, None)
             .await
             .map_err(engine)?
         {
@@ -292,9 +255,7 @@ impl DockerRuntime {
                     if let bollard::container::LogOutput::StdErr { message } =
                         chunk.map_err(engine)?
                     {
-                        stderr.extend_from_slice(&message);
-                        let excess = stderr.len().saturating_sub(2048);
-                        stderr.drain(..excess);
+                        keep_tail(&mut stderr, &message);
                     }
                 }
                 Ok::<(), RuntimeError>(())
@@ -303,14 +264,55 @@ impl DockerRuntime {
             read?;
             written.map_err(io)?;
         }
-        let inspected = self
+        self.exec_outcome(&exec, &stderr).await
+    }
+}
+
+/// Keeps the last 2 KiB of a command's standard error (the reason of a failure).
+pub(super) fn keep_tail(tail: &mut Vec<u8>, message: &[u8]) {
+    tail.extend_from_slice(message);
+    let excess = tail.len().saturating_sub(2048);
+    tail.drain(..excess);
+}
+
+impl DockerRuntime {
+    /// Makes an exec of `command` in `container` with `env` added, its output attached (and
+    /// its input, with `stdin`): its id.
+    pub(super) async fn new_exec(
+        &self,
+        container: &str,
+        command: &[String],
+        env: &[String],
+        stdin: bool,
+    ) -> Result<String, RuntimeError> {
+        let created = self
             .client()
-            .inspect_exec(&created.id)
+            .create_exec(
+                container,
+                bollard::exec::CreateExecOptions {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(command.to_vec()),
+                    env: Some(env.to_vec()),
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(engine)?;
+        Ok(created.id)
+    }
+
+    /// How an exec ended: its exit code, and the tail of its standard error.
+    pub(super) async fn exec_outcome(
+        &self,
+        exec: &str,
+        stderr: &[u8],
+    ) -> Result<ExecOutcome, RuntimeError> {
+        let inspected = self.client().inspect_exec(exec).await.map_err(engine)?;
         Ok(ExecOutcome {
             exit_code: inspected.exit_code.unwrap_or(-1),
-            stderr_tail: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            stderr_tail: String::from_utf8_lossy(stderr).trim().to_owned(),
         })
     }
 }
